@@ -1,0 +1,68 @@
+"""Authorities shared by the certificate tests, and a moto server over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from certhelpers import CRL_URL, OCSP_URL
+
+from popcorn.certificates.ca import (
+    Authority,
+    AuthorityPolicy,
+    CertificateRequest,
+    IssuedCertificate,
+    KeyType,
+    create_intermediate_authority,
+    create_root_authority,
+    issue_certificate,
+)
+
+
+@pytest.fixture(scope="session")
+def root() -> Authority:
+    return create_root_authority(
+        "Popcorn Test Root",
+        key_type=KeyType.EC_P384,
+        path_length=1,
+        policy=AuthorityPolicy(max_validity_days=3650),
+    )
+
+
+@pytest.fixture(scope="session")
+def intermediate(root: Authority) -> Authority:
+    return create_intermediate_authority(
+        root,
+        "Popcorn Test Intermediate",
+        key_type=KeyType.EC_P256,
+        policy=AuthorityPolicy(
+            max_validity_days=397,
+            allowed_dns_suffixes=("example.test", "localhost"),
+            allowed_ip_networks=("127.0.0.0/8", "::1/128"),
+            crl_url=CRL_URL,
+            ocsp_url=OCSP_URL,
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def server_cert(intermediate: Authority) -> IssuedCertificate:
+    return issue_certificate(
+        intermediate,
+        CertificateRequest(
+            common_name="www.example.test", dns_names=["localhost"], ip_addresses=["127.0.0.1"]
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
