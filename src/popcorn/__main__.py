@@ -1,0 +1,3 @@
+from popcorn.cli import main
+
+main()

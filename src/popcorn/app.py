@@ -1,0 +1,260 @@
+"""The Flask application: auth on every route, one error envelope, metrics, health.
+
+Domains contribute blueprints; this module knows none of them by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError
+from flask import Response, g, jsonify, request, send_from_directory
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from popcorn import metrics
+from popcorn.auth import authenticate, require, touch_token
+from popcorn.config import get_settings
+from popcorn.context import Actor, set_actor
+from popcorn.db import session_scope
+from popcorn.errors import PopcornError, envelope
+
+log = logging.getLogger("popcorn.app")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"}
+PUBLIC_PREFIXES = ("/docs/", "/static/")
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def role(needed: str) -> Callable[[F], F]:
+    """Mark a view as needing more than the default (viewer to read, operator to change)."""
+
+    def decorate(view: F) -> F:
+        view._popcorn_role = needed  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _required_role() -> str:
+    view = request.endpoint and APP_VIEWS.get(request.endpoint)
+    needed = getattr(view, "_popcorn_role", None) if view else None
+    if needed:
+        return str(needed)
+    return "viewer" if request.method in {"GET", "HEAD", "OPTIONS"} else "operator"
+
+
+APP_VIEWS: dict[str, Any] = {}
+
+
+def _swagger_assets() -> Path | None:
+    try:
+        import flask_swagger_ui
+    except ImportError:
+        return None
+    return Path(flask_swagger_ui.__file__).parent / "dist"
+
+
+def create_app(config: dict[str, Any] | None = None) -> APIFlask:
+    from popcorn import domains
+    from popcorn.views import bp as core_bp
+
+    settings = get_settings()
+    app = APIFlask(
+        "popcorn",
+        title="Popcorn API",
+        version="1.0",
+        spec_path="/openapi.json",
+        docs_path="/docs",
+    )
+    app.config.update(
+        OPENAPI_VERSION="3.1.0",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SECRET_KEY=settings.effective_secret_key,
+        VALIDATION_ERROR_STATUS_CODE=422,
+        JSON_SORT_KEYS=False,
+        DESCRIPTION=(
+            "Every route under /api/v1 needs `Authorization: Bearer <token>`. Reads need the "
+            "viewer role, changes operator, tokens and settings admin. Errors share one "
+            'envelope: `{"error": {"code", "message", "details"}}`.'
+        ),
+    )
+    assets = _swagger_assets()
+    if assets is not None:
+        app.config.update(
+            SWAGGER_UI_CSS="/docs/assets/swagger-ui.css",
+            SWAGGER_UI_BUNDLE_JS="/docs/assets/swagger-ui-bundle.js",
+            SWAGGER_UI_STANDALONE_PRESET_JS="/docs/assets/swagger-ui-standalone-preset.js",
+            DOCS_FAVICON="/docs/assets/favicon-32x32.png",
+        )
+
+        @app.get("/docs/assets/<path:name>")
+        @app.doc(hide=True)
+        def docs_asset(name: str) -> Response:
+            return send_from_directory(assets, name, max_age=86400)
+
+    app.security_schemes = {"bearer": {"type": "http", "scheme": "bearer"}}
+    if config:
+        app.config.update(config)
+
+    app.register_blueprint(core_bp, url_prefix="/api/v1")
+    for blueprint in domains.blueprints():
+        app.register_blueprint(blueprint, url_prefix=f"/api/v1/{blueprint.name}")
+    console = domains.optional_module("popcorn.web")
+    if console is not None:
+        console.register(app)
+    APP_VIEWS.update(app.view_functions)
+
+    _install_hooks(app)
+    _install_errors(app)
+    _install_ops_routes(app)
+    return app
+
+
+def _install_hooks(app: APIFlask) -> None:
+    @app.before_request
+    def start() -> Any:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        if is_public(request.path) or request.path.startswith("/ui"):
+            return None  # the console (/ui) authenticates with its own session cookie
+        header = request.headers.get("Authorization", "")
+        scheme, _, raw = header.partition(" ")
+        with session_scope(readonly=True) as session:
+            principal = authenticate(
+                session=session, raw=raw.strip() if scheme.lower() == "bearer" else None
+            )
+        with session_scope() as session:
+            touch_token(session=session, token_id=principal.token_id)
+        require(principal, _required_role())
+        g.principal = principal
+        set_actor(
+            Actor(name=f"token:{principal.name}", role=principal.role, request_id=g.request_id)
+        )
+        return None
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        rule = request.url_rule.rule if request.url_rule else "<unmatched>"
+        started = getattr(g, "started", None)
+        if started is not None:
+            metrics.observe_request(
+                request.method, rule, response.status_code, time.perf_counter() - started
+            )
+        return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        set_actor(None)
+
+
+def _install_errors(app: APIFlask) -> None:
+    @app.error_processor
+    def api_error(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
+        status = error.status_code
+        details = error.detail if isinstance(error.detail, dict) else {}
+        if status == 422 and details:
+            details = {"fields": _flatten_validation(details)}
+        message = error.message or STATUS_CODES.get(status, "error")
+        if status == 422 and error.message == "Validation error":
+            message = "request validation failed"
+        return envelope(STATUS_CODES.get(status, "error"), message, details), status, error.headers
+
+    @app.errorhandler(PopcornError)
+    def popcorn_error(error: PopcornError) -> tuple[Response, int]:
+        response = jsonify(error.envelope())
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="popcorn"'
+        return response, error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        return jsonify(envelope(STATUS_CODES.get(status, "error"), error.description or "")), status
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response, int]:
+        if isinstance(error, HTTPException):
+            return http_error(error)
+        log.exception("unhandled error")
+        return jsonify(
+            envelope(
+                "internal_error",
+                "internal server error",
+                {"request_id": getattr(g, "request_id", "")},
+            )
+        ), 500
+
+
+def _flatten_validation(detail: dict[str, Any]) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    for location, errors in detail.items():
+        if isinstance(errors, dict):
+            for name, messages in errors.items():
+                key = name if location == "json" else f"{location}.{name}"
+                fields[key] = list(messages) if isinstance(messages, list) else [str(messages)]
+        else:
+            fields[location] = [str(errors)]
+    return fields
+
+
+def _install_ops_routes(app: APIFlask) -> None:
+    @app.get("/healthz")
+    @app.doc(tags=["ops"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    @app.doc(tags=["ops"], summary="Readiness: database and Redis reachable")
+    def readyz() -> tuple[dict[str, Any], int]:
+        checks: dict[str, str] = {}
+        try:
+            with session_scope(readonly=True) as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            from popcorn.jobs import get_redis
+
+            get_redis().ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return {"status": "ready" if ready else "not ready", "checks": checks}, (
+            200 if ready else 503
+        )
+
+    @app.get("/metrics")
+    @app.doc(tags=["ops"], summary="Prometheus metrics")
+    def metrics_route() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)

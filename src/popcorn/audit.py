@@ -1,0 +1,80 @@
+"""The change log: one record per change, written in the change's own transaction.
+
+Like NetBox's change log, every object type shares one table, so "what changed,
+who did it, under which request" has one answer everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from popcorn.context import current_actor
+from popcorn.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("ix_audit_object", "object_type", "object_id"),
+        Index("ix_audit_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(50))
+    object_type: Mapped[str] = mapped_column(String(80))
+    object_id: Mapped[str] = mapped_column(String(80))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    diff: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Changed keys as {key: [old, new]}."""
+    before = before or {}
+    after = after or {}
+    return {
+        key: [before.get(key), after.get(key)]
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
+
+
+def record_change(
+    session: Session,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditRecord:
+    actor = current_actor()
+    rec = AuditRecord(
+        time=utcnow(),
+        actor=actor.name,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        before=before,
+        after=after,
+        diff=diff(before, after),
+        request_id=actor.request_id,
+    )
+    session.add(rec)
+    return rec
+
+
+def records_for(session: Session, object_type: str, object_id: Any) -> list[AuditRecord]:
+    stmt = (
+        select(AuditRecord)
+        .where(AuditRecord.object_type == object_type, AuditRecord.object_id == str(object_id))
+        .order_by(AuditRecord.id)
+    )
+    return list(session.scalars(stmt))

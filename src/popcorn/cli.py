@@ -1,0 +1,176 @@
+"""The `popcorn` command: core commands plus one group per domain.
+
+Helpers here (`output`, `json_option`, `progress`) are the one way every
+domain's CLI prints tables, JSON and progress, and turns errors into one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from popcorn.errors import PopcornError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def output(
+    data: Any,
+    *,
+    as_json: bool,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print rows as a table (people) or JSON (machines)."""
+    data = _jsonable(data)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if isinstance(data, dict) and columns is None:
+        table = Table(show_header=False, title=title, box=None)
+        table.add_column(style="bold cyan")
+        table.add_column()
+        for key, value in data.items():
+            shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
+            table.add_row(str(key), "" if shown is None else str(shown))
+        console.print(table)
+        return
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        console.print("[dim]nothing found[/dim]")
+        return
+    columns = list(columns or rows[0].keys())
+    table = Table(title=title, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, dict | list):
+                value = json.dumps(value, default=str)
+            cells.append("" if value is None else str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
+
+
+def progress(total: int | None, description: str) -> Progress:
+    """A progress bar on stderr, hidden when stderr is not a terminal."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+        transient=True,
+    )
+    bar.add_task(description, total=total)
+    return bar
+
+
+def fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, PopcornError):
+        extra = ""
+        if exc.details:
+            extra = " (" + ", ".join(f"{k}: {v}" for k, v in list(exc.details.items())[:4]) + ")"
+        return f"{exc.message}{extra}"
+    if isinstance(exc, ValidationError):
+        parts = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error["loc"]) or "input"
+            parts.append(f"{where}: {error['msg']}")
+        return "invalid input: " + "; ".join(parts)
+    return str(exc) or type(exc).__name__
+
+
+class PopcornGroup(click.Group):
+    """Turns known errors into `error: …` and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PopcornError, ValidationError, ValueError, OSError, TimeoutError) as exc:
+            raise click.ClickException(_one_line(exc)) from exc
+
+
+def parse_kv(pairs: Iterable[str]) -> dict[str, Any]:
+    """`key=value` pairs; values are parsed as JSON when they can be."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def with_actor(func: F) -> F:
+    """Commands act as `cli:<user>` with a fresh request id for their audit records."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from popcorn.context import acting_as, current_actor
+
+        with acting_as(current_actor().name):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(cls=PopcornGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="popcorn")
+def cli() -> None:
+    """Popcorn: an open operations platform for streaming infrastructure."""
+
+
+def main() -> None:
+    from popcorn import commands, domains
+
+    commands.register(cli)
+    for group in domains.cli_groups():
+        cli.add_command(group)
+    cli(prog_name="popcorn")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,364 @@
+"""Core commands of the `popcorn` CLI: running it, tokens, jobs, audit, config."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from popcorn import auth, jobs
+from popcorn.audit import AuditRecord
+from popcorn.cli import json_option, output, parse_kv, with_actor
+from popcorn.config import get_settings
+from popcorn.db import session_scope, upgrade
+from popcorn.listing import filter_clauses, parse_list_params
+from popcorn.views import AUDIT_FILTERS, JOB_FILTERS, AuditRead, JobRead, ScheduleRead
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def host_port(func: Any) -> Any:
+    func = click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)(func)
+    return click.option("--host", default=DEFAULT_HOST, show_default=True)(func)
+
+
+@click.command()
+@host_port
+@click.option("--workers", "web_workers", default=2, show_default=True, help="Gunicorn workers.")
+@click.option("--job-workers", default=1, show_default=True, help="rq worker processes.")
+@click.option("--admin-token", is_flag=True, help="Create an admin token and print it.")
+def up(host: str, port: int, web_workers: int, job_workers: int, admin_token: bool) -> None:
+    """Migrate, then run the API, workers and scheduler until Ctrl-C."""
+    from popcorn.supervisor import Supervisor
+
+    upgrade()
+    click.echo(f"Popcorn at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    if admin_token:
+        click.echo(f"admin token: {_fresh_admin_token()}")
+    Supervisor(host=host, port=port, web_workers=web_workers, job_workers=job_workers).run()
+
+
+def _fresh_admin_token() -> str:
+    """A new admin token for the console each time `make demo` starts."""
+    import secrets
+
+    with session_scope() as session:
+        _, raw = auth.create_token(
+            session=session, name=f"demo-admin-{secrets.token_hex(3)}", role="admin"
+        )
+    return raw
+
+
+@click.command()
+@host_port
+@click.option("--workers", "web_workers", default=2, show_default=True)
+def serve(host: str, port: int, web_workers: int) -> None:
+    """Run the API under Gunicorn (one part of a multi-machine deployment)."""
+    from popcorn.supervisor import exec_gunicorn
+
+    exec_gunicorn(host, port, web_workers)
+
+
+@click.command()
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    type=click.Choice(jobs.QUEUES),
+    help="Queues to serve, in priority order (default: all).",
+)
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an rq worker on this installation's Redis."""
+    jobs.run_worker(list(queues) or None, burst=burst)
+
+
+@click.command()
+def scheduler() -> None:
+    """Run the scheduler (delayed and cron jobs, relay, reaper) and the outbox dispatcher."""
+    from popcorn.supervisor import stop_flag
+
+    stop = stop_flag()
+    jobs.run_scheduler(stop)
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending migrations."""
+    from popcorn.db import current_revisions
+
+    upgrade()
+    click.echo("database at " + ", ".join(sorted(current_revisions())))
+
+
+@click.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True)
+@click.option("--role", "role_name", required=True, type=click.Choice(auth.ROLES))
+@click.option("--expires-days", type=int, default=None)
+@json_option
+@with_actor
+def token_create(name: str, role_name: str, expires_days: int | None, as_json: bool) -> None:
+    """Create a token; its secret is printed once."""
+    spec = auth.TokenCreate(name=name, role=role_name, expires_days=expires_days)
+    with session_scope() as session:
+        created, raw = auth.create_token(
+            session=session, name=spec.name, role=spec.role, expires_days=spec.expires_days
+        )
+        data = auth.TokenRead.model_validate(created).model_dump(mode="json")
+    if as_json:
+        output({**data, "token": raw}, as_json=True)
+    else:
+        click.echo(raw)
+        click.echo(
+            f"token {name!r} ({role_name}) created; the secret above is not shown again", err=True
+        )
+
+
+@token.command("list")
+@json_option
+def token_list(as_json: bool) -> None:
+    with session_scope(readonly=True) as session:
+        rows = [
+            auth.TokenRead.model_validate(t).model_dump(mode="json")
+            for t in auth.list_tokens(session=session)
+        ]
+    output(
+        rows,
+        as_json=as_json,
+        columns=["id", "name", "role", "hint", "created_at", "last_used_at", "revoked_at"],
+    )
+
+
+@token.command("revoke")
+@click.argument("ref")
+@with_actor
+def token_revoke(ref: str) -> None:
+    """Revoke a token by id or name."""
+    with session_scope() as session:
+        revoked = auth.revoke_token(session=session, ref=ref)
+        click.echo(f"revoked token {revoked.name!r}")
+
+
+@click.group()
+def config() -> None:
+    """Settings."""
+
+
+@config.command("show")
+@json_option
+def config_show(as_json: bool) -> None:
+    """Effective settings, secrets masked."""
+    output(get_settings().masked(), as_json=as_json)
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Background jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--status", type=click.Choice(jobs.STATES))
+@click.option("--queue", type=click.Choice(jobs.QUEUES))
+@click.option("--task")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+def jobs_list(
+    status: str | None, queue: str | None, task: str | None, limit: int, as_json: bool
+) -> None:
+    args: dict[str, Any] = {"limit": str(limit)}
+    for key, value in (("status", status), ("queue", queue), ("task", task)):
+        if value:
+            args[key] = value
+    params = parse_list_params(args)
+    with session_scope(readonly=True) as session:
+        stmt = select(jobs.JobRecord).where(*filter_clauses(params.filters, JOB_FILTERS))
+        stmt = stmt.order_by(jobs.JobRecord.id.desc()).limit(params.limit)
+        rows = [JobRead.model_validate(r).model_dump(mode="json") for r in session.scalars(stmt)]
+    output(
+        rows,
+        as_json=as_json,
+        columns=["id", "task", "queue", "status", "attempts", "created_at", "ended_at"],
+    )
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=int)
+@json_option
+def jobs_show(job_id: int, as_json: bool) -> None:
+    with session_scope(readonly=True) as session:
+        record = JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
+    output(record.model_dump(mode="json"), as_json=as_json)
+
+
+@jobs_group.command("submit")
+@click.argument("task_name")
+@click.argument("arguments", nargs=-1)
+@click.option("--queue", type=click.Choice(jobs.QUEUES))
+@click.option("--delay", type=float, default=None, help="Seconds before it may run.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=float,
+    default=None,
+    help="Wait up to this many seconds and print the result.",
+)
+@json_option
+@with_actor
+def jobs_submit(
+    task_name: str,
+    arguments: tuple[str, ...],
+    queue: str | None,
+    delay: float | None,
+    wait_seconds: float | None,
+    as_json: bool,
+) -> None:
+    """Submit TASK_NAME with key=value arguments."""
+    with session_scope() as session:
+        record = jobs.enqueue(
+            session, task_name, arguments=parse_kv(arguments), queue=queue, delay_seconds=delay
+        )
+        job_id = record.id
+    if wait_seconds:
+        done = jobs.wait_for(job_id, timeout=wait_seconds)
+        output(JobRead.model_validate(done).model_dump(mode="json"), as_json=as_json)
+        if done.status != "finished":
+            sys.exit(1)
+    else:
+        output({"id": job_id, "status": record.status}, as_json=as_json)
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", type=int)
+@with_actor
+def jobs_cancel(job_id: int) -> None:
+    with session_scope() as session:
+        jobs.cancel_job(session=session, job_id=job_id)
+    click.echo(f"job {job_id} canceled")
+
+
+@click.group("schedules")
+def schedules_group() -> None:
+    """Repeating jobs (cron or interval), stored in the database."""
+
+
+@schedules_group.command("list")
+@json_option
+def schedules_list(as_json: bool) -> None:
+    with session_scope(readonly=True) as session:
+        rows = [
+            ScheduleRead.model_validate(s).model_dump(mode="json")
+            for s in jobs.list_schedules(session=session)
+        ]
+    output(
+        rows,
+        as_json=as_json,
+        columns=["name", "task", "cron", "interval_seconds", "enabled", "next_run_at"],
+    )
+
+
+@schedules_group.command("add")
+@click.argument("name")
+@click.argument("task_name")
+@click.argument("arguments", nargs=-1)
+@click.option("--cron", default=None, help="Cron expression, e.g. '*/5 * * * *'.")
+@click.option("--every", "interval", type=int, default=None, help="Interval in seconds.")
+@click.option("--queue", type=click.Choice(jobs.QUEUES), default="default")
+@with_actor
+def schedules_add(
+    name: str,
+    task_name: str,
+    arguments: tuple[str, ...],
+    cron: str | None,
+    interval: int | None,
+    queue: str,
+) -> None:
+    with session_scope() as session:
+        sched = jobs.create_schedule(
+            session=session,
+            name=name,
+            task=task_name,
+            arguments=parse_kv(arguments),
+            queue=queue,
+            cron=cron,
+            interval_seconds=interval,
+        )
+        click.echo(f"schedule {name!r} next runs at {sched.next_run_at.isoformat()}")
+
+
+@schedules_group.command("remove")
+@click.argument("name")
+@with_actor
+def schedules_remove(name: str) -> None:
+    with session_scope() as session:
+        jobs.delete_schedule(session=session, name=name)
+    click.echo(f"schedule {name!r} removed")
+
+
+@click.command("audit")
+@click.option("--object-type")
+@click.option("--object-id")
+@click.option("--actor")
+@click.option("--since", type=click.DateTime(), help="From this time (UTC).")
+@click.option("--until", type=click.DateTime(), help="Up to this time (UTC).")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+def audit_command(
+    object_type: str | None,
+    object_id: str | None,
+    actor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The change log, newest first."""
+    args: dict[str, Any] = {"limit": str(limit)}
+    for key, value in (
+        ("object_type", object_type),
+        ("object_id", object_id),
+        ("actor", actor),
+        ("time__gte", since and since.isoformat()),
+        ("time__lte", until and until.isoformat()),
+    ):
+        if value:
+            args[key] = value
+    params = parse_list_params(args)
+    with session_scope(readonly=True) as session:
+        stmt = select(AuditRecord).where(*filter_clauses(params.filters, AUDIT_FILTERS))
+        stmt = stmt.order_by(AuditRecord.id.desc()).limit(params.limit)
+        rows = [AuditRead.model_validate(r).model_dump(mode="json") for r in session.scalars(stmt)]
+    output(
+        rows,
+        as_json=as_json,
+        columns=["id", "time", "actor", "action", "object_type", "object_id", "diff"],
+    )
+
+
+def register(group: click.Group) -> None:
+    for command in (
+        up,
+        serve,
+        worker,
+        scheduler,
+        db,
+        token,
+        config,
+        jobs_group,
+        schedules_group,
+        audit_command,
+    ):
+        group.add_command(command)

@@ -1,0 +1,140 @@
+"""Effective settings: environment, then `popcorn.toml`, then defaults.
+
+Every process of one installation (API, workers, scheduler, CLI) must agree on
+the same home, database, Redis and secret, so all of them read settings here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRET_FILE_NAME = "secret_key"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `popcorn.toml` from POPCORN_CONFIG, POPCORN_HOME or the working directory."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_file_path()
+        if path is None:
+            return {}
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+        section = data.get("popcorn", data)
+        return {k: v for k, v in section.items() if k in Settings.model_fields}
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get("POPCORN_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = Path(os.environ.get("POPCORN_HOME", ".popcorn"))
+    for candidate in (home / "popcorn.toml", Path("popcorn.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POPCORN_", extra="ignore")
+
+    home: Path = Field(default=Path(".popcorn"), description="Where embedded data lives.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite if unset.")
+    redis_url: str | None = Field(default=None, description="Redis URL; embedded Redis if unset.")
+    secret_key: str | None = Field(default=None, description="Signs sessions, encrypts secrets.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest request body.")
+    job_timeout: int = Field(default=600, description="Default job timeout in seconds.")
+    job_retries: int = Field(default=3, description="Default retries for a failing job.")
+    log_level: str = Field(default="INFO")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite:///{(self.home / 'popcorn.db').resolve()}"
+
+    @property
+    def effective_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in POPCORN_HOME."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / SECRET_FILE_NAME
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key.encode())
+        finally:
+            os.close(fd)
+        return key
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as shown to people: secrets and passwords replaced by stars."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            shown[name] = str(value) if isinstance(value, Path) else value
+        shown["database_url"] = _mask_url(self.effective_database_url)
+        shown["redis_url"] = _mask_url(self.redis_url) if self.redis_url else "embedded"
+        shown["secret_key"] = "********" if self.secret_key else "generated (in home)"
+        shown["config_file"] = str(config_file_path() or "")
+        return shown
+
+
+def normalize_database_url(url: str) -> str:
+    """Let users write plain `postgresql://` URLs and still get psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:****@{host}"
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and `popcorn` subcommands that change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,211 @@
+"""One engine per database URL, one transaction helper, and the migration runner.
+
+Every domain writes through `session_scope()` so that a change, its audit
+record, its domain events and the jobs it enqueues commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from popcorn.config import get_settings
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_engines: dict[str, Engine] = {}
+_makers: dict[tuple[str, bool], sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the lock at BEGIN so concurrent writers queue on busy_timeout
+    # instead of failing on a lock upgrade mid-transaction; readers stay deferred
+    # so that WAL lets them run beside a writer.
+    if conn.get_execution_options().get("popcorn_readonly"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().effective_database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = make_engine(url)
+            _engines[url] = engine
+            _makers[(url, False)] = sessionmaker(engine, expire_on_commit=False)
+            _makers[(url, True)] = sessionmaker(
+                engine.execution_options(popcorn_readonly=True), expire_on_commit=False
+            )
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close pools, e.g. after fork or between tests that switch databases."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _makers.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A transaction: commit on success, roll back on any exception.
+
+    `readonly=True` is for reads only (API GETs): on SQLite it does not take the
+    write lock, so reads run beside a writer.
+    """
+    url = url or get_settings().effective_database_url
+    get_engine(url)
+    session = _makers[(url, readonly)]()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once this session's transaction has committed (never on rollback)."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault("on_commit", [])
+    callbacks.append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_commit_callbacks(session: Session) -> None:
+    callbacks: list[Callable[[], None]] = session.info.pop("on_commit", [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # the commit stands; relays catch up with what a callback missed
+            import logging
+
+            logging.getLogger("popcorn.db").warning("after-commit callback failed", exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_commit_callbacks(session: Session) -> None:
+    session.info.pop("on_commit", None)
+
+
+MIGRATION_PACKAGES = ["popcorn.migrations"]
+
+
+def register_migrations(package: str) -> None:
+    """Domains add their own Alembic version directory (a branch that depends on the core)."""
+    if package not in MIGRATION_PACKAGES:
+        MIGRATION_PACKAGES.append(package)
+
+
+def alembic_config(url: str | None = None) -> Any:
+    import importlib
+
+    from alembic.config import Config
+
+    import popcorn.domains  # noqa: F401  (registers every domain's migrations)
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "popcorn:migrations")
+    locations = []
+    for package in MIGRATION_PACKAGES:
+        module = importlib.import_module(package)
+        assert module.__file__ is not None
+        locations.append(str(Path(module.__file__).parent / "versions"))
+    cfg.set_main_option("version_locations", " ".join(locations))
+    cfg.set_main_option("path_separator", "space")
+    cfg.attributes["database_url"] = url or get_settings().effective_database_url
+    return cfg
+
+
+def upgrade(url: str | None = None) -> None:
+    """Apply every pending migration of the core and all domains."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "heads")
+
+
+def current_revisions(url: str | None = None) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with get_engine(url).connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())

@@ -1,0 +1,73 @@
+"""The installed domains and how the core finds their parts.
+
+A domain is a package `popcorn.<name>` with any of: `models.py` (tables),
+`migrations/versions/` (its Alembic branch), `views.py` (a blueprint named
+`bp`), `cli.py` (a click group named `group`), `tasks.py` (rq jobs) and
+`subscribers.py` (outbox subscribers). The core imports whichever exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+from popcorn.db import register_migrations
+
+DOMAINS: list[str] = [
+    "inventory",
+    "signals",
+    "events",
+    "remediation",
+    "traffic",
+    "certificates",
+]
+
+
+def optional_module(module: str) -> ModuleType | None:
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(module)
+
+
+def _each(part: str) -> list[ModuleType]:
+    found = []
+    for name in DOMAINS:
+        module = optional_module(f"popcorn.{name}.{part}")
+        if module is not None:
+            found.append(module)
+    return found
+
+
+def load_models() -> None:
+    import popcorn.audit
+    import popcorn.auth
+    import popcorn.jobs
+    import popcorn.outbox  # noqa: F401
+
+    _each("models")
+
+
+def load_tasks() -> None:
+    _each("tasks")
+
+
+def load_subscribers() -> None:
+    _each("subscribers")
+
+
+def blueprints() -> list[Any]:
+    return [module.bp for module in _each("views") if hasattr(module, "bp")]
+
+
+def cli_groups() -> list[Any]:
+    return [module.group for module in _each("cli") if hasattr(module, "group")]
+
+
+for _name in DOMAINS:
+    if optional_module(f"popcorn.{_name}.migrations") is not None:
+        register_migrations(f"popcorn.{_name}.migrations")

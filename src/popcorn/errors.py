@@ -1,0 +1,59 @@
+"""The error types every layer raises, and the one envelope they turn into.
+
+Services raise these; views and the CLI never build error responses by hand:
+the API renders `{"error": {"code", "message", "details"}}` and the CLI prints
+one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PopcornError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code:
+            self.code = code
+
+    def envelope(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidInput(PopcornError):
+    status = 422
+    code = "validation_error"
+
+
+class NotFound(PopcornError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PopcornError):
+    status = 409
+    code = "conflict"
+
+
+class Unauthorized(PopcornError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PopcornError):
+    status = 403
+    code = "forbidden"
+
+
+class Unavailable(PopcornError):
+    status = 503
+    code = "unavailable"
+
+
+def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}

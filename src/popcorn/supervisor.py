@@ -1,0 +1,154 @@
+"""`popcorn up`: the API, workers and scheduler as supervised child processes.
+
+Children run in their own process groups so that Ctrl-C reaches only the
+supervisor, which then stops them in order: the API first (no new work), then
+workers with a warm shutdown (the running job finishes), then the scheduler.
+A child that dies is restarted with backoff. When no Redis URL is set the
+supervisor owns the embedded Redis, so it outlives every child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from popcorn.config import get_settings
+
+log = logging.getLogger("popcorn.supervisor")
+
+
+def stop_flag() -> Callable[[], bool]:
+    """A flag set by SIGTERM or SIGINT, for loops that should end cleanly."""
+    event = threading.Event()
+
+    def handle(_signum: int, _frame: object) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return event.is_set
+
+
+def _metrics_dir() -> str:
+    path = get_settings().home.resolve() / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--config",
+        "python:popcorn.gunicorn_conf",
+        "popcorn.wsgi:app",
+    ]
+
+
+def exec_gunicorn(host: str, port: int, workers: int) -> None:
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _metrics_dir())
+    argv = gunicorn_argv(host, port, workers)
+    os.execv(argv[0], argv)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 30.0
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %s)", self.name, self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, self.stop_timeout)
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class Supervisor:
+    host: str
+    port: int
+    web_workers: int = 2
+    job_workers: int = 1
+    children: list[Child] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        popcorn = [sys.executable, "-m", "popcorn"]
+        self.children = [Child("api", gunicorn_argv(self.host, self.port, self.web_workers))]
+        self.children += [
+            Child(f"worker-{i + 1}", [*popcorn, "worker"]) for i in range(self.job_workers)
+        ]
+        self.children.append(Child("scheduler", [*popcorn, "scheduler"]))
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir()
+        env["POPCORN_HOME"] = str(get_settings().home.resolve())
+        return env
+
+    def run(self, stop: Callable[[], bool] | None = None) -> None:
+        logging.basicConfig(
+            level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s"
+        )
+        stop = stop or stop_flag()
+        redis_owner = None
+        env = self._env()
+        if not get_settings().redis_url:
+            from popcorn.jobs import embedded_redis_server
+
+            redis_owner = embedded_redis_server()  # lives as long as the supervisor
+            env["POPCORN_REDIS_URL"] = f"unix://{redis_owner.socket_file}"
+        for child in self.children:
+            child.start(env)
+        try:
+            while not stop():
+                for child in self.children:
+                    if not child.alive() and not stop():
+                        self._restart(child, env)
+                time.sleep(0.5)
+        finally:
+            log.info("stopping")
+            for child in self.children:  # api, workers, then scheduler
+                child.stop()
+            del redis_owner
+
+    def _restart(self, child: Child, env: dict[str, str]) -> None:
+        code = child.process.returncode if child.process else None
+        quick = time.monotonic() - child.started_at < 10
+        child.restarts = child.restarts + 1 if quick else 1
+        delay = min(2**child.restarts, 30) if quick else 0.5
+        log.warning("%s exited with %s; restarting in %.1fs", child.name, code, delay)
+        time.sleep(delay)
+        child.start(env)
