@@ -177,21 +177,24 @@ class Event:
 
 def resolve_path(obj: Any, parts: list[str]) -> Any:
     """Walk dict keys and list indexes; a key that itself contains dots also matches."""
-    for i, part in enumerate(parts):
-        if isinstance(obj, dict):
-            if part in obj:
-                obj = obj[part]
-                continue
-            for j in range(len(parts), i + 1, -1):
-                key = ".".join(parts[i:j])
-                if key in obj:
-                    return resolve_path(obj[key], parts[j:])
-            return MISSING
-        if isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
-            obj = obj[int(part)]
-            continue
+    if not parts:
+        return obj
+    head = parts[0]
+    if isinstance(obj, dict):
+        if head in obj:
+            found = resolve_path(obj[head], parts[1:])
+            if found is not MISSING or len(parts) == 1:
+                return found
+        for j in range(2, len(parts) + 1):
+            key = ".".join(parts[:j])
+            if key in obj:
+                found = resolve_path(obj[key], parts[j:])
+                if found is not MISSING:
+                    return found
         return MISSING
-    return obj
+    if isinstance(obj, list) and head.isdecimal() and int(head) < len(obj):
+        return resolve_path(obj[int(head)], parts[1:])
+    return MISSING
 
 
 def _flatten(root: Any, prefix: str) -> Iterator[tuple[str, Any]]:
