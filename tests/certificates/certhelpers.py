@@ -61,6 +61,7 @@ class TLSServer:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._workers: list[threading.Thread] = []
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -70,24 +71,25 @@ class TLSServer:
                 continue
             except OSError:
                 return
-            conn.settimeout(5)
-            try:
-                with self.context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(65536)
-                    peer = tls.getpeercert()
-                    name = "anonymous"
-                    if peer:
-                        for rdn in peer.get("subject", ()):
-                            for key, value in rdn:
-                                if key == "commonName":
-                                    name = value
-                    body = f"hello {name}".encode()
-                    tls.sendall(
-                        b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                    )
-            except (OSError, ssl.SSLError) as exc:
-                self.errors.append(str(exc))
-                conn.close()
+            worker = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                name = "anonymous"
+                for rdn in (tls.getpeercert() or {}).get("subject", ()):
+                    for key, value in rdn:
+                        if key == "commonName":
+                            name = value
+                body = f"hello {name}".encode()
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except (OSError, ValueError) as exc:
+            self.errors.append(str(exc))
+            conn.close()
 
     def __enter__(self) -> TLSServer:
         self._thread.start()
@@ -96,6 +98,8 @@ class TLSServer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        for worker in self._workers:
+            worker.join(timeout=5)
         self.listener.close()
 
 

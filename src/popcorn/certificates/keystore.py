@@ -123,7 +123,7 @@ def _envelope_bytes(envelope: bytes | str) -> bytes:
     if not text.startswith(TEXT_PREFIX):
         raise DecryptionError("envelope: not a Popcorn key store envelope")
     try:
-        return base64.urlsafe_b64decode(text[len(TEXT_PREFIX) :])
+        return base64.b64decode(text[len(TEXT_PREFIX) :], altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise DecryptionError("envelope: corrupted base64") from None
 
