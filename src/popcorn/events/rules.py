@@ -440,8 +440,22 @@ class _TimeWindow:
 # --- the YAML reader --------------------------------------------------------------
 
 
+# Spellings other rule engines use, to suggest Popcorn's.
+_OPERATOR_ALIASES: Final = {
+    "equals": "eq", "equal": "eq", "==": "eq", "=": "eq", "is": "eq", "neq": "ne",
+    "not_eq": "ne", "!=": "ne", "lte": "le", "gte": "ge", "<": "lt", "<=": "le", ">": "gt",
+    ">=": "ge", "nin": "not_in", "notin": "not_in", "matches": "regex", "match": "regex",
+    "startswith": "prefix", "starts_with": "prefix", "endswith": "suffix",
+    "ends_with": "suffix", "exist": "exists", "has": "contains", "icontains": "contains",
+}  # fmt: skip
+
+
 def _known(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    options = list(choices)
+    alias = _OPERATOR_ALIASES.get(word.lower())
+    if alias in options:
+        return f" (did you mean {alias!r}?)"
+    close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -1061,7 +1075,9 @@ def parse_rules(text: str, file: str = "<string>") -> list[Rule]:
     except yaml.YAMLError as exc:
         raise RuleSyntaxError(f"invalid YAML: {exc}", file=file) from None
     for document in documents:
-        if document is None:
+        if document is None or (
+            isinstance(document, yaml.ScalarNode) and document.tag.endswith(":null")
+        ):
             continue
         if isinstance(document, yaml.SequenceNode):
             builder.visit(document)
