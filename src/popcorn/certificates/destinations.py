@@ -244,7 +244,7 @@ class S3Destination(Destination):
             keys.append(key)
         return Deployment(
             self.kind,
-            f"s3://{self.bucket}/{self._key(bundle.name, '')}",
+            f"s3://{self.bucket}/{self._key(bundle.name, '')}/",
             {"keys": ",".join(keys)},
         )
 
