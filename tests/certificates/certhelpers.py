@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from popcorn.certificates.ca import IssuedCertificate, certificates_to_pem
+from popcorn.certificates.ca import IssuedCertificate, certificate_info, certificates_to_pem
 
 CRL_URL = "http://pki.example.test/crl/intermediate.crl"
 OCSP_URL = "http://pki.example.test/ocsp"
@@ -80,11 +80,8 @@ class TLSServer:
         try:
             with self.context.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(65536)
-                name = "anonymous"
-                for rdn in (tls.getpeercert() or {}).get("subject", ()):
-                    for key, value in rdn:
-                        if key == "commonName":
-                            name = value
+                der = tls.getpeercert(binary_form=True)
+                name = (certificate_info(der).common_name if der else None) or "anonymous"
                 body = f"hello {name}".encode()
                 tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         except (OSError, ValueError) as exc:

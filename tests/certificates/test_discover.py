@@ -50,7 +50,7 @@ def test_sni_selects_the_certificate_discovered(
         if name == "api.example.test":
             sock.context = alternative
 
-    default.sni_callback = choose  # type: ignore[assignment]
+    default.sni_callback = choose
     with TLSServer(default) as server:
         named = fetch_chain(Endpoint("127.0.0.1", server.port, "api.example.test"))
         plain = fetch_chain(Endpoint("127.0.0.1", server.port))
