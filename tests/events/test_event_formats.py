@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -134,7 +134,9 @@ def test_cloudevents_batch_error_names_item() -> None:
 def test_parse_body_by_content_type() -> None:
     single = parse_body(json.dumps(ce()), "application/cloudevents+json; charset=utf-8")
     assert len(single) == 1
-    batch = parse_body(json.dumps([ce(), ce(id="2")]).encode(), "application/cloudevents-batch+json")
+    batch = parse_body(
+        json.dumps([ce(), ce(id="2")]).encode(), "application/cloudevents-batch+json"
+    )
     assert [e.id for e in batch] == ["a1b2", "2"]
     with pytest.raises(EventFormatError, match="array"):
         parse_body(json.dumps(ce()), "application/cloudevents-batch+json")
@@ -224,9 +226,7 @@ def test_alertmanager_without_fingerprint_uses_labels(alertmanager_payload: dict
         (lambda p: p.update(truncatedAlerts=-1), "truncatedAlerts"),
     ],
 )
-def test_alertmanager_invalid(
-    alertmanager_payload: dict[str, Any], mutate: Any, path: str
-) -> None:
+def test_alertmanager_invalid(alertmanager_payload: dict[str, Any], mutate: Any, path: str) -> None:
     mutate(alertmanager_payload)
     with pytest.raises(EventFormatError) as info:
         parse_alertmanager(alertmanager_payload)
@@ -242,7 +242,7 @@ def test_fields_flat_view_and_get_agree() -> None:
         id="1",
         type="t",
         source="s",
-        time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        time=datetime(2024, 1, 1, tzinfo=UTC),
         labels={"app.kubernetes.io/name": "edge", "severity": "page"},
         data={"disk": {"used": 97, "mounts": ["/", {"path": "/cache"}]}, "a.b": 1, "a": {"c": 2}},
     )
@@ -274,6 +274,22 @@ def test_event_rejects_naive_time_and_non_string_labels() -> None:
 # --- no crash on any JSON ------------------------------------------------------------
 
 
+STRINGS = [
+    "",
+    "1.0",
+    "4",
+    "firing",
+    "resolved",
+    "2024-01-01T00:00:00Z",
+    "x",
+    "0001-01-01T00:00:00Z",
+]
+KEYS = [
+    *("specversion", "id", "source", "type", "time", "data", "data_base64", "alerts"),
+    *("version", "status", "labels", "startsAt", "endsAt", "fingerprint", "ext", "X"),
+]
+
+
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
     kind = rng.randrange(8 if depth < 4 else 5)
     if kind == 0:
@@ -284,13 +300,20 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
         return rng.choice([0, -1, 2**31, 2**70, 1.5, -0.0])
     if kind in (3, 4):
         return rng.choice(
-            ["", "1.0", "4", "firing", "resolved", "2024-01-01T00:00:00Z", "x", "0001-01-01T00:00:00Z"]
+            [
+                "",
+                "1.0",
+                "4",
+                "firing",
+                "resolved",
+                "2024-01-01T00:00:00Z",
+                "x",
+                "0001-01-01T00:00:00Z",
+            ]
         )
     if kind == 5:
         return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = ["specversion", "id", "source", "type", "time", "data", "data_base64", "alerts",
-            "version", "status", "labels", "startsAt", "endsAt", "fingerprint", "ext", "X"]  # fmt: skip
-    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(6))}
+    return {rng.choice(KEYS): _random_json(rng, depth + 1) for _ in range(rng.randrange(6))}
 
 
 def _mutations(rng: random.Random, value: Any) -> Any:

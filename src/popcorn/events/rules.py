@@ -69,7 +69,6 @@ import fnmatch
 import json
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1264,11 +1263,13 @@ class RuleSet:
     def _build(self) -> None:
         """Pick, per rule, the equality test on the most discriminating field."""
         active = [r for r in self.rules if r.mode != "off"]
-        spread: Counter[str] = Counter()
+        distinct: dict[str, set[str]] = {}
         for rule in active:
             for conj in _conjuncts(rule.condition):
                 if conj.index is not None:
-                    spread[conj.index[0]] += len(conj.index[1])
+                    distinct.setdefault(conj.index[0], set()).update(conj.index[1])
+        # Rules sharing a field spread over its distinct values: more values, fewer per bucket.
+        spread = {name: len(values) for name, values in distinct.items()}
         for ordinal, rule in enumerate(active):
             conjuncts = _conjuncts(rule.condition)
             candidates = [c for c in conjuncts if c.index is not None]
