@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     job_timeout: int = Field(default=600, description="Default job timeout in seconds.")
     job_retries: int = Field(default=3, description="Default retries for a failing job.")
     log_level: str = Field(default="INFO")
+    plugins: str = Field(
+        default="",
+        description="Comma-separated modules every process imports at start: your own "
+        "tasks, outbox subscribers and runbook packs.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -52,12 +52,22 @@ def load_models() -> None:
     _each("models")
 
 
+def load_plugins() -> None:
+    """Import the modules named in POPCORN_PLUGINS (users' own tasks and subscribers)."""
+    from popcorn.config import get_settings
+
+    for name in filter(None, (p.strip() for p in get_settings().plugins.split(","))):
+        importlib.import_module(name)
+
+
 def load_tasks() -> None:
     _each("tasks")
+    load_plugins()
 
 
 def load_subscribers() -> None:
     _each("subscribers")
+    load_plugins()
 
 
 def blueprints() -> list[Any]:

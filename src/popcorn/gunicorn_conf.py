@@ -14,3 +14,6 @@ def child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+# Several Popcorn processes may run on one host; a shared control socket would collide.
+control_socket_disable = True

@@ -61,7 +61,7 @@ class ActionContext:
     def check(self) -> None:
         """Raise if the run timed out or was cancelled; long Python loops call it."""
         if self._run.cancel.is_set():
-            raise ActionCancelled("the run was cancelled")
+            raise ActionCancelled(f"cancelled: {self._run.cancel_reason}")
         if time.monotonic() >= self._run.deadline:
             raise ActionTimeout("the run reached its timeout")
 
@@ -116,7 +116,7 @@ class ActionContext:
             raise ActionFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         self._run.exit_code = outcome.exit_code
         if outcome.cancelled:
-            raise ActionCancelled(f"{argv[0]!r} was stopped because the run was cancelled")
+            raise ActionCancelled(f"{argv[0]!r} was stopped: {self._run.cancel_reason}")
         if outcome.timed_out:
             raise ActionTimeout(f"{argv[0]!r} was killed at its timeout")
         assert outcome.exit_code is not None
@@ -151,6 +151,7 @@ class Run:
         self.started = time.monotonic()
         self.deadline = self.started + timeout
         self.cancel = threading.Event()
+        self.cancel_reason = ""
         self.truncated = False
         self.exit_code: int | None = None
         self.finished: dict[str, Any] | None = None
@@ -174,6 +175,12 @@ class Run:
             }
         )
         threading.Thread(target=self._execute, name=f"run-{self.action.name}", daemon=True).start()
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to end early; its processes are killed and it finishes as cancelled."""
+        if not self.cancel.is_set():
+            self.cancel_reason = reason
+            self.cancel.set()
 
     def output(self, stream: str, data: bytes) -> None:
         if stream not in self._decoders:
@@ -241,7 +248,7 @@ class Run:
             except queue.Empty:
                 event = None
             if event is None:
-                self.cancel.set()
+                self.stop("it did not finish within its timeout")
                 self.finished = self._finished(
                     "timeout",
                     None,

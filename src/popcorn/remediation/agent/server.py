@@ -134,6 +134,9 @@ class BoltAgent:
         self.audit = AuditLog(config.audit_log)
         self.tracker = ProcessTracker()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
+        self._active: set[Run] = set()
+        self._active_changed = threading.Condition()
+        self._stopping = threading.Event()
         self._allowed = {s.replace(", ", ",") for s in config.allowed_client_subjects}
         self._heartbeat = (
             Heartbeat(config, lambda: [a.name for a in self.registry])
@@ -157,6 +160,8 @@ class BoltAgent:
         )
 
     def acquire_slot(self) -> None:
+        if self._stopping.is_set():
+            raise Busy("the agent is shutting down")
         if not self._slots.acquire(blocking=False):
             raise Busy(
                 f"the agent is already running {self.config.max_concurrent_runs} actions",
@@ -165,6 +170,27 @@ class BoltAgent:
 
     def release_slot(self) -> None:
         self._slots.release()
+
+    def track(self, run: Run) -> None:
+        with self._active_changed:
+            self._active.add(run)
+
+    def untrack(self, run: Run) -> None:
+        """Called once the caller has the run's answer."""
+        with self._active_changed:
+            self._active.discard(run)
+            self._active_changed.notify_all()
+
+    def _drain(self) -> None:
+        """Cancel running actions and give their callers a moment to receive the outcome."""
+        self._stopping.set()
+        with self._active_changed:
+            for run in self._active:
+                run.stop("the agent is shutting down")
+            self._active_changed.wait_for(
+                lambda: not self._active, timeout=self.config.kill_grace + 2.0
+            )
+        self.tracker.kill_all(self.config.kill_grace)
 
     def bind(self) -> None:
         """Open the listening socket (port 0 picks a free port, see `port`)."""
@@ -189,7 +215,7 @@ class BoltAgent:
         finally:
             if self._heartbeat is not None:
                 self._heartbeat.stop()
-            self.tracker.kill_all(self.config.kill_grace)
+            self._drain()
             self._httpd.server_close()
             log.info("popcorn bolt agent stopped")
 
@@ -311,6 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         self._send_json(200, run.collect())
                 finally:
+                    agent.untrack(run)
                     finished = run.finished or {}
                     agent.audit.record(
                         caller=subject,
@@ -446,6 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
             timeout=timeout,
             on_done=agent.release_slot,
         )
+        agent.track(run)
         run.start()
         return run
 
@@ -464,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%X\r\n%s\r\n" % (len(line), line))
             except OSError:
                 gone = True
-                run.cancel.set()
+                run.stop("the caller disconnected")
                 self.close_connection = True
         if not gone:
             with contextlib.suppress(OSError):

@@ -1,0 +1,43 @@
+# Two commands for users: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LINT_PATHS := src tests benchmarks scripts
+
+.PHONY: install demo up test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/popcorn up --admin-token
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The suite runs on the embedded defaults, then again on the servers named by
+# POPCORN_TEST_DATABASE_URL / POPCORN_TEST_REDIS_URL when they are set.
+pytest: $(STAMP)
+	env -u POPCORN_TEST_DATABASE_URL -u POPCORN_TEST_REDIS_URL $(BIN)/pytest -q
+	@if [ -n "$$POPCORN_TEST_DATABASE_URL$$POPCORN_TEST_REDIS_URL" ]; then \
+		echo "== again on $$POPCORN_TEST_DATABASE_URL and $$POPCORN_TEST_REDIS_URL =="; \
+		$(BIN)/pytest -q -m "not embedded_only"; \
+	fi
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .popcorn .mypy_cache .ruff_cache .pytest_cache
