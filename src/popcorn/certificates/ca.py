@@ -521,7 +521,7 @@ def _ca_key_usage() -> x509.KeyUsage:
 def _now(now: dt.datetime | None) -> dt.datetime:
     moment = now or dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
-        raise ValueError("now: must be timezone-aware")
+        raise CertificateError("now: must be timezone-aware")
     return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
