@@ -424,6 +424,12 @@ def test_validity_limits_are_enforced(intermediate: Authority) -> None:
         issue_certificate(
             intermediate, CertificateRequest(common_name="a.example.test", validity_days=0)
         )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        issue_certificate(
+            intermediate,
+            CertificateRequest(common_name="a.example.test"),
+            now=dt.datetime(2026, 1, 1),
+        )
     short_lived = create_root_authority("Short Root", key_type=KeyType.EC_P256, validity_days=30)
     with pytest.raises(ValidityError, match="expires"):
         issue_certificate(
