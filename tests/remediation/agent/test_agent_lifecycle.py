@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,11 +119,17 @@ def _run_main(config: Path) -> subprocess.CompletedProcess[str]:
         ({"listen": "0.0.0.0"}, "listen"),
         ({"scripts_dir": "missing-dir"}, "scripts_dir"),
         ({"ca_file": "nowhere.pem"}, "ca_file"),
+        ({"port": "taken"}, "cannot listen"),
     ],
 )
 def test_a_bad_config_stops_the_agent_with_the_field_named(
     tmp_path: Path, pki: Pki, settings: dict[str, Any], expected: str
 ) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    if settings.get("port") == "taken":
+        settings = {"port": taken.getsockname()[1]}
     config = {
         "port": free_port(),
         "cert_file": str(pki.server.cert),
@@ -133,7 +140,8 @@ def test_a_bad_config_stops_the_agent_with_the_field_named(
     }
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = _run_main(path)
+    with taken:
+        done = _run_main(path)
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
     assert "Traceback" not in done.stderr

@@ -494,3 +494,18 @@ def test_garbage_responses_are_agent_errors(popcorn_stub: Any, pki: Pki) -> None
     with client, pytest.raises(AgentError) as caught:
         client.health()
     assert caught.value.code == "bad_response"
+
+
+def test_every_http_error_is_a_json_envelope(agent: RunningAgent, pki: Pki) -> None:
+    with _http(pki) as http:
+        for method, path, status in [
+            ("GET", "/v2/everything", 404),
+            ("DELETE", "/v1/actions/disk_usage", 405),
+            ("POST", "/v1/health", 405),
+            ("TRACE", "/v1/health", 501),
+        ]:
+            response = http.request(method, f"{agent.url}{path}")
+            assert response.status_code == status, (method, path)
+            error = response.json()["error"]
+            assert set(error) == {"code", "message", "details"}
+            assert error["message"]

@@ -23,22 +23,23 @@ HEARTBEAT_PATH = "/api/v1/remediation/agents/heartbeat"
 FIRST_RETRY = 1.0
 
 
-def heartbeat_payload(config: AgentConfig, actions: list[str]) -> dict[str, Any]:
+def heartbeat_payload(config: AgentConfig, url: str, actions: list[str]) -> dict[str, Any]:
     return {
         "name": config.agent_name,
         "device": config.device,
-        "url": config.url,
+        "url": url,
         "version": __version__,
         "actions": actions,
     }
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, config: AgentConfig, actions: Callable[[], list[str]]) -> None:
+    def __init__(self, config: AgentConfig, url: str, actions: Callable[[], list[str]]) -> None:
         super().__init__(name="bolt-heartbeat", daemon=True)
         if not config.popcorn_url:
             raise ValueError("popcorn_url is required to send heartbeats")
         self.config = config
+        self.url = url
         self.actions = actions
         self.endpoint = config.popcorn_url.rstrip("/") + HEARTBEAT_PATH
         self._stop_event = threading.Event()
@@ -52,7 +53,7 @@ class Heartbeat(threading.Thread):
     def beat(self, client: httpx.Client) -> bool:
         """Send one heartbeat; True when Popcorn accepted it."""
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
-        payload = heartbeat_payload(self.config, self.actions())
+        payload = heartbeat_payload(self.config, self.url, self.actions())
         try:
             response = client.post(self.endpoint, json=payload, headers=headers)
         except httpx.HTTPError as exc:

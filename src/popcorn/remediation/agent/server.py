@@ -19,12 +19,14 @@ import contextlib
 import importlib
 import json
 import logging
+import re
 import signal
 import socket
 import socketserver
 import ssl
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -131,18 +133,19 @@ class BoltAgent:
             scripts_revision(config.scripts_dir) if config.scripts_dir is not None else None
         )
         self.ssl_context = server_ssl_context(config)
-        self.audit = AuditLog(config.audit_log)
+        try:
+            self.audit = AuditLog(config.audit_log)
+        except OSError as exc:
+            raise ConfigError(
+                f"audit_log: cannot create {config.audit_log}: {exc.strerror}"
+            ) from exc
         self.tracker = ProcessTracker()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
         self._active: set[Run] = set()
         self._active_changed = threading.Condition()
         self._stopping = threading.Event()
         self._allowed = {s.replace(", ", ",") for s in config.allowed_client_subjects}
-        self._heartbeat = (
-            Heartbeat(config, lambda: [a.name for a in self.registry])
-            if config.popcorn_url
-            else None
-        )
+        self._heartbeat: Heartbeat | None = None
         self._httpd: _TLSServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -192,16 +195,32 @@ class BoltAgent:
             )
         self.tracker.kill_all(self.config.kill_grace)
 
+    @property
+    def url(self) -> str:
+        """Where callers reach this agent (the advertised URL, else host and bound port)."""
+        if self.config.advertise_url:
+            return self.config.advertise_url.rstrip("/")
+        return self.config.model_copy(update={"port": self.port}).url
+
     def bind(self) -> None:
         """Open the listening socket (port 0 picks a free port, see `port`)."""
         if self._httpd is None:
-            self._httpd = _TLSServer(self)
+            try:
+                self._httpd = _TLSServer(self)
+            except OSError as exc:
+                raise ConfigError(
+                    f"host/port: cannot listen on {self.config.host}:{self.config.port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
 
     def serve_forever(self) -> None:
         """Serve until `stop()`; then stop the heartbeat and kill every running process group."""
         self.bind()
         assert self._httpd is not None
-        if self._heartbeat is not None:
+        if self.config.popcorn_url:
+            self._heartbeat = Heartbeat(
+                self.config, self.url, lambda: [a.name for a in self.registry]
+            )
             self._heartbeat.start()
         log.info(
             "popcorn bolt agent %s listening on https://%s:%d with %d actions",
@@ -370,6 +389,18 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             log.info("connection from %s dropped: %s", self.client_address[0], exc)
             self.close_connection = True
+        except Exception:
+            log.exception("internal error serving %s %s", method, path)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send_json(500, _envelope("internal_error", "the agent failed; see its log"))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unsupported method) as JSON envelopes too."""
+        self.close_connection = True
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "error"
+        with contextlib.suppress(OSError):
+            self._send_json(code, _envelope(re.sub(r"\W+", "_", phrase.lower()), message or phrase))
 
     def _only(self, method: str, allowed: str) -> None:
         if method != allowed:
@@ -507,6 +538,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+
+def _envelope(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": {}}}
 
 
 def serve(config: AgentConfig) -> None:
