@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,7 @@ class DetectOptions:
     penalty: float | None = None
     sensitivity: float = 1.0
     min_size: int = 5
+    min_effect: float = 1.0
     max_changes: int = 8
     despike: bool = True
     variance: bool = True
@@ -114,6 +115,8 @@ class DetectOptions:
             raise DetectionError(f"sensitivity: must be positive, got {self.sensitivity!r}")
         if not 2 <= self.min_size <= 1000:
             raise DetectionError(f"min_size: must be between 2 and 1000, got {self.min_size!r}")
+        if not (math.isfinite(self.min_effect) and self.min_effect >= 0):
+            raise DetectionError(f"min_effect: must be >= 0, got {self.min_effect!r}")
         if not 1 <= self.max_changes <= 100:
             raise DetectionError(f"max_changes: must be between 1 and 100, got {self.max_changes}")
         if self.window_width < 2 * self.min_size:
@@ -239,7 +242,7 @@ def align_series(
         raise DetectionError(f"step: must be a positive number of seconds, got {step}")
     if end <= start:
         raise DetectionError("end: must be after start")
-    n = int(math.ceil((end - start) / step))
+    n = math.ceil((end - start) / step)
     grid = start + step * np.arange(n, dtype=np.int64)
     out = np.full((len(series), n), np.nan)
     for row, (ts_like, vals_like) in enumerate(series):
@@ -333,13 +336,17 @@ def _diff_scale(x: FloatArray, valid: BoolArray, lag: int) -> FloatArray:
     complete = valid.all(axis=1)
     rows = np.flatnonzero(complete)
     if rows.size:
-        out[rows] = _MAD * _median_abs(d[rows])
+        mad = _MAD * _median_abs(d[rows])
+        # Heavy tails: the winsorised second moment sees more of them than the MAD does,
+        # while a few level shifts or spikes (clipped at 4 MADs) barely move it.
+        wins = np.sqrt(np.minimum(d[rows] ** 2, (4.0 * mad[:, None]) ** 2).mean(axis=1))
+        out[rows] = np.maximum(mad, wins)
     rows = np.flatnonzero(~complete)
     if rows.size:
         ok = valid[rows, lag:] & valid[rows, :-lag]
         out[rows] = _MAD * _median_abs(d[rows], ok)
-        # Quantised or nearly constant rows have a zero median: fall back on the mean
-        # absolute difference, which a single step keeps small but positive.
+    # Quantised or nearly constant rows have a zero median: fall back on the mean
+    # absolute difference, which a single step keeps small but positive.
     zero = np.flatnonzero(out <= 0)
     if zero.size:
         ok = valid[zero, lag:] & valid[zero, :-lag]
@@ -473,10 +480,27 @@ def _best_split(sw: FloatArray, swy: FloatArray, a: int, b: int, min_size: int) 
     return int(t[int(gain.argmax())])
 
 
+def _shift(sw: FloatArray, swy: FloatArray, a: int, t: int, b: int) -> float:
+    lw, rw = sw[t] - sw[a], sw[b] - sw[t]
+    if lw <= 0 or rw <= 0:
+        return 0.0
+    return float(abs((swy[b] - swy[t]) / rw - (swy[t] - swy[a]) / lw))
+
+
 def _refine(
-    sw: FloatArray, swy: FloatArray, cps: list[int], pen: float, min_size: int, m: int
+    sw: FloatArray,
+    swy: FloatArray,
+    cps: list[int],
+    pen: float,
+    min_size: int,
+    m: int,
+    min_shift: float = 0.0,
 ) -> list[int]:
-    """Re-locate each change between its neighbours and drop those that do not pay ``pen``."""
+    """Re-locate each change between its neighbours; drop those that do not pay ``pen``.
+
+    A change must also move the mean by ``min_shift`` (noise units): a long, quiet segment
+    makes a tiny shift significant without making it worth an operator's attention.
+    """
     cps = sorted(cps)
     for _ in range(3):
         changed = False
@@ -489,12 +513,15 @@ def _refine(
                 changed = True
         while cps:
             bounds = [0, *cps, m]
-            gains = [
-                _segment_gain(sw, swy, bounds[i], bounds[i + 1], bounds[i + 2])
-                for i in range(len(cps))
-            ]
-            weakest = int(np.argmin(gains))
-            if gains[weakest] >= pen:
+            worth = []
+            for i in range(len(cps)):
+                a, t, b = bounds[i], bounds[i + 1], bounds[i + 2]
+                ratio = _segment_gain(sw, swy, a, t, b) / pen
+                if min_shift > 0:
+                    ratio = min(ratio, _shift(sw, swy, a, t, b) / min_shift)
+                worth.append(ratio)
+            weakest = int(np.argmin(worth))
+            if worth[weakest] >= 1.0:
                 break
             del cps[weakest]
             changed = True
@@ -503,17 +530,93 @@ def _refine(
     return cps
 
 
+@dataclass(frozen=True)
+class _Trend:
+    index: int  # where the slope starts (the kink)
+    end: int  # end of the span the ramp was fitted on
+    slope: float  # noise units per sample
+
+
+def _hinge(y: FloatArray, min_size: int) -> tuple[float, int, float]:
+    """Best continuous "flat, then straight ramp" fit of a span: (rss, kink, slope)."""
+    n = y.size
+    t = np.arange(n, dtype=np.float64)
+    sy, syy = float(y.sum()), float((y * y).sum())
+    suf_y = np.cumsum(y[::-1])[::-1]
+    suf_ty = np.cumsum((t * y)[::-1])[::-1]
+    kk = np.arange(0, n - min_size + 1)
+    j = (n - 1 - kk).astype(np.float64)
+    h1 = j * (j + 1) / 2
+    h2 = j * (j + 1) * (2 * j + 1) / 6
+    hy = suf_ty[kk] - kk * suf_y[kk]
+    var_h = h2 - h1 * h1 / n
+    cov = hy - h1 * sy / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rss = syy - sy * sy / n - np.where(var_h > 0, cov * cov / var_h, 0.0)
+        slope = np.where(var_h > 0, cov / var_h, 0.0)
+    best = int(np.argmin(rss))
+    return float(rss[best]), best, float(slope[best])
+
+
+def _steps_rss(y: FloatArray, cps: list[int]) -> float:
+    total = 0.0
+    for a, b in _segments_of(cps, y.size):
+        seg = y[a:b]
+        total += float(((seg - seg.mean()) ** 2).sum())
+    return total
+
+
+def _collapse_trends(
+    y: FloatArray, cps: list[int], pen: float, min_size: int
+) -> tuple[list[int], list[_Trend]]:
+    """Replace staircases (runs of same-direction shifts) by one ramp where that fits better.
+
+    Mean-shift segmentation carves a ramp (a leak, a slow build-up) into several steps; a
+    continuous "flat, then ramp" model with one kink is cheaper when the data agree, and the
+    kink is where the change really began.
+    """
+    if len(cps) < 2:
+        return cps, []
+    bounds = [0, *cps, y.size]
+    signs = [
+        np.sign(y[bounds[i + 1] : bounds[i + 2]].mean() - y[bounds[i] : bounds[i + 1]].mean())
+        for i in range(len(cps))
+    ]
+    kept: list[int] = []
+    trends: list[_Trend] = []
+    i = 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and signs[j + 1] == signs[i]:
+            j += 1
+        run = cps[i : j + 1]
+        if len(run) >= 2:
+            a, b = bounds[i], bounds[j + 2]
+            seg = y[a:b]
+            rss_h, kink, slope = _hinge(seg, min_size)
+            rss_s = _steps_rss(seg, [c - a for c in run])
+            pen_h = pen if kink >= min_size else pen / 2
+            if rss_h + pen_h <= rss_s + pen * len(run):
+                if kink >= min_size:  # otherwise a straight line across the span: no new change
+                    trends.append(_Trend(a + kink, b, slope))
+                i = j + 1
+                continue
+        kept.extend(run)
+        i = j + 1
+    return kept, trends
+
+
 def _segments_of(cps: list[int], m: int) -> list[tuple[int, int]]:
     bounds = [0, *cps, m]
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
 def _variance_search(
-    y: FloatArray, beta: float, opts: DetectOptions
+    y: FloatArray, valid: BoolArray, beta: float, opts: DetectOptions
 ) -> tuple[list[list[int]], FloatArray]:
     """Changes in noise level (on absolute differences) and per-sample precision weights."""
     k, m = y.shape
-    zn = _abs_diff_scores(y)
+    zn = _abs_diff_scores(y, valid)
     pen = np.full(k, 1.5 * beta * opts.screen_fraction)
     raw = _binseg(zn, None, pen, opts.min_size, opts.max_changes)
     sw, swy = _prefix(zn, None)
@@ -562,11 +665,22 @@ def _ruptures_search(y: FloatArray, beta: float, opts: DetectOptions) -> list[in
 
 
 def _describe(
-    x: FloatArray, y: FloatArray, level_cps: list[int], var_cps: list[int]
+    x: FloatArray,
+    y: FloatArray,
+    level_cps: list[int],
+    var_cps: list[int],
+    trends: Sequence[_Trend] = (),
 ) -> list[ChangePoint]:
     """Effect, shift and direction of every change, from the segments on either side."""
     m = x.size
     out: list[ChangePoint] = []
+    scale = float(np.std(x) / np.std(y)) if np.std(y) > 0 else 1.0
+    for tr in trends:
+        rise = tr.slope * (tr.end - 1 - tr.index)
+        before = float(x[max(tr.index - 5, 0) : tr.index + 1].mean())
+        out.append(
+            ChangePoint(tr.index, "trend", abs(rise), rise * scale, before, before + rise * scale)
+        )
     level_set = sorted(set(level_cps))
     for i, c in enumerate(level_set):
         a = level_set[i - 1] if i > 0 else 0
@@ -596,15 +710,22 @@ def _describe(
     return out
 
 
-def _abs_diff_scores(y: FloatArray) -> FloatArray:
+def _abs_diff_scores(y: FloatArray, valid: BoolArray | None = None) -> FloatArray:
     """Log absolute differences of a standardised row, scaled to unit noise.
 
     A change in noise level is a mean shift of this series. The logarithm keeps a level
     shift (one large difference) from looking like one, and the floor keeps differences that
     happen to be near zero from dominating; for Gaussian noise the result has sd close to 1.
     """
-    z = np.abs(np.diff(y, axis=1)) * (1.0 / math.sqrt(2.0))
-    return np.log(np.maximum(z, 0.05)) * (1.0 / 0.98)
+    z = np.log(np.maximum(np.abs(np.diff(y, axis=1)) * (1.0 / math.sqrt(2.0)), 0.05))
+    z *= 1.0 / 0.98
+    if valid is not None:
+        # Bridged gaps have no noise at all; give them the row's typical score instead.
+        real = valid[:, 1:] & valid[:, :-1]
+        if not real.all():
+            typical = np.where(real, z, 0.0).sum(axis=1) / np.maximum(real.sum(axis=1), 1)
+            z = np.where(real, z, typical[:, None])
+    return z
 
 
 def detect_prepared(prep: Prepared, options: DetectOptions | None = None) -> list[RowDetection]:
@@ -635,7 +756,8 @@ def _detect_chunk(
     pen = beta * prep.long_run[rows]
     stat = _whole_gain(y, opts.min_size) / pen
     if opts.variance:
-        stat = np.maximum(stat, _whole_gain(_abs_diff_scores(y), opts.min_size) / (1.5 * beta))
+        zn = _abs_diff_scores(y, prep.valid[rows])
+        stat = np.maximum(stat, _whole_gain(zn, opts.min_size) / (1.5 * beta))
     for r, st in zip(rows, stat, strict=True):
         results[r].screen_stat = float(st)
     rows = rows[stat >= opts.screen_fraction]
@@ -656,13 +778,14 @@ def _detect_chunk(
     weights: FloatArray | None = None
     var_found: list[list[int]] = [[] for _ in rows]
     if opts.variance:
-        var_found, w = _variance_search(y, beta, opts)
+        var_found, w = _variance_search(y, prep.valid[rows], beta, opts)
         weights = w if any(var_found) else None
     raw = _binseg(y, weights, pen * opts.screen_fraction, opts.min_size, opts.max_changes)
     sw, swy = _prefix(y, weights)
     for j, r in enumerate(rows):
-        level = _refine(sw[j], swy[j], raw[j], float(pen[j]), opts.min_size, m)
-        results[r].changes = _describe(x[j], y[j], level, var_found[j])
+        level = _refine(sw[j], swy[j], raw[j], float(pen[j]), opts.min_size, m, opts.min_effect)
+        level, trends = _collapse_trends(y[j], level, float(pen[j]), opts.min_size)
+        results[r].changes = _describe(x[j], y[j], level, var_found[j], trends)
 
 
 def detect_block(values: npt.ArrayLike, **options: Any) -> list[RowDetection]:

@@ -15,7 +15,7 @@ Burg & Williams) does, so its figures can be compared with published ones:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +64,7 @@ def _points(values: Sequence[int] | npt.NDArray[np.integer], what: str) -> list[
     return sorted(set(out))
 
 
-def matched(truth: Sequence[int], predicted: Sequence[int], margin: int = 5) -> int:
+def matched(truth: Iterable[int], predicted: Iterable[int], margin: int = 5) -> int:
     """Number of true points matched one-to-one by a prediction within ``margin`` samples.
 
     True points are taken in increasing order; each takes the closest unused prediction
@@ -97,8 +97,8 @@ def f_measure(
     users = [set(_points(a, "annotations")) | {0} for a in annotations]
     pred = set(_points(predictions, "predictions")) | {0}
     union = set().union(*users)
-    precision = matched(union, sorted(pred), margin) / len(pred)
-    recall = sum(matched(u, sorted(pred), margin) / len(u) for u in users) / len(users)
+    precision = matched(union, pred, margin) / len(pred)
+    recall = float(np.mean([matched(u, pred, margin) / len(u) for u in users]))
     if precision <= 0 or recall <= 0:
         return FScore(0.0, precision, recall)
     f1 = precision * recall / (alpha * recall + (1 - alpha) * precision)

@@ -17,6 +17,7 @@ Everything is a function of the seed, so a test can state exactly what must be f
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -108,7 +109,7 @@ def _positions(rng: np.random.Generator, n: int, count: int, spacing: int) -> li
     """``count`` change positions at least ``spacing`` apart and from both ends."""
     for _ in range(100):
         pos = sorted(int(p) for p in rng.integers(spacing, n - spacing, count))
-        if all(b - a >= spacing for a, b in zip(pos, pos[1:], strict=False)):
+        if all(b - a >= spacing for a, b in itertools.pairwise(pos)):
             return pos
     return []
 
@@ -139,8 +140,8 @@ def generate_series(
         if kind == "level":
             mean[pos:] += sign * rng.uniform(2.5, 8.0) * sigma
         elif kind == "trend":
-            rise = sign * rng.uniform(6.0, 14.0) * sigma
-            mean[pos:] += rise * np.minimum((t[pos:] - pos) / 120.0, 1.0)
+            rise = sign * rng.uniform(6.0, 14.0) * sigma  # over 120 samples, then on
+            mean[pos:] += rise * (t[pos:] - pos) / 120.0
         else:
             factor = rng.uniform(2.5, 4.0)
             scale[pos:] *= factor if rng.random() < 0.6 else 1.0 / factor
