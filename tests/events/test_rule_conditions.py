@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from popcorn.events.formats import Event
-from popcorn.events.rules import RuleSet, parse_rules
+from popcorn.events.rules import RuleSet, RuleSyntaxError, compile_test, not_, parse_rules
 
 NOW = datetime(2024, 5, 6, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -45,6 +45,7 @@ def holds(conditions: str, event: Event = EVENT, now: datetime = NOW) -> bool:
     rule = parse_rules(text)[0]
     fast = rule.test(event, now)
     assert rule.check(event, now).passed is fast
+    assert compile_test(rule.condition)(event, now) is fast
     assert bool(RuleSet([rule]).match(event, now)) is fast
     return fast
 
@@ -257,3 +258,23 @@ def test_label_operands_keep_their_literal_text() -> None:
     assert holds("labels.code: 0503", _label_event(code="0503"))
     assert holds("labels.limit: 1e3", _label_event(limit="1e3"))
     assert holds("labels.enabled: yes", _label_event(enabled="yes"))
+
+
+def test_deep_nesting_is_refused_or_evaluated_without_crashing() -> None:
+    deep = "{labels.severity: critical}"
+    for _ in range(25):
+        deep = "{not: {not: " + deep + "}}"
+    assert holds("all: [" + deep + "]\n")
+    too_deep = "{labels.severity: critical}"
+    for _ in range(70):
+        too_deep = "{any: [" + too_deep + "]}"
+    with pytest.raises(RuleSyntaxError, match="nested more than"):
+        parse_rules("name: r\nevents: ['*']\nconditions: " + too_deep + "\n")
+
+
+def test_generated_code_falls_back_to_closures_when_too_deep() -> None:
+    condition = parse_rules("name: r\nevents: ['*']\nconditions: {labels.code: {gt: 500}}")[0]
+    tree = condition.condition
+    for _ in range(300):  # deeper than the Python compiler accepts
+        tree = not_(not_(tree))
+    assert compile_test(tree)(EVENT, NOW) is True

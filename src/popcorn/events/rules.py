@@ -124,6 +124,7 @@ _SCALAR_TAGS: Final = {
     "tag:yaml.org,2002:float": "float",
 }
 _MAX_NODES: Final = 200_000
+_MAX_DEPTH: Final = 64
 _GROUP_CACHE_SIZE: Final = 4096
 
 Test = Callable[[Event, datetime], bool]
@@ -212,6 +213,49 @@ class Condition:
     # For leaves usable by the index: (field, the string values that satisfy it).
     index: tuple[str, frozenset[str]] | None = None
     children: tuple[Condition, ...] = ()
+    # Writes this condition as one Python expression over `e` (event) and `n` (now).
+    emit: Callable[[_Codegen], str] | None = field(default=None, repr=False)
+
+
+class _Codegen:
+    """Turns a condition tree into the source of one function.
+
+    Only the shape comes from the rule: every value, key and pattern is bound
+    as a named constant, never written into the source.
+    """
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {"MISSING": MISSING, "_NUMS": (int, float)}
+        self.temps = 0
+
+    def const(self, value: Any) -> str:
+        name = f"_c{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    def expr(self, condition: Condition) -> str:
+        if condition.emit is None:
+            return f"{self.const(condition.test)}(e, n)"
+        return condition.emit(self)
+
+
+def compile_test(condition: Condition) -> Test:
+    """One generated function for the whole tree: no call per node when matching.
+
+    Falls back to the closures if the tree is too deep for the Python compiler.
+    """
+    codegen = _Codegen()
+    try:
+        source = f"def _test(e, n):\n    return {codegen.expr(condition)}\n"
+        exec(compile(source, "<popcorn rule>", "exec"), codegen.namespace)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return condition.test
+    test: Test = codegen.namespace["_test"]
+    return test
 
 
 def _always(_event: Event, _now: datetime) -> bool:
@@ -220,7 +264,7 @@ def _always(_event: Event, _now: datetime) -> bool:
 
 ALWAYS: Final = Condition(
     text="always", kind="true", test=_always, check=lambda e, n: Check("always", True, "true"),
-    cost=0,
+    cost=0, emit=lambda cg: "True",
 )  # fmt: skip
 
 
@@ -274,7 +318,8 @@ def all_of(children: Sequence[Condition], line: int | None = None) -> Condition:
     if len(flat) == 1:
         return flat[0]
     # Cheap tests first; the explanation keeps the order the author wrote.
-    test = _all_test([c.test for c in sorted(flat, key=lambda c: c.cost)])
+    ordered = sorted(flat, key=lambda c: c.cost)
+    test = _all_test([c.test for c in ordered])
     checks = [c.check for c in flat]
 
     def check(e: Event, n: datetime) -> Check:
@@ -282,7 +327,7 @@ def all_of(children: Sequence[Condition], line: int | None = None) -> Condition:
         return Check("all of:", all(r.passed for r in results), "all", None, line, results)
 
     return Condition("all of", "all", test, check, line, sum(c.cost for c in flat), None,
-                     tuple(flat))  # fmt: skip
+                     tuple(flat), lambda cg: _join_source(cg, ordered, " and "))  # fmt: skip
 
 
 def any_of(children: Sequence[Condition], line: int | None = None) -> Condition:
@@ -296,7 +341,7 @@ def any_of(children: Sequence[Condition], line: int | None = None) -> Condition:
         return Check("any of:", any(r.passed for r in results), "any", None, line, results)
 
     return Condition("any of", "any", test, check, line, sum(c.cost for c in children), None,
-                     tuple(children))  # fmt: skip
+                     tuple(children), lambda cg: _join_source(cg, ordered, " or "))  # fmt: skip
 
 
 def not_(child: Condition, line: int | None = None) -> Condition:
@@ -310,7 +355,11 @@ def not_(child: Condition, line: int | None = None) -> Condition:
         return Check(text, not result.passed, "not", None, line, (result,))
 
     return Condition(text, "not", lambda e, n: not inner(e, n), check, line, child.cost + 1,
-                     None, (child,))  # fmt: skip
+                     None, (child,), lambda cg: f"(not {cg.expr(child)})")  # fmt: skip
+
+
+def _join_source(cg: _Codegen, children: Sequence[Condition], joiner: str) -> str:
+    return "(" + joiner.join(cg.expr(c) for c in children) + ")"
 
 
 # --- leaf operators ---------------------------------------------------------------
@@ -347,7 +396,7 @@ def _same(actual: Any, expected: Any) -> bool:
 
 def _number(value: Any) -> float | None:
     if value.__class__ in (int, float):
-        return float(value)
+        return value
     if isinstance(value, str):
         try:
             return float(value)
@@ -383,7 +432,7 @@ def _ordering(op: str, operand: Any) -> Callable[[Any, datetime], bool]:
         return by_time
     if isinstance(operand, str):
         return lambda actual, _now: isinstance(actual, str) and compare(actual, operand)
-    number = float(operand)
+    number = operand
 
     def by_number(actual: Any, _now: datetime) -> bool:
         value = _number(actual)
@@ -416,6 +465,21 @@ def _age(seconds: float, *, older: bool) -> Callable[[Any, datetime], bool]:
     return age
 
 
+# The last conversion per zone: the rules tested against one event share it.
+_LAST_LOCAL: dict[ZoneInfo, tuple[datetime, int, int]] = {}
+
+
+def _local_clock(when: datetime, tz: ZoneInfo) -> tuple[int, int]:
+    """Minute of the day and weekday of `when` in `tz`."""
+    last = _LAST_LOCAL.get(tz)
+    if last is not None and last[0] is when:
+        return last[1], last[2]
+    local = when.astimezone(tz)
+    minute, day = local.hour * 60 + local.minute, local.weekday()
+    _LAST_LOCAL[tz] = (when, minute, day)
+    return minute, day
+
+
 @dataclass(frozen=True, slots=True)
 class _TimeWindow:
     start: int
@@ -424,9 +488,7 @@ class _TimeWindow:
     days: frozenset[int]
 
     def contains(self, when: datetime) -> bool:
-        local = when.astimezone(self.tz)
-        minute = local.hour * 60 + local.minute
-        day = local.weekday()
+        minute, day = _local_clock(when, self.tz)
         if self.start < self.end:
             inside = self.start <= minute < self.end
         else:
@@ -464,11 +526,16 @@ class _Reader:
     def __init__(self, file: str) -> None:
         self.file = file
         self.nodes = 0
+        self.depth = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node | None, reason: str, path: str = "") -> RuleSyntaxError:
         line = node.start_mark.line + 1 if node is not None and node.start_mark else None
         return RuleSyntaxError(reason, file=self.file, line=line, path=path)
+
+    def nested(self, node: yaml.Node, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise self.fail(node, f"nested more than {_MAX_DEPTH} levels deep")
 
     def visit(self, node: yaml.Node) -> None:
         self.nodes += 1
@@ -520,13 +587,15 @@ class _Reader:
             raise self.fail(node, "NaN is not a usable value", path)
         return value
 
-    def value(self, node: yaml.Node, path: str) -> Any:
+    def value(self, node: yaml.Node, path: str, depth: int = 0) -> Any:
         """Any JSON-like value (action parameters)."""
         self.visit(node)
+        self.nested(node, depth)
         if isinstance(node, yaml.MappingNode):
-            return {k: self.value(v, f"{path}.{k}") for k, _, v in self.pairs(node, path, path)}
+            pairs = self.pairs(node, path, path)
+            return {k: self.value(v, f"{path}.{k}", depth + 1) for k, _, v in pairs}
         if isinstance(node, yaml.SequenceNode):
-            return [self.value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+            return [self.value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node.value)]
         return self.scalar(node, path)
 
     def text(self, node: yaml.Node, path: str, *, empty: bool = False) -> str:
@@ -564,6 +633,14 @@ class _Reader:
     # --- conditions ---
 
     def condition(self, node: yaml.Node, path: str) -> Condition:
+        self.depth += 1
+        try:
+            self.nested(node, self.depth)
+            return self._condition(node, path)
+        finally:
+            self.depth -= 1
+
+    def _condition(self, node: yaml.Node, path: str) -> Condition:
         self.visit(node)
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
             return ALWAYS
@@ -668,6 +745,7 @@ class _Reader:
         index: tuple[str, frozenset[str]] | None = None
         pred: Callable[[Any, datetime], bool]
         shown: Any
+        fast: tuple[str, Any] | None = None  # what code generation can inline
         cost = 2
         if op in ("eq", "ne"):
             operand = self.operand(node, path, labels)
@@ -678,6 +756,8 @@ class _Reader:
                     index = (name, frozenset((operand,)))
             else:
                 pred = lambda a, _n: not _same(a, operand)  # noqa: E731
+            if isinstance(operand, str):
+                fast = (op, operand)
         elif op in ("in", "not_in"):
             values = self.operand_texts(node, path, labels)
             shown = values
@@ -692,6 +772,8 @@ class _Reader:
                 member = lambda a: any(_same(a, v) for v in values)  # noqa: E731
             negate = op == "not_in"
             pred = lambda a, _n: member(a) is not negate  # noqa: E731
+            if strings:
+                fast = (op, fs)
         elif op in ("lt", "le", "gt", "ge"):
             value = self.scalar(node, path)
             if name == "time" or isinstance(value, datetime):
@@ -705,6 +787,8 @@ class _Reader:
                 raise self.fail(node, "needs a number or a string", path)
             shown = value
             pred = _ordering(op, value)
+            if isinstance(value, int | float):
+                fast = (op, value)
         elif op == "contains":
             shown = self.operand(node, path, labels)
             pred = _contains(shown)
@@ -715,6 +799,7 @@ class _Reader:
                 pred = lambda a, _n: isinstance(a, str) and a.startswith(affixes)  # noqa: E731
             else:
                 pred = lambda a, _n: isinstance(a, str) and a.endswith(affixes)  # noqa: E731
+            fast = (op, affixes)
         elif op in ("regex", "glob"):
             patterns = self.texts(node, path)
             shown = patterns[0] if len(patterns) == 1 else patterns
@@ -732,6 +817,7 @@ class _Reader:
             else:
                 search = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
             pred = lambda a, _n: isinstance(a, str) and search(a) is not None  # noqa: E731
+            fast = ("search", search)
             cost = 3
         elif op == "exists":
             flag = self.scalar(node, path)
@@ -739,6 +825,7 @@ class _Reader:
                 raise self.fail(node, "exists takes true or false", path)
             shown = flag
             pred = lambda a, _n: (a is not MISSING) is flag  # noqa: E731
+            fast = (op, flag)
         elif op == "time_of_day":
             window = self.time_window(node, path)
             shown = None
@@ -752,7 +839,7 @@ class _Reader:
         text = f"{name} {op}" + (f" {_show(shown)}" if shown is not None else "")
         if op == "time_of_day":
             text = f"{name} {op} {self.window_text(node)}"
-        return _leaf(name, op, pred, text, line, cost, index)
+        return _leaf(name, op, pred, text, line, cost, index, fast)
 
     def time_window(self, node: yaml.Node, path: str) -> _TimeWindow:
         pairs = {k: (kn, v) for k, kn, v in self.pairs(node, path, "time_of_day")}
@@ -824,25 +911,92 @@ def _leaf(
     line: int | None,
     cost: int,
     index: tuple[str, frozenset[str]] | None,
+    fast: tuple[str, Any] | None = None,
 ) -> Condition:
     get = _getter(name)
-    test: Test = lambda e, n: pred(get(e), n)  # noqa: E731
-    if name.startswith("labels.") and index is not None and op in ("eq", "in"):
+    head, _, rest = name.partition(".")
+    test: Test
+    # The getter inlined where it is a plain lookup: one call less per test.
+    if head == "labels" and rest:
+        test = lambda e, n: pred(e.labels.get(rest, MISSING), n)  # noqa: E731
+    elif head == "data" and rest and "." not in rest:
+        test = lambda e, n: pred(e.data.get(rest, MISSING), n)  # noqa: E731
+    else:
+        test = lambda e, n: pred(get(e), n)  # noqa: E731
+    if head == "labels" and rest and index is not None and op in ("eq", "in"):
         # Labels are always strings: a direct lookup gives the same answer, faster.
-        key = name[len("labels.") :]
         values = index[1]
         if len(values) == 1:
             (only,) = values
-            test = lambda e, n: e.labels.get(key) == only  # noqa: E731
+            test = lambda e, n: e.labels.get(rest) == only  # noqa: E731
         else:
-            test = lambda e, n: e.labels.get(key) in values  # noqa: E731
+            test = lambda e, n: e.labels.get(rest) in values  # noqa: E731
         cost = 1
 
     def check(e: Event, n: datetime) -> Check:
         actual = get(e)
         return Check(text, pred(actual, n), "leaf", _show(actual), line)
 
-    return Condition(text, "leaf", test, check, line, cost, index)
+    def emit(cg: _Codegen) -> str:
+        return _leaf_source(cg, name, get, pred, fast)
+
+    return Condition(text, "leaf", test, check, line, cost, index, (), emit)
+
+
+_COMPARE: Final = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def _leaf_source(
+    cg: _Codegen,
+    name: str,
+    get: Callable[[Event], Any],
+    pred: Callable[[Any, datetime], bool],
+    fast: tuple[str, Any] | None,
+) -> str:
+    """One leaf as an expression, inlining the common tests; the rest calls `pred`."""
+    head, _, rest = name.partition(".")
+    label = cg.const(rest) if head == "labels" and rest else None
+    if label is not None:
+        value = f"e.labels.get({label}, MISSING)"
+    elif head == "data" and rest and "." not in rest:
+        value = f"e.data.get({cg.const(rest)}, MISSING)"
+    elif name in ("id", "type", "source", "time"):
+        value = f"e.{name}"
+    else:
+        value = f"{cg.const(get)}(e)"
+    generic = f"{cg.const(pred)}({value}, n)"
+    if fast is None:
+        return generic
+    kind, arg = fast
+    t = cg.temp()
+    c = cg.const(arg)
+    is_str = f"isinstance(({t} := {value}), str)"
+    if label is not None:
+        # Labels are strings or absent (None from .get): no type test needed.
+        is_str = f"({t} := e.labels.get({label})) is not None"
+    if kind == "eq":
+        return f"({value} == {c})"
+    if kind == "ne":
+        return f"({value} != {c})"
+    if kind == "in":
+        return f"(e.labels.get({label}) in {c})" if label else f"({is_str} and {t} in {c})"
+    if kind == "not_in":
+        if label:
+            return f"(e.labels.get({label}) not in {c})"
+        return f"(not ({is_str} and {t} in {c}))"
+    if kind == "search":
+        return f"({is_str} and {c}({t}) is not None)"
+    if kind == "prefix":
+        return f"({is_str} and {t}.startswith({c}))"
+    if kind == "suffix":
+        return f"({is_str} and {t}.endswith({c}))"
+    if kind == "exists":
+        if label:
+            return f"({label} {'in' if arg else 'not in'} e.labels)"
+        return f"({value} {'is not' if arg else 'is'} MISSING)"
+    if kind in _COMPARE:
+        return f"({t} {_COMPARE[kind]} {c} if ({t} := {value}).__class__ in _NUMS else {generic})"
+    return generic
 
 
 # --- rules ---------------------------------------------------------------------------
@@ -1176,7 +1330,7 @@ class MemoryRateState:
 # --- matching ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class Match:
     """A rule that matched an event.
 
@@ -1279,7 +1433,7 @@ class RuleSet:
                 default=None,
             )
             rest = [c for c in conjuncts if c is not chosen]
-            residual = all_of(rest).test if chosen is not None else rule.condition.test
+            residual = compile_test(all_of(rest) if chosen is not None else rule.condition)
             self._entries.append((ordinal, rule, residual))
             self._index_field.append(chosen.index if chosen is not None else None)
             for pattern in rule.events:
@@ -1328,7 +1482,7 @@ class RuleSet:
             return group.always
         if not group.always and len(group.lookups) == 1:
             return found
-        return sorted(group.always + found, key=_ordinal)
+        return sorted(group.always + found)  # ordinals are unique: rules never compared
 
     def match(self, event: Event, now: datetime | None = None) -> list[Match]:
         """The rules that match, in priority order, with throttle and dedupe applied."""
@@ -1393,10 +1547,6 @@ class RuleSet:
                     stopped_by = rule.name
             out.append(RuleExplanation(rule, matched, reason, check))
         return out
-
-
-def _ordinal(entry: _Entry) -> int:
-    return entry[0]
 
 
 def _conjuncts(condition: Condition) -> tuple[Condition, ...]:

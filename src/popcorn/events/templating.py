@@ -18,12 +18,15 @@ parameter path (``actions[0].params.url``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, Final
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
+from jinja2 import Template as JinjaTemplate
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from popcorn.events.formats import Event, format_time
@@ -77,6 +80,17 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 ENVIRONMENT: Final = _Sandbox(undefined=StrictUndefined, autoescape=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _jinja_template(source: str) -> JinjaTemplate:
+    """Compiled once per distinct text: many rules share the same templates."""
+    return ENVIRONMENT.from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _jinja_expression(source: str) -> TemplateExpression:
+    return ENVIRONMENT.compile_expression(source, undefined_to_none=False)
+
+
 def _join(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
 
@@ -123,7 +137,7 @@ class Template:
         self.source = source
         self.path = path
         try:
-            self._template = ENVIRONMENT.from_string(source)
+            self._template = _jinja_template(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(path, _reason(exc)) from None
 
@@ -141,9 +155,7 @@ def _compile_string(source: str, path: str, location: Location) -> Renderer:
     inner = single.group(1) if single else ""
     try:
         if single and not any(m in inner for m in ("{{", "}}", "{%", "{#")):
-            expression = ENVIRONMENT.compile_expression(
-                inner.removeprefix("-").removesuffix("-"), undefined_to_none=False
-            )
+            expression = _jinja_expression(inner.removeprefix("-").removesuffix("-"))
 
             def render_expression(context: Mapping[str, Any]) -> Any:
                 try:
@@ -153,7 +165,7 @@ def _compile_string(source: str, path: str, location: Location) -> Renderer:
                 return _plain(result, path, location)
 
             return render_expression
-        template = ENVIRONMENT.from_string(source)
+        template = _jinja_template(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(path, _reason(exc), location) from None
 
