@@ -49,7 +49,14 @@ def test_an_unreachable_popcorn_is_logged_not_fatal(agent_factory: Any) -> None:
     while "heartbeat to" not in agent.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "heartbeat to" in agent.log()
-    assert agent.client().run("disk_usage", {"mounts": ["/"]}).ok
+    client = agent.client()
+    assert client.run("disk_usage", {"mounts": ["/"]}).ok
+    probed = client.run("disk_health")  # no data file: the host's own /sys/block (and smartctl)
+    assert probed.ok, probed.error
+    assert probed.result["source"] in ("sysfs", "sysfs+smartctl")
+    assert all(
+        d["status"] in ("ok", "degraded", "failing", "unknown") for d in probed.result["disks"]
+    )
 
 
 def _gone(pid: int) -> bool:

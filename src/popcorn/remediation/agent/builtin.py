@@ -622,6 +622,14 @@ def parse_smartctl(report: dict[str, Any]) -> SmartInfo:
     return SmartInfo(**info)
 
 
+def _smartctl_says(report: Any) -> str:
+    messages = ((report or {}).get("smartctl") or {}).get("messages") or []
+    texts = [
+        m["string"] for m in messages if isinstance(m, dict) and isinstance(m.get("string"), str)
+    ]
+    return f": {texts[0]}" if texts else ""
+
+
 def _probe_disks(ctx: ActionContext) -> tuple[list[DiskRecord], bool]:
     smartctl = shutil.which(ctx.config.smartctl) if ctx.config.smartctl else None
     disks = []
@@ -651,7 +659,9 @@ def _probe_disks(ctx: ActionContext) -> tuple[list[DiskRecord], bool]:
             except ValueError:
                 report = None
             if done.exit_code & 0b11 or not isinstance(report, dict):
-                record.reasons.append(f"smartctl could not read /dev/{name}")
+                record.reasons.append(
+                    f"smartctl could not read /dev/{name}{_smartctl_says(report)}"
+                )
             else:
                 record.smart = parse_smartctl(report)
         disks.append(record)

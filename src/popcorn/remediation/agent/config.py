@@ -2,6 +2,24 @@
 
 Relative paths in the file are taken relative to the file's own directory, so a
 config directory (certificates, scripts, config) can be shipped as one unit.
+
+Example (`/etc/popcorn/bolt.yaml`)::
+
+    host: 0.0.0.0
+    port: 8443
+    cert_file: tls/agent.crt          # server certificate (SAN = this host's name/IP)
+    key_file: tls/agent.key
+    ca_file: tls/popcorn-ca.pem       # client certificates must be signed by this CA
+    allowed_client_subjects: [popcorn-runbook, "CN=oncall,O=Popcorn"]
+    scripts_dir: actions              # NAME.yaml manifests beside their scripts
+    allowed_log_files: [/var/log/nginx/error.log, "/var/log/popcorn/*.log"]
+    allowed_services: [nginx, varnish]
+    restart_command: [systemctl, restart, "{name}"]
+    service_pidfiles: {varnish: /run/varnishd.pid}   # used when systemd is absent
+    audit_log: /var/log/popcorn/bolt-audit.jsonl
+    popcorn_url: https://popcorn.example.net
+    token: "..."                      # Popcorn API token for heartbeats
+    device: oca-lax-017               # the inventory device this host is
 """
 
 from __future__ import annotations

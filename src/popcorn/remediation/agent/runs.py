@@ -84,7 +84,8 @@ class ActionContext:
     ) -> Completed:
         """Run `argv` without a shell in its own process group, bounded by the run's deadline.
 
-        With `capture`, output is returned (capped) instead of streamed to the caller.
+        With `capture`, output is returned (capped) instead of streamed to the caller, and
+        the exit status stays out of the run's own (a helper probe, not the action's result).
         Raises ActionTimeout, ActionCancelled, or ActionFailed when it cannot start.
         """
         deadline = self._run.deadline
@@ -114,7 +115,8 @@ class ActionContext:
             )
         except OSError as exc:
             raise ActionFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-        self._run.exit_code = outcome.exit_code
+        if not capture:
+            self._run.exit_code = outcome.exit_code
         if outcome.cancelled:
             raise ActionCancelled(f"{argv[0]!r} was stopped: {self._run.cancel_reason}")
         if outcome.timed_out:
