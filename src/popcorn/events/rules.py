@@ -8,7 +8,7 @@ documents; `load_rules` reads a file or a directory of ``*.yaml``/``*.yml``::
     events: [alertmanager.alert.firing]       # glob patterns on the event type
     priority: 10                              # higher runs first (default 0)
     mode: enforce                             # enforce | monitor | off
-    stop: false                               # true: lower-priority rules are skipped
+    stop: false                               # true: skip lower-priority rules (enforce only)
     conditions:
       labels.alertname: DiskFull              # a plain value means eq
       labels.severity: [critical, page]       # a list means in
@@ -55,11 +55,14 @@ key defaults to the event id, so re-deliveries are ignored). In monitor mode a
 rule matches and is reported, but callers must not act (`Match.act`); off
 rules never match.
 
-Rules are compiled once into closures. `RuleSet` indexes them by event type
-and by an equality test on a field, so one event is only tested against the
-few rules that can match it; `RuleSet.explain` tells, for every rule, why it
-did or did not match. Errors in a rule raise `RuleSyntaxError` with the file,
-line and reason.
+Rules are compiled once, at load: every condition becomes a closure, and
+`RuleSet` turns each rule's tree into one generated Python function (values
+are bound as constants, never pasted into source), so matching never walks
+YAML. `RuleSet` indexes rules by event type and by one equality test on a
+field (the field with the most distinct values), so an event is only tested
+against the few rules that can match it; `RuleSet.explain` tells, for every
+rule, why it did or did not match. Errors in a rule raise `RuleSyntaxError`
+with the file, line and reason.
 """
 
 from __future__ import annotations
