@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,25 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes(b"name: caf\xe9\nevents: [x]\n")
     with pytest.raises(RuleSyntaxError, match="UTF-8"):
         load_rules(path)
+
+
+def test_mangled_rules_fail_cleanly() -> None:
+    """Random edits to a valid rule either load or raise RuleSyntaxError, nothing else."""
+    rng = random.Random(11)
+    pieces = [*"{}[]:,-'\"!&*#|>\n ", "~", "true", "1.5", "any", "not", "eq", "in", "labels.x",
+              "{{", "}}", "regex", "(", "tz", "between", "09:00", "24:00"]  # fmt: skip
+    loaded = 0
+    for _ in range(1500):
+        chars = list(GOOD)
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(chars))
+            if rng.random() < 0.5:
+                del chars[pos]
+            else:
+                chars.insert(pos, rng.choice(pieces))
+        try:
+            RuleSet(parse_rules("".join(chars)))
+            loaded += 1
+        except RuleSyntaxError as exc:
+            assert exc.reason
+    assert 0 < loaded < 1500
