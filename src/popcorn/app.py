@@ -19,7 +19,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from popcorn import metrics
-from popcorn.auth import authenticate, require, touch_token
+from popcorn.auth import authenticate, require, touch_due, touch_token
 from popcorn.config import get_settings
 from popcorn.context import Actor, set_actor
 from popcorn.db import session_scope
@@ -30,7 +30,8 @@ log = logging.getLogger("popcorn.app")
 F = TypeVar("F", bound=Callable[..., Any])
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"}
-PUBLIC_PREFIXES = ("/docs/", "/static/")
+# /pki serves CRLs and OCSP answers, which TLS clients fetch without credentials.
+PUBLIC_PREFIXES = ("/docs/", "/static/", "/pki/")
 STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -125,6 +126,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(core_bp, url_prefix="/api/v1")
     for blueprint in domains.blueprints():
         app.register_blueprint(blueprint, url_prefix=f"/api/v1/{blueprint.name}")
+    for blueprint in domains.public_blueprints():
+        app.register_blueprint(blueprint, url_prefix="/pki")
     console = domains.optional_module("popcorn.web")
     if console is not None:
         console.register(app)
@@ -149,8 +152,9 @@ def _install_hooks(app: APIFlask) -> None:
             principal = authenticate(
                 session=session, raw=raw.strip() if scheme.lower() == "bearer" else None
             )
-        with session_scope() as session:
-            touch_token(session=session, token_id=principal.token_id)
+        if touch_due(principal.token_id):
+            with session_scope() as session:
+                touch_token(session=session, token_id=principal.token_id)
         require(principal, _required_role())
         g.principal = principal
         set_actor(

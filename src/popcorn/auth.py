@@ -146,12 +146,14 @@ def authenticate(*, session: Session, raw: str | None) -> Principal:
 _last_touch: dict[int, datetime] = {}
 
 
-def touch_token(*, session: Session, token_id: int) -> None:
-    """Record last use at most once a minute per process, so reads stay reads."""
-    now = utcnow()
+def touch_due(token_id: int) -> bool:
+    """Last use is recorded at most once a minute per process, so reads stay reads."""
     previous = _last_touch.get(token_id)
-    if previous is not None and now - previous < timedelta(minutes=1):
-        return
+    return previous is None or utcnow() - previous >= timedelta(minutes=1)
+
+
+def touch_token(*, session: Session, token_id: int) -> None:
+    now = utcnow()
     _last_touch[token_id] = now
     token = session.get(ApiToken, token_id)
     if token is not None:

@@ -7,6 +7,7 @@ envelope, and `paginate()` walks cursor-paged lists.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -55,18 +56,22 @@ class Client:
         if name not in SECTIONS:
             import importlib
 
-            try:
+            with contextlib.suppress(ModuleNotFoundError):
                 importlib.import_module(f"popcorn.{name}.client")
-            except ModuleNotFoundError:
-                pass
         if name in SECTIONS:
             sec = SECTIONS[name](self)
             setattr(self, name, sec)
             return sec
         raise AttributeError(name)
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "User-Agent": "popcorn-client"},
@@ -91,19 +96,23 @@ class Client:
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                raise PopcornAPIError(response.status_code, error.get("code", "error"),
-                                      error.get("message", ""), error.get("details") or {})
+                raise PopcornAPIError(
+                    response.status_code,
+                    error.get("code", "error"),
+                    error.get("message", ""),
+                    error.get("details") or {},
+                )
             except (ValueError, KeyError, TypeError):
-                raise PopcornAPIError(response.status_code, "http_error",
-                                      response.text[:200], {}) from None
+                raise PopcornAPIError(
+                    response.status_code, "http_error", response.text[:200], {}
+                ) from None
         if response.status_code == 204 or not response.content:
             return None
         ctype = response.headers.get("content-type", "")
         return response.json() if "json" in ctype else response.content
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params={k: v for k, v in params.items()
-                                                 if v is not None})
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)

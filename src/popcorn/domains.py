@@ -74,6 +74,11 @@ def blueprints() -> list[Any]:
     return [module.bp for module in _each("views") if hasattr(module, "bp")]
 
 
+def public_blueprints() -> list[Any]:
+    """Blueprints named `pki_bp`, served under /pki without a token (CRLs, OCSP)."""
+    return [module.pki_bp for module in _each("views") if hasattr(module, "pki_bp")]
+
+
 def cli_groups() -> list[Any]:
     return [module.group for module in _each("cli") if hasattr(module, "group")]
 

@@ -15,5 +15,6 @@ def child_exit(_server: Any, worker: Any) -> None:
 
     multiprocess.mark_process_dead(worker.pid)
 
+
 # Several Popcorn processes may run on one host; a shared control socket would collide.
 control_socket_disable = True

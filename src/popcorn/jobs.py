@@ -289,7 +289,15 @@ def report_progress(done: int, total: int, partial: Any = None, message: str = "
         )
 
 
+_engine_pid = os.getpid()
+
+
 def _after_fork() -> None:
+    """In a forked work horse, drop the parent's pooled connections (never share a socket)."""
+    global _engine_pid
+    if os.getpid() == _engine_pid:
+        return
+    _engine_pid = os.getpid()
     from popcorn.db import _engines
 
     for engine in list(_engines.values()):
@@ -560,14 +568,20 @@ def _dispatch_loop(stop: Callable[[], bool], holder: str) -> None:
 
 
 def run_worker(
-    queues: list[str] | None = None, *, burst: bool = False, name: str | None = None
+    queues: list[str] | None = None,
+    *,
+    burst: bool = False,
+    name: str | None = None,
+    fork: bool = True,
 ) -> None:
-    from rq import Worker
+    """An rq worker; `fork=False` runs jobs in-process (faster, less isolation)."""
+    from rq import SimpleWorker, Worker
 
     import popcorn.domains
 
     popcorn.domains.load_tasks()
-    worker = Worker(
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class(
         [rq_queue(q) for q in (queues or list(QUEUES))],
         connection=get_redis(),
         name=name or f"popcorn-{socket.gethostname()}-{os.getpid()}",

@@ -83,8 +83,9 @@ def test_token_secret_shown_once_and_stored_hashed(api: Any, client: Any) -> Non
 
 def test_validation_errors_name_fields_and_write_nothing(api: Any) -> None:
     before = count(ApiToken)
-    wrong_type = api.post("/api/v1/tokens", json={"name": "x", "role": "viewer",
-                                                   "expires_days": "soon"})
+    wrong_type = api.post(
+        "/api/v1/tokens", json={"name": "x", "role": "viewer", "expires_days": "soon"}
+    )
     assert wrong_type.status_code == 422
     assert "expires_days" in wrong_type.json["error"]["details"]["fields"]
     unknown = api.post("/api/v1/tokens", json={"name": "x", "role": "viewer", "colour": "red"})
@@ -118,8 +119,11 @@ def test_wrong_method_is_405_in_envelope(api: Any) -> None:
 
 
 def test_changes_are_audited_with_actor_and_request_id(api: Any) -> None:
-    response = api.post("/api/v1/tokens", json={"name": "audited", "role": "viewer"},
-                        headers={"X-Request-ID": "req-123"})
+    response = api.post(
+        "/api/v1/tokens",
+        json={"name": "audited", "role": "viewer"},
+        headers={"X-Request-ID": "req-123"},
+    )
     assert response.headers["X-Request-ID"] == "req-123"
     token_id = response.json["id"]
     records = api.get(f"/api/v1/audit?object_type=token&object_id={token_id}").json["items"]

@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import Processes, free_port, wait_until
 
+from conftest import Processes, free_port, wait_until
 from popcorn.cli import cli
 from popcorn.client import Client, PopcornAPIError
 from popcorn.commands import register
@@ -98,8 +98,9 @@ def test_jobs_and_audit_listing_as_json() -> None:
     assert audit[0]["action"] == "create" and audit[0]["actor"].startswith("cli:")
 
 
-def test_client_talks_to_a_live_server(live_server: str, tokens: dict[str, str],
-                                       processes: Processes) -> None:
+def test_client_talks_to_a_live_server(
+    live_server: str, tokens: dict[str, str], processes: Processes
+) -> None:
     processes.start("worker")
     with Client(live_server, tokens["operator"]) as client:
         assert client.whoami() == {"name": "test-operator", "role": "operator"}
@@ -126,21 +127,27 @@ def test_client_pages_through_long_lists(live_server: str, tokens: dict[str, str
 def test_up_supervises_and_stops_cleanly(installation: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     env = {**__import__("os").environ, **installation}
-    proc = subprocess.Popen([sys.executable, "-m", "popcorn", "up", "--port", str(port),
-                             "--workers", "1"],
-                            env=env, stdout=(tmp_path / "up.log").open("wb"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popcorn", "up", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=(tmp_path / "up.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _ready(url), timeout=60)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4  # api master + its worker, rq worker, scheduler
-        worker = next(c for c in psutil.Process(proc.pid).children()
-                      if c.cmdline()[-1] == "worker")
+        worker = next(c for c in psutil.Process(proc.pid).children() if c.cmdline()[-1] == "worker")
         worker.kill()  # the supervisor restarts a child that dies
-        wait_until(lambda: any(c.cmdline()[-1] == "worker"
-                               for c in psutil.Process(proc.pid).children()
-                               if c.pid != worker.pid and c.is_running()), timeout=30)
+        wait_until(
+            lambda: any(
+                c.cmdline()[-1] == "worker"
+                for c in psutil.Process(proc.pid).children()
+                if c.pid != worker.pid and c.is_running()
+            ),
+            timeout=30,
+        )
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -148,8 +155,9 @@ def test_up_supervises_and_stops_cleanly(installation: dict[str, str], tmp_path:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
-    leftovers = [c.cmdline() for c in children
-                 if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    leftovers = [
+        c.cmdline() for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+    ]
     assert leftovers == []
 
 

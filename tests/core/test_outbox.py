@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Processes, wait_until
 from sqlalchemy.orm import Session
 
+from conftest import Processes, wait_until
 from popcorn import outbox
 from popcorn.db import session_scope
 from popcorn.outbox import DeadLetter, DomainEvent, SubscriberCursor
@@ -64,7 +64,9 @@ def test_failing_subscriber_keeps_order_and_retries(received: Any) -> None:
     assert list(dict.fromkeys(received["events"])) == [("a", 1)]
     with session_scope(readonly=True) as session:
         cursor = session.get(SubscriberCursor, "test.recorder")
-        assert cursor is not None and cursor.attempts == 1 and "subscriber down" in cursor.last_error
+        assert (
+            cursor is not None and cursor.attempts == 1 and "subscriber down" in cursor.last_error
+        )
         assert cursor.retry_at is not None
     received["fail_on"] = set()
     with session_scope() as session:
@@ -134,8 +136,9 @@ def test_scheduler_process_delivers_and_resumes_after_being_killed(
         for n in range(50, 80):
             outbox.emit(session, "test.event", "thing", str(n % 5), {"n": n, "log": str(log)})
     processes.start("scheduler")
-    wait_until(lambda: len({line.split()[2] for line in log.read_text().splitlines()}) == 80,
-               timeout=60)
+    wait_until(
+        lambda: len({line.split()[2] for line in log.read_text().splitlines()}) == 80, timeout=60
+    )
     lines = [line.split() for line in log.read_text().splitlines()]
     for obj in map(str, range(5)):
         seq = [int(n) for _, o, n in lines if o == obj]
