@@ -260,19 +260,24 @@ def generate_incident(
     trigger = 2.0 + rng.normal(0, 0.05, n_samples)
     for k, c in enumerate(culprits):
         onset = alert_idx - int(rng.integers(3, 13))
-        step_shape = (t >= onset).astype(np.float64)
+        # Each culprit moves in its own way after the change (a step with a wandering
+        # overshoot), and its followers repeat that movement a little later.
+        wander = np.cumsum(rng.normal(0, 0.06, n_samples)) * (t >= onset)
+        fingerprint = (t >= onset) * (1.0 + wander - wander[onset])
         if k == n_culprits - 1 and n_culprits > 1:
             values[c, :onset] = np.nan  # a new signal: e.g. an error counter that never fired
+            history[c] = np.nan
             expected[c] = "appeared"
         else:
             sign = 1.0 if rng.random() < 0.5 else -1.0
-            values[c] += sign * rng.uniform(5, 10) * sigmas[c] * step_shape
+            values[c] += sign * rng.uniform(5, 10) * sigmas[c] * fingerprint
             expected[c] = "changed"
         trigger += rng.uniform(1.0, 3.0) * (t >= onset + int(rng.integers(1, 3)))
         for f in followers[c]:
             lag = int(rng.integers(1, 5))
             sign = 1.0 if rng.random() < 0.7 else -1.0
-            values[f] += sign * rng.uniform(5, 12) * sigmas[f] * (t >= onset + lag)
+            shifted = np.r_[np.zeros(lag), fingerprint[:-lag]]
+            values[f] += sign * rng.uniform(5, 12) * sigmas[f] * shifted
             expected[f] = "changed"
 
     rest = [int(i) for i in order[planted:]]
