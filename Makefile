@@ -38,6 +38,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	$(BIN)/python benchmarks/collect.py
 
 clean:
 	rm -rf $(VENV) .popcorn .mypy_cache .ruff_cache .pytest_cache
