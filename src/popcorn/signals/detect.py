@@ -50,6 +50,7 @@ factor (see ``COST_PENALTY_SCALE``); pass ``penalty`` when using them seriously.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -72,10 +73,10 @@ COST_PENALTY_SCALE = {
     "clinear": 1.0,
     "l1": 0.5,
     "rank": 0.2,
-    "rbf": 0.05,
-    "cosine": 0.05,
+    "rbf": 0.3,
+    "cosine": 0.3,
 }
-KERNEL_PENALTY_SCALE = {"linear": 1.0, "rbf": 0.05, "cosine": 0.05}
+KERNEL_PENALTY_SCALE = {"linear": 1.0, "rbf": 0.3, "cosine": 0.3}
 
 _MAD = 1.4826
 _CHUNK_ROWS = 512
@@ -683,7 +684,10 @@ def _ruptures_search(y: FloatArray, beta: float, opts: DetectOptions) -> list[in
         else:
             width = min(opts.window_width, m - (m % 2))
             algo = rpt.Window(width=max(width, 2 * opts.min_size), **common)
-    ends = algo.fit(signal).predict(pen=pen)
+    with warnings.catch_warnings():
+        # ruptures announces a change of behaviour of its "normal" cost on every fit.
+        warnings.simplefilter("ignore", UserWarning)
+        ends = algo.fit(signal).predict(pen=pen)
     return [int(e) for e in ends if 0 < e < m]
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -285,12 +286,9 @@ def _baseline(history: npt.ArrayLike, shape: tuple[int, int]) -> FloatArray:
     if hist.shape[0] == 1:
         base = hist[0]
     else:
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                base = np.nanmedian(hist, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no history
+            base = np.nanmedian(hist, axis=0)
     if np.isinf(base).any():
         base = np.where(np.isinf(base), np.nan, base)
     # Gaps are bridged; rows without any history become zeros: compared with nothing.
