@@ -5,8 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["core", "inventory", "signals", "signals-ingest", "rules", "runbooks", "agent",
-         "traffic", "certificates", "certificates-scan"]
+ORDER = [
+    "core",
+    "inventory",
+    "signals",
+    "signals-ingest",
+    "rules",
+    "runbooks",
+    "agent",
+    "traffic",
+    "certificates",
+    "certificates-scan",
+]
 
 INTRO = """# Benchmarks
 
@@ -21,8 +31,11 @@ marked as measured while other work ran on it are rougher than the rest.
 def main() -> None:
     results = HERE / "results"
     names = [n for n in ORDER if (results / f"{n}.md").exists()]
-    names += sorted(p.stem for p in results.glob("*.md")
-                    if p.stem not in ORDER and not p.stem.endswith("-readme"))
+    names += sorted(
+        p.stem
+        for p in results.glob("*.md")
+        if p.stem not in ORDER and not p.stem.endswith("-readme")
+    )
     parts = [INTRO] + [(results / f"{n}.md").read_text().strip() for n in names]
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")
     print(f"benchmarks/README.md: {len(names)} sections")
