@@ -9,9 +9,9 @@ in the window, where, how much and which way. This module answers it for a whole
    Isolated spikes (at most two samples) are replaced by a running median of five: spikes are
    not changes.
 2. **Noise**: each row gets a robust noise scale from the median absolute deviation of its
-   first differences (insensitive to level shifts), and an AR(1) correction from the ratio of
-   lag-2 to lag-1 difference scales, so that autocorrelated metrics do not look like a
-   sequence of shifts.
+   first differences (insensitive to level shifts; raised to their winsorised RMS when the
+   tails are heavy), and an AR(1) correction from the ratio of lag-2 to lag-1 difference
+   scales, so that autocorrelated metrics do not look like a sequence of shifts.
 3. **Screen** (all rows, vectorised): the largest CUSUM split gain of the whole series, for the
    mean and for the scale of the differences (variance changes). Rows far below the penalty
    stop here, which is what makes 10,000 signals cheap.
@@ -19,7 +19,9 @@ in the window, where, how much and which way. This module answers it for a whole
    half the penalty so that short excursions (a bump that goes up and comes back) are not
    missed, then every change point is re-located between its neighbours and the weakest are
    pruned until each one pays the full penalty. Variance changes are found first on the
-   differences, and the mean search then weights each sample by its segment's precision.
+   log absolute differences, and the mean search then weights each sample by its segment's
+   precision. A staircase of same-direction shifts is replaced by one "flat, then ramp"
+   change (a trend) when that fits better, so a leak is one change, not five.
 
 Any ruptures method can replace step 4 per request (``method="pelt"|"binseg"|"bottomup"|
 "window"|"kernel"``, with ``cost=`` or ``kernel=``); the screening still decides which rows
@@ -41,6 +43,8 @@ on pure noise it flags well under 1 % of series. To tune:
   reveal is about ``sqrt(beta / n_short)`` noise units, ``n_short`` being the shorter side.
 - ``min_size`` (default 5 samples) is the shortest segment; a run shorter than that is
   treated as noise, which is also the resolution of the change time.
+- ``min_effect`` (default 1.0) drops level changes smaller than that many noise units,
+  however significant: a long quiet window makes tiny shifts significant but not useful.
 - ``despike=False`` keeps one- and two-sample excursions as data; ``variance=False`` skips
   the search for changes in noise level.
 For the ruptures costs other than ``l2``/``normal``/``ar`` the penalty is rescaled by a rough
@@ -63,14 +67,13 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 METHODS = ("fast", "pelt", "binseg", "bottomup", "window", "kernel")
-COSTS = ("l2", "l1", "normal", "rbf", "ar", "rank", "cosine", "clinear")
+COSTS = ("l2", "l1", "normal", "rbf", "ar", "rank", "cosine")
 KERNELS = ("linear", "rbf", "cosine")
 # How the ruptures costs compare with the residual sum of squares of a standardised series.
 COST_PENALTY_SCALE = {
     "l2": 1.0,
     "normal": 1.0,
     "ar": 1.0,
-    "clinear": 1.0,
     "l1": 0.5,
     "rank": 0.2,
     "rbf": 0.3,
@@ -660,34 +663,38 @@ def _variance_search(
     return found, weights
 
 
-def _ruptures_search(y: FloatArray, beta: float, opts: DetectOptions) -> list[int]:
-    """Change points of one standardised row with the requested ruptures method."""
+def _ruptures_penalty(opts: DetectOptions, beta: float) -> float:
+    if opts.method == "kernel":
+        return beta * KERNEL_PENALTY_SCALE[opts.kernel]
+    return beta * COST_PENALTY_SCALE[opts.cost]
+
+
+def _ruptures_algo(opts: DetectOptions, m: int) -> Any:
     import ruptures as rpt
 
+    if opts.method == "kernel":
+        return rpt.KernelCPD(kernel=opts.kernel, min_size=opts.min_size, jump=1)
+    common: dict[str, Any] = {"model": opts.cost, "min_size": opts.min_size, "jump": 1}
+    if opts.method == "pelt":
+        return rpt.Pelt(**common)
+    if opts.method == "binseg":
+        return rpt.Binseg(**common)
+    if opts.method == "bottomup":
+        return rpt.BottomUp(**common)
+    width = max(min(opts.window_width, m - (m % 2)), 2 * opts.min_size)
+    return rpt.Window(width=width, **common)
+
+
+def _ruptures_search(y: FloatArray, beta: float, opts: DetectOptions) -> list[int]:
+    """Change points of one standardised row with the requested ruptures method."""
     m = y.size
     if m < 2 * opts.min_size:
         return []
     signal = y.reshape(-1, 1)
-    algo: Any
-    if opts.method == "kernel":
-        pen = beta * KERNEL_PENALTY_SCALE[opts.kernel]
-        algo = rpt.KernelCPD(kernel=opts.kernel, min_size=opts.min_size, jump=1)
-    else:
-        pen = beta * COST_PENALTY_SCALE[opts.cost]
-        common: dict[str, Any] = {"model": opts.cost, "min_size": opts.min_size, "jump": 1}
-        if opts.method == "pelt":
-            algo = rpt.Pelt(**common)
-        elif opts.method == "binseg":
-            algo = rpt.Binseg(**common)
-        elif opts.method == "bottomup":
-            algo = rpt.BottomUp(**common)
-        else:
-            width = min(opts.window_width, m - (m % 2))
-            algo = rpt.Window(width=max(width, 2 * opts.min_size), **common)
     with warnings.catch_warnings():
-        # ruptures announces a change of behaviour of its "normal" cost on every fit.
+        # ruptures announces a change of behaviour of its "normal" cost on every use.
         warnings.simplefilter("ignore", UserWarning)
-        ends = algo.fit(signal).predict(pen=pen)
+        ends = _ruptures_algo(opts, m).fit(signal).predict(pen=_ruptures_penalty(opts, beta))
     return [int(e) for e in ends if 0 < e < m]
 
 

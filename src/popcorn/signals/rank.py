@@ -305,8 +305,8 @@ def _remove_daily(prep: Prepared, grid: npt.NDArray[np.int64]) -> None:
     basis = np.column_stack(
         [np.ones_like(phase), np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)]
     )
-    coef = np.linalg.lstsq(basis, prep.values.T, rcond=None)[0]
-    prep.values -= (basis @ coef).T
+    coef = prep.values @ np.linalg.pinv(basis).T
+    prep.values -= coef @ basis.T
 
 
 def _onset(trigger: FloatArray | None, grid: npt.NDArray[np.int64], alert: int, lead: float) -> int:
