@@ -7,14 +7,9 @@ POPCORN_TEST_REDIS_URL set it runs against those servers instead.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +19,9 @@ from sqlalchemy import text
 TEST_DB = os.environ.get("POPCORN_TEST_DATABASE_URL")
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
+
+from popcorn_testing import Api, Processes, free_port, wait_until  # noqa: E402
+
 TEST_REDIS = os.environ.get("POPCORN_TEST_REDIS_URL")
 
 
@@ -139,97 +137,9 @@ def tokens() -> dict[str, str]:
     return out
 
 
-class Api:
-    """Calls the test app with a role's token: api.get("/api/v1/jobs", role="viewer")."""
-
-    def __init__(self, client: Any, tokens: dict[str, str]):
-        self.client = client
-        self.tokens = tokens
-
-    def _headers(self, role: str | None, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = dict(extra or {})
-        if role:
-            headers["Authorization"] = f"Bearer {self.tokens[role]}"
-        return headers
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        role: str | None = "admin",
-        headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self.client.open(path, method=method, headers=self._headers(role, headers), **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> Any:
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> Any:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, **kwargs)
-
-
 @pytest.fixture
 def api(client: Any, tokens: dict[str, str]) -> Api:
     return Api(client, tokens)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Processes:
-    """Real child processes (workers, servers) that are always killed at teardown."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = {**os.environ, **env}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "popcorn", *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def kill(
-        self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL, timeout: float = 30
-    ) -> None:
-        """Signal a process and all its descendants (rq work horses have their own group)."""
-        import psutil
-
-        try:
-            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        for member in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                member.send_signal(sig)
-        proc.wait(timeout=timeout)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    self.kill(proc, signal.SIGTERM, timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.kill(proc, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -237,17 +147,6 @@ def processes(installation: dict[str, str]) -> Iterator[Processes]:
     procs = Processes(installation)
     yield procs
     procs.stop_all()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll until `predicate()` is truthy; fail the test with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s")
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
+from popcorn_testing import Processes, free_port, wait_until
 
-from conftest import Processes, free_port, wait_until
 from popcorn.cli import cli
 from popcorn.client import Client, PopcornAPIError
 from popcorn.commands import register

@@ -12,9 +12,9 @@ from typing import Any
 import popcorn_test_plugins  # noqa: F401  (registers test tasks in this process too)
 import pytest
 import redis as redis_lib
+from popcorn_testing import Processes, free_port, wait_until
 from sqlalchemy import update
 
-from conftest import Processes, free_port, wait_until
 from popcorn import jobs
 from popcorn.config import reset_settings
 from popcorn.db import session_scope, utcnow

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from popcorn_testing import Processes, wait_until
 from sqlalchemy.orm import Session
 
-from conftest import Processes, wait_until
 from popcorn import outbox
 from popcorn.db import session_scope
 from popcorn.outbox import DeadLetter, DomainEvent, SubscriberCursor
