@@ -179,9 +179,18 @@ def _install_hooks(app: APIFlask) -> None:
         set_actor(None)
 
 
+def _console_error(status: int, code: str, message: str) -> Any:
+    """Errors on console pages (/ui) are pages, not JSON."""
+    if not request.path.startswith("/ui"):
+        return None
+    from popcorn.web.views import render_error
+
+    return render_error(status, code, message)
+
+
 def _install_errors(app: APIFlask) -> None:
     @app.error_processor
-    def api_error(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
+    def api_error(error: HTTPError) -> Any:
         status = error.status_code
         details = error.detail if isinstance(error.detail, dict) else {}
         if status == 422 and details:
@@ -189,25 +198,37 @@ def _install_errors(app: APIFlask) -> None:
         message = error.message or STATUS_CODES.get(status, "error")
         if status == 422 and error.message == "Validation error":
             message = "request validation failed"
+        page = _console_error(status, STATUS_CODES.get(status, "error"), message)
+        if page is not None:
+            return page
         return envelope(STATUS_CODES.get(status, "error"), message, details), status, error.headers
 
     @app.errorhandler(PopcornError)
-    def popcorn_error(error: PopcornError) -> tuple[Response, int]:
+    def popcorn_error(error: PopcornError) -> Any:
+        page = _console_error(error.status, error.code, error.message)
+        if page is not None:
+            return page
         response = jsonify(error.envelope())
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="popcorn"'
         return response, error.status
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
+    def http_error(error: HTTPException) -> Any:
         status = error.code or 500
+        page = _console_error(status, STATUS_CODES.get(status, "error"), error.description or "")
+        if page is not None:
+            return page
         return jsonify(envelope(STATUS_CODES.get(status, "error"), error.description or "")), status
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> tuple[Response, int]:
+    def unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return http_error(error)
         log.exception("unhandled error")
+        page = _console_error(500, "internal_error", "Something went wrong; it has been logged.")
+        if page is not None:
+            return page
         return jsonify(
             envelope(
                 "internal_error",

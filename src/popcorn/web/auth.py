@@ -1,0 +1,95 @@
+"""Console sessions: a token exchanged for a signed cookie, CSRF tokens on every form."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import abort, g, redirect, request, session, url_for
+
+from popcorn import auth
+from popcorn.context import Actor, set_actor
+from popcorn.db import session_scope
+from popcorn.errors import Unauthorized
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def sign_in(raw_token: str) -> auth.Principal:
+    with session_scope(readonly=True) as db:
+        principal = auth.authenticate(session=db, raw=raw_token.strip())
+    session.clear()
+    session["token_id"] = principal.token_id
+    session["csrf"] = secrets.token_urlsafe(32)
+    session.permanent = False
+    return principal
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def current_principal() -> auth.Principal | None:
+    """The signed-in principal, re-checked against the database (revocation is immediate)."""
+    token_id = session.get("token_id")
+    if token_id is None:
+        return None
+    with session_scope(readonly=True) as db:
+        token = db.get(auth.ApiToken, token_id)
+        if token is None or token.revoked_at is not None:
+            return None
+        if token.expires_at is not None and token.expires_at <= auth.utcnow():
+            return None
+        return auth.Principal(token_id=token.id, name=token.name, role=token.role)
+
+
+def load_user() -> Any:
+    """Before every console request: require a session except on the sign-in page."""
+    if request.endpoint in {"web.login", "web.static", "web.plotly_js"}:
+        return None
+    principal = current_principal()
+    if principal is None:
+        session.clear()
+        return redirect(url_for("web.login", next=request.full_path))
+    g.principal = principal
+    set_actor(
+        Actor(
+            name=f"console:{principal.name}",
+            role=principal.role,
+            request_id=getattr(g, "request_id", ""),
+        )
+    )
+    if request.method == "POST":
+        check_csrf()
+    return None
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent, expected):
+        abort(400, description="missing or wrong CSRF token; reload the page and try again")
+
+
+def csrf_token() -> str:
+    return str(session.get("csrf", ""))
+
+
+def needs(role: str) -> Callable[[F], F]:
+    """A page or form that needs more than the viewer role."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = g.get("principal")
+            if principal is None:
+                raise Unauthorized("sign in first")
+            auth.require(principal, role)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
