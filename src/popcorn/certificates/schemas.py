@@ -1,0 +1,398 @@
+"""API and CLI shapes of the certificates domain. Private keys never appear in a Read schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from popcorn.schemas import ReadSchema, Schema
+
+KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
+ProfileName = Literal["server", "client", "both"]
+Ref = int | str
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:@+-]*$"
+
+
+class _Policy(Schema):
+    max_validity_days: int = Field(default=397, ge=1, le=36500)
+    allowed_dns_suffixes: list[str] | None = None
+    allowed_ip_networks: list[str] | None = None
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=500)
+    rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class AuthorityCreate(_Policy):
+    """root/intermediate create a key; imported adopts a PEM CA; external names a plugin."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    kind: Literal["root", "intermediate", "imported", "external"] = "root"
+    description: str = ""
+    common_name: str | None = Field(default=None, max_length=64)
+    organization: str | None = None
+    organizational_unit: str | None = None
+    country: str | None = None
+    key_type: KeyTypeName = "ecdsa-p384"
+    validity_days: int = Field(default=3650, ge=1, le=36500)
+    path_length: int | None = Field(default=None, ge=0, le=10)
+    parent: Ref | None = None
+    certificate_pem: str | None = None
+    chain_pem: str | None = None
+    private_key_pem: str | None = None
+    key_password: str | None = None
+    plugin: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> AuthorityCreate:
+        if self.kind == "intermediate" and self.parent is None:
+            raise ValueError("parent: an intermediate authority needs a parent authority")
+        if self.kind != "intermediate" and self.parent is not None:
+            raise ValueError("parent: only intermediate authorities have a parent")
+        if self.kind == "imported" and not (self.certificate_pem and self.private_key_pem):
+            raise ValueError("certificate_pem and private_key_pem: required to import an authority")
+        if self.kind == "external" and not self.plugin:
+            raise ValueError("plugin: an external authority names its issuer plugin")
+        if self.kind != "external" and self.plugin:
+            raise ValueError("plugin: only external authorities name a plugin")
+        return self
+
+
+class AuthorityUpdate(Schema):
+    description: str | None = None
+    max_validity_days: int | None = Field(default=None, ge=1, le=36500)
+    allowed_dns_suffixes: list[str] | None = None
+    allowed_ip_networks: list[str] | None = None
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=500)
+    rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class AuthorityRead(ReadSchema):
+    id: int
+    name: str
+    kind: str
+    plugin: str
+    parent_id: int | None
+    description: str
+    subject: str
+    key_type: str
+    serial_hex: str
+    sha256_fingerprint: str
+    not_before: datetime | None
+    not_after: datetime | None
+    max_validity_days: int
+    allowed_dns_suffixes: list[str] | None
+    allowed_ip_networks: list[str] | None
+    public_base_url: str | None
+    rotate_before_days: int | None
+    options: dict[str, Any]
+    crl_number: int
+    crl_next_update: datetime | None
+    created_by: str
+    created_at: datetime
+    has_private_key: bool = False
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+    certificate_pem: str = ""
+    chain_pem: str = ""
+
+
+class CertificateIssue(Schema):
+    """Issue under an authority, from a CSR (its key stays with you) or with a generated key."""
+
+    authority: Ref
+    common_name: str | None = Field(default=None, max_length=64)
+    dns_names: list[str] = Field(default_factory=list, max_length=100)
+    ip_addresses: list[str] = Field(default_factory=list, max_length=100)
+    profile: ProfileName = "server"
+    validity_days: int | None = Field(default=None, ge=1)
+    csr_pem: str | None = None
+    key_type: KeyTypeName = "ecdsa-p256"
+    organization: str | None = None
+    organizational_unit: str | None = None
+    country: str | None = None
+    state: str | None = None
+    locality: str | None = None
+    name: str | None = Field(default=None, max_length=255, pattern=NAME_PATTERN)
+    owner: str = Field(default="", max_length=200)
+    team: str = Field(default="", max_length=200)
+    description: str = ""
+    rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
+    destinations: list[Ref] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _subject(self) -> CertificateIssue:
+        if self.csr_pem is None and not self.common_name:
+            raise ValueError("common_name: required unless a CSR gives the subject")
+        return self
+
+
+class CertificateImport(Schema):
+    """An existing certificate (PEM, optionally followed by its chain) and, optionally, its key."""
+
+    certificate_pem: str = Field(min_length=1)
+    chain_pem: str | None = None
+    private_key_pem: str | None = None
+    key_password: str | None = None
+    name: str | None = Field(default=None, max_length=255, pattern=NAME_PATTERN)
+    owner: str = Field(default="", max_length=200)
+    team: str = Field(default="", max_length=200)
+    description: str = ""
+    rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class CertificateUpdate(Schema):
+    owner: str | None = Field(default=None, max_length=200)
+    team: str | None = Field(default=None, max_length=200)
+    description: str | None = None
+    rotate_before_days: int | None = Field(default=None, ge=0, le=3650)
+    destinations: list[Ref] | None = None
+
+
+class Revoke(Schema):
+    reason: str = "unspecified"
+
+
+class Rotate(Schema):
+    validity_days: int | None = Field(default=None, ge=1)
+
+
+class Export(Schema):
+    format: Literal["pem", "pkcs12"] = "pem"
+    password: str | None = Field(default=None, min_length=1)
+    legacy: bool = False
+
+    @model_validator(mode="after")
+    def _password(self) -> Export:
+        if self.format == "pkcs12" and not self.password:
+            raise ValueError("password: required for a PKCS#12 export")
+        return self
+
+
+class EndpointBrief(ReadSchema):
+    id: int
+    host: str
+    port: int
+    server_name: str
+    last_seen_at: datetime | None
+
+
+class CertificateRead(ReadSchema):
+    id: int
+    name: str
+    authority_id: int | None
+    status: str
+    days_left: int | None = None
+    source: str
+    owner: str
+    team: str
+    description: str
+    common_name: str
+    domains: list[str]
+    profile: str | None
+    key_type: str
+    key_size: int
+    serial_hex: str
+    sha256_fingerprint: str | None
+    sha1_fingerprint: str | None
+    subject: str
+    issuer: str
+    not_before: datetime | None
+    not_after: datetime | None
+    validity_days: int | None
+    rotate_before_days: int | None
+    replaced_by_id: int | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    external_id: str | None
+    created_by: str
+    created_at: datetime
+    has_private_key: bool = False
+
+
+class CertificateDetail(CertificateRead):
+    certificate_pem: str
+    chain_pem: str
+    endpoints: list[EndpointBrief] = Field(default_factory=list)
+    destinations: list[str] = Field(default_factory=list)
+    replaces_id: int | None = None
+
+
+class ExportRead(ReadSchema):
+    format: str
+    filename: str
+    certificate_pem: str | None = None
+    chain_pem: str | None = None
+    private_key_pem: str | None = None
+    pkcs12_base64: str | None = None
+
+
+class _DirectoryOptions(Schema):
+    path: str = Field(min_length=1)
+
+
+class _S3Options(Schema):
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = ""
+    sse: Literal["AES256", "aws:kms"] = "AES256"
+    kms_key_id: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+
+class _IAMOptions(Schema):
+    path: str = Field(default="/", pattern=r"^/(.*/)?$")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+
+class _ACMOptions(Schema):
+    certificate_arn: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+
+class _PKCS12Options(Schema):
+    path: str = Field(min_length=1)
+    legacy: bool = False
+
+
+DESTINATION_OPTIONS: dict[str, type[Schema]] = {
+    "directory": _DirectoryOptions,
+    "s3": _S3Options,
+    "aws-iam": _IAMOptions,
+    "aws-acm": _ACMOptions,
+    "pkcs12": _PKCS12Options,
+}
+
+
+class DestinationCreate(Schema):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    kind: Literal["directory", "s3", "aws-iam", "aws-acm", "pkcs12"]
+    description: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+    password: str | None = Field(default=None, min_length=1, description="pkcs12 only")
+
+    @model_validator(mode="after")
+    def _options(self) -> DestinationCreate:
+        self.options = (
+            DESTINATION_OPTIONS[self.kind]
+            .model_validate(self.options)
+            .model_dump(exclude_none=True)
+        )
+        if (self.kind == "pkcs12") != (self.password is not None):
+            raise ValueError("password: required for pkcs12 destinations, and only for them")
+        return self
+
+
+class DestinationRead(ReadSchema):
+    id: int
+    name: str
+    kind: str
+    description: str
+    options: dict[str, Any]
+    created_at: datetime
+
+
+class DeploymentRead(ReadSchema):
+    id: int
+    certificate_id: int
+    destination_id: int
+    status: str
+    location: str
+    details: dict[str, Any]
+    error: str
+    created_at: datetime
+
+
+class SourceCreate(Schema):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+    endpoints: list[str] = Field(min_length=1, max_length=100_000)
+    owner: str = ""
+    team: str = ""
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    cron: str | None = Field(default=None, description="Sweep on this schedule, e.g. '0 * * * *'")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in values if v.strip()]
+        if not cleaned:
+            raise ValueError("at least one host:port")
+        return cleaned
+
+
+class SourceRead(ReadSchema):
+    id: int
+    name: str
+    kind: str
+    endpoints: list[str]
+    options: dict[str, Any]
+    owner: str
+    team: str
+    last_run_at: datetime | None
+    last_summary: dict[str, Any]
+    created_at: datetime
+
+
+class Discover(Schema):
+    endpoints: list[str] = Field(default_factory=list, max_length=100_000)
+    source: Ref | None = None
+    timeout: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _one(self) -> Discover:
+        if bool(self.endpoints) == (self.source is not None):
+            raise ValueError("endpoints or source: give exactly one")
+        return self
+
+
+class EndpointRead(ReadSchema):
+    id: int
+    host: str
+    port: int
+    server_name: str
+    source_id: int | None
+    certificate_id: int | None
+    tls_version: str | None
+    cipher: str | None
+    last_seen_at: datetime | None
+    last_checked_at: datetime
+    last_error: str
+
+
+class NotificationRead(ReadSchema):
+    id: int
+    certificate_id: int
+    kind: str
+    interval_days: int
+    sent_at: datetime
+
+
+class Scan(Schema):
+    intervals: list[int] = Field(default=[30, 15, 7, 1], min_length=1, max_length=20)
+
+    @field_validator("intervals")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 or v > 3650 for v in values):
+            raise ValueError("each interval is between 1 and 3650 days")
+        return sorted(set(values), reverse=True)
+
+
+class AgentCertificateIssue(Schema):
+    authority: Ref
+    agent_name: str = Field(min_length=1, max_length=64)
+    dns_names: list[str] = Field(default_factory=list)
+    ip_addresses: list[str] = Field(default_factory=list)
+    profile: ProfileName = "both"
+    validity_days: int | None = Field(default=None, ge=1)
+
+
+class AgentCertificateRead(ReadSchema):
+    certificate_id: int
+    certificate_pem: str
+    private_key_pem: str
+    chain_pem: str
+    ca_bundle_pem: str
