@@ -151,7 +151,7 @@ def test_selectors_follow_prometheus_matching() -> None:
     assert names('{site=~"ams.*"}') == names('{site="ams1"}')
     with pytest.raises(SelectorError, match="needs at least one matcher"):
         parse_selector('{site=""}')
-    with pytest.raises(SelectorError, match="expected .,. or .}. at position 25"):
+    with pytest.raises(SelectorError, match=r"expected ',' or '}' at position 25"):
         parse_selector('http_errors{site="ams1" code="1"}')
     with pytest.raises(SelectorError, match="invalid regular expression"):
         parse_selector('m{a=~"("}')

@@ -91,7 +91,7 @@ def check_samples(ts: IntArray, values: FloatArray, locate: Callable[[int], str]
     if bad.size:
         i = int(bad[0])
         raise IngestError(
-            f"{locate(i)}: value {values[i]!r} is not a finite number",
+            f"{locate(i)}: value {float(values[i])!r} is not a finite number",
             details={"where": locate(i), "bad_values": int(bad.size)},
         )
     bad = np.flatnonzero((ts < 0) | (ts >= MAX_TS_MS))
@@ -135,7 +135,7 @@ def _times(raw: Any, where: str) -> IntArray:
                 f"{where}: timestamps must be unix seconds or RFC 3339 ({exc})",
                 details={"where": where},
             ) from None
-        return np.asarray(parsed.astype("int64").to_numpy() // 1_000_000, dtype=np.int64)
+        return np.asarray(parsed.dt.as_unit("ms").astype("int64").to_numpy(), dtype=np.int64)
     seconds = _numbers(raw, where, "timestamps")
     return np.asarray(np.round(seconds * 1000.0), dtype=np.int64)
 
@@ -309,10 +309,10 @@ def parse_table(table: pa.Table, locate: Callable[[int], str]) -> Batch:
         indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
         codes.append(indices + 1)  # 0 = empty cell
         dictionaries.append([None, *encoded.dictionary.to_pylist()])
-    unique_rows, index = _combine(codes)
+    unique_rows, index, firsts = _combine(codes)
     series: list[SeriesKey] = []
-    for row_number, combo in enumerate(unique_rows):
-        first = int(np.argmax(index == row_number))
+    for combo, first_row in zip(unique_rows, firsts, strict=True):
+        first = int(first_row)
         parts = [dictionaries[j][int(c)] for j, c in enumerate(combo)]
         if key_cols == ["series"]:
             series.append(_series_from_text(parts[0], locate(first)))
@@ -325,23 +325,29 @@ def parse_table(table: pa.Table, locate: Callable[[int], str]) -> Batch:
     return Batch(series, index, ts, values)
 
 
-def _combine(codes: list[IntArray]) -> tuple[IntArray, IntArray]:
-    """Unique combinations of per-column codes, and each row's combination number."""
+def _combine(codes: list[IntArray]) -> tuple[IntArray, IntArray, IntArray]:
+    """Unique combinations of per-column codes in order of first appearance, each row's
+    combination number, and the first row of each combination."""
     sizes = [int(c.max()) + 1 for c in codes]
     if math.prod(sizes) < 2**62:
         key = np.zeros(codes[0].size, np.int64)
         for c, size in zip(codes, sizes, strict=True):
             key = key * size + c
-        uniq, inverse = np.unique(key, return_inverse=True)
+        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         combos = np.empty((uniq.size, len(codes)), np.int64)
         rest = uniq.copy()
         for j in range(len(codes) - 1, -1, -1):
             combos[:, j] = rest % sizes[j]
             rest //= sizes[j]
-        return combos, inverse.astype(np.int64)
-    stacked = np.stack(codes, axis=1)
-    combos, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return combos, inverse.reshape(-1).astype(np.int64)
+    else:
+        stacked = np.stack(codes, axis=1)
+        combos, first, inverse = np.unique(
+            stacked, axis=0, return_index=True, return_inverse=True
+        )
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return combos[order], rank[inverse.reshape(-1)].astype(np.int64), first[order]
 
 
 def _series_from_text(text: str | None, where: str) -> SeriesKey:
@@ -383,7 +389,7 @@ def _table_times(column: pa.ChunkedArray, locate: Callable[[int], str]) -> IntAr
             raise IngestError(
                 f"{locate(i)}: timestamp {arr[i].as_py()!r} is neither unix seconds nor RFC 3339"
             )
-        return np.asarray(parsed.astype("int64").to_numpy() // 1_000_000, dtype=np.int64)
+        return np.asarray(parsed.dt.as_unit("ms").astype("int64").to_numpy(), dtype=np.int64)
     raise IngestError(f"columns: the time column has unsupported type {arr.type}")
 
 
