@@ -131,6 +131,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     console = domains.optional_module("popcorn.web")
     if console is not None:
         console.register(app)
+    for blueprint in app.blueprints.values():
+        if not hasattr(blueprint, "enable_openapi"):  # plain Flask blueprints: pages, /pki
+            blueprint.enable_openapi = False  # type: ignore[attr-defined]
     APP_VIEWS.update(app.view_functions)
 
     _install_hooks(app)

@@ -132,7 +132,12 @@ def authenticate(*, session: Session, raw: str | None) -> Principal:
     """Resolve a bearer secret to its principal, or raise 401."""
     if not raw:
         raise Unauthorized("missing bearer token", details={"header": "Authorization"})
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
+    # Columns, not the entity: this runs on every request.
+    token = session.execute(
+        select(
+            ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.revoked_at, ApiToken.expires_at
+        ).where(ApiToken.token_hash == hash_token(raw))
+    ).first()
     now = utcnow()
     if token is None:
         raise Unauthorized("invalid token")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
-    @property
+    @cached_property
     def effective_database_url(self) -> str:
         if self.database_url:
             return normalize_database_url(self.database_url)
