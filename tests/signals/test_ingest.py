@@ -115,7 +115,8 @@ def test_prometheus_text_exposition() -> None:
 # TYPE http_requests_total counter
 http_requests_total{method="post",code="200"} 1027 1772445600000
 http_requests_total{method="post",code="400"}    3 1772445600000
-msdos_file_access_time_seconds{path="C:\\\\DIR\\\\FILE.TXT",error="Cannot find file:\\n\\"FILE.TXT\\""} 1.458255915e9
+msdos_file_access_time_seconds{path="C:\\\\DIR\\\\FILE.TXT",\
+error="Cannot find file:\\n\\"FILE.TXT\\""} 1.458255915e9
 # TYPE rpc_duration_seconds summary
 rpc_duration_seconds{quantile="0.5"} 4773
 rpc_duration_seconds_sum 1.7560473e+07

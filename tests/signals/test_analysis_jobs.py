@@ -1,0 +1,132 @@
+"""Large analyses run as one rq job per chunk plus a merge job, on a real worker, and come
+out exactly as the same analysis run in one piece."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from conftest import wait_until
+from popcorn import jobs
+from popcorn.db import session_scope
+from popcorn.signals import service, store
+from popcorn.signals.generate import Incident, generate_incident
+
+
+@pytest.fixture(autouse=True)
+def empty_store() -> Iterator[None]:
+    yield
+    shutil.rmtree(store.root(), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def incident() -> Incident:
+    return generate_incident(600, 400, seed=21)
+
+
+def ingest(incident: Incident) -> None:
+    series = []
+    ts = incident.timestamps.astype(float)
+    for i, name in enumerate(incident.names):
+        ok = np.isfinite(incident.values[i])
+        series.append(
+            {
+                "metric": name.split(".")[1].split("#")[0],
+                "labels": {"service": name.split(".")[0], "signal": str(i)},
+                "timestamps": ts[ok].tolist(),
+                "values": incident.values[i][ok].tolist(),
+            }
+        )
+    series.append(
+        {
+            "metric": "play_errors_rate",
+            "timestamps": ts.tolist(),
+            "values": incident.trigger.tolist(),
+        }
+    )
+    with session_scope() as session:
+        service.ingest_json(session=session, payload={"series": series})
+
+
+def analyze(incident: Incident, **kwargs: Any) -> int:
+    with session_scope() as session:
+        analysis = service.analyze_alert(
+            session=session,
+            alert_time=incident.alert_time,
+            trigger="play_errors_rate",
+            selector='{service=~".+"}',
+            window_minutes=370,
+            after_minutes=30,
+            **kwargs,
+        )
+        return analysis.id
+
+
+def load(analysis_id: int) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        return service.analysis_dict(service.get_analysis(session=session, analysis_id=analysis_id))
+
+
+def ranking(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (f["series_id"], f["verdict"], f["score"], f["change_time"], f["cluster"])
+        for f in data["result"]["findings"]
+    ]
+
+
+def test_chunk_jobs_on_a_worker_merge_to_the_inline_ranking(
+    processes: Any, incident: Incident
+) -> None:
+    ingest(incident)
+    inline = load(analyze(incident, inline=True))
+    assert inline["status"] == "finished" and inline["chunks_total"] == 1
+
+    analysis_id = analyze(incident, inline=False, chunk_size=200)
+    queued = load(analysis_id)
+    assert queued["status"] == "queued" and queued["chunks_total"] == 3
+    processes.start("worker")
+    done = wait_until(
+        lambda: (d := load(analysis_id))["status"] in ("finished", "failed") and d, timeout=120
+    )
+    assert done["status"] == "finished", done["error"]
+    assert done["chunks_done"] == 3 and done["partial"] is None
+    assert ranking(done) == ranking(inline)
+    assert done["result"]["clusters"] == inline["result"]["clusters"]
+    assert done["result"]["counts"] == inline["result"]["counts"]
+    assert done["result"]["n_signals"] == inline["result"]["n_signals"] == 600
+
+    with session_scope(readonly=True) as session:
+        records = list(
+            session.scalars(
+                select(jobs.JobRecord)
+                .where(jobs.JobRecord.task.like("signals.analysis_%"))
+                .order_by(jobs.JobRecord.id)
+            )
+        )
+    assert [r.task for r in records] == ["signals.analysis_chunk"] * 3 + ["signals.analysis_merge"]
+    assert all(r.status == "finished" for r in records)
+    last_chunk = max(records[:3], key=lambda r: r.ended_at)
+    assert last_chunk.progress["done"] == last_chunk.progress["total"] == 3
+    assert last_chunk.progress["partial"]["analysis_id"] == analysis_id
+
+
+def test_a_failed_chunk_job_fails_the_analysis(api: Any, incident: Incident) -> None:
+    ingest(incident)
+    analysis_id = analyze(incident, inline=False, chunk_size=300)
+    with session_scope() as session:
+        first = session.scalar(select(jobs.JobRecord.id).order_by(jobs.JobRecord.id))
+        session.execute(
+            update(jobs.JobRecord)
+            .where(jobs.JobRecord.id == first)
+            .values(status="failed", error="MemoryError: out of memory\n...")
+        )
+    res = api.get(f"/api/v1/signals/analyses/{analysis_id}", role="viewer")
+    assert res.json["status"] == "failed"
+    assert res.json["error"] == (
+        f"job {first} (signals.analysis_chunk) failed: MemoryError: out of memory"
+    )
