@@ -66,3 +66,39 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- stored authorities
+
+
+@pytest.fixture
+def stored_pki() -> dict[str, int]:
+    """A root and an intermediate stored in the database (tables are emptied after each test).
+
+    The intermediate allows names under example.test and localhost and
+    addresses in 127.0.0.0/8, like the engine fixtures above.
+    """
+    from popcorn.certificates import service
+    from popcorn.certificates.schemas import AuthorityCreate
+    from popcorn.db import session_scope
+
+    with session_scope() as session:
+        root_row = service.create_authority(
+            session=session,
+            spec=AuthorityCreate(name="Test Root", kind="root", path_length=1),
+        )
+        inter_row = service.create_authority(
+            session=session,
+            spec=AuthorityCreate(
+                name="Test Issuing",
+                kind="intermediate",
+                parent=root_row.id,
+                key_type="ecdsa-p256",
+                validity_days=1000,
+                max_validity_days=397,
+                allowed_dns_suffixes=["example.test", "localhost"],
+                allowed_ip_networks=["127.0.0.0/8"],
+                public_base_url="http://pki.example.test",
+            ),
+        )
+        return {"root": root_row.id, "intermediate": inter_row.id}

@@ -39,7 +39,7 @@ class Authority(Base):
     kind: Mapped[str] = mapped_column(String(20))
     plugin: Mapped[str] = mapped_column(String(80), default="popcorn-ca")
     parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("certificates_authorities.id", ondelete="RESTRICT"), nullable=True
+        ForeignKey("certificates_authorities.id"), nullable=True
     )
     description: Mapped[str] = mapped_column(Text, default="")
     certificate_pem: Mapped[str] = mapped_column(Text, default="")
@@ -87,7 +87,7 @@ class Certificate(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     authority_id: Mapped[int | None] = mapped_column(
-        ForeignKey("certificates_authorities.id", ondelete="RESTRICT"), nullable=True, index=True
+        ForeignKey("certificates_authorities.id"), nullable=True, index=True
     )
     status: Mapped[str] = mapped_column(String(20), default="active")
     source: Mapped[str] = mapped_column(String(20), default="issued")

@@ -55,7 +55,6 @@ def upgrade() -> None:
             ["parent_id"],
             ["certificates_authorities.id"],
             name=op.f("fk_certificates_authorities_parent_id_certificates_authorities"),
-            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_certificates_authorities")),
         sa.UniqueConstraint("name", name=op.f("uq_certificates_authorities_name")),
@@ -129,7 +128,6 @@ def upgrade() -> None:
             ["authority_id"],
             ["certificates_authorities.id"],
             name=op.f("fk_certificates_certificates_authority_id_certificates_authorities"),
-            ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
             ["replaced_by_id"],
