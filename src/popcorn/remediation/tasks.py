@@ -1,0 +1,20 @@
+"""Remediation jobs: running an execution, and the periodic housekeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from popcorn.jobs import task
+from popcorn.remediation import service
+
+
+@task(service.RUN_TASK, retries=5, timeout=3600)
+def run_execution(execution_id: int) -> dict[str, Any]:
+    """Run an execution's steps until it ends or waits; resumable after a lost worker."""
+    return service.run_execution(int(execution_id))
+
+
+@task(service.HOUSEKEEPING_TASK, queue="high", retries=0, timeout=300)
+def housekeeping() -> dict[str, int]:
+    """Expire approvals past their deadline, fail orphaned executions, admit queued ones."""
+    return service.housekeeping()
