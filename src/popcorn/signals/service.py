@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,47 +102,80 @@ class IngestResult:
         }
 
 
+@dataclass
+class _Staged:
+    """Samples written to (not yet committed) files, and what the series table must learn."""
+
+    stats: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # first, last, count
+    keys: dict[int, parsers.SeriesKey] = field(default_factory=dict)
+    samples: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    files: int = 0
+
+    def add(self, session: Session, batch: parsers.Batch) -> None:
+        """Write one batch's files (no database statement: no lock is taken here)."""
+        prints = np.array(
+            [store.fingerprint(metric, dict(labels)) for metric, labels in batch.series],
+            np.int64,
+        )
+        self.skipped += batch.skipped
+        if batch.samples == 0:
+            return
+        sid = prints[batch.index]
+        keep = store.dedupe_sorted(sid, batch.ts)
+        sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
+        self.files += store.write_sorted(session, sid, ts, values)
+        cuts = np.flatnonzero(np.diff(sid)) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
+            p, first, last, count = int(sid[a]), int(ts[a]), int(ts[b - 1]), int(b - a)
+            if p in self.stats:
+                f0, l0, c0 = self.stats[p]
+                first, last, count = min(f0, first), max(l0, last), c0 + count
+            self.stats[p] = (first, last, count)
+        for p, key in zip(prints.tolist(), batch.series, strict=True):
+            self.keys.setdefault(p, key)
+        self.samples += int(sid.size)
+        self.duplicates += int(batch.samples - sid.size)
+
+    def commit(self, session: Session, source: str) -> IngestResult:
+        """Record the series and the audit entry in the caller's transaction."""
+        if self.samples == 0:
+            raise InvalidInput(f"{source}: no samples to ingest", details={"source": source})
+        batch_id = uuid.uuid4().hex[:16]
+        new = _upsert_series(session, self.stats, self.keys)
+        result = IngestResult(
+            samples=self.samples,
+            series=len(self.stats),
+            new_series=new,
+            files=self.files,
+            duplicates=self.duplicates,
+            skipped=self.skipped,
+            first_time=from_ms(min(v[0] for v in self.stats.values())),
+            last_time=from_ms(max(v[1] for v in self.stats.values())),
+            batch_id=batch_id,
+        )
+        record_change(
+            session,
+            "ingest",
+            "signals_batch",
+            batch_id,
+            after={"source": source, **result.as_dict()},
+        )
+        if new:
+            ensure_retention_schedule(session=session)
+        return result
+
+
 def ingest_batch(*, session: Session, batch: parsers.Batch, source: str) -> IngestResult:
     """Store a validated batch: samples to Parquet, series metadata to the database.
 
     Out-of-order samples are sorted; a series' repeated timestamp keeps the value given last.
     Nothing is visible to others until the session commits, and on rollback the files go.
     """
-    batch_id = uuid.uuid4().hex[:16]
-    if batch.samples == 0:
-        raise InvalidInput(f"{source}: no samples to ingest", details={"source": source})
-    prints = np.array(
-        [store.fingerprint(metric, dict(labels)) for metric, labels in batch.series], np.int64
-    )
-    sid = prints[batch.index]
-    keep = store.dedupe_sorted(sid, batch.ts)
-    sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
-    files = store.write_sorted(session, sid, ts, values)
-    cuts = np.flatnonzero(np.diff(sid)) + 1
-    starts, ends = np.r_[0, cuts], np.r_[cuts, sid.size]
-    stats = {
-        int(sid[a]): (int(ts[a]), int(ts[b - 1]), int(b - a))
-        for a, b in zip(starts, ends, strict=True)
-    }
-    by_print = {int(p): key for p, key in zip(prints, batch.series, strict=True)}
-    new = _upsert_series(session, stats, by_print)
-    result = IngestResult(
-        samples=int(sid.size),
-        series=len(stats),
-        new_series=new,
-        files=files,
-        duplicates=int(batch.samples - sid.size),
-        skipped=batch.skipped,
-        first_time=from_ms(int(ts.min())),
-        last_time=from_ms(int(ts.max())),
-        batch_id=batch_id,
-    )
-    record_change(
-        session, "ingest", "signals_batch", batch_id, after={"source": source, **result.as_dict()}
-    )
-    if new:
-        ensure_retention_schedule(session=session)
-    return result
+    staged = _Staged()
+    staged.add(session, batch)
+    return staged.commit(session, source)
 
 
 def _upsert_series(
@@ -249,37 +282,22 @@ def pull_from_prometheus(
     if end_dt <= start_dt:
         raise InvalidInput("end: must be after start", details={"start": str(start_dt)})
     total_chunks = math.ceil((end_dt - start_dt).total_seconds() / (step_s * 10_000)) or 1
-    totals = IngestResult(samples=0, series=0, new_series=0, files=0, batch_id="")
-    seen: set[parsers.SeriesKey] = set()
-    first: datetime | None = None
-    last: datetime | None = None
-    for done, batch in enumerate(
-        parsers.pull_prometheus(
-            url, match, start_dt.timestamp(), end_dt.timestamp(), step_s, transport=transport
-        ),
-        start=1,
-    ):
-        totals.skipped += batch.skipped
-        if batch.samples:
-            part = ingest_batch(session=session, batch=batch, source=f"prometheus:{url}")
-            totals.samples += part.samples
-            totals.new_series += part.new_series
-            totals.files += part.files
-            totals.duplicates += part.duplicates
-            seen.update(batch.series)
-            first = min(filter(None, [first, part.first_time]))
-            last = max(filter(None, [last, part.last_time]))
-            totals.batch_id = totals.batch_id or part.batch_id
+    staged = _Staged()
+    pulled = parsers.pull_prometheus(
+        url, match, start_dt.timestamp(), end_dt.timestamp(), step_s, transport=transport
+    )
+    # Files are written chunk by chunk with no database lock held; the series table is
+    # updated once at the end, so the whole pull commits or vanishes as one.
+    for done, batch in enumerate(pulled, start=1):
+        staged.add(session, batch)
         if progress:
             progress(done, total_chunks)
-    if totals.samples == 0:
+    if staged.samples == 0:
         raise NotFound(
             f"no samples for {match} on {url} in that window",
             details={"match": match, "start": str(start_dt), "end": str(end_dt)},
         )
-    totals.series = len(seen)
-    totals.first_time, totals.last_time = first, last
-    return totals
+    return staged.commit(session, f"prometheus:{url}")
 
 
 # --------------------------------------------------------------------------- series
