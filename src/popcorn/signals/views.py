@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, request
 
-from popcorn import jobs
+from popcorn import jobs, metrics
 from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
@@ -199,3 +200,17 @@ def plot(analysis_id: int, series_id: int) -> Response:
             service.series_name(series), grid, values, analysis.alert_time, finding
         )
     return Response(png, mimetype="image/png", headers={"Cache-Control": "max-age=60"})
+
+
+def _scrape() -> Iterator[Any]:
+    """Stored series and samples for /metrics (two aggregate queries at scrape time)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    with session_scope(readonly=True) as session:
+        stats = service.storage_stats(session=session)
+    yield GaugeMetricFamily("popcorn_signals_series", "Signals series stored", stats["series"])
+    yield GaugeMetricFamily("popcorn_signals_samples", "Signals samples stored", stats["samples"])
+    yield GaugeMetricFamily("popcorn_signals_bytes", "Bytes of sample files", stats["bytes"])
+
+
+metrics.SCRAPE_COLLECTORS.append(_scrape)
