@@ -1,0 +1,29 @@
+"""Events jobs: process stored events, deliver webhooks, apply retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from popcorn import jobs
+from popcorn.db import session_scope
+from popcorn.events import actions, service
+
+
+@jobs.task(service.PROCESS_TASK, queue="high", retries=8, timeout=600)
+def process(event_ids: list[int]) -> dict[str, Any]:
+    """Match stored events against the active rules and run the actions (idempotent)."""
+    with session_scope() as session:
+        return service.process_events(session=session, event_ids=event_ids)
+
+
+@jobs.task(actions.WEBHOOK_TASK, queue="default", retries=actions.DEFAULT_WEBHOOK_RETRIES)
+def webhook(action_run_id: int) -> dict[str, Any]:
+    """One delivery attempt; raising makes the job retry with exponential backoff."""
+    return actions.deliver_webhook(action_run_id)
+
+
+@jobs.task("events.retention", queue="low", retries=2, timeout=3600)
+def retention() -> dict[str, Any]:
+    """Delete events older than the retention period (scheduled hourly)."""
+    with session_scope() as session:
+        return service.apply_retention(session=session)

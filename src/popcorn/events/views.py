@@ -1,0 +1,319 @@
+"""Events API: ingest (CloudEvents, Alertmanager), search, rules, actions, incidents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import request
+from pydantic import ValidationError
+
+from popcorn.app import role
+from popcorn.db import session_scope
+from popcorn.errors import InvalidInput
+from popcorn.events import service
+from popcorn.events.schemas import (
+    ActionRunRead,
+    EventRead,
+    IncidentRead,
+    MatchRead,
+    RuleActivate,
+    RulesLoad,
+    RulesTest,
+    RuleVersionRead,
+    SecretSet,
+    SettingsUpdate,
+)
+from popcorn.listing import PageResult, parse_list_params
+from popcorn.schemas import ReadSchema
+
+bp = APIBlueprint("events", __name__, tag="events")
+
+
+def _page(result: PageResult, schema: type[ReadSchema]) -> dict[str, Any]:
+    return result.as_dict([schema.model_validate(i).model_dump(mode="json") for i in result.items])
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+
+@bp.post("")
+@bp.doc(
+    summary="Accept CloudEvents 1.0 (structured JSON, one event or a batch)",
+    description="Content types `application/cloudevents+json`, "
+    "`application/cloudevents-batch+json` or `application/json` (an object with "
+    "`specversion`, or an array). Events are stored before the answer (202); an event "
+    "whose source and id were seen before is reported as a duplicate and not processed "
+    "again. Malformed input is a 422 naming the field path (`details.path`).",
+)
+def ingest() -> tuple[dict[str, Any], int]:
+    with session_scope() as session:
+        result = service.ingest_body(
+            session=session, body=request.get_data(cache=False), content_type=request.content_type
+        )
+    return result.as_dict(), 202
+
+
+@bp.post("/alertmanager")
+@bp.doc(
+    summary="Prometheus Alertmanager webhook receiver (payload version 4)",
+    description="Point an Alertmanager `webhook_configs` entry here with a Popcorn token "
+    "(operator role) as `http_config.authorization.credentials`. Each alert becomes an "
+    "event `alertmanager.alert.firing` or `.resolved` whose id is derived from the "
+    "fingerprint, start time and status, so re-delivered notifications are duplicates.",
+)
+def alertmanager() -> tuple[dict[str, Any], int]:
+    with session_scope() as session:
+        result = service.ingest_alertmanager(session=session, body=request.get_data(cache=False))
+    return result.as_dict(), 202
+
+
+@bp.get("")
+@bp.doc(
+    summary="Search stored events",
+    description="Filters: type, source, subject, status, origin, event_id, hops, "
+    "time__gte/__lte, received_at__gte/__lte (and every NetBox-style lookup), "
+    "`label=key:value` (repeat: all must hold), `q` (text in data, labels, subject, type).",
+)
+def list_events() -> dict[str, Any]:
+    params = parse_list_params(request.args)
+    with session_scope(readonly=True) as session:
+        return _page(service.list_events(session=session, params=params), EventRead)
+
+
+# --- matches, action runs, dead letters ---------------------------------------------------
+
+
+@bp.get("/matches")
+@bp.doc(summary="Rule matches (filters: rule, event_id, mode, acted, suppressed)")
+def list_matches() -> dict[str, Any]:
+    params = parse_list_params(request.args)
+    with session_scope(readonly=True) as session:
+        return _page(service.list_matches(session=session, params=params), MatchRead)
+
+
+@bp.get("/actions")
+@bp.doc(summary="Action runs (filters: status, type, rule, event_id)")
+def list_actions() -> dict[str, Any]:
+    params = parse_list_params(request.args)
+    with session_scope(readonly=True) as session:
+        return _page(service.list_action_runs(session=session, params=params), ActionRunRead)
+
+
+@bp.get("/actions/<int:run_id>")
+@bp.output(ActionRunRead)
+@bp.doc(summary="One action run: rendered parameters, attempts, error, response")
+def show_action(run_id: int) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_action_run(session=session, run_id=run_id)
+
+
+@bp.get("/dead-letters")
+@bp.doc(summary="Failed action runs (webhooks that exhausted their retries, and others)")
+def list_dead_letters() -> dict[str, Any]:
+    params = parse_list_params(request.args)
+    with session_scope(readonly=True) as session:
+        result = service.list_action_runs(session=session, params=params, dead_letters=True)
+        return _page(result, ActionRunRead)
+
+
+@bp.post("/dead-letters/<int:run_id>/replay")
+@bp.output(ActionRunRead)
+@bp.doc(summary="Run a failed action again with its rendered parameters")
+def replay_dead_letter(run_id: int) -> Any:
+    with session_scope() as session:
+        return service.replay_action(session=session, run_id=run_id)
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+@bp.get("/rules")
+@bp.doc(summary="Rules with their active version (`?all=true` includes inactive ones)")
+def list_rules() -> dict[str, Any]:
+    include = request.args.get("all", "").lower() in {"1", "true", "yes"}
+    with session_scope(readonly=True) as session:
+        rows = service.list_rules(session=session, include_inactive=include)
+    items = [{**r, "updated_at": r["updated_at"].isoformat()} for r in rows]
+    return {"items": items, "count": len(items), "next": None}
+
+
+@bp.post("/rules")
+@bp.doc(
+    summary="Load rules from YAML (all or nothing)",
+    description="Send YAML as the body (`Content-Type: application/yaml`, `?file=` names it "
+    'in errors, `?prune=true`) or JSON `{"text": ..., "file": ..., "prune": ...}`. A changed '
+    "rule gets a new active version; a rule that does not parse is a 422 with "
+    "`details.line` and `details.reason`, and nothing changes.",
+)
+def load_rules() -> dict[str, Any]:
+    if request.is_json:
+        try:
+            spec = RulesLoad.model_validate(request.get_json(silent=True))
+        except ValidationError as exc:
+            raise InvalidInput(
+                "request validation failed",
+                details={"fields": {".".join(map(str, e["loc"])): e["msg"] for e in exc.errors()}},
+            ) from None
+    else:
+        text = request.get_data(as_text=True)
+        if not text.strip():
+            raise InvalidInput("body: send the rules as YAML text", details={"path": "body"})
+        spec = RulesLoad(
+            text=text,
+            file=request.args.get("file", "<api>"),
+            prune=request.args.get("prune", "").lower() in {"1", "true", "yes"},
+        )
+    with session_scope() as session:
+        result = service.load_rules(
+            session=session, files=[(spec.file, spec.text)], prune=spec.prune
+        )
+    return result.as_dict()
+
+
+@bp.post("/rules/test")
+@bp.input(RulesTest, arg_name="body")
+@bp.doc(summary="Which rules would match a sample event, and why (nothing is stored or run)")
+def test_rules(body: RulesTest) -> dict[str, Any]:
+    events = service.events_from_sample(body.event)
+    with session_scope(readonly=True) as session:
+        return {"results": service.explain(session=session, events=events, rules_text=body.rules)}
+
+
+@bp.get("/rules/<path:name>")
+@bp.doc(summary="A rule: active source, parsed summary and every version")
+def show_rule(name: str) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        data = service.show_rule(session=session, name=name)
+    return _json_dates(data)
+
+
+@bp.get("/rules/<path:name>/versions/<int:version>")
+@bp.output(RuleVersionRead)
+@bp.doc(summary="One stored version of a rule, with its YAML")
+def show_rule_version(name: str, version: int) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_rule_version(session=session, name=name, version=version)
+
+
+@bp.post("/rules/<path:name>/activate")
+@bp.input(RuleActivate, arg_name="body")
+@bp.doc(summary="Make a stored version active (roll back, or bring back a deactivated rule)")
+def activate_rule(name: str, body: RuleActivate) -> dict[str, Any]:
+    with session_scope() as session:
+        return service.activate_rule_version(session=session, name=name, version=body.version)
+
+
+@bp.delete("/rules/<path:name>")
+@bp.doc(summary="Deactivate a rule (its versions are kept)")
+def deactivate_rule(name: str) -> dict[str, Any]:
+    with session_scope() as session:
+        return service.deactivate_rule(session=session, name=name)
+
+
+# --- incidents --------------------------------------------------------------------------
+
+
+@bp.get("/incidents")
+@bp.doc(summary="Incidents opened by rules (filters: status, key, severity, rule; q in title)")
+def list_incidents() -> dict[str, Any]:
+    params = parse_list_params(request.args)
+    with session_scope(readonly=True) as session:
+        return _page(service.list_incidents(session=session, params=params), IncidentRead)
+
+
+@bp.get("/incidents/<int:incident_id>")
+@bp.doc(summary="An incident with the events attached to it")
+def show_incident(incident_id: int) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        incident = service.get_incident(session=session, incident_id=incident_id)
+        return service.incident_detail(session=session, incident=incident)
+
+
+@bp.post("/incidents/<int:incident_id>/resolve")
+@bp.output(IncidentRead)
+@bp.doc(summary="Resolve an open incident by hand")
+def resolve_incident(incident_id: int) -> Any:
+    with session_scope() as session:
+        return service.resolve_incident(session=session, incident_id=incident_id)
+
+
+# --- secrets and settings -----------------------------------------------------------------
+
+
+@bp.get("/secrets")
+@role("admin")
+@bp.doc(summary="Webhook signing secrets (names only)")
+def list_secrets() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        rows = service.list_secrets(session=session)
+    items = [_json_dates(r) for r in rows]
+    return {"items": items, "count": len(items), "next": None}
+
+
+@bp.put("/secrets/<name>")
+@role("admin")
+@bp.input(SecretSet, arg_name="body")
+@bp.doc(
+    summary="Set a webhook signing secret (generated if no value; shown in this answer only)",
+    description="Actions name a secret with `params.secret`; without one, webhooks are signed "
+    "with the secret named `default` if it exists.",
+)
+def set_secret(name: str, body: SecretSet) -> dict[str, Any]:
+    with session_scope() as session:
+        value = service.set_secret(session=session, name=name, value=body.value)
+    return {"name": name, "secret": value}
+
+
+@bp.delete("/secrets/<name>")
+@role("admin")
+@bp.doc(summary="Delete a signing secret")
+def delete_secret(name: str) -> dict[str, Any]:
+    with session_scope() as session:
+        service.delete_secret(session=session, name=name)
+    return {"name": name, "deleted": True}
+
+
+@bp.get("/settings")
+@bp.doc(summary="Retention and loop protection settings")
+def show_settings() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        return service.get_settings_view(session=session)
+
+
+@bp.patch("/settings")
+@role("admin")
+@bp.input(SettingsUpdate, arg_name="body")
+@bp.doc(summary="Change the retention period (days)")
+def update_settings(body: SettingsUpdate) -> dict[str, Any]:
+    with session_scope() as session:
+        return service.update_settings(session=session, retention_days=body.retention_days)
+
+
+# --- one event -----------------------------------------------------------------------------
+
+
+@bp.get("/<ref>")
+@bp.doc(
+    summary="One event, what matched it and what each action did",
+    description="`ref` is Popcorn's numeric id, or the sender's event id if only one "
+    "source used it.",
+)
+def show_event(ref: str) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        row = service.get_event(session=session, ref=ref)
+        return service.event_detail(session=session, row=row)
+
+
+def _json_dates(data: dict[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return {k: convert(v) for k, v in data.items()}
