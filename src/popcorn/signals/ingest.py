@@ -341,9 +341,7 @@ def _combine(codes: list[IntArray]) -> tuple[IntArray, IntArray, IntArray]:
             rest //= sizes[j]
     else:
         stacked = np.stack(codes, axis=1)
-        combos, first, inverse = np.unique(
-            stacked, axis=0, return_index=True, return_inverse=True
-        )
+        combos, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)

@@ -128,9 +128,7 @@ def write_sorted(session: Session, sid: IntArray, ts: IntArray, values: FloatArr
             order = np.argsort(days, kind="stable")
             sorted_days = days[order]
             cuts = np.flatnonzero(np.diff(sorted_days)) + 1
-            groups = [
-                (int(days[part[0]]), part) for part in np.split(order, cuts) if part.size
-            ]
+            groups = [(int(days[part[0]]), part) for part in np.split(order, cuts) if part.size]
         for day_number, index in groups:
             table = pa.table(
                 {"sid": sid[index], "ts": ts[index], "value": values[index]}, schema=SCHEMA
