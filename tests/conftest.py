@@ -8,6 +8,7 @@ POPCORN_TEST_REDIS_URL set it runs against those servers instead.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,9 @@ def clean_tables() -> Iterator[None]:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
     get_redis().flushdb()
+    from popcorn.config import get_settings
+
+    shutil.rmtree(get_settings().home / "signals", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

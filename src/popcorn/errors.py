@@ -25,7 +25,7 @@ class PopcornError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-class InvalidInput(PopcornError):
+class InvalidInput(PopcornError, ValueError):
     status = 422
     code = "validation_error"
 
