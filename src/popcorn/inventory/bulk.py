@@ -303,6 +303,7 @@ class Row:
     validated: bool = False
     template: bool = False
     problem: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -432,9 +433,10 @@ class Batch:
     def error(
         self, otype: str, row: Row, fieldname: str, message: str, code: str = "invalid"
     ) -> None:
-        self.errors.append(
-            RowError(TYPES[otype].plural, row.line, fieldname, message, row.where, code)
+        where = (
+            f"{row.source}: {row.where}" if row.source and row.where else row.source or row.where
         )
+        self.errors.append(RowError(TYPES[otype].plural, row.line, fieldname, message, where, code))
 
     def validate(self, otype: str, row: Row) -> dict[str, Any] | None:
         if row.validated:

@@ -104,10 +104,21 @@ def parse(
                 f"{filename}: a CSV file holds one object type: give the type "
                 "(devices, sites…) or name the file after it"
             )
-        return {otype: _csv_rows(text, otype, filename)}
+        return _sourced({otype: _csv_rows(text, otype, filename)}, filename)
     if fmt == "json":
-        return _json_sections(text, otype, filename)
-    return _yaml_sections(text, otype, filename)
+        sections = _json_sections(text, otype, filename)
+    else:
+        sections = _yaml_sections(text, otype, filename)
+    return _sourced(sections, filename)
+
+
+def _sourced(sections: Sections, filename: str) -> Sections:
+    """Rows remember their file, so errors from a multi-file import say which one."""
+    if filename != "upload":
+        for rows in sections.values():
+            for row in rows:
+                row.source = filename
+    return sections
 
 
 # --- CSV ---------------------------------------------------------------------
@@ -455,7 +466,7 @@ def parse_library(root: Path) -> Iterator[tuple[Path, Sections]]:
             if not isinstance(doc, dict):
                 raise _malformed(where, None, "a device-type file holds one mapping")
             line = doc.pop(LINE, 1)
-            row = Row(_strip_lines(devicetypes.split_library_document(doc)), line, where)
+            row = Row(_strip_lines(devicetypes.split_library_document(doc)), line, source=where)
             sections.setdefault(kind, []).append(row)
         yield path, sections
 

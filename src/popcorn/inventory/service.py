@@ -83,7 +83,8 @@ def get_object(*, session: Session, otype: str, ref: int | str) -> Any:
 
 
 def read_one(*, session: Session, otype: str, obj: Any) -> dict[str, Any]:
-    return serialize.read(session, otype, [obj])[0]
+    """One object as the API shows it (its `*Read` schema, JSON-ready)."""
+    return shape(otype, serialize.read(session, otype, [obj]), {})[0]
 
 
 def get_device(*, session: Session, ref: int | str) -> m.Device:
@@ -787,26 +788,48 @@ def import_files(
     )
 
 
+def import_paths(
+    *,
+    session: Session,
+    paths: Sequence[Path],
+    fmt: str | None = None,
+    otype: str | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Import files and device-type library directories together, as one all-or-nothing batch.
+
+    A directory is read as a library checkout: YAML files under `module-types/`
+    are module types, the others device types.
+    """
+    sections: dict[str, list[Row]] = {}
+    for path in paths:
+        if not path.exists():
+            raise NotFound(f"no such file or directory: {path}")
+        if path.is_dir():
+            parts: Iterable[dict[str, list[Row]]] = (p for _, p in formats.parse_library(path))
+            found = False
+            for part in parts:
+                found = True
+                for key, rows in part.items():
+                    sections.setdefault(key, []).extend(rows)
+            if not found:
+                raise InvalidInput(f"no device-type YAML files under {path}")
+            continue
+        parsed = formats.parse(path.read_bytes(), filename=str(path), fmt=fmt, otype=otype)
+        for key, rows in parsed.items():
+            sections.setdefault(key, []).extend(rows)
+    source = ", ".join(p.name for p in paths)[:80] or "import"
+    return bulk.apply(
+        session, sections, dry_run=dry_run, source=source, summary=True, progress=progress
+    )
+
+
 def import_library(
     *, session: Session, root: Path, dry_run: bool = False, progress: Progress | None = None
 ) -> BatchResult:
     """Import a device-type library checkout (device-types/ and module-types/ trees) at once."""
-    if not root.exists():
-        raise NotFound(f"no such file or directory: {root}")
-    sections: dict[str, list[Row]] = {}
-    for _path, parts in formats.parse_library(root):
-        for key, rows in parts.items():
-            sections.setdefault(key, []).extend(rows)
-    if not sections:
-        raise InvalidInput(f"no device-type YAML files under {root}")
-    return bulk.apply(
-        session,
-        sections,
-        dry_run=dry_run,
-        source=root.name[:80] or "library",
-        summary=True,
-        progress=progress,
-    )
+    return import_paths(session=session, paths=[root], dry_run=dry_run, progress=progress)
 
 
 def export(
@@ -1111,6 +1134,7 @@ def device_counts(*, session: Session, by: str, status: str | None = None) -> li
     if by == "model":
         stmt = (
             select(m.DeviceModel.slug, func.count())
+            .select_from(m.Device)
             .join(m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
             .group_by(m.DeviceModel.slug)
         )
@@ -1118,6 +1142,7 @@ def device_counts(*, session: Session, by: str, status: str | None = None) -> li
     if by == "manufacturer":
         stmt = (
             select(m.Manufacturer.slug, func.count())
+            .select_from(m.Device)
             .join(m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
             .join(m.Manufacturer, m.Manufacturer.id == m.DeviceModel.manufacturer_id)
             .group_by(m.Manufacturer.slug)
