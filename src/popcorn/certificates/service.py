@@ -18,12 +18,12 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, Table, case, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -70,7 +70,7 @@ from popcorn.context import current_actor
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
-from popcorn.outbox import emit
+from popcorn.outbox import OutboxEvent, emit
 
 DEFAULT_INTERVALS = (30, 15, 7, 1)
 """Days before expiry at which a warning is sent (once each)."""
@@ -1627,16 +1627,46 @@ def _insert_notifications(
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = cast(Table, Notification.__table__)
     stmt = (
-        dialect.insert(Notification)
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["certificate_id", "kind", "interval_days"])
-        .returning(Notification.certificate_id)
+        .returning(table.c.certificate_id)
     )
     rows = [
         {"certificate_id": cid, "kind": kind, "interval_days": interval, "sent_at": now}
         for cid in certificate_ids
     ]
-    return set(session.scalars(stmt, rows))
+    return set(session.connection().execute(stmt, rows).scalars())
+
+
+def _emit_many(
+    session: Session, event_type: str, events: Sequence[tuple[int, dict[str, Any]]]
+) -> None:
+    """`outbox.emit` for many certificates in one INSERT (a first scan may warn thousands).
+
+    Same rows as `emit` writes (actor, request id, time), without building an
+    ORM object per event.
+    """
+    if not events:
+        return
+    actor = current_actor()
+    now = utcnow()
+    session.connection().execute(
+        insert(cast(Table, OutboxEvent.__table__)),
+        [
+            {
+                "type": event_type,
+                "object_type": "certificate",
+                "object_id": str(object_id),
+                "payload": payload,
+                "actor": actor.name,
+                "request_id": actor.request_id,
+                "created_at": now,
+            }
+            for object_id, payload in events
+        ],
+    )
 
 
 def send_expiry_notifications(
@@ -1683,28 +1713,30 @@ def send_expiry_notifications(
         if not due:
             continue
         recorded = _insert_notifications(session, [r.id for r in due], kind, interval, now)
-        for r in due:
-            if r.id not in recorded:
-                continue
-            emit(
-                session,
-                f"certificates.certificate.{kind}",
-                "certificate",
-                r.id,
-                {
-                    "certificate_id": r.id,
-                    "name": r.name,
-                    "common_name": r.common_name,
-                    "domains": list(r.domains or []),
-                    "owner": r.owner,
-                    "team": r.team,
-                    "authority_id": r.authority_id,
-                    "serial": r.serial_hex,
-                    "not_after": _iso(r.not_after),
-                    "days_left": days_left(r.not_after, now),
-                    "interval_days": interval,
-                },
-            )
+        _emit_many(
+            session,
+            f"certificates.certificate.{kind}",
+            [
+                (
+                    r.id,
+                    {
+                        "certificate_id": r.id,
+                        "name": r.name,
+                        "common_name": r.common_name,
+                        "domains": list(r.domains or []),
+                        "owner": r.owner,
+                        "team": r.team,
+                        "authority_id": r.authority_id,
+                        "serial": r.serial_hex,
+                        "not_after": _iso(r.not_after),
+                        "days_left": days_left(r.not_after, now),
+                        "interval_days": interval,
+                    },
+                )
+                for r in due
+                if r.id in recorded
+            ],
+        )
         counts[kind] += len(recorded)
     return counts
 
