@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from popcorn.schemas import ReadSchema, Schema
 
@@ -89,6 +89,9 @@ class RuleVersionRead(ReadSchema):
 class RulesLoad(Schema):
     """Rules as YAML text (one rule, a list, or several documents)."""
 
+    # Stripping would shift the line numbers that errors report.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
     text: str = Field(min_length=1, max_length=4 * 1024 * 1024)
     file: str = Field(default="<api>", max_length=500, description="Name shown in errors.")
     prune: bool = Field(
@@ -102,6 +105,8 @@ class RuleActivate(Schema):
 
 class RulesTest(Schema):
     """An event (CloudEvent, Alertmanager webhook or stored-event shape) to explain."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     event: dict[str, Any] | list[Any]
     rules: str | None = Field(
