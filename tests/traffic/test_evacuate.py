@@ -149,3 +149,25 @@ def test_ramp_chart_is_a_png() -> None:
 
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 10_000
+
+
+def test_target_regions_bind_only_at_their_maximum() -> None:
+    plan = plan_evacuation(_regions(), GROUPS, COST, ["us-east-1"])
+    assert plan.target is not None
+    west = plan.target.region_loads[1]
+
+    assert west.capacity == pytest.approx(30 * 80.0)  # max instances x usable per instance
+    assert not west.binding
+
+
+def test_regions_without_an_instance_limit_scale_as_far_as_needed() -> None:
+    regions = [
+        Region("a", instances=10, throughput_per_instance=100.0),
+        Region("b", instances=2, throughput_per_instance=100.0),
+    ]
+    plan = plan_evacuation(regions, {"x": 900.0}, [[1.0, 2.0]], ["a"])
+
+    assert plan.feasible
+    assert [(a.region, a.to_instances) for a in plan.scale_up] == [("b", 9)]
+    data = json.loads(json.dumps(plan.to_dict()))
+    assert data["target"]["regions"][1]["capacity"] is None  # unbounded

@@ -174,8 +174,8 @@ class RegionLoad:
         return {
             "region": self.region,
             "load": self.load,
-            "capacity": self.capacity,
-            "utilisation": self.utilisation,
+            "capacity": self.capacity if math.isfinite(self.capacity) else None,
+            "utilisation": self.utilisation if math.isfinite(self.utilisation) else None,
             "binding": self.binding,
             "shadow_price": self.shadow_price,
             "shortfall": self.shortfall,
@@ -655,9 +655,11 @@ def _plan_from(problem: SteeringProblem, solution: _Solution) -> SteeringPlan:
         best = (problem.cost[zero] + solution.prices).argmin(axis=1)
         shares[zero, best] = 1.0
     loads = flows.sum(axis=0)
-    capacity = problem.capacity + solution.expansion
+    # A region that may scale binds only at its maximum, not at what the plan chose to add.
+    capacity = problem.capacity + problem.expansion
     overflow = np.maximum(loads - capacity, 0.0)
-    overflow[overflow <= _BINDING_RTOL * np.maximum(1.0, capacity)] = 0.0
+    scale = np.where(np.isfinite(capacity), np.maximum(1.0, capacity), 1.0)
+    overflow[overflow <= _BINDING_RTOL * scale] = 0.0
     feasible = not (overflow > 0).any()
     region_loads = []
     for i, region in enumerate(problem.regions):
@@ -667,7 +669,7 @@ def _plan_from(problem: SteeringProblem, solution: _Solution) -> SteeringPlan:
         cap = float(capacity[i])
         binding = load >= cap * (1 - _BINDING_RTOL) - 1e-9 and (cap > 0 or solution.prices[i] > 0)
         short = float(overflow[i])
-        required = load if short > 0 else cap
+        required = max(load, float(problem.capacity[i]))
         region_loads.append(
             RegionLoad(
                 region=region.name,
