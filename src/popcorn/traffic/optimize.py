@@ -465,8 +465,6 @@ def _check_cost(cost: CostInput, groups: tuple[str, ...], regions: tuple[str, ..
 @dataclass
 class _Solution:
     flows: FloatArray  # groups x regions
-    expansion: FloatArray  # extra capacity used per region
-    overflow: FloatArray  # demand beyond (capacity + expansion) per region
     prices: FloatArray  # >= 0 per region: objective decrease per unit of extra capacity
     lp_solves: int
     method: str = "full"
@@ -494,8 +492,8 @@ def _lp(
     expansion_cost: float,
     penalty: float,
     n_groups: int,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """One HiGHS solve: flows for the listed pairs, expansion, overflow, region and group duals."""
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """One HiGHS solve: flows of the listed pairs, region prices and group duals."""
     n_regions = capacity.size
     n = rows.size
     grow = np.flatnonzero(expansion > 0)
@@ -520,11 +518,8 @@ def _lp(
     )
     if res.status != 0:
         raise PlanSolveError(f"HiGHS could not solve the steering LP: {res.message}")
-    x = np.asarray(res.x)
-    used = np.zeros(n_regions)
-    used[grow] = x[n : n + n_exp]
     prices = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
-    return x[:n], used, x[n + n_exp :], prices, np.asarray(res.eqlin.marginals)
+    return np.asarray(res.x)[:n], prices, np.asarray(res.eqlin.marginals)
 
 
 def _solve_full(problem: SteeringProblem, penalty: float) -> _Solution:
@@ -534,7 +529,7 @@ def _solve_full(problem: SteeringProblem, penalty: float) -> _Solution:
     g_idx = np.flatnonzero(active)
     remap = np.full(problem.demand.size, -1)
     remap[g_idx] = np.arange(g_idx.size)
-    flows_pairs, used, overflow, prices, _ = _lp(
+    flows_pairs, prices, _ = _lp(
         problem.cost[rows, cols],
         problem.demand[g_idx],
         remap[rows],
@@ -547,7 +542,7 @@ def _solve_full(problem: SteeringProblem, penalty: float) -> _Solution:
     )
     flows = np.zeros_like(problem.cost)
     flows[rows, cols] = flows_pairs
-    return _Solution(flows, used, overflow, prices, 1)
+    return _Solution(flows, prices, 1)
 
 
 def _solve_decomposed(problem: SteeringProblem, penalty: float, prices: FloatArray) -> _Solution:
@@ -578,7 +573,7 @@ def _solve_decomposed(problem: SteeringProblem, penalty: float, prices: FloatArr
         single_region = candidates[single].argmax(axis=1)
         fixed_load = np.bincount(single_region, weights=demand[single], minlength=n_regions)
         sub_rows, sub_cols = np.nonzero(candidates[multi])
-        x, used, overflow, prices, duals = _lp(
+        x, prices, duals = _lp(
             cost[multi[sub_rows], sub_cols],
             demand[multi],
             sub_rows,
@@ -615,7 +610,7 @@ def _solve_decomposed(problem: SteeringProblem, penalty: float, prices: FloatArr
     flows = np.zeros_like(problem.cost)
     flows[active[multi[sub_rows]], sub_cols] = x
     flows[active[single], single_region] = demand[single]
-    return _Solution(flows, used, overflow, prices, solves, "decomposed")
+    return _Solution(flows, prices, solves, "decomposed")
 
 
 def _initial_prices(problem: SteeringProblem, penalty: float) -> FloatArray:
