@@ -80,7 +80,9 @@ def runbooks_show(name: str, as_json: bool) -> None:
     if as_json:
         output(info, as_json=True)
         return
-    output({k: v for k, v in info.items() if k != "steps"}, as_json=False)
+    summary = {k: v for k, v in info.items() if k not in ("steps", "inputs_schema")}
+    summary["inputs"] = ", ".join(info["inputs_schema"].get("properties", {})) or "none"
+    output(summary, as_json=False)
     output(
         [
             {
@@ -89,7 +91,6 @@ def runbooks_show(name: str, as_json: bool) -> None:
                 "retries": s["retries"],
                 "timeout": s["timeout"],
                 "approval": ",".join(s["approval"]["roles"]) if s["approval"] else "",
-                "description": s["description"],
             }
             for s in info["steps"]
         ],
@@ -391,16 +392,18 @@ def bolt_serve(config_path: Path, log_level: str) -> None:
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--issue", is_flag=True, help="Have the certificates domain issue one.")
+@click.option("--issue", "authority", help="Have this certificate authority issue one.")
 @with_actor
-def bolt_credentials(cert: Path | None, key: Path | None, ca: Path | None, issue: bool) -> None:
+def bolt_credentials(
+    cert: Path | None, key: Path | None, ca: Path | None, authority: str | None
+) -> None:
     """Install the client certificate runbooks present to Bolt agents (mutual TLS)."""
-    if issue:
+    if authority:
         with session_scope() as session:
-            creds = service.issue_bolt_credentials(session=session)
+            creds = service.issue_bolt_credentials(session=session, authority=authority)
     else:
         if not (cert and key and ca):
-            fail("give --cert, --key and --ca, or --issue")
+            fail("give --cert, --key and --ca, or --issue AUTHORITY")
         assert cert and key and ca
         creds = service.install_bolt_credentials(
             cert=cert.read_bytes(), key=key.read_bytes(), ca=ca.read_bytes()

@@ -325,30 +325,24 @@ def _enqueue_run(
     execution.updated_at = utcnow()
 
 
-_housekeeping_ready = False
-
-
 def _ensure_housekeeping(session: Session) -> None:
     """The periodic task that expires approvals and fails orphaned executions exists."""
-    global _housekeeping_ready
-    if _housekeeping_ready:
-        return
     exists = session.scalar(
         select(jobs.Schedule.id).where(jobs.Schedule.name == HOUSEKEEPING_SCHEDULE)
     )
-    if exists is None:
-        try:
-            with session.begin_nested():
-                jobs.create_schedule(
-                    session=session,
-                    name=HOUSEKEEPING_SCHEDULE,
-                    task=HOUSEKEEPING_TASK,
-                    queue="high",
-                    interval_seconds=HOUSEKEEPING_SECONDS,
-                )
-        except (IntegrityError, Conflict):
-            pass  # another process created it first
-    _housekeeping_ready = True
+    if exists is not None:
+        return
+    try:
+        with session.begin_nested():
+            jobs.create_schedule(
+                session=session,
+                name=HOUSEKEEPING_SCHEDULE,
+                task=HOUSEKEEPING_TASK,
+                queue="high",
+                interval_seconds=HOUSEKEEPING_SECONDS,
+            )
+    except (IntegrityError, Conflict):
+        pass  # another process created it first
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -1361,29 +1355,32 @@ def install_bolt_credentials(*, cert: bytes, key: bytes, ca: bytes) -> engine.Bo
 
 
 def issue_bolt_credentials(
-    *, session: Session, name: str = "popcorn-runbook"
+    *, session: Session, authority: str, name: str = "popcorn-runbook"
 ) -> engine.BoltCredentials:
-    """Ask the certificates domain for a client certificate for runbooks, and install it."""
+    """Have the certificates domain issue the runbooks' client certificate, and install it."""
     issue = engine.domain_function("certificates", "issue_agent_certificate")
     bundle = engine.domain_function("certificates", "ca_bundle")
     if issue is None or bundle is None:
         raise Unavailable(
-            "the certificates service cannot issue Bolt client certificates yet; install one "
+            "the certificates service cannot issue Bolt client certificates here; install one "
             "with `popcorn bolt credentials --cert --key --ca`"
         )
-    issued = issue(session=session, name=name, client=True)
-    cert = _pem_field(issued, ("certificate_pem", "certificate", "cert_pem", "cert"))
-    key = _pem_field(issued, ("private_key_pem", "private_key", "key_pem", "key"))
-    ca = bundle(session=session)
-    ca_pem = ca if isinstance(ca, str | bytes) else _pem_field(ca, ("pem", "bundle"))
-    return install_bolt_credentials(cert=_as_bytes(cert), key=_as_bytes(key), ca=_as_bytes(ca_pem))
+    issued = issue(session=session, authority=authority, agent_name=name, profile="client")
+    cert = _pem_field(issued, ("cert_pem", "certificate_pem")) + (
+        _pem_field(issued, ("chain_pem",), required=False) or ""
+    )
+    key = _pem_field(issued, ("key_pem", "private_key_pem"))
+    ca = bundle(session=session, authority=authority)
+    return install_bolt_credentials(cert=_as_bytes(cert), key=_as_bytes(key), ca=_as_bytes(ca))
 
 
-def _pem_field(value: Any, names: tuple[str, ...]) -> Any:
+def _pem_field(value: Any, names: tuple[str, ...], *, required: bool = True) -> Any:
     for name in names:
         found = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
         if found:
             return found
+    if not required:
+        return None
     raise Unavailable(f"the certificates service answered without any of {names}")
 
 
