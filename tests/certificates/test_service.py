@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from certhelpers import TLSServer, openssl, server_context, serving, write
+from certhelpers import TLSServer, boto_client, openssl, server_context, serving, write
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp as x509_ocsp
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from popcorn.audit import AuditRecord, records_for
@@ -802,3 +803,46 @@ def test_metrics_count_by_status_and_list_the_soonest(stored_pki: dict[str, int]
         for s in families["popcorn_certificates_expiring_within_days"].samples
     }
     assert within["0"] == 1 and within["7"] == 2 and within["90"] == 3
+
+
+def test_deploy_to_s3_and_a_pkcs12_file(
+    stored_pki: dict[str, int],
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3: Any = boto_client("s3", moto_endpoint)
+    s3.create_bucket(Bucket="edge-certs")
+    with session_scope() as session:
+        bucket = service.create_destination(
+            session=session,
+            spec=DestinationCreate(
+                name="bucket",
+                kind="s3",
+                options={"bucket": "edge-certs", "prefix": "tls", "endpoint_url": moto_endpoint},
+            ),
+        ).id
+        java = service.create_destination(
+            session=session,
+            spec=DestinationCreate(
+                name="java", kind="pkcs12", options={"path": str(tmp_path)}, password="changeit"
+            ),
+        )
+        assert java.secret_encrypted and "changeit" not in java.secret_encrypted
+    cid = issue(stored_pki["intermediate"], destinations=["bucket", "java"])
+    with session_scope(readonly=True) as session:
+        deployments = service.list_deployments(session=session, certificate_id=cid)
+    assert [(d.destination_id, d.status) for d in deployments] == [
+        (bucket, "succeeded"),
+        (java.id, "succeeded"),
+    ]
+    body = s3.get_object(Bucket="edge-certs", Key="tls/www-example-test/cert.pem")["Body"].read()
+    assert body.decode() == load(cid).certificate_pem
+    p12 = (tmp_path / "www-example-test.p12").read_bytes()
+    key, cert, _ = pkcs12.load_key_and_certificates(p12, b"changeit")
+    assert key is not None and cert is not None
+    with pytest.raises(ValidationError, match="password: required"):
+        DestinationCreate(name="x", kind="pkcs12", options={"path": "/tmp"})
