@@ -140,7 +140,7 @@ def test_disk_failure_through_a_real_agent_changes_inventory(
         {"device": "oca-1", "status": "maintenance"}
     ]
     assert found["verify"]["outputs"] == {
-        "verified": [{"device": "oca-1", "status": "maintenance"}]
+        "verified": [{"device": "oca-1", "status": "maintenance", "failed_disks": ["sdb"]}]
     }
     from popcorn.inventory.service import find_component, get_device
 

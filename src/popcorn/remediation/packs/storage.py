@@ -211,41 +211,31 @@ class DiskFailure(Runbook):
         """Inventory now shows each device in maintenance and each disk failed."""
         decision = Decision.model_validate(ctx.outputs["decide"])
         get_device = _inventory("get_device")
+        find_component = _inventory("find_component")
         if get_device is None:
             ctx.fail("cannot verify: the inventory service is unavailable", retry=False)
         checked = []
         for device_name in sorted({f.device for f in decision.failed}):
             with ctx.session() as session:
-                device = get_device(session=session, ref=device_name)
-                status = _field(device, "status")
-                components = _components(device)
+                status = _field(get_device(session=session, ref=device_name), "status")
+                disks = {
+                    f.disk: _field(
+                        find_component(session=session, device=device_name, component=f.disk),
+                        "status",
+                    )
+                    for f in decision.failed
+                    if f.device == device_name and find_component is not None
+                }
             if status != MAINTENANCE:
                 ctx.fail(
                     f"{device_name} is {status!r} in inventory, not {MAINTENANCE!r}", retry=True
                 )
-            for failed in (f for f in decision.failed if f.device == device_name):
-                state = components.get(failed.disk)
-                if state is not None and state != FAILED:
-                    ctx.fail(
-                        f"{device_name}/{failed.disk} is {state!r}, not {FAILED!r}", retry=True
-                    )
-            checked.append({"device": device_name, "status": status})
+            for disk, state in disks.items():
+                if state != FAILED:
+                    ctx.fail(f"{device_name}/{disk} is {state!r}, not {FAILED!r}", retry=True)
+            checked.append({"device": device_name, "status": status, "failed_disks": sorted(disks)})
         return {"verified": checked}
 
 
 def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-def _components(device: Any) -> dict[str, str]:
-    """Component statuses by name, when inventory's device view carries them."""
-    try:
-        components = _field(device, "components") or []
-    except Exception:
-        return {}
-    out = {}
-    for component in components:
-        name, status = _field(component, "name"), _field(component, "status")
-        if name is not None:
-            out[str(name)] = str(status)
-    return out
