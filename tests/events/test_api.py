@@ -380,3 +380,10 @@ def test_openapi_documents_the_events_routes(api: Any) -> None:
     for path in ("/api/v1/events", "/api/v1/events/alertmanager", "/api/v1/events/rules",
                  "/api/v1/events/dead-letters/{run_id}/replay"):  # fmt: skip
         assert path in spec["paths"], path
+
+
+def test_metrics_show_the_backlog(api: Any) -> None:
+    api.post("/api/v1/events", json=CLOUDEVENT, role="operator")
+    text = api.get("/metrics", role=None).get_data(as_text=True)
+    assert "popcorn_events_pending_events 1.0" in text
+    assert "popcorn_events_open_incidents 0.0" in text

@@ -25,7 +25,7 @@ import secrets as pysecrets
 import textwrap
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -1252,6 +1252,25 @@ def delete_secret(*, session: Session, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- metrics
+
+
+def collect_metrics() -> Iterator[Any]:
+    """Scrape-time gauges: the processing backlog, dead letters and open incidents."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from popcorn.db import session_scope
+
+    with session_scope(readonly=True) as session:
+        figures = stats(session=session)
+    help_texts = {
+        "pending_events": "Accepted events not yet matched against the rules",
+        "failed_actions": "Failed action runs (the dead-letter list)",
+        "open_incidents": "Incidents opened by rules and not yet resolved",
+    }
+    for name, value in figures.items():
+        family = GaugeMetricFamily(f"popcorn_events_{name}", help_texts[name])
+        family.add_metric([], value)
+        yield family
 
 
 def stats(*, session: Session) -> dict[str, int]:

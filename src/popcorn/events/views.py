@@ -9,6 +9,7 @@ from apiflask import APIBlueprint
 from flask import request
 from pydantic import ValidationError
 
+from popcorn import metrics
 from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
@@ -29,6 +30,7 @@ from popcorn.listing import PageResult, parse_list_params
 from popcorn.schemas import ReadSchema
 
 bp = APIBlueprint("events", __name__, tag="events")
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
 
 
 def _page(result: PageResult, schema: type[ReadSchema]) -> dict[str, Any]:
