@@ -25,12 +25,17 @@ def test_world_import_counts_and_template_instantiation(world: dict[str, Any], a
     assert counts["interfaces"]["create"] == 15
     ifaces = api.get(f"{BASE}/interfaces?device=oca-ams1-01&fields=name,module,mgmt_only").json
     assert {i["name"]: (i["module"], i["mgmt_only"]) for i in ifaces["items"]} == {
-        "eth0": (None, False), "eth1": (None, False), "mgmt0": (None, True),
-        "nic1p0": ("nic1", False), "nic1p1": ("nic1", False),
-    }  # fmt: skip
+        "eth0": (None, False),
+        "eth1": (None, False),
+        "mgmt0": (None, True),
+        "nic1p0": ("nic1", False),
+        "nic1p1": ("nic1", False),
+    }
     ports = api.get(f"{BASE}/ports?device=oca-bru-01").json["items"]
     assert [(p["kind"], p["name"], p["maximum_draw"]) for p in ports] == [
-        ("power-port", "PSU1", 750), ("power-port", "PSU2", 750)]  # fmt: skip
+        ("power-port", "PSU1", 750),
+        ("power-port", "PSU2", 750),
+    ]
     fan = api.get(f"{BASE}/components?device=oca-bru-01").json["items"]
     assert [(c["name"], c["kind"]) for c in fan] == [("fan1", "fan")]
     optic = api.get(f"{BASE}/components?serial=OPT-1").json["items"][0]
@@ -38,20 +43,33 @@ def test_world_import_counts_and_template_instantiation(world: dict[str, Any], a
 
 
 def test_create_device_instantiates_templates_and_emits_events(world: Any, api: Any) -> None:
-    created = api.post(f"{BASE}/devices", role="operator", json={
-        "name": "oca-ams1-03", "role": "storage-appliance", "model": "oca-storage-gen4",
-        "site": "ams1", "serial": "NFX-0004", "throughput_gbps": "0.1Tbps", "storage_tb": "0.5PB",
-    })  # fmt: skip
+    created = api.post(
+        f"{BASE}/devices",
+        role="operator",
+        json={
+            "name": "oca-ams1-03",
+            "role": "storage-appliance",
+            "model": "oca-storage-gen4",
+            "site": "ams1",
+            "serial": "NFX-0004",
+            "throughput_gbps": "0.1Tbps",
+            "storage_tb": "0.5PB",
+        },
+    )
     assert created.status_code == 201, created.json
     body = created.json
     assert (body["model"], body["site"], body["status"]) == ("oca-storage-gen4", "ams1", "active")
     assert body["throughput_gbps"] == 100.0 and body["storage_tb"] == 500.0
     names = [i["name"] for i in api.get(f"{BASE}/interfaces?device_id={body['id']}").json["items"]]
     assert names == ["eth0", "eth1", "mgmt0"]
-    kinds = [e.type for e in events() if (e.object_type, e.object_id) == ("device", str(body["id"]))]
+    kinds = [
+        e.type for e in events() if (e.object_type, e.object_id) == ("device", str(body["id"]))
+    ]
     assert kinds == ["inventory.device.created", "inventory.device.added_to_site"]
     assert events("inventory.device.added_to_site")[-1].payload == {
-        "device": "oca-ams1-03", "site": "ams1"}  # fmt: skip
+        "device": "oca-ams1-03",
+        "site": "ams1",
+    }
 
 
 def test_lifecycle_only_valid_transitions(world: Any, api: Any) -> None:
@@ -60,18 +78,24 @@ def test_lifecycle_only_valid_transitions(world: Any, api: Any) -> None:
     assert "cannot go from active to planned" in bad.json["error"]["message"]
     assert "maintenance" in bad.json["error"]["details"]["fields"]["status"][0]
     for status in ("maintenance", "failed", "active", "decommissioned"):
-        moved = api.post(f"{BASE}/devices/oca-ams1-01/status",
-                         json={"status": status, "reason": f"to {status}"})  # fmt: skip
+        moved = api.post(
+            f"{BASE}/devices/oca-ams1-01/status", json={"status": status, "reason": f"to {status}"}
+        )
         assert moved.status_code == 200, moved.json
         assert moved.json["status"] == status
     final = api.patch(f"{BASE}/devices/oca-ams1-01", json={"status": "active"})
     assert final.status_code == 422
     assert "none: it is final" in final.json["error"]["message"]
-    changes = [(e.payload["from"], e.payload["to"], e.payload["reason"])
-               for e in events("inventory.device.status_changed")]  # fmt: skip
-    assert changes == [("active", "maintenance", "to maintenance"),
-                       ("maintenance", "failed", "to failed"), ("failed", "active", "to active"),
-                       ("active", "decommissioned", "to decommissioned")]  # fmt: skip
+    changes = [
+        (e.payload["from"], e.payload["to"], e.payload["reason"])
+        for e in events("inventory.device.status_changed")
+    ]
+    assert changes == [
+        ("active", "maintenance", "to maintenance"),
+        ("maintenance", "failed", "to failed"),
+        ("failed", "active", "to active"),
+        ("active", "decommissioned", "to decommissioned"),
+    ]
 
 
 def test_bad_input_names_the_field_and_writes_nothing(world: Any, api: Any) -> None:
@@ -89,8 +113,12 @@ def test_bad_input_names_the_field_and_writes_nothing(world: Any, api: Any) -> N
         ({"rack": "R01", "position": 42}, 422, "position", "does not fit in rack"),
         ({"colour": "red"}, 422, "colour", "Extra inputs"),
     ]
-    good = {"name": "new-oca", "role": "storage-appliance", "model": "oca-storage-gen4",
-            "site": "ams1"}  # fmt: skip
+    good = {
+        "name": "new-oca",
+        "role": "storage-appliance",
+        "model": "oca-storage-gen4",
+        "site": "ams1",
+    }
     for change, status, field, message in cases:
         response = api.post(f"{BASE}/devices", json={**good, **change})
         assert response.status_code == status, (change, response.json)
@@ -119,8 +147,9 @@ def test_filters_lookups_brief_fields_and_paging(world: Any, api: Any) -> None:
     assert names("rack=R01&position__gt=2") == ["oca-ams1-02"]
     assert names("q=nfx-0003") == ["oca-bru-01"]
     brief = api.get(f"{BASE}/devices?brief=1&site=bru-isp1").json["items"]
-    assert brief == [{"id": brief[0]["id"], "name": "oca-bru-01", "status": "active",
-                      "site": "bru-isp1"}]  # fmt: skip
+    assert brief == [
+        {"id": brief[0]["id"], "name": "oca-bru-01", "status": "active", "site": "bru-isp1"}
+    ]
     picked = api.get(f"{BASE}/devices?fields=name,storage_tb&name=oca-bru-01").json["items"]
     assert picked == [{"name": "oca-bru-01", "storage_tb": 240.0}]
     first = api.get(f"{BASE}/devices?limit=2").json
@@ -147,10 +176,15 @@ def test_roles_viewer_reads_operator_writes(world: Any, api: Any) -> None:
 
 def test_bulk_create_is_all_or_nothing_and_reports_every_item(world: Any, api: Any) -> None:
     items = [
-        {"name": f"oca-iad1-{i:02d}", "role": "storage-appliance", "model": "oca-storage-gen4",
-         "site": "iad1", "serial": f"NFX-1{i:03d}"}
+        {
+            "name": f"oca-iad1-{i:02d}",
+            "role": "storage-appliance",
+            "model": "oca-storage-gen4",
+            "site": "iad1",
+            "serial": f"NFX-1{i:03d}",
+        }
         for i in range(5)
-    ]  # fmt: skip
+    ]
     items[1]["site"] = "mars1"
     items[3]["serial"] = "NFX-0001"
     rejected = api.post(f"{BASE}/devices/bulk", json=items)
@@ -163,11 +197,18 @@ def test_bulk_create_is_all_or_nothing_and_reports_every_item(world: Any, api: A
     assert created.status_code == 201, created.json
     assert created.json["counts"]["devices"]["create"] == 5
     assert len(created.json["items"]) == 5
-    updated = api.patch(f"{BASE}/devices/bulk", json=[
-        {"name": "oca-iad1-00", "status": "maintenance"}, {"name": "oca-iad1-01", "status": "failed"}])
+    updated = api.patch(
+        f"{BASE}/devices/bulk",
+        json=[
+            {"name": "oca-iad1-00", "status": "maintenance"},
+            {"name": "oca-iad1-01", "status": "failed"},
+        ],
+    )
     assert updated.status_code == 200, updated.json
     assert {d["name"]: d["status"] for d in updated.json["items"]} == {
-        "oca-iad1-00": "maintenance", "oca-iad1-01": "failed"}  # fmt: skip
+        "oca-iad1-00": "maintenance",
+        "oca-iad1-01": "failed",
+    }
     missing = api.patch(f"{BASE}/devices/bulk", json=[{"name": "ghost", "status": "failed"}])
     assert missing.status_code == 422
     deleted = api.request("DELETE", f"{BASE}/devices/bulk", json=["oca-iad1-00", "oca-iad1-01"])
@@ -181,12 +222,16 @@ def test_history_and_journal(world: Any, api: Any) -> None:
     assert [h["action"] for h in history] == ["create", "update"]
     assert history[1]["diff"]["os_version"] == ["", "12.3"]
     assert history[1]["actor"] == "token:test-admin"
-    note = api.post(f"{BASE}/devices/oca-bru-01/journal", role="operator",
-                    json={"kind": "warning", "comments": "PSU2 fan noisy, RMA 4411"})  # fmt: skip
+    note = api.post(
+        f"{BASE}/devices/oca-bru-01/journal",
+        role="operator",
+        json={"kind": "warning", "comments": "PSU2 fan noisy, RMA 4411"},
+    )
     assert note.status_code == 201
     entries = api.get(f"{BASE}/devices/oca-bru-01/journal").json["items"]
     assert [(e["kind"], e["comments"], e["created_by"]) for e in entries] == [
-        ("warning", "PSU2 fan noisy, RMA 4411", "token:test-operator")]  # fmt: skip
+        ("warning", "PSU2 fan noisy, RMA 4411", "token:test-operator")
+    ]
     bad = api.post(f"{BASE}/devices/oca-bru-01/journal", json={"kind": "gossip", "comments": "x"})
     assert bad.status_code == 422
     site_history = api.get(f"{BASE}/sites/ams1/history").json["items"]
@@ -210,19 +255,30 @@ def test_delete_rules(world: Any, api: Any) -> None:
 
 
 def test_custom_fields_are_typed_and_declared_per_type(world: Any, api: Any) -> None:
-    for decl in ({"object_type": "device", "name": "rma_ticket", "type": "integer"},
-                 {"object_type": "device", "name": "tier", "type": "select",
-                  "choices": ["gold", "silver"]}):  # fmt: skip
+    for decl in (
+        {"object_type": "device", "name": "rma_ticket", "type": "integer"},
+        {"object_type": "device", "name": "tier", "type": "select", "choices": ["gold", "silver"]},
+    ):
         assert api.post(f"{BASE}/custom-fields", json=decl).status_code == 201
-    assert api.post(f"{BASE}/custom-fields", json={"object_type": "device", "name": "x",
-                                                   "type": "select"}).status_code == 422
-    bad = api.patch(f"{BASE}/devices/oca-bru-01",
-                    json={"custom_fields": {"rma_ticket": "soon", "tier": "bronze", "owner": 1}})
+    assert (
+        api.post(
+            f"{BASE}/custom-fields", json={"object_type": "device", "name": "x", "type": "select"}
+        ).status_code
+        == 422
+    )
+    bad = api.patch(
+        f"{BASE}/devices/oca-bru-01",
+        json={"custom_fields": {"rma_ticket": "soon", "tier": "bronze", "owner": 1}},
+    )
     assert bad.status_code == 422
     assert set(bad.json["error"]["details"]["fields"]) == {
-        "custom_fields.rma_ticket", "custom_fields.tier", "custom_fields.owner"}  # fmt: skip
-    good = api.patch(f"{BASE}/devices/oca-bru-01",
-                     json={"custom_fields": {"rma_ticket": "4411", "tier": "gold"}})
+        "custom_fields.rma_ticket",
+        "custom_fields.tier",
+        "custom_fields.owner",
+    }
+    good = api.patch(
+        f"{BASE}/devices/oca-bru-01", json={"custom_fields": {"rma_ticket": "4411", "tier": "gold"}}
+    )
     assert good.json["custom_fields"] == {"rma_ticket": 4411, "tier": "gold"}
     found = api.get(f"{BASE}/devices?cf_rma_ticket__gte=4000&cf_tier=gold").json["items"]
     assert [d["name"] for d in found] == ["oca-bru-01"]
@@ -241,12 +297,17 @@ def test_trace_endpoints_and_component_failure(world: Any, api: Any) -> None:
     assert event.payload["reason"] == "SMART"
     report = api.get(f"{BASE}/reports/failed-components").json["items"]
     assert [(r["device"], [c["name"] for c in r["failed"]]) for r in report] == [
-        ("oca-ams1-01", ["disk0"])]  # fmt: skip
+        ("oca-ams1-01", ["disk0"])
+    ]
 
 
 def test_openapi_lists_inventory_routes(client: Any) -> None:
     paths = client.get("/openapi.json").json["paths"]
-    for path in ("/api/v1/inventory/devices", "/api/v1/inventory/devices/{ref}",
-                 "/api/v1/inventory/devices/bulk", "/api/v1/inventory/import",
-                 "/api/v1/inventory/devices/{ref}/trace"):  # fmt: skip
+    for path in (
+        "/api/v1/inventory/devices",
+        "/api/v1/inventory/devices/{ref}",
+        "/api/v1/inventory/devices/bulk",
+        "/api/v1/inventory/import",
+        "/api/v1/inventory/devices/{ref}/trace",
+    ):
         assert path in paths

@@ -26,8 +26,7 @@ rtr-iad1-02,router,juniper-mx204,iad1,JN-3,planned,,,
 
 
 def upload(api: Any, text: str, query: str, role: str = "operator") -> Any:
-    return api.post(f"{BASE}/import?{query}", data=text, role=role,
-                    content_type="text/plain")  # fmt: skip
+    return api.post(f"{BASE}/import?{query}", data=text, role=role, content_type="text/plain")
 
 
 def count(model: Any) -> int:
@@ -73,9 +72,14 @@ def test_every_bad_row_is_reported_with_line_and_field(world: Any, api: Any) -> 
     errors = response.json["error"]["details"]["errors"]
     found = [(e["line"], e["field"]) for e in errors]
     assert found == [
-        (3, "site"), (4, "model"), (5, "serial"), (6, "throughput_gbps"), (8, "status"),
-        (9, "name"), (10, "serial"),
-    ]  # fmt: skip
+        (3, "site"),
+        (4, "model"),
+        (5, "serial"),
+        (6, "throughput_gbps"),
+        (8, "status"),
+        (9, "name"),
+        (10, "serial"),
+    ]
     assert "unknown site 'atlantis'" in errors[0]["message"]
     assert "first at line 2" in errors[5]["message"]
     assert "line 2" in errors[6]["message"]
@@ -91,7 +95,11 @@ def test_malformed_files_are_clear_errors(world: Any, api: Any) -> None:
     assert "expected 4 fields, got 3" in response.json["error"]["details"]["errors"][0]["message"]
     unknown = upload(api, "name,colour\nx,red\n", "type=devices&format=csv")
     assert unknown.json["error"]["details"]["errors"][0] == {
-        "section": "devices", "line": 1, "field": "colour", "message": "unknown column"}
+        "section": "devices",
+        "line": 1,
+        "field": "colour",
+        "message": "unknown column",
+    }
     broken_yaml = upload(api, "devices:\n  - name: x\n    role: [router\n", "format=yaml")
     assert broken_yaml.status_code == 422
     assert "malformed YAML" in broken_yaml.json["error"]["message"]
@@ -124,10 +132,13 @@ def test_yaml_and_json_errors_point_at_lines(world: Any, api: Any) -> None:
     response = upload(api, doc, "format=yaml")
     errors = response.json["error"]["details"]["errors"]
     assert [(e["line"], e["section"], e["field"]) for e in errors] == [
-        (12, "components", "bay"), (13, "components", "status")]  # fmt: skip
+        (12, "components", "bay"),
+        (13, "components", "status"),
+    ]
     assert "has no module bay 'Slot9'" in errors[0]["message"]
-    as_json = json.dumps({"sites": [{"code": "ok1", "name": "Ok"}, {"code": "bad site!"}]},
-                         indent=1)  # fmt: skip
+    as_json = json.dumps(
+        {"sites": [{"code": "ok1", "name": "Ok"}, {"code": "bad site!"}]}, indent=1
+    )
     response = upload(api, as_json, "format=json")
     errors = response.json["error"]["details"]["errors"]
     lines = {(e["line"], e["field"]) for e in errors}
@@ -172,8 +183,10 @@ def test_export_round_trip_changes_nothing(world: Any, api: Any) -> None:
 
 def test_export_reimports_into_an_empty_inventory(world: Any, api: Any) -> None:
     exported = api.get(f"{BASE}/export?format=json").get_data(as_text=True)
-    before = {t: api.get(f"{BASE}/{t}?limit=1").json["count"]
-              for t in ("devices", "components", "interfaces", "ports", "bays", "links")}
+    before = {
+        t: api.get(f"{BASE}/{t}?limit=1").json["count"]
+        for t in ("devices", "components", "interfaces", "ports", "bays", "links")
+    }
     with session_scope() as session:
         names = [d.name for d in session.scalars(select(Device))]
         service.delete_objects(session=session, otype="device", refs=names)
@@ -188,15 +201,27 @@ def test_export_reimports_into_an_empty_inventory(world: Any, api: Any) -> None:
 def test_multipart_upload_of_several_files_is_one_batch(world: Any, api: Any) -> None:
     sites = "code,name,region,kind,country\nlhr1,London 1,europe,cdn-ix,GB\n"
     devices = "name,role,model,site\nrtr-lhr1-01,router,juniper-mx204,lhr1\n"
-    response = api.post(f"{BASE}/import", data={
-        "file": [(io.BytesIO(sites.encode()), "sites.csv"),
-                 (io.BytesIO(devices.encode()), "devices.csv")]})  # fmt: skip
+    response = api.post(
+        f"{BASE}/import",
+        data={
+            "file": [
+                (io.BytesIO(sites.encode()), "sites.csv"),
+                (io.BytesIO(devices.encode()), "devices.csv"),
+            ]
+        },
+    )
     assert response.status_code == 200, response.json
     assert response.json["counts"]["sites"]["create"] == 1
     assert response.json["counts"]["devices"]["create"] == 1
-    broken = api.post(f"{BASE}/import", data={
-        "file": [(io.BytesIO(b"code,name\nmad1,Madrid\n"), "sites.csv"),
-                 (io.BytesIO(b"name,role,model,site\nx,router,nope,mad1\n"), "devices.csv")]})
+    broken = api.post(
+        f"{BASE}/import",
+        data={
+            "file": [
+                (io.BytesIO(b"code,name\nmad1,Madrid\n"), "sites.csv"),
+                (io.BytesIO(b"name,role,model,site\nx,router,nope,mad1\n"), "devices.csv"),
+            ]
+        },
+    )
     assert broken.status_code == 422
     assert broken.json["error"]["details"]["errors"][0]["where"] == "devices.csv"
     assert api.get(f"{BASE}/sites/mad1").status_code == 404
@@ -205,8 +230,11 @@ def test_multipart_upload_of_several_files_is_one_batch(world: Any, api: Any) ->
 def test_imports_audit_one_summary_plus_objects_when_small(world: Any, api: Any) -> None:
     with session_scope(readonly=True) as session:
         summary = session.scalars(select(AuditRecord).where(AuditRecord.action == "import")).all()
-        per_device = session.scalar(select(func.count()).where(
-            AuditRecord.object_type == "device", AuditRecord.action == "create"))  # fmt: skip
+        per_device = session.scalar(
+            select(func.count()).where(
+                AuditRecord.object_type == "device", AuditRecord.action == "create"
+            )
+        )
     assert len(summary) == 1
     assert summary[0].object_id == "world.yaml"
     assert summary[0].after is not None and summary[0].after["totals"]["create"] == 50
@@ -218,12 +246,16 @@ def test_imports_audit_one_summary_plus_objects_when_small(world: Any, api: Any)
 def test_large_batches_audit_one_record(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bulk, "PER_OBJECT_LIMIT", 10)
     rows = "name,role,model,site\n" + "".join(
-        f"sw-iad1-{i:02d},switch,juniper-mx204,iad1\n" for i in range(12))
+        f"sw-iad1-{i:02d},switch,juniper-mx204,iad1\n" for i in range(12)
+    )
     with session_scope() as session:
         service.import_files(session=session, files=[("switches.csv", rows)], otype="devices")
     with session_scope(readonly=True) as session:
-        creates = session.scalar(select(func.count()).where(
-            AuditRecord.object_type == "device", AuditRecord.action == "create"))  # fmt: skip
+        creates = session.scalar(
+            select(func.count()).where(
+                AuditRecord.object_type == "device", AuditRecord.action == "create"
+            )
+        )
         imports = session.scalars(select(AuditRecord).where(AuditRecord.action == "import")).all()
     assert creates == 5  # only the world's devices
     assert imports[-1].after is not None
@@ -234,4 +266,6 @@ def test_service_raises_invalid_input_with_all_errors() -> None:
     with session_scope() as session, pytest.raises(InvalidInput) as caught:
         service.import_files(session=session, files=[("sites.csv", "code,name\n,x\ny,\n")])
     assert [(e["line"], e["field"]) for e in caught.value.details["errors"]] == [
-        (2, "code"), (3, "name")]  # fmt: skip
+        (2, "code"),
+        (3, "name"),
+    ]

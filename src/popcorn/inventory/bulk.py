@@ -463,6 +463,8 @@ class Batch:
 
     def _store(self, otype: str, row: dict[str, Any]) -> None:
         self.before[otype][row["id"]] = row
+        if otype == "component" and row["bay_id"] is not None:
+            self.used_bays[row["bay_id"]] = row["id"]
         self.index[otype][self.key_of(otype, row)] = row["id"]
         if otype in ALIAS_FIELD:
             self._alias(otype, row[ALIAS_FIELD[otype]], row["id"])
@@ -637,7 +639,7 @@ class Batch:
             return False, None
         if not row.template:
             self.seen[otype][seen_key] = row.line
-        if existing is not None and existing > 0 and self.mode == "create":
+        if existing is not None and existing > 0 and self.mode == "create" and not row.template:
             self.error(
                 otype,
                 row,
@@ -1524,6 +1526,8 @@ class Batch:
         data = self.creating("interface", row, existing) if ok else None
         if data is None or device_id is None:
             return
+        if row.template and existing is not None and existing > 0:
+            data = {k: v for k, v in data.items() if k in ("device", "module")}  # adopt it
         errors = len(self.errors)
         cols = {k: data[k] for k in SIMPLE["interface"] if k in data}
         cols["device_id"] = device_id
@@ -1545,6 +1549,8 @@ class Batch:
         data = self.creating("port", row, existing) if ok else None
         if data is None or device_id is None:
             return
+        if row.template and existing is not None and existing > 0:
+            data = {k: v for k, v in data.items() if k in ("device", "module")}  # adopt it
         errors = len(self.errors)
         cols = {k: data[k] for k in SIMPLE["port"] if k in data}
         cols["device_id"] = device_id

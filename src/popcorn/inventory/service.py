@@ -410,6 +410,12 @@ for _child in ("bay", "component", "interface", "port"):
         "site": (m.Site.code, [_on_device, (m.Site, m.Site.id == m.Device.site_id)]),
         "role": (m.Device.role, [_on_device]),
     }
+for _child in ("interface", "port"):
+    _model = TYPES[_child].model
+    _JOINED[_child]["module"] = (
+        m.Component.name,
+        [(m.Component, m.Component.id == _model.module_id)],
+    )
 _JOINED["component"]["manufacturer"] = (
     m.Manufacturer.slug,
     [(m.Manufacturer, m.Manufacturer.id == m.Component.manufacturer_id)],
@@ -1034,6 +1040,8 @@ def _pass_through(
     if end["kind"] == "front-port" and end["peer_id"] is not None:
         return _end(session, "port", end["peer_id"]), end["peer_position"] or 1
     if end["kind"] == "rear-port":
+        if position is None and (end["positions"] or 1) > 1:
+            return None  # which strand is unknown: the trace ends at this rear port
         wanted = position or 1
         front = session.scalar(
             select(m.Port.id).where(
@@ -1157,9 +1165,14 @@ def device_counts(*, session: Session, by: str, status: str | None = None) -> li
     }
     if by == "site":
         return _counted([(sites[i][0], n) for i, n in per_site], by)
+    direct: dict[int, int] = defaultdict(int)
+    for site_id, n in per_site:
+        region = sites[site_id][1]
+        if region is not None:
+            direct[region] += n
     totals = _roll_up(
         session,
-        {region: n for i, n in per_site if (region := sites[i][1]) is not None},
+        direct,
         lambda a, b: a + b,
         0,
     )
