@@ -147,3 +147,21 @@ def test_discover_prints_a_summary(
     endpoints = as_json("endpoints")
     assert endpoints[0]["port"] == server.port and endpoints[0]["certificate_id"]
     assert run("discover").exit_code == 2
+
+
+def test_sources_from_hosts_and_from_the_inventory(authorities: tuple[int, int]) -> None:
+    from popcorn.db import session_scope
+    from popcorn.inventory.service import create_object
+
+    with session_scope() as session:
+        create_object(session=session, otype="site", data={"code": "ams1", "name": "AMS 1"})
+    assert run("sources", "add", "pops", "a.example.test:443", "--cron", "0 * * * *").exit_code == 0
+    added = run("sources", "add", "ams", "--site", "ams1", "--port", "8443")
+    assert added.exit_code == 0 and "(inventory)" in added.output
+    listed = {s["name"]: s for s in as_json("sources", "list")}
+    assert listed["ams"]["options"]["scope"] == {"site": ["ams1"], "status": "active"}
+    assert listed["ams"]["options"]["ports"] == [8443]
+    unknown = run("sources", "add", "x", "--site", "nowhere")
+    assert unknown.exit_code == 1 and "no site 'nowhere'" in unknown.output
+    empty = as_json("discover", "--source", "ams")
+    assert empty["endpoints"] == 0

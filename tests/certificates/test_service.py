@@ -846,3 +846,59 @@ def test_deploy_to_s3_and_a_pkcs12_file(
     assert key is not None and cert is not None
     with pytest.raises(ValidationError, match="password: required"):
         DestinationCreate(name="x", kind="pkcs12", options={"path": "/tmp"})
+
+
+def test_inventory_sources_sweep_the_devices_primary_addresses(
+    stored_pki: dict[str, int], server_cert: ca.IssuedCertificate
+) -> None:
+    from popcorn.certificates.schemas import InventoryScope, SourceCreate
+    from popcorn.errors import NotFound
+    from popcorn.inventory.service import create_object
+
+    with session_scope() as session:
+        create_object(session=session, otype="site", data={"code": "lax1", "name": "LAX 1"})
+        create_object(session=session, otype="manufacturer", data={"name": "Acme"})
+        create_object(
+            session=session,
+            otype="device_model",
+            data={"manufacturer": "Acme", "model": "OCA", "slug": "oca"},
+        )
+        for name, ip in (("oca-1", "127.0.0.1/32"), ("oca-2", None)):
+            create_object(
+                session=session,
+                otype="device",
+                data={
+                    "name": name,
+                    "role": "storage-appliance",
+                    "model": "oca",
+                    "site": "lax1",
+                    "primary_ip4": ip,
+                },
+            )
+    with serving(server_cert) as server:
+        with session_scope() as session:
+            service.create_source(
+                session=session,
+                spec=SourceCreate(
+                    name="lax",
+                    kind="inventory",
+                    scope=InventoryScope(site="lax1"),
+                    ports=[server.port],
+                    team="edge",
+                ),
+            )
+        summary = service.run_discovery(source="lax", timeout=2)
+    assert summary["endpoints"] == 1 and summary["ok"] == 1 and summary["new_certificates"] == 1
+    with session_scope(readonly=True) as session:
+        endpoint = session.scalar(select(Endpoint))
+        found = session.scalar(select(Certificate))
+    assert endpoint is not None and (endpoint.host, endpoint.port) == ("127.0.0.1", server.port)
+    assert found is not None and found.team == "edge" and found.source == "discovered"
+    with (
+        pytest.raises(NotFound, match="no site 'nowhere'"),
+        session_scope() as session,
+    ):
+        service.create_source(
+            session=session,
+            spec=SourceCreate(name="x", kind="inventory", scope=InventoryScope(site="nowhere")),
+        )

@@ -20,6 +20,7 @@ from popcorn.certificates.schemas import (
     DestinationRead,
     EndpointRead,
     Export,
+    InventoryScope,
     Scan,
     SourceCreate,
     SourceRead,
@@ -473,18 +474,48 @@ def sources_list(as_json: bool) -> None:
 
 @sources.command("add")
 @click.argument("name")
-@click.argument("endpoints", nargs=-1, required=True)
+@click.argument("endpoints", nargs=-1)
+@click.option("--site", "sites", multiple=True, help="Inventory site (repeat): sweep its devices.")
+@click.option("--region", "regions", multiple=True, help="Inventory region (repeat).")
+@click.option("--role", "roles", multiple=True, help="Inventory device role (repeat).")
+@click.option("--port", "ports", multiple=True, type=int, help="Ports of inventory devices.")
 @click.option("--cron", help="Sweep on this schedule, e.g. '0 * * * *'.")
 @click.option("--owner", default="")
 @click.option("--team", default="")
 @with_actor
 def sources_add(
-    name: str, endpoints: tuple[str, ...], cron: str | None, owner: str, team: str
+    name: str,
+    endpoints: tuple[str, ...],
+    sites: tuple[str, ...],
+    regions: tuple[str, ...],
+    roles: tuple[str, ...],
+    ports: tuple[int, ...],
+    cron: str | None,
+    owner: str,
+    team: str,
 ) -> None:
-    spec = SourceCreate(name=name, endpoints=list(endpoints), cron=cron, owner=owner, team=team)
+    """Sweep ENDPOINTS (host:port[/sni]), or the inventory devices of --site/--region/--role."""
+    from_inventory = bool(sites or regions or roles)
+    scope = (
+        InventoryScope(
+            site=list(sites) or None, region=list(regions) or None, role=list(roles) or None
+        )
+        if from_inventory
+        else None
+    )
+    spec = SourceCreate(
+        name=name,
+        kind="inventory" if from_inventory else "hosts",
+        endpoints=list(endpoints),
+        scope=scope,
+        ports=list(ports) or [443],
+        cron=cron,
+        owner=owner,
+        team=team,
+    )
     with session_scope() as session:
         row = service.create_source(session=session, spec=spec)
-        click.echo(f"source {row.name!r} ({len(row.endpoints)} endpoints) added")
+        click.echo(f"source {row.name!r} ({row.kind}) added")
 
 
 @group.group("destinations")

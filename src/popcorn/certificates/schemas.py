@@ -306,9 +306,24 @@ class DeploymentRead(ReadSchema):
     created_at: datetime
 
 
+class InventoryScope(Schema):
+    """Which inventory devices to sweep (each a value or a list, as the inventory accepts)."""
+
+    site: Ref | list[Ref] | None = None
+    region: Ref | list[Ref] | None = None
+    role: str | list[str] | None = None
+    device: Ref | list[Ref] | None = None
+    status: str | list[str] | None = "active"
+
+
 class SourceCreate(Schema):
+    """`hosts`: a list of host:port[/sni]; `inventory`: devices' primary addresses on `ports`."""
+
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    endpoints: list[str] = Field(min_length=1, max_length=100_000)
+    kind: Literal["hosts", "inventory"] = "hosts"
+    endpoints: list[str] = Field(default_factory=list, max_length=100_000)
+    scope: InventoryScope | None = None
+    ports: list[int] = Field(default=[443], min_length=1, max_length=20)
     owner: str = ""
     team: str = ""
     timeout: float = Field(default=5.0, gt=0, le=60)
@@ -317,10 +332,24 @@ class SourceCreate(Schema):
     @field_validator("endpoints")
     @classmethod
     def _endpoints(cls, values: list[str]) -> list[str]:
-        cleaned = [v.strip() for v in values if v.strip()]
-        if not cleaned:
-            raise ValueError("at least one host:port")
-        return cleaned
+        return [v.strip() for v in values if v.strip()]
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, values: list[int]) -> list[int]:
+        if any(not 0 < p < 65536 for p in values):
+            raise ValueError("each port is between 1 and 65535")
+        return values
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SourceCreate:
+        if self.kind == "hosts" and not self.endpoints:
+            raise ValueError("endpoints: a hosts source needs at least one host:port")
+        if self.kind == "inventory" and self.endpoints:
+            raise ValueError("endpoints: an inventory source takes a scope, not endpoints")
+        if self.kind == "inventory" and self.scope is None:
+            self.scope = InventoryScope()
+        return self
 
 
 class SourceRead(ReadSchema):

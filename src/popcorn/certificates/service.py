@@ -1445,8 +1445,29 @@ def list_sources(*, session: Session) -> list[Source]:
     return list(session.scalars(select(Source).order_by(Source.id)))
 
 
+def inventory_endpoints(
+    *, session: Session, scope: dict[str, Any], ports: Sequence[int]
+) -> list[str]:
+    """host:port of the primary address of every inventory device in `scope`, on each port.
+
+    Unknown sites, regions or devices raise NotFound (from the inventory), so a
+    typo is not mistaken for an empty sweep.
+    """
+    from popcorn.inventory.service import devices_for_scope
+
+    endpoints: list[str] = []
+    for device in devices_for_scope(session=session, **scope):
+        address = device.primary_ip4 or device.primary_ip6
+        if not address:
+            continue
+        host = address.split("/", 1)[0]
+        shown = f"[{host}]" if ":" in host else host
+        endpoints += [f"{shown}:{port}" for port in ports]
+    return endpoints
+
+
 def create_source(*, session: Session, spec: SourceCreate) -> Source:
-    """A list of host:port endpoints to sweep, on a cron schedule if given."""
+    """Endpoints (or an inventory scope) to sweep, on a cron schedule if given."""
     from popcorn.certificates.discover import parse_endpoint
     from popcorn.jobs import create_schedule
 
@@ -1454,14 +1475,20 @@ def create_source(*, session: Session, spec: SourceCreate) -> Source:
         raise Conflict(
             f"a discovery source named {spec.name!r} exists", details={"name": spec.name}
         )
+    options: dict[str, Any] = {"timeout": spec.timeout}
+    if spec.kind == "inventory":
+        assert spec.scope is not None
+        options["scope"] = spec.scope.model_dump(exclude_none=True)
+        options["ports"] = spec.ports
+        inventory_endpoints(session=session, scope=options["scope"], ports=spec.ports)
     with _engine_errors():
         for text in spec.endpoints:
             parse_endpoint(text)
     row = Source(
         name=spec.name,
-        kind="hosts",
+        kind=spec.kind,
         endpoints=spec.endpoints,
-        options={"timeout": spec.timeout},
+        options=options,
         owner=spec.owner,
         team=spec.team,
         created_at=utcnow(),
@@ -1483,7 +1510,7 @@ def create_source(*, session: Session, spec: SourceCreate) -> Source:
         "create",
         "certificate_source",
         row.id,
-        after={"name": row.name, "endpoints": len(row.endpoints), "cron": spec.cron},
+        after={"name": row.name, "kind": row.kind, "options": row.options, "cron": spec.cron},
     )
     return row
 
@@ -1582,8 +1609,14 @@ def run_discovery(
             found = get_source(session=session, ref=source)
             source_id = found.id
             targets = list(found.endpoints)
+            if found.kind == "inventory":
+                targets = inventory_endpoints(
+                    session=session,
+                    scope=dict(found.options.get("scope") or {}),
+                    ports=found.options.get("ports") or [443],
+                )
             timeout = timeout or float(found.options.get("timeout", 5.0))
-    if not targets:
+    if not targets and source_id is None:
         raise InvalidInput("endpoints: nothing to discover", details={"field": "endpoints"})
     with _engine_errors():
         results = discover(targets, timeout=timeout or 5.0, max_workers=max_workers)
