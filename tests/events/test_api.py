@@ -383,6 +383,9 @@ def test_openapi_documents_the_events_routes(api: Any) -> None:
 
 
 def test_metrics_show_the_backlog(api: Any) -> None:
+    api.post(
+        "/api/v1/events/rules", json={"text": "name: d\nevents: [deploy.*]\n"}, role="operator"
+    )
     api.post("/api/v1/events", json=CLOUDEVENT, role="operator")
     text = api.get("/metrics", role=None).get_data(as_text=True)
     assert "popcorn_events_pending_events 1.0" in text

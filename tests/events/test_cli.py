@@ -116,7 +116,7 @@ def test_send_list_and_show(alert_file: Path, tmp_path: Path) -> None:
     assert len(json.loads(popcorn("events", "list", "-q", "91%", "--json").output)) == 1
     recent = json.loads(popcorn("events", "list", "--since", "1h", "--json").output)
     assert [e["event_id"] for e in recent] == ["d-1"]
-    assert json.loads(popcorn("events", "list", "--status", "pending", "--json").output)
+    assert len(json.loads(popcorn("events", "list", "--status", "processed", "--json").output)) == 4
 
     shown = json.loads(popcorn("events", "show", "d-1", "--json").output)
     assert shown["data"] == {"version": 2} and shown["labels"] == {"region": "eu"}

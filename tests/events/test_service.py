@@ -129,7 +129,11 @@ def detail(pk: int) -> dict[str, Any]:
 # --- ingest -------------------------------------------------------------------------------
 
 
+CATCH_ALL = "- {name: all, events: ['*'], actions: [{type: emit, params: {type: seen}}]}\n"
+
+
 def test_ingest_stores_events_and_their_processing_job_together() -> None:
+    load(CATCH_ALL)
     items = ingest([event("a"), event("b")])
     assert [i["status"] for i in items] == ["accepted", "accepted"]
     with session_scope(readonly=True) as session:
@@ -138,6 +142,40 @@ def test_ingest_stores_events_and_their_processing_job_together() -> None:
         (job,) = session.scalars(select(jobs.JobRecord)).all()
         assert job.task == "events.process" and job.queue == "high"
         assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]]}
+
+
+def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
+    load("- {name: deploys, events: [deploy.*], conditions: {labels.env: prod}}\n")
+    items = ingest([event("a"), event("b", type="deploy.done", labels={"env": "dev"})])
+    ingest([event("c", type="deploy.done", labels={"env": "prod"})])
+    with session_scope(readonly=True) as session:
+        rows = session.scalars(select(EventRecord).order_by(EventRecord.id)).all()
+        assert [(e.event_id, e.status) for e in rows] == [
+            ("a", "processed"),
+            ("b", "processed"),
+            ("c", "pending"),
+        ]
+        assert rows[0].processed_at is not None and items[0]["status"] == "accepted"
+        (job,) = session.scalars(select(jobs.JobRecord)).all()
+        assert job.arguments == {"event_ids": [rows[2].id]}
+
+
+def test_one_job_drains_a_backlog_and_the_others_find_nothing_left(runbooks: list[Any]) -> None:
+    load("- {name: r, events: [test.thing], actions: [{type: runbook, params: {runbook: rb}}]}\n")
+    for n in range(5):
+        ingest([event(f"b{n}")])
+    with session_scope(readonly=True) as session:
+        job_ids = list(session.scalars(select(jobs.JobRecord.id).order_by(jobs.JobRecord.id)))
+    assert len(job_ids) == 5
+    jobs.execute(job_ids[0])
+    assert len(runbooks) == 5
+    with session_scope(readonly=True) as session:
+        first = jobs.get_job(session=session, job_id=job_ids[0])
+        assert first.result == {"processed": 5, "matches": 5, "actions": 5, "failed": 0, "swept": 4}
+    jobs.execute(job_ids[1])
+    with session_scope(readonly=True) as session:
+        assert jobs.get_job(session=session, job_id=job_ids[1]).result["processed"] == 0
+    assert len(runbooks) == 5
 
 
 def test_rolled_back_ingest_leaves_no_event_and_no_job() -> None:
@@ -150,6 +188,7 @@ def test_rolled_back_ingest_leaves_no_event_and_no_job() -> None:
 
 
 def test_duplicates_are_reported_and_not_processed_again(runbooks: list[Any]) -> None:
+    load(CATCH_ALL)
     first = ingest([event("x"), event("x"), event("x", source="elsewhere")])
     assert [i["status"] for i in first] == ["accepted", "duplicate", "accepted"]
     assert first[1]["id"] == first[0]["id"]
@@ -501,6 +540,10 @@ def test_domain_events_become_events_that_rules_match() -> None:
         assert row is not None
         assert row.source == "popcorn/device" and row.subject == "42" and row.origin == "outbox"
         assert row.data == {"status": "failed"} and row.status == "processed"
+        queues = session.scalars(
+            select(jobs.JobRecord.queue).where(jobs.JobRecord.task == "events.process")
+        )
+        assert set(queues) == {"default"}  # domain events never delay alerts on "high"
         assert row.match_count == 1
 
 

@@ -11,9 +11,9 @@ from popcorn.events import actions, service
 
 @jobs.task(service.PROCESS_TASK, queue="high", retries=8, timeout=600)
 def process(event_ids: list[int]) -> dict[str, Any]:
-    """Match stored events against the active rules and run the actions (idempotent)."""
-    with session_scope() as session:
-        return service.process_events(session=session, event_ids=event_ids)
+    """Match stored events against the active rules and run the actions (idempotent);
+    then sweep any backlog of pending events."""
+    return service.drain(event_ids)
 
 
 @jobs.task(actions.WEBHOOK_TASK, queue="default", retries=actions.DEFAULT_WEBHOOK_RETRIES)
