@@ -255,26 +255,30 @@ def adapter(otype: str) -> TypeAdapter[Any]:
     return found
 
 
+_required: dict[str, list[str]] = {}
+
+
 def required_fields(otype: str) -> list[str]:
-    return [n for n, f in TYPES[otype].schema.model_fields.items() if f.is_required()]
+    found = _required.get(otype)
+    if found is None:
+        schema = TYPES[otype].schema
+        found = _required[otype] = [n for n, f in schema.model_fields.items() if f.is_required()]
+    return found
 
 
 _defaults: dict[str, dict[str, Any]] = {}
 
 
 def input_defaults(otype: str) -> dict[str, Any]:
+    """Defaults of a type's optional inputs; shared, so callers must not mutate the values."""
     found = _defaults.get(otype)
     if found is None:
-        found = {
+        found = _defaults[otype] = {
             n: f.get_default(call_default_factory=True)
             for n, f in TYPES[otype].schema.model_fields.items()
             if not f.is_required() and n != "id"
         }
-        _defaults[otype] = found
-    return {
-        k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
-        for k, v in found.items()
-    }
+    return found
 
 
 def slugify(value: str) -> str:
@@ -669,12 +673,13 @@ class Batch:
         """The row's input with defaults filled when it creates; None if a required field lacks."""
         if existing is not None:
             return row.data
-        missing = [f for f in required_fields(otype) if row.data.get(f) is None]
+        data = row.data
+        missing = [f for f in required_fields(otype) if data.get(f) is None]
         for name in missing:
             self.error(otype, row, name, f"required for a new {TYPES[otype].label}")
         if missing:
             return None
-        return {**input_defaults(otype), **row.data}
+        return {**input_defaults(otype), **data}
 
     def commit(
         self, otype: str, row: Row, existing: int | None, cols: dict[str, Any], key: Any
@@ -1270,12 +1275,13 @@ class Batch:
         made: dict[str, list[Row]] = {otype: [] for otype in CHILDREN}
         for device_id, model_id in self.new_devices:
             name = self.planned["device"][device_id]["name"]
+            where = f"template of device {name!r}"
             for otype, items in rows_by_model[model_id].items():
                 made[otype].extend(
                     Row(
                         {**item, "device": name},
                         None,
-                        f"template of device {name!r}",
+                        where,
                         validated=True,
                         template=True,
                     )
@@ -1808,16 +1814,24 @@ class Batch:
         return base
 
     def _write_creates(self, otype: str) -> None:
+        """Insert planned rows in chunks; each planned dict is completed in place and inserted."""
         planned = self.planned[otype]
         if not planned:
             return
         table = TYPES[otype].table
         fks = FKS.get(otype, {})
         base = self._full_row(otype)
-        rows = []
-        for temp, cols in planned.items():
-            row = {**base, **cols}
-            row["id"] = self.real[otype][-temp - 1]
+        real = self.real[otype]
+        self_fk = SELF_FK.get(otype)
+        small = len(planned) <= PER_OBJECT_LIMIT
+        chunk: list[dict[str, Any]] = []
+        later: list[dict[str, Any]] = []
+        for temp, row in planned.items():
+            for key, value in base.items():
+                if key not in row:
+                    row[key] = value
+            row["id"] = real[-temp - 1]
+            waits = self_fk is not None and row[self_fk] is not None and row[self_fk] < 0
             for column, target in fks.items():
                 value = row[column]
                 if value is not None and value < 0:
@@ -1825,28 +1839,70 @@ class Batch:
             if otype == "link":
                 row["a_id"] = self.translate(row["a_type"], row["a_id"])
                 row["b_id"] = self.translate(row["b_type"], row["b_id"])
-            if otype in ("interface", "port") and row.get("link_id") is not None:
+                self.created_links.append(
+                    (row["id"], row["a_type"], row["a_id"], row["b_type"], row["b_id"])
+                )
+            elif otype in ("interface", "port"):
                 row["link_id"] = None  # set once the link exists
-            rows.append(row)
+            elif otype == "device":
+                self.devices_added[row["site_id"]] += 1
+            elif otype == "component" and row["status"] == "failed":
+                self.created_failed.append(row)
+            if otype in TAGGED and row["tags"]:
+                self.created_tags.setdefault(otype, []).append((row["id"], row["tags"]))
+            if small:
+                self.created_rows.setdefault(otype, []).append(row)
+            if waits:
+                later.append(row)  # its parent is new too: insert parents first
+                continue
+            chunk.append(row)
+            if len(chunk) >= 20000:
+                self._insert(table, chunk)
+                chunk = []
+        if chunk:
+            self._insert(table, chunk)
+        for batch in _by_depth(later, self_fk):
+            for part in _chunks(batch, 20000):
+                self._insert(table, list(part))
+        self.created_count[otype] = len(planned)
         self.planned[otype] = {}
-        self.created_rows[otype] = rows if len(rows) <= PER_OBJECT_LIMIT else []
-        self.created_count[otype] = len(rows)
-        if otype == "device":
-            self.devices_added = Counter(r["site_id"] for r in rows)
-        if otype == "link":
-            self.created_links = [
-                (r["id"], r["a_type"], r["a_id"], r["b_type"], r["b_id"]) for r in rows
-            ]
-        if otype == "component":
-            self.created_failed = [r for r in rows if r["status"] == "failed"][:PER_OBJECT_LIMIT]
-        if otype in TAGGED:
-            self.created_tags[otype] = [(r["id"], r["tags"]) for r in rows if r["tags"]]
-        self_fk = SELF_FK.get(otype)
-        for batch in _by_depth(rows, self_fk):
-            for chunk in _chunks(batch, 20000):
-                self.session.execute(insert(table), list(chunk))
         if otype == "link":
             self._connect_ends()
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """executemany straight to the driver, each value through its column's bind processor.
+
+        The same rows through `session.execute(insert(table), rows)` spend most of
+        their time in per-row parameter handling; this keeps the type handling
+        (dates, JSON, timezone-aware datetimes) and drops the rest.
+        """
+        connection = self.session.connection()
+        dialect = connection.dialect
+        compiled = insert(table).compile(dialect=dialect)
+        names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
+        processors = [
+            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
+        if compiled.positional:
+            params: list[Any] = [
+                tuple(
+                    value if (value := row[name]) is None or process is None else process(value)
+                    for name, process in processors
+                )
+                for row in rows
+            ]
+        else:
+            params = [
+                {
+                    name: value
+                    if (value := row[name]) is None or process is None
+                    else process(value)
+                    for name, process in processors
+                }
+                for row in rows
+            ]
+        connection.exec_driver_sql(compiled.string, params)
 
     def _connect_ends(self) -> None:
         for end_type in ("interface", "port"):

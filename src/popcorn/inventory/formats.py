@@ -85,6 +85,12 @@ def _malformed(filename: str, line: int | None, message: str) -> InvalidInput:
     )
 
 
+def parse_path(path: Path, *, fmt: str | None = None, otype: str | None = None) -> Sections:
+    """Sections from a file on disk; its bytes are dropped as soon as they are decoded."""
+    text = _decode(path.read_bytes(), str(path))
+    return parse(text, filename=str(path), fmt=fmt, otype=otype)
+
+
 def parse(
     content: bytes | str,
     *,
@@ -334,17 +340,17 @@ def _yaml_sections(text: str, otype: str | None, filename: str) -> Sections:
     out: Sections = {}
     for doc in load_yaml(text, filename):
         if isinstance(doc, list):
-            parts = _list_section([(v, _line(v)) for v in doc], otype, filename)
+            parts = _list_section([(v, _line(v)) for v in doc], otype, filename, lined=True)
         elif isinstance(doc, dict):
             line = doc.pop(LINE, 1)
             lists = {k: v for k, v in doc.items() if isinstance(v, list)}
             scalars = {k: v for k, v in doc.items() if not isinstance(v, list)}
             if _is_document(lists, scalars):
                 parts = _document(
-                    {k: [(i, _line(i)) for i in v] for k, v in lists.items()}, filename
+                    {k: [(i, _line(i)) for i in v] for k, v in lists.items()}, filename, lined=True
                 )
             else:
-                parts = _single(doc, line, otype, filename)
+                parts = _single(doc, line, otype, filename, lined=True)
         else:
             raise _malformed(filename, None, "expected a list or a mapping at the top")
         for key, rows in parts.items():
@@ -374,18 +380,20 @@ def _is_document(lists: dict[str, Any], scalars: dict[str, Any]) -> bool:
     return bool(keys) and all(section_type(k) is not None for k in keys) and not scalars
 
 
-def _document(sections: Mapping[str, Sequence[tuple[Any, int | None]]], filename: str) -> Sections:
+def _document(
+    sections: Mapping[str, Sequence[tuple[Any, int | None]]], filename: str, lined: bool = False
+) -> Sections:
     out: Sections = {otype: [] for otype in ORDER}
     for key, items in sections.items():
         otype = section_type(key)
         assert otype is not None
         for value, line in items:
-            _add(out, otype, value, line, f"{key}[{len(out[otype])}]", filename)
+            _add(out, otype, value, line, f"{key}[{len(out[otype])}]", lined)
     return {k: v for k, v in out.items() if v}
 
 
 def _list_section(
-    items: Sequence[tuple[Any, int | None]], otype: str | None, filename: str
+    items: Sequence[tuple[Any, int | None]], otype: str | None, filename: str, lined: bool = False
 ) -> Sections:
     otype = otype or type_from_filename(filename)
     if otype is None:
@@ -395,11 +403,13 @@ def _list_section(
         )
     out: Sections = {t: [] for t in ORDER}
     for index, (value, line) in enumerate(items):
-        _add(out, otype, value, line, f"[{index}]", filename)
+        _add(out, otype, value, line, f"[{index}]", lined)
     return {k: v for k, v in out.items() if v}
 
 
-def _single(obj: dict[str, Any], line: int | None, otype: str | None, filename: str) -> Sections:
+def _single(
+    obj: dict[str, Any], line: int | None, otype: str | None, filename: str, lined: bool = False
+) -> Sections:
     if otype is None:
         if "manufacturer" in obj and "model" in obj:
             otype = "device_model" if ("slug" in obj or "u_height" in obj) else "module_type"
@@ -409,8 +419,12 @@ def _single(obj: dict[str, Any], line: int | None, otype: str | None, filename: 
                 "document whose keys are sections (sites, devices…)"
             )
     out: Sections = {t: [] for t in ORDER}
-    _add(out, otype, obj, line, "", filename)
+    _add(out, otype, obj, line, "", lined)
     return {k: v for k, v in out.items() if v}
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _strip_lines(value: Any) -> Any:
@@ -421,9 +435,12 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def _add(
-    out: Sections, otype: str, value: Any, line: int | None, where: str, filename: str
-) -> None:
+def _add(out: Sections, otype: str, value: Any, line: int | None, where: str, lined: bool) -> None:
+    """One input object (and, for a device, its nested parts) into its sections.
+
+    `lined` marks YAML input, whose mappings carry their line under `__line__`.
+    """
+    strip = _strip_lines if lined else _same
     if not isinstance(value, dict):
         out[otype].append(Row({}, line, where, problem="expected a mapping of fields"))
         return
@@ -440,7 +457,7 @@ def _add(
             for index, item in enumerate(nested):
                 if isinstance(item, dict):
                     item_line = item.pop(LINE, line)
-                    item = {"device": name, **_strip_lines(item)}
+                    item = {"device": name, **strip(item)}
                     out[child].append(Row(item, item_line, f"{where}.{key}[{index}]"))
                 else:
                     out[child].append(
@@ -453,7 +470,7 @@ def _add(
                     )
     if otype in ("device_model", "module_type"):
         value = devicetypes.split_library_document(value)
-    out[otype].append(Row(_strip_lines(value), line, where))
+    out[otype].append(Row(strip(value), line, where))
 
 
 def parse_library(root: Path) -> Iterator[tuple[Path, Sections]]:

@@ -822,7 +822,7 @@ def import_paths(
             if not found:
                 raise InvalidInput(f"no device-type YAML files under {path}")
             continue
-        parsed = formats.parse(path.read_bytes(), filename=str(path), fmt=fmt, otype=otype)
+        parsed = formats.parse_path(path, fmt=fmt, otype=otype)
         for key, rows in parsed.items():
             sections.setdefault(key, []).extend(rows)
     source = ", ".join(p.name for p in paths)[:80] or "import"
