@@ -14,6 +14,7 @@ import click
 
 from popcorn.cli import cli, json_option, output, parse_kv, with_actor
 from popcorn.db import session_scope, utcnow
+from popcorn.errors import InvalidInput
 from popcorn.events import service
 from popcorn.events.formats import Event, EventFormatError, parse_time
 from popcorn.events.schemas import ActionRunRead, EventRead, IncidentRead
@@ -348,8 +349,11 @@ def rules() -> None:
 def rules_load(path: str, prune: bool, as_json: bool) -> None:
     """Load every rule of a YAML file or directory (all or nothing)."""
     files = service.read_rule_files(path)
-    with session_scope() as session:
-        result = service.load_rules(session=session, files=files, prune=prune)
+    try:
+        with session_scope() as session:
+            result = service.load_rules(session=session, files=files, prune=prune)
+    except InvalidInput as exc:  # the message already names file, line and reason
+        raise click.ClickException(exc.message) from exc
     data = result.as_dict()
     if as_json:
         output(data, as_json=True)
