@@ -15,7 +15,7 @@ from sqlalchemy import update
 from popcorn import jobs
 from popcorn.db import session_scope, utcnow
 from popcorn.remediation import service
-from popcorn.remediation.models import Execution, StepRun
+from popcorn.remediation.models import RunbookExecution, StepRun
 
 pytestmark = pytest.mark.usefixtures("test_packs")
 
@@ -54,7 +54,7 @@ def test_a_worker_killed_mid_step_resumes_from_the_last_completed_step(
         )
     assert jobs.promote_due() == 1
     with session_scope() as session:  # the second attempt of the long step need not be long
-        execution = session.get(Execution, execution_id)
+        execution = session.get(RunbookExecution, execution_id)
         assert execution is not None
         execution.inputs = {**execution.inputs, "sleep": 0}
     processes.start("worker", log=tmp_path / "worker-2.log")
@@ -79,8 +79,8 @@ def _orphan(execution_id: int, step: str) -> None:
             .values(status="running", attempts=1, started_at=utcnow())
         )
         session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id)
+            update(RunbookExecution)
+            .where(RunbookExecution.id == execution_id)
             .values(status="running", claim=uuid.uuid4().hex, started_at=utcnow())
         )
 
@@ -107,7 +107,9 @@ def test_housekeeping_fails_executions_whose_job_gave_up() -> None:
             .values(status="failed", error="worker lost: no heartbeat for 30s")
         )
         session.execute(
-            update(Execution).where(Execution.id == execution_id).values(updated_at=old)
+            update(RunbookExecution)
+            .where(RunbookExecution.id == execution_id)
+            .values(updated_at=old)
         )
     assert service.housekeeping()["orphans"] == 1
     shown = detail(execution_id)

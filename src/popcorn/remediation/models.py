@@ -42,7 +42,7 @@ STEP_STATUSES = (
 )
 
 
-class Execution(Base):
+class RunbookExecution(Base):
     __tablename__ = "remediation_executions"
     __table_args__ = (Index("ix_remediation_executions_runbook_status", "runbook", "status"),)
 

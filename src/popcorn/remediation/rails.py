@@ -30,7 +30,7 @@ from popcorn.db import utcnow
 from popcorn.errors import InvalidInput
 from popcorn.outbox import emit
 from popcorn.remediation.engine import Concurrency
-from popcorn.remediation.models import Circuit, Execution, Gate, Hold, StepRun
+from popcorn.remediation.models import Circuit, Gate, Hold, RunbookExecution, StepRun
 
 GLOBAL = "global"
 DEFAULT_BUDGET = 30
@@ -86,7 +86,7 @@ def _fits(session: Session, execution_id: int, keys: list[tuple[str, int]]) -> b
 
 def admit(
     session: Session,
-    execution: Execution,
+    execution: RunbookExecution,
     concurrency: Concurrency,
     keys: list[tuple[str, int]],
 ) -> Admission:
@@ -145,9 +145,9 @@ def queued_with_free_slots(session: Session, limit: int = 200) -> list[int]:
     """Queued executions, oldest first (the housekeeping task re-checks them)."""
     return list(
         session.scalars(
-            select(Execution.id)
-            .where(Execution.status == "queued")
-            .order_by(Execution.id)
+            select(RunbookExecution.id)
+            .where(RunbookExecution.status == "queued")
+            .order_by(RunbookExecution.id)
             .limit(limit)
         )
     )
@@ -212,7 +212,7 @@ def open_reason(session: Session) -> str | None:
     return None
 
 
-def spend(session: Session, execution: Execution, step: str) -> str | None:
+def spend(session: Session, execution: RunbookExecution, step: str) -> str | None:
     """Take one remediation from the budget; the reason it is refused, or None."""
     circuit = get_circuit(session, lock=True)
     if circuit.state == "open":

@@ -39,7 +39,7 @@ from popcorn.remediation.models import (
     TERMINAL_STATUSES,
     Agent,
     Approval,
-    Execution,
+    RunbookExecution,
     StepRun,
 )
 from popcorn.remediation.schemas import TargetSpec
@@ -58,13 +58,13 @@ MAX_JOB_TIMEOUT = 86400
 OBJECT = "remediation_execution"
 
 EXECUTION_FILTERS = {
-    "status": Execution.status,
-    "runbook": Execution.runbook,
-    "pack": Execution.pack,
-    "dry_run": Execution.dry_run,
-    "created_by": Execution.created_by,
-    "created_at": Execution.created_at,
-    "rerun_of": Execution.rerun_of,
+    "status": RunbookExecution.status,
+    "runbook": RunbookExecution.runbook,
+    "pack": RunbookExecution.pack,
+    "dry_run": RunbookExecution.dry_run,
+    "created_by": RunbookExecution.created_by,
+    "created_at": RunbookExecution.created_at,
+    "rerun_of": RunbookExecution.rerun_of,
 }
 APPROVAL_FILTERS = {
     "status": Approval.status,
@@ -103,7 +103,7 @@ def start_runbook(
     target: dict[str, Any] | None = None,
     trigger: dict[str, Any] | None = None,
     dry_run: bool = False,
-) -> Execution:
+) -> RunbookExecution:
     """Start a runbook: validate, resolve targets through inventory, apply the safety rails.
 
     Returns the execution: `pending` (a worker will run it), `queued` (over a
@@ -125,7 +125,7 @@ def start_runbook(
     if cls.target == "required" and not targets:
         raise InvalidInput("target: matched no device", details={"target": spec})
     now = utcnow()
-    execution = Execution(
+    execution = RunbookExecution(
         runbook=cls.full_name(),
         pack=cls.pack.name if cls.pack else "",
         pack_version=cls.pack.version if cls.pack else "",
@@ -260,7 +260,7 @@ def _device_dict(device: Any) -> dict[str, Any]:
 
 def _create_step_runs(
     session: Session,
-    execution: Execution,
+    execution: RunbookExecution,
     cls: type[engine.Runbook],
     reuse: dict[str, StepRun] | None = None,
 ) -> None:
@@ -307,7 +307,7 @@ def _job_timeout(cls: type[engine.Runbook]) -> int:
 
 def _enqueue_run(
     session: Session,
-    execution: Execution,
+    execution: RunbookExecution,
     cls: type[engine.Runbook] | None = None,
     delay: float | None = None,
 ) -> None:
@@ -348,18 +348,18 @@ def _ensure_housekeeping(session: Session) -> None:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def get_execution(*, session: Session, execution_id: int, lock: bool = False) -> Execution:
-    execution = session.get(Execution, execution_id, with_for_update=lock)
+def get_execution(*, session: Session, execution_id: int, lock: bool = False) -> RunbookExecution:
+    execution = session.get(RunbookExecution, execution_id, with_for_update=lock)
     if execution is None:
         raise NotFound(f"no execution {execution_id}", details={"id": execution_id})
     return execution
 
 
 def list_executions(*, session: Session, params: ListParams) -> PageResult:
-    stmt = select(Execution).where(*filter_clauses(params.filters, EXECUTION_FILTERS))
+    stmt = select(RunbookExecution).where(*filter_clauses(params.filters, EXECUTION_FILTERS))
     if params.q:
-        stmt = stmt.where(Execution.runbook.ilike(f"%{params.q}%"))
-    return paginate(session, stmt, params, key=Execution.id)
+        stmt = stmt.where(RunbookExecution.runbook.ilike(f"%{params.q}%"))
+    return paginate(session, stmt, params, key=RunbookExecution.id)
 
 
 def step_runs(*, session: Session, execution_id: int) -> list[StepRun]:
@@ -395,7 +395,7 @@ def execution_detail(*, session: Session, execution_id: int) -> dict[str, Any]:
     return data
 
 
-def _brief(execution: Execution) -> dict[str, Any]:
+def _brief(execution: RunbookExecution) -> dict[str, Any]:
     return {
         "runbook": execution.runbook,
         "status": execution.status,
@@ -404,7 +404,7 @@ def _brief(execution: Execution) -> dict[str, Any]:
     }
 
 
-def _event(execution: Execution, **extra: Any) -> dict[str, Any]:
+def _event(execution: RunbookExecution, **extra: Any) -> dict[str, Any]:
     return {
         "execution_id": execution.id,
         "runbook": execution.runbook,
@@ -418,7 +418,7 @@ def _event(execution: Execution, **extra: Any) -> dict[str, Any]:
 # --- cancel, rerun ---------------------------------------------------------------------------
 
 
-def cancel_execution(*, session: Session, execution_id: int) -> Execution:
+def cancel_execution(*, session: Session, execution_id: int) -> RunbookExecution:
     """Stop an execution: at once when it is not running, else at its running step's next
     check (steps see `ctx.cancelled`; the worker stops waiting for them)."""
     execution = get_execution(session=session, execution_id=execution_id, lock=True)
@@ -445,7 +445,7 @@ def cancel_execution(*, session: Session, execution_id: int) -> Execution:
 
 def rerun_execution(
     *, session: Session, execution_id: int, from_step: str | None = None
-) -> Execution:
+) -> RunbookExecution:
     """A new execution of the same runbook, inputs and targets that reuses the outputs of
     the steps before `from_step` (default: the first step that did not succeed)."""
     source = get_execution(session=session, execution_id=execution_id)
@@ -483,7 +483,7 @@ def rerun_execution(
         if reason is not None:
             raise Conflict(reason, details={"circuit": "open"})
     now = utcnow()
-    execution = Execution(
+    execution = RunbookExecution(
         runbook=cls.full_name(),
         pack=source.pack,
         pack_version=cls.pack.version if cls.pack else source.pack_version,
@@ -619,7 +619,7 @@ def answer_approval(
 
 
 def _validate_payload(
-    execution: Execution, approval: Approval, payload: dict[str, Any] | None
+    execution: RunbookExecution, approval: Approval, payload: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     cls = packs.registry().find(execution.runbook) or packs.reload().find(execution.runbook)
     if cls is None:
@@ -688,7 +688,7 @@ def expire_approvals(*, session: Session, now: datetime | None = None) -> int:
 # --- finishing -------------------------------------------------------------------------------
 
 
-def _finish(session: Session, execution: Execution, status: str, error: str = "") -> None:
+def _finish(session: Session, execution: RunbookExecution, status: str, error: str = "") -> None:
     """End an execution: close its steps and approvals, free its slots, admit waiters."""
     now = utcnow()
     before = {"status": execution.status}
@@ -713,7 +713,7 @@ def _finish(session: Session, execution: Execution, status: str, error: str = ""
         .values(status="canceled")
     )
     for waiter_id in rails.release(session, execution.id):
-        waiter = session.get(Execution, waiter_id, with_for_update=True)
+        waiter = session.get(RunbookExecution, waiter_id, with_for_update=True)
         if waiter is not None and waiter.status == "queued":
             _enqueue_run(session, waiter, packs.registry().find(waiter.runbook))
     record_change(
@@ -774,7 +774,9 @@ def run_execution(execution_id: int) -> dict[str, Any]:
 def _should_stop(execution_id: int, token: str) -> bool:
     with session_scope(readonly=True) as session:
         row = session.execute(
-            select(Execution.cancel_requested, Execution.claim).where(Execution.id == execution_id)
+            select(RunbookExecution.cancel_requested, RunbookExecution.claim).where(
+                RunbookExecution.id == execution_id
+            )
         ).one_or_none()
     return row is None or bool(row.cancel_requested) or row.claim != token
 
@@ -796,7 +798,7 @@ def _advance(
 ) -> _Work:
     """One checkpoint: record the finished step, then start the next one (one transaction)."""
     with session_scope() as session:
-        execution = session.get(Execution, execution_id, with_for_update=True)
+        execution = session.get(RunbookExecution, execution_id, with_for_update=True)
         if execution is None:
             return _Work("done", status="missing")
         if claim:
@@ -805,8 +807,8 @@ def _advance(
             _claim(session, execution, token)
         elif execution.claim != token:
             return _Work("done", status=execution.status)  # another job took over
-        execution.updated_at = utcnow()
         steps = step_runs(session=session, execution_id=execution.id)
+        execution.updated_at = utcnow()
         cls = packs.registry().find(execution.runbook) or packs.reload().find(execution.runbook)
         if cls is None:
             _finish(
@@ -832,7 +834,7 @@ def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _claim(session: Session, execution: Execution, token: str) -> None:
+def _claim(session: Session, execution: RunbookExecution, token: str) -> None:
     execution.claim = token
     if execution.status == "pending":
         execution.status = "running"
@@ -863,7 +865,7 @@ def _log_entry(message: str, level: str = "info", **data: Any) -> dict[str, Any]
 
 
 def _recover_interrupted(
-    session: Session, execution: Execution, steps: list[StepRun], cls: type[engine.Runbook]
+    session: Session, execution: RunbookExecution, steps: list[StepRun], cls: type[engine.Runbook]
 ) -> None:
     """A step left `running` by a previous claim was cut short (its worker was lost)."""
     for step_run in steps:
@@ -887,7 +889,7 @@ def _recover_interrupted(
         return
 
 
-def _step_event(session: Session, execution: Execution, step_run: StepRun) -> None:
+def _step_event(session: Session, execution: RunbookExecution, step_run: StepRun) -> None:
     emit(
         session,
         "remediation.step.finished",
@@ -907,7 +909,7 @@ def _step_event(session: Session, execution: Execution, step_run: StepRun) -> No
 
 def _record_outcome(
     session: Session,
-    execution: Execution,
+    execution: RunbookExecution,
     steps: list[StepRun],
     work: _Work,
     outcome: engine.StepOutcome,
@@ -976,7 +978,7 @@ def _record_outcome(
 
 
 def _next(
-    session: Session, execution: Execution, steps: list[StepRun], cls: type[engine.Runbook]
+    session: Session, execution: RunbookExecution, steps: list[StepRun], cls: type[engine.Runbook]
 ) -> _Work:
     now = utcnow()
     for step_run in steps:
@@ -1047,7 +1049,7 @@ def _next(
 
 
 def _request_approval(
-    session: Session, execution: Execution, step_run: StepRun, spec: engine.Approval
+    session: Session, execution: RunbookExecution, step_run: StepRun, spec: engine.Approval
 ) -> _Work:
     now = utcnow()
     approval = Approval(
@@ -1095,7 +1097,7 @@ def _request_approval(
 
 def _start_attempt(
     session: Session,
-    execution: Execution,
+    execution: RunbookExecution,
     steps: list[StepRun],
     step_run: StepRun,
     spec: engine.StepSpec,
@@ -1159,9 +1161,12 @@ def fail_orphans(*, session: Session, grace_seconds: float = ORPHAN_GRACE_SECOND
     cutoff = utcnow() - timedelta(seconds=grace_seconds)
     rows = list(
         session.execute(
-            select(Execution, jobs.JobRecord.status, jobs.JobRecord.error)
-            .outerjoin(jobs.JobRecord, jobs.JobRecord.id == Execution.job_id)
-            .where(Execution.status.in_(("pending", "running")), Execution.updated_at < cutoff)
+            select(RunbookExecution, jobs.JobRecord.status, jobs.JobRecord.error)
+            .outerjoin(jobs.JobRecord, jobs.JobRecord.id == RunbookExecution.job_id)
+            .where(
+                RunbookExecution.status.in_(("pending", "running")),
+                RunbookExecution.updated_at < cutoff,
+            )
             .limit(500)
         )
     )
@@ -1185,7 +1190,7 @@ def admit_queued(*, session: Session) -> int:
     """Queued executions that fit now start (a safety net behind `_finish`)."""
     admitted = rails.admit_waiters(session, rails.queued_with_free_slots(session))
     for execution_id in admitted:
-        execution = session.get(Execution, execution_id, with_for_update=True)
+        execution = session.get(RunbookExecution, execution_id, with_for_update=True)
         if execution is not None and execution.status == "queued":
             _enqueue_run(session, execution, packs.registry().find(execution.runbook))
     return len(admitted)

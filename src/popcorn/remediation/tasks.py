@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from popcorn.jobs import task
-from popcorn.remediation import service
+from popcorn.remediation import packs, service
+
+# Discover packs when a worker loads its tasks, so that forked work horses inherit them
+# instead of importing every pack again for each job.
+packs.registry()
 
 
 @task(service.RUN_TASK, retries=5, timeout=3600)

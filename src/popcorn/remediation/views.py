@@ -15,7 +15,7 @@ from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.remediation import service
-from popcorn.remediation.models import Approval, Circuit, Execution
+from popcorn.remediation.models import Approval, Circuit, RunbookExecution
 from popcorn.remediation.schemas import (
     AgentHeartbeat,
     AgentRead,
@@ -248,8 +248,8 @@ def _collect() -> Iterator[Any]:
     )
     with session_scope(readonly=True) as session:
         rows = session.execute(
-            select(Execution.runbook, Execution.status, func.count()).group_by(
-                Execution.runbook, Execution.status
+            select(RunbookExecution.runbook, RunbookExecution.status, func.count()).group_by(
+                RunbookExecution.runbook, RunbookExecution.status
             )
         )
         for runbook, status, count in rows:
