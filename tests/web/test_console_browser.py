@@ -43,6 +43,34 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def fits(page: Any, label: str, width: int) -> None:
+    """Nothing overflows the viewport horizontally except scrollable tables."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"{label} is wider than the screen at {width}px"
+
+
+def sign_in(page: Any, base: str, token: str) -> None:
+    page.goto(f"{base}/ui/login")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("h1:has-text('Overview')")
+
+
+def visit(page: Any, url: str, name: str, width: int) -> None:
+    """Open a page, check it rendered and fits the screen, and keep a screenshot."""
+    response = page.goto(url)
+    assert response is not None and response.status == 200, f"{url}: {response and response.status}"
+    page.wait_for_load_state("networkidle")
+    assert page.locator("h1").count() >= 1, url
+    # the full-page screenshot shows lazy images too
+    page.evaluate(
+        "document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')"
+    )
+    page.wait_for_load_state("networkidle")
+    shot(page, f"{name}-{width}")
+    fits(page, name, width)
+
+
 @pytest.mark.parametrize("width", [1280, 800])
 def test_sign_in_and_visit_every_page(
     browser: Any, live_server: str, tokens: dict[str, str], width: int
@@ -56,7 +84,7 @@ def test_sign_in_and_visit_every_page(
     page.fill("#token", tokens["operator"])
     page.click("button[type=submit]")
     page.wait_for_selector("h1:has-text('Overview')")
-    shot(page, f"overview-{width}")
+    shot(page, f"empty-overview-{width}")
     links = page.locator("header nav a")
     labels = [links.nth(i).inner_text() for i in range(links.count())]
     assert "Jobs" in labels and "Audit" in labels
@@ -65,9 +93,32 @@ def test_sign_in_and_visit_every_page(
         page.wait_for_load_state()
         assert page.locator("h1").count() >= 1, label
         assert "500" not in page.title(), label
-        shot(page, f"{label.lower()}-{width}")
-        # nothing overflows the viewport horizontally except scrollable tables
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 1, f"{label} is wider than the screen at {width}px"
+        shot(page, f"empty-{label.lower()}-{width}")
+        fits(page, label, width)
     page.click("text=Sign out")
     page.wait_for_selector("#token")
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_pages_with_data(
+    browser: Any, live_server: str, tokens: dict[str, str], width: int
+) -> None:
+    from console_kit import analyse, store_incident
+
+    incident = store_incident()
+    analysis_id = analyse(incident)
+
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    sign_in(page, live_server, tokens["operator"])
+    visit(page, f"{live_server}/ui/", "overview", width)
+
+    # signals: the explorer draws a chart; an analysis shows its plots
+    visit(page, f"{live_server}/ui/signals", "signals", width)
+    page.click("table a >> nth=0")
+    page.wait_for_selector(".chart[data-drawn=true]")
+    shot(page, f"signals-explorer-{width}")
+    fits(page, "signals explorer", width)
+    visit(page, f"{live_server}/ui/signals/analyses/{analysis_id}", "signals-analysis", width)
+    plot = page.locator("img.plot").first
+    plot.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plot.element_handle())

@@ -13,7 +13,9 @@ from typing import Any
 def register(app: Any) -> None:
     from flask import redirect
 
-    from popcorn.web import views
+    from popcorn.web import pages, views
+
+    pages.load()  # routes join the blueprint before it is registered
 
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

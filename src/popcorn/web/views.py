@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -13,6 +15,9 @@ from popcorn.db import session_scope
 from popcorn.domains import optional_module
 from popcorn.errors import PopcornError
 from popcorn.web import auth as console_auth
+from popcorn.web import helpers
+
+log = logging.getLogger("popcorn.web")
 
 bp = Blueprint(
     "web", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
@@ -38,15 +43,27 @@ def console_globals() -> dict[str, Any]:
         (label, endpoint)
         for label, endpoint, module in NAV
         if (module is None or optional_module(module) is not None)
-        and endpoint in {rule.endpoint for rule in _rules()}
+        and helpers.has_endpoint(endpoint)
     ]
-    return {"nav": nav, "csrf_token": console_auth.csrf_token, "principal": g.get("principal")}
+    return {
+        "nav": nav,
+        "csrf_token": console_auth.csrf_token,
+        "principal": g.get("principal"),
+        "can": helpers.can,
+        "chart_page": False,
+    }
 
 
-def _rules() -> list[Any]:
-    from flask import current_app
-
-    return list(current_app.url_map.iter_rules())
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "when": helpers.fmt_time,
+    "ago": helpers.ago,
+    "duration": helpers.fmt_duration,
+    "num": helpers.fmt_number,
+    "bytes": helpers.fmt_bytes,
+    "tojson_pretty": helpers.to_json,
+}
+for _name, _filter in _FILTERS.items():
+    bp.add_app_template_filter(_filter, _name)
 
 
 @bp.get("/assets/plotly.min.js")
@@ -100,7 +117,7 @@ def overview() -> str:
         recent_changes = list(
             session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(10))
         )
-        panels = [panel(session) for panel in OVERVIEW_PANELS]
+    panels = [_panel(panel) for panel in OVERVIEW_PANELS]
     try:
         jobs.get_redis().ping()
     except Exception as exc:
@@ -114,8 +131,22 @@ def overview() -> str:
     )
 
 
-# Domains' overview panels: callables(session) -> {"title", "rows": [...], "link"} or None.
+# Domains' overview panels: callables(session) -> {"title", "rows": [...], "link", "empty"}
+# or None. A row is (label, value) or (label, value, href).
 OVERVIEW_PANELS: list[Any] = []
+
+
+def _panel(panel: Any) -> dict[str, Any] | None:
+    """One domain's panel, in its own transaction: a failing domain shows an error, not a 500."""
+    try:
+        with session_scope(readonly=True) as session:
+            result: dict[str, Any] | None = panel(session)
+            return result
+    except Exception as exc:
+        log.exception("overview panel %s failed", getattr(panel, "__name__", panel))
+        name = str(getattr(panel, "__name__", "panel"))
+        title = name.removesuffix("_panel").replace("_", " ").capitalize()
+        return {"title": title, "rows": [], "error": f"unavailable ({type(exc).__name__})"}
 
 
 @bp.get("/jobs")

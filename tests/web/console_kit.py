@@ -1,0 +1,220 @@
+"""Helpers for the console tests: a signed-in Flask client that fills in CSRF tokens, and
+test data made through the domains' service functions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "page has no CSRF field"
+    return match.group(1)
+
+
+class Console:
+    """A browser-like Flask client signed in with one role's token."""
+
+    def __init__(self, client: Any, token: str):
+        self.client = client
+        response = client.post("/ui/login", data={"token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        self.csrf = csrf_of(client.get("/ui/").get_data(as_text=True))
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, **kwargs)
+
+    def page(self, path: str, status: int = 200) -> str:
+        """The HTML of a page that must answer `status`."""
+        response = self.client.get(path)
+        text: str = response.get_data(as_text=True)
+        assert response.status_code == status, text[:2000]
+        assert response.content_type.startswith("text/html")
+        return text
+
+    def post(self, path: str, data: dict[str, Any] | None = None, csrf: bool = True) -> Any:
+        form = dict(data or {})
+        if csrf:
+            form["csrf"] = self.csrf
+        return self.client.post(path, data=form)
+
+
+def text_of(html: str) -> str:
+    """Page text without tags or repeated whitespace (for assertions on what people read)."""
+    plain = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html, flags=re.S)
+    plain = re.sub(r"<[^>]+>", " ", plain)
+    plain = plain.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    return re.sub(r"\s+", " ", plain)
+
+
+# --- signals -------------------------------------------------------------------------------
+
+T0 = 1_772_445_600  # 2026-03-02T10:00:00Z
+
+
+def store_incident(n_signals: int = 40, n_samples: int = 480, seed: int = 3) -> Any:
+    """A generated incident stored as signals (through the signals service); returns it."""
+    from popcorn.db import session_scope
+    from popcorn.signals import service
+    from popcorn.signals.generate import generate_incident
+
+    incident = generate_incident(n_signals, n_samples, seed=seed, followers_per_culprit=2)
+    series = []
+    ts = incident.timestamps.astype(float)
+    for i, name in enumerate(incident.names):
+        ok = np.isfinite(incident.values[i])
+        series.append(
+            {
+                "metric": name.split(".")[1].split("#")[0],
+                "labels": {"service": name.split(".")[0], "signal": str(i), "site": "ams1"},
+                "timestamps": ts[ok].tolist(),
+                "values": incident.values[i][ok].tolist(),
+            }
+        )
+    series.append(
+        {
+            "metric": "play_errors_rate",
+            "labels": {"site": "ams1"},
+            "timestamps": ts.tolist(),
+            "values": incident.trigger.tolist(),
+        }
+    )
+    with session_scope() as session:
+        service.ingest_json(session=session, payload={"series": series})
+    return incident
+
+
+def analyse(incident: Any) -> int:
+    """An inline analysis of a stored incident; returns its id."""
+    from popcorn.db import session_scope
+    from popcorn.signals import service
+
+    with session_scope() as session:
+        analysis = service.analyze_alert(
+            session=session,
+            alert_time=incident.alert_time,
+            trigger='play_errors_rate{site="ams1"}',
+            selector='{service=~".+"}',
+            window_minutes=450,
+            after_minutes=30,
+            inline=True,
+        )
+        return int(analysis.id)
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+WORLD = """
+regions:
+  - {slug: europe, name: Europe}
+  - {slug: benelux, name: Benelux, parent: europe}
+sites:
+  - {code: ams1, name: Amsterdam IX 1, region: benelux, kind: cdn-ix, country: NL,
+     city: Amsterdam}
+  - {code: bru-isp1, name: Brussels ISP 1, region: benelux, kind: cdn-isp, country: BE}
+device_models:
+  - manufacturer: Netflix
+    model: OCA Storage Gen4
+    slug: oca-storage-gen4
+    u_height: 2
+    interfaces:
+      - {name: eth0, type: 100gbase-x-qsfp28}
+      - {name: mgmt0, type: 1000base-t, mgmt_only: true}
+  - manufacturer: Juniper
+    model: MX204
+    slug: juniper-mx204
+    interfaces:
+      - {name: et-0/0/0, type: 100gbase-x-qsfp28}
+devices:
+  - {name: oca-ams1-01, role: storage-appliance, model: oca-storage-gen4, site: ams1,
+     serial: NFX-0001, throughput_gbps: 100G, storage_tb: 360TB}
+  - {name: oca-bru-01, role: storage-appliance, model: oca-storage-gen4, site: bru-isp1,
+     serial: NFX-0003, throughput_gbps: 80G, storage_tb: 240TB, status: maintenance}
+  - {name: rtr-ams1-01, role: router, model: juniper-mx204, site: ams1, serial: JN-1}
+components:
+  - {device: oca-ams1-01, name: disk0, kind: disk, serial: HDD-1, part_number: ST16000,
+     install_date: '2018-03-01'}
+  - {device: oca-ams1-01, name: disk1, kind: disk, serial: HDD-2, part_number: ST16000}
+links:
+  - {a_device: oca-ams1-01, a_name: eth0, b_device: rtr-ams1-01, b_name: et-0/0/0, type: dac}
+"""
+
+
+def build_world() -> None:
+    """A few sites, devices, components and a cable, imported through the inventory service;
+    oca-ams1-01's Bolt agent has checked in."""
+    from popcorn.db import session_scope
+    from popcorn.inventory import service
+
+    with session_scope() as session:
+        service.import_files(session=session, files=[("world.yaml", WORLD)])
+    with session_scope() as session:
+        service.record_agent_heartbeat(
+            session=session,
+            device="oca-ams1-01",
+            url="https://10.0.0.1:8443",
+            version="1.2.0",
+            actions=["disk_health"],
+        )
+
+
+# --- events --------------------------------------------------------------------------------
+
+RULES = """
+- name: disk/incident
+  description: A full cache disk opens an incident.
+  events: ["alertmanager.alert.*"]
+  conditions: {labels.alertname: CacheDiskFull}
+  actions:
+    - type: incident
+      params:
+        key: "disk/{{ labels.instance }}"
+        title: "Cache disk full on {{ labels.instance }}"
+        severity: "{{ labels.severity }}"
+- name: disk/watch
+  events: [alertmanager.alert.firing]
+  mode: monitor
+  conditions: {labels.severity: critical}
+  actions:
+    - type: emit
+      params: {type: console.test.watched}
+"""
+
+
+def alert(event_id: str, alertname: str = "CacheDiskFull", **labels: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "alertmanager",
+        "type": "alertmanager.alert.firing",
+        "time": "2026-03-02T10:00:00Z",
+        "alertname": alertname,
+        "severity": "critical",
+        "instance": "oca-ams1-01",
+        **labels,
+        "data": {"annotations": {"summary": "disk full"}},
+    }
+
+
+def events_world() -> list[int]:
+    """Two rules, two alerts (one matching both rules), processed; returns the event ids."""
+    import json
+
+    from popcorn.db import session_scope
+    from popcorn.events import service
+
+    with session_scope() as session:
+        service.load_rules(session=session, files=[("rules.yaml", RULES)])
+    body = json.dumps([alert("a-1"), alert("a-2", alertname="FanSlow", severity="warning")])
+    with session_scope() as session:
+        result = service.ingest_body(
+            session=session, body=body, content_type="application/cloudevents-batch+json"
+        )
+        ids = [int(item["id"]) for item in result.items]
+    with session_scope() as session:
+        service.process_events(session=session, event_ids=ids)
+    return ids
