@@ -11,7 +11,7 @@ import click
 from sqlalchemy import select
 
 from popcorn.certificates import service
-from popcorn.certificates.models import Endpoint
+from popcorn.certificates.models import STATUSES, Endpoint
 from popcorn.certificates.schemas import (
     AuthorityCreate,
     CertificateImport,
@@ -254,12 +254,7 @@ def import_command(
 
 
 @group.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(
-        ["pending", "active", "expiring", "expired", "revoked", "replaced", "failed"]
-    ),
-)
+@click.option("--status", type=click.Choice(STATUSES))
 @click.option("--owner")
 @click.option("--team")
 @click.option("--authority", "authority_id", type=int)

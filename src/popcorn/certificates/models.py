@@ -22,11 +22,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from popcorn.db import Base, JSONType, UTCDateTime, utcnow
 
-AUTHORITY_KINDS = ("root", "intermediate", "imported", "external")
-STORED_STATUSES = ("pending", "active", "revoked", "replaced", "failed")
 STATUSES = ("pending", "active", "expiring", "expired", "revoked", "replaced", "failed")
-SOURCES = ("issued", "imported", "discovered")
-PROFILES = ("server", "client", "both")
+"""As read; expiring and expired are derived from `not_after`, never stored."""
 
 
 class Authority(Base):

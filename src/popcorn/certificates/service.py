@@ -32,6 +32,7 @@ from popcorn.certificates.destinations import CertificateBundle, DeploymentError
 from popcorn.certificates.discover import DiscoveryResult, discover
 from popcorn.certificates.keystore import KeyStore, export_pkcs12
 from popcorn.certificates.models import (
+    STATUSES,
     Authority,
     Certificate,
     CertificateDestination,
@@ -1912,7 +1913,7 @@ def collect_metrics() -> Iterator[Any]:
     with session_scope(readonly=True) as session:
         status = status_expression(now)
         counts = dict(session.execute(select(status, func.count()).group_by(status)).all())
-        for name in ("pending", "active", "expiring", "expired", "revoked", "replaced", "failed"):
+        for name in STATUSES:
             by_status.add_metric([name], float(counts.get(name, 0)))
         sums = session.execute(
             select(
