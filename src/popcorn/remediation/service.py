@@ -1241,7 +1241,7 @@ def record_heartbeat(
     """Upsert an agent from its heartbeat, and tell inventory when its device exists."""
     now = utcnow()
     actions = list(actions or [])
-    inserted = session.execute(
+    inserted = session.scalar(
         rails.insert_for(session, Agent)
         .values(
             name=name,
@@ -1254,6 +1254,7 @@ def record_heartbeat(
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["name"])
+        .returning(Agent.id)
     )
     agent = session.scalar(
         select(Agent)
@@ -1262,7 +1263,7 @@ def record_heartbeat(
         .execution_options(populate_existing=True)
     )
     assert agent is not None
-    created = bool(getattr(inserted, "rowcount", 0))
+    created = inserted is not None
     before = {
         "device": agent.device,
         "url": agent.url,
