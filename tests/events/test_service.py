@@ -141,7 +141,7 @@ def test_ingest_stores_events_and_their_processing_job_together() -> None:
         assert [(e.event_id, e.status) for e in stored] == [("a", "pending"), ("b", "pending")]
         (job,) = session.scalars(select(jobs.JobRecord)).all()
         assert job.task == "events.process" and job.queue == "high"
-        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]]}
+        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]], "queue": "high"}
 
 
 def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
@@ -157,25 +157,60 @@ def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
         ]
         assert rows[0].processed_at is not None and items[0]["status"] == "accepted"
         (job,) = session.scalars(select(jobs.JobRecord)).all()
-        assert job.arguments == {"event_ids": [rows[2].id]}
+        assert job.arguments == {"event_ids": [rows[2].id], "queue": "high"}
 
 
-def test_one_job_drains_a_backlog_and_the_others_find_nothing_left(runbooks: list[Any]) -> None:
+def test_while_a_processing_job_waits_new_events_ride_along(runbooks: list[Any]) -> None:
     load("- {name: r, events: [test.thing], actions: [{type: runbook, params: {runbook: rb}}]}\n")
     for n in range(5):
         ingest([event(f"b{n}")])
     with session_scope(readonly=True) as session:
-        job_ids = list(session.scalars(select(jobs.JobRecord.id).order_by(jobs.JobRecord.id)))
-    assert len(job_ids) == 5
-    jobs.execute(job_ids[0])
+        (waiting,) = session.scalars(select(jobs.JobRecord.id))
+    jobs.execute(waiting)
     assert len(runbooks) == 5
     with session_scope(readonly=True) as session:
-        first = jobs.get_job(session=session, job_id=job_ids[0])
-        assert first.result == {"processed": 5, "matches": 5, "actions": 5, "failed": 0, "swept": 4}
-    jobs.execute(job_ids[1])
+        result = jobs.get_job(session=session, job_id=waiting).result
+    assert result == {"processed": 5, "matches": 5, "actions": 5, "failed": 0, "swept": 4}
+
+    # a job that a worker has claimed may have swept already: the next event gets its own
+    ingest([event("c1")])
+    with session_scope() as session:
+        claimed = session.scalars(
+            select(jobs.JobRecord).where(jobs.JobRecord.status == "pending")
+        ).one()
+        claimed.status = "running"
+    ingest([event("c2")])
     with session_scope(readonly=True) as session:
-        assert jobs.get_job(session=session, job_id=job_ids[1]).result["processed"] == 0
-    assert len(runbooks) == 5
+        fresh = session.scalars(
+            select(jobs.JobRecord).where(jobs.JobRecord.status == "pending")
+        ).one()
+    assert fresh.id != claimed.id and fresh.arguments["event_ids"] == [
+        i["id"] for i in detail_ids("c2")
+    ]
+
+
+def detail_ids(event_id: str) -> list[dict[str, Any]]:
+    with session_scope(readonly=True) as session:
+        return [
+            {"id": r.id}
+            for r in session.scalars(select(EventRecord).where(EventRecord.event_id == event_id))
+        ]
+
+
+def test_a_drain_past_its_budget_hands_over_to_a_new_job(runbooks: list[Any]) -> None:
+    load("- {name: r, events: [test.thing], actions: [{type: runbook, params: {runbook: rb}}]}\n")
+    ingest([event(f"x{n}") for n in range(3)])
+    with session_scope() as session:
+        session.execute(update(jobs.JobRecord).values(status="running"))
+    totals = service.drain([], chunk=1, budget_seconds=0)
+    assert totals["processed"] == 1
+    with session_scope(readonly=True) as session:
+        (handover,) = session.scalars(
+            select(jobs.JobRecord).where(jobs.JobRecord.status == "pending")
+        )
+    assert handover.arguments == {"event_ids": [], "queue": "high"}
+    jobs.execute(handover.id)
+    assert len(runbooks) == 3
 
 
 def test_rolled_back_ingest_leaves_no_event_and_no_job() -> None:

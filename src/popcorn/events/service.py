@@ -114,17 +114,24 @@ INCIDENT_FILTERS = {
 
 
 def _setting(session: Session, name: str, default: Any) -> Any:
-    row = session.get(Setting, name)
+    row = session.get(Setting, name, populate_existing=True)
     return default if row is None or row.value is None else row.value
 
 
 def _put_setting(session: Session, name: str, value: Any) -> None:
-    row = session.get(Setting, name)
-    if row is None:
-        session.add(Setting(name=name, value=value, updated_at=utcnow()))
-    else:
-        row.value = value
-        row.updated_at = utcnow()
+    """Upsert, so concurrent first writers never collide on the primary key."""
+    now = utcnow()
+    stmt = _dialect_insert(session, Setting).values(name=name, value=value, updated_at=now)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": now}
+        )
+    )
+
+
+def _dialect_insert(session: Session, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
 def get_settings_view(*, session: Session) -> dict[str, Any]:
@@ -217,11 +224,6 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "events": self.items}
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(EventRecord)
-
-
 def ingest(
     *,
     session: Session,
@@ -279,7 +281,7 @@ def ingest(
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]
         stmt = (
-            _insert(session)
+            _dialect_insert(session, EventRecord)
             .values(chunk)
             .on_conflict_do_nothing(index_elements=["source", "event_id"])
             .returning(EventRecord.id, EventRecord.source, EventRecord.event_id, EventRecord.status)
@@ -418,28 +420,58 @@ def _enqueue_pending(session: Session) -> None:
         return
     pending: dict[str, list[int]] = session.info.pop(_PENDING_KEY, None) or {}
     for queue, pks in pending.items():
-        for start in range(0, len(pks), PROCESS_BATCH):
-            jobs.enqueue(
-                session,
-                PROCESS_TASK,
-                arguments={"event_ids": pks[start : start + PROCESS_BATCH]},
-                queue=queue,
-            )
+        if pks and not _drainer_queued(session, queue):
+            _enqueue_drainer(session, queue, pks)
+
+
+def _drainer_queued(session: Session, queue: str) -> bool:
+    """Is a processing job on this queue waiting for a worker (not yet started)?
+
+    Such a job sweeps every pending event once it starts, so a transaction that
+    commits while it waits needs no job of its own: under load there is at most
+    one waiting job per queue instead of one per notification. The row locks
+    order this check before the job's claim, so a job that has started (and
+    may have swept already) is never relied on.
+    """
+    name = f"drainer:{queue}"
+    session.execute(
+        _dialect_insert(session, Setting)
+        .values(name=name, value=None, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = session.get(Setting, name, with_for_update=True, populate_existing=True)
+    if row is None or not isinstance(row.value, int):
+        return False
+    job = session.get(jobs.JobRecord, row.value, with_for_update=True)
+    return job is not None and job.status == "pending" and job.task == PROCESS_TASK
+
+
+def _enqueue_drainer(session: Session, queue: str, pks: Sequence[int]) -> None:
+    record = jobs.enqueue(
+        session,
+        PROCESS_TASK,
+        arguments={"event_ids": list(pks[:PROCESS_BATCH]), "queue": queue},
+        queue=queue,
+    )
+    row = session.get(Setting, f"drainer:{queue}", with_for_update=True)
+    if row is not None:
+        row.value = record.id
+        row.updated_at = utcnow()
 
 
 def drain(
     event_ids: Sequence[int],
     *,
+    queue: str = "high",
     chunk: int = 50,
-    sweep_limit: int = 5000,
     budget_seconds: float = 10.0,
 ) -> dict[str, int]:
-    """Process these events, then sweep other pending ones, oldest first.
+    """Process these events, then every other pending one, oldest first.
 
-    Under a backlog the first job to run drains it in chunks of `chunk` events
-    per transaction (short, so ingest is never locked out for long), and the
-    jobs queued behind it find their events done and end at once: throughput
-    is bound by matching, not by one job (and one fork) per notification.
+    The body of the `events.process` job. Under a backlog one job drains it in
+    transactions of `chunk` events (short, so ingest is never locked out for
+    long); throughput is bound by matching, not by one job (one fork) per
+    notification. Past the time budget it hands over to a fresh job.
     """
     started = time.monotonic()
     totals = {"processed": 0, "matches": 0, "actions": 0, "failed": 0, "swept": 0}
@@ -454,7 +486,7 @@ def drain(
     own = list(event_ids)
     for start in range(0, len(own), chunk):
         run(own[start : start + chunk])
-    while totals["swept"] < sweep_limit and time.monotonic() - started < budget_seconds:
+    while True:
         with session_scope(readonly=True) as session:
             ids = list(
                 session.scalars(
@@ -466,9 +498,13 @@ def drain(
             )
         if not ids:
             break
-        done = run(ids)
+        if totals["swept"] and time.monotonic() - started > budget_seconds:
+            with session_scope() as session:
+                if not _drainer_queued(session, queue):
+                    _enqueue_drainer(session, queue, [])
+            break
         totals["swept"] += len(ids)
-        if done == 0:  # another worker holds them (PostgreSQL skips locked rows)
+        if run(ids) == 0:  # another worker holds them (PostgreSQL skips locked rows)
             break
     return totals
 

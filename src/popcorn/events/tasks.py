@@ -10,10 +10,10 @@ from popcorn.events import actions, service
 
 
 @jobs.task(service.PROCESS_TASK, queue="high", retries=8, timeout=600)
-def process(event_ids: list[int]) -> dict[str, Any]:
+def process(event_ids: list[int], queue: str = "high") -> dict[str, Any]:
     """Match stored events against the active rules and run the actions (idempotent);
     then sweep any backlog of pending events."""
-    return service.drain(event_ids)
+    return service.drain(event_ids, queue=queue)
 
 
 @jobs.task(actions.WEBHOOK_TASK, queue="default", retries=actions.DEFAULT_WEBHOOK_RETRIES)
