@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp as x509_ocsp
 
 from popcorn.certificates import ca
+from popcorn.certificates.client import CertificatesSection
+from popcorn.client import Client, PopcornAPIError
 
 API = "/api/v1/certificates"
 
@@ -204,7 +206,14 @@ def test_real_clients_check_revocation_against_a_live_server(
     api: Any, live_server: str, tmp_path: Path
 ) -> None:
     root, inter = make_pki(api, public_url=live_server)
-    good = issue(api, inter, common_name="good.example.test").json
+    with Client(live_server, api.tokens["operator"]) as client:
+        certs = cast(CertificatesSection, client.certificates)
+        good = certs.issue(inter, common_name="good.example.test")
+        assert certs.ca_bundle(inter).count("BEGIN CERTIFICATE") == 2
+        assert [c["id"] for c in certs.search(q="good")] == [good["id"]]
+        with pytest.raises(PopcornAPIError) as denied:
+            certs.export(good["id"])
+        assert denied.value.status == 403
     bad = issue(api, inter, common_name="bad.example.test").json
     assert (
         api.post(f"{API}/{bad['id']}/revoke", json={"reason": "keyCompromise"}).status_code == 200
