@@ -128,3 +128,32 @@ def test_a_duplicate_delivery_does_not_run_steps_twice(tmp_path: Path) -> None:
     assert service.run_execution(execution_id)["status"] == "succeeded"
     assert service.run_execution(execution_id)["status"] == "succeeded"
     assert marker.read_text().splitlines() == ["first", "shaky"]
+
+
+def test_a_distant_retry_releases_the_worker_and_comes_back_as_a_delayed_job(
+    tmp_path: Path,
+) -> None:
+    execution_id = start("testing.patient", {"marker": str(tmp_path / "marker")})
+    first_job = detail(execution_id)["job_id"]
+    drain()
+    shown = detail(execution_id)
+    assert shown["status"] == "pending" and shown["job_id"] != first_job
+    later = steps(execution_id)["later"]
+    assert later["status"] == "retrying" and later["attempts"] == 1
+    with session_scope(readonly=True) as session:
+        job = jobs.get_job(session=session, job_id=shown["job_id"])
+        assert job.status == "scheduled"
+        assert (job.run_at - utcnow()).total_seconds() > 100
+    assert service.housekeeping()["orphans"] == 0  # waiting for its retry is not orphaned
+    with session_scope() as session:  # two minutes later
+        past = utcnow() - timedelta(seconds=1)
+        session.execute(
+            update(jobs.JobRecord).where(jobs.JobRecord.id == shown["job_id"]).values(run_at=past)
+        )
+        session.execute(
+            update(StepRun).where(StepRun.execution_id == execution_id).values(next_attempt_at=past)
+        )
+    assert jobs.promote_due() == 1
+    drain()
+    assert status(execution_id) == "succeeded"
+    assert steps(execution_id)["later"]["attempts"] == 2

@@ -204,3 +204,17 @@ class AgentProbe(Runbook):
     def probe(self, ctx: StepContext) -> dict[str, Any]:
         result = ctx.agent_run(ctx.targets[0], "disk_health", {})
         return {"status": result.status, "failing": result.result.get("failing")}
+
+
+@pack.runbook
+class Patient(Runbook):
+    """A retry far enough away that the worker is released meanwhile."""
+
+    name = "patient"
+    Inputs = Knobs
+
+    @step(kind="diagnose", retries=1, backoff=120)
+    def later(self, ctx: StepContext) -> dict[str, Any]:
+        if _count(ctx.inputs.marker, "later") == 1:
+            raise RuntimeError("not yet")
+        return {}
