@@ -1,0 +1,370 @@
+"""Traffic API (`/api/v1/traffic`): regions, groups, costs, plans, executions, forecasts,
+placements and settings. Reads need viewer, changes operator, settings admin."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import Response, request
+
+from popcorn import metrics
+from popcorn.app import role
+from popcorn.audit import records_for
+from popcorn.db import session_scope
+from popcorn.errors import InvalidInput
+from popcorn.listing import PageResult, parse_list_params
+from popcorn.schemas import ReadSchema
+from popcorn.traffic import schemas as s
+from popcorn.traffic import service
+
+bp = APIBlueprint("traffic", __name__, tag="traffic")
+
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
+
+
+def _page(result: PageResult, schema: type[ReadSchema]) -> dict[str, Any]:
+    return result.as_dict([schema.model_validate(i).model_dump(mode="json") for i in result.items])
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, content_type="image/png")
+
+
+def _body_json() -> Any:
+    try:
+        return json.loads(request.get_data(as_text=True) or "null")
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"body: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+
+
+# --- regions ---------------------------------------------------------------------------------
+
+
+@bp.get("/regions")
+@bp.doc(summary="Regions and CDN sites (filters: name, kind, source, aws_region, q)")
+def list_regions() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_regions(session=session, params=parse_list_params(request.args))
+        return _page(result, s.RegionRead)
+
+
+@bp.post("/regions")
+@bp.input(s.RegionCreate, arg_name="body")
+@bp.output(s.RegionRead, status_code=201)
+@bp.doc(summary="Add a region: capacity (measured, or instances x throughput), limits, AWS")
+def create_region(body: s.RegionCreate) -> Any:
+    with session_scope() as session:
+        return service.create_region(session=session, data=body.model_dump(exclude_unset=True))
+
+
+@bp.post("/regions/sync")
+@bp.doc(summary="Create or refresh regions from inventory cloud-region and CDN sites")
+def sync_regions() -> dict[str, Any]:
+    with session_scope() as session:
+        return service.sync_from_inventory(session=session)
+
+
+@bp.get("/regions/<name>")
+@bp.output(s.RegionRead)
+@bp.doc(summary="One region")
+def show_region(name: str) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_region(session=session, ref=name)
+
+
+@bp.patch("/regions/<name>")
+@bp.input(s.RegionUpdate, arg_name="body")
+@bp.output(s.RegionRead)
+@bp.doc(summary="Change a region (null clears a field)")
+def update_region(name: str, body: s.RegionUpdate) -> Any:
+    with session_scope() as session:
+        return service.update_region(
+            session=session, ref=name, data=body.model_dump(exclude_unset=True)
+        )
+
+
+@bp.delete("/regions/<name>")
+@bp.output(s.RegionRead)
+@bp.doc(summary="Remove a region and its costs")
+def delete_region(name: str) -> Any:
+    with session_scope() as session:
+        return service.delete_region(session=session, ref=name)
+
+
+@bp.get("/regions/<name>/history")
+@bp.doc(summary="Change history of a region")
+def region_history(name: str) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        row = service.get_region(session=session, ref=name)
+        records = records_for(session, "traffic_region", row.id)
+        items = [
+            {"time": r.time.isoformat(), "actor": r.actor, "action": r.action, "diff": r.diff}
+            for r in records
+        ]
+        return {"items": items, "count": len(items), "next": None}
+
+
+# --- groups and costs ------------------------------------------------------------------------
+
+
+@bp.get("/groups")
+@bp.doc(summary="Client groups (filters: name, kind, demand_source, q)")
+def list_groups() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_groups(session=session, params=parse_list_params(request.args))
+        return _page(result, s.GroupRead)
+
+
+@bp.post("/groups")
+@bp.input(s.GroupCreate, arg_name="body")
+@bp.output(s.GroupRead, status_code=201)
+@bp.doc(summary="Add a client group with its demand (given, signals selector or forecast)")
+def create_group(body: s.GroupCreate) -> Any:
+    with session_scope() as session:
+        return service.create_group(session=session, data=body.model_dump(exclude_unset=True))
+
+
+@bp.get("/groups/<name>")
+@bp.output(s.GroupRead)
+@bp.doc(summary="One client group")
+def show_group(name: str) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_group(session=session, ref=name)
+
+
+@bp.patch("/groups/<name>")
+@bp.input(s.GroupUpdate, arg_name="body")
+@bp.output(s.GroupRead)
+@bp.doc(summary="Change a client group")
+def update_group(name: str, body: s.GroupUpdate) -> Any:
+    with session_scope() as session:
+        return service.update_group(
+            session=session, ref=name, data=body.model_dump(exclude_unset=True)
+        )
+
+
+@bp.delete("/groups/<name>")
+@bp.output(s.GroupRead)
+@bp.doc(summary="Remove a client group and its costs")
+def delete_group(name: str) -> Any:
+    with session_scope() as session:
+        return service.delete_group(session=session, ref=name)
+
+
+@bp.get("/costs")
+@bp.doc(summary="The cost matrix: groups x regions, null where a pair is not allowed")
+def get_costs() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        return service.cost_matrix(session=session, kind=request.args.get("kind"))
+
+
+@bp.put("/costs")
+@bp.doc(
+    summary="Upload costs (JSON or CSV body, or a multipart file `file`); `?replace=false` "
+    "merges instead of replacing the whole matrix"
+)
+def put_costs() -> dict[str, Any]:
+    replace = request.args.get("replace", "true").lower() not in ("0", "false", "no")
+    upload = request.files.get("file")
+    if upload is not None:
+        entries = service.parse_costs(upload.read(), filename=upload.filename or "")
+    elif request.mimetype in ("text/csv", "text/plain"):
+        entries = service.parse_costs(request.get_data(), fmt="csv")
+    else:
+        entries = service.cost_entries(_body_json())
+    with session_scope() as session:
+        return service.set_costs(session=session, entries=entries, replace=replace)
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+@bp.get("/plans")
+@bp.doc(summary="Plans (filters: kind, region_kind, feasible, parent_id, created_at__gte)")
+def list_plans() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_plans(session=session, params=parse_list_params(request.args))
+        return _page(result, s.PlanRead)
+
+
+@bp.post("/plans")
+@bp.input(s.SteeringCreate, arg_name="body")
+@bp.output(s.PlanDetail, status_code=201)
+@bp.doc(summary="Make a steering plan; demand that cannot fit gives feasible=false and why")
+def create_plan(body: s.SteeringCreate) -> Any:
+    with session_scope() as session:
+        return service.plan_steering_for(session=session, spec=body)
+
+
+@bp.post("/evacuations")
+@bp.input(s.EvacuationCreate, arg_name="body")
+@bp.output(s.PlanDetail, status_code=201)
+@bp.doc(summary="Plan a regional evacuation: scale-up, then per-step loads and weights")
+def create_evacuation(body: s.EvacuationCreate) -> Any:
+    with session_scope() as session:
+        return service.plan_evacuation_for(session=session, spec=body)
+
+
+@bp.post("/shifts")
+@bp.input(s.ShiftCreate, arg_name="body")
+@bp.output(s.PlanDetail, status_code=201)
+@bp.doc(summary="Plan moving a CDN site's load to the other CDN sites")
+def create_shift(body: s.ShiftCreate) -> Any:
+    with session_scope() as session:
+        return service.shift_site_load(
+            session=session, site=body.site, reason=body.reason, device=body.device
+        )
+
+
+@bp.get("/plans/<int:plan_id>")
+@bp.output(s.PlanDetail)
+@bp.doc(summary="One plan with its inputs and result")
+def show_plan(plan_id: int) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_plan(session=session, plan_id=plan_id)
+
+
+@bp.post("/plans/<int:plan_id>/return")
+@bp.input(s.ReturnCreate, arg_name="body")
+@bp.output(s.PlanDetail, status_code=201)
+@bp.doc(summary="Plan the return of an evacuation")
+def create_return(plan_id: int, body: s.ReturnCreate) -> Any:
+    with session_scope() as session:
+        return service.plan_return_for(session=session, plan_id=plan_id, spec=body)
+
+
+@bp.get("/plans/<int:plan_id>/plot.png")
+@bp.doc(summary="Region loads per step against capacity, as a PNG")
+def plan_plot(plan_id: int) -> Response:
+    with session_scope(readonly=True) as session:
+        return _png(service.plan_png(session=session, plan_id=plan_id))
+
+
+@bp.post("/plans/<int:plan_id>/execute")
+@bp.input(s.ExecuteCreate, arg_name="body")
+@bp.output(s.ExecutionRead, status_code=202)
+@bp.doc(summary="Execute a feasible plan on AWS as a job (pre-scale, shift, health checks)")
+def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
+    with session_scope() as session:
+        return service.execute_plan(session=session, plan_id=plan_id, spec=body)
+
+
+# --- executions ------------------------------------------------------------------------------
+
+
+@bp.get("/executions")
+@bp.doc(summary="Executions (filters: plan_id, status, created_at__gte)")
+def list_executions() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_executions(session=session, params=parse_list_params(request.args))
+        return _page(result, s.ExecutionRead)
+
+
+@bp.get("/executions/<int:execution_id>")
+@bp.doc(summary="One execution with its captured state and steps")
+def show_execution(execution_id: int) -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        return service.execution_detail(session=session, execution_id=execution_id)
+
+
+@bp.post("/executions/<int:execution_id>/cancel")
+@bp.output(s.ExecutionRead)
+@bp.doc(summary="Cancel: the execution stops at the next check and rolls back")
+def cancel_execution(execution_id: int) -> Any:
+    with session_scope() as session:
+        return service.cancel_execution(session=session, execution_id=execution_id)
+
+
+# --- forecasts and placements ----------------------------------------------------------------
+
+
+@bp.get("/forecasts")
+@bp.doc(summary="Forecasts (filters: region_id, source, created_at__gte)")
+def list_forecasts() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_forecasts(session=session, params=parse_list_params(request.args))
+        return _page(result, s.ForecastRead)
+
+
+@bp.post("/forecasts")
+@bp.input(s.ForecastCreate, arg_name="body")
+@bp.output(s.ForecastDetail, status_code=201)
+@bp.doc(summary="Forecast demand (signals selector or history), backtest MAPE, scaling plan")
+def create_forecast(body: s.ForecastCreate) -> Any:
+    with session_scope() as session:
+        return service.create_forecast(session=session, spec=body)
+
+
+@bp.get("/forecasts/<int:forecast_id>")
+@bp.output(s.ForecastDetail)
+@bp.doc(summary="One forecast with its values and scaling plan")
+def show_forecast(forecast_id: int) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_forecast(session=session, forecast_id=forecast_id)
+
+
+@bp.get("/forecasts/<int:forecast_id>/plot.png")
+@bp.doc(summary="History, forecast and (once known) actuals, as a PNG")
+def forecast_plot(forecast_id: int) -> Response:
+    with session_scope(readonly=True) as session:
+        return _png(service.forecast_plot(session=session, forecast_id=forecast_id))
+
+
+@bp.get("/placements")
+@bp.doc(summary="Content placement plans")
+def list_placements() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        result = service.list_placements(session=session, params=parse_list_params(request.args))
+        return _page(result, s.PlacementRead)
+
+
+@bp.post("/placements")
+@bp.doc(
+    summary="Plan content placement: JSON body, or multipart files `popularity` (site, title, "
+    "requests), `sizes` (title, size) and optional `storage` (site, storage) as CSV/Parquet/JSON"
+)
+def create_placement() -> tuple[dict[str, Any], int]:
+    if request.files:
+        tables: dict[str, Any] = {}
+        for name in ("popularity", "sizes", "storage"):
+            upload = request.files.get(name)
+            if upload is not None:
+                tables[name] = service.read_table(
+                    upload.read(), name=name, filename=upload.filename or ""
+                )
+        data = {**tables, **{k: v for k, v in request.form.items() if k in ("name", "strategy")}}
+    else:
+        data = _body_json()
+    spec = service.placement_spec(data)
+    with session_scope() as session:
+        row = service.create_placement(session=session, spec=spec)
+        return s.PlacementDetail.model_validate(row).model_dump(mode="json"), 201
+
+
+@bp.get("/placements/<int:placement_id>")
+@bp.output(s.PlacementDetail)
+@bp.doc(summary="One placement plan with each site's titles in fill order")
+def show_placement(placement_id: int) -> Any:
+    with session_scope(readonly=True) as session:
+        return service.get_placement(session=session, placement_id=placement_id)
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+@bp.get("/settings")
+@bp.doc(summary="AWS endpoint, region and profile, health check and timeouts")
+def get_settings() -> dict[str, Any]:
+    with session_scope(readonly=True) as session:
+        return service.get_settings_view(session=session)
+
+
+@bp.patch("/settings")
+@role("admin")
+@bp.input(s.SettingsUpdate, arg_name="body")
+@bp.doc(summary="Change traffic settings (null puts one back to its default)")
+def update_settings(body: s.SettingsUpdate) -> dict[str, Any]:
+    with session_scope() as session:
+        return service.update_settings(session=session, changes=body.model_dump(exclude_unset=True))
