@@ -176,19 +176,19 @@ def get_circuit(session: Session, *, lock: bool = False) -> Circuit:
     return circuit
 
 
-def spent(session: Session, circuit: Circuit) -> int:
+def spent(session: Session, circuit: Circuit, *, cap: int | None = None) -> int:
+    """Remediate steps started in the window; counting stops at `cap` (the budget), so the
+    check costs the same however busy the window was."""
     cutoff = utcnow() - timedelta(seconds=circuit.window_seconds)
-    return int(
-        session.scalar(
-            select(func.count(StepRun.id)).where(
-                StepRun.kind == "remediate",
-                StepRun.started_at >= cutoff,
-                StepRun.status.not_in(("pending", "skipped")),
-                StepRun.reused.is_(False),
-            )
-        )
-        or 0
+    rows = select(StepRun.id).where(
+        StepRun.kind == "remediate",
+        StepRun.started_at >= cutoff,
+        StepRun.status.not_in(("pending", "skipped")),
+        StepRun.reused.is_(False),
     )
+    if cap is not None:
+        rows = rows.limit(cap)
+    return int(session.scalar(select(func.count()).select_from(rows.subquery())) or 0)
 
 
 def circuit_view(session: Session) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def spend(session: Session, execution: RunbookExecution, step: str) -> str | Non
             f"automation stopped: the remediation circuit is open since "
             f"{circuit.tripped_at.isoformat() if circuit.tripped_at else '?'} ({circuit.reason})"
         )
-    used = spent(session, circuit)
+    used = spent(session, circuit, cap=circuit.budget)
     if used >= circuit.budget:
         reason = (
             f"{used} remediations in the last {circuit.window_seconds}s reached the budget of "
