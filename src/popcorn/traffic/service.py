@@ -316,8 +316,10 @@ def sync_from_inventory(
         before = None if fresh else region_dict(row)
         row.source = "inventory"
         row.inventory_site = code
-        if kind == "cdn" or row.instances is None or row.throughput_per_instance is None:
-            row.capacity = gbps if gbps > 0 else row.capacity
+        if kind == "cdn":
+            row.capacity = gbps  # no device in service is no capacity
+        elif gbps > 0 and (row.instances is None or row.throughput_per_instance is None):
+            row.capacity = gbps
         row.storage_gb = storage if storage > 0 else row.storage_gb
         if kind == "cloud" and row.aws_region is None and AWS_REGION_NAME.match(code):
             row.aws_region = code
