@@ -308,6 +308,7 @@ class Row:
     template: bool = False
     problem: str = ""
     source: str = ""
+    item: int = -1  # position in a nested list; `where` names the list
 
 
 @dataclass
@@ -422,6 +423,7 @@ class Batch:
         self.used_bays: dict[int, int] = {}
         self.new_modules: list[int] = []
         self.real: dict[str, list[int]] = {}
+        self.column_defaults: dict[str, dict[str, Any]] = {}
         self.created_rows: dict[str, list[dict[str, Any]]] = {}
         self.created_count: Counter[str] = Counter()
         self.devices_added: Counter[int] = Counter()
@@ -437,9 +439,8 @@ class Batch:
     def error(
         self, otype: str, row: Row, fieldname: str, message: str, code: str = "invalid"
     ) -> None:
-        where = (
-            f"{row.source}: {row.where}" if row.source and row.where else row.source or row.where
-        )
+        where = f"{row.where}[{row.item}]" if row.item >= 0 else row.where
+        where = f"{row.source}: {where}" if row.source and where else row.source or where
         self.errors.append(RowError(TYPES[otype].plural, row.line, fieldname, message, where, code))
 
     def validate(self, otype: str, row: Row) -> dict[str, Any] | None:
@@ -550,13 +551,19 @@ class Batch:
     def state(self, otype: str, ident: int) -> dict[str, Any]:
         """Current planned state of an object: its planned row, or its row plus changes."""
         if ident < 0:
-            return self.planned[otype][ident]
+            return {**self.defaults(otype), **self.planned[otype][ident]}
         changes = self.changes[otype].get(ident)
         before = self.before[otype][ident]
         return {**before, **changes} if changes else before
 
     def find(self, otype: str, value: str) -> int | None:
         """Id of a referenced object from its natural key as users write it."""
+        if otype == "device":
+            found = self.index["device"].get(value)
+            if found is None and "device" not in self.loaded:
+                self._load_devices([value])
+                found = self.index["device"].get(value)
+            return found
         if otype in ("region", "manufacturer"):
             self._load_all(otype)
             found = self.index[otype].get(value)
@@ -670,16 +677,19 @@ class Batch:
         return repr(key)
 
     def creating(self, otype: str, row: Row, existing: int | None) -> dict[str, Any] | None:
-        """The row's input with defaults filled when it creates; None if a required field lacks."""
-        if existing is not None:
-            return row.data
+        """The row's input, or None if it creates and lacks a required field.
+
+        Fields a new object leaves out are not filled here: column defaults (the
+        same as the input schema's) complete the row when it is written, which
+        keeps a million planned rows small.
+        """
         data = row.data
+        if existing is not None:
+            return data
         missing = [f for f in required_fields(otype) if data.get(f) is None]
         for name in missing:
             self.error(otype, row, name, f"required for a new {TYPES[otype].label}")
-        if missing:
-            return None
-        return {**input_defaults(otype), **data}
+        return None if missing else data
 
     def commit(
         self, otype: str, row: Row, existing: int | None, cols: dict[str, Any], key: Any
@@ -696,7 +706,7 @@ class Batch:
         if existing < 0:
             planned = self.planned[otype][existing]
             planned.update(cols)
-            if key is not None and key != self.key_of(otype, planned):
+            if key is not None and key != self.key_of(otype, self.state(otype, existing)):
                 self.index[otype][key] = existing
             return existing
         before = self.before[otype][existing]
@@ -749,6 +759,10 @@ class Batch:
         decls = self.custom_decls.get(otype, {})
         given = data.get("custom_fields")
         if given is None and existing is not None:
+            return
+        if not given and not decls:
+            if existing is None:
+                cols["custom_fields"] = None
             return
         current = dict(self.state(otype, existing).get("custom_fields") or {}) if existing else {}
         for name, value in (given or {}).items():
@@ -1351,7 +1365,8 @@ class Batch:
                 self.error(otype, row, "id", f"no {TYPES[otype].label} with id {ident}")
                 return None, None, False
             device_id = found["device_id"]
-        self._load_children(otype, [device_id])
+        if device_id > 0 and device_id not in self.loaded_devices[otype]:
+            self._load_children(otype, [device_id])
         key = (device_id, *key_tail)
         ok, existing = self.identify(otype, row, key, "name")
         return device_id, existing, ok
@@ -1376,13 +1391,10 @@ class Batch:
             )
             if child is not None and cols["installed_device_id"] is None:
                 return
-        self.commit(
-            "bay",
-            row,
-            existing,
-            cols,
-            (device_id, cols.get("kind", d.get("kind")), cols.get("name", d.get("name"))),
+        kind = cols.get("kind") or (
+            self.state("bay", existing)["kind"] if existing else "module-bay"
         )
+        self.commit("bay", row, existing, cols, (device_id, kind, cols.get("name", d.get("name"))))
 
     def _prepare_component(self, rows: list[Row]) -> None:
         self._prepare_children("component", rows)
@@ -1759,6 +1771,18 @@ class Batch:
     # -- writing ------------------------------------------------------------------
 
     def write(self) -> dict[str, list[int]]:
+        """Write the plan; on SQLite with a large page cache, as indexes grow with every row."""
+        connection = self.session.connection()
+        if connection.dialect.name != "sqlite" or self.total_rows < 10000:
+            return self._write()
+        previous = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        connection.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB
+        try:
+            return self._write()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
+
+    def _write(self) -> dict[str, list[int]]:
         real: dict[str, list[int]] = {}
         written = 0
         total = sum(len(p) for p in self.planned.values()) or 1
@@ -1799,6 +1823,13 @@ class Batch:
         start = int(self.session.scalar(select(func.max(table.c.id))) or 0) + 1
         return list(range(start, start + count))
 
+    def defaults(self, otype: str) -> dict[str, Any]:
+        """Column defaults of a table, for planned rows that left fields out."""
+        found = self.column_defaults.get(otype)
+        if found is None:
+            found = self.column_defaults[otype] = self._full_row(otype)
+        return found
+
     def _full_row(self, otype: str) -> dict[str, Any]:
         base: dict[str, Any] = {}
         for column in TYPES[otype].table.columns:
@@ -1814,26 +1845,25 @@ class Batch:
         return base
 
     def _write_creates(self, otype: str) -> None:
-        """Insert planned rows in chunks; each planned dict is completed in place and inserted."""
+        """Insert planned rows in chunks, dropping each one once it has been sent."""
         planned = self.planned[otype]
         if not planned:
             return
         table = TYPES[otype].table
         fks = FKS.get(otype, {})
-        base = self._full_row(otype)
+        base = self.defaults(otype)
         real = self.real[otype]
         self_fk = SELF_FK.get(otype)
         small = len(planned) <= PER_OBJECT_LIMIT
         chunk: list[dict[str, Any]] = []
         later: list[dict[str, Any]] = []
-        for temp, row in planned.items():
-            for key, value in base.items():
-                if key not in row:
-                    row[key] = value
+        count = len(planned)
+        for temp in list(planned):
+            row = planned.pop(temp)
             row["id"] = real[-temp - 1]
-            waits = self_fk is not None and row[self_fk] is not None and row[self_fk] < 0
+            parent = row.get(self_fk) if self_fk is not None else None
             for column, target in fks.items():
-                value = row[column]
+                value = row.get(column)
                 if value is not None and value < 0:
                     row[column] = self.real[target][-value - 1]
             if otype == "link":
@@ -1843,65 +1873,59 @@ class Batch:
                     (row["id"], row["a_type"], row["a_id"], row["b_type"], row["b_id"])
                 )
             elif otype in ("interface", "port"):
-                row["link_id"] = None  # set once the link exists
+                row.pop("link_id", None)  # set once the link exists
             elif otype == "device":
                 self.devices_added[row["site_id"]] += 1
-            elif otype == "component" and row["status"] == "failed":
-                self.created_failed.append(row)
-            if otype in TAGGED and row["tags"]:
+            elif otype == "component" and row.get("status") == "failed":
+                self.created_failed.append({**base, **row})
+            if otype in TAGGED and row.get("tags"):
                 self.created_tags.setdefault(otype, []).append((row["id"], row["tags"]))
             if small:
-                self.created_rows.setdefault(otype, []).append(row)
-            if waits:
+                self.created_rows.setdefault(otype, []).append({**base, **row})
+            if parent is not None and parent < 0:
                 later.append(row)  # its parent is new too: insert parents first
                 continue
             chunk.append(row)
             if len(chunk) >= 20000:
-                self._insert(table, chunk)
+                self._insert(table, chunk, base)
                 chunk = []
         if chunk:
-            self._insert(table, chunk)
+            self._insert(table, chunk, base)
         for batch in _by_depth(later, self_fk):
             for part in _chunks(batch, 20000):
-                self._insert(table, list(part))
-        self.created_count[otype] = len(planned)
-        self.planned[otype] = {}
+                self._insert(table, list(part), base)
+        self.created_count[otype] = count
         if otype == "link":
             self._connect_ends()
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """executemany straight to the driver, each value through its column's bind processor.
+    def _insert(self, table: Table, rows: list[dict[str, Any]], defaults: dict[str, Any]) -> None:
+        """executemany straight to the driver, values through their column's bind processor.
 
         The same rows through `session.execute(insert(table), rows)` spend most of
         their time in per-row parameter handling; this keeps the type handling
-        (dates, JSON, timezone-aware datetimes) and drops the rest.
+        (dates, JSON, timezone-aware datetimes) and drops the rest. Columns a row
+        leaves out take `defaults`.
         """
         connection = self.session.connection()
         dialect = connection.dialect
         compiled = insert(table).compile(dialect=dialect)
         names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
-        processors = [
-            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in names
-        ]
-        if compiled.positional:
-            params: list[Any] = [
-                tuple(
-                    value if (value := row[name]) is None or process is None else process(value)
-                    for name, process in processors
-                )
-                for row in rows
-            ]
-        else:
-            params = [
-                {
-                    name: value
-                    if (value := row[name]) is None or process is None
-                    else process(value)
-                    for name, process in processors
-                }
-                for row in rows
-            ]
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(names):
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((index, _last_value_cached(process)))
+        fallback = [defaults[name] for name in names]
+        params: list[Any] = []
+        for row in rows:
+            values = list(map(row.get, names, fallback))
+            for index, convert in processors:
+                value = values[index]
+                if value is not None:
+                    values[index] = convert(value)
+            params.append(
+                tuple(values) if compiled.positional else dict(zip(names, values, strict=True))
+            )
         connection.exec_driver_sql(compiled.string, params)
 
     def _connect_ends(self) -> None:
@@ -2138,6 +2162,20 @@ class Batch:
                 "reason": self.reason,
             },
         )
+
+
+def _last_value_cached(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A bind processor that reuses its last result for the same object (the batch's `now`)."""
+    last_in: Any = object()
+    last_out: Any = None
+
+    def run(value: Any) -> Any:
+        nonlocal last_in, last_out
+        if value is not last_in:
+            last_in, last_out = value, process(value)
+        return last_out
+
+    return run
 
 
 def _overlap(

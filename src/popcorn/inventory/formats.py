@@ -454,20 +454,16 @@ def _add(out: Sections, otype: str, value: Any, line: int | None, where: str, li
             if not isinstance(nested, list):
                 out["device"].append(Row({}, line, where, problem=f"{key} must be a list"))
                 continue
+            place = f"{where}.{key}"
+            rows = out[child]
             for index, item in enumerate(nested):
                 if isinstance(item, dict):
-                    item_line = item.pop(LINE, line)
-                    item = {"device": name, **strip(item)}
-                    out[child].append(Row(item, item_line, f"{where}.{key}[{index}]"))
+                    item_line = item.pop(LINE, line) if lined else line
+                    item = strip(item)
+                    item["device"] = name
+                    rows.append(Row(item, item_line, place, item=index))
                 else:
-                    out[child].append(
-                        Row(
-                            {},
-                            line,
-                            f"{where}.{key}[{index}]",
-                            problem="expected a mapping of fields",
-                        )
-                    )
+                    rows.append(Row({}, line, place, item=index, problem="expected a mapping"))
     if otype in ("device_model", "module_type"):
         value = devicetypes.split_library_document(value)
     out[otype].append(Row(strip(value), line, where))

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     Date,
     Float,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -33,6 +35,12 @@ from popcorn.db import Base, UTCDateTime, utcnow
 
 # SQL NULL (not JSON null) for absent values: most components carry no custom fields.
 NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _partial(name: str, column: str, where: str, *, unique: bool = False) -> Index:
+    """An index over the rows where `where` holds: most rows have no link, bay or rack."""
+    condition: ColumnElement[bool] = text(where)  # type: ignore[assignment]
+    return Index(name, column, unique=unique, sqlite_where=condition, postgresql_where=condition)
 
 
 class Timestamps:
@@ -161,6 +169,7 @@ class ComponentTemplate(Base):
 
 class Device(Timestamps, Base):
     __tablename__ = "inventory_devices"
+    __table_args__ = (_partial("ix_inventory_devices_rack_id", "rack_id", "rack_id IS NOT NULL"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -169,9 +178,7 @@ class Device(Timestamps, Base):
         ForeignKey("inventory_device_models.id"), index=True
     )
     site_id: Mapped[int] = mapped_column(ForeignKey("inventory_sites.id"), index=True)
-    rack_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inventory_racks.id"), nullable=True, index=True
-    )
+    rack_id: Mapped[int | None] = mapped_column(ForeignKey("inventory_racks.id"), nullable=True)
     position: Mapped[float | None] = mapped_column(Float, nullable=True)
     face: Mapped[str | None] = mapped_column(String(5), nullable=True)
     serial: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)
@@ -205,7 +212,7 @@ class Bay(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("inventory_devices.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20), default="module-bay")
     name: Mapped[str] = mapped_column(String(100))
     label: Mapped[str] = mapped_column(String(100), default="")
     position: Mapped[str] = mapped_column(String(30), default="")
@@ -221,7 +228,9 @@ class Component(Timestamps, Base):
     __tablename__ = "inventory_components"
     __table_args__ = (
         UniqueConstraint("device_id", "name"),
-        Index("ix_inventory_components_status_device", "status", "device_id"),
+        # Reports look for unhealthy parts; most are "ok" and stay out of this index.
+        _partial("ix_inventory_components_unhealthy", "device_id", "status != 'ok'"),
+        _partial("uq_inventory_components_bay_id", "bay_id", "bay_id IS NOT NULL", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -230,7 +239,7 @@ class Component(Timestamps, Base):
         ForeignKey("inventory_components.id", ondelete="CASCADE"), nullable=True
     )
     bay_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inventory_bays.id", ondelete="CASCADE"), nullable=True, unique=True
+        ForeignKey("inventory_bays.id", ondelete="CASCADE"), nullable=True
     )
     module_type_id: Mapped[int | None] = mapped_column(
         ForeignKey("inventory_module_types.id"), nullable=True
@@ -278,7 +287,10 @@ class Link(Timestamps, Base):
 
 class Interface(Base):
     __tablename__ = "inventory_interfaces"
-    __table_args__ = (UniqueConstraint("device_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "name"),
+        _partial("ix_inventory_interfaces_link_id", "link_id", "link_id IS NOT NULL"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("inventory_devices.id", ondelete="CASCADE"))
@@ -295,7 +307,7 @@ class Interface(Base):
     mtu: Mapped[int | None] = mapped_column(Integer, nullable=True)
     description: Mapped[str] = mapped_column(String(200), default="")
     link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inventory_links.id", ondelete="SET NULL"), nullable=True, index=True
+        ForeignKey("inventory_links.id", ondelete="SET NULL"), nullable=True
     )
 
 
@@ -303,7 +315,11 @@ class Port(Base):
     """Console, console-server, power, power-outlet, front and rear ports."""
 
     __tablename__ = "inventory_ports"
-    __table_args__ = (UniqueConstraint("device_id", "kind", "name"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "kind", "name"),
+        _partial("ix_inventory_ports_link_id", "link_id", "link_id IS NOT NULL"),
+        _partial("ix_inventory_ports_peer_id", "peer_id", "peer_id IS NOT NULL"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("inventory_devices.id", ondelete="CASCADE"))
@@ -321,11 +337,11 @@ class Port(Base):
     positions: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # A front port's rear port (and position on it); a power outlet's power port.
     peer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inventory_ports.id", ondelete="SET NULL"), nullable=True, index=True
+        ForeignKey("inventory_ports.id", ondelete="SET NULL"), nullable=True
     )
     peer_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
     link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inventory_links.id", ondelete="SET NULL"), nullable=True, index=True
+        ForeignKey("inventory_links.id", ondelete="SET NULL"), nullable=True
     )
 
 
