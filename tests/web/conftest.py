@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from console_kit import Console
+from console_kit import Console, install_pack
 
 
 @pytest.fixture
@@ -17,3 +17,9 @@ def console(app: Any, tokens: dict[str, str]) -> Callable[[str], Console]:
         return Console(app.test_client(), tokens[role])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def console_pack(installation: dict[str, str]) -> None:
+    """The console's test runbooks, installed in POPCORN_HOME/packs for this session."""
+    install_pack(installation["POPCORN_HOME"])

@@ -45,6 +45,7 @@ class Console:
 def text_of(html: str) -> str:
     """Page text without tags or repeated whitespace (for assertions on what people read)."""
     plain = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html, flags=re.S)
+    plain = plain.replace("<wbr>", "")
     plain = re.sub(r"<[^>]+>", " ", plain)
     plain = plain.replace("&#34;", '"').replace("&#39;", "'").replace("&amp;", "&")
     plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
@@ -217,4 +218,106 @@ def events_world() -> list[int]:
         ids = [int(item["id"]) for item in result.items]
     with session_scope() as session:
         service.process_events(session=session, event_ids=ids)
+    return ids
+
+
+# --- remediation -----------------------------------------------------------------------------
+
+
+def install_pack(home: str) -> None:
+    """The console test pack, installed the way a user installs one (a file in packs/)."""
+    import shutil
+    from pathlib import Path
+
+    from popcorn.remediation import packs
+
+    directory = Path(home) / "packs"
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).parent / "packs_src" / "console_pack.py", directory)
+    packs.reload()
+
+
+def drain() -> int:
+    """Run every pending remediation job here, as a worker would; returns how many ran."""
+    from sqlalchemy import select
+
+    from popcorn import jobs
+    from popcorn.db import session_scope
+
+    ran = 0
+    for _ in range(20):
+        with session_scope(readonly=True) as session:
+            ids = list(
+                session.scalars(
+                    select(jobs.JobRecord.id)
+                    .where(
+                        jobs.JobRecord.status == "pending",
+                        jobs.JobRecord.task.like("remediation.%"),
+                    )
+                    .order_by(jobs.JobRecord.id)
+                )
+            )
+        if not ids:
+            break
+        for job_id in ids:
+            jobs.execute(job_id)
+            ran += 1
+    return ran
+
+
+def waiting_execution() -> int:
+    """A console.gated execution stopped at its approval; returns its id."""
+    from popcorn.db import session_scope
+    from popcorn.remediation import service
+
+    with session_scope() as session:
+        execution_id = service.start_runbook(
+            session=session, runbook="console.gated", inputs={"service": "cache"}
+        ).id
+    drain()
+    return int(execution_id)
+
+
+# --- certificates ----------------------------------------------------------------------------
+
+
+def certificates_world() -> dict[str, int]:
+    """A root, an issuing authority, three certificates (one expiring soon, one revoked)."""
+    from popcorn.certificates import service
+    from popcorn.certificates.schemas import AuthorityCreate, CertificateIssue
+    from popcorn.db import session_scope
+
+    with session_scope() as session:
+        root = service.create_authority(
+            session=session, spec=AuthorityCreate(name="Console Root", kind="root", path_length=1)
+        )
+        issuing = service.create_authority(
+            session=session,
+            spec=AuthorityCreate(
+                name="Console Issuing",
+                kind="intermediate",
+                parent=root.id,
+                key_type="ecdsa-p256",
+                validity_days=1000,
+                public_base_url="http://pki.example.test",
+            ),
+        )
+        ids = {"root": root.id, "issuing": issuing.id}
+        for name, days in (("edge-api", 10), ("origin", 200), ("old-cache", 90)):
+            cert = service.issue_certificate(
+                session=session,
+                spec=CertificateIssue(
+                    authority=issuing.id,
+                    common_name=f"{name}.example.test",
+                    dns_names=[f"{name}.example.test"],
+                    validity_days=days,
+                    name=name,
+                    owner="sre",
+                ),
+            )
+            ids[name] = cert.id
+    with session_scope() as session:
+        service.revoke_certificate(
+            session=session, certificate_id=ids["old-cache"], reason="superseded"
+        )
     return ids

@@ -101,24 +101,86 @@ def test_sign_in_and_visit_every_page(
 
 @pytest.mark.parametrize("width", [1280, 800])
 def test_pages_with_data(
-    browser: Any, live_server: str, tokens: dict[str, str], width: int
+    browser: Any, console_pack: None, live_server: str, tokens: dict[str, str], width: int
 ) -> None:
-    from console_kit import analyse, store_incident
+    from console_kit import (
+        analyse,
+        build_world,
+        certificates_world,
+        drain,
+        events_world,
+        store_incident,
+        waiting_execution,
+    )
 
-    incident = store_incident()
-    analysis_id = analyse(incident)
+    build_world()
+    disk_event, _ = events_world()
+    analysis_id = analyse(store_incident())
+    execution_id = waiting_execution()
+    certs = certificates_world()
 
     page = browser.new_page(viewport={"width": width, "height": 900})
+    page.on("dialog", lambda dialog: dialog.accept())
     sign_in(page, live_server, tokens["operator"])
-    visit(page, f"{live_server}/ui/", "overview", width)
+    base = f"{live_server}/ui"
+    visit(page, f"{base}/", "overview", width)
+
+    # inventory: search, open a device, its site
+    visit(page, f"{base}/inventory", "inventory", width)
+    page.click("text=oca-ams1-01")
+    page.wait_for_selector("h1:has-text('oca-ams1-01')")
+    assert page.locator("#components").inner_text().count("disk") >= 2
+    assert "rtr-ams1-01" in page.locator("#interfaces").inner_text()
+    visit(page, page.url, "inventory-device", width)
+    visit(page, f"{base}/inventory/sites/ams1", "inventory-site", width)
 
     # signals: the explorer draws a chart; an analysis shows its plots
-    visit(page, f"{live_server}/ui/signals", "signals", width)
+    visit(page, f"{base}/signals", "signals", width)
     page.click("table a >> nth=0")
     page.wait_for_selector(".chart[data-drawn=true]")
     shot(page, f"signals-explorer-{width}")
     fits(page, "signals explorer", width)
-    visit(page, f"{live_server}/ui/signals/analyses/{analysis_id}", "signals-analysis", width)
+    visit(page, f"{base}/signals/analyses/{analysis_id}", "signals-analysis", width)
     plot = page.locator("img.plot").first
     plot.scroll_into_view_if_needed()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plot.element_handle())
+
+    # events: recent events with their rules, one event, the rule editor, incidents
+    visit(page, f"{base}/events", "events", width)
+    visit(page, f"{base}/events/{disk_event}", "events-event", width)
+    visit(page, f"{base}/events/rules", "events-rules", width)
+    visit(page, f"{base}/events/rules/disk/incident", "events-rule", width)
+    page.fill("#text", "name: disk/incident\nevents: [a.b]\nconditions: {labels.x: {bogus: 1}}\n")
+    page.click("button[value=save]")
+    page.wait_for_selector(".alert")
+    assert "line 3" in page.locator(".alert").inner_text()
+    shot(page, f"events-rule-error-{width}")
+    fits(page, "rule editor error", width)
+    visit(page, f"{base}/events/incidents", "events-incidents", width)
+
+    # runbooks: approve the waiting step with its change ticket
+    visit(page, f"{base}/runbooks", "runbooks", width)
+    visit(page, f"{base}/runbooks/executions/{execution_id}", "runbooks-waiting", width)
+    page.fill("input[name='payload.ticket']", "CHG-1234")
+    page.click("button:has-text('Approve')")
+    page.wait_for_selector(".flash:has-text('approved')")
+    drain()
+    page.reload()
+    page.wait_for_selector("h1 .s-succeeded")
+    page.wait_for_selector(".chart[data-drawn=true]")
+    shot(page, f"runbooks-execution-{width}")
+    fits(page, "runbook execution", width)
+
+    # certificates: summary, inventory, one certificate, its authority
+    visit(page, f"{base}/certificates", "certificates", width)
+    visit(page, f"{base}/certificates/inventory", "certificates-inventory", width)
+    visit(page, f"{base}/certificates/{certs['edge-api']}", "certificates-certificate", width)
+    visit(
+        page, f"{base}/certificates/authorities/{certs['issuing']}", "certificates-authority", width
+    )
+
+    # an unknown device is a page, not an error envelope
+    missing = page.goto(f"{base}/inventory/devices/no-such-device")
+    assert missing is not None and missing.status == 404
+    assert "no device" in page.locator("main").inner_text()
+    shot(page, f"not-found-{width}")

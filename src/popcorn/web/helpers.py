@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import g
+from markupsafe import Markup, escape
 
 from popcorn.auth import ROLE_RANK
 from popcorn.errors import PopcornError
@@ -98,6 +100,12 @@ def fmt_bytes(value: Any) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def breakable(value: Any) -> Markup:
+    """Long names (series, event types, rule paths) that may wrap after . , / = { in tables."""
+    text = str(escape("" if value is None else value))
+    return Markup(re.sub(r"([.,/={])", r"\1<wbr>", text))
 
 
 def to_json(value: Any, indent: int | None = 2) -> str:

@@ -61,6 +61,8 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "num": helpers.fmt_number,
     "bytes": helpers.fmt_bytes,
     "tojson_pretty": helpers.to_json,
+    "as_time": helpers.as_datetime,
+    "wbr": helpers.breakable,
 }
 for _name, _filter in _FILTERS.items():
     bp.add_app_template_filter(_filter, _name)
