@@ -321,3 +321,41 @@ def certificates_world() -> dict[str, int]:
             session=session, certificate_id=ids["old-cache"], reason="superseded"
         )
     return ids
+
+
+# --- traffic ---------------------------------------------------------------------------------
+
+
+def traffic_world() -> dict[str, int]:
+    """Three cloud regions bound to AWS names, a steering plan, an evacuation of us-east-1,
+    its execution (queued) and a forecast; returns their ids."""
+    from popcorn.db import session_scope
+    from popcorn.traffic import schemas, service
+
+    with session_scope() as session:
+        service.generate_world(session=session, groups=12, seed=2)
+        for name in ("us-east-1", "us-west-2", "eu-west-1"):
+            service.update_region(
+                session=session,
+                ref=name,
+                data={
+                    "asg_name": f"edge-{name}",
+                    "route53_zone_id": "Z123",
+                    "route53_record_name": "edge.example.test",
+                },
+            )
+    with session_scope() as session:
+        steering = service.plan_steering_for(session=session, spec=schemas.SteeringCreate())
+        evacuation = service.plan_evacuation_for(
+            session=session,
+            spec=schemas.EvacuationCreate(evacuate=["us-east-1"], steps=4, reason="drill"),
+        )
+        ids = {"steering": steering.id, "evacuation": evacuation.id}
+    with session_scope() as session:
+        ids["execution"] = service.execute_plan(session=session, plan_id=ids["evacuation"]).id
+        history = (100 + 30 * np.sin(np.arange(2016) * 2 * np.pi / 288)).tolist()
+        ids["forecast"] = service.create_forecast(
+            session=session,
+            spec=schemas.ForecastCreate(region="us-east-1", history=history, horizon=288),
+        ).id
+    return ids

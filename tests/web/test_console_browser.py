@@ -62,7 +62,10 @@ def visit(page: Any, url: str, name: str, width: int) -> None:
     assert response is not None and response.status == 200, f"{url}: {response and response.status}"
     page.wait_for_load_state("networkidle")
     assert page.locator("h1").count() >= 1, url
-    # the full-page screenshot shows lazy images too
+    # every chart is drawn, and the full-page screenshot shows lazy images too
+    page.wait_for_function(
+        "[...document.querySelectorAll('.chart[data-figure]')].every(c => c.dataset.drawn)"
+    )
     page.evaluate(
         "document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')"
     )
@@ -110,6 +113,7 @@ def test_pages_with_data(
         drain,
         events_world,
         store_incident,
+        traffic_world,
         waiting_execution,
     )
 
@@ -118,6 +122,7 @@ def test_pages_with_data(
     analysis_id = analyse(store_incident())
     execution_id = waiting_execution()
     certs = certificates_world()
+    traffic = traffic_world()
 
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.on("dialog", lambda dialog: dialog.accept())
@@ -178,6 +183,13 @@ def test_pages_with_data(
     visit(
         page, f"{base}/certificates/authorities/{certs['issuing']}", "certificates-authority", width
     )
+
+    # traffic: loads, the evacuation's per-step chart, its execution, a forecast
+    visit(page, f"{base}/traffic", "traffic", width)
+    assert page.locator(".chart[data-drawn=true]").count() == 1
+    visit(page, f"{base}/traffic/plans/{traffic['evacuation']}", "traffic-plan", width)
+    visit(page, f"{base}/traffic/executions/{traffic['execution']}", "traffic-execution", width)
+    visit(page, f"{base}/traffic/forecasts/{traffic['forecast']}", "traffic-forecast", width)
 
     # an unknown device is a page, not an error envelope
     missing = page.goto(f"{base}/inventory/devices/no-such-device")

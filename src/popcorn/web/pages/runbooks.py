@@ -81,41 +81,53 @@ def runbooks() -> str:
     )
 
 
-def _timeline(steps: list[dict[str, Any]]) -> str | None:
-    """A horizontal bar per step from its start to its end (or now, while it runs)."""
-    bars = [s for s in steps if s["started_at"]]
-    if not bars:
-        return None
+def _timeline(steps: list[dict[str, Any]], approvals: list[dict[str, Any]]) -> str | None:
+    """A horizontal bar per step from its start to its end (or now, while it runs), and one
+    per approval from its request to its answer: where the time of an execution went."""
     now = utcnow()
-    names, bases, lengths, colors, texts = [], [], [], [], []
-    for step in bars:
+    spans = []  # (label, start, end, status)
+    for step in steps:
         start = helpers.as_datetime(step["started_at"])
+        if start is None:
+            continue
         end = helpers.as_datetime(step["ended_at"]) or now
-        assert start is not None
-        names.append(f"{step['position'] + 1}. {step['name']}")
-        bases.append(start.isoformat())
-        lengths.append(max((end - start).total_seconds() * 1000, 1))
-        colors.append(TIMELINE_COLORS.get(step["status"], "#667085"))
-        texts.append(f"{step['status']} · {helpers.fmt_duration((end - start).total_seconds())}")
+        label = f"{step['position'] + 1}. {step['name']}"
+        for approval in approvals:
+            if approval["step"] != step["name"]:
+                continue
+            asked = helpers.as_datetime(approval["created_at"])
+            answered = helpers.as_datetime(approval["answered_at"]) or now
+            if asked is not None:
+                spans.append((f"{label}: approval", asked, answered, "waiting_approval"))
+        spans.append((label, start, end, step["status"]))
+    if not spans:
+        return None
+    spans.sort(key=lambda span: span[1])
+    total = (max(s[2] for s in spans) - min(s[1] for s in spans)).total_seconds() * 1000
     trace = {
         "type": "bar",
         "orientation": "h",
-        "y": names,
-        "x": lengths,
-        "base": bases,
-        "marker": {"color": colors},
-        "text": texts,
-        "textposition": "auto",
+        "y": [s[0] for s in spans],
+        # the shortest bars stay visible: at least 1% of the whole execution
+        "x": [max((s[2] - s[1]).total_seconds() * 1000, total / 100, 1) for s in spans],
+        "base": [s[1].isoformat() for s in spans],
+        "marker": {"color": [TIMELINE_COLORS.get(s[3], "#667085") for s in spans]},
+        "text": [
+            f"{s[3].replace('_', ' ')} · {helpers.fmt_duration((s[2] - s[1]).total_seconds())}"
+            for s in spans
+        ],
+        "textposition": "outside",
+        "cliponaxis": False,
         "hovertemplate": "%{y}: %{text}<extra></extra>",
     }
     return helpers.chart(
         [trace],
         xaxis={"type": "date", "title": {"text": "time (UTC)"}},
         yaxis={"autorange": "reversed", "automargin": True},
-        height=90 + 34 * len(bars),
+        height=90 + 34 * len(spans),
         showlegend=False,
         hovermode="closest",
-        margin={"l": 10, "r": 20, "t": 10, "b": 40},
+        margin={"l": 10, "r": 150, "t": 10, "b": 40},
     )
 
 
@@ -125,7 +137,7 @@ def runbooks_execution(execution_id: int) -> str:
         detail = service.execution_detail(session=session, execution_id=execution_id)
     for approval in detail["approvals"]:
         approval["fields"] = forms.schema_fields(approval["payload_schema"])
-    figure = _timeline(detail["steps"])
+    figure = _timeline(detail["steps"], detail["approvals"])
     return render_template(
         "runbooks/execution.html",
         execution=detail,
