@@ -462,3 +462,15 @@ def test_settings_default_store_and_reset() -> None:
         assert service.get_settings_view(session=session)["aws_endpoint_url"].endswith(":5000")
         service.update_settings(session=session, changes={"aws_endpoint_url": None})
         assert service.get_settings_view(session=session)["aws_endpoint_url"] is None
+
+
+def test_placement_reads_site_storage_from_inventory() -> None:
+    inventory_world()
+    data = {
+        "popularity": [{"site": "fra1", "title": "t", "requests": 3}],
+        "sizes": [{"title": "t", "size": 100.0}],
+    }
+    with session_scope() as session:
+        row = service.create_placement(session=session, spec=service.placement_spec(data))
+    assert row.summary["storage"] == {"fra1": 240_000.0}
+    assert row.local_share == 1.0
