@@ -47,6 +47,7 @@ from popcorn.traffic.aws import (
     wait_in_service,
     weights_from_shares,
 )
+from popcorn.traffic.service import json_safe
 
 CANCEL_POLL_SECONDS = 0.5
 
@@ -355,7 +356,7 @@ class _Runner:
                 kind=kind,
                 name=name,
                 status="running",
-                detail=detail,
+                detail=json_safe(detail),
                 started_at=utcnow(),
             )
             session.add(step)
@@ -377,7 +378,7 @@ class _Runner:
             assert step is not None
             name = step.name
             step.status = status
-            step.detail = {**step.detail, **detail}
+            step.detail = json_safe({**step.detail, **detail})
             step.error = error
             step.ended_at = utcnow()
             row = session.get(m.Execution, self.ctx.execution_id)

@@ -128,6 +128,18 @@ def _require_domain(name: str, why: str) -> ModuleType:
     return module
 
 
+def json_safe(value: Any) -> Any:
+    """Replace infinities and NaN by None: PostgreSQL's JSONB (and JSON itself) has no such
+    numbers, and "no value" is what they mean here (no capacity, no error to score)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _page(session: Session, stmt: Select[Any], params: ListParams, key: Any) -> PageResult:
     return paginate(session, stmt, params, key=key)
 
@@ -751,9 +763,9 @@ def _new_plan(
         feasible=feasible,
         evacuated=list(evacuated),
         parent_id=parent_id,
-        summary=summary,
-        inputs=inputs,
-        result=result,
+        summary=json_safe(summary),
+        inputs=json_safe(inputs),
+        result=json_safe(result),
         created_by=current_actor().name,
         created_at=utcnow(),
     )
@@ -1401,9 +1413,9 @@ def create_forecast(*, session: Session, spec: s.ForecastCreate) -> m.Forecast:
         horizon=spec.horizon,
         history=[float(v) for v in clean.tolist()],
         values=[float(v) for v in forecast.values.tolist()],
-        backtest=forecast.backtest.to_dict(),
-        weights=forecast.weights,
-        scaling=scaling,
+        backtest=json_safe(forecast.backtest.to_dict()),
+        weights=json_safe(forecast.weights),
+        scaling=json_safe(scaling),
         created_by=current_actor().name,
         created_at=utcnow(),
     )
@@ -1597,7 +1609,7 @@ def create_placement(*, session: Session, spec: s.PlacementCreate) -> m.Placemen
             "requests": float(plan.requests.sum()),
             "storage": dict(zip(sites, storage, strict=True)),
         },
-        result=plan.to_dict(include_titles=True),
+        result=json_safe(plan.to_dict(include_titles=True)),
         created_by=current_actor().name,
         created_at=utcnow(),
     )
