@@ -43,11 +43,10 @@ from popcorn.remediation.models import (
     StepRun,
 )
 from popcorn.remediation.schemas import TargetSpec
+from popcorn.remediation.tasks import HOUSEKEEPING_TASK, RUN_TASK
 
 log = logging.getLogger("popcorn.remediation")
 
-RUN_TASK = "remediation.run"
-HOUSEKEEPING_TASK = "remediation.housekeeping"
 HOUSEKEEPING_SCHEDULE = "remediation.housekeeping"
 HOUSEKEEPING_SECONDS = 15
 INLINE_BACKOFF_MAX = 10.0
