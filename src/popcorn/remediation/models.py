@@ -26,20 +26,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from popcorn.db import Base, JSONType, UTCDateTime, utcnow
 
-ACTIVE_STATUSES = ("queued", "pending", "running", "waiting_approval")
+# Executions are queued (over a concurrency limit), pending (a job will run them), running
+# or waiting_approval, then end succeeded, failed, canceled, rejected or dropped. Steps are
+# pending, running, retrying or waiting_approval, then end succeeded, failed, skipped,
+# canceled or rejected.
 TERMINAL_STATUSES = ("succeeded", "failed", "canceled", "rejected", "dropped")
-EXECUTION_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
-STEP_STATUSES = (
-    "pending",
-    "running",
-    "retrying",
-    "waiting_approval",
-    "succeeded",
-    "failed",
-    "skipped",
-    "canceled",
-    "rejected",
-)
 
 
 class RunbookExecution(Base):
