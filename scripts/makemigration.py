@@ -45,6 +45,8 @@ def main() -> None:
             kwargs = {"head": "base", "branch_label": branch}
             if branch != "core":
                 kwargs["depends_on"] = "core@head"
+        if branch != "core":
+            cfg.attributes["only_prefix"] = f"{branch}_"
         count = len(list(path.glob("*.py")))
         rev = command.revision(
             cfg,

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     job_timeout: int = Field(default=600, description="Default job timeout in seconds.")
     job_retries: int = Field(default=3, description="Default retries for a failing job.")
     log_level: str = Field(default="INFO")
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients reach this installation at (CRL and OCSP links, console "
+        "links); http://127.0.0.1:8000 style.",
+    )
     plugins: str = Field(
         default="",
         description="Comma-separated modules every process imports at start: your own "

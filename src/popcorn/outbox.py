@@ -147,6 +147,32 @@ def emit(
     return row
 
 
+def emit_many(session: Session, events: list[tuple[str, str, Any, dict[str, Any]]]) -> int:
+    """Many events in one multi-row insert: (type, object_type, object_id, payload) each."""
+    if not events:
+        return 0
+    from sqlalchemy import insert
+
+    actor = current_actor()
+    now = utcnow()
+    session.execute(
+        insert(OutboxEvent),
+        [
+            {
+                "type": t,
+                "object_type": ot,
+                "object_id": str(oid),
+                "payload": payload,
+                "actor": actor.name,
+                "request_id": actor.request_id,
+                "created_at": now,
+            }
+            for t, ot, oid, payload in events
+        ],
+    )
+    return len(events)
+
+
 def _cursor(session: Session, name: str) -> SubscriberCursor:
     cursor = session.get(SubscriberCursor, name, with_for_update=True)
     if cursor is None:

@@ -10,6 +10,16 @@ from popcorn.domains import load_models
 load_models()
 config = context.config
 url = config.attributes["database_url"]
+# scripts/makemigration.py sets this so a domain's revision holds only its own tables.
+only_prefix = config.attributes.get("only_prefix")
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if only_prefix is None or type_ != "table" or name is None:
+        return True
+    return name.startswith(only_prefix)
 
 
 def run() -> None:
@@ -20,6 +30,7 @@ def run() -> None:
             target_metadata=Base.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
