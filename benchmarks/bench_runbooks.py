@@ -180,6 +180,7 @@ def run_echo_jobs(total: int) -> float:
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     env = setup()
     rows: list[tuple[str, int, float, float]] = []
     backlog: tuple[float, float] | None = None
@@ -203,6 +204,7 @@ def main() -> None:
     finally:
         shutil.rmtree(env["POPCORN_HOME"], ignore_errors=True)
 
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     table = "\n".join(
         f"| {label} | {workers} | {rb:,.1f} | {rb / STACKSTORM_PER_SECOND:.1f}x | {echo:,.1f} | "
         f"{rb / echo:.2f}x |"
@@ -217,7 +219,7 @@ def main() -> None:
         )
     md = f"""## Runbooks
 
-Machine: {machine()}; shared with other work while measured. SQLite (WAL) and the
+Machine: {machine()}; shared with other work while measured ({load}). SQLite (WAL) and the
 embedded Redis; workers are real `popcorn worker` processes on the same 2 cores as the
 benchmark. {EXECUTIONS} executions of a trivial 3-step runbook (diagnose, decide, remediate)
 are started in one transaction; the time runs until the last one has succeeded. Every step
