@@ -75,9 +75,16 @@ def visit(page: Any, url: str, name: str, width: int) -> None:
 
 
 @pytest.mark.parametrize("width", [1280, 800])
-def test_sign_in_and_visit_every_page(
-    browser: Any, live_server: str, tokens: dict[str, str], width: int
+def test_console_in_a_browser(
+    browser: Any, console_pack: None, live_server: str, tokens: dict[str, str], width: int
 ) -> None:
+    """A fresh install first (every page says "nothing yet"), then the same installation
+    with data in every domain (one server for both: starting one takes seconds)."""
+    empty_install_walk(browser, live_server, tokens, width)
+    walk_with_data(browser, live_server, tokens, width)
+
+
+def empty_install_walk(browser: Any, live_server: str, tokens: dict[str, str], width: int) -> None:
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(f"{live_server}/ui/")
     assert "/ui/login" in page.url
@@ -100,12 +107,10 @@ def test_sign_in_and_visit_every_page(
         fits(page, label, width)
     page.click("text=Sign out")
     page.wait_for_selector("#token")
+    page.close()
 
 
-@pytest.mark.parametrize("width", [1280, 800])
-def test_pages_with_data(
-    browser: Any, console_pack: None, live_server: str, tokens: dict[str, str], width: int
-) -> None:
+def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width: int) -> None:
     from console_kit import (
         analyse,
         build_world,

@@ -77,7 +77,10 @@ def fmt_duration(seconds: Any) -> str:
         return f"{s:.1f} s"
     if s < 3600:
         return f"{int(s // 60)} min" + (f" {int(s % 60):02d} s" if int(s % 60) else "")
-    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+    hours, minutes = int(s // 3600), int(s % 3600 // 60)
+    if hours >= 48:
+        return f"{hours // 24} days" + (f" {hours % 24} h" if hours % 24 else "")
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:

@@ -11,14 +11,14 @@ import importlib
 
 from popcorn.domains import optional_module
 
-# page module -> the domain service it needs
+# page module -> the domain service it needs; the order is the overview's panel order
 PAGES = {
-    "inventory": "popcorn.inventory.service",
-    "signals": "popcorn.signals.service",
     "events": "popcorn.events.service",
     "runbooks": "popcorn.remediation.service",
-    "traffic": "popcorn.traffic.service",
     "certificates": "popcorn.certificates.service",
+    "inventory": "popcorn.inventory.service",
+    "signals": "popcorn.signals.service",
+    "traffic": "popcorn.traffic.service",
 }
 
 
