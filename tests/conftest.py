@@ -20,6 +20,11 @@ from sqlalchemy import text
 TEST_DB = os.environ.get("POPCORN_TEST_DATABASE_URL")
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
+# Test folders are packages (so test_api.py may exist in each); their helper modules
+# (certhelpers, console_kit, ...) are imported by bare name, so each folder is on the path.
+for _folder in sorted(Path(__file__).parent.iterdir()):
+    if _folder.is_dir() and (_folder / "__init__.py").exists():
+        sys.path.append(str(_folder))
 
 from popcorn_testing import Api, Processes, free_port, wait_until  # noqa: E402
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from popcorn_testing import wait_until
 from sqlalchemy import select, update
 
-from conftest import wait_until
 from popcorn import jobs
 from popcorn.db import session_scope
 from popcorn.signals import service, store

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from popcorn_testing import free_port, wait_until
 from sqlalchemy import select
 
-from conftest import free_port, wait_until
 from popcorn import jobs
 from popcorn.cli import cli
 from popcorn.db import session_scope
