@@ -31,7 +31,14 @@ def host_port(func: Any) -> Any:
 @click.option("--workers", "web_workers", default=2, show_default=True, help="Gunicorn workers.")
 @click.option("--job-workers", default=1, show_default=True, help="rq worker processes.")
 @click.option("--admin-token", is_flag=True, help="Create an admin token and print it.")
-def up(host: str, port: int, web_workers: int, job_workers: int, admin_token: bool) -> None:
+@click.option(
+    "--fork-jobs",
+    is_flag=True,
+    help="Fork a process per job (more isolation, far fewer jobs per second).",
+)
+def up(
+    host: str, port: int, web_workers: int, job_workers: int, admin_token: bool, fork_jobs: bool
+) -> None:
     """Migrate, then run the API, workers and scheduler until Ctrl-C."""
     from popcorn.supervisor import Supervisor
 
@@ -39,7 +46,9 @@ def up(host: str, port: int, web_workers: int, job_workers: int, admin_token: bo
     click.echo(f"Popcorn at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if admin_token:
         click.echo(f"admin token: {_fresh_admin_token()}")
-    Supervisor(host=host, port=port, web_workers=web_workers, job_workers=job_workers).run()
+    Supervisor(
+        host=host, port=port, web_workers=web_workers, job_workers=job_workers, fork_jobs=fork_jobs
+    ).run()
 
 
 def _fresh_admin_token() -> str:

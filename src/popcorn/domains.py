@@ -80,7 +80,13 @@ def public_blueprints() -> list[Any]:
 
 
 def cli_groups() -> list[Any]:
-    return [module.group for module in _each("cli") if hasattr(module, "group")]
+    """Each domain's `group`, plus any top-level groups it lists in `extra_groups`."""
+    groups: list[Any] = []
+    for module in _each("cli"):
+        if hasattr(module, "group"):
+            groups.append(module.group)
+        groups.extend(getattr(module, "extra_groups", []))
+    return groups
 
 
 for _name in DOMAINS:

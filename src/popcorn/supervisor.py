@@ -102,13 +102,17 @@ class Supervisor:
     port: int
     web_workers: int = 2
     job_workers: int = 1
+    fork_jobs: bool = False
     children: list[Child] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         popcorn = [sys.executable, "-m", "popcorn"]
         self.children = [Child("api", gunicorn_argv(self.host, self.port, self.web_workers))]
         self.children += [
-            Child(f"worker-{i + 1}", [*popcorn, "worker"]) for i in range(self.job_workers)
+            Child(
+                f"worker-{i + 1}", [*popcorn, "worker", *([] if self.fork_jobs else ["--no-fork"])]
+            )
+            for i in range(self.job_workers)
         ]
         self.children.append(Child("scheduler", [*popcorn, "scheduler"]))
 

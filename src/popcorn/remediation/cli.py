@@ -409,3 +409,7 @@ def bolt_credentials(
             cert=cert.read_bytes(), key=key.read_bytes(), ca=ca.read_bytes()
         )
     click.echo(f"runbooks call Bolt agents with {creds.cert} (CA {creds.ca})")
+
+
+# `popcorn bolt ...` is a top-level group of its own.
+extra_groups = [bolt_group]
