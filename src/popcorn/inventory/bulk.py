@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -125,6 +125,29 @@ FKS: dict[str, dict[str, str]] = {
     "link": {"a_device_id": "device", "b_device_id": "device"},
 }
 SELF_FK = {"region": "parent_id", "component": "parent_id", "port": "peer_id"}
+# Fields whose values repeat across rows (part numbers, firmware, dates, kinds): one copy
+# each per batch instead of one per row, which matters with a million components.
+SHARED: dict[str, tuple[str, ...]] = {
+    "device": ("role", "model", "site", "rack", "platform", "os_version", "status"),
+    "component": (
+        "kind",
+        "name",
+        "part_number",
+        "firmware",
+        "status",
+        "install_date",
+        "eol_date",
+        "label",
+        "description",
+        "manufacturer",
+        "parent",
+        "bay",
+        "module_type",
+    ),
+    "interface": ("name", "type", "label", "description", "module"),
+    "port": ("kind", "name", "type", "label", "description"),
+    "bay": ("kind", "name", "label", "position"),
+}
 # Besides their key, some objects are found by a second name ("Cisco", "Europe", a model name).
 ALIAS_FIELD = {"region": "name", "manufacturer": "name", "device_model": "model"}
 AMBIGUOUS = 0
@@ -285,7 +308,7 @@ def slugify(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-") or "x"
 
 
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = {}
     for key, value in row.items():
         if isinstance(value, datetime | date):
@@ -397,11 +420,13 @@ class Batch:
         self.errors: list[RowError] = []
         self.index: dict[str, dict[Any, int]] = {t: {} for t in ORDER}
         self.alias: dict[str, dict[str, int]] = {t: {} for t in ALIAS_FIELD}
-        self.before: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in ORDER}
+        self.before: dict[str, dict[int, Mapping[Any, Any]]] = {t: {} for t in ORDER}
         self.planned: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in ORDER}
         self.changes: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in ORDER}
         self.unchanged: Counter[str] = Counter()
         self.seen: dict[str, dict[Any, int | None]] = {t: {} for t in ORDER}
+        self.claimed: dict[str, set[int]] = {t: set() for t in CHILDREN}
+        self.shared_values: dict[Any, Any] = {}
         self.failed: dict[str, set[Any]] = {t: set() for t in ORDER}
         self.touched: dict[str, list[int]] = {t: [] for t in ORDER}
         self.loaded: set[str] = set()
@@ -424,6 +449,10 @@ class Batch:
         self.new_modules: list[int] = []
         self.real: dict[str, list[int]] = {}
         self.column_defaults: dict[str, dict[str, Any]] = {}
+        self.model_parts: dict[
+            int, dict[str, tuple[list[dict[str, Any]], list[tuple[int, int]]]]
+        ] = {}
+        self.template_devices: list[tuple[int, int]] = []
         self.created_rows: dict[str, list[dict[str, Any]]] = {}
         self.created_count: Counter[str] = Counter()
         self.devices_added: Counter[int] = Counter()
@@ -433,8 +462,14 @@ class Batch:
 
     # -- input ------------------------------------------------------------------
 
-    def add(self, otype: str, rows: Iterable[Row]) -> None:
-        self.sections[otype].extend(rows)
+    def add(self, otype: str, rows: list[Row]) -> None:
+        """Take rows to plan. The list itself is adopted and emptied as rows are planned,
+        so a caller that drops its other references lets memory go row by row."""
+        if self.sections[otype]:
+            self.sections[otype].extend(rows)
+            rows.clear()
+        else:
+            self.sections[otype] = rows
 
     def error(
         self, otype: str, row: Row, fieldname: str, message: str, code: str = "invalid"
@@ -456,6 +491,13 @@ class Batch:
                 loc = ".".join(str(p) for p in err["loc"]) or "row"
                 self.error(otype, row, loc, _pydantic_message(err))
             return None
+        shared = SHARED.get(otype)
+        if shared:
+            cache = self.shared_values
+            for key in shared:
+                value = data.get(key)
+                if value is not None:
+                    data[key] = cache.setdefault(value, value)
         row.data = data
         row.validated = True
         return data
@@ -466,7 +508,8 @@ class Batch:
         self.next_temp[otype] += 1
         return -self.next_temp[otype]
 
-    def _store(self, otype: str, row: dict[str, Any]) -> None:
+    def _store(self, otype: str, row: Mapping[Any, Any]) -> None:
+        """Remember a stored row (kept as the database's read-only mapping, no copy)."""
         self.before[otype][row["id"]] = row
         if otype == "component" and row["bay_id"] is not None:
             self.used_bays[row["bay_id"]] = row["id"]
@@ -480,7 +523,7 @@ class Batch:
         aliases[key] = ident if aliases.get(key, ident) == ident else AMBIGUOUS
 
     @staticmethod
-    def key_of(otype: str, row: dict[str, Any]) -> Any:
+    def key_of(otype: str, row: Mapping[Any, Any]) -> Any:
         if otype == "custom_field":
             return (row["object_type"], row["name"])
         if otype == "region":
@@ -511,7 +554,7 @@ class Batch:
         self.loaded.add(otype)
         table = TYPES[otype].table
         for row in self.session.execute(select(table)).mappings():
-            self._store(otype, dict(row))
+            self._store(otype, row)
 
     def _load_devices(self, names: Iterable[str]) -> None:
         if "device" in self.loaded:
@@ -523,7 +566,7 @@ class Batch:
             return
         for chunk in _chunks(wanted, 1000):
             for row in self.session.execute(select(table).where(table.c.name.in_(chunk))):
-                self._store("device", dict(row._mapping))
+                self._store("device", row._mapping)
 
     def _load_children(self, otype: str, device_ids: Iterable[int]) -> None:
         done = self.loaded_devices[otype]
@@ -535,20 +578,19 @@ class Batch:
         for chunk in _chunks(wanted, 1000):
             stmt = select(table).where(table.c.device_id.in_(chunk))
             for row in self.session.execute(stmt).mappings():
-                self._store(otype, dict(row))
+                self._store(otype, row)
 
-    def _load_by_id(self, otype: str, ident: int) -> dict[str, Any] | None:
+    def _load_by_id(self, otype: str, ident: int) -> Mapping[Any, Any] | None:
         if ident in self.before[otype]:
             return self.before[otype][ident]
         table = TYPES[otype].table
         found = self.session.execute(select(table).where(table.c.id == ident)).mappings().first()
         if found is None:
             return None
-        row = dict(found)
-        self._store(otype, row)
-        return row
+        self._store(otype, found)
+        return found
 
-    def state(self, otype: str, ident: int) -> dict[str, Any]:
+    def state(self, otype: str, ident: int) -> Mapping[Any, Any]:
         """Current planned state of an object: its planned row, or its row plus changes."""
         if ident < 0:
             return {**self.defaults(otype), **self.planned[otype][ident]}
@@ -636,6 +678,17 @@ class Batch:
             existing: int | None = ident
         else:
             existing = self.index[otype].get(key)
+        if otype in CHILDREN:
+            if existing is not None and existing in self.claimed[otype]:
+                self.error(
+                    otype,
+                    row,
+                    shown,
+                    f"duplicate {TYPES[otype].label} {self._show_key(key)} in this batch",
+                    code="duplicate",
+                )
+                return False, None
+            return self._mode_allows(otype, row, existing, key, shown), existing
         seen_key = ident if ident is not None else key
         if seen_key in self.seen[otype]:
             first = self.seen[otype][seen_key]
@@ -650,6 +703,12 @@ class Batch:
             return False, None
         if not row.template:
             self.seen[otype][seen_key] = row.line
+        return self._mode_allows(otype, row, existing, key, shown), existing
+
+    def _mode_allows(
+        self, otype: str, row: Row, existing: int | None, key: Any, shown: str
+    ) -> bool:
+        """Create mode wants new objects, update mode existing ones."""
         if existing is not None and existing > 0 and self.mode == "create" and not row.template:
             self.error(
                 otype,
@@ -658,7 +717,7 @@ class Batch:
                 f"{TYPES[otype].label} {self._show_key(key)} already exists",
                 code="duplicate",
             )
-            return False, None
+            return False
         if existing is None and self.mode == "update":
             self.error(
                 otype,
@@ -667,8 +726,8 @@ class Batch:
                 f"no {TYPES[otype].label} {self._show_key(key)}",
                 code="not_found",
             )
-            return False, None
-        return True, existing
+            return False
+        return True
 
     @staticmethod
     def _show_key(key: Any) -> str:
@@ -695,6 +754,14 @@ class Batch:
         self, otype: str, row: Row, existing: int | None, cols: dict[str, Any], key: Any
     ) -> int:
         """Record a planned create, a merge into a planned create, an update or nothing."""
+        ident = self._commit(otype, row, existing, cols, key)
+        if otype in CHILDREN and not row.template:
+            self.claimed[otype].add(ident)
+        return ident
+
+    def _commit(
+        self, otype: str, row: Row, existing: int | None, cols: dict[str, Any], key: Any
+    ) -> int:
         if existing is None:
             ident = self.temp_id(otype)
             cols["id"] = ident
@@ -833,6 +900,8 @@ class Batch:
         self.total_rows = sum(len(rows) for rows in self.sections.values())
         for otype in ORDER:
             rows = self.sections[otype]
+            if otype in CHILDREN:
+                self._plan_templates(otype)
             if not rows:
                 continue
             planner = getattr(self, f"_plan_{otype}")
@@ -1230,14 +1299,14 @@ class Batch:
         self._load_all("rack")
         self._load_all("device_model")
         racks = {self.state("device", ident)["rack_id"] for _, ident in self.rack_moves}
-        occupants: dict[int, dict[int, dict[str, Any]]] = {r: {} for r in racks}
+        occupants: dict[int, dict[int, Mapping[Any, Any]]] = {r: {} for r in racks}
         existing_racks = [r for r in racks if r > 0]
         table = m.Device.__table__
         for chunk in _chunks(existing_racks, 1000):
             stmt = select(table).where(table.c.rack_id.in_(chunk), table.c.position.is_not(None))
             for found in self.session.execute(stmt).mappings():
                 if found["id"] not in self.before["device"]:
-                    self._store("device", dict(found))
+                    self._store("device", found)
                 state = self.state("device", found["id"])
                 if state["rack_id"] in occupants:
                     occupants[state["rack_id"]][found["id"]] = state
@@ -1276,35 +1345,69 @@ class Batch:
                 break
 
     def _instantiate_devices(self) -> None:
-        """New devices get their model's templates as components (before the file's own rows)."""
+        """New devices get their model's templates as parts, planned before the file's own rows.
+
+        The column rows are built once per model and copied per device; a file
+        row for the same part (say `eth0` with its MAC address) then updates
+        the planned part instead of adding one.
+        """
         if not self.new_devices:
             return
         model_ids = {model for _, model in self.new_devices if model is not None}
         self._load_templates("device_model", model_ids)
-        rows_by_model: dict[int, dict[str, list[dict[str, Any]]]] = {}
         for model_id in model_ids:
-            rows_by_model[model_id] = devicetypes.instantiate(
-                self.templates["device_model"].get(model_id, [])
-            )
-        made: dict[str, list[Row]] = {otype: [] for otype in CHILDREN}
-        for device_id, model_id in self.new_devices:
-            name = self.planned["device"][device_id]["name"]
-            where = f"template of device {name!r}"
-            for otype, items in rows_by_model[model_id].items():
-                made[otype].extend(
-                    Row(
-                        {**item, "device": name},
-                        None,
-                        where,
-                        validated=True,
-                        template=True,
-                    )
-                    for item in items
+            if model_id not in self.model_parts:
+                self.model_parts[model_id] = self._template_columns(
+                    devicetypes.instantiate(self.templates["device_model"].get(model_id, []))
                 )
-        for otype, rows in made.items():
-            if rows:
-                self.sections[otype] = rows + self.sections[otype]
+        self.template_devices.extend(self.new_devices)
         self.new_devices = []
+
+    def _template_columns(
+        self, made: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, tuple[list[dict[str, Any]], list[tuple[int, int]]]]:
+        """Per part type: column rows (without device) and (row, peer row) index pairs."""
+        out: dict[str, tuple[list[dict[str, Any]], list[tuple[int, int]]]] = {}
+        for otype, items in made.items():
+            rows: list[dict[str, Any]] = []
+            peers: list[tuple[int, int]] = []
+            names = {(i.get("kind"), i["name"]): n for n, i in enumerate(items)}
+            for item in items:
+                cols = {k: v for k, v in item.items() if k in SIMPLE[otype] and v not in ("", None)}
+                if otype == "interface":
+                    cols = {k: v for k, v in cols.items() if (k, v) not in _INTERFACE_DEFAULTS}
+                if otype == "component" and item.get("manufacturer"):
+                    cols["manufacturer_id"] = self.find("manufacturer", item["manufacturer"])
+                if otype == "port":
+                    if item.get("rear_port_position") is not None:
+                        cols["peer_position"] = item["rear_port_position"]
+                    for field, kind in (("rear_port", "rear-port"), ("power_port", "power-port")):
+                        if item.get(field) is not None:
+                            peers.append((len(rows), names[(kind, item[field])]))
+                rows.append(cols)
+            out[otype] = (rows, peers)
+        return out
+
+    def _plan_templates(self, otype: str) -> None:
+        planned, index = self.planned[otype], self.index[otype]
+        with_kind = otype in ("bay", "port")
+        for device_id, model_id in self.template_devices:
+            rows, peers = self.model_parts[model_id].get(otype, ((), ()))
+            if not rows:
+                continue
+            ids = []
+            for cols in rows:
+                self.next_temp[otype] += 1
+                ident = -self.next_temp[otype]
+                row = {**cols, "device_id": device_id, "id": ident}
+                planned[ident] = row
+                key = (
+                    (device_id, row["kind"], row["name"]) if with_kind else (device_id, row["name"])
+                )
+                index[key] = ident
+                ids.append(ident)
+            for child, peer in peers:
+                planned[ids[child]]["peer_id"] = ids[peer]
 
     def _load_templates(self, otype: str, ids: Iterable[int]) -> None:
         wanted = [i for i in ids if i > 0 and i not in self.templates[otype]]
@@ -1428,7 +1531,7 @@ class Batch:
                 if kind is None
                 else self.ref("component", row, "module_type", "module_type", kind)
             )
-        state = {**(self.state("component", existing) if existing else {}), **cols}
+        state = cols if existing is None else {**self.state("component", existing), **cols}
         if "bay" in data:
             bay = data["bay"]
             if bay is None:
@@ -1456,7 +1559,8 @@ class Batch:
                         )
                     self.used_bays[bay_id] = existing or 0
                     cols["bay_id"] = bay_id
-            state["bay_id"] = cols.get("bay_id")
+            if state is not cols:
+                state["bay_id"] = cols.get("bay_id")
         if state.get("kind") == "module":
             if state.get("bay_id") is None and not data.get("bay"):
                 self.error("component", row, "bay", "a module goes in a module bay")
@@ -1603,7 +1707,8 @@ class Batch:
             self.error("port", row, "rear_port", "required for a front port")
 
     def _finish_port(self) -> None:
-        for ident in [*self.planned["port"], *self.changes["port"]]:
+        fronts = [i for i, row in self.planned["port"].items() if row.get("kind") == "front-port"]
+        for ident in [*fronts, *self.changes["port"]]:
             state = self.state("port", ident)
             if state["kind"] != "front-port" or state.get("peer_id") is None:
                 continue
@@ -1776,7 +1881,7 @@ class Batch:
         if connection.dialect.name != "sqlite" or self.total_rows < 10000:
             return self._write()
         previous = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-        connection.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB
+        connection.exec_driver_sql("PRAGMA cache_size=-65536")  # 64 MiB
         try:
             return self._write()
         finally:
@@ -1923,10 +2028,12 @@ class Batch:
                 value = values[index]
                 if value is not None:
                     values[index] = convert(value)
-            params.append(
-                tuple(values) if compiled.positional else dict(zip(names, values, strict=True))
-            )
-        connection.exec_driver_sql(compiled.string, params)
+            params.append(values if compiled.positional else dict(zip(names, values, strict=True)))
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(compiled.string, params)
+        finally:
+            cursor.close()
 
     def _connect_ends(self) -> None:
         for end_type in ("interface", "port"):
@@ -2109,7 +2216,9 @@ class Batch:
             payload["site"] = self._code(row["site_id"])
         return payload
 
-    def _specific_events(self, otype: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    def _specific_events(
+        self, otype: str, before: Mapping[Any, Any], after: Mapping[Any, Any]
+    ) -> None:
         if otype == "device":
             if before["status"] != after["status"]:
                 emit(
@@ -2143,7 +2252,7 @@ class Batch:
         if otype == "component" and after["status"] == "failed" and before["status"] != "failed":
             self._component_failed(after)
 
-    def _component_failed(self, row: dict[str, Any]) -> None:
+    def _component_failed(self, row: Mapping[Any, Any]) -> None:
         device = self.session.execute(
             select(m.Device.name, m.Device.site_id).where(m.Device.id == row["device_id"])
         ).first()
@@ -2164,6 +2273,9 @@ class Batch:
         )
 
 
+_INTERFACE_DEFAULTS = {("mgmt_only", False), ("enabled", True)}
+
+
 def _last_value_cached(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A bind processor that reuses its last result for the same object (the batch's `now`)."""
     last_in: Any = object()
@@ -2179,7 +2291,10 @@ def _last_value_cached(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _overlap(
-    a: dict[str, Any], a_model: dict[str, Any], b: dict[str, Any], b_model: dict[str, Any]
+    a: Mapping[Any, Any],
+    a_model: Mapping[Any, Any],
+    b: Mapping[Any, Any],
+    b_model: Mapping[Any, Any],
 ) -> bool:
     a_low, b_low = a["position"], b["position"]
     a_high = a_low + max(a_model["u_height"], 0.5)
@@ -2266,13 +2381,15 @@ def apply(
 ) -> BatchResult:
     """Check every row, then write them all or nothing. Raises InvalidInput with every error.
 
+    `sections` is consumed: rows are dropped as they are planned.
+
     `summary=True` (file imports) always adds the one "import" audit record.
     """
     started = time.perf_counter()
     batch = Batch(session, mode=mode, source=source, reason=reason)
     batch.progress = progress
-    for otype, rows in sections.items():
-        batch.add(otype, rows)
+    for otype in list(sections):
+        batch.add(otype, sections.pop(otype))
     batch.plan()
     batch.raise_errors()
     counts = batch.counts()

@@ -786,12 +786,21 @@ def import_files(
     """Import CSV, JSON or YAML files as one all-or-nothing batch, idempotent on natural keys."""
     sections: dict[str, list[Row]] = {}
     for name, content in files:
-        for key, rows in formats.parse(content, filename=name, fmt=fmt, otype=otype).items():
-            sections.setdefault(key, []).extend(rows)
+        parsed = formats.parse(content, filename=name, fmt=fmt, otype=otype)
+        for key in list(parsed):
+            _merge(sections, key, parsed.pop(key))
     source = ", ".join(Path(name).name for name, _ in files)[:80] or "import"
     return bulk.apply(
         session, sections, dry_run=dry_run, source=source, summary=True, progress=progress
     )
+
+
+def _merge(sections: dict[str, list[Row]], key: str, rows: list[Row]) -> None:
+    """Add a file's rows to a batch's sections without copying the first file's list."""
+    if key in sections:
+        sections[key].extend(rows)
+    else:
+        sections[key] = rows
 
 
 def import_paths(
@@ -817,14 +826,14 @@ def import_paths(
             found = False
             for part in parts:
                 found = True
-                for key, rows in part.items():
-                    sections.setdefault(key, []).extend(rows)
+                for key in list(part):
+                    _merge(sections, key, part.pop(key))
             if not found:
                 raise InvalidInput(f"no device-type YAML files under {path}")
             continue
         parsed = formats.parse_path(path, fmt=fmt, otype=otype)
-        for key, rows in parsed.items():
-            sections.setdefault(key, []).extend(rows)
+        for key in list(parsed):
+            _merge(sections, key, parsed.pop(key))
     source = ", ".join(p.name for p in paths)[:80] or "import"
     return bulk.apply(
         session, sections, dry_run=dry_run, source=source, summary=True, progress=progress
