@@ -64,6 +64,7 @@ def counts() -> dict[str, int]:
     return {**{status: n for status, n in rows}, "actions_succeeded": int(done or 0)}
 
 
+@pytest.mark.slow
 def test_accepted_events_survive_a_redis_restart(
     api: Any, processes: Processes, receiver: Receiver
 ) -> None:
@@ -98,6 +99,7 @@ def test_accepted_events_survive_a_redis_restart(
     )
 
 
+@pytest.mark.slow
 def test_alert_over_http_flows_through_worker_outbox_and_webhook(
     live_server: str,
     processes: Processes,

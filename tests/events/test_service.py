@@ -637,3 +637,27 @@ def test_explain_tells_why_rules_match_or_not(alertmanager_payload: dict[str, An
     assert by_rule["disk-runbook"]["matched"] is False
     assert "labels.severity" in by_rule["disk-runbook"]["reason"]
     assert "warning" in by_rule["disk-runbook"]["reason"]
+
+
+def test_redis_outage_during_matching_leaves_events_pending_for_the_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis
+
+    load(
+        "- name: r\n  events: [test.thing]\n  dedupe: 10m\n"
+        "  actions: [{type: emit, params: {type: test.out}}]\n"
+    )
+    (item,) = ingest([event("r1")])
+
+    class Down:
+        def set(self, *_args: Any, **_kwargs: Any) -> None:
+            raise redis.ConnectionError("Connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs, "get_redis", lambda: Down())
+        with pytest.raises(redis.ConnectionError):
+            service.drain([item["id"]])
+    assert detail(item["id"])["status"] == "pending"
+    assert service.drain([item["id"]])["processed"] == 1
+    assert detail(item["id"])["matches"][0]["acted"] is True

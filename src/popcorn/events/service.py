@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from redis.exceptions import RedisError
 from sqlalchemy import Text, cast, delete, event, func, or_, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
@@ -234,7 +235,9 @@ def ingest(
     """Store events (duplicates of stored ones are reported, not stored) and schedule them.
 
     One INSERT … ON CONFLICT DO NOTHING makes concurrent re-deliveries (two
-    Alertmanager replicas, say) safe on PostgreSQL as well as SQLite.
+    Alertmanager replicas, say) safe on PostgreSQL as well as SQLite. An event
+    that no active rule can match (by type and indexed equality) is stored as
+    processed at once: most domain events cost no job at all.
     """
     result = IngestResult()
     if not events:
@@ -1028,6 +1031,8 @@ def process_events(
             summary["matches"] += matched
             summary["actions"] += acted
             summary["processed"] += 1
+        except (RedisError, DBAPIError):
+            raise  # Redis or the database is away: the job fails and retries with backoff
         except Exception as exc:
             log.exception("processing event %s failed", pk)
             failed = session.get(EventRecord, pk)
@@ -1289,7 +1294,7 @@ def resolve_incident(*, session: Session, incident_id: int) -> Incident:
         raise NotFound(f"no incident {incident_id}", details={"id": incident_id})
     if incident.status != "open":
         raise Conflict(f"incident {incident_id} is already {incident.status}")
-    actions.resolve(session, incident, hops=1)
+    actions.resolve(session, incident)
     return incident
 
 
