@@ -1950,85 +1950,102 @@ class Batch:
         return base
 
     def _write_creates(self, otype: str) -> None:
-        """Insert planned rows in chunks, dropping each one once it has been sent."""
+        """Insert planned rows with executemany straight to the driver, chunk by chunk.
+
+        `session.execute(insert(table), rows)` spends most of its time in per-row
+        parameter handling. Here each planned row becomes a list of column values
+        in one pass: defaults for what it left out, real ids for temporary ones,
+        and the column types' own bind processing (dates, JSON, UTC datetimes);
+        each planned row is dropped once its chunk is sent.
+        """
         planned = self.planned[otype]
         if not planned:
             return
         table = TYPES[otype].table
-        fks = FKS.get(otype, {})
-        base = self.defaults(otype)
-        real = self.real[otype]
-        self_fk = SELF_FK.get(otype)
-        small = len(planned) <= PER_OBJECT_LIMIT
-        chunk: list[dict[str, Any]] = []
-        later: list[dict[str, Any]] = []
-        count = len(planned)
-        for temp in list(planned):
-            row = planned.pop(temp)
-            row["id"] = real[-temp - 1]
-            parent = row.get(self_fk) if self_fk is not None else None
-            for column, target in fks.items():
-                value = row.get(column)
-                if value is not None and value < 0:
-                    row[column] = self.real[target][-value - 1]
-            if otype == "link":
-                row["a_id"] = self.translate(row["a_type"], row["a_id"])
-                row["b_id"] = self.translate(row["b_type"], row["b_id"])
-                self.created_links.append(
-                    (row["id"], row["a_type"], row["a_id"], row["b_type"], row["b_id"])
-                )
-            elif otype in ("interface", "port"):
-                row.pop("link_id", None)  # set once the link exists
-            elif otype == "device":
-                self.devices_added[row["site_id"]] += 1
-            elif otype == "component" and row.get("status") == "failed":
-                self.created_failed.append({**base, **row})
-            if otype in TAGGED and row.get("tags"):
-                self.created_tags.setdefault(otype, []).append((row["id"], row["tags"]))
-            if small:
-                self.created_rows.setdefault(otype, []).append({**base, **row})
-            if parent is not None and parent < 0:
-                later.append(row)  # its parent is new too: insert parents first
-                continue
-            chunk.append(row)
-            if len(chunk) >= 20000:
-                self._insert(table, chunk, base)
-                chunk = []
-        if chunk:
-            self._insert(table, chunk, base)
-        for batch in _by_depth(later, self_fk):
-            for part in _chunks(batch, 20000):
-                self._insert(table, list(part), base)
-        self.created_count[otype] = count
-        if otype == "link":
-            self._connect_ends()
-
-    def _insert(self, table: Table, rows: list[dict[str, Any]], defaults: dict[str, Any]) -> None:
-        """executemany straight to the driver, values through their column's bind processor.
-
-        The same rows through `session.execute(insert(table), rows)` spend most of
-        their time in per-row parameter handling; this keeps the type handling
-        (dates, JSON, timezone-aware datetimes) and drops the rest. Columns a row
-        leaves out take `defaults`.
-        """
         connection = self.session.connection()
         dialect = connection.dialect
         compiled = insert(table).compile(dialect=dialect)
         names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
+        position = {name: index for index, name in enumerate(names)}
+        base = self.defaults(otype)
+        defaults = [base[name] for name in names]
         processors: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(names):
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((index, _last_value_cached(process)))
-        fallback = [defaults[name] for name in names]
-        params: list[Any] = []
-        for row in rows:
-            values = list(map(row.get, names, fallback))
+                if defaults[index] is not None:
+                    defaults[index] = process(defaults[index])
+        fks = [(position[c], self.real.get(t, [])) for c, t in FKS.get(otype, {}).items()]
+        id_at = position["id"]
+        self_fk = SELF_FK.get(otype)
+        parent_at = position[self_fk] if self_fk else None
+        real = self.real[otype]
+        small = len(planned) <= PER_OBJECT_LIMIT
+        count = len(planned)
+        chunk: list[Any] = []
+        later: list[list[Any]] = []
+        for temp in list(planned):
+            row = planned.pop(temp)
+            if otype == "link":
+                row["a_id"] = self.translate(row["a_type"], row["a_id"])
+                row["b_id"] = self.translate(row["b_type"], row["b_id"])
+            elif "link_id" in row:
+                del row["link_id"]  # cable ends are connected once the new links exist
+            values = list(map(row.get, names, defaults))
+            values[id_at] = real[-temp - 1]
+            waits = parent_at is not None and (values[parent_at] or 0) < 0
+            for index, targets in fks:
+                value = values[index]
+                if value is not None and value < 0:
+                    values[index] = targets[-value - 1]
             for index, convert in processors:
                 value = values[index]
-                if value is not None:
+                if value is not None and value is not defaults[index]:
                     values[index] = convert(value)
-            params.append(values if compiled.positional else dict(zip(names, values, strict=True)))
+            ident: int = real[-temp - 1]
+            self._note_created(otype, row, ident)
+            if small:
+                full = {**base, **row, "id": ident}
+                for column, target in FKS.get(otype, {}).items():
+                    full[column] = self.translate(target, full[column])
+                self.created_rows.setdefault(otype, []).append(full)
+            if waits:
+                later.append(values)  # its parent is new too: insert parents first
+                continue
+            chunk.append(values)
+            if len(chunk) >= 20000:
+                self._executemany(compiled, names, chunk)
+                chunk = []
+        if chunk:
+            self._executemany(compiled, names, chunk)
+        if later and parent_at is not None:
+            for batch in _by_depth(later, id_at, parent_at):
+                self._executemany(compiled, names, batch)
+        self.created_count[otype] = count
+        if otype == "link":
+            self._connect_ends()
+
+    def _note_created(self, otype: str, row: dict[str, Any], ident: int) -> None:
+        """What audit, events and taggings need to know about a new row."""
+        if otype == "link":
+            self.created_links.append(
+                (ident, row["a_type"], row["a_id"], row["b_type"], row["b_id"])
+            )
+        elif otype == "device":
+            self.devices_added[self.translate("site", row["site_id"]) or 0] += 1
+        elif otype == "component" and row.get("status") == "failed":
+            device = self.translate("device", row["device_id"])
+            self.created_failed.append(
+                {**self.defaults(otype), **row, "id": ident, "device_id": device}
+            )
+        if otype in TAGGED and row.get("tags"):
+            self.created_tags.setdefault(otype, []).append((ident, row["tags"]))
+
+    def _executemany(self, compiled: Any, names: list[str], params: list[Any]) -> None:
+        connection = self.session.connection()
+        if not compiled.positional:
+            params = [dict(zip(names, values, strict=True)) for values in params]
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(compiled.string, params)
@@ -2307,24 +2324,18 @@ def _overlap(
     return bool(both_faces or a.get("face") == b.get("face"))
 
 
-def _by_depth(rows: list[dict[str, Any]], column: str | None) -> Iterator[list[dict[str, Any]]]:
+def _by_depth(rows: list[list[Any]], id_at: int, parent_at: int) -> Iterator[list[list[Any]]]:
     """Rows whose parent is in the same list come after it."""
-    if column is None:
-        yield rows
-        return
-    ids = {r["id"] for r in rows}
+    ids = {r[id_at] for r in rows}
     done: set[int] = set()
     pending = rows
     while pending:
-        ready = [
-            r for r in pending if r[column] is None or r[column] not in ids or r[column] in done
-        ]
+        ready = [r for r in pending if r[parent_at] not in ids or r[parent_at] in done]
         if not ready:
-            raise InvalidInput(f"{column}: parents form a loop")
+            raise InvalidInput("parents form a loop")
         yield ready
-        done.update(r["id"] for r in ready)
-        ready_ids = {r["id"] for r in ready}
-        pending = [r for r in pending if r["id"] not in ready_ids]
+        done.update(r[id_at] for r in ready)
+        pending = [r for r in pending if r[id_at] not in done]
 
 
 def _custom_value(decl: m.CustomField, value: Any) -> Any:
