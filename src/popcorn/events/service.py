@@ -1,14 +1,16 @@
 """Events: durable ingest, search, versioned rules, processing, incidents and secrets.
 
 Ingest stores every accepted event and records its processing job in the same
-transaction (`popcorn.jobs.enqueue` on the "high" queue). We chose a job over a
-dedicated outbox subscriber because the job record is durable before the API
-answers, rq hands it to any number of workers on any machine (the outbox
-dispatcher is one leased loop shared by every domain, so a backlog there would
-be processed serially), and the core already re-sends jobs Redis lost and
-retries jobs whose worker died. Processing is idempotent: an event is matched
-only while it is "pending", in the transaction that records its matches and
-action runs, so a job delivered twice does nothing the second time.
+transaction (`popcorn.jobs.enqueue` on the "high" queue), unless a processing
+job is already waiting for a worker: that one sweeps every pending event when
+it starts. We chose a job over a dedicated outbox subscriber because the job
+record is durable before the API answers, rq hands it to any number of workers
+on any machine (the outbox dispatcher is one leased loop shared by every
+domain, so a backlog there would be processed serially), and the core already
+re-sends jobs Redis lost and retries jobs whose worker died. Processing is
+idempotent: an event is matched only while it is "pending", in the transaction
+that records its matches and action runs, so a job delivered twice does
+nothing the second time.
 
 Rules are YAML stored as versions; each worker keeps one compiled `RuleSet`
 keyed by a stamp that every rule change replaces, so rules are compiled once
