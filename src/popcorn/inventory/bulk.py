@@ -127,26 +127,28 @@ FKS: dict[str, dict[str, str]] = {
 SELF_FK = {"region": "parent_id", "component": "parent_id", "port": "peer_id"}
 # Fields whose values repeat across rows (part numbers, firmware, dates, kinds): one copy
 # each per batch instead of one per row, which matters with a million components.
-SHARED: dict[str, tuple[str, ...]] = {
-    "device": ("role", "model", "site", "rack", "platform", "os_version", "status"),
-    "component": (
-        "kind",
-        "name",
-        "part_number",
-        "firmware",
-        "status",
-        "install_date",
-        "eol_date",
-        "label",
-        "description",
-        "manufacturer",
-        "parent",
-        "bay",
-        "module_type",
+SHARED: dict[str, frozenset[str]] = {
+    "device": frozenset(("role", "model", "site", "rack", "platform", "os_version", "status")),
+    "component": frozenset(
+        (
+            "kind",
+            "name",
+            "part_number",
+            "firmware",
+            "status",
+            "install_date",
+            "eol_date",
+            "label",
+            "description",
+            "manufacturer",
+            "parent",
+            "bay",
+            "module_type",
+        )
     ),
-    "interface": ("name", "type", "label", "description", "module"),
-    "port": ("kind", "name", "type", "label", "description"),
-    "bay": ("kind", "name", "label", "position"),
+    "interface": frozenset(("name", "type", "label", "description", "module")),
+    "port": frozenset(("kind", "name", "type", "label", "description")),
+    "bay": frozenset(("kind", "name", "label", "position")),
 }
 # Besides their key, some objects are found by a second name ("Cisco", "Europe", a model name).
 ALIAS_FIELD = {"region": "name", "manufacturer": "name", "device_model": "model"}
@@ -494,8 +496,8 @@ class Batch:
         shared = SHARED.get(otype)
         if shared:
             cache = self.shared_values
-            for key in shared:
-                value = data.get(key)
+            for key in shared.intersection(data):
+                value = data[key]
                 if value is not None:
                     data[key] = cache.setdefault(value, value)
         row.data = data
@@ -944,7 +946,9 @@ class Batch:
         self.deferred = []
 
     def _check_loops(self, otype: str, column: str) -> None:
-        for ident in [*self.planned[otype], *self.changes[otype]]:
+        children = [i for i, row in self.planned[otype].items() if row.get(column) is not None]
+        children += [i for i, diff in self.changes[otype].items() if diff.get(column) is not None]
+        for ident in children:
             seen = {ident}
             current = self.state(otype, ident).get(column)
             while current is not None:

@@ -110,15 +110,15 @@ def parse(
                 f"{filename}: a CSV file holds one object type: give the type "
                 "(devices, sites…) or name the file after it"
             )
-        return _sourced({otype: _csv_rows(text, otype, filename)}, filename)
+        return {otype: _csv_rows(text, otype, filename)}
     if fmt == "json":
         sections = _json_sections(text, otype, filename)
     else:
         sections = _yaml_sections(text, otype, filename)
-    return _sourced(sections, filename)
+    return sections
 
 
-def _sourced(sections: Sections, filename: str) -> Sections:
+def mark_source(sections: Sections, filename: str) -> Sections:
     """Rows remember their file, so errors from a multi-file import say which one."""
     if filename != "upload":
         for rows in sections.values():

@@ -174,7 +174,14 @@ def _u_height(value: float) -> float:
     return value
 
 
+_DOTTED_QUAD = re.compile(
+    r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
+)
+
+
 def _ipv4(value: str) -> str:
+    if _DOTTED_QUAD.match(value):
+        return value  # the common case, without building an address object
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:

@@ -787,6 +787,8 @@ def import_files(
     sections: dict[str, list[Row]] = {}
     for name, content in files:
         parsed = formats.parse(content, filename=name, fmt=fmt, otype=otype)
+        if len(files) > 1:
+            formats.mark_source(parsed, name)
         for key in list(parsed):
             _merge(sections, key, parsed.pop(key))
     source = ", ".join(Path(name).name for name, _ in files)[:80] or "import"
@@ -832,6 +834,8 @@ def import_paths(
                 raise InvalidInput(f"no device-type YAML files under {path}")
             continue
         parsed = formats.parse_path(path, fmt=fmt, otype=otype)
+        if len(paths) > 1:
+            formats.mark_source(parsed, str(path))
         for key in list(parsed):
             _merge(sections, key, parsed.pop(key))
     source = ", ".join(p.name for p in paths)[:80] or "import"
