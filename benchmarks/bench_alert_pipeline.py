@@ -379,7 +379,8 @@ the insert (authentication, parsing), {statistics.median(pipeline["matched"]):.0
 stored event to its matches and runbook start (queue, fork, the processing transaction),
 {statistics.median(pipeline["started"]):.0f} ms from there to the first step (remediation's job:
 queue, fork, claim). A worker that runs jobs in its own process (`--no-fork`) skips the fork
-and keeps its caches (compiled rules, SQL statements, templates) warm between jobs.
+and keeps its caches (compiled rules, SQL statements, templates) warm between jobs; it is
+what `popcorn up` runs unless told `--fork-jobs`.
 
 Goal p95 < 1000 ms to the first step: **{verdict}** ({step_p95:.0f} ms). At the median the
 whole pipeline takes {ratio:.0f}x the bare HTTP round trip: between the alert and the step sit

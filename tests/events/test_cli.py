@@ -13,9 +13,10 @@ from sqlalchemy import select
 from popcorn import jobs
 from popcorn.cli import cli
 from popcorn.db import session_scope
-from popcorn.events.cli import group
+from popcorn.events.cli import extra_groups, group
 
-cli.add_command(group)
+for command in (group, *extra_groups):
+    cli.add_command(command)
 RULES_DIR = Path(__file__).resolve().parents[2] / "src" / "popcorn" / "events" / "rules.d"
 
 

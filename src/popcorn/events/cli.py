@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from popcorn.cli import cli, json_option, output, parse_kv, with_actor
+from popcorn.cli import json_option, output, parse_kv, with_actor
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.events import service
@@ -454,7 +454,6 @@ def rules_deactivate(name: str) -> None:
     click.echo(f"rule {name!r} deactivated")
 
 
-# `popcorn rules …` is the name users know; the core mounts one group per domain, so the
-# rules group is attached beside it here (and also reachable as `popcorn events rules …`).
+# `popcorn rules …` is the name users know (also reachable as `popcorn events rules …`).
 group.add_command(rules)
-cli.add_command(rules)
+extra_groups = [rules]
