@@ -428,6 +428,8 @@ class Batch:
         self.unchanged: Counter[str] = Counter()
         self.seen: dict[str, dict[Any, int | None]] = {t: {} for t in ORDER}
         self.claimed: dict[str, set[int]] = {t: set() for t in CHILDREN}
+        self.upcoming: dict[str, list[int]] = {t: [] for t in CHILDREN}
+        self.upcoming_at: dict[str, dict[int, int]] = {t: {} for t in CHILDREN}
         self.shared_values: dict[Any, Any] = {}
         self.failed: dict[str, set[Any]] = {t: set() for t in ORDER}
         self.touched: dict[str, list[int]] = {t: [] for t in ORDER}
@@ -1449,11 +1451,16 @@ class Batch:
         return self.ref(otype, row, "device", "device", name)
 
     def _prepare_children(self, otype: str, rows: list[Row]) -> None:
-        names = {r.data.get("device") for r in rows if isinstance(r.data.get("device"), str)}
-        self._load_devices(n for n in names if n is not None)
-        self._load_children(
-            otype, [self.index["device"][n] for n in names if n in self.index["device"]]
-        )
+        """Note which stored devices the rows touch, in order; their parts load as needed.
+
+        Parts are loaded 1,000 devices at a time as planning reaches them, so a
+        re-import never holds every parsed row and every stored row at once.
+        """
+        names = dict.fromkeys(name for r in rows if isinstance(name := r.data.get("device"), str))
+        self._load_devices(names)
+        order = [i for n in names if (i := self.index["device"].get(n)) is not None and i > 0]
+        self.upcoming[otype] = order
+        self.upcoming_at[otype] = {ident: at for at, ident in enumerate(order)}
 
     def _child_identify(
         self,
@@ -1473,7 +1480,9 @@ class Batch:
                 return None, None, False
             device_id = found["device_id"]
         if device_id > 0 and device_id not in self.loaded_devices[otype]:
-            self._load_children(otype, [device_id])
+            at = self.upcoming_at[otype].get(device_id)
+            ahead = self.upcoming[otype][at : at + 1000] if at is not None else []
+            self._load_children(otype, [device_id, *ahead])
         key = (device_id, *key_tail)
         ok, existing = self.identify(otype, row, key, "name")
         return device_id, existing, ok
