@@ -361,7 +361,10 @@ def audit_command(
 
 
 def register(group: click.Group) -> None:
+    from popcorn.demo.cli import command as demo
+
     for command in (
+        demo,
         up,
         serve,
         worker,

@@ -1,0 +1,1 @@
+"""`popcorn demo`: a generated world and one incident played end to end on real processes."""

@@ -1,0 +1,124 @@
+"""Writing a generated world into a fresh installation, through the domains' service functions.
+
+This runs before the platform's processes start (nothing else is writing), so it calls
+the services in-process: the same functions the API and the CLI call, each change in
+its own transaction with its audit records and domain events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from popcorn import auth
+from popcorn.context import acting_as
+from popcorn.db import session_scope
+from popcorn.demo.world import World
+
+ACTOR = "demo"
+AUTHORITY = "Popcorn Demo Root CA"
+RUNBOOK_CLIENT = "popcorn-runbook"
+
+Step = Callable[[str, int, int], None]
+
+
+def inventory(world: World, directory: Path) -> dict[str, Any]:
+    """One all-or-nothing import of the whole network (also kept as a file to look at)."""
+    from popcorn.inventory import service
+
+    text = json.dumps(world.inventory, indent=1)
+    (directory / "inventory.json").write_text(text)
+    with acting_as(ACTOR), session_scope() as session:
+        result = service.import_files(session=session, files=[("demo-world.json", text)])
+    return result.as_dict()
+
+
+def signals(world: World, progress: Step) -> int:
+    """The day of signals before the incident, and the week of client demand."""
+    from popcorn.signals import service
+
+    batches = [*world.signal_batches(tail=False), *world.demand_batches()]
+    stored = 0
+    for done, payload in enumerate(batches, start=1):
+        with acting_as(ACTOR), session_scope() as session:
+            stored += service.ingest_json(session=session, payload=payload).samples
+        progress("signals", done, len(batches))
+    return stored
+
+
+def traffic(world: World) -> dict[str, Any]:
+    """Cloud regions with their instance model, CDN sites from inventory, groups and costs."""
+    from popcorn.traffic import service
+
+    with acting_as(ACTOR), session_scope() as session:
+        for region in world.cloud_regions:
+            service.create_region(session=session, data=region)
+        synced = service.sync_from_inventory(session=session)
+        for group in world.groups:
+            service.create_group(session=session, data=group)
+        costs = service.set_costs(session=session, entries=world.costs, replace=True)
+    return {"synced": synced, "costs": costs}
+
+
+def rules() -> dict[str, Any]:
+    """The shipped Alertmanager and platform rule packs, switched from monitor to enforce."""
+    from popcorn.events import service
+
+    root = resources.files("popcorn.events") / "rules.d"
+    files = service.read_rule_files(str(root))
+    enforced = [(name, text.replace("mode: monitor", "mode: enforce")) for name, text in files]
+    with acting_as(ACTOR), session_scope() as session:
+        loaded = service.load_rules(session=session, files=enforced)
+    return loaded.as_dict()
+
+
+def certificates(world: World, directory: Path) -> tuple[Path, Path, Path]:
+    """A demo root CA; a server certificate for the appliance's Bolt agent; the runbooks'
+    client certificate, installed where runbook steps look for it."""
+    from popcorn.certificates import service as certs
+    from popcorn.certificates.schemas import AuthorityCreate
+    from popcorn.remediation import service as remediation
+
+    device = world.incident.device
+    with acting_as(ACTOR), session_scope() as session:
+        certs.create_authority(
+            session=session,
+            spec=AuthorityCreate(
+                name=AUTHORITY,
+                key_type="ecdsa-p256",
+                organization="Popcorn demo",
+                common_name="Popcorn Demo Root CA",
+                validity_days=3650,
+            ),
+        )
+        issued = certs.issue_agent_certificate(
+            session=session,
+            authority=AUTHORITY,
+            agent_name=device[:64],
+            dns_names=["localhost"],
+            ip_addresses=["127.0.0.1"],
+            profile="server",
+        )
+        bundle = certs.ca_bundle(session=session, authority=AUTHORITY)
+        remediation.issue_bolt_credentials(
+            session=session, authority=AUTHORITY, name=RUNBOOK_CLIENT
+        )
+    tls = directory / "agent-tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    cert, key, ca = tls / "agent.crt", tls / "agent.key", tls / "ca.pem"
+    cert.write_text(issued.cert_pem + issued.chain_pem)
+    key.touch(mode=0o600)
+    key.write_text(issued.key_pem)
+    ca.write_text(bundle)
+    return cert, key, ca
+
+
+def tokens() -> tuple[str, str]:
+    """An admin token for the person running the demo, an operator token for the agent."""
+    with acting_as(ACTOR), session_scope() as session:
+        _, admin = auth.create_token(session=session, name="demo-admin", role="admin")
+        _, agent = auth.create_token(session=session, name="demo-bolt-agent", role="operator")
+    return admin, agent

@@ -1,0 +1,112 @@
+"""`popcorn demo`: the first thing a new user runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from popcorn.commands import host_port
+
+
+def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> None:
+    links = summary.get("links", {})
+    timings = summary.get("timings", {})
+    build = sum(
+        timings.get(k, 0.0)
+        for k in ("home", "generate", "inventory", "signals_store", "traffic", "rules",
+                  "certificates", "aws")
+    )  # fmt: skip
+    story = sum(
+        timings.get(k, 0.0)
+        for k in ("disk", "signals", "alert", "rules_match", "ranking", "bolt", "inventory_check",
+                  "shift", "evacuation", "execute", "return")
+    )  # fmt: skip
+    console.print()
+    console.print("[bold]Summary[/bold]")
+    rows = [
+        ("console", links.get("console", "")),
+        ("admin token", summary.get("admin_token", "")),
+        ("runbook execution", links.get("execution", "")),
+        ("signal analysis", links.get("analysis", "")),
+        ("device", links.get("device", "")),
+        ("evacuation plan", links.get("evacuation_plan", "")),
+        ("API docs", links.get("api_docs", "")),
+        (
+            "timings",
+            f"world {build:.1f} s, platform {timings.get('platform', 0):.1f} s, "
+            f"story {story:.1f} s, total {timings.get('total', 0):.1f} s",
+        ),
+    ]
+    for label, value in rows:
+        console.print(f"  [cyan]{label:<18}[/cyan] {value}", highlight=False)
+    console.print()
+    if serve:
+        console.print(
+            "Popcorn keeps running with the demo world; sign in to the console with the "
+            "admin token. Ctrl-C stops everything."
+        )
+    else:
+        console.print(
+            "The story is over and everything is stopped. Run `popcorn demo --serve` to keep "
+            "the platform running and explore the incident in the console."
+        )
+
+
+@click.command("demo")
+@host_port
+@click.option("--seed", default=1, show_default=True, help="The same seed builds the same world.")
+@click.option("--fast", is_flag=True, help="A small world (4 sites, ~60 devices) for tests.")
+@click.option("--serve", is_flag=True, help="Keep the platform running after the story.")
+@click.option("--force", is_flag=True, help="Wipe an installation that holds non-demo data.")
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    help="Seconds each step may take (a runbook to finish, a plan to execute).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def command(
+    host: str,
+    port: int,
+    seed: int,
+    fast: bool,
+    serve: bool,
+    force: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Build a demo world and play one incident end to end on real processes.
+
+    Migrations, then the API, workers and scheduler, a local AWS endpoint and a Bolt
+    agent are started; a disk fails, Alertmanager alerts, runbooks diagnose and fix,
+    traffic moves, and a regional evacuation drill runs and returns. Works in
+    POPCORN_HOME: a previous demo world there is rebuilt.
+    """
+    from popcorn.demo.platform import DemoError
+    from popcorn.demo.run import DemoRun, Options
+
+    console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    options = Options(host, port, seed, fast, serve, force, timeout)
+    demo = DemoRun(options, console)
+
+    def ready(summary: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(summary, indent=2, default=str))
+            sys.stdout.flush()
+        else:
+            _print_summary(console, summary, serve)
+
+    try:
+        demo.run(ready)
+    except DemoError as exc:
+        if as_json:
+            failed = {**demo.summary, "ok": False, "stopped_at": exc.step, "error": exc.message}
+            click.echo(json.dumps(failed, indent=2, default=str))
+        raise click.ClickException(f"demo stopped at {exc.step}: {exc.message}") from exc
+    except KeyboardInterrupt:
+        console.print("interrupted; everything the demo started is stopped")
+        sys.exit(130)

@@ -1,0 +1,294 @@
+"""One run of `popcorn demo`: build the world, start everything, play the story, clean up.
+
+Whatever was started is stopped on the way out (success, failure, Ctrl-C or SIGTERM),
+in reverse order: the Bolt agent, the platform's processes, the AWS endpoint, the
+embedded Redis. With `serve`, the way out is Ctrl-C or SIGTERM after the story.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from popcorn.demo import build, platform
+from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
+from popcorn.demo.story import Narrator, Story, iso, poll
+from popcorn.demo.world import World, generate
+
+
+@dataclass
+class Options:
+    host: str
+    port: int
+    seed: int
+    fast: bool
+    serve: bool
+    force: bool
+    timeout: float
+
+
+@dataclass
+class DemoRun:
+    options: Options
+    console: Console
+    narrator: Narrator = field(init=False)
+    platform: Platform | None = None
+    aws: AwsSandbox | None = None
+    agent: BoltAgent | None = None
+    redis_pid: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    agent_token: str = ""
+    tls: tuple[Path, Path, Path] | None = None
+
+    def __post_init__(self) -> None:
+        self.narrator = Narrator(self.console)
+
+    def run(self, on_ready: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Play the demo, hand the summary to `on_ready`, serve if asked, then stop it all.
+
+        The summary is kept in `self.summary` even when a step fails.
+        """
+        started = time.monotonic()
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self._run(started)
+            on_ready(self.summary)
+            if self.options.serve:
+                self._serve()
+            return self.summary
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleaning up is not interruptible
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                self.stop()
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, previous)
+
+    def _run(self, started: float) -> None:
+        o, n = self.options, self.narrator
+        url = f"http://{o.host}:{o.port}"
+        if platform.port_in_use(o.host, o.port):
+            raise DemoError("platform", f"{o.host}:{o.port} is in use; pick another with --port")
+        size = "small world (--fast)" if o.fast else "full world"
+        n.say(f"[bold]Popcorn demo[/bold] — seed {o.seed}, {size}, in {platform.home()}")
+        with n.step("home", "Prepare the installation (migrations)") as notes:
+            found = platform.prepare_home(force=o.force, seed=o.seed, fast=o.fast)
+            _log_to_file()
+            from popcorn.db import upgrade
+
+            upgrade()
+            notes.append(
+                {
+                    "new": "a new installation",
+                    "demo": "the previous demo world was wiped",
+                    "forced": "the installation's data was wiped (--force)",
+                }[found]
+            )
+        world = self._build(url)
+        with n.step(
+            "platform", "Start the platform: API (Gunicorn), 2 workers, scheduler"
+        ) as notes:
+            self.platform = Platform(o.host, o.port)
+            self.platform.start()
+            self.platform.wait_ready(o.timeout)
+            notes.append(f"{url}  (pids {self.platform.pids()})")
+        self._start_agent(world, url)
+        from popcorn.client import Client
+
+        with Client(url, self.summary["admin_token"], timeout=120) as client:
+            story = Story(
+                client=client,
+                world=world,
+                agent=self._agent(),
+                aws_endpoint=self._aws().endpoint,
+                narrator=n,
+                timeout=o.timeout,
+            )
+            self.summary.update(story.play())
+        self.summary["timings"] = {
+            **n.timings,
+            "total": round(time.monotonic() - started, 2),
+        }
+        self.summary["links"] = _links(url, self.summary)
+        self.summary["processes"] = self._pids()
+        self.summary["ok"] = True
+        self.summary["serving"] = o.serve
+
+    def _build(self, url: str) -> World:
+        o, n = self.options, self.narrator
+        world_dir = platform.home() / "demo"
+        with n.step("generate", "Generate the world") as notes:
+            world = generate(o.seed, fast=o.fast, now=time.time())
+            c = world.counts
+            notes.append(
+                f"{c['regions']} cloud regions, {c['sites']} CDN sites, "
+                f"{c['device_models']} device models, {c['devices']:,} devices, "
+                f"{c['components']:,} components, "
+                f"{c['links']:,} links"
+            )
+            notes.append(
+                f"{c['signals']:,} signals with {c['samples']:,} one-minute samples; "
+                f"{c['client_groups']} client groups with a week of demand"
+            )
+        with n.step("inventory", "Import the network into inventory") as notes:
+            result = build.inventory(world, world_dir)
+            notes.append(f"{result['totals']['create']:,} objects in one all-or-nothing import")
+        with n.step("signals_store", "Store a day of signals and a week of demand") as notes:
+            stored = build.signals(world, lambda *_: None)
+            notes.append(f"{stored:,} samples (the incident's last minutes arrive later)")
+        with n.step("traffic", "Model traffic: cloud regions, CDN sites, client groups") as notes:
+            model = build.traffic(world)
+            notes.append(
+                f"{len(model['synced']['created'])} CDN sites from inventory, "
+                f"{model['costs']['pairs']} latencies"
+            )
+        with n.step("rules", "Load the shipped rule packs (enforced)") as notes:
+            rules = build.rules()
+            notes.append(", ".join(r["name"] for r in rules["rules"]))
+        with n.step("certificates", "Create a certificate authority; issue Bolt certificates"):
+            tls = build.certificates(world, world_dir)
+        admin, agent_token = build.tokens()
+        with n.step("aws", "Start a local AWS endpoint; Auto Scaling groups and Route 53") as notes:
+            self.aws = AwsSandbox()
+            endpoint = self.aws.start()
+            bound = _bind_sandbox(endpoint)
+            notes.append(f"{endpoint}: zone {bound['record_name']}, {len(bound['regions'])} groups")
+        self.summary.update(
+            {
+                "ok": False,
+                "seed": o.seed,
+                "fast": o.fast,
+                "home": str(platform.home()),
+                "url": url,
+                "admin_token": admin,
+                "aws_endpoint": endpoint,
+                "world": {**world.counts, "rules": len(rules["rules"])},
+                "incident": {
+                    "site": world.incident.site,
+                    "device": world.incident.device,
+                    "disk": world.incident.disk,
+                    "alert_time": iso(world.incident.alert_time),
+                },
+            }
+        )
+        platform.write_marker({"built": True, "incident": self.summary["incident"]})
+        self.agent_token = agent_token
+        self.tls = tls
+        return world
+
+    def _start_agent(self, world: World, url: str) -> None:
+        with self.narrator.step("agent", "Start the appliance's Bolt agent") as notes:
+            assert self.tls is not None
+            self.agent = BoltAgent(
+                device=world.incident.device,
+                popcorn_url=url,
+                token=self.agent_token,
+                tls=self.tls,
+                disks=world.incident.disks,
+            )
+            self.agent.start()
+            agent = self.agent
+            from popcorn.client import Client
+
+            with Client(url, self.summary["admin_token"]) as client:
+
+                def registered() -> bool | None:
+                    if not agent.alive():
+                        raise DemoError("agent", "the Bolt agent exited; see logs/bolt-agent.log")
+                    found = client.get(f"/api/v1/inventory/devices/{world.incident.device}")
+                    return True if found.get("agent_url") == agent.url else None
+
+                poll("the Bolt agent's first heartbeat", registered, self.options.timeout)
+            notes.append(f"{agent.url}, mutual TLS, heartbeats to {url} registered it")
+
+    def _agent(self) -> BoltAgent:
+        assert self.agent is not None
+        return self.agent
+
+    def _aws(self) -> AwsSandbox:
+        assert self.aws is not None
+        return self.aws
+
+    def _pids(self) -> dict[str, int]:
+        pids = dict(self.platform.pids()) if self.platform else {}
+        if self.agent is not None and self.agent.process is not None:
+            pids["bolt-agent"] = self.agent.process.pid
+        from popcorn.config import get_settings
+        from popcorn.jobs import embedded_redis_server
+
+        if not get_settings().redis_url:
+            pids["redis"] = int(embedded_redis_server().pid)
+        return pids
+
+    def _serve(self) -> None:
+        """Keep everything running until Ctrl-C or SIGTERM."""
+        idle = threading.Event()
+        try:
+            while not idle.wait(1.0):
+                if self.agent is not None and not self.agent.alive():
+                    self.agent.start()  # a host's agent comes back after a crash
+        except KeyboardInterrupt:
+            self.console.print("stopping…")
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+        if self.platform is not None:
+            self.platform.stop()
+        if self.aws is not None:
+            self.aws.stop()
+        self.redis_pid = platform.stop_embedded_redis()
+        from popcorn.db import dispose_engines
+
+        dispose_engines()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _log_to_file() -> None:
+    """The platform's and libraries' logs go to POPCORN_HOME/logs/demo.log, not the narrative."""
+    logs = platform.home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(logs / "demo.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _bind_sandbox(endpoint: str) -> dict[str, Any]:
+    from popcorn.context import acting_as
+    from popcorn.db import session_scope
+    from popcorn.traffic import service
+
+    with acting_as(build.ACTOR), session_scope() as session:
+        return service.bind_sandbox(session=session, endpoint_url=endpoint, prefix="demo")
+
+
+def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
+    links = {"console": f"{url}/ui/", "api_docs": f"{url}/docs"}
+    if "disk_failure" in summary:
+        links["execution"] = (
+            f"{url}/ui/runbooks/executions/{summary['disk_failure']['execution_id']}"
+        )
+    if "analysis" in summary:
+        links["analysis"] = f"{url}/ui/signals/analyses/{summary['analysis']['id']}"
+    if "inventory" in summary:
+        links["device"] = f"{url}/ui/inventory/devices/{summary['inventory']['device']}"
+    if "evacuation" in summary:
+        links["evacuation_plan"] = f"{url}/ui/traffic/plans/{summary['evacuation']['plan_id']}"
+    return links
