@@ -2055,6 +2055,28 @@ class Batch:
         if otype in TAGGED and row.get("tags"):
             self.created_tags.setdefault(otype, []).append((ident, row["tags"]))
 
+    def _insert_plain(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Rows that all carry the same columns (template rows, taggings) via the driver."""
+        if not rows:
+            return
+        dialect = self.session.connection().dialect
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
+        names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
+        processors = [
+            (index, process)
+            for index, name in enumerate(names)
+            if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            is not None
+        ]
+        params = []
+        for row in rows:
+            values = [row.get(name) for name in names]
+            for index, convert in processors:
+                if values[index] is not None:
+                    values[index] = convert(values[index])
+            params.append(values)
+        self._executemany(compiled, names, params)
+
     def _executemany(self, compiled: Any, names: list[str], params: list[Any]) -> None:
         connection = self.session.connection()
         if not compiled.positional:
@@ -2130,7 +2152,7 @@ class Batch:
             for tpl in templates:
                 rows.append({**tpl, column: owner, other: None})
         for chunk in _chunks(rows, 20000):
-            self.session.execute(insert(table), list(chunk))
+            self._insert_plain(table, list(chunk))
 
     def _write_taggings(self, otype: str) -> None:
         table: Table = m.Tagging.__table__  # type: ignore[assignment]
@@ -2150,7 +2172,7 @@ class Batch:
             {"object_type": otype, "object_id": i, "tag": t} for i, tags in changed for t in tags
         ]
         for chunk in _chunks(rows, 20000):
-            self.session.execute(insert(table), list(chunk))
+            self._insert_plain(table, list(chunk))
 
     # -- audit and events -----------------------------------------------------------
 
