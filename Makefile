@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/popcorn up --admin-token
+	$(BIN)/popcorn demo --serve
 
 test: lint typecheck pytest
 
