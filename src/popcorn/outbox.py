@@ -194,6 +194,13 @@ def _pending(session: Session, sub: Subscriber, after: int) -> list[OutboxEvent]
 def deliver(sub: Subscriber, *, url: str | None = None) -> int:
     """Deliver one batch to one subscriber; returns how many events it consumed."""
     now = utcnow()
+    with session_scope(url, readonly=True) as session:
+        # Idle polls stay reads: no write lock unless there is something to deliver.
+        known = session.get(SubscriberCursor, sub.name)
+        if known is not None:
+            newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+            if newest <= known.last_id:
+                return 0
     with session_scope(url) as session:
         cursor = _cursor(session, sub.name)
         if cursor.retry_at is not None and cursor.retry_at > now:

@@ -101,7 +101,7 @@ class Supervisor:
     host: str
     port: int
     web_workers: int = 2
-    job_workers: int = 1
+    job_workers: int = 2
     fork_jobs: bool = False
     children: list[Child] = field(default_factory=list)
 

@@ -154,8 +154,11 @@ def test_up_supervises_and_stops_cleanly(installation: dict[str, str], tmp_path:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test failed half-way: take the whole tree down
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0
     leftovers = [
         c.cmdline() for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
