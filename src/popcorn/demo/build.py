@@ -8,7 +8,6 @@ its own transaction with its audit records and domain events.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ ACTOR = "demo"
 AUTHORITY = "Popcorn Demo Root CA"
 RUNBOOK_CLIENT = "popcorn-runbook"
 
-Step = Callable[[str, int, int], None]
-
 
 def inventory(world: World, directory: Path) -> dict[str, Any]:
     """One all-or-nothing import of the whole network (also kept as a file to look at)."""
@@ -36,16 +33,14 @@ def inventory(world: World, directory: Path) -> dict[str, Any]:
     return result.as_dict()
 
 
-def signals(world: World, progress: Step) -> int:
+def signals(world: World) -> int:
     """The day of signals before the incident, and the week of client demand."""
     from popcorn.signals import service
 
-    batches = [*world.signal_batches(tail=False), *world.demand_batches()]
     stored = 0
-    for done, payload in enumerate(batches, start=1):
+    for batch in world.stored_batches():
         with acting_as(ACTOR), session_scope() as session:
-            stored += service.ingest_json(session=session, payload=payload).samples
-        progress("signals", done, len(batches))
+            stored += service.ingest_batch(session=session, batch=batch, source="demo").samples
     return stored
 
 

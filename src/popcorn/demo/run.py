@@ -144,7 +144,7 @@ class DemoRun:
             result = build.inventory(world, world_dir)
             notes.append(f"{result['totals']['create']:,} objects in one all-or-nothing import")
         with n.step("signals_store", "Store a day of signals and a week of demand") as notes:
-            stored = build.signals(world, lambda *_: None)
+            stored = build.signals(world)
             notes.append(f"{stored:,} samples (the incident's last minutes arrive later)")
         with n.step("traffic", "Model traffic: cloud regions, CDN sites, client groups") as notes:
             model = build.traffic(world)

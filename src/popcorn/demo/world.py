@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from popcorn.demo import catalog
 from popcorn.signals.generate import generate_incident
+from popcorn.signals.ingest import Batch, check_samples, series_key
 from popcorn.signals.promql import format_series
 
 FloatArray = npt.NDArray[np.float64]
@@ -35,9 +36,10 @@ ALERT_DELAY_S = 3 * 60
 TAIL_BEFORE_ALERT_S = 20 * 60  # the story ingests from here on: the incident as it happens
 DEMAND_METRIC = "client_demand_gbps"
 PEAK_CDN_UTILISATION = 0.55
-PEAK_CLOUD_UTILISATION = 0.7
+# The cloud runs at 75% of its usable capacity now, so evacuating a region means scaling up.
+CLOUD_UTILISATION_NOW = 0.75
 CLOUD_INSTANCES = 12
-CLOUD_MAX_INSTANCES = 30
+CLOUD_MAX_INSTANCES = 40
 CLOUD_HEADROOM = 0.1
 
 
@@ -68,6 +70,20 @@ class SignalBlock:
     @property
     def samples(self) -> int:
         return int(np.isfinite(self.values).sum())
+
+    def batches(self, cols: npt.NDArray[np.bool_], per_batch: int) -> Iterator[Batch]:
+        """The chosen sample columns of every series, `per_batch` series at a time."""
+        ts_ms = self.timestamps[cols] * 1000
+        for lo in range(0, len(self.keys), per_batch):
+            block = self.values[lo : lo + per_batch][:, cols]
+            rows, at = np.nonzero(np.isfinite(block))
+            keys = [
+                series_key(metric, labels, f"series {lo + i}")
+                for i, (metric, labels) in enumerate(self.keys[lo : lo + per_batch])
+            ]
+            batch = Batch(keys, rows.astype(np.int64), ts_ms[at], block[rows, at])
+            check_samples(batch.ts, batch.value, lambda i: f"sample {i}")
+            yield batch
 
 
 @dataclass
@@ -103,9 +119,12 @@ class World:
         cols = ts >= split if tail else ts < split
         yield from _payloads(self.signals, cols, per_batch)
 
-    def demand_batches(self, per_batch: int = 50) -> Iterator[dict[str, Any]]:
-        cols = np.ones(self.demand.timestamps.size, dtype=bool)
-        yield from _payloads(self.demand, cols, per_batch)
+    def stored_batches(self, per_batch: int = 1000) -> Iterator[Batch]:
+        """What the installation holds before the story: the day of signals up to the
+        incident's last minutes, and the week of client demand, as validated batches."""
+        split = self.incident.alert_time - TAIL_BEFORE_ALERT_S
+        yield from self.signals.batches(self.signals.timestamps < split, per_batch)
+        yield from self.demand.batches(np.ones(self.demand.timestamps.size, bool), per_batch)
 
 
 def _payloads(block: SignalBlock, cols: npt.NDArray[np.bool_], per_batch: int) -> Iterator[Any]:
@@ -618,9 +637,9 @@ def _demand(
     return groups, SignalBlock(keys, timestamps, values), places
 
 
-def _cloud(peak: float) -> list[dict[str, Any]]:
-    per_instance = peak / (
-        len(catalog.CLOUD_REGIONS) * CLOUD_INSTANCES * (1 - CLOUD_HEADROOM) * PEAK_CLOUD_UTILISATION
+def _cloud(demand_now: float) -> list[dict[str, Any]]:
+    per_instance = demand_now / (
+        len(catalog.CLOUD_REGIONS) * CLOUD_INSTANCES * (1 - CLOUD_HEADROOM) * CLOUD_UTILISATION_NOW
     )
     return [
         {
@@ -664,7 +683,8 @@ def generate(seed: int, *, fast: bool, now: float) -> World:
     signals, incident = _signals(size, seed, end, document, info)
     cdn_gbps = float(sum(site["gbps"] for site in info.values()))
     groups, demand, places = _demand(size, seed, end, cdn_gbps)
-    peak = float(demand.values.sum(axis=0).max())
+    window = int(groups[0]["demand_window_seconds"]) // STEP_SECONDS
+    demand_now = float(demand.values[:, -window:].mean(axis=1).sum())
     counts = {
         "regions": len(catalog.CLOUD_REGIONS),
         "sites": len(info),
@@ -680,7 +700,7 @@ def generate(seed: int, *, fast: bool, now: float) -> World:
         seed=seed,
         fast=fast,
         inventory=document,
-        cloud_regions=_cloud(peak),
+        cloud_regions=_cloud(demand_now),
         groups=groups,
         demand=demand,
         costs=_costs(seed, places, info),
