@@ -51,8 +51,9 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
         )
     else:
         console.print(
-            "The story is over and everything is stopped. Run `popcorn demo --serve` to keep "
-            "the platform running and explore the incident in the console."
+            "The story is over and everything the demo started is stopped; the world stays in "
+            "POPCORN_HOME. Run `popcorn demo --serve` to keep the platform running and explore "
+            "the incident in the console."
         )
 
 

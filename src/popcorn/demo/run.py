@@ -47,6 +47,7 @@ class DemoRun:
     redis_pid: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     agent_token: str = ""
+    prepared: bool = False
     tls: tuple[Path, Path, Path] | None = None
 
     def __post_init__(self) -> None:
@@ -60,11 +61,10 @@ class DemoRun:
         started = time.monotonic()
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            self._run(started)
-            on_ready(self.summary)
+            world = self._run(started)
             if self.options.serve:
-                self._serve()
-            return self.summary
+                on_ready(self.summary)
+                self._serve(world)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleaning up is not interruptible
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -73,8 +73,11 @@ class DemoRun:
             finally:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 signal.signal(signal.SIGTERM, previous)
+        if not self.options.serve:
+            on_ready(self.summary)
+        return self.summary
 
-    def _run(self, started: float) -> None:
+    def _run(self, started: float) -> World:
         o, n = self.options, self.narrator
         url = f"http://{o.host}:{o.port}"
         if platform.port_in_use(o.host, o.port):
@@ -83,6 +86,7 @@ class DemoRun:
         n.say(f"[bold]Popcorn demo[/bold] — seed {o.seed}, {size}, in {platform.home()}")
         with n.step("home", "Prepare the installation (migrations)") as notes:
             found = platform.prepare_home(force=o.force, seed=o.seed, fast=o.fast)
+            self.prepared = True
             _log_to_file()
             from popcorn.db import upgrade
 
@@ -123,6 +127,7 @@ class DemoRun:
         self.summary["processes"] = self._pids()
         self.summary["ok"] = True
         self.summary["serving"] = o.serve
+        return world
 
     def _build(self, url: str) -> World:
         o, n = self.options, self.narrator
@@ -230,27 +235,46 @@ class DemoRun:
             pids["redis"] = int(embedded_redis_server().pid)
         return pids
 
-    def _serve(self) -> None:
-        """Keep everything running until Ctrl-C or SIGTERM."""
+    def _serve(self, world: World) -> None:
+        """Keep everything running until Ctrl-C or SIGTERM, client demand flowing in."""
+        from popcorn.client import Client, PopcornAPIError
+        from popcorn.signals.client import SignalsSection
+
         idle = threading.Event()
+        last = int(world.demand.timestamps[-1])
+        log = logging.getLogger("popcorn.demo")
         try:
-            while not idle.wait(1.0):
-                if self.agent is not None and not self.agent.alive():
-                    self.agent.start()  # a host's agent comes back after a crash
+            with Client(self.summary["url"], self.summary["admin_token"]) as client:
+                signals = SignalsSection(client)
+                while not idle.wait(1.0):
+                    if self.agent is not None and not self.agent.alive():
+                        self.agent.start()  # a host's agent comes back after a crash
+                    fed, payload = world.demand_after(last, time.time())
+                    if payload is None:
+                        continue
+                    try:
+                        signals.ingest(payload["series"])
+                        last = fed
+                    except PopcornAPIError as exc:
+                        log.warning("client demand not stored (retried next minute): %s", exc)
         except KeyboardInterrupt:
-            self.console.print("stopping…")
+            self.console.print()
 
     def stop(self) -> None:
-        if self.agent is not None:
-            self.agent.stop()
-        if self.platform is not None:
-            self.platform.stop()
-        if self.aws is not None:
-            self.aws.stop()
-        self.redis_pid = platform.stop_embedded_redis()
-        from popcorn.db import dispose_engines
+        """Stop everything the demo started, in reverse order, and say so."""
+        if not self.prepared:
+            return
+        with self.narrator.step("stop", "Stop the Bolt agent, the platform, AWS and Redis"):
+            if self.agent is not None:
+                self.agent.stop()
+            if self.platform is not None:
+                self.platform.stop()
+            if self.aws is not None:
+                self.aws.stop()
+            self.redis_pid = platform.stop_embedded_redis()
+            from popcorn.db import dispose_engines
 
-        dispose_engines()
+            dispose_engines()
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -119,6 +119,25 @@ class World:
         cols = ts >= split if tail else ts < split
         yield from _payloads(self.signals, cols, per_batch)
 
+    def demand_after(self, last: int, now: float) -> tuple[int, dict[str, Any] | None]:
+        """Client demand for the whole minutes after `last` up to `now`, each repeating the
+        same minute a week earlier (a live feed while the demo serves); and the new `last`."""
+        stamps = np.arange(last + STEP_SECONDS, int(now) + 1, STEP_SECONDS, dtype=np.int64)
+        if stamps.size == 0:
+            return last, None
+        first, week = int(self.demand.timestamps[0]), 7 * 86_400
+        idx = np.clip((stamps - week - first) // STEP_SECONDS, 0, self.demand.timestamps.size - 1)
+        series = [
+            {
+                "metric": metric,
+                "labels": labels,
+                "timestamps": stamps.astype(float).tolist(),
+                "values": np.round(self.demand.values[row, idx], 3).tolist(),
+            }
+            for row, (metric, labels) in enumerate(self.demand.keys)
+        ]
+        return int(stamps[-1]), {"series": series}
+
     def stored_batches(self, per_batch: int = 1000) -> Iterator[Batch]:
         """What the installation holds before the story: the day of signals up to the
         incident's last minutes, and the week of client demand, as validated batches."""
