@@ -557,7 +557,7 @@ class Batch:
             return
         self.loaded.add(otype)
         table = TYPES[otype].table
-        for row in self.session.execute(select(table)).mappings():
+        for row in self.session.execute(_stored(table)).mappings():
             self._store(otype, row)
 
     def _load_devices(self, names: Iterable[str]) -> None:
@@ -569,7 +569,7 @@ class Batch:
             self._load_all("device")
             return
         for chunk in _chunks(wanted, 1000):
-            for row in self.session.execute(select(table).where(table.c.name.in_(chunk))):
+            for row in self.session.execute(_stored(table).where(table.c.name.in_(chunk))):
                 self._store("device", row._mapping)
 
     def _load_children(self, otype: str, device_ids: Iterable[int]) -> None:
@@ -580,7 +580,7 @@ class Batch:
         done.update(wanted)
         table = TYPES[otype].table
         for chunk in _chunks(wanted, 1000):
-            stmt = select(table).where(table.c.device_id.in_(chunk))
+            stmt = _stored(table).where(table.c.device_id.in_(chunk))
             for row in self.session.execute(stmt).mappings():
                 self._store(otype, row)
 
@@ -588,7 +588,7 @@ class Batch:
         if ident in self.before[otype]:
             return self.before[otype][ident]
         table = TYPES[otype].table
-        found = self.session.execute(select(table).where(table.c.id == ident)).mappings().first()
+        found = self.session.execute(_stored(table).where(table.c.id == ident)).mappings().first()
         if found is None:
             return None
         self._store(otype, found)
@@ -1309,7 +1309,7 @@ class Batch:
         existing_racks = [r for r in racks if r > 0]
         table = m.Device.__table__
         for chunk in _chunks(existing_racks, 1000):
-            stmt = select(table).where(table.c.rack_id.in_(chunk), table.c.position.is_not(None))
+            stmt = _stored(table).where(table.c.rack_id.in_(chunk), table.c.position.is_not(None))
             for found in self.session.execute(stmt).mappings():
                 if found["id"] not in self.before["device"]:
                     self._store("device", found)
@@ -2326,6 +2326,11 @@ class Batch:
 
 
 _INTERFACE_DEFAULTS = {("mgmt_only", False), ("enabled", True)}
+
+
+def _stored(table: Any) -> Any:
+    """Stored rows as planning compares them: every column but the timestamps."""
+    return select(*[c for c in table.c if c.name not in ("created_at", "updated_at")])
 
 
 def _last_value_cached(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
