@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result  # noqa: E402
+from common import git_revision, machine, write_result
 
 PYTHON = sys.executable
 MAKERS = [
@@ -466,7 +465,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure_api(env: dict[str, str], document: dict[str, Any], requests: int) -> dict[str, Any]:
+def generate(path: Path, devices: int, sites: int) -> dict[str, Any]:
+    """Write the fleet document and a sites-only one; return what the parent needs to know.
+
+    Runs in its own process: a parent holding the document would pass its memory
+    on to every child it forks, and Linux counts it in the children's peak RSS.
+    """
+    document = fleet(devices, sites)
+    path.write_text(json.dumps(document, separators=(",", ":")))
+    head = {"regions": document["regions"], "sites": document["sites"]}
+    (path.parent / "sites.json").write_text(json.dumps(head))
+    rng = random.Random(3)
+    sample = rng.sample(document["devices"], min(500, devices))
+    return {
+        "size_mb": path.stat().st_size / 2**20,
+        "components": sum(len(d["components"]) for d in document["devices"]),
+        "interfaces": sum(len(d["interfaces"]) for d in document["devices"]),
+        "sites": [site["code"] for site in document["sites"]],
+        "sample": [{"name": d["name"], "serial": d["serial"]} for d in sample],
+    }
+
+
+def measure_api(env: dict[str, str], summary: dict[str, Any], requests: int) -> dict[str, Any]:
     import httpx
 
     token = subprocess.run(
@@ -497,8 +517,8 @@ def measure_api(env: dict[str, str], document: dict[str, Any], requests: int) ->
                 raise SystemExit("popcorn serve did not come up")
             time.sleep(0.2)
         rng = random.Random(5)
-        sites = [s["code"] for s in document["sites"]]
-        devices = document["devices"]
+        sites = summary["sites"]
+        devices = summary["sample"]
         queries: dict[str, Any] = {
             "site": lambda: {"site": rng.choice(sites)},
             "region (with sub-regions)": lambda: {"region": rng.choice(["c-nl", "c-de", "c-jp"])},
@@ -562,9 +582,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--no-write", action="store_true", help="do not write results/inventory.md")
     parser.add_argument("--naive", nargs=2, metavar=("DOCUMENT", "SAMPLE"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive:
         print(json.dumps(naive_import(Path(args.naive[0]), int(args.naive[1]))))
+        return
+    if args.generate:
+        print(json.dumps(generate(args.generate, args.devices, args.sites)))
         return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-inventory-"))
@@ -584,11 +608,24 @@ def main() -> None:
     )
     document_path = work / "fleet.json"
     started = time.perf_counter()
-    document = fleet(args.devices, args.sites)
-    document_path.write_text(json.dumps(document, separators=(",", ":")))
-    size_mb = document_path.stat().st_size / 2**20
-    components = sum(len(d["components"]) for d in document["devices"])
-    interfaces = sum(len(d["interfaces"]) for d in document["devices"])
+    made = subprocess.run(
+        [
+            PYTHON,
+            __file__,
+            "--generate",
+            str(document_path),
+            "--devices",
+            str(args.devices),
+            "--sites",
+            str(args.sites),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    summary = json.loads(made.stdout)
+    size_mb, components = summary["size_mb"], summary["components"]
+    interfaces = summary["interfaces"]
     print(
         f"generated {args.devices} devices, {components} components ({size_mb:.0f} MiB) "
         f"in {time.perf_counter() - started:.1f}s",
@@ -622,10 +659,8 @@ def main() -> None:
     )
 
     # Baseline: same sites and models, then a sample of devices row by row through the ORM.
-    head = {"regions": document["regions"], "sites": document["sites"]}
-    (work / "sites.json").write_text(json.dumps(head))
     run_with_rss(popcorn("inventory", "import", str(library), str(work / "sites.json")), naive_env)
-    naive_seconds, naive_rss, out = run_with_rss(
+    _, _, out = run_with_rss(
         [PYTHON, __file__, "--naive", str(document_path), str(args.naive_sample)], naive_env
     )
     naive = json.loads(out)
@@ -636,7 +671,7 @@ def main() -> None:
         flush=True,
     )
 
-    api = measure_api(env, document, args.requests)
+    api = measure_api(env, summary, args.requests)
     print(
         f"API: p50 {api['p50']:.1f} ms, p99 {api['p99']:.1f} ms over {api['requests']} requests",
         flush=True,
@@ -667,7 +702,7 @@ def main() -> None:
         f"{again_seconds:.1f} | {again_result['totals']['unchanged'] / again_seconds:,.0f} "
         f"compared/s | {again_rss:,.0f} MiB |",
         "",
-        f"Written by the fleet import: "
+        "Written by the fleet import: "
         + ", ".join(f"{name} {c['create']:,}" for name, c in counts.items())
         + ".",
         "",

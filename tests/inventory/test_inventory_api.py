@@ -146,6 +146,10 @@ def test_filters_lookups_brief_fields_and_paging(world: Any, api: Any) -> None:
     assert names("throughput_gbps__gte=100") == ["oca-ams1-01", "oca-ams1-02", "rtr-iad1-01"]
     assert names("rack=R01&position__gt=2") == ["oca-ams1-02"]
     assert names("q=nfx-0003") == ["oca-bru-01"]
+    assert names("q=FX-000") == ["oca-ams1-01", "oca-ams1-02", "oca-bru-01"]
+    assert names("q=ru") == ["oca-bru-01"]  # under three characters: a plain scan
+    api.patch(f"{BASE}/devices/oca-bru-01", json={"description": "Spare unit"})
+    assert names("q=spare un") == ["oca-bru-01"]
     brief = api.get(f"{BASE}/devices?brief=1&site=bru-isp1").json["items"]
     assert brief == [
         {"id": brief[0]["id"], "name": "oca-bru-01", "status": "active", "site": "bru-isp1"}

@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 from popcorn.audit import record_change
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.inventory import devicetypes
+from popcorn.inventory import devicetypes, search
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.outbox import emit
@@ -1901,6 +1901,8 @@ class Batch:
             connection.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
 
     def _write(self) -> dict[str, list[int]]:
+        if self.planned["device"] or self.changes["device"]:
+            search.ensure(self.session.connection())
         real: dict[str, list[int]] = {}
         written = 0
         total = sum(len(p) for p in self.planned.values()) or 1

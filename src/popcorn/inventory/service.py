@@ -36,11 +36,18 @@ from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.inventory import bulk, formats, serialize
+from popcorn.inventory import bulk, formats, search, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
-from popcorn.listing import ListParams, filter_clauses, paginate, parse_list_params
+from popcorn.listing import (
+    ListParams,
+    PageResult,
+    encode_cursor,
+    filter_clauses,
+    paginate,
+    parse_list_params,
+)
 from popcorn.outbox import emit
 
 Progress = Callable[[int, int, str], None]
@@ -533,8 +540,14 @@ def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
                 done.add(entity)
     stmt = stmt.where(*filter_clauses(filters, allowed))
     if params.q:
-        pattern = f"%{params.q.strip()}%"
-        stmt = stmt.where(or_(*[column.ilike(pattern) for column in _SEARCH[otype]]))
+        indexed = (
+            search.device_clause(session.connection(), params.q) if otype == "device" else None
+        )
+        if indexed is not None:
+            stmt = stmt.where(indexed)
+        else:
+            pattern = f"%{params.q.strip()}%"
+            stmt = stmt.where(or_(*[column.ilike(pattern) for column in _SEARCH[otype]]))
     return stmt
 
 
@@ -542,9 +555,23 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
     """One page: `{"items", "count", "next"}`, with `?fields=a,b` or `?brief=1` shapes."""
     otype = resolve_type(otype)
     params = parse_list_params(args)
-    result = paginate(session, filtered(session, otype, params), params, key=TYPES[otype].model.id)
+    result = _page(session, filtered(session, otype, params), params, TYPES[otype].model.id)
     items = serialize.read(session, otype, result.items)
     return {"items": shape(otype, items, args), "count": result.count, "next": result.next}
+
+
+def _page(session: Session, stmt: Select[Any], params: ListParams, key: Any) -> PageResult:
+    """The core's paging, without the count query when the first page is not full."""
+    if params.after is not None or params.offset:
+        return paginate(session, stmt, params, key=key)
+    rows = list(session.scalars(stmt.order_by(key).limit(params.limit + 1)))
+    if len(rows) <= params.limit:
+        return PageResult(items=rows, count=len(rows), next=None)
+    count = int(
+        session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    )
+    rows = rows[: params.limit]
+    return PageResult(items=rows, count=count, next=encode_cursor(rows[-1].id))
 
 
 def shape(otype: str, items: list[dict[str, Any]], args: Mapping[str, Any]) -> list[dict[str, Any]]:
