@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from popcorn.supervisor import Child, Supervisor
 MARKER = Path("demo") / "world.json"
 # Tables whose rows are a user's data; anything else (tokens, jobs, leases) is bookkeeping.
 DATA_PREFIXES = ("inventory_", "signals_", "events_", "remediation_", "traffic_", "certificates_")
+REDIS_KEYS = ("rq:*", "popcorn:*")
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -118,7 +120,7 @@ def prepare_home(*, force: bool, seed: int, fast: bool) -> str:
 
 def _wipe(base: Path) -> None:
     from popcorn.db import dispose_engines, get_engine
-    from popcorn.jobs import QUEUES, embedded_redis_server, get_redis, rq_queue
+    from popcorn.jobs import embedded_redis_server, get_redis
 
     settings = get_settings()
     if settings.database_url:
@@ -138,11 +140,26 @@ def _wipe(base: Path) -> None:
     for name in ("signals", "bolt", "demo", "metrics", "logs"):
         shutil.rmtree(base / name, ignore_errors=True)
     if settings.redis_url:
-        for queue in QUEUES:
-            rq_queue(queue).empty()
+        # A shared Redis keeps other keys: only the queues' and Popcorn's own state goes
+        # (rule throttles and dedupes would otherwise silence the new world's alerts).
+        redis = get_redis()
+        for pattern in REDIS_KEYS:
+            for chunk in _chunks(redis.scan_iter(match=pattern, count=1000), 500):
+                redis.delete(*chunk)
     else:
         embedded_redis_server()  # a fresh one, or the one a previous run left behind
         get_redis().flushall()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def write_marker(info: dict[str, Any]) -> None:

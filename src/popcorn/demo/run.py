@@ -264,7 +264,7 @@ class DemoRun:
         """Stop everything the demo started, in reverse order, and say so."""
         if not self.prepared:
             return
-        with self.narrator.step("stop", "Stop the Bolt agent, the platform, AWS and Redis"):
+        with self.narrator.step("stop", "Stop everything the demo started"):
             if self.agent is not None:
                 self.agent.stop()
             if self.platform is not None:

@@ -192,7 +192,9 @@ class Story:
             notes.append(f"DiskFailing and HighErrorRate stored as events {event_ids}")
         self.out["events"] = event_ids
         with self.n.step("rules_match", "Rules match and start runbooks") as notes:
-            started = poll("the rules' runbook actions", lambda: self._runbooks(event_ids), 60)
+            started = poll(
+                "the rules' runbook actions", lambda: self._runbooks(event_ids), self.timeout
+            )
             for runbook, execution in sorted(started.items()):
                 notes.append(f"{runbook} → execution {execution}")
         if set(started) != {DISK_RUNBOOK, RANK_RUNBOOK}:
