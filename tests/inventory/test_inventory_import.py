@@ -269,3 +269,32 @@ def test_service_raises_invalid_input_with_all_errors() -> None:
         (2, "code"),
         (3, "name"),
     ]
+
+
+def test_duplicate_parts_in_one_file_and_part_updates(world: Any, api: Any) -> None:
+    doc = """components:
+  - {device: oca-bru-01, name: ssd0, kind: disk}
+  - {device: oca-bru-01, name: ssd0, kind: disk}
+interfaces:
+  - {device: oca-bru-01, name: eth0, description: uplink A}
+  - {device: oca-bru-01, name: eth0, description: uplink B}
+"""
+    errors = upload(api, doc, "format=yaml").json["error"]["details"]["errors"]
+    assert [(e["line"], e["section"], e["field"]) for e in errors] == [
+        (3, "components", "name"),
+        (6, "interfaces", "name"),
+    ]
+    assert "duplicate component 'ssd0'" in errors[0]["message"]
+    changed = """components:
+  - {device: oca-ams1-01, name: disk0, firmware: SN05}
+  - {device: oca-ams1-01, name: disk1, kind: disk}
+interfaces:
+  - {device: oca-ams1-01, name: eth1, description: uplink B, mtu: 9000}
+"""
+    result = upload(api, changed, "format=yaml").json
+    assert result["counts"]["components"] == {"create": 0, "update": 1, "unchanged": 1}
+    assert result["counts"]["interfaces"] == {"create": 0, "update": 1, "unchanged": 0}
+    disk = api.get(f"{BASE}/components?device=oca-ams1-01&name=disk0").json["items"][0]
+    assert disk["firmware"] == "SN05" and disk["serial"] == "HDD-1"
+    history = api.get(f"{BASE}/components/{disk['id']}/history").json["items"]
+    assert history[-1]["diff"] == {"firmware": ["SN04", "SN05"]}

@@ -334,6 +334,7 @@ class Row:
     problem: str = ""
     source: str = ""
     item: int = -1  # position in a nested list; `where` names the list
+    field_lines: dict[str, int] | None = None  # YAML: the line of each field
 
 
 @dataclass
@@ -480,7 +481,10 @@ class Batch:
     ) -> None:
         where = f"{row.where}[{row.item}]" if row.item >= 0 else row.where
         where = f"{row.source}: {where}" if row.source and where else row.source or where
-        self.errors.append(RowError(TYPES[otype].plural, row.line, fieldname, message, where, code))
+        line = row.line
+        if row.field_lines:
+            line = row.field_lines.get(fieldname.split(".", 1)[0], line)
+        self.errors.append(RowError(TYPES[otype].plural, line, fieldname, message, where, code))
 
     def validate(self, otype: str, row: Row) -> dict[str, Any] | None:
         if row.validated:

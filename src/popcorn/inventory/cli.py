@@ -55,13 +55,10 @@ def _report_errors(exc: InvalidInput) -> None:
     if not errors:
         raise exc
     for err in errors:
-        place = f"line {err['line']}" if err.get("line") is not None else ""
-        where = err.get("where") or ""
-        prefix = " ".join(p for p in (where, place) if p)
-        field = f"{err.get('field')}: " if err.get("field") else ""
-        click.echo(
-            f"{prefix}: {err.get('section') or ''} {field}{err['message']}".strip(), err=True
-        )
+        place = f"line {err['line']}: " if err.get("line") is not None else ""
+        what = err.get("where") or err.get("section") or ""
+        field = f"{err['field']}: " if err.get("field") else ""
+        click.echo(f"{place}{what}: {field}{err['message']}", err=True)
     shown = exc.details.get("count", len(errors))
     click.echo(f"error: {shown} problem(s); nothing was written", err=True)
     sys.exit(1)
@@ -398,7 +395,9 @@ def history_command(otype: str, ref: str, as_json: bool) -> None:
             for r in service.history(session=session, otype=otype, ref=ref)
         ]
     for row in rows:
-        row["changed"] = ", ".join(row["diff"])
+        row["changed"] = (
+            "(all)" if row["action"] in ("create", "delete") else ", ".join(row["diff"])
+        )
     output(rows, as_json=as_json, columns=["time", "actor", "action", "changed"])
 
 

@@ -32,6 +32,7 @@ from popcorn.inventory.bulk import BY_PLURAL, ORDER, SECTION_ALIASES, TYPES, Row
 FORMATS = ("csv", "json", "yaml")
 NESTED = {"components": "component", "interfaces": "interface", "ports": "port", "bays": "bay"}
 LINE = "__line__"
+FIELD_LINES = "__lines__"
 Sections = dict[str, list[Row]]
 
 
@@ -316,6 +317,7 @@ class _LineLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.Saf
 def _mapping_with_line(loader: Any, node: yaml.MappingNode) -> dict[str, Any]:
     data: dict[str, Any] = loader.construct_mapping(node, deep=True)
     data[LINE] = node.start_mark.line + 1
+    data[FIELD_LINES] = {key.value: key.start_mark.line + 1 for key, _ in node.value}
     return data
 
 
@@ -343,6 +345,7 @@ def _yaml_sections(text: str, otype: str | None, filename: str) -> Sections:
             parts = _list_section([(v, _line(v)) for v in doc], otype, filename, lined=True)
         elif isinstance(doc, dict):
             line = doc.pop(LINE, 1)
+            top_lines = doc.pop(FIELD_LINES, None)
             lists = {k: v for k, v in doc.items() if isinstance(v, list)}
             scalars = {k: v for k, v in doc.items() if not isinstance(v, list)}
             if _is_document(lists, scalars):
@@ -350,6 +353,8 @@ def _yaml_sections(text: str, otype: str | None, filename: str) -> Sections:
                     {k: [(i, _line(i)) for i in v] for k, v in lists.items()}, filename, lined=True
                 )
             else:
+                if top_lines is not None:
+                    doc[FIELD_LINES] = top_lines
                 parts = _single(doc, line, otype, filename, lined=True)
         else:
             raise _malformed(filename, None, "expected a list or a mapping at the top")
@@ -429,7 +434,7 @@ def _same(value: Any) -> Any:
 
 def _strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_lines(v) for k, v in value.items() if k != LINE}
+        return {k: _strip_lines(v) for k, v in value.items() if k not in (LINE, FIELD_LINES)}
     if isinstance(value, list):
         return [_strip_lines(v) for v in value]
     return value
@@ -459,14 +464,16 @@ def _add(out: Sections, otype: str, value: Any, line: int | None, where: str, li
             for index, item in enumerate(nested):
                 if isinstance(item, dict):
                     item_line = item.pop(LINE, line) if lined else line
+                    fields = item.pop(FIELD_LINES, None) if lined else None
                     item = strip(item)
                     item["device"] = name
-                    rows.append(Row(item, item_line, place, item=index))
+                    rows.append(Row(item, item_line, place, item=index, field_lines=fields))
                 else:
                     rows.append(Row({}, line, place, item=index, problem="expected a mapping"))
+    fields = value.pop(FIELD_LINES, None) if lined else None
     if otype in ("device_model", "module_type"):
         value = devicetypes.split_library_document(value)
-    out[otype].append(Row(strip(value), line, where))
+    out[otype].append(Row(strip(value), line, where, field_lines=fields))
 
 
 def parse_library(root: Path) -> Iterator[tuple[Path, Sections]]:
@@ -479,7 +486,9 @@ def parse_library(root: Path) -> Iterator[tuple[Path, Sections]]:
             if not isinstance(doc, dict):
                 raise _malformed(where, None, "a device-type file holds one mapping")
             line = doc.pop(LINE, 1)
-            row = Row(_strip_lines(devicetypes.split_library_document(doc)), line, source=where)
+            fields = doc.pop(FIELD_LINES, None)
+            library = devicetypes.split_library_document(doc)
+            row = Row(_strip_lines(library), line, source=where, field_lines=fields)
             sections.setdefault(kind, []).append(row)
         yield path, sections
 
