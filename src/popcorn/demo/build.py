@@ -8,6 +8,8 @@ its own transaction with its audit records and domain events.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from popcorn import auth
 from popcorn.context import acting_as
 from popcorn.db import session_scope
 from popcorn.demo.world import World
+from popcorn.signals.ingest import Batch
 
 ACTOR = "demo"
 AUTHORITY = "Popcorn Demo Root CA"
@@ -33,12 +36,14 @@ def inventory(world: World, directory: Path) -> dict[str, Any]:
     return result.as_dict()
 
 
-def signals(world: World) -> int:
+def signals(world: World, track: Callable[[Iterable[Batch], int], Iterable[Batch]]) -> int:
     """The day of signals before the incident, and the week of client demand."""
     from popcorn.signals import service
 
     stored = 0
-    for batch in world.stored_batches():
+    per_batch = 1000
+    total = sum(math.ceil(len(b.keys) / per_batch) for b in (world.signals, world.demand))
+    for batch in track(world.stored_batches(per_batch), total):
         with acting_as(ACTOR), session_scope() as session:
             stored += service.ingest_batch(session=session, batch=batch, source="demo").samples
     return stored
@@ -68,6 +73,13 @@ def rules() -> dict[str, Any]:
     with acting_as(ACTOR), session_scope() as session:
         loaded = service.load_rules(session=session, files=enforced)
     return loaded.as_dict()
+
+
+def packs() -> list[str]:
+    """The runbook packs every worker finds (shipped with Popcorn, installed, or in the home)."""
+    from popcorn.remediation import service
+
+    return [f"{p['name']} {p['version']}" for p in service.list_packs()["packs"]]
 
 
 def certificates(world: World, directory: Path) -> tuple[Path, Path, Path]:

@@ -149,7 +149,7 @@ class DemoRun:
             result = build.inventory(world, world_dir)
             notes.append(f"{result['totals']['create']:,} objects in one all-or-nothing import")
         with n.step("signals_store", "Store a day of signals and a week of demand") as notes:
-            stored = build.signals(world)
+            stored = build.signals(world, notes.track)
             notes.append(f"{stored:,} samples (the incident's last minutes arrive later)")
         with n.step("traffic", "Model traffic: cloud regions, CDN sites, client groups") as notes:
             model = build.traffic(world)
@@ -157,9 +157,13 @@ class DemoRun:
                 f"{len(model['synced']['created'])} CDN sites from inventory, "
                 f"{model['costs']['pairs']} latencies"
             )
-        with n.step("rules", "Load the shipped rule packs (enforced)") as notes:
+        with n.step(
+            "rules", "Load the shipped rule packs (enforced); find the runbook packs"
+        ) as notes:
             rules = build.rules()
-            notes.append(", ".join(r["name"] for r in rules["rules"]))
+            packs = build.packs()
+            notes.append("rules: " + ", ".join(r["name"] for r in rules["rules"]))
+            notes.append("runbook packs: " + ", ".join(packs))
         with n.step("certificates", "Create a certificate authority; issue Bolt certificates"):
             tls = build.certificates(world, world_dir)
         admin, agent_token = build.tokens()
@@ -177,7 +181,7 @@ class DemoRun:
                 "url": url,
                 "admin_token": admin,
                 "aws_endpoint": endpoint,
-                "world": {**world.counts, "rules": len(rules["rules"])},
+                "world": {**world.counts, "rules": len(rules["rules"]), "runbook_packs": packs},
                 "incident": {
                     "site": world.incident.site,
                     "device": world.incident.device,

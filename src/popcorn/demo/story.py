@@ -16,12 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from popcorn.client import Client, PopcornAPIError
 from popcorn.demo.platform import BoltAgent, DemoError
@@ -51,11 +62,21 @@ class Narrator:
         self.console.print(text, highlight=False)
 
     @contextmanager
-    def step(self, key: str, title: str) -> Iterator[list[str]]:
+    def step(self, key: str, title: str) -> Iterator[StepNotes]:
         """Run one step; lines appended to the yielded list are printed under its title."""
-        notes: list[str] = []
         started = time.monotonic()
-        with self.console.status(f"[bold]{title}…", spinner="dots"):
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            _Count(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
+        with bar:
+            notes = StepNotes(bar, bar.add_task(title, total=None))
             try:
                 yield notes
             except DemoError:
@@ -70,6 +91,27 @@ class Narrator:
         self.console.print(f"  [green]✓[/green] {title} [dim]({took:.1f} s)[/dim]", highlight=False)
         for note in notes:
             self.console.print(f"      {note}", highlight=False)
+
+
+class _Count(ProgressColumn):
+    """`done/total` for steps that go through items; nothing for the others."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{task.completed:.0f}/{task.total:.0f}")
+
+
+class StepNotes(list[str]):
+    """A step's notes, and its progress bar for steps that go through many items."""
+
+    def __init__(self, bar: Progress, task: TaskID):
+        super().__init__()
+        self.bar, self.task = bar, task
+
+    def track(self, items: Iterable[T], total: int) -> Iterator[T]:
+        self.bar.update(self.task, total=total, completed=0)
+        for item in items:
+            yield item
+            self.bar.advance(self.task)
 
 
 def poll(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
@@ -181,10 +223,13 @@ class Story:
         with self.n.step("disk", f"A disk fails: {inc.disk} on {inc.device}") as notes:
             self.agent.write_disks(failing=inc.disk)
             notes.append("its Bolt agent's disk health now reports SMART failure on " + inc.disk)
-        with self.n.step("signals", "The site's error rate rises (signals ingested over the API)"):
+        title = "The site's error rate rises (signals ingested over the API)"
+        with self.n.step("signals", title) as notes:
             samples = 0
-            for payload in self.world.signal_batches(tail=True, per_batch=1000):
+            batches = list(self.world.signal_batches(tail=True, per_batch=500))
+            for payload in notes.track(batches, len(batches)):
                 samples += int(self.signals.ingest(payload["series"])["samples"])
+            notes.append(f"{samples:,} samples of {len(self.world.signals.keys):,} signals")
         self.out["ingested_samples"] = samples
         with self.n.step("alert", "Alertmanager posts its alerts (webhook, version 4)") as notes:
             answer = self.events.alertmanager(alertmanager_payload(self.world))
