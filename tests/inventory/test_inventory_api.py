@@ -315,3 +315,10 @@ def test_openapi_lists_inventory_routes(client: Any) -> None:
         "/api/v1/inventory/devices/{ref}/trace",
     ):
         assert path in paths
+
+
+def test_database_conflicts_are_409_not_500(world: Any, api: Any) -> None:
+    clash = api.post(f"{BASE}/manufacturers", json={"name": "Juniper", "slug": "jnpr"})
+    assert clash.status_code == 409
+    assert "conflicts with stored data" in clash.json["error"]["message"]
+    assert api.get(f"{BASE}/manufacturers?slug=jnpr").json["count"] == 0

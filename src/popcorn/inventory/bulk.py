@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 
@@ -2454,7 +2455,16 @@ def apply(
     if dry_run:
         result.seconds = time.perf_counter() - started
         return result
-    batch.write()
+    dbapi = session.connection().dialect.dbapi
+    conflicts: tuple[type[Exception], ...] = (IntegrityError,)
+    if dbapi is not None:
+        conflicts += (dbapi.IntegrityError,)
+    try:
+        batch.write()
+    except conflicts as exc:
+        # A rule the checks above do not cover (say, a second name for one manufacturer).
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise Conflict(f"the change conflicts with stored data: {detail}") from None
     result.ids = {otype: ids for otype, ids in batch.real.items()}
     for otype in ORDER:
         touched = [i for i in batch.touched[otype] if i > 0]
