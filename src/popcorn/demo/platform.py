@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,9 @@ class Platform:
             host=host, port=port, web_workers=web_workers, job_workers=job_workers
         )
         self.supervisor.children = [
-            _LoggedChild(c.name, c.argv, log=logs / f"{c.name}.log")
+            _LoggedChild(
+                **{f.name: getattr(c, f.name) for f in fields(Child)}, log=logs / f"{c.name}.log"
+            )
             for c in self.supervisor.children
         ]
         self._stop = threading.Event()
