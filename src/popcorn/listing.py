@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -179,10 +179,6 @@ def paginate(
     scalars: bool = True,
 ) -> PageResult:
     """One page of `stmt` ordered by `key` (unique, ascending): offset or keyset cursor."""
-    count: int | None = None
-    if params.after is None:
-        count_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
-        count = int(session.scalar(count_stmt) or 0)
     page_stmt = stmt.order_by(key)
     if params.after is not None:
         page_stmt = page_stmt.where(key > params.after)
@@ -192,18 +188,15 @@ def paginate(
     rows: list[Any] = list(session.scalars(page_stmt) if scalars else session.execute(page_stmt))
     more = len(rows) > params.limit
     rows = rows[: params.limit]
+    count: int | None = None
+    if params.after is None:
+        if not more and (rows or not params.offset):  # the rest fits on this page
+            count = (params.offset or 0) + len(rows)
+        else:
+            count_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
+            count = int(session.scalar(count_stmt) or 0)
     next_cursor = None
     if more and rows:
         last = rows[-1]
         next_cursor = encode_cursor(getattr(last, key.key))
     return PageResult(items=rows, count=count, next=next_cursor)
-
-
-def iter_pages(fetch: Any, limit: int = MAX_LIMIT) -> Iterable[Any]:
-    """Yield every item of a cursor-paged source: `fetch(cursor) -> (items, next)`."""
-    cursor: str | None = None
-    while True:
-        items, cursor = fetch(cursor)
-        yield from items
-        if not cursor:
-            return
