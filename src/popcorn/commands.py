@@ -29,7 +29,12 @@ def host_port(func: Any) -> Any:
 @click.command()
 @host_port
 @click.option("--workers", "web_workers", default=2, show_default=True, help="Gunicorn workers.")
-@click.option("--job-workers", default=1, show_default=True, help="rq worker processes.")
+@click.option(
+    "--job-workers",
+    default=2,
+    show_default=True,
+    help="rq worker processes (two, so a long runbook never holds up alerts).",
+)
 @click.option("--admin-token", is_flag=True, help="Create an admin token and print it.")
 @click.option(
     "--fork-jobs",
