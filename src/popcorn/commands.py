@@ -57,7 +57,7 @@ def up(
 
 
 def _fresh_admin_token() -> str:
-    """A new admin token for the console each time `make demo` starts."""
+    """A new admin token each time `popcorn up --admin-token` starts."""
     import secrets
 
     with session_scope() as session:
