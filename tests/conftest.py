@@ -74,8 +74,9 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         env["POPCORN_REDIS_URL"] = f"unix://{embedded_redis_server().socket_file}"
     yield env
     from popcorn.db import dispose_engines
-    from popcorn.jobs import reset_redis
+    from popcorn.jobs import reset_redis, stop_embedded_redis
 
+    stop_embedded_redis()  # the embedded Redis is a daemon: leave none behind
     reset_redis()
     dispose_engines()
 

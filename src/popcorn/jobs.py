@@ -11,6 +11,7 @@ runs cron schedules stored in the database, and reaps jobs whose worker died
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -180,6 +181,24 @@ def get_redis() -> redis.Redis:
                 )
             _clients[key] = client
         return client
+
+
+def stop_embedded_redis() -> int | None:
+    """Shut down the embedded Redis this process started or attached to; returns its pid.
+
+    It runs as a daemon, not a child, so whoever owns the installation (the
+    supervisor, the demo, the test suite) stops it explicitly.
+    """
+    global _embedded
+    if _embedded is None:
+        return None
+    reset_redis()
+    server, _embedded = _embedded, None
+    pid = int(server.pid or 0) or None
+    # the server closing the connection is how a shutdown answers
+    with contextlib.suppress(redis.RedisError):
+        server.shutdown(save=True)
+    return pid
 
 
 def reset_redis() -> None:

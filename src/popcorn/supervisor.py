@@ -146,7 +146,10 @@ class Supervisor:
             log.info("stopping")
             for child in self.children:  # api, workers, then scheduler
                 child.stop()
-            del redis_owner
+            if redis_owner is not None:
+                from popcorn.jobs import stop_embedded_redis
+
+                stop_embedded_redis()
 
     def _restart(self, child: Child, env: dict[str, str]) -> None:
         code = child.process.returncode if child.process else None

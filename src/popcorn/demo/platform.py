@@ -352,9 +352,5 @@ def stop_embedded_redis() -> int | None:
 
     if get_settings().redis_url:
         return None
-    jobs.reset_redis()
-    server = jobs.embedded_redis_server()
-    pid = int(server.pid or 0) or None
-    with contextlib.suppress(Exception):
-        server.shutdown(save=True)
-    return pid
+    jobs.embedded_redis_server()  # attach, so that the server it names is the one stopped
+    return jobs.stop_embedded_redis()
