@@ -206,6 +206,12 @@ def main() -> None:
     jobs_forking = bench_jobs(env, fork=True)
     jobs_server = bench_jobs({**env, "POPCORN_REDIS_URL": "redis://127.0.0.1:6379/15"}, fork=False)
     events = bench_outbox()
+    from popcorn.config import reset_settings
+    from popcorn.jobs import stop_embedded_redis
+
+    os.environ.pop("POPCORN_REDIS_URL", None)
+    reset_settings()
+    stop_embedded_redis()
     shutil.rmtree(home, ignore_errors=True)
 
     p_rps, p50, p99 = http["popcorn"]
