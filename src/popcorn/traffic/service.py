@@ -190,14 +190,20 @@ def list_regions(*, session: Session, params: ListParams) -> PageResult:
     return _page(session, stmt, params, m.TrafficRegion.id)
 
 
-def get_region(*, session: Session, ref: int | str) -> m.TrafficRegion:
+def _by_name_or_id(session: Session, model: Any, ref: int | str, label: str, field: str) -> Any:
+    """A row by its name, or by its id when the reference is a number no name matches."""
     text = str(ref).strip()
-    row = session.scalar(select(m.TrafficRegion).where(m.TrafficRegion.name == text))
+    row = session.scalar(select(model).where(model.name == text))
     if row is None and text.isdigit():
-        row = session.get(m.TrafficRegion, int(text))
+        row = session.get(model, int(text))
     if row is None:
-        raise NotFound(f"no region {text!r}", details={"region": text})
+        raise NotFound(f"no {label} {text!r}", details={field: text})
     return row
+
+
+def get_region(*, session: Session, ref: int | str) -> m.TrafficRegion:
+    region: m.TrafficRegion = _by_name_or_id(session, m.TrafficRegion, ref, "region", "region")
+    return region
 
 
 def engine_region(row: m.TrafficRegion) -> Region:
@@ -368,13 +374,8 @@ def list_groups(*, session: Session, params: ListParams) -> PageResult:
 
 
 def get_group(*, session: Session, ref: int | str) -> m.ClientGroup:
-    text = str(ref).strip()
-    row = session.scalar(select(m.ClientGroup).where(m.ClientGroup.name == text))
-    if row is None and text.isdigit():
-        row = session.get(m.ClientGroup, int(text))
-    if row is None:
-        raise NotFound(f"no client group {text!r}", details={"group": text})
-    return row
+    group: m.ClientGroup = _by_name_or_id(session, m.ClientGroup, ref, "client group", "group")
+    return group
 
 
 def _check_group(session: Session, row: m.ClientGroup) -> None:
