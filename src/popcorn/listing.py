@@ -46,6 +46,10 @@ class PageResult:
     def as_dict(self, items: list[Any]) -> dict[str, Any]:
         return {"items": items, "count": self.count, "next": self.next}
 
+    def serialize(self, schema: Any) -> dict[str, Any]:
+        """The API's list answer: each row through a read schema, with count and cursor."""
+        return self.as_dict([schema.model_validate(i).model_dump(mode="json") for i in self.items])
+
 
 def _multi(args: Mapping[str, Any]) -> dict[str, list[str]]:
     getlist = getattr(args, "getlist", None)

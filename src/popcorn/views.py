@@ -88,14 +88,6 @@ class AuditRead(ReadSchema):
     request_id: str
 
 
-def _page(items: list[Any], schema: type[ReadSchema], result: Any) -> dict[str, Any]:
-    return {
-        "items": [schema.model_validate(i).model_dump(mode="json") for i in items],
-        "count": result.count,
-        "next": result.next,
-    }
-
-
 @bp.get("/whoami")
 @bp.doc(summary="The caller's token name and role")
 def whoami() -> dict[str, Any]:
@@ -159,7 +151,7 @@ def list_jobs() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         stmt = select(jobs.JobRecord).where(*filter_clauses(params.filters, JOB_FILTERS))
         result = paginate(session, stmt, params, key=jobs.JobRecord.id)
-        return _page(result.items, JobRead, result)
+        return result.serialize(JobRead)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -257,4 +249,4 @@ def list_audit() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         stmt = select(AuditRecord).where(*filter_clauses(params.filters, AUDIT_FILTERS))
         result = paginate(session, stmt, params, key=AuditRecord.id)
-        return _page(result.items, AuditRead, result)
+        return result.serialize(AuditRead)

@@ -26,15 +26,10 @@ from popcorn.events.schemas import (
     SecretSet,
     SettingsUpdate,
 )
-from popcorn.listing import PageResult, parse_list_params
-from popcorn.schemas import ReadSchema
+from popcorn.listing import parse_list_params
 
 bp = APIBlueprint("events", __name__, tag="events")
 metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
-
-
-def _page(result: PageResult, schema: type[ReadSchema]) -> dict[str, Any]:
-    return result.as_dict([schema.model_validate(i).model_dump(mode="json") for i in result.items])
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -81,7 +76,7 @@ def alertmanager() -> tuple[dict[str, Any], int]:
 def list_events() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_events(session=session, params=params), EventRead)
+        return service.list_events(session=session, params=params).serialize(EventRead)
 
 
 # --- matches, action runs, dead letters ---------------------------------------------------
@@ -92,7 +87,7 @@ def list_events() -> dict[str, Any]:
 def list_matches() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_matches(session=session, params=params), MatchRead)
+        return service.list_matches(session=session, params=params).serialize(MatchRead)
 
 
 @bp.get("/actions")
@@ -100,7 +95,7 @@ def list_matches() -> dict[str, Any]:
 def list_actions() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_action_runs(session=session, params=params), ActionRunRead)
+        return service.list_action_runs(session=session, params=params).serialize(ActionRunRead)
 
 
 @bp.get("/actions/<int:run_id>")
@@ -117,7 +112,7 @@ def list_dead_letters() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
         result = service.list_action_runs(session=session, params=params, dead_letters=True)
-        return _page(result, ActionRunRead)
+        return result.serialize(ActionRunRead)
 
 
 @bp.post("/dead-letters/<int:run_id>/replay")
@@ -222,7 +217,7 @@ def deactivate_rule(name: str) -> dict[str, Any]:
 def list_incidents() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_incidents(session=session, params=params), IncidentRead)
+        return service.list_incidents(session=session, params=params).serialize(IncidentRead)
 
 
 @bp.get("/incidents/<int:incident_id>")

@@ -33,10 +33,6 @@ from popcorn.remediation.schemas import (
 bp = APIBlueprint("remediation", __name__, tag="remediation")
 
 
-def _page(result: Any, schema: Any) -> dict[str, Any]:
-    return result.as_dict([schema.model_validate(i).model_dump(mode="json") for i in result.items])
-
-
 # --- packs and runbooks ----------------------------------------------------------------------
 
 
@@ -89,7 +85,7 @@ def start_execution(body: ExecutionStart) -> Any:
 def list_executions() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_executions(session=session, params=params), ExecutionRead)
+        return service.list_executions(session=session, params=params).serialize(ExecutionRead)
 
 
 @bp.get("/executions/<int:execution_id>")
@@ -127,7 +123,7 @@ def rerun_execution(execution_id: int, body: RerunBody) -> Any:
 def list_approvals() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return _page(service.list_approvals(session=session, params=params), ApprovalRead)
+        return service.list_approvals(session=session, params=params).serialize(ApprovalRead)
 
 
 @bp.get("/approvals/<int:approval_id>")

@@ -14,18 +14,13 @@ from popcorn.app import role
 from popcorn.audit import records_for
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
-from popcorn.listing import PageResult, parse_list_params
-from popcorn.schemas import ReadSchema
+from popcorn.listing import parse_list_params
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 
 bp = APIBlueprint("traffic", __name__, tag="traffic")
 
 metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
-
-
-def _page(result: PageResult, schema: type[ReadSchema]) -> dict[str, Any]:
-    return result.as_dict([schema.model_validate(i).model_dump(mode="json") for i in result.items])
 
 
 def _png(data: bytes) -> Response:
@@ -47,7 +42,7 @@ def _body_json() -> Any:
 def list_regions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_regions(session=session, params=parse_list_params(request.args))
-        return _page(result, s.RegionRead)
+        return result.serialize(s.RegionRead)
 
 
 @bp.post("/regions")
@@ -114,7 +109,7 @@ def region_history(name: str) -> dict[str, Any]:
 def list_groups() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_groups(session=session, params=parse_list_params(request.args))
-        return _page(result, s.GroupRead)
+        return result.serialize(s.GroupRead)
 
 
 @bp.post("/groups")
@@ -186,7 +181,7 @@ def put_costs() -> dict[str, Any]:
 def list_plans() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_plans(session=session, params=parse_list_params(request.args))
-        return _page(result, s.PlanRead)
+        return result.serialize(s.PlanRead)
 
 
 @bp.post("/plans")
@@ -259,7 +254,7 @@ def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
 def list_executions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_executions(session=session, params=parse_list_params(request.args))
-        return _page(result, s.ExecutionRead)
+        return result.serialize(s.ExecutionRead)
 
 
 @bp.get("/executions/<int:execution_id>")
@@ -285,7 +280,7 @@ def cancel_execution(execution_id: int) -> Any:
 def list_forecasts() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_forecasts(session=session, params=parse_list_params(request.args))
-        return _page(result, s.ForecastRead)
+        return result.serialize(s.ForecastRead)
 
 
 @bp.post("/forecasts")
@@ -317,7 +312,7 @@ def forecast_plot(forecast_id: int) -> Response:
 def list_placements() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         result = service.list_placements(session=session, params=parse_list_params(request.args))
-        return _page(result, s.PlacementRead)
+        return result.serialize(s.PlacementRead)
 
 
 @bp.post("/placements")
