@@ -6,9 +6,12 @@ who did it, under which request" has one answer everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -78,3 +81,37 @@ def records_for(session: Session, object_type: str, object_id: Any) -> list[Audi
         .order_by(AuditRecord.id)
     )
     return list(session.scalars(stmt))
+
+
+@contextmanager
+def recording_update(
+    session: Session,
+    object_type: str,
+    row: Any,
+    snapshot: Callable[[Any], dict[str, Any]],
+    *,
+    object_id: Any = None,
+    action: str = "update",
+) -> Iterator[Any]:
+    """Change `row` inside the block; one audit record with its before and after follows.
+
+    The one way to audit an update: the snapshot is taken before the block and again
+    after a flush, so defaults and database-side values are in the record.
+    """
+    before = snapshot(row)
+    yield row
+    session.flush()
+    record_change(
+        session,
+        action,
+        object_type,
+        object_id if object_id is not None else row.id,
+        before=before,
+        after=snapshot(row),
+    )
+
+
+def apply_fields(row: Any, spec: BaseModel) -> None:
+    """Set on `row` exactly the fields the client sent (a field sent as null is cleared)."""
+    for key in spec.model_fields_set:
+        setattr(row, key, getattr(spec, key))

@@ -34,6 +34,24 @@ def optional_module(module: str) -> ModuleType | None:
     return importlib.import_module(module)
 
 
+def installed(name: str) -> bool:
+    """Whether a domain is part of this installation (listed and importable).
+
+    The one way for a domain to degrade when another is absent: check this (or call
+    `require`), then import that domain's typed facade, `popcorn.<name>.api`, directly,
+    so every call into it is checked by mypy.
+    """
+    return name in DOMAINS and optional_module(f"popcorn.{name}.api") is not None
+
+
+def require(name: str, why: str) -> None:
+    """Raise a 503 naming the missing domain and what needed it."""
+    if not installed(name):
+        from popcorn.errors import Unavailable
+
+        raise Unavailable(f"the {name} domain is not installed: {why}", details={"domain": name})
+
+
 def _each(part: str) -> list[ModuleType]:
     found = []
     for name in DOMAINS:

@@ -16,12 +16,8 @@ from popcorn.certificates.ca import (
     generate_private_key,
     private_key_to_pem,
 )
-from popcorn.certificates.keystore import (
-    DecryptionError,
-    KeyStore,
-    PKCS12Error,
-    export_pkcs12,
-)
+from popcorn.certificates.keystore import PKCS12Error, export_pkcs12
+from popcorn.sealing import DecryptionError, KeyStore
 
 SECRET = "correct horse battery staple"
 

@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 
 from popcorn.audit import AuditRecord, records_for
 from popcorn.certificates import ca, service
-from popcorn.certificates.keystore import DecryptionError, KeyStore
 from popcorn.certificates.models import Authority, Certificate, Deployment, Endpoint, Notification
 from popcorn.certificates.plugins import ISSUERS, PendingIssuerPlugin
 from popcorn.certificates.schemas import (
@@ -39,6 +38,7 @@ from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.listing import parse_list_params
 from popcorn.outbox import OutboxEvent
+from popcorn.sealing import DecryptionError, KeyStore
 
 
 def issue(authority: int, **fields: Any) -> int:

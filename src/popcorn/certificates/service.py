@@ -30,7 +30,7 @@ from popcorn.audit import record_change
 from popcorn.certificates import ca
 from popcorn.certificates.destinations import CertificateBundle, DeploymentError
 from popcorn.certificates.discover import DiscoveryResult, discover
-from popcorn.certificates.keystore import KeyStore, export_pkcs12
+from popcorn.certificates.keystore import export_pkcs12
 from popcorn.certificates.models import (
     STATUSES,
     Authority,
@@ -72,6 +72,7 @@ from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.outbox import OutboxEvent, emit
+from popcorn.sealing import KeyStore
 
 DEFAULT_INTERVALS = (30, 15, 7, 1)
 """Days before expiry at which a warning is sent (once each)."""

@@ -1304,7 +1304,7 @@ def resolve_incident(*, session: Session, incident_id: int) -> Incident:
 
 
 def _keystore() -> Any:
-    from popcorn.certificates.keystore import KeyStore
+    from popcorn.sealing import KeyStore
 
     return KeyStore(get_settings().effective_secret_key, context="popcorn/events/webhook-secret")
 
