@@ -51,6 +51,8 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "POPCORN_HOME": str(home),
         "POPCORN_LOG_LEVEL": "WARNING",
         "POPCORN_PLUGINS": "popcorn_test_plugins",
+        # The test installation's admin lets the platform call its own loopback servers.
+        "POPCORN_OUTBOUND_ALLOW": "127.0.0.0/8,::1/128,localhost",
         "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]),
     }
     if TEST_DB:

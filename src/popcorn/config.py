@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         description="Comma-separated modules every process imports at start: your own "
         "tasks, outbox subscribers and runbook packs.",
     )
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated hosts, host:port pairs, CIDR blocks or URL prefixes that "
+        "the platform may call out to (webhooks, Prometheus pulls, S3 endpoints). Empty: none. "
+        "Loopback, link-local and cloud metadata addresses are refused unless listed here.",
+    )
+    deploy_roots: str = Field(
+        default="",
+        description="Comma-separated directories under which directory destinations may "
+        "write certificates and keys. Empty: none.",
+    )
 
     @classmethod
     def settings_customise_sources(

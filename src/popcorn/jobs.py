@@ -39,7 +39,7 @@ from popcorn.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger("popcorn.jobs")
 
-QUEUES = ("high", "default", "low")
+QUEUES = ("alerts", "high", "default", "low")
 STATES = ("scheduled", "pending", "running", "finished", "failed", "canceled")
 HEARTBEAT_SECONDS = 5.0
 LOST_AFTER_SECONDS = 30.0
