@@ -48,6 +48,7 @@ from popcorn.listing import (
     paginate,
     parse_list_params,
 )
+from popcorn.lookup import parse_id
 from popcorn.outbox import emit
 
 Progress = Callable[[int, int, str], None]
@@ -100,8 +101,10 @@ def get_device(*, session: Session, ref: int | str) -> m.Device:
     stmt = select(m.Device).options(
         selectinload(m.Device.site), selectinload(m.Device.device_model)
     )
-    column = m.Device.id if text.isdigit() else m.Device.name
-    device = session.scalar(stmt.where(column == (int(text) if text.isdigit() else text)))
+    ident = parse_id(ref)
+    device = session.scalar(stmt.where(m.Device.name == text)) if ident is None else None
+    if ident is not None:
+        device = session.scalar(stmt.where(m.Device.id == ident))
     if device is None:
         raise NotFound(f"no device {text!r}", details={"device": text})
     return device
