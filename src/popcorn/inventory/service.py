@@ -29,15 +29,16 @@ Other domains use the typed facade `popcorn.inventory.api`, built on:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.context import current_actor
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
@@ -55,7 +56,7 @@ from popcorn.inventory.reports import (
     site_capacity,
 )
 from popcorn.inventory.tracing import trace_from
-from popcorn.lookup import parse_id
+from popcorn.lookup import get_by_id, parse_id
 from popcorn.outbox import emit
 
 __all__ = [
@@ -64,13 +65,17 @@ __all__ = [
     "READ_SCHEMAS",
     "add_journal",
     "bulk_apply",
+    "bulk_change",
+    "bulk_delete",
     "capacity",
+    "collect_metrics",
     "create_object",
     "delete_objects",
     "device_counts",
     "devices_for_scope",
     "end_of_life",
     "export",
+    "fail_component_by_id",
     "failed_components",
     "filtered",
     "find_component",
@@ -86,6 +91,7 @@ __all__ = [
     "read_one",
     "record_agent_heartbeat",
     "region_ids",
+    "scope_list",
     "set_device_status",
     "shape",
     "site_capacity",
@@ -189,6 +195,22 @@ def bulk_apply(*, session: Session, otype: str, items: Sequence[Any], mode: str)
             continue
         rows.append(Row(dict(item), None, f"[{index}]"))
     return bulk.apply(session, {otype: rows}, mode=mode, source="api bulk")
+
+
+def bulk_change(*, session: Session, otype: str, items: Sequence[Any], mode: str) -> dict[str, Any]:
+    """`bulk_apply`, answered with the counts and every created or updated object."""
+    otype = resolve_type(otype)
+    result = bulk_apply(session=session, otype=otype, items=items, mode=mode)
+    model = TYPES[otype].model
+    ids = result.ids.get(otype, [])
+    objects = session.scalars(select(model).where(model.id.in_(ids)).order_by(model.id))
+    return {**result.as_dict(), "items": shape(otype, serialize.read(session, otype, objects), {})}
+
+
+def bulk_delete(*, session: Session, otype: str, items: Sequence[Any]) -> int:
+    """Delete the objects a bulk call names, each by `{"id": …}`, id or natural key."""
+    refs = [str(i.get("id")) if isinstance(i, dict) else str(i) for i in items]
+    return delete_objects(session=session, otype=otype, refs=refs)
 
 
 _BLOCKERS: dict[str, list[tuple[Any, str]]] = {
@@ -356,6 +378,15 @@ def mark_component_failed(
     return found
 
 
+def fail_component_by_id(*, session: Session, ident: int | str, reason: str = "") -> dict[str, Any]:
+    """`mark_component_failed` for a component known only by its id, as the API shows it."""
+    part = get_by_id(session, m.Component, ident, label="component")
+    found = mark_component_failed(
+        session=session, device=part.device_id, component=part.id, reason=reason
+    )
+    return read_one(session=session, otype="component", obj=found)
+
+
 def devices_for_scope(
     *,
     session: Session,
@@ -406,6 +437,24 @@ def devices_for_scope(
     if status is not None:
         stmt = stmt.where(m.Device.status.in_(many(status)))
     return list(session.scalars(stmt.order_by(m.Device.id)))
+
+
+def scope_list(
+    *,
+    session: Session,
+    args: Mapping[str, Any],
+    site: Sequence[str] | None = None,
+    region: Sequence[str] | None = None,
+    role: Sequence[str] | None = None,
+    device: Sequence[str] | None = None,
+    status: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """`devices_for_scope` as a list answer, in the shapes `args` asks for (`fields`, `brief`)."""
+    devices = devices_for_scope(
+        session=session, site=site, region=region, role=role, device=device, status=status
+    )
+    items = shape("device", serialize.read(session, "device", devices), args)
+    return {"items": items, "count": len(items), "next": None}
 
 
 def record_agent_heartbeat(
@@ -534,3 +583,19 @@ def journal(*, session: Session, otype: str, ref: int | str) -> list[m.JournalEn
         m.JournalEntry.object_type == otype, m.JournalEntry.object_id == obj.id
     )
     return list(session.scalars(stmt.order_by(m.JournalEntry.id)))
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def collect_metrics() -> Iterator[Any]:
+    """Scrape-time gauge: devices per lifecycle status."""
+    family = GaugeMetricFamily(
+        "popcorn_inventory_devices", "Devices by lifecycle status", labels=["status"]
+    )
+    with session_scope(readonly=True) as session:
+        for status, count in session.execute(
+            select(m.Device.status, func.count()).group_by(m.Device.status)
+        ):
+            family.add_metric([status], count)
+    yield family
