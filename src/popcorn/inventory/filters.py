@@ -26,6 +26,7 @@ from popcorn.listing import (
     paginate,
     parse_list_params,
 )
+from popcorn.lookup import MAX_ID
 
 _DIRECT: dict[str, dict[str, Any]] = {
     "custom_field": {
@@ -273,6 +274,35 @@ def _custom_columns(session: Session, otype: str) -> dict[str, Any]:
     return out
 
 
+def _check_ranges(
+    filters: Mapping[str, list[str]], allowed: Mapping[str, Any], params: ListParams
+) -> None:
+    """Whole numbers a database cannot hold (2**63 and above) are a 422, not an overflow."""
+    if params.offset is not None and params.offset > MAX_ID:
+        raise InvalidInput(f"offset must be at most {MAX_ID}", details={"offset": params.offset})
+    for key, values in filters.items():
+        name, _, lookup = key.partition("__")
+        column = allowed.get(name)
+        if column is None or lookup in ("isnull", "ic", "isw", "ie"):
+            continue
+        try:
+            numeric = column.type.python_type is int
+        except NotImplementedError:
+            continue
+        if not numeric:
+            continue
+        for raw in (part for value in values for part in value.split(",")):
+            try:
+                number = int(raw)
+            except ValueError:
+                continue  # not a number at all: the filter itself answers 422
+            if abs(number) > MAX_ID:
+                raise InvalidInput(
+                    f"filter {key}: {raw} is out of range (at most {MAX_ID})",
+                    details={key: raw},
+                )
+
+
 def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
     """The list query for a type with NetBox-style filters, `tag`, `region` and `q`."""
     model = TYPES[otype].model
@@ -310,6 +340,7 @@ def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
             if entity not in done:
                 stmt = stmt.join(entity, on)
                 done.add(entity)
+    _check_ranges(filters, allowed, params)
     stmt = stmt.where(*filter_clauses(filters, allowed))
     if params.q:
         indexed = (

@@ -118,8 +118,9 @@ def get_object(*, session: Session, otype: str, ref: int | str) -> Any:
     model = TYPES[otype].model
     text = str(ref).strip()
     found = None
-    if text.isdigit():
-        found = session.get(model, int(text))
+    ident = parse_id(text)
+    if ident is not None:
+        found = session.get(model, ident)
     elif otype == "module_type":
         maker, _, model_name = text.partition("/")
         found = session.scalar(
@@ -349,8 +350,9 @@ def find_component(*, session: Session, device: int | str, component: int | str)
     owner = get_device(session=session, ref=device)
     text = str(component).strip()
     clauses = [m.Component.name == text, m.Component.serial == text]
-    if text.isdigit():
-        clauses.append(m.Component.id == int(text))
+    ident = parse_id(text)
+    if ident is not None:
+        clauses.append(m.Component.id == ident)
     found = session.scalars(
         select(m.Component).where(m.Component.device_id == owner.id, or_(*clauses))
     ).all()
@@ -415,9 +417,10 @@ def devices_for_scope(
         ids = []
         for ref in many(site):
             text = str(ref)
+            ident = parse_id(text)
             found = session.scalar(
                 select(m.Site.id).where(
-                    m.Site.id == int(text) if text.isdigit() else m.Site.code == text
+                    m.Site.id == ident if ident is not None else m.Site.code == text
                 )
             )
             if found is None:

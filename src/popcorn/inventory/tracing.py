@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from popcorn.errors import NotFound
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES
+from popcorn.lookup import parse_id
 
 
 def _end(session: Session, end_type: str, end_id: int) -> dict[str, Any]:
@@ -42,6 +43,9 @@ def _public(end: dict[str, Any]) -> dict[str, Any]:
 
 
 def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any]:
+    """Follow cables from an interface or port given by id (see `service.trace`)."""
+    if parse_id(end_id) is None:
+        raise NotFound(f"no {end_type} {end_id}")
     current = _end(session, end_type, end_id)
     origin = _public(current)
     hops: list[dict[str, Any]] = []

@@ -38,6 +38,7 @@ from popcorn.inventory.bulk.types import (
     slugify,
     stored,
 )
+from popcorn.lookup import parse_id
 
 
 class Batch:
@@ -226,6 +227,8 @@ class Batch:
     def load_by_id(self, otype: str, ident: int) -> Mapping[Any, Any] | None:
         if ident in self.before[otype]:
             return self.before[otype][ident]
+        if parse_id(ident) is None:
+            return None  # no stored row can have it (and 2**63 would overflow the database)
         table = TYPES[otype].table
         found = self.session.execute(stored(table).where(table.c.id == ident)).mappings().first()
         if found is None:
