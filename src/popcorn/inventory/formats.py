@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from popcorn import safeyaml
 from popcorn.errors import InvalidInput
 from popcorn.inventory import devicetypes
 from popcorn.inventory.bulk import BY_PLURAL, ORDER, SECTION_ALIASES, TYPES, Row, resolve_type
@@ -329,6 +330,25 @@ _LineLoader.add_constructor(
 
 
 def load_yaml(text: str, filename: str) -> list[Any]:
+    """The documents of a YAML file, every mapping noting its lines.
+
+    The text goes through `popcorn.safeyaml` first, so nested aliases (a
+    "billion laughs"), deep nesting or oversized input are refused before any
+    row is read. Inventory files are as large as the fleet, so the expansion
+    allowed grows with the text; aliases stay within the loader's limit.
+    """
+    try:
+        safeyaml.load_all(
+            text,
+            source=filename,
+            max_nodes=max(safeyaml.MAX_NODES, len(text)),
+            max_bytes=max(safeyaml.MAX_BYTES, len(text)),
+        )
+    except safeyaml.YAMLLimitError as exc:
+        line = exc.details.get("line")
+        problem = exc.message.removeprefix(f"{filename}:{line}: " if line else f"{filename}: ")
+        kind = "YAML refused" if problem.startswith("YAML ") else "malformed YAML"
+        raise _malformed(filename, line, f"{kind}: {problem}") from None
     try:
         return [doc for doc in yaml.load_all(text, Loader=_LineLoader) if doc is not None]
     except yaml.YAMLError as exc:

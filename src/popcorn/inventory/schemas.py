@@ -14,9 +14,17 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
 
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.schemas import Page, ReadSchema, Schema
 
 SITE_KINDS = ("cdn-isp", "cdn-ix", "cloud-region", "datacenter")
 SITE_STATUSES = ("planned", "staging", "active", "decommissioning", "retired")
@@ -734,3 +742,49 @@ class Trace(ReadSchema):
     complete: bool
     origin: dict[str, Any]
     destination: dict[str, Any] | None
+
+
+# --- list answers ---------------------------------------------------------------
+
+
+def list_page(read: type[ReadSchema]) -> type[BaseModel]:
+    """The list answer of one object type.
+
+    Items are the type's read objects, or only the fields asked for with
+    `fields=a,b` or `brief=1`, so they are checked as objects and documented
+    with the read schema's fields (read schemas are flat: no nested models).
+    """
+    item = Annotated[dict[str, Any], WithJsonSchema(read.model_json_schema(mode="serialization"))]
+    page: type[BaseModel] = create_model(
+        f"{read.__name__.removesuffix('Read')}Page",
+        items=(list[item], ...),
+        count=(int | None, None),
+        next=(str | None, None),
+    )
+    return page
+
+
+class JournalPage(Page[JournalRead]):
+    pass
+
+
+class BulkResult(ImportResult):
+    """A bulk create or update: the counts and every object it created or changed."""
+
+    items: list[dict[str, Any]]
+
+
+class BulkDeleted(BaseModel):
+    deleted: int
+
+
+class ReportPage(BaseModel):
+    """Report rows (their keys depend on the report and its `by`)."""
+
+    items: list[dict[str, Any]]
+    count: int | None = None
+    next: str | None = None
+
+
+class EndOfLifeReport(ReportPage):
+    cutoff: str = Field(description="Components reaching end of life by this date are listed.")

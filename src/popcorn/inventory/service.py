@@ -1,11 +1,18 @@
-"""The inventory's behaviour: objects, lifecycle, imports and exports, traces, reports.
+"""The inventory's behaviour: start here. Objects, lifecycle, traces, history and journal.
 
 Views, the CLI and other domains call these functions; none of them knows
 Flask or click. Every change goes through `popcorn.inventory.bulk`, so a
 single API create, a CLI update and a 100,000-row import obey the same rules
-and leave the same audit records and events.
+and leave the same audit records and events. Where to look:
 
-Stable functions for other domains (keep their signatures):
+- creating or changing one object: `create_object` / `update_object` here; the
+  rules for each type are its planner in `bulk.PLANNERS` (a device:
+  `bulk.devices.plan_device`; a site: `bulk.organisation.plan_site`).
+- lists and filters: `filters` (`list_objects`, `filtered`, `shape`).
+- file imports and exports: `files`; cable traces: `tracing`; reports: `reports`.
+  Their public functions are re-exported here, so `service.X` finds them all.
+
+Other domains use the typed facade `popcorn.inventory.api`, built on:
 
 - `devices_for_scope(session=, site=, region=, role=, device=, status=)`: the
   devices behind an alert, a site or a region (regions include sub-regions).
@@ -22,35 +29,77 @@ Stable functions for other domains (keep their signatures):
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.context import current_actor
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.inventory import bulk, formats, search, serialize
+from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
-from popcorn.listing import (
-    ListParams,
-    PageResult,
-    encode_cursor,
-    filter_clauses,
-    paginate,
-    parse_list_params,
+from popcorn.inventory.files import export, import_files, import_library, import_paths
+from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
+from popcorn.inventory.reports import (
+    COUNT_BY,
+    EXPECTED_LIFE_YEARS,
+    capacity,
+    device_counts,
+    end_of_life,
+    failed_components,
+    site_capacity,
 )
+from popcorn.inventory.tracing import trace_from
+from popcorn.lookup import get_by_id, parse_id
 from popcorn.outbox import emit
 
-Progress = Callable[[int, int, str], None]
+__all__ = [
+    "COUNT_BY",
+    "EXPECTED_LIFE_YEARS",
+    "READ_SCHEMAS",
+    "add_journal",
+    "bulk_apply",
+    "bulk_change",
+    "bulk_delete",
+    "capacity",
+    "collect_metrics",
+    "create_object",
+    "delete_objects",
+    "device_counts",
+    "devices_for_scope",
+    "end_of_life",
+    "export",
+    "fail_component_by_id",
+    "failed_components",
+    "filtered",
+    "find_component",
+    "get_device",
+    "get_object",
+    "history",
+    "import_files",
+    "import_library",
+    "import_paths",
+    "journal",
+    "list_objects",
+    "mark_component_failed",
+    "read_one",
+    "record_agent_heartbeat",
+    "region_ids",
+    "scope_list",
+    "set_device_status",
+    "shape",
+    "site_capacity",
+    "trace",
+    "trace_from",
+    "update_object",
+]
+
 
 # --- looking objects up --------------------------------------------------------
 
@@ -69,8 +118,9 @@ def get_object(*, session: Session, otype: str, ref: int | str) -> Any:
     model = TYPES[otype].model
     text = str(ref).strip()
     found = None
-    if text.isdigit():
-        found = session.get(model, int(text))
+    ident = parse_id(text)
+    if ident is not None:
+        found = session.get(model, ident)
     elif otype == "module_type":
         maker, _, model_name = text.partition("/")
         found = session.scalar(
@@ -100,8 +150,10 @@ def get_device(*, session: Session, ref: int | str) -> m.Device:
     stmt = select(m.Device).options(
         selectinload(m.Device.site), selectinload(m.Device.device_model)
     )
-    column = m.Device.id if text.isdigit() else m.Device.name
-    device = session.scalar(stmt.where(column == (int(text) if text.isdigit() else text)))
+    ident = parse_id(ref)
+    device = session.scalar(stmt.where(m.Device.name == text)) if ident is None else None
+    if ident is not None:
+        device = session.scalar(stmt.where(m.Device.id == ident))
     if device is None:
         raise NotFound(f"no device {text!r}", details={"device": text})
     return device
@@ -111,7 +163,11 @@ def get_device(*, session: Session, ref: int | str) -> m.Device:
 
 
 def create_object(*, session: Session, otype: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Create one object (a device also gets its model's components)."""
+    """Create one object (a device also gets its model's components).
+
+    The rules it must pass are its type's planner, `bulk.PLANNERS[otype]`: a
+    device's are `bulk.devices.plan_device`, a site's `bulk.organisation.plan_site`.
+    """
     otype = resolve_type(otype)
     ident = bulk.single(session, otype, {k: v for k, v in data.items() if k != "id"}, mode="create")
     return read_one(session=session, otype=otype, obj=session.get(TYPES[otype].model, ident))
@@ -140,6 +196,22 @@ def bulk_apply(*, session: Session, otype: str, items: Sequence[Any], mode: str)
             continue
         rows.append(Row(dict(item), None, f"[{index}]"))
     return bulk.apply(session, {otype: rows}, mode=mode, source="api bulk")
+
+
+def bulk_change(*, session: Session, otype: str, items: Sequence[Any], mode: str) -> dict[str, Any]:
+    """`bulk_apply`, answered with the counts and every created or updated object."""
+    otype = resolve_type(otype)
+    result = bulk_apply(session=session, otype=otype, items=items, mode=mode)
+    model = TYPES[otype].model
+    ids = result.ids.get(otype, [])
+    objects = session.scalars(select(model).where(model.id.in_(ids)).order_by(model.id))
+    return {**result.as_dict(), "items": shape(otype, serialize.read(session, otype, objects), {})}
+
+
+def bulk_delete(*, session: Session, otype: str, items: Sequence[Any]) -> int:
+    """Delete the objects a bulk call names, each by `{"id": …}`, id or natural key."""
+    refs = [str(i.get("id")) if isinstance(i, dict) else str(i) for i in items]
+    return delete_objects(session=session, otype=otype, refs=refs)
 
 
 _BLOCKERS: dict[str, list[tuple[Any, str]]] = {
@@ -253,361 +325,6 @@ def _drop_orphan_links(session: Session, device_ids: list[int]) -> None:
         session.execute(delete(m.Link).where(m.Link.id.in_(gone)))
 
 
-# --- lists and filters ----------------------------------------------------------
-
-_DIRECT: dict[str, dict[str, Any]] = {
-    "custom_field": {
-        "id": m.CustomField.id,
-        "object_type": m.CustomField.object_type,
-        "name": m.CustomField.name,
-        "type": m.CustomField.type,
-    },
-    "region": {
-        "id": m.Region.id,
-        "slug": m.Region.slug,
-        "name": m.Region.name,
-        "parent_id": m.Region.parent_id,
-    },
-    "manufacturer": {
-        "id": m.Manufacturer.id,
-        "slug": m.Manufacturer.slug,
-        "name": m.Manufacturer.name,
-    },
-    "site": {
-        "id": m.Site.id,
-        "code": m.Site.code,
-        "name": m.Site.name,
-        "kind": m.Site.kind,
-        "status": m.Site.status,
-        "country": m.Site.country,
-        "city": m.Site.city,
-        "asn": m.Site.asn,
-        "latitude": m.Site.latitude,
-        "longitude": m.Site.longitude,
-        "created_at": m.Site.created_at,
-        "updated_at": m.Site.updated_at,
-    },
-    "rack": {
-        "id": m.Rack.id,
-        "site_id": m.Rack.site_id,
-        "name": m.Rack.name,
-        "status": m.Rack.status,
-        "u_height": m.Rack.u_height,
-    },
-    "device_model": {
-        "id": m.DeviceModel.id,
-        "slug": m.DeviceModel.slug,
-        "model": m.DeviceModel.model,
-        "manufacturer_id": m.DeviceModel.manufacturer_id,
-        "part_number": m.DeviceModel.part_number,
-        "u_height": m.DeviceModel.u_height,
-        "airflow": m.DeviceModel.airflow,
-        "is_full_depth": m.DeviceModel.is_full_depth,
-    },
-    "module_type": {
-        "id": m.ModuleType.id,
-        "model": m.ModuleType.model,
-        "manufacturer_id": m.ModuleType.manufacturer_id,
-        "part_number": m.ModuleType.part_number,
-    },
-    "device": {
-        "id": m.Device.id,
-        "name": m.Device.name,
-        "role": m.Device.role,
-        "status": m.Device.status,
-        "serial": m.Device.serial,
-        "asset_tag": m.Device.asset_tag,
-        "platform": m.Device.platform,
-        "os_version": m.Device.os_version,
-        "primary_ip4": m.Device.primary_ip4,
-        "primary_ip6": m.Device.primary_ip6,
-        "site_id": m.Device.site_id,
-        "model_id": m.Device.device_model_id,
-        "rack_id": m.Device.rack_id,
-        "position": m.Device.position,
-        "face": m.Device.face,
-        "throughput_gbps": m.Device.throughput_gbps,
-        "storage_tb": m.Device.storage_tb,
-        "agent_url": m.Device.agent_url,
-        "agent_last_seen": m.Device.agent_last_seen,
-        "created_at": m.Device.created_at,
-        "updated_at": m.Device.updated_at,
-    },
-    "bay": {"id": m.Bay.id, "device_id": m.Bay.device_id, "kind": m.Bay.kind, "name": m.Bay.name},
-    "component": {
-        "id": m.Component.id,
-        "device_id": m.Component.device_id,
-        "kind": m.Component.kind,
-        "name": m.Component.name,
-        "status": m.Component.status,
-        "serial": m.Component.serial,
-        "part_number": m.Component.part_number,
-        "firmware": m.Component.firmware,
-        "install_date": m.Component.install_date,
-        "eol_date": m.Component.eol_date,
-        "parent_id": m.Component.parent_id,
-        "bay_id": m.Component.bay_id,
-        "updated_at": m.Component.updated_at,
-    },
-    "interface": {
-        "id": m.Interface.id,
-        "device_id": m.Interface.device_id,
-        "name": m.Interface.name,
-        "type": m.Interface.type,
-        "speed": m.Interface.speed,
-        "mgmt_only": m.Interface.mgmt_only,
-        "enabled": m.Interface.enabled,
-        "mac_address": m.Interface.mac_address,
-        "link_id": m.Interface.link_id,
-        "module_id": m.Interface.module_id,
-    },
-    "port": {
-        "id": m.Port.id,
-        "device_id": m.Port.device_id,
-        "kind": m.Port.kind,
-        "name": m.Port.name,
-        "type": m.Port.type,
-        "link_id": m.Port.link_id,
-    },
-    "link": {
-        "id": m.Link.id,
-        "type": m.Link.type,
-        "status": m.Link.status,
-        "label": m.Link.label,
-        "a_device_id": m.Link.a_device_id,
-        "b_device_id": m.Link.b_device_id,
-    },
-}
-
-# Filters through a join: name -> (column, joins as (entity, on-clause) in order).
-_SITE_OF_DEVICE = (m.Site, m.Site.id == m.Device.site_id)
-_MODEL_OF_DEVICE = (m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
-_JOINED: dict[str, dict[str, tuple[Any, list[tuple[Any, Any]]]]] = {
-    "rack": {"site": (m.Site.code, [(m.Site, m.Site.id == m.Rack.site_id)])},
-    "device_model": {
-        "manufacturer": (
-            m.Manufacturer.slug,
-            [(m.Manufacturer, m.Manufacturer.id == m.DeviceModel.manufacturer_id)],
-        )
-    },
-    "module_type": {
-        "manufacturer": (
-            m.Manufacturer.slug,
-            [(m.Manufacturer, m.Manufacturer.id == m.ModuleType.manufacturer_id)],
-        )
-    },
-    "device": {
-        "site": (m.Site.code, [_SITE_OF_DEVICE]),
-        "model": (m.DeviceModel.slug, [_MODEL_OF_DEVICE]),
-        "manufacturer": (
-            m.Manufacturer.slug,
-            [
-                _MODEL_OF_DEVICE,
-                (m.Manufacturer, m.Manufacturer.id == m.DeviceModel.manufacturer_id),
-            ],
-        ),
-        "rack": (m.Rack.name, [(m.Rack, m.Rack.id == m.Device.rack_id)]),
-    },
-}
-for _child in ("bay", "component", "interface", "port"):
-    _model = TYPES[_child].model
-    _on_device = (m.Device, m.Device.id == _model.device_id)
-    _JOINED[_child] = {
-        "device": (m.Device.name, [_on_device]),
-        "site": (m.Site.code, [_on_device, (m.Site, m.Site.id == m.Device.site_id)]),
-        "role": (m.Device.role, [_on_device]),
-    }
-for _child in ("interface", "port"):
-    _model = TYPES[_child].model
-    _JOINED[_child]["module"] = (
-        m.Component.name,
-        [(m.Component, m.Component.id == _model.module_id)],
-    )
-_JOINED["component"]["manufacturer"] = (
-    m.Manufacturer.slug,
-    [(m.Manufacturer, m.Manufacturer.id == m.Component.manufacturer_id)],
-)
-
-_SEARCH: dict[str, tuple[Any, ...]] = {
-    "custom_field": (m.CustomField.name, m.CustomField.label),
-    "region": (m.Region.slug, m.Region.name),
-    "manufacturer": (m.Manufacturer.name, m.Manufacturer.slug),
-    "site": (m.Site.code, m.Site.name, m.Site.city, m.Site.description),
-    "rack": (m.Rack.name, m.Rack.description),
-    "device_model": (m.DeviceModel.model, m.DeviceModel.slug, m.DeviceModel.part_number),
-    "module_type": (m.ModuleType.model, m.ModuleType.part_number),
-    "device": (
-        m.Device.name,
-        m.Device.serial,
-        m.Device.asset_tag,
-        m.Device.primary_ip4,
-        m.Device.description,
-    ),
-    "bay": (m.Bay.name, m.Bay.label),
-    "component": (
-        m.Component.name,
-        m.Component.serial,
-        m.Component.part_number,
-        m.Component.description,
-    ),
-    "interface": (
-        m.Interface.name,
-        m.Interface.label,
-        m.Interface.mac_address,
-        m.Interface.description,
-    ),
-    "port": (m.Port.name, m.Port.label),
-    "link": (m.Link.label, m.Link.description),
-}
-
-
-def region_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
-    """Ids of the given regions (by id, slug or name) and all regions below them."""
-    rows = session.execute(select(m.Region.id, m.Region.slug, m.Region.name, m.Region.parent_id))
-    children: dict[int | None, list[int]] = defaultdict(list)
-    by_key: dict[str, int] = {}
-    for ident, slug, name, parent in rows:
-        children[parent].append(ident)
-        by_key[str(ident)] = by_key[slug] = ident
-        by_key.setdefault(name.lower(), ident)
-    out: set[int] = set()
-    for ref in refs:
-        text = str(ref).strip()
-        found = by_key.get(text) or by_key.get(text.lower())
-        if found is None:
-            raise NotFound(f"no region {text!r}", details={"region": text})
-        stack = [found]
-        while stack:
-            current = stack.pop()
-            if current not in out:
-                out.add(current)
-                stack.extend(children.get(current, []))
-    return out
-
-
-def _custom_columns(session: Session, otype: str) -> dict[str, Any]:
-    if otype not in bulk.CUSTOM:
-        return {}
-    column = TYPES[otype].model.custom_fields
-    out: dict[str, Any] = {}
-    for decl in session.scalars(select(m.CustomField).where(m.CustomField.object_type == otype)):
-        value = column[decl.name]
-        if decl.type in ("integer", "decimal"):
-            out[f"cf_{decl.name}"] = value.as_float()
-        elif decl.type == "boolean":
-            out[f"cf_{decl.name}"] = value.as_boolean()
-        else:
-            out[f"cf_{decl.name}"] = value.as_string()
-    return out
-
-
-def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
-    """The list query for a type with NetBox-style filters, `tag`, `region` and `q`."""
-    model = TYPES[otype].model
-    stmt: Select[Any] = select(model)
-    filters = dict(params.filters)
-    for key in [k for k in filters if k.partition("__")[0] == "tag"]:
-        values = filters.pop(key)
-        lookup = key.partition("__")[2]
-        if otype not in bulk.TAGGED or lookup not in ("", "n"):
-            raise InvalidInput(f"unknown filter {key!r}", details={"filter": key})
-        for value in (v for raw in values for v in raw.split(",") if v):
-            tagged = select(m.Tagging.object_id).where(
-                m.Tagging.object_type == otype, m.Tagging.tag == value
-            )
-            stmt = stmt.where(model.id.not_in(tagged) if lookup else model.id.in_(tagged))
-    for key in [k for k in filters if k in ("region", "region_id")]:
-        ids = region_ids(session, [v for raw in filters.pop(key) for v in raw.split(",")])
-        if otype == "site":
-            stmt = stmt.where(m.Site.region_id.in_(ids))
-        elif otype in ("device", "rack"):
-            stmt = stmt.where(model.site_id.in_(select(m.Site.id).where(m.Site.region_id.in_(ids))))
-        else:
-            raise InvalidInput(f"unknown filter {key!r}", details={"filter": key})
-    if otype == "link" and "device" in filters:
-        names = [v for raw in filters.pop("device") for v in raw.split(",")]
-        ids_stmt = select(m.Device.id).where(m.Device.name.in_(names))
-        stmt = stmt.where(or_(m.Link.a_device_id.in_(ids_stmt), m.Link.b_device_id.in_(ids_stmt)))
-    joined = _JOINED.get(otype, {})
-    allowed = {**_DIRECT[otype], **{k: v[0] for k, v in joined.items()}}
-    if any(k.startswith("cf_") for k in filters):
-        allowed.update(_custom_columns(session, otype))
-    done: set[Any] = set()
-    for key in filters:
-        for entity, on in joined.get(key.partition("__")[0], (None, []))[1]:
-            if entity not in done:
-                stmt = stmt.join(entity, on)
-                done.add(entity)
-    stmt = stmt.where(*filter_clauses(filters, allowed))
-    if params.q:
-        indexed = (
-            search.device_clause(session.connection(), params.q) if otype == "device" else None
-        )
-        if indexed is not None:
-            stmt = stmt.where(indexed)
-        else:
-            pattern = f"%{params.q.strip()}%"
-            stmt = stmt.where(or_(*[column.ilike(pattern) for column in _SEARCH[otype]]))
-    return stmt
-
-
-def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> dict[str, Any]:
-    """One page: `{"items", "count", "next"}`, with `?fields=a,b` or `?brief=1` shapes."""
-    otype = resolve_type(otype)
-    params = parse_list_params(args)
-    result = _page(session, filtered(session, otype, params), params, TYPES[otype].model.id)
-    items = serialize.read(session, otype, result.items)
-    return {"items": shape(otype, items, args), "count": result.count, "next": result.next}
-
-
-def _page(session: Session, stmt: Select[Any], params: ListParams, key: Any) -> PageResult:
-    """The core's paging, without the count query when the first page is not full."""
-    if params.after is not None or params.offset:
-        return paginate(session, stmt, params, key=key)
-    rows = list(session.scalars(stmt.order_by(key).limit(params.limit + 1)))
-    if len(rows) <= params.limit:
-        return PageResult(items=rows, count=len(rows), next=None)
-    count = int(
-        session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    )
-    rows = rows[: params.limit]
-    return PageResult(items=rows, count=count, next=encode_cursor(rows[-1].id))
-
-
-def shape(otype: str, items: list[dict[str, Any]], args: Mapping[str, Any]) -> list[dict[str, Any]]:
-    brief = str(args.get("brief", "")).lower() in ("1", "true", "yes")
-    fields = [f.strip() for f in str(args.get("fields") or "").split(",") if f.strip()]
-    read_schema = READ_SCHEMAS[otype]
-    if fields:
-        unknown = [f for f in fields if f not in read_schema.model_fields]
-        if unknown:
-            raise InvalidInput(
-                f"unknown field(s) {', '.join(unknown)}",
-                details={"fields": unknown, "allowed": list(read_schema.model_fields)},
-            )
-        return [{f: item.get(f) for f in fields} for item in items]
-    if brief:
-        return [serialize.brief(otype, item) for item in items]
-    return [read_schema.model_validate(item).model_dump(mode="json") for item in items]
-
-
-READ_SCHEMAS: dict[str, type[s.ReadSchema]] = {
-    "custom_field": s.CustomFieldRead,
-    "region": s.RegionRead,
-    "manufacturer": s.ManufacturerRead,
-    "site": s.SiteRead,
-    "rack": s.RackRead,
-    "device_model": s.DeviceModelRead,
-    "module_type": s.ModuleTypeRead,
-    "device": s.DeviceRead,
-    "bay": s.BayRead,
-    "component": s.ComponentRead,
-    "interface": s.InterfaceRead,
-    "port": s.PortRead,
-    "link": s.LinkRead,
-}
-
-
 # --- device lifecycle and the functions other domains call -------------------------
 
 
@@ -633,8 +350,9 @@ def find_component(*, session: Session, device: int | str, component: int | str)
     owner = get_device(session=session, ref=device)
     text = str(component).strip()
     clauses = [m.Component.name == text, m.Component.serial == text]
-    if text.isdigit():
-        clauses.append(m.Component.id == int(text))
+    ident = parse_id(text)
+    if ident is not None:
+        clauses.append(m.Component.id == ident)
     found = session.scalars(
         select(m.Component).where(m.Component.device_id == owner.id, or_(*clauses))
     ).all()
@@ -660,6 +378,15 @@ def mark_component_failed(
     found = session.get(m.Component, part.id)
     assert found is not None
     return found
+
+
+def fail_component_by_id(*, session: Session, ident: int | str, reason: str = "") -> dict[str, Any]:
+    """`mark_component_failed` for a component known only by its id, as the API shows it."""
+    part = get_by_id(session, m.Component, ident, label="component")
+    found = mark_component_failed(
+        session=session, device=part.device_id, component=part.id, reason=reason
+    )
+    return read_one(session=session, otype="component", obj=found)
 
 
 def devices_for_scope(
@@ -690,9 +417,10 @@ def devices_for_scope(
         ids = []
         for ref in many(site):
             text = str(ref)
+            ident = parse_id(text)
             found = session.scalar(
                 select(m.Site.id).where(
-                    m.Site.id == int(text) if text.isdigit() else m.Site.code == text
+                    m.Site.id == ident if ident is not None else m.Site.code == text
                 )
             )
             if found is None:
@@ -714,50 +442,22 @@ def devices_for_scope(
     return list(session.scalars(stmt.order_by(m.Device.id)))
 
 
-def site_capacity(
+def scope_list(
     *,
     session: Session,
-    site: str | Sequence[str] | None = None,
-    region: str | Sequence[str] | None = None,
-    status: str | Sequence[str] = "active",
-) -> list[dict[str, Any]]:
-    """Per site: device count, throughput (Gbps) and storage (TB), summed over `status` devices."""
-    statuses = [status] if isinstance(status, str) else list(status)
-    stmt = (
-        select(
-            m.Site.id,
-            m.Site.code,
-            m.Site.region_id,
-            func.count(m.Device.id),
-            func.coalesce(func.sum(m.Device.throughput_gbps), 0.0),
-            func.coalesce(func.sum(m.Device.storage_tb), 0.0),
-        )
-        .select_from(m.Site)
-        .outerjoin(m.Device, and_(m.Device.site_id == m.Site.id, m.Device.status.in_(statuses)))
-        .group_by(m.Site.id, m.Site.code, m.Site.region_id)
-        .order_by(m.Site.code)
+    args: Mapping[str, Any],
+    site: Sequence[str] | None = None,
+    region: Sequence[str] | None = None,
+    role: Sequence[str] | None = None,
+    device: Sequence[str] | None = None,
+    status: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """`devices_for_scope` as a list answer, in the shapes `args` asks for (`fields`, `brief`)."""
+    devices = devices_for_scope(
+        session=session, site=site, region=region, role=role, device=device, status=status
     )
-    if site is not None:
-        codes = [site] if isinstance(site, str) else list(site)
-        stmt = stmt.where(m.Site.code.in_(codes))
-    if region is not None:
-        stmt = stmt.where(
-            m.Site.region_id.in_(
-                region_ids(session, [region] if isinstance(region, str) else region)
-            )
-        )
-    slugs = dict(session.execute(select(m.Region.id, m.Region.slug)).all())
-    return [
-        {
-            "site": code,
-            "site_id": ident,
-            "region": slugs.get(region_id) if region_id is not None else None,
-            "devices": count,
-            "throughput_gbps": round(float(gbps or 0), 3),
-            "storage_tb": round(float(tb or 0), 3),
-        }
-        for ident, code, region_id, count, gbps, tb in session.execute(stmt)
-    ]
+    items = shape("device", serialize.read(session, "device", devices), args)
+    return {"items": items, "count": len(items), "next": None}
 
 
 def record_agent_heartbeat(
@@ -798,198 +498,7 @@ def record_agent_heartbeat(
     return found
 
 
-# --- imports and exports --------------------------------------------------------------
-
-
-def import_files(
-    *,
-    session: Session,
-    files: Sequence[tuple[str, bytes | str]],
-    fmt: str | None = None,
-    otype: str | None = None,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-) -> BatchResult:
-    """Import CSV, JSON or YAML files as one all-or-nothing batch, idempotent on natural keys."""
-    sections: dict[str, list[Row]] = {}
-    for name, content in files:
-        parsed = formats.parse(content, filename=name, fmt=fmt, otype=otype)
-        if len(files) > 1:
-            formats.mark_source(parsed, name)
-        for key in list(parsed):
-            _merge(sections, key, parsed.pop(key))
-    source = ", ".join(Path(name).name for name, _ in files)[:80] or "import"
-    return bulk.apply(
-        session, sections, dry_run=dry_run, source=source, summary=True, progress=progress
-    )
-
-
-def _merge(sections: dict[str, list[Row]], key: str, rows: list[Row]) -> None:
-    """Add a file's rows to a batch's sections without copying the first file's list."""
-    if key in sections:
-        sections[key].extend(rows)
-    else:
-        sections[key] = rows
-
-
-def import_paths(
-    *,
-    session: Session,
-    paths: Sequence[Path],
-    fmt: str | None = None,
-    otype: str | None = None,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-) -> BatchResult:
-    """Import files and device-type library directories together, as one all-or-nothing batch.
-
-    A directory is read as a library checkout: YAML files under `module-types/`
-    are module types, the others device types.
-    """
-    sections: dict[str, list[Row]] = {}
-    for path in paths:
-        if not path.exists():
-            raise NotFound(f"no such file or directory: {path}")
-        if path.is_dir():
-            parts: Iterable[dict[str, list[Row]]] = (p for _, p in formats.parse_library(path))
-            found = False
-            for part in parts:
-                found = True
-                for key in list(part):
-                    _merge(sections, key, part.pop(key))
-            if not found:
-                raise InvalidInput(f"no device-type YAML files under {path}")
-            continue
-        parsed = formats.parse_path(path, fmt=fmt, otype=otype)
-        if len(paths) > 1:
-            formats.mark_source(parsed, str(path))
-        for key in list(parsed):
-            _merge(sections, key, parsed.pop(key))
-    source = ", ".join(p.name for p in paths)[:80] or "import"
-    return bulk.apply(
-        session, sections, dry_run=dry_run, source=source, summary=True, progress=progress
-    )
-
-
-def import_library(
-    *, session: Session, root: Path, dry_run: bool = False, progress: Progress | None = None
-) -> BatchResult:
-    """Import a device-type library checkout (device-types/ and module-types/ trees) at once."""
-    return import_paths(session=session, paths=[root], dry_run=dry_run, progress=progress)
-
-
-def export(
-    *,
-    session: Session,
-    out: TextIO,
-    fmt: str,
-    otypes: Sequence[str] | None = None,
-    args: Mapping[str, Any] | None = None,
-) -> int:
-    """Write objects in the import shape; returns how many. Filters apply to a single type."""
-    fmt = formats.detect_format("", fmt)
-    types = [resolve_type(t) for t in otypes] if otypes else list(bulk.ORDER)
-    if fmt == "csv" and len(types) != 1:
-        raise InvalidInput("a CSV export holds one object type: give the type")
-    params = parse_list_params({k: v for k, v in (args or {}).items() if k not in ("limit",)})
-    names = serialize.Names(session)
-    total = 0
-    single = len(types) == 1 and otypes is not None
-    if fmt == "json":
-        out.write("[" if single else "{")
-    for position, otype in enumerate(types):
-        custom = sorted(
-            session.scalars(select(m.CustomField.name).where(m.CustomField.object_type == otype))
-        )
-        header = formats.csv_header(otype, custom) if fmt == "csv" else []
-        if fmt == "csv":
-            import csv
-
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-        elif fmt == "json" and not single:
-            out.write(("," if position else "") + f"\n{_json(TYPES[otype].plural)}: [")
-        wrote_section = False
-        first = True
-        for chunk in _export_chunks(session, otype, params if len(types) == 1 else None, names):
-            if fmt == "yaml" and not single and not wrote_section:
-                out.write(f"{TYPES[otype].plural}:\n")
-                wrote_section = True
-            rows = [serialize.export_row(otype, r, compact=fmt != "csv") for r in chunk]
-            total += len(rows)
-            if fmt == "csv":
-                writer.writerows(formats.csv_line(header, r) for r in rows)
-            elif fmt == "json":
-                for row in rows:
-                    out.write(("\n  " if first else ",\n  ") + _json(row))
-                    first = False
-            else:
-                out.write(formats.yaml_dump([bulk.jsonable(r) for r in rows]))
-        if fmt == "json" and not single:
-            out.write("\n]")
-    if fmt == "json":
-        out.write("\n]\n" if single else "\n}\n")
-    if fmt == "yaml" and single and total == 0:
-        out.write("[]\n")
-    return total
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _export_chunks(
-    session: Session, otype: str, params: ListParams | None, names: serialize.Names
-) -> Iterable[list[dict[str, Any]]]:
-    model = TYPES[otype].model
-    stmt = filtered(session, otype, params) if params is not None else select(model)
-    if (
-        otype in bulk.CHILDREN
-        and (session.scalar(select(func.count()).select_from(m.Device)) or 0) > 20000
-    ):
-        names.preload("device")
-    after = 0
-    while True:
-        batch = list(session.scalars(stmt.where(model.id > after).order_by(model.id).limit(5000)))
-        if not batch:
-            return
-        after = batch[-1].id
-        yield serialize.read(session, otype, batch, names)
-        session.expunge_all()
-
-
-# --- traces ----------------------------------------------------------------------------
-
-
-def _end(session: Session, end_type: str, end_id: int) -> dict[str, Any]:
-    model = TYPES[end_type].model
-    row = session.execute(
-        select(model, m.Device.name)
-        .join(m.Device, m.Device.id == model.device_id)
-        .where(model.id == end_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"no {end_type} {end_id}")
-    obj, device = row
-    kind = obj.kind if end_type == "port" else "interface"
-    return {
-        "type": end_type,
-        "id": obj.id,
-        "kind": kind,
-        "device": device,
-        "device_id": obj.device_id,
-        "name": obj.name,
-        "link_id": obj.link_id,
-        "peer_id": getattr(obj, "peer_id", None),
-        "peer_position": getattr(obj, "peer_position", None),
-        "positions": getattr(obj, "positions", None),
-    }
-
-
-def _public(end: dict[str, Any]) -> dict[str, Any]:
-    return {k: end[k] for k in ("type", "id", "kind", "device", "device_id", "name")}
+# --- traces --------------------------------------------------------------------
 
 
 def trace(
@@ -1020,79 +529,6 @@ def trace(
     if end_id is None:
         raise NotFound(f"device {owner.name!r} has no {kind} {name!r}")
     return trace_from(session=session, end_type=end_type, end_id=end_id)
-
-
-def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any]:
-    current = _end(session, end_type, end_id)
-    origin = _public(current)
-    hops: list[dict[str, Any]] = []
-    seen = {(end_type, end_id)}
-    position: int | None = None
-    far: dict[str, Any] | None = None
-    for _ in range(64):
-        if current["link_id"] is None:
-            hops.append({"near": _public(current), "link": None, "far": None})
-            far = None
-            break
-        link = session.get(m.Link, current["link_id"])
-        assert link is not None
-        mine = (current["type"], current["id"])
-        far_type, far_id = (
-            (link.b_type, link.b_id)
-            if (link.a_type, link.a_id) == mine
-            else (link.a_type, link.a_id)
-        )
-        far = _end(session, far_type, far_id)
-        hops.append(
-            {
-                "near": _public(current),
-                "far": _public(far),
-                "link": {
-                    "id": link.id,
-                    "type": link.type,
-                    "status": link.status,
-                    "label": link.label,
-                },
-            }
-        )
-        following = _pass_through(session, far, position)
-        if following is None:
-            break
-        current, position = following
-        if (current["type"], current["id"]) in seen:
-            break
-        seen.add((current["type"], current["id"]))
-    destination = (
-        _public(far) if far is not None and _pass_through(session, far, position) is None else None
-    )
-    return {
-        "origin": origin,
-        "hops": hops,
-        "destination": destination,
-        "complete": destination is not None,
-    }
-
-
-def _pass_through(
-    session: Session, end: dict[str, Any], position: int | None
-) -> tuple[dict[str, Any], int | None] | None:
-    """The port a signal continues from after reaching `end` (patch panels), if any."""
-    if end["kind"] == "front-port" and end["peer_id"] is not None:
-        return _end(session, "port", end["peer_id"]), end["peer_position"] or 1
-    if end["kind"] == "rear-port":
-        if position is None and (end["positions"] or 1) > 1:
-            return None  # which strand is unknown: the trace ends at this rear port
-        wanted = position or 1
-        front = session.scalar(
-            select(m.Port.id).where(
-                m.Port.kind == "front-port",
-                m.Port.peer_id == end["id"],
-                func.coalesce(m.Port.peer_position, 1) == wanted,
-            )
-        )
-        if front is not None:
-            return _end(session, "port", front), None
-    return None
 
 
 # --- history and journal ------------------------------------------------------------
@@ -1152,230 +588,17 @@ def journal(*, session: Session, otype: str, ref: int | str) -> list[m.JournalEn
     return list(session.scalars(stmt.order_by(m.JournalEntry.id)))
 
 
-# --- reports ------------------------------------------------------------------------
-
-COUNT_BY = ("site", "region", "model", "manufacturer", "status", "role")
-# Expected service life in years when a component has an install date but no EOL date.
-EXPECTED_LIFE_YEARS: dict[str, float] = {
-    "disk": 5,
-    "optic": 6,
-    "psu": 7,
-    "fan": 5,
-    "dimm": 8,
-    "nic": 7,
-    "cpu": 8,
-    "gpu": 5,
-    "module": 7,
-    "other": 7,
-}
+# --- metrics ----------------------------------------------------------------------------
 
 
-def device_counts(*, session: Session, by: str, status: str | None = None) -> list[dict[str, Any]]:
-    """How many devices per site, region (with sub-regions), model, manufacturer, status or role."""
-    if by not in COUNT_BY:
-        raise InvalidInput(f"by: one of {', '.join(COUNT_BY)}", details={"by": by})
-    where = [m.Device.status == status] if status else []
-    if by in ("status", "role"):
-        column = getattr(m.Device, by)
-        rows = session.execute(select(column, func.count()).where(*where).group_by(column)).all()
-        return _counted(rows, by)
-    if by == "model":
-        stmt = (
-            select(m.DeviceModel.slug, func.count())
-            .select_from(m.Device)
-            .join(m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
-            .group_by(m.DeviceModel.slug)
-        )
-        return _counted(session.execute(stmt.where(*where)).all(), by)
-    if by == "manufacturer":
-        stmt = (
-            select(m.Manufacturer.slug, func.count())
-            .select_from(m.Device)
-            .join(m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
-            .join(m.Manufacturer, m.Manufacturer.id == m.DeviceModel.manufacturer_id)
-            .group_by(m.Manufacturer.slug)
-        )
-        return _counted(session.execute(stmt.where(*where)).all(), by)
-    per_site = session.execute(
-        select(m.Device.site_id, func.count()).where(*where).group_by(m.Device.site_id)
-    ).all()
-    sites = {
-        i: (code, region)
-        for i, code, region in session.execute(select(m.Site.id, m.Site.code, m.Site.region_id))
-    }
-    if by == "site":
-        return _counted([(sites[i][0], n) for i, n in per_site], by)
-    direct: dict[int, int] = defaultdict(int)
-    for site_id, n in per_site:
-        region = sites[site_id][1]
-        if region is not None:
-            direct[region] += n
-    totals = _roll_up(
-        session,
-        direct,
-        lambda a, b: a + b,
-        0,
+def collect_metrics() -> Iterator[Any]:
+    """Scrape-time gauge: devices per lifecycle status."""
+    family = GaugeMetricFamily(
+        "popcorn_inventory_devices", "Devices by lifecycle status", labels=["status"]
     )
-    return _counted(list(totals.items()), by)
-
-
-def _counted(rows: Iterable[tuple[Any, int]], by: str) -> list[dict[str, Any]]:
-    out = [{by: key, "devices": int(n)} for key, n in rows if n]
-    return sorted(out, key=lambda r: (-r["devices"], str(r[by])))
-
-
-def _roll_up(
-    session: Session, direct: dict[int, Any], add: Callable[[Any, Any], Any], zero: Any
-) -> dict[str, Any]:
-    """Per region slug: its own figure plus all its sub-regions'."""
-    regions = session.execute(select(m.Region.id, m.Region.slug, m.Region.parent_id)).all()
-    parent = {i: p for i, _, p in regions}
-    totals: dict[int, Any] = {}
-    for region_id, value in direct.items():
-        current: int | None = region_id
-        while current is not None:
-            totals[current] = add(totals.get(current, zero), value)
-            current = parent.get(current)
-    slugs = {i: slug for i, slug, _ in regions}
-    return {slugs[i]: v for i, v in totals.items()}
-
-
-def capacity(*, session: Session, by: str = "site", status: str = "active") -> list[dict[str, Any]]:
-    """Throughput and storage of `status` devices per site, or per region with sub-regions."""
-    per_site = site_capacity(session=session, status=status)
-    if by == "site":
-        return per_site
-    if by != "region":
-        raise InvalidInput("by: site or region", details={"by": by})
-    region_of = dict(session.execute(select(m.Site.id, m.Site.region_id)).all())
-    direct: dict[int, tuple[int, float, float]] = {}
-    for row in per_site:
-        region = region_of.get(row["site_id"])
-        if region is None:
-            continue
-        old = direct.get(region, (0, 0.0, 0.0))
-        direct[region] = (
-            old[0] + row["devices"],
-            old[1] + row["throughput_gbps"],
-            old[2] + row["storage_tb"],
-        )
-    totals = _roll_up(
-        session, direct, lambda a, b: (a[0] + b[0], a[1] + b[1], a[2] + b[2]), (0, 0.0, 0.0)
-    )
-    return sorted(
-        (
-            {
-                "region": slug,
-                "devices": n,
-                "throughput_gbps": round(gbps, 3),
-                "storage_tb": round(tb, 3),
-            }
-            for slug, (n, gbps, tb) in totals.items()
-        ),
-        key=lambda r: str(r["region"]),
-    )
-
-
-@dataclass(frozen=True)
-class EndOfLife:
-    component: dict[str, Any]
-    eol: date
-    basis: str
-
-
-def end_of_life(
-    *,
-    session: Session,
-    within_days: int = 180,
-    life_years: Mapping[str, float] | None = None,
-    limit: int = 1000,
-    today: date | None = None,
-) -> dict[str, Any]:
-    """Components whose end of life (EOL date, or install date + expected life) is near or past."""
-    if within_days < 0 or within_days > 36500:
-        raise InvalidInput("within_days: between 0 and 36500")
-    life = {**EXPECTED_LIFE_YEARS, **(life_years or {})}
-    today = today or date.today()
-    cutoff = today + timedelta(days=within_days)
-    by_install = [
-        and_(
-            m.Component.kind == kind,
-            m.Component.install_date <= cutoff - timedelta(days=round(years * 365.25)),
-        )
-        for kind, years in life.items()
-    ]
-    condition = and_(
-        m.Component.status != "replaced",
-        or_(
-            and_(m.Component.eol_date.is_not(None), m.Component.eol_date <= cutoff),
-            and_(m.Component.eol_date.is_(None), or_(*by_install)),
-        ),
-    )
-    count = session.scalar(select(func.count()).select_from(m.Component).where(condition)) or 0
-    parts = list(
-        session.scalars(
-            select(m.Component)
-            .where(condition)
-            .order_by(func.coalesce(m.Component.eol_date, m.Component.install_date), m.Component.id)
-            .limit(limit)
-        )
-    )
-    items = serialize.read(session, "component", parts)
-    out = []
-    for item in items:
-        if item["eol_date"] is not None:
-            eol, basis = item["eol_date"], "eol_date"
-        else:
-            years = life.get(item["kind"], life["other"])
-            eol = item["install_date"] + timedelta(days=round(years * 365.25))
-            basis = f"install_date + {years:g} years"
-        out.append(
-            {
-                **s.ComponentRead.model_validate(item).model_dump(mode="json"),
-                "end_of_life": eol.isoformat(),
-                "basis": basis,
-                "overdue": eol < today,
-            }
-        )
-    out.sort(key=lambda r: (r["end_of_life"], r["id"]))
-    return {"items": out, "count": count, "cutoff": cutoff.isoformat()}
-
-
-def failed_components(*, session: Session, limit: int = 1000) -> list[dict[str, Any]]:
-    """Devices with failed components, and those components."""
-    parts = list(
-        session.scalars(
-            select(m.Component)
-            # the second term lets SQLite use the partial index of unhealthy parts
-            .where(m.Component.status == "failed", m.Component.status != "ok")
-            .order_by(m.Component.device_id, m.Component.id)
-            .limit(limit * 10)
-        )
-    )
-    items = serialize.read(session, "component", parts)
-    by_device: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for item in items:
-        by_device[item["device_id"]].append(
-            {k: item[k] for k in ("id", "name", "kind", "serial", "part_number", "updated_at")}
-        )
-    devices = serialize.read(
-        session,
-        "device",
-        session.scalars(
-            select(m.Device)
-            .where(m.Device.id.in_(list(by_device)))
-            .order_by(m.Device.id)
-            .limit(limit)
-        ),
-    )
-    return [
-        {
-            "device": d["name"],
-            "device_id": d["id"],
-            "site": d["site"],
-            "status": d["status"],
-            "role": d["role"],
-            "failed": by_device[d["id"]],
-        }
-        for d in devices
-    ]
+    with session_scope(readonly=True) as session:
+        for status, count in session.execute(
+            select(m.Device.status, func.count()).group_by(m.Device.status)
+        ):
+            family.add_metric([status], count)
+    yield family

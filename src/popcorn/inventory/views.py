@@ -9,24 +9,22 @@ and its journal. Devices add lifecycle, trace and agent routes; `/import`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import Response, request
-from prometheus_client.core import GaugeMetricFamily
 from pydantic import create_model
-from sqlalchemy import func, select
 
 from popcorn import metrics
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
-from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES
-from popcorn.schemas import Schema
+from popcorn.listing import PageResult
+from popcorn.schemas import Page, Schema
 from popcorn.views import AuditRead
 
 bp = APIBlueprint("inventory", __name__, tag="inventory")
@@ -74,6 +72,13 @@ def _body_list() -> list[Any]:
     return body
 
 
+PAGES = {otype: s.list_page(service.READ_SCHEMAS[otype]) for otype in PATHS}
+
+
+class HistoryPage(Page[AuditRead]):
+    pass
+
+
 def _register(otype: str) -> None:
     path = f"/{PATHS[otype]}"
     plural = TYPES[otype].plural
@@ -81,18 +86,21 @@ def _register(otype: str) -> None:
     schema = TYPES[otype].schema
     read = service.READ_SCHEMAS[otype]
     patch = _patch_schema(schema)  # type: ignore[arg-type]
+    page = PAGES[otype]
 
     def list_view() -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             return service.list_objects(session=session, otype=otype, args=request.args)
 
     bp.get(path)(
-        bp.doc(
-            summary=f"List {plural.replace('_', ' ')}",
-            description="Filters: `field=value` (repeat for OR) and lookups `__in __n __ic "
-            "__isw __gt __gte __lt __lte __isnull`; `q` searches; `tag`; `fields=a,b` or "
-            "`brief=1`; paging with `limit` and `cursor` or `offset`.",
-        )(_named(f"list_{otype}", list_view))
+        bp.output(page)(
+            bp.doc(
+                summary=f"List {plural.replace('_', ' ')}",
+                description="Filters: `field=value` (repeat for OR) and lookups `__in __n __ic "
+                "__isw __gt __gte __lt __lte __isnull`; `q` searches; `tag`; `fields=a,b` or "
+                "`brief=1`; paging with `limit` and `cursor` or `offset`.",
+            )(_named(f"list_{otype}", list_view))
+        )
     )
 
     def show_view(ref: str) -> Any:
@@ -142,53 +150,79 @@ def _register(otype: str) -> None:
         return "", 204
 
     bp.delete(f"{path}/<ref>")(
-        bp.doc(summary=f"Delete a {label}")(_named(f"delete_{otype}", delete_view))
+        bp.output({}, status_code=204)(
+            bp.doc(summary=f"Delete a {label}")(_named(f"delete_{otype}", delete_view))
+        )
     )
 
-    def bulk_view() -> tuple[dict[str, Any], int]:
-        items = _body_list()
-        mode = {"POST": "create", "PATCH": "update"}.get(request.method)
-        with session_scope() as session:
-            if mode is None:
-                refs = [str(i.get("id")) if isinstance(i, dict) else str(i) for i in items]
-                deleted = service.delete_objects(session=session, otype=otype, refs=refs)
-                return {"deleted": deleted}, 200
-            result = service.bulk_apply(session=session, otype=otype, items=items, mode=mode)
-            ids = result.ids.get(otype, [])
-            model = TYPES[otype].model
-            objects = session.scalars(select(model).where(model.id.in_(ids)).order_by(model.id))
-            return {
-                **result.as_dict(),
-                "items": service.shape(otype, service.serialize.read(session, otype, objects), {}),
-            }, (201 if mode == "create" else 200)
+    bulk_help = (
+        "Body: a JSON list. All or nothing: any bad item rejects the whole list with every "
+        "error. PATCH items carry `id` or the natural key."
+    )
 
-    bp.route(f"{path}/bulk", methods=["POST", "PATCH", "DELETE"])(
-        bp.doc(
-            summary=f"Create (POST), update (PATCH) or delete (DELETE) many {plural}",
-            description="Body: a JSON list. All or nothing: any bad item rejects the whole "
-            "list with every error. PATCH items carry `id` or the natural key; DELETE takes "
-            "ids or natural keys.",
-        )(_named(f"bulk_{otype}", bulk_view))
+    def bulk_create_view() -> tuple[dict[str, Any], int]:
+        items = _body_list()
+        with session_scope() as session:
+            return service.bulk_change(
+                session=session, otype=otype, items=items, mode="create"
+            ), 201
+
+    bp.post(f"{path}/bulk")(
+        bp.output(s.BulkResult, status_code=201)(
+            bp.doc(summary=f"Create many {plural}", description=bulk_help)(
+                _named(f"bulk_create_{otype}", bulk_create_view)
+            )
+        )
+    )
+
+    def bulk_update_view() -> dict[str, Any]:
+        items = _body_list()
+        with session_scope() as session:
+            return service.bulk_change(session=session, otype=otype, items=items, mode="update")
+
+    bp.patch(f"{path}/bulk")(
+        bp.output(s.BulkResult)(
+            bp.doc(summary=f"Update many {plural}", description=bulk_help)(
+                _named(f"bulk_update_{otype}", bulk_update_view)
+            )
+        )
+    )
+
+    def bulk_delete_view() -> dict[str, Any]:
+        items = _body_list()
+        with session_scope() as session:
+            return {"deleted": service.bulk_delete(session=session, otype=otype, items=items)}
+
+    bp.delete(f"{path}/bulk")(
+        bp.output(s.BulkDeleted)(
+            bp.doc(
+                summary=f"Delete many {plural}",
+                description='Body: a JSON list of ids, natural keys or `{"id": …}` objects; '
+                "all or nothing.",
+            )(_named(f"bulk_delete_{otype}", bulk_delete_view))
+        )
     )
 
     def history_view(ref: str) -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             records = service.history(session=session, otype=otype, ref=ref)
-            items = [AuditRead.model_validate(r).model_dump(mode="json") for r in records]
-        return {"items": items, "count": len(items), "next": None}
+            return PageResult(items=records, count=len(records), next=None).serialize(AuditRead)
 
     bp.get(f"{path}/<ref>/history")(
-        bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
+        bp.output(HistoryPage)(
+            bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
+        )
     )
 
     def journal_view(ref: str) -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             entries = service.journal(session=session, otype=otype, ref=ref)
-            items = [s.JournalRead.model_validate(e).model_dump(mode="json") for e in entries]
-        return {"items": items, "count": len(items), "next": None}
+            return PageResult(items=entries, count=len(entries), next=None).serialize(s.JournalRead)
 
     bp.get(f"{path}/<ref>/journal")(
-        bp.doc(summary=f"Journal of a {label}")(_named(f"journal_{otype}", journal_view))
+        bp.output(s.JournalPage)(
+            bp.doc(summary=f"Journal of a {label}")(_named(f"journal_{otype}", journal_view))
+        )
     )
 
     def add_journal_view(ref: str, body: s.JournalIn) -> Any:
@@ -258,18 +292,11 @@ def interface_trace(ident: int) -> Any:
 @bp.doc(summary="Mark a component failed (emits inventory.component.failed)")
 def component_fail(ident: int, body: s.ComponentFailure) -> Any:
     with session_scope() as session:
-        part = session.get(m.Component, ident)
-        if part is None:
-            from popcorn.errors import NotFound
-
-            raise NotFound(f"no component {ident}")
-        found = service.mark_component_failed(
-            session=session, device=part.device_id, component=ident, reason=body.reason
-        )
-        return service.read_one(session=session, otype="component", obj=found)
+        return service.fail_component_by_id(session=session, ident=ident, reason=body.reason)
 
 
 @bp.get("/scope")
+@bp.output(PAGES["device"])
 @bp.doc(
     summary="Devices behind a site, region (with sub-regions), role, status or device names",
     description="The same answer other domains get from `devices_for_scope`; repeat a "
@@ -281,18 +308,15 @@ def scope() -> dict[str, Any]:
         return found or None
 
     with session_scope(readonly=True) as session:
-        devices = service.devices_for_scope(
+        return service.scope_list(
             session=session,
+            args=request.args,
             site=values("site"),
             region=values("region"),
             role=values("role"),
             device=values("device"),
             status=values("status"),
         )
-        items = service.shape(
-            "device", service.serialize.read(session, "device", devices), request.args
-        )
-    return {"items": items, "count": len(items), "next": None}
 
 
 # --- files ----------------------------------------------------------------------
@@ -330,6 +354,15 @@ CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "yaml": "applica
 
 @bp.get("/export")
 @bp.doc(
+    responses={  # type: ignore[arg-type]  # an OpenAPI response object, which doc() accepts
+        200: {
+            "description": "The objects as a file, in the import format",
+            "content": {
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in CONTENT_TYPES.values()
+            },
+        }
+    },
     summary="Export objects in the import format (CSV, JSON or YAML)",
     description="Query: `type` (repeatable; default all, one for CSV), `format` (default "
     "yaml); with one type, the list filters apply.",
@@ -353,6 +386,7 @@ def export_objects() -> Response:
 
 
 @bp.get("/reports/counts")
+@bp.output(s.ReportPage)
 @bp.doc(summary="Device counts by site, region, model, manufacturer, status or role")
 def report_counts() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -363,6 +397,7 @@ def report_counts() -> dict[str, Any]:
 
 
 @bp.get("/reports/capacity")
+@bp.output(s.ReportPage)
 @bp.doc(summary="Throughput and storage of active devices per site or region")
 def report_capacity() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -385,6 +420,7 @@ def _int_arg(name: str, default: int) -> int:
 
 
 @bp.get("/reports/end-of-life")
+@bp.output(s.EndOfLifeReport)
 @bp.doc(
     summary="Components at or near end of life",
     description="End of life is the EOL date when set, else install date plus the expected "
@@ -409,6 +445,7 @@ def report_end_of_life() -> dict[str, Any]:
 
 
 @bp.get("/reports/failed-components")
+@bp.output(s.ReportPage)
 @bp.doc(summary="Devices with failed components")
 def report_failed() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -416,16 +453,4 @@ def report_failed() -> dict[str, Any]:
     return {"items": items, "count": len(items), "next": None}
 
 
-def _device_metrics() -> Iterator[Any]:
-    family = GaugeMetricFamily(
-        "popcorn_inventory_devices", "Devices by lifecycle status", labels=["status"]
-    )
-    with session_scope(readonly=True) as session:
-        for status, count in session.execute(
-            select(m.Device.status, func.count()).group_by(m.Device.status)
-        ):
-            family.add_metric([status], count)
-    yield family
-
-
-metrics.SCRAPE_COLLECTORS.append(_device_metrics)
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
