@@ -432,7 +432,7 @@ class WebhookRetry(RuntimeError):
 
 def deliver_webhook(action_run_id: int) -> dict[str, Any]:
     """One delivery attempt of a webhook action run (the body of the `events.webhook` job)."""
-    from popcorn.events import service
+    from popcorn.events import service, webhook_secrets
 
     with session_scope(readonly=True) as session:
         run = session.get(ActionRun, action_run_id)
@@ -449,7 +449,7 @@ def deliver_webhook(action_run_id: int) -> dict[str, Any]:
         try:
             spec = _webhook_params(run.params)
             secret_name = spec["secret"] or DEFAULT_SECRET
-            secret = service.secret_value(session=session, name=secret_name)
+            secret = webhook_secrets.secret_value(session=session, name=secret_name)
             if secret is None and spec["secret"]:
                 raise ActionError(f"params.secret: no stored secret named {secret_name!r}")
         except ActionError as exc:

@@ -7,6 +7,7 @@ from typing import Any
 from popcorn import jobs
 from popcorn.db import session_scope
 from popcorn.events import actions, service
+from popcorn.events import settings as event_settings
 
 
 @jobs.task(service.PROCESS_TASK, queue="high", retries=8, timeout=600)
@@ -26,4 +27,4 @@ def webhook(action_run_id: int) -> dict[str, Any]:
 def retention() -> dict[str, Any]:
     """Delete events older than the retention period (scheduled hourly)."""
     with session_scope() as session:
-        return service.apply_retention(session=session)
+        return event_settings.apply_retention(session=session)

@@ -13,7 +13,8 @@ from popcorn import metrics
 from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
-from popcorn.events import service
+from popcorn.events import queries, rulebook, service, webhook_secrets
+from popcorn.events import settings as event_settings
 from popcorn.events.schemas import (
     ActionRunRead,
     EventRead,
@@ -29,7 +30,7 @@ from popcorn.events.schemas import (
 from popcorn.listing import parse_list_params
 
 bp = APIBlueprint("events", __name__, tag="events")
-metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
+metrics.SCRAPE_COLLECTORS.append(queries.collect_metrics)
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def alertmanager() -> tuple[dict[str, Any], int]:
 def list_events() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return service.list_events(session=session, params=params).serialize(EventRead)
+        return queries.list_events(session=session, params=params).serialize(EventRead)
 
 
 # --- matches, action runs, dead letters ---------------------------------------------------
@@ -87,7 +88,7 @@ def list_events() -> dict[str, Any]:
 def list_matches() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return service.list_matches(session=session, params=params).serialize(MatchRead)
+        return queries.list_matches(session=session, params=params).serialize(MatchRead)
 
 
 @bp.get("/actions")
@@ -95,7 +96,7 @@ def list_matches() -> dict[str, Any]:
 def list_actions() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return service.list_action_runs(session=session, params=params).serialize(ActionRunRead)
+        return queries.list_action_runs(session=session, params=params).serialize(ActionRunRead)
 
 
 @bp.get("/actions/<int:run_id>")
@@ -103,7 +104,7 @@ def list_actions() -> dict[str, Any]:
 @bp.doc(summary="One action run: rendered parameters, attempts, error, response")
 def show_action(run_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_action_run(session=session, run_id=run_id)
+        return queries.get_action_run(session=session, run_id=run_id)
 
 
 @bp.get("/dead-letters")
@@ -111,7 +112,7 @@ def show_action(run_id: int) -> Any:
 def list_dead_letters() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        result = service.list_action_runs(session=session, params=params, dead_letters=True)
+        result = queries.list_action_runs(session=session, params=params, dead_letters=True)
         return result.serialize(ActionRunRead)
 
 
@@ -120,7 +121,7 @@ def list_dead_letters() -> dict[str, Any]:
 @bp.doc(summary="Run a failed action again with its rendered parameters")
 def replay_dead_letter(run_id: int) -> Any:
     with session_scope() as session:
-        return service.replay_action(session=session, run_id=run_id)
+        return queries.replay_action(session=session, run_id=run_id)
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def replay_dead_letter(run_id: int) -> Any:
 def list_rules() -> dict[str, Any]:
     include = request.args.get("all", "").lower() in {"1", "true", "yes"}
     with session_scope(readonly=True) as session:
-        rows = service.list_rules(session=session, include_inactive=include)
+        rows = rulebook.list_rules(session=session, include_inactive=include)
     items = [{**r, "updated_at": r["updated_at"].isoformat()} for r in rows]
     return {"items": items, "count": len(items), "next": None}
 
@@ -163,7 +164,7 @@ def load_rules() -> dict[str, Any]:
             prune=request.args.get("prune", "").lower() in {"1", "true", "yes"},
         )
     with session_scope() as session:
-        result = service.load_rules(
+        result = rulebook.store_rules(
             session=session, files=[(spec.file, spec.text)], prune=spec.prune
         )
     return result.as_dict()
@@ -173,16 +174,16 @@ def load_rules() -> dict[str, Any]:
 @bp.input(RulesTest, arg_name="body")
 @bp.doc(summary="Which rules would match a sample event, and why (nothing is stored or run)")
 def test_rules(body: RulesTest) -> dict[str, Any]:
-    events = service.events_from_sample(body.event)
+    events = rulebook.events_from_sample(body.event)
     with session_scope(readonly=True) as session:
-        return {"results": service.explain(session=session, events=events, rules_text=body.rules)}
+        return {"results": rulebook.explain(session=session, events=events, rules_text=body.rules)}
 
 
 @bp.get("/rules/<path:name>")
 @bp.doc(summary="A rule: active source, parsed summary and every version")
 def show_rule(name: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        data = service.show_rule(session=session, name=name)
+        data = rulebook.show_rule(session=session, name=name)
     return _json_dates(data)
 
 
@@ -191,7 +192,7 @@ def show_rule(name: str) -> dict[str, Any]:
 @bp.doc(summary="One stored version of a rule, with its YAML")
 def show_rule_version(name: str, version: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_rule_version(session=session, name=name, version=version)
+        return rulebook.get_rule_version(session=session, name=name, version=version)
 
 
 @bp.post("/rules/<path:name>/activate")
@@ -199,14 +200,14 @@ def show_rule_version(name: str, version: int) -> Any:
 @bp.doc(summary="Make a stored version active (roll back, or bring back a deactivated rule)")
 def activate_rule(name: str, body: RuleActivate) -> dict[str, Any]:
     with session_scope() as session:
-        return service.activate_rule_version(session=session, name=name, version=body.version)
+        return rulebook.activate_rule_version(session=session, name=name, version=body.version)
 
 
 @bp.delete("/rules/<path:name>")
 @bp.doc(summary="Deactivate a rule (its versions are kept)")
 def deactivate_rule(name: str) -> dict[str, Any]:
     with session_scope() as session:
-        return service.deactivate_rule(session=session, name=name)
+        return rulebook.deactivate_rule(session=session, name=name)
 
 
 # --- incidents --------------------------------------------------------------------------
@@ -217,15 +218,15 @@ def deactivate_rule(name: str) -> dict[str, Any]:
 def list_incidents() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return service.list_incidents(session=session, params=params).serialize(IncidentRead)
+        return queries.list_incidents(session=session, params=params).serialize(IncidentRead)
 
 
 @bp.get("/incidents/<int:incident_id>")
 @bp.doc(summary="An incident with the events attached to it")
 def show_incident(incident_id: int) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        incident = service.get_incident(session=session, incident_id=incident_id)
-        return service.incident_detail(session=session, incident=incident)
+        incident = queries.get_incident(session=session, incident_id=incident_id)
+        return queries.incident_detail(session=session, incident=incident)
 
 
 @bp.post("/incidents/<int:incident_id>/resolve")
@@ -233,7 +234,7 @@ def show_incident(incident_id: int) -> dict[str, Any]:
 @bp.doc(summary="Resolve an open incident by hand")
 def resolve_incident(incident_id: int) -> Any:
     with session_scope() as session:
-        return service.resolve_incident(session=session, incident_id=incident_id)
+        return queries.resolve_incident(session=session, incident_id=incident_id)
 
 
 # --- secrets and settings -----------------------------------------------------------------
@@ -244,7 +245,7 @@ def resolve_incident(incident_id: int) -> Any:
 @bp.doc(summary="Webhook signing secrets (names only)")
 def list_secrets() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        rows = service.list_secrets(session=session)
+        rows = webhook_secrets.list_secrets(session=session)
     items = [_json_dates(r) for r in rows]
     return {"items": items, "count": len(items), "next": None}
 
@@ -259,7 +260,7 @@ def list_secrets() -> dict[str, Any]:
 )
 def set_secret(name: str, body: SecretSet) -> dict[str, Any]:
     with session_scope() as session:
-        value = service.set_secret(session=session, name=name, value=body.value)
+        value = webhook_secrets.set_secret(session=session, name=name, value=body.value)
     return {"name": name, "secret": value}
 
 
@@ -268,7 +269,7 @@ def set_secret(name: str, body: SecretSet) -> dict[str, Any]:
 @bp.doc(summary="Delete a signing secret")
 def delete_secret(name: str) -> dict[str, Any]:
     with session_scope() as session:
-        service.delete_secret(session=session, name=name)
+        webhook_secrets.delete_secret(session=session, name=name)
     return {"name": name, "deleted": True}
 
 
@@ -276,7 +277,7 @@ def delete_secret(name: str) -> dict[str, Any]:
 @bp.doc(summary="Retention and loop protection settings")
 def show_settings() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        return service.get_settings_view(session=session)
+        return event_settings.get_settings_view(session=session)
 
 
 @bp.patch("/settings")
@@ -285,7 +286,7 @@ def show_settings() -> dict[str, Any]:
 @bp.doc(summary="Change the retention period (days)")
 def update_settings(body: SettingsUpdate) -> dict[str, Any]:
     with session_scope() as session:
-        return service.update_settings(session=session, retention_days=body.retention_days)
+        return event_settings.update_settings(session=session, retention_days=body.retention_days)
 
 
 # --- one event -----------------------------------------------------------------------------
@@ -299,8 +300,8 @@ def update_settings(body: SettingsUpdate) -> dict[str, Any]:
 )
 def show_event(ref: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        row = service.get_event(session=session, ref=ref)
-        return service.event_detail(session=session, row=row)
+        row = queries.get_event(session=session, ref=ref)
+        return queries.event_detail(session=session, row=row)
 
 
 def _json_dates(data: dict[str, Any]) -> dict[str, Any]:
