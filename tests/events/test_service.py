@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -52,7 +51,8 @@ class FakeExecution:
 
 @pytest.fixture
 def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """A stand-in for remediation.service.start_runbook that records its calls."""
+    """A stand-in for remediation.api.start_runbook that records its calls."""
+    real = pytest.importorskip("popcorn.remediation.api", reason="needs remediation.api")
     calls: list[dict[str, Any]] = []
 
     def start_runbook(
@@ -69,14 +69,7 @@ def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
         calls.append({"runbook": runbook, "inputs": inputs, "target": target, "trigger": trigger})
         return FakeExecution(len(calls))
 
-    try:
-        import popcorn.remediation.service as real
-    except ImportError:  # the remediation slice is not installed: stand in for it
-        module = types.ModuleType("popcorn.remediation.service")
-        module.start_runbook = start_runbook  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "popcorn.remediation.service", module)
-    else:
-        monkeypatch.setattr(real, "start_runbook", start_runbook)
+    monkeypatch.setattr(real, "start_runbook", start_runbook)
     yield calls
 
 
@@ -429,13 +422,13 @@ def test_a_failing_template_fails_its_action_only(runbooks: list[Any]) -> None:
 
 
 def test_runbook_action_fails_clearly_without_remediation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "popcorn.remediation.service", None)
+    monkeypatch.setitem(sys.modules, "popcorn.remediation.api", None)
     load("- {name: r, events: [test.thing], actions: [{type: runbook, params: {runbook: x}}]}\n")
     (item,) = ingest([event("nr")])
     run_jobs()
     (run,) = detail(item["id"])["matches"][0]["actions"]
     assert run["status"] == "failed"
-    assert "remediation is not available" in run["error"]
+    assert "the remediation domain is not installed" in run["error"]
 
 
 def test_failed_runbook_can_be_replayed_once_fixed(runbooks: list[Any]) -> None:

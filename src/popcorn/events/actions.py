@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
+from popcorn import domains, jobs
 from popcorn.audit import record_change
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import PopcornError
@@ -178,12 +177,9 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
     dry_run = params.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ActionError("params.dry_run: must be true or false")
-    try:
-        start_runbook = importlib.import_module("popcorn.remediation.service").start_runbook
-    except (ImportError, AttributeError) as exc:
-        raise ActionError(
-            f"remediation is not available (popcorn.remediation.service.start_runbook): {exc}"
-        ) from None
+    domains.require("remediation", "a rule's runbook action starts runbooks")
+    from popcorn.remediation import api as remediation_api  # type: ignore[attr-defined, unused-ignore]
+
     trigger = {
         "kind": "event",
         "event": event.id,
@@ -194,7 +190,7 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
         "action_run": run.id,
         "hops": event.hops + 1,
     }
-    execution = start_runbook(
+    execution = remediation_api.start_runbook(
         session=session,
         runbook=runbook,
         inputs=_object(params, "inputs"),
@@ -202,11 +198,7 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
         trigger=trigger,
         dry_run=dry_run,
     )
-    return {
-        "runbook": runbook,
-        "execution_id": getattr(execution, "id", None),
-        "status": getattr(execution, "status", None),
-    }
+    return {"runbook": runbook, "execution_id": execution.id, "status": execution.status}
 
 
 # --------------------------------------------------------------------------- emit
