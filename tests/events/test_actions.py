@@ -132,7 +132,9 @@ def attempt(run_id: int) -> jobs.JobRecord:
 
 def test_webhook_retries_with_backoff_then_succeeds_signed(hook: Hook) -> None:
     with session_scope() as session:
-        secret = webhook_secrets.set_secret(session=session, name="default")
+        secret = webhook_secrets.set_secret(
+            session=session, name="default", allowed_targets=[hook.url]
+        )
     run_id = send(rule(hook.url + "/alerts/{{ labels.site }}", retries=4))
     hook.plan = ["timeout", 500, "ok"]
 
@@ -205,7 +207,10 @@ def test_client_errors_are_not_retried(hook: Hook) -> None:
 def test_named_secret_custom_payload_and_headers(hook: Hook) -> None:
     with session_scope() as session:
         secret = webhook_secrets.set_secret(
-            session=session, name="storage", value="s3cr3t-value-for-storage"
+            session=session,
+            name="storage",
+            value="s3cr3t-value-for-storage",
+            allowed_targets=[hook.url + "/"],
         )
         stored = session.execute(text("SELECT sealed FROM events_secrets")).scalar_one()
     assert "s3cr3t" not in stored

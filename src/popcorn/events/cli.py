@@ -19,7 +19,7 @@ from popcorn.events import queries, rulebook, service, webhook_secrets
 from popcorn.events import settings as event_settings
 from popcorn.events.formats import Event, EventFormatError, parse_time
 from popcorn.events.schemas import ActionRunRead, EventRead, IncidentRead
-from popcorn.listing import parse_list_params
+from popcorn.listing import PageResult, parse_list_params
 
 EVENT_COLUMNS = ["id", "type", "source", "subject", "time", "status", "match_count"]
 RUN_COLUMNS = ["id", "event_id", "rule_name", "type", "status", "attempts", "error"]
@@ -109,20 +109,11 @@ def send(
 
 
 def _wait_processed(ids: list[int], timeout: float) -> None:
-    from sqlalchemy import func, select
-
-    from popcorn.events.models import EventRecord
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(readonly=True) as session:
-            pending = session.scalar(
-                select(func.count())
-                .select_from(EventRecord)
-                .where(EventRecord.id.in_(ids), EventRecord.status == "pending")
-            )
-        if not pending:
-            return
+            if not queries.count_pending(session=session, event_ids=ids):
+                return
         time.sleep(0.1)
     raise TimeoutError(f"events still pending after {timeout:g}s (is a worker running?)")
 
@@ -164,10 +155,8 @@ def list_events(
         args["time__lte"] = _since(until)
     params = parse_list_params(args)
     with session_scope(readonly=True) as session:
-        rows = [
-            EventRead.model_validate(r).model_dump(mode="json")
-            for r in queries.recent_events(session=session, params=params)
-        ]
+        found = queries.recent_events(session=session, params=params)
+        rows = PageResult(found, None, None).serialize(EventRead)["items"]
     output(rows, as_json=as_json, columns=EVENT_COLUMNS)
 
 
@@ -214,7 +203,7 @@ def incidents_list(status: str | None, limit: int, as_json: bool) -> None:
         args["status"] = status
     with session_scope(readonly=True) as session:
         result = queries.list_incidents(session=session, params=parse_list_params(args))
-        rows = [IncidentRead.model_validate(i).model_dump(mode="json") for i in result.items]
+        rows = result.serialize(IncidentRead)["items"]
     output(
         rows,
         as_json=as_json,
@@ -269,7 +258,7 @@ def dead_letters_list(rule: str | None, action_type: str | None, limit: int, as_
         result = queries.list_action_runs(
             session=session, params=parse_list_params(args), dead_letters=True
         )
-        rows = [ActionRunRead.model_validate(r).model_dump(mode="json") for r in result.items]
+        rows = result.serialize(ActionRunRead)["items"]
     output(rows, as_json=as_json, columns=RUN_COLUMNS)
 
 
@@ -294,12 +283,24 @@ def secrets_group() -> None:
 
 @secrets_group.command("set")
 @click.argument("name")
+@click.option(
+    "--allow",
+    "allowed_targets",
+    multiple=True,
+    required=True,
+    help="A URL prefix or host this secret may sign for (repeat for several).",
+)
 @click.option("--value", default=None, help="The secret (default: generate one).")
 @with_actor
-def secrets_set(name: str, value: str | None) -> None:
-    """Set a signing secret and print it (the `default` one signs webhooks naming none)."""
+def secrets_set(name: str, allowed_targets: tuple[str, ...], value: str | None) -> None:
+    """Set a signing secret and print it (the `default` one signs webhooks naming none).
+
+    A webhook is signed with it only when its URL matches one of the --allow targets.
+    """
     with session_scope() as session:
-        secret = webhook_secrets.set_secret(session=session, name=name, value=value)
+        secret = webhook_secrets.set_secret(
+            session=session, name=name, value=value, allowed_targets=list(allowed_targets)
+        )
     click.echo(secret)
 
 
@@ -308,7 +309,7 @@ def secrets_set(name: str, value: str | None) -> None:
 def secrets_list(as_json: bool) -> None:
     with session_scope(readonly=True) as session:
         rows = webhook_secrets.list_secrets(session=session)
-    output(rows, as_json=as_json, columns=["name", "created_at", "updated_at"])
+    output(rows, as_json=as_json, columns=["name", "allowed_targets", "created_at", "updated_at"])
 
 
 @secrets_group.command("delete")

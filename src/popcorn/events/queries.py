@@ -7,7 +7,7 @@ action and resolving an incident.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Text, cast, func, or_, select, type_coerce
@@ -20,6 +20,7 @@ from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.events import actions
 from popcorn.events.models import ActionRun, EventRecord, Incident, IncidentEvent, MatchRecord
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import parse_id
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
 
@@ -65,8 +66,9 @@ INCIDENT_FILTERS = {
 def get_event(*, session: Session, ref: str | int) -> EventRecord:
     """By Popcorn id (digits) or by the sender's event id (when only one source used it)."""
     text_ref = str(ref)
-    if text_ref.isdigit():
-        row = session.get(EventRecord, int(text_ref))
+    pk = parse_id(text_ref)
+    if pk is not None:
+        row = session.get(EventRecord, pk)
         if row is not None:
             return row
     rows = list(session.scalars(select(EventRecord).where(EventRecord.event_id == text_ref)))
@@ -89,6 +91,34 @@ def recent_events(*, session: Session, params: ListParams) -> list[EventRecord]:
     """The newest events matching the same filters as `list_events` (for people, not paging)."""
     stmt = _event_query(session, params).order_by(EventRecord.id.desc()).limit(params.limit)
     return list(session.scalars(stmt))
+
+
+def count_pending(*, session: Session, event_ids: Sequence[int]) -> int:
+    """How many of these events still wait to be matched against the rules."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(EventRecord)
+            .where(EventRecord.id.in_(list(event_ids)), EventRecord.status == "pending")
+        )
+        or 0
+    )
+
+
+def visible_run(data: dict[str, Any], *, full: bool) -> dict[str, Any]:
+    """An action run as a reader may see it: webhook headers and replies for operators only.
+
+    A webhook's reply can carry whatever the receiver answers and its headers can carry
+    credentials, so viewers see that there was a reply, not what it said.
+    """
+    if full:
+        return data
+    params = data.get("params")
+    if isinstance(params, dict) and isinstance(params.get("headers"), dict):
+        data["params"] = {**params, "headers": dict.fromkeys(params["headers"], "(hidden)")}
+    if data.get("response") is not None:
+        data["response"] = {"hidden": "webhook replies are shown to operators and admins"}
+    return data
 
 
 def _event_query(session: Session, params: ListParams) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from apiflask import APIBlueprint
@@ -11,20 +10,38 @@ from pydantic import ValidationError
 
 from popcorn import metrics
 from popcorn.app import role
+from popcorn.auth import ROLE_RANK
+from popcorn.context import current_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.events import queries, rulebook, service, webhook_secrets
 from popcorn.events import settings as event_settings
 from popcorn.events.schemas import (
+    ActionRunPage,
     ActionRunRead,
+    Deleted,
+    EventDetail,
+    EventPage,
     EventRead,
+    IncidentDetail,
+    IncidentPage,
     IncidentRead,
+    IngestAnswer,
+    MatchPage,
     MatchRead,
     RuleActivate,
+    RuleChange,
+    RuleDetail,
+    RulePage,
     RulesLoad,
+    RulesLoaded,
     RulesTest,
+    RulesTestAnswer,
     RuleVersionRead,
+    SecretCreated,
+    SecretPage,
     SecretSet,
+    SettingsRead,
     SettingsUpdate,
 )
 from popcorn.listing import parse_list_params
@@ -37,6 +54,7 @@ metrics.SCRAPE_COLLECTORS.append(queries.collect_metrics)
 
 
 @bp.post("")
+@bp.output(IngestAnswer, status_code=202)
 @bp.doc(
     summary="Accept CloudEvents 1.0 (structured JSON, one event or a batch)",
     description="Content types `application/cloudevents+json`, "
@@ -45,15 +63,16 @@ metrics.SCRAPE_COLLECTORS.append(queries.collect_metrics)
     "whose source and id were seen before is reported as a duplicate and not processed "
     "again. Malformed input is a 422 naming the field path (`details.path`).",
 )
-def ingest() -> tuple[dict[str, Any], int]:
+def ingest() -> dict[str, Any]:
     with session_scope() as session:
         result = service.ingest_body(
             session=session, body=request.get_data(cache=False), content_type=request.content_type
         )
-    return result.as_dict(), 202
+    return result.as_dict()
 
 
 @bp.post("/alertmanager")
+@bp.output(IngestAnswer, status_code=202)
 @bp.doc(
     summary="Prometheus Alertmanager webhook receiver (payload version 4)",
     description="Point an Alertmanager `webhook_configs` entry here with a Popcorn token "
@@ -61,13 +80,14 @@ def ingest() -> tuple[dict[str, Any], int]:
     "event `alertmanager.alert.firing` or `.resolved` whose id is derived from the "
     "fingerprint, start time and status, so re-delivered notifications are duplicates.",
 )
-def alertmanager() -> tuple[dict[str, Any], int]:
+def alertmanager() -> dict[str, Any]:
     with session_scope() as session:
         result = service.ingest_alertmanager(session=session, body=request.get_data(cache=False))
-    return result.as_dict(), 202
+    return result.as_dict()
 
 
 @bp.get("")
+@bp.output(EventPage)
 @bp.doc(
     summary="Search stored events",
     description="Filters: type, source, subject, status, origin, event_id, hops, "
@@ -84,6 +104,7 @@ def list_events() -> dict[str, Any]:
 
 
 @bp.get("/matches")
+@bp.output(MatchPage)
 @bp.doc(summary="Rule matches (filters: rule, event_id, mode, acted, suppressed)")
 def list_matches() -> dict[str, Any]:
     params = parse_list_params(request.args)
@@ -92,11 +113,16 @@ def list_matches() -> dict[str, Any]:
 
 
 @bp.get("/actions")
-@bp.doc(summary="Action runs (filters: status, type, rule, event_id)")
+@bp.output(ActionRunPage)
+@bp.doc(
+    summary="Action runs (filters: status, type, rule, event_id)",
+    description="Webhook replies and header values are shown to operators and admins only.",
+)
 def list_actions() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return queries.list_action_runs(session=session, params=params).serialize(ActionRunRead)
+        page = queries.list_action_runs(session=session, params=params)
+        return _visible_runs(page.serialize(ActionRunRead))
 
 
 @bp.get("/actions/<int:run_id>")
@@ -104,16 +130,19 @@ def list_actions() -> dict[str, Any]:
 @bp.doc(summary="One action run: rendered parameters, attempts, error, response")
 def show_action(run_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return queries.get_action_run(session=session, run_id=run_id)
+        run = queries.get_action_run(session=session, run_id=run_id)
+        data = ActionRunRead.model_validate(run).model_dump(mode="json")
+    return queries.visible_run(data, full=_operator())
 
 
 @bp.get("/dead-letters")
+@bp.output(ActionRunPage)
 @bp.doc(summary="Failed action runs (webhooks that exhausted their retries, and others)")
 def list_dead_letters() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
         result = queries.list_action_runs(session=session, params=params, dead_letters=True)
-        return result.serialize(ActionRunRead)
+        return _visible_runs(result.serialize(ActionRunRead))
 
 
 @bp.post("/dead-letters/<int:run_id>/replay")
@@ -128,16 +157,17 @@ def replay_dead_letter(run_id: int) -> Any:
 
 
 @bp.get("/rules")
+@bp.output(RulePage)
 @bp.doc(summary="Rules with their active version (`?all=true` includes inactive ones)")
 def list_rules() -> dict[str, Any]:
     include = request.args.get("all", "").lower() in {"1", "true", "yes"}
     with session_scope(readonly=True) as session:
         rows = rulebook.list_rules(session=session, include_inactive=include)
-    items = [{**r, "updated_at": r["updated_at"].isoformat()} for r in rows]
-    return {"items": items, "count": len(items), "next": None}
+    return {"items": rows, "count": len(rows), "next": None}
 
 
 @bp.post("/rules")
+@bp.output(RulesLoaded)
 @bp.doc(
     summary="Load rules from YAML (all or nothing)",
     description="Send YAML as the body (`Content-Type: application/yaml`, `?file=` names it "
@@ -172,6 +202,7 @@ def load_rules() -> dict[str, Any]:
 
 @bp.post("/rules/test")
 @bp.input(RulesTest, arg_name="body")
+@bp.output(RulesTestAnswer)
 @bp.doc(summary="Which rules would match a sample event, and why (nothing is stored or run)")
 def test_rules(body: RulesTest) -> dict[str, Any]:
     events = rulebook.events_from_sample(body.event)
@@ -180,11 +211,11 @@ def test_rules(body: RulesTest) -> dict[str, Any]:
 
 
 @bp.get("/rules/<path:name>")
+@bp.output(RuleDetail)
 @bp.doc(summary="A rule: active source, parsed summary and every version")
 def show_rule(name: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        data = rulebook.show_rule(session=session, name=name)
-    return _json_dates(data)
+        return rulebook.show_rule(session=session, name=name)
 
 
 @bp.get("/rules/<path:name>/versions/<int:version>")
@@ -197,6 +228,7 @@ def show_rule_version(name: str, version: int) -> Any:
 
 @bp.post("/rules/<path:name>/activate")
 @bp.input(RuleActivate, arg_name="body")
+@bp.output(RuleChange)
 @bp.doc(summary="Make a stored version active (roll back, or bring back a deactivated rule)")
 def activate_rule(name: str, body: RuleActivate) -> dict[str, Any]:
     with session_scope() as session:
@@ -204,6 +236,7 @@ def activate_rule(name: str, body: RuleActivate) -> dict[str, Any]:
 
 
 @bp.delete("/rules/<path:name>")
+@bp.output(RuleChange)
 @bp.doc(summary="Deactivate a rule (its versions are kept)")
 def deactivate_rule(name: str) -> dict[str, Any]:
     with session_scope() as session:
@@ -214,6 +247,7 @@ def deactivate_rule(name: str) -> dict[str, Any]:
 
 
 @bp.get("/incidents")
+@bp.output(IncidentPage)
 @bp.doc(summary="Incidents opened by rules (filters: status, key, severity, rule; q in title)")
 def list_incidents() -> dict[str, Any]:
     params = parse_list_params(request.args)
@@ -222,6 +256,7 @@ def list_incidents() -> dict[str, Any]:
 
 
 @bp.get("/incidents/<int:incident_id>")
+@bp.output(IncidentDetail)
 @bp.doc(summary="An incident with the events attached to it")
 def show_incident(incident_id: int) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -242,30 +277,36 @@ def resolve_incident(incident_id: int) -> Any:
 
 @bp.get("/secrets")
 @role("admin")
-@bp.doc(summary="Webhook signing secrets (names only)")
+@bp.output(SecretPage)
+@bp.doc(summary="Webhook signing secrets (names and allowed targets, never values)")
 def list_secrets() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         rows = webhook_secrets.list_secrets(session=session)
-    items = [_json_dates(r) for r in rows]
-    return {"items": items, "count": len(items), "next": None}
+    return {"items": rows, "count": len(rows), "next": None}
 
 
 @bp.put("/secrets/<name>")
 @role("admin")
 @bp.input(SecretSet, arg_name="body")
+@bp.output(SecretCreated)
 @bp.doc(
     summary="Set a webhook signing secret (generated if no value; shown in this answer only)",
     description="Actions name a secret with `params.secret`; without one, webhooks are signed "
-    "with the secret named `default` if it exists.",
+    "with the secret named `default` if it exists. A secret signs only deliveries whose URL "
+    "matches one of its `allowed_targets` (URL prefixes or host names).",
 )
 def set_secret(name: str, body: SecretSet) -> dict[str, Any]:
     with session_scope() as session:
-        value = webhook_secrets.set_secret(session=session, name=name, value=body.value)
-    return {"name": name, "secret": value}
+        value = webhook_secrets.set_secret(
+            session=session, name=name, value=body.value, allowed_targets=body.allowed_targets
+        )
+        targets = webhook_secrets.normalize_targets(body.allowed_targets)
+    return {"name": name, "secret": value, "allowed_targets": targets}
 
 
 @bp.delete("/secrets/<name>")
 @role("admin")
+@bp.output(Deleted)
 @bp.doc(summary="Delete a signing secret")
 def delete_secret(name: str) -> dict[str, Any]:
     with session_scope() as session:
@@ -274,6 +315,7 @@ def delete_secret(name: str) -> dict[str, Any]:
 
 
 @bp.get("/settings")
+@bp.output(SettingsRead)
 @bp.doc(summary="Retention and loop protection settings")
 def show_settings() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -283,6 +325,7 @@ def show_settings() -> dict[str, Any]:
 @bp.patch("/settings")
 @role("admin")
 @bp.input(SettingsUpdate, arg_name="body")
+@bp.output(SettingsRead)
 @bp.doc(summary="Change the retention period (days)")
 def update_settings(body: SettingsUpdate) -> dict[str, Any]:
     with session_scope() as session:
@@ -293,6 +336,7 @@ def update_settings(body: SettingsUpdate) -> dict[str, Any]:
 
 
 @bp.get("/<ref>")
+@bp.output(EventDetail)
 @bp.doc(
     summary="One event, what matched it and what each action did",
     description="`ref` is Popcorn's numeric id, or the sender's event id if only one "
@@ -301,17 +345,19 @@ def update_settings(body: SettingsUpdate) -> dict[str, Any]:
 def show_event(ref: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         row = queries.get_event(session=session, ref=ref)
-        return queries.event_detail(session=session, row=row)
+        detail = queries.event_detail(session=session, row=row)
+    full = _operator()
+    for match in detail["matches"]:
+        match["actions"] = [queries.visible_run(run, full=full) for run in match["actions"]]
+    return detail
 
 
-def _json_dates(data: dict[str, Any]) -> dict[str, Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
+def _operator() -> bool:
+    """Is the caller an operator or admin (who may read webhook replies and headers)?"""
+    return ROLE_RANK.get(current_actor().role, 0) >= ROLE_RANK["operator"]
 
-    return {k: convert(v) for k, v in data.items()}
+
+def _visible_runs(page: dict[str, Any]) -> dict[str, Any]:
+    full = _operator()
+    page["items"] = [queries.visible_run(item, full=full) for item in page["items"]]
+    return page
