@@ -134,8 +134,8 @@ def test_ingest_stores_events_and_their_processing_job_together() -> None:
         stored = session.scalars(select(EventRecord).order_by(EventRecord.id)).all()
         assert [(e.event_id, e.status) for e in stored] == [("a", "pending"), ("b", "pending")]
         (job,) = session.scalars(select(jobs.JobRecord)).all()
-        assert job.task == "events.process" and job.queue == "high"
-        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]], "queue": "high"}
+        assert job.task == "events.process" and job.queue == "alerts"
+        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]], "queue": "alerts"}
 
 
 def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
@@ -151,7 +151,7 @@ def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
         ]
         assert rows[0].processed_at is not None and items[0]["status"] == "accepted"
         (job,) = session.scalars(select(jobs.JobRecord)).all()
-        assert job.arguments == {"event_ids": [rows[2].id], "queue": "high"}
+        assert job.arguments == {"event_ids": [rows[2].id], "queue": "alerts"}
 
 
 def test_while_a_processing_job_waits_new_events_ride_along(runbooks: list[Any]) -> None:
@@ -202,7 +202,7 @@ def test_a_drain_past_its_budget_hands_over_to_a_new_job(runbooks: list[Any]) ->
         (handover,) = session.scalars(
             select(jobs.JobRecord).where(jobs.JobRecord.status == "pending")
         )
-    assert handover.arguments == {"event_ids": [], "queue": "high"}
+    assert handover.arguments == {"event_ids": [], "queue": "alerts"}
     jobs.execute(handover.id)
     assert len(runbooks) == 3
 
@@ -572,7 +572,7 @@ def test_domain_events_become_events_that_rules_match() -> None:
         queues = session.scalars(
             select(jobs.JobRecord.queue).where(jobs.JobRecord.task == "events.process")
         )
-        assert set(queues) == {"default"}  # domain events never delay alerts on "high"
+        assert set(queues) == {"default"}  # domain events never delay alerts on "alerts"
         assert row.match_count == 1
 
 

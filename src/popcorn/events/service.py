@@ -22,18 +22,18 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import event, select, tuple_
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.context import current_actor
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import InvalidInput
+from popcorn.errors import Conflict, InvalidInput
 from popcorn.events import actions
 from popcorn.events.formats import Event, EventFormatError, parse_body
 from popcorn.events.models import ActionRun, EventRecord, MatchRecord, Setting
@@ -45,7 +45,16 @@ from popcorn.outbox import DomainEvent
 log = logging.getLogger("popcorn.events")
 
 PROCESS_TASK = "events.process"
+SWEEP_TASK = "events.sweep"
+SWEEP_SCHEDULE = "events.sweep"
 PROCESS_BATCH = 500
+ALERTS_QUEUE = "alerts"
+# Events from outside (alerts): processed on the queue reserved for them.
+EXTERNAL_ORIGINS = frozenset({"api", "alertmanager", "cli"})
+# A drainer still waiting after this long no longer stands for the backlog, and an event
+# still pending after this long is picked up by the sweep: the pipeline heals itself.
+STALE_SECONDS = 45.0
+SWEEP_INTERVAL_SECONDS = 30
 
 
 # --------------------------------------------------------------------------- ingest
@@ -172,9 +181,11 @@ def ingest(
                 }
             )
     if to_process:
-        schedule_processing(session, to_process, queue="default" if origin == "outbox" else "high")
+        queue = ALERTS_QUEUE if origin in EXTERNAL_ORIGINS else "default"
+        schedule_processing(session, to_process, queue=queue)
     if inserted:
         ensure_retention_schedule(session=session)
+        ensure_sweep_schedule(session=session)
     return result
 
 
@@ -241,14 +252,17 @@ def ingest_domain_event(*, session: Session, domain_event: DomainEvent) -> None:
 _PENDING_KEY = "popcorn_events_to_process"
 
 
-def schedule_processing(session: Session, event_pks: Iterable[int], queue: str = "high") -> None:
+def schedule_processing(
+    session: Session, event_pks: Iterable[int], queue: str = ALERTS_QUEUE
+) -> None:
     """Process these events after this transaction commits, in one job per batch.
 
     Pks gathered during a transaction (an API batch, or an outbox batch of
     domain events) become as few `events.process` jobs as possible, recorded
     just before commit so that they commit with the events. Events from
-    outside (alerts) go to the "high" queue; Popcorn's own domain events to
-    "default", so that they never delay an alert.
+    outside (alerts) go to the "alerts" queue, which only alert processing
+    uses, so long user jobs never delay them; Popcorn's own domain events and
+    emitted events go to "default".
     """
     pending: dict[str, list[int]] | None = session.info.get(_PENDING_KEY)
     if pending is None:
@@ -268,13 +282,15 @@ def _enqueue_pending(session: Session) -> None:
 
 
 def _drainer_queued(session: Session, queue: str) -> bool:
-    """Is a processing job on this queue waiting for a worker (not yet started)?
+    """Is a processing job on this queue waiting for a worker (not yet started), recently?
 
     Such a job sweeps every pending event once it starts, so a transaction that
     commits while it waits needs no job of its own: under load there is at most
     one waiting job per queue instead of one per notification. The row locks
     order this check before the job's claim, so a job that has started (and
-    may have swept already) is never relied on.
+    may have swept already) is never relied on. A job still waiting after
+    `STALE_SECONDS` is not relied on either: its worker may have died between
+    taking it from Redis and marking it running, and then it never starts.
     """
     name = f"drainer:{queue}"
     session.execute(
@@ -286,7 +302,9 @@ def _drainer_queued(session: Session, queue: str) -> bool:
     if row is None or not isinstance(row.value, int):
         return False
     job = session.get(jobs.JobRecord, row.value, with_for_update=True)
-    return job is not None and job.status == "pending" and job.task == PROCESS_TASK
+    if job is None or job.status != "pending" or job.task != PROCESS_TASK:
+        return False
+    return utcnow() - job.created_at < timedelta(seconds=STALE_SECONDS)
 
 
 def _enqueue_drainer(session: Session, queue: str, pks: Sequence[int]) -> None:
@@ -305,7 +323,7 @@ def _enqueue_drainer(session: Session, queue: str, pks: Sequence[int]) -> None:
 def drain(
     event_ids: Sequence[int],
     *,
-    queue: str = "high",
+    queue: str = ALERTS_QUEUE,
     chunk: int = 50,
     budget_seconds: float = 10.0,
 ) -> dict[str, int]:
@@ -350,6 +368,43 @@ def drain(
         if run(ids) == 0:  # another worker holds them (PostgreSQL skips locked rows)
             break
     return totals
+
+
+def ensure_sweep_schedule(*, session: Session) -> None:
+    """The periodic sweep exists once anything is stored (created once, race-safe)."""
+    if session.scalar(select(jobs.Schedule.id).where(jobs.Schedule.name == SWEEP_SCHEDULE)):
+        return
+    try:
+        with session.begin_nested():
+            jobs.create_schedule(
+                session=session,
+                name=SWEEP_SCHEDULE,
+                task=SWEEP_TASK,
+                queue=ALERTS_QUEUE,
+                interval_seconds=SWEEP_INTERVAL_SECONDS,
+            )
+    except (IntegrityError, Conflict):  # created meanwhile by a concurrent request
+        pass
+
+
+def sweep(*, older_than: float = STALE_SECONDS) -> dict[str, int]:
+    """Process events left pending longer than `older_than` seconds (the scheduled sweep).
+
+    Ingest relies on one waiting drainer job per queue; if that job is lost for
+    good, this sweep (a schedule, so a new job every interval whatever became of
+    the last one) still processes what was accepted, within a bounded time.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    with session_scope(readonly=True) as session:
+        stale = session.scalar(
+            select(EventRecord.id)
+            .where(EventRecord.status == "pending", EventRecord.received_at < cutoff)
+            .limit(1)
+        )
+    if stale is None:
+        return {"processed": 0, "matches": 0, "actions": 0, "failed": 0, "swept": 0}
+    log.warning("events pending for more than %.0fs: sweeping them", older_than)
+    return drain([], queue=ALERTS_QUEUE)
 
 
 # --------------------------------------------------------------------------- processing

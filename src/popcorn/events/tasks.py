@@ -10,11 +10,17 @@ from popcorn.events import actions, service
 from popcorn.events import settings as event_settings
 
 
-@jobs.task(service.PROCESS_TASK, queue="high", retries=8, timeout=600)
-def process(event_ids: list[int], queue: str = "high") -> dict[str, Any]:
+@jobs.task(service.PROCESS_TASK, queue=service.ALERTS_QUEUE, retries=8, timeout=600)
+def process(event_ids: list[int], queue: str = service.ALERTS_QUEUE) -> dict[str, Any]:
     """Match stored events against the active rules and run the actions (idempotent);
     then sweep any backlog of pending events."""
     return service.drain(event_ids, queue=queue)
+
+
+@jobs.task(service.SWEEP_TASK, queue=service.ALERTS_QUEUE, retries=0, timeout=600)
+def sweep() -> dict[str, Any]:
+    """Process events pending for too long (their drainer job was lost); scheduled."""
+    return service.sweep()
 
 
 @jobs.task(actions.WEBHOOK_TASK, queue="default", retries=actions.DEFAULT_WEBHOOK_RETRIES)
