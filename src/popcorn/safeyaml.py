@@ -9,6 +9,7 @@ size, its depth, its alias count or its byte size pass the limits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -71,20 +72,14 @@ def _check(root: yaml.Node, source: str, max_nodes: int, max_aliases: int) -> No
                 stack.append((value, depth + 1))
 
 
-def load_all(
-    text: str | bytes,
-    *,
-    source: str = "<yaml>",
-    max_nodes: int = MAX_NODES,
-    max_aliases: int = MAX_ALIASES,
-    max_bytes: int = MAX_BYTES,
-) -> list[Any]:
-    """Every document of a YAML stream, as plain data, within the limits."""
+def _checked_nodes(
+    text: str | bytes, source: str, max_nodes: int, max_aliases: int, max_bytes: int
+) -> Iterator[tuple[Any, yaml.Node]]:
+    """(loader, root node) for each document, each checked before it is handed out."""
     if len(text) > max_bytes:
         raise YAMLLimitError(
             f"{source}: YAML larger than {max_bytes:,} bytes", details={"bytes": len(text)}
         )
-    out: list[Any] = []
     loader = _Loader(text)
     try:
         while loader.check_node():
@@ -92,7 +87,7 @@ def load_all(
             if root is None:
                 continue
             _check(root, source, max_nodes, max_aliases)
-            out.append(loader.construct_document(root))
+            yield loader, root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -103,7 +98,37 @@ def load_all(
         raise YAMLLimitError(f"{source}: not valid YAML ({exc})") from None
     finally:
         loader.dispose()
-    return out
+
+
+def load_all(
+    text: str | bytes,
+    *,
+    source: str = "<yaml>",
+    max_nodes: int = MAX_NODES,
+    max_aliases: int = MAX_ALIASES,
+    max_bytes: int = MAX_BYTES,
+) -> list[Any]:
+    """Every document of a YAML stream, as plain data, within the limits."""
+    return [
+        loader.construct_document(root)
+        for loader, root in _checked_nodes(text, source, max_nodes, max_aliases, max_bytes)
+    ]
+
+
+def compose_all(
+    text: str | bytes,
+    *,
+    source: str = "<yaml>",
+    max_nodes: int = MAX_NODES,
+    max_aliases: int = MAX_ALIASES,
+    max_bytes: int = MAX_BYTES,
+) -> list[yaml.Node]:
+    """Every document of a YAML stream as composed nodes, within the same limits.
+
+    For readers that report errors by line (the event rules): the nodes keep
+    their marks, and nothing is constructed, so tags never turn into objects.
+    """
+    return [root for _, root in _checked_nodes(text, source, max_nodes, max_aliases, max_bytes)]
 
 
 def load(text: str | bytes, *, source: str = "<yaml>", **limits: int) -> Any:

@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 
 from popcorn import jobs
 from popcorn.db import session_scope, utcnow
-from popcorn.events import actions, service
+from popcorn.events import actions, queries, rulebook, service, webhook_secrets
 from popcorn.events.formats import Event
 from popcorn.events.models import ActionRun
 from popcorn.listing import parse_list_params
@@ -83,7 +83,7 @@ def rule(url: str, **params: Any) -> str:
 def send(rules_text: str, **event: Any) -> int:
     """Load the rule, ingest one event, process it; returns the webhook's action run id."""
     with session_scope() as session:
-        service.load_rules(session=session, files=[("hook.yaml", rules_text)])
+        rulebook.store_rules(session=session, files=[("hook.yaml", rules_text)])
         (item,) = service.ingest(
             session=session,
             events=[
@@ -132,7 +132,9 @@ def attempt(run_id: int) -> jobs.JobRecord:
 
 def test_webhook_retries_with_backoff_then_succeeds_signed(hook: Hook) -> None:
     with session_scope() as session:
-        secret = service.set_secret(session=session, name="default")
+        secret = webhook_secrets.set_secret(
+            session=session, name="default", allowed_targets=[hook.url]
+        )
     run_id = send(rule(hook.url + "/alerts/{{ labels.site }}", retries=4))
     hook.plan = ["timeout", 500, "ok"]
 
@@ -178,13 +180,13 @@ def test_webhook_that_keeps_failing_is_dead_lettered_then_replayed(hook: Hook) -
     assert dead.status == "failed" and dead.attempts == 3
     assert dead.error == f"HTTP 503 from {hook.url}"
     with session_scope(readonly=True) as session:
-        listed = service.list_action_runs(
+        listed = queries.list_action_runs(
             session=session, params=parse_list_params({}), dead_letters=True
         )
         assert [r.id for r in listed.items] == [run_id]
 
     with session_scope() as session:
-        assert service.replay_action(session=session, run_id=run_id).status == "pending"
+        assert queries.replay_action(session=session, run_id=run_id).status == "pending"
     assert run(run_id).job_id != dead.job_id
     attempt(run_id)
     replayed = run(run_id)
@@ -204,8 +206,11 @@ def test_client_errors_are_not_retried(hook: Hook) -> None:
 
 def test_named_secret_custom_payload_and_headers(hook: Hook) -> None:
     with session_scope() as session:
-        secret = service.set_secret(
-            session=session, name="storage", value="s3cr3t-value-for-storage"
+        secret = webhook_secrets.set_secret(
+            session=session,
+            name="storage",
+            value="s3cr3t-value-for-storage",
+            allowed_targets=[hook.url + "/"],
         )
         stored = session.execute(text("SELECT sealed FROM events_secrets")).scalar_one()
     assert "s3cr3t" not in stored

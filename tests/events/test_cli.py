@@ -163,7 +163,9 @@ def test_incidents_and_dead_letters(tmp_path: Path, alert_file: Path) -> None:
 
 
 def test_secrets_and_settings() -> None:
-    secret = popcorn("events", "secrets", "set", "default").output.strip()
+    secret = popcorn(
+        "events", "secrets", "set", "default", "--allow", "hooks.example.net"
+    ).output.strip()
     assert len(secret) >= 32
     assert json.loads(popcorn("events", "secrets", "list", "--json").output)[0]["name"] == "default"
     settings = json.loads(popcorn("events", "settings", "--retention-days", "30", "--json").output)

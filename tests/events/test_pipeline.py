@@ -87,10 +87,10 @@ def test_accepted_events_survive_a_redis_restart(
     ]
     for batch in batches:
         assert api.post("/api/v1/events", json=batch, role="operator").status_code == 202
-    assert jobs.rq_queue("high").count == 1  # later batches ride along with the waiting job
+    assert jobs.rq_queue("alerts").count == 1  # later batches ride along with the waiting job
 
     jobs.get_redis().flushdb()  # Redis restarted without persistence
-    assert jobs.rq_queue("high").count == 0
+    assert jobs.rq_queue("alerts").count == 0
     assert jobs.resend_lost(older_than=0) == 1
     processes.start("worker")
     wait_until(lambda: counts() == {"processed": 12, "actions_succeeded": 12}, timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,8 @@ from popcorn import jobs, outbox
 from popcorn.audit import records_for
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput, NotFound
-from popcorn.events import actions, service
+from popcorn.events import actions, queries, rulebook, service
+from popcorn.events import settings as event_settings
 from popcorn.events.formats import Event, parse_alertmanager
 from popcorn.events.models import ActionRun, EventRecord, Incident, MatchRecord
 from popcorn.listing import parse_list_params
@@ -51,7 +51,8 @@ class FakeExecution:
 
 @pytest.fixture
 def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """A stand-in for remediation.service.start_runbook that records its calls."""
+    """A stand-in for remediation.api.start_runbook that records its calls."""
+    real = pytest.importorskip("popcorn.remediation.api", reason="needs remediation.api")
     calls: list[dict[str, Any]] = []
 
     def start_runbook(
@@ -68,20 +69,13 @@ def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
         calls.append({"runbook": runbook, "inputs": inputs, "target": target, "trigger": trigger})
         return FakeExecution(len(calls))
 
-    try:
-        import popcorn.remediation.service as real
-    except ImportError:  # the remediation slice is not installed: stand in for it
-        module = types.ModuleType("popcorn.remediation.service")
-        module.start_runbook = start_runbook  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "popcorn.remediation.service", module)
-    else:
-        monkeypatch.setattr(real, "start_runbook", start_runbook)
+    monkeypatch.setattr(real, "start_runbook", start_runbook)
     yield calls
 
 
 def load(text: str, file: str = "rules.yaml", prune: bool = False) -> dict[str, Any]:
     with session_scope() as session:
-        return service.load_rules(session=session, files=[(file, text)], prune=prune).as_dict()
+        return rulebook.store_rules(session=session, files=[(file, text)], prune=prune).as_dict()
 
 
 def ingest(events: list[Event], origin: str = "api") -> list[dict[str, Any]]:
@@ -123,7 +117,7 @@ def event(ident: str, type: str = "test.thing", **kwargs: Any) -> Event:
 
 def detail(pk: int) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        return service.event_detail(session=session, row=service.get_event(session=session, ref=pk))
+        return queries.event_detail(session=session, row=queries.get_event(session=session, ref=pk))
 
 
 # --- ingest -------------------------------------------------------------------------------
@@ -140,8 +134,8 @@ def test_ingest_stores_events_and_their_processing_job_together() -> None:
         stored = session.scalars(select(EventRecord).order_by(EventRecord.id)).all()
         assert [(e.event_id, e.status) for e in stored] == [("a", "pending"), ("b", "pending")]
         (job,) = session.scalars(select(jobs.JobRecord)).all()
-        assert job.task == "events.process" and job.queue == "high"
-        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]], "queue": "high"}
+        assert job.task == "events.process" and job.queue == "alerts"
+        assert job.arguments == {"event_ids": [items[0]["id"], items[1]["id"]], "queue": "alerts"}
 
 
 def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
@@ -157,7 +151,7 @@ def test_events_no_rule_can_match_are_settled_without_a_job() -> None:
         ]
         assert rows[0].processed_at is not None and items[0]["status"] == "accepted"
         (job,) = session.scalars(select(jobs.JobRecord)).all()
-        assert job.arguments == {"event_ids": [rows[2].id], "queue": "high"}
+        assert job.arguments == {"event_ids": [rows[2].id], "queue": "alerts"}
 
 
 def test_while_a_processing_job_waits_new_events_ride_along(runbooks: list[Any]) -> None:
@@ -208,7 +202,7 @@ def test_a_drain_past_its_budget_hands_over_to_a_new_job(runbooks: list[Any]) ->
         (handover,) = session.scalars(
             select(jobs.JobRecord).where(jobs.JobRecord.status == "pending")
         )
-    assert handover.arguments == {"event_ids": [], "queue": "high"}
+    assert handover.arguments == {"event_ids": [], "queue": "alerts"}
     jobs.execute(handover.id)
     assert len(runbooks) == 3
 
@@ -257,7 +251,7 @@ def test_rule_versions_change_only_when_the_text_changes() -> None:
     changed = load(DISK_RULES.replace("severity: critical", "severity: [critical, warning]"))
     assert changed["updated"] == 1 and changed["unchanged"] == 1
     with session_scope(readonly=True) as session:
-        shown = service.show_rule(session=session, name="disk-runbook")
+        shown = rulebook.show_rule(session=session, name="disk-runbook")
         assert shown["active_version"] == 2
         assert [v["version"] for v in shown["versions"]] == [2, 1]
         assert "[critical, warning]" in shown["source"]
@@ -275,7 +269,7 @@ def test_a_rule_that_does_not_parse_is_rejected_and_the_old_version_stays(
     assert caught.value.details["line"] == 6
     assert "unknown operator" in caught.value.details["reason"]
     with session_scope(readonly=True) as session:
-        assert {r["name"]: r["active_version"] for r in service.list_rules(session=session)} == {
+        assert {r["name"]: r["active_version"] for r in rulebook.list_rules(session=session)} == {
             "disk-runbook": 1,
             "disk-incident": 1,
         }
@@ -303,7 +297,7 @@ actions:
     assert load(text)["created"] == 3
     with session_scope(readonly=True) as session:
         sources = {
-            name: service.show_rule(session=session, name=name)["source"]
+            name: rulebook.show_rule(session=session, name=name)["source"]
             for name in ("first", "second", "third")
         }
     assert sources["first"].startswith("name: first\n")
@@ -315,7 +309,7 @@ actions:
 
 def test_duplicate_names_across_files_are_refused() -> None:
     with pytest.raises(InvalidInput, match="duplicate rule name 'r'"), session_scope() as s:
-        service.load_rules(
+        rulebook.store_rules(
             session=s,
             files=[("a.yaml", "name: r\nevents: [x]\n"), ("b.yaml", "name: r\nevents: [y]\n")],
         )
@@ -329,20 +323,20 @@ def test_prune_deactivates_rules_no_longer_defined_and_activate_brings_them_back
         "drop": "deactivated",
     }
     with session_scope() as session:
-        assert [r["name"] for r in service.list_rules(session=session)] == ["keep"]
-        service.activate_rule_version(session=session, name="drop", version=1)
+        assert [r["name"] for r in rulebook.list_rules(session=session)] == ["keep"]
+        rulebook.activate_rule_version(session=session, name="drop", version=1)
     with session_scope(readonly=True) as session:
-        assert [r["name"] for r in service.list_rules(session=session)] == ["drop", "keep"]
+        assert [r["name"] for r in rulebook.list_rules(session=session)] == ["drop", "keep"]
 
 
 def test_compiled_rules_are_cached_until_the_active_versions_change() -> None:
     load("- {name: one, events: [x]}\n")
     with session_scope(readonly=True) as session:
-        first = service.active_rules(session=session)
-        assert service.active_rules(session=session) is first
+        first = rulebook.active_rules(session=session)
+        assert rulebook.active_rules(session=session) is first
     load("- {name: one, events: [x, y]}\n")
     with session_scope(readonly=True) as session:
-        second = service.active_rules(session=session)
+        second = rulebook.active_rules(session=session)
     assert second is not first
     assert second.ruleset.get("one").events == ("x", "y")  # type: ignore[union-attr]
     assert second.versions == {"one": 2}
@@ -428,13 +422,13 @@ def test_a_failing_template_fails_its_action_only(runbooks: list[Any]) -> None:
 
 
 def test_runbook_action_fails_clearly_without_remediation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "popcorn.remediation.service", None)
+    monkeypatch.setitem(sys.modules, "popcorn.remediation.api", None)
     load("- {name: r, events: [test.thing], actions: [{type: runbook, params: {runbook: x}}]}\n")
     (item,) = ingest([event("nr")])
     run_jobs()
     (run,) = detail(item["id"])["matches"][0]["actions"]
     assert run["status"] == "failed"
-    assert "remediation is not available" in run["error"]
+    assert "the remediation domain is not installed" in run["error"]
 
 
 def test_failed_runbook_can_be_replayed_once_fixed(runbooks: list[Any]) -> None:
@@ -447,7 +441,7 @@ def test_failed_runbook_can_be_replayed_once_fixed(runbooks: list[Any]) -> None:
     (run,) = detail(item["id"])["matches"][0]["actions"]
     assert run["status"] == "failed" and "no runbook 'no-such-runbook'" in run["error"]
     with session_scope() as session:
-        dead = service.list_action_runs(
+        dead = queries.list_action_runs(
             session=session, params=parse_list_params({}), dead_letters=True
         )
         assert [r.id for r in dead.items] == [run["id"]]
@@ -455,7 +449,7 @@ def test_failed_runbook_can_be_replayed_once_fixed(runbooks: list[Any]) -> None:
             update(ActionRun).where(ActionRun.id == run["id"]).values(params={"runbook": "fixed"})
         )
     with session_scope() as session:
-        replayed = service.replay_action(session=session, run_id=run["id"])
+        replayed = queries.replay_action(session=session, run_id=run["id"])
         assert replayed.status == "succeeded" and replayed.replays == 1
     assert [c["runbook"] for c in runbooks] == ["fixed"]
 
@@ -471,11 +465,11 @@ def test_throttle_is_shared_through_redis() -> None:
     with session_scope(readonly=True) as session:
         rows = session.execute(select(MatchRecord.suppressed).order_by(MatchRecord.id)).all()
     assert [r[0] for r in rows] == [None, "throttle", None]
-    assert jobs.get_redis().exists(service.RATE_PREFIX + "throttle:r:a")
+    assert jobs.get_redis().exists(rulebook.RATE_PREFIX + "throttle:r:a")
 
 
 def test_reprocessing_the_same_event_is_not_a_repeat() -> None:
-    state = service.RedisRateState()
+    state = rulebook.RedisRateState()
     state.owner = "17"
     assert state.seen("dedupe:r:k", 60, 0) is False
     assert state.seen("dedupe:r:k", 60, 0) is False  # same event again after a failed attempt
@@ -539,7 +533,7 @@ def test_incidents_open_update_resolve_and_reopen() -> None:
             ("db", "open", 1, "warning"),
             ("api", "open", 1, "warning"),
         ]
-        shown = service.incident_detail(session=session, incident=rows[0])
+        shown = queries.incident_detail(session=session, incident=rows[0])
         assert [e["change"] for e in shown["events"]] == ["opened", "updated", "resolved"]
         types = [
             e.type
@@ -578,7 +572,7 @@ def test_domain_events_become_events_that_rules_match() -> None:
         queues = session.scalars(
             select(jobs.JobRecord.queue).where(jobs.JobRecord.task == "events.process")
         )
-        assert set(queues) == {"default"}  # domain events never delay alerts on "high"
+        assert set(queues) == {"default"}  # domain events never delay alerts on "alerts"
         assert row.match_count == 1
 
 
@@ -588,7 +582,7 @@ def test_search_by_labels_text_and_time(alertmanager_payload: dict[str, Any]) ->
 
     def found(**args: Any) -> list[str]:
         with session_scope(readonly=True) as session:
-            result = service.list_events(session=session, params=parse_list_params(args))
+            result = queries.list_events(session=session, params=parse_list_params(args))
             return [r.subject or r.event_id for r in result.items]
 
     assert found(label="severity:critical") == ["CacheDiskFull", "CacheDiskFull"]
@@ -616,9 +610,11 @@ def test_retention_deletes_old_events_with_their_matches(runbooks: list[Any]) ->
         assert session.scalar(
             select(jobs.Schedule.task).where(jobs.Schedule.name == "events.retention")
         )
-        assert service.update_settings(session=session, retention_days=7)["retention_days"] == 7
+        assert (
+            event_settings.update_settings(session=session, retention_days=7)["retention_days"] == 7
+        )
     with session_scope() as session:
-        assert service.apply_retention(session=session)["deleted"] == 1
+        assert event_settings.apply_retention(session=session)["deleted"] == 1
     with session_scope(readonly=True) as session:
         assert [e.event_id for e in session.scalars(select(EventRecord))] == ["new"]
         assert session.scalar(select(func.count()).select_from(MatchRecord)) == 1
@@ -627,9 +623,9 @@ def test_retention_deletes_old_events_with_their_matches(runbooks: list[Any]) ->
 
 def test_explain_tells_why_rules_match_or_not(alertmanager_payload: dict[str, Any]) -> None:
     load(DISK_RULES)
-    events = service.events_from_sample(alertmanager_payload)
+    events = rulebook.events_from_sample(alertmanager_payload)
     with session_scope(readonly=True) as session:
-        results = service.explain(session=session, events=events[1:2])
+        results = rulebook.explain(session=session, events=events[1:2])
     (only,) = results
     by_rule = {r["rule"]: r for r in only["rules"]}
     assert by_rule["disk-incident"]["matched"] is True

@@ -206,10 +206,10 @@ def events_world() -> list[int]:
     import json
 
     from popcorn.db import session_scope
-    from popcorn.events import service
+    from popcorn.events import rulebook, service
 
     with session_scope() as session:
-        service.load_rules(session=session, files=[("rules.yaml", RULES)])
+        rulebook.store_rules(session=session, files=[("rules.yaml", RULES)])
     body = json.dumps([alert("a-1"), alert("a-2", alertname="FanSlow", severity="warning")])
     with session_scope() as session:
         result = service.ingest_body(

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from console_kit import RULES, Console, events_world, text_of
 
 from popcorn.db import session_scope
-from popcorn.events import service
+from popcorn.events import queries, rulebook
+from popcorn.listing import ListParams
 
 
 def test_fresh_install_shows_how_to_send_events(console: Callable[[str], Console]) -> None:
@@ -40,8 +41,8 @@ def test_recent_events_show_which_rules_matched(console: Callable[[str], Console
 def test_incidents_list_and_resolve(console: Callable[[str], Console]) -> None:
     events_world()
     with session_scope(readonly=True) as session:
-        (incident,) = service.list_incidents(
-            session=session, params=service.ListParams(filters={"status": ["open"]})
+        (incident,) = queries.list_incidents(
+            session=session, params=ListParams(filters={"status": ["open"]})
         ).items
     ui = console("viewer")
     assert "Cache disk full on oca-ams1-01" in text_of(ui.page("/ui/events/incidents"))
@@ -69,12 +70,12 @@ def test_rule_editor_saves_a_new_version(console: Callable[[str], Console]) -> N
     page = text_of(ui.page("/ui/events/rules/disk/incident"))
     assert "Rule disk/incident updated: version 2." in page
     with session_scope(readonly=True) as session:
-        rule = service.show_rule(session=session, name="disk/incident")
+        rule = rulebook.show_rule(session=session, name="disk/incident")
     assert rule["active_version"] == 2 and "CacheDiskGone" in rule["source"]
     rolled = ui.post("/ui/events/rules/disk/incident/activate", {"version": "1"})
     assert rolled.status_code == 302
     with session_scope(readonly=True) as session:
-        assert service.show_rule(session=session, name="disk/incident")["active_version"] == 1
+        assert rulebook.show_rule(session=session, name="disk/incident")["active_version"] == 1
 
 
 def test_a_rule_that_does_not_parse_shows_line_and_reason_and_changes_nothing(
@@ -92,7 +93,7 @@ def test_a_rule_that_does_not_parse_shows_line_and_reason_and_changes_nothing(
     assert "line 4" in page and "bogus" in page
     assert "labels.x: {bogus: 1}" in page  # the editor keeps what was typed
     with session_scope(readonly=True) as session:
-        rule = service.show_rule(session=session, name="disk/incident")
+        rule = rulebook.show_rule(session=session, name="disk/incident")
     assert rule["active_version"] == 1 and "CacheDiskFull" in rule["source"]
     bad_yaml = ui.post("/ui/events/rules", {"text": "name: [unclosed\n", "do": "save"})
     assert bad_yaml.status_code == 422 and "line" in text_of(bad_yaml.get_data(as_text=True))
@@ -115,7 +116,7 @@ def test_rule_editor_tries_rules_on_a_sample_event(console: Callable[[str], Cons
     page = text_of(tried.get_data(as_text=True))
     assert page.count("matched") >= 2 and "disk/oca-1" in page
     with session_scope(readonly=True) as session:
-        assert service.list_rules(session=session, include_inactive=True) == []
+        assert rulebook.list_rules(session=session, include_inactive=True) == []
 
 
 def test_viewers_cannot_edit_rules(console: Callable[[str], Console]) -> None:

@@ -65,13 +65,13 @@ def traffic(world: World) -> dict[str, Any]:
 
 def rules() -> dict[str, Any]:
     """The shipped Alertmanager and platform rule packs, switched from monitor to enforce."""
-    from popcorn.events import service
+    from popcorn.events import rulebook
 
     root = resources.files("popcorn.events") / "rules.d"
-    files = service.read_rule_files(str(root))
+    files = rulebook.read_rule_files(str(root))
     enforced = [(name, text.replace("mode: monitor", "mode: enforce")) for name, text in files]
     with acting_as(ACTOR), session_scope() as session:
-        loaded = service.load_rules(session=session, files=enforced)
+        loaded = rulebook.store_rules(session=session, files=enforced)
     return loaded.as_dict()
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
+from popcorn import domains, jobs, outbound
 from popcorn.audit import record_change
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import PopcornError
@@ -44,18 +44,20 @@ DEFAULT_WEBHOOK_RETRIES = 6
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 SIGNATURE_HEADER = "X-Popcorn-Signature-256"
 DEFAULT_SECRET = "default"
+# Headers a rule may not set: what Popcorn sets itself, what steers the connection or a
+# proxy (hop-by-hop), and what claims an identity the platform did not give the rule.
 _RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
-        "Content-Type",
-        "Content-Length",
-        "Host",
-        SIGNATURE_HEADER,
-        "X-Popcorn-Delivery",
-        "X-Popcorn-Attempt",
-        "X-Popcorn-Event-Id",
+        "Content-Type", "Content-Length", "Host", "Transfer-Encoding", "Connection",
+        "Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+        "Proxy-Connection", "Authorization", "Cookie", "Forwarded", "X-Real-IP", "User-Agent",
     )
-)
+)  # fmt: skip
+_RESERVED_HEADER_PREFIXES = ("x-popcorn-", "x-forwarded-")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+MAX_HEADERS = 20
+MAX_STORED_REPLY = 1000
 # Answers that will not change on retry; anything else (5xx, 408, 425, 429, network) is retried.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
@@ -178,12 +180,9 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
     dry_run = params.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ActionError("params.dry_run: must be true or false")
-    try:
-        start_runbook = importlib.import_module("popcorn.remediation.service").start_runbook
-    except (ImportError, AttributeError) as exc:
-        raise ActionError(
-            f"remediation is not available (popcorn.remediation.service.start_runbook): {exc}"
-        ) from None
+    domains.require("remediation", "a rule's runbook action starts runbooks")
+    from popcorn.remediation import api as remediation_api  # type: ignore[attr-defined, unused-ignore]
+
     trigger = {
         "kind": "event",
         "event": event.id,
@@ -194,7 +193,7 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
         "action_run": run.id,
         "hops": event.hops + 1,
     }
-    execution = start_runbook(
+    execution = remediation_api.start_runbook(
         session=session,
         runbook=runbook,
         inputs=_object(params, "inputs"),
@@ -202,11 +201,7 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
         trigger=trigger,
         dry_run=dry_run,
     )
-    return {
-        "runbook": runbook,
-        "execution_id": getattr(execution, "id", None),
-        "status": getattr(execution, "status", None),
-    }
+    return {"runbook": runbook, "execution_id": execution.id, "status": execution.status}
 
 
 # --------------------------------------------------------------------------- emit
@@ -376,11 +371,19 @@ def _webhook_params(params: Any) -> dict[str, Any]:
     if method not in ("POST", "PUT", "PATCH"):
         raise ActionError("params.method: must be POST, PUT or PATCH")
     headers = _object(params, "headers")
+    if len(headers) > MAX_HEADERS:
+        raise ActionError(f"params.headers: at most {MAX_HEADERS} headers")
     for name, value in headers.items():
-        if not isinstance(value, str):
-            raise ActionError(f"params.headers.{name}: must be a string")
-        if name.lower() in _RESERVED_HEADERS:
-            raise ActionError(f"params.headers.{name}: set by Popcorn, cannot be overridden")
+        if not _HEADER_NAME.fullmatch(name):
+            raise ActionError(f"params.headers.{name[:100]}: not a valid header name")
+        if not isinstance(value, str) or len(value) > 1000 or "\r" in value or "\n" in value:
+            raise ActionError(f"params.headers.{name}: must be one line of text (at most 1000)")
+        lower = name.lower()
+        if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_HEADER_PREFIXES):
+            raise ActionError(
+                f"params.headers.{name}: a rule may not set this header (reserved for Popcorn, "
+                "the connection, or an identity the platform gives)"
+            )
     timeout = params.get("timeout", DEFAULT_WEBHOOK_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
         raise ActionError("params.timeout: must be a number of seconds, at most 60")
@@ -426,6 +429,29 @@ def verify(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header or "")
 
 
+def _signing_secret(session: Session, name: str | None, url: str) -> str | None:
+    """The secret to sign a delivery to `url` with, if the admin bound it there.
+
+    A secret named by the rule that may not sign for this URL fails the action;
+    the implicit `default` secret simply does not sign such a delivery.
+    """
+    from popcorn.events import webhook_secrets
+
+    row = webhook_secrets.get_secret(session=session, name=name or DEFAULT_SECRET)
+    if row is None:
+        if name:
+            raise ActionError(f"params.secret: no stored secret named {name!r}")
+        return None
+    if not webhook_secrets.allows(row.allowed_targets or [], url):
+        if name:
+            raise ActionError(
+                f"params.secret: secret {name!r} may not sign for {urlsplit(url).netloc!r} "
+                "(an admin sets the destinations of each secret: allowed_targets)"
+            )
+        return None
+    return webhook_secrets.reveal(row)
+
+
 class WebhookRetry(RuntimeError):
     """A delivery failed in a way that may pass later; the job retries with backoff."""
 
@@ -446,15 +472,18 @@ def deliver_webhook(action_run_id: int) -> dict[str, Any]:
         attempt = run.attempts + 1
         rule_name = run.rule_name
         error: str | None = None
+        secret: str | None = None
         try:
             spec = _webhook_params(run.params)
-            secret_name = spec["secret"] or DEFAULT_SECRET
-            secret = service.secret_value(session=session, name=secret_name)
-            if secret is None and spec["secret"]:
-                raise ActionError(f"params.secret: no stored secret named {secret_name!r}")
+            secret = _signing_secret(session, spec["secret"], spec["url"])
         except ActionError as exc:
             error = str(exc)
         event_dict = service.to_event(event).to_dict() if event is not None else None
+    if error is None:
+        try:
+            outbound.check_url(spec["url"], purpose="webhook")
+        except PopcornError as exc:  # refused for good: fail now, no retries
+            error = f"refused: {exc.message}"
     if error is not None:
         return _record_delivery(action_run_id, ok=False, final=True, error=error, response=None)
     payload = (
@@ -479,7 +508,7 @@ def deliver_webhook(action_run_id: int) -> dict[str, Any]:
     try:
         with httpx.Client(timeout=spec["timeout"], follow_redirects=False) as client:
             answer = client.request(spec["method"], spec["url"], content=body, headers=headers)
-        response.update(status_code=answer.status_code, body=answer.text[:2000])
+        response.update(status_code=answer.status_code, body=answer.text[:MAX_STORED_REPLY])
         ok = 200 <= answer.status_code < 300
         if not ok:
             error = f"HTTP {answer.status_code} from {spec['url']}"

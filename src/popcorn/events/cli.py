@@ -15,10 +15,11 @@ import click
 from popcorn.cli import json_option, output, parse_kv, with_actor
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput
-from popcorn.events import service
+from popcorn.events import queries, rulebook, service, webhook_secrets
+from popcorn.events import settings as event_settings
 from popcorn.events.formats import Event, EventFormatError, parse_time
 from popcorn.events.schemas import ActionRunRead, EventRead, IncidentRead
-from popcorn.listing import parse_list_params
+from popcorn.listing import PageResult, parse_list_params
 
 EVENT_COLUMNS = ["id", "type", "source", "subject", "time", "status", "match_count"]
 RUN_COLUMNS = ["id", "event_id", "rule_name", "type", "status", "attempts", "error"]
@@ -92,7 +93,7 @@ def send(
                     labels={k: str(v) for k, v in parse_kv(labels).items()},
                 )
             except EventFormatError as exc:
-                raise service.format_error(exc) from None
+                raise exc.as_invalid_input() from None
             result = service.ingest(session=session, events=[ev], origin="cli")
         else:
             raise click.UsageError("give a FILE (or -) or --type")
@@ -108,20 +109,11 @@ def send(
 
 
 def _wait_processed(ids: list[int], timeout: float) -> None:
-    from sqlalchemy import func, select
-
-    from popcorn.events.models import EventRecord
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope(readonly=True) as session:
-            pending = session.scalar(
-                select(func.count())
-                .select_from(EventRecord)
-                .where(EventRecord.id.in_(ids), EventRecord.status == "pending")
-            )
-        if not pending:
-            return
+            if not queries.count_pending(session=session, event_ids=ids):
+                return
         time.sleep(0.1)
     raise TimeoutError(f"events still pending after {timeout:g}s (is a worker running?)")
 
@@ -163,10 +155,8 @@ def list_events(
         args["time__lte"] = _since(until)
     params = parse_list_params(args)
     with session_scope(readonly=True) as session:
-        rows = [
-            EventRead.model_validate(r).model_dump(mode="json")
-            for r in service.recent_events(session=session, params=params)
-        ]
+        found = queries.recent_events(session=session, params=params)
+        rows = PageResult(found, None, None).serialize(EventRead)["items"]
     output(rows, as_json=as_json, columns=EVENT_COLUMNS)
 
 
@@ -176,8 +166,8 @@ def list_events(
 def show_event(ref: str, as_json: bool) -> None:
     """An event (Popcorn id or event id), its matches and what each action did."""
     with session_scope(readonly=True) as session:
-        row = service.get_event(session=session, ref=ref)
-        detail = service.event_detail(session=session, row=row)
+        row = queries.get_event(session=session, ref=ref)
+        detail = queries.event_detail(session=session, row=row)
     if as_json:
         output(detail, as_json=True)
         return
@@ -212,8 +202,8 @@ def incidents_list(status: str | None, limit: int, as_json: bool) -> None:
     if status:
         args["status"] = status
     with session_scope(readonly=True) as session:
-        result = service.list_incidents(session=session, params=parse_list_params(args))
-        rows = [IncidentRead.model_validate(i).model_dump(mode="json") for i in result.items]
+        result = queries.list_incidents(session=session, params=parse_list_params(args))
+        rows = result.serialize(IncidentRead)["items"]
     output(
         rows,
         as_json=as_json,
@@ -226,8 +216,8 @@ def incidents_list(status: str | None, limit: int, as_json: bool) -> None:
 @json_option
 def incidents_show(incident_id: int, as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        incident = service.get_incident(session=session, incident_id=incident_id)
-        detail = service.incident_detail(session=session, incident=incident)
+        incident = queries.get_incident(session=session, incident_id=incident_id)
+        detail = queries.incident_detail(session=session, incident=incident)
     if as_json:
         output(detail, as_json=True)
         return
@@ -241,7 +231,7 @@ def incidents_show(incident_id: int, as_json: bool) -> None:
 @with_actor
 def incidents_resolve(incident_id: int) -> None:
     with session_scope() as session:
-        service.resolve_incident(session=session, incident_id=incident_id)
+        queries.resolve_incident(session=session, incident_id=incident_id)
     click.echo(f"incident {incident_id} resolved")
 
 
@@ -265,10 +255,10 @@ def dead_letters_list(rule: str | None, action_type: str | None, limit: int, as_
     if action_type:
         args["type"] = action_type
     with session_scope(readonly=True) as session:
-        result = service.list_action_runs(
+        result = queries.list_action_runs(
             session=session, params=parse_list_params(args), dead_letters=True
         )
-        rows = [ActionRunRead.model_validate(r).model_dump(mode="json") for r in result.items]
+        rows = result.serialize(ActionRunRead)["items"]
     output(rows, as_json=as_json, columns=RUN_COLUMNS)
 
 
@@ -279,7 +269,7 @@ def dead_letters_replay(run_ids: tuple[int, ...]) -> None:
     """Run failed actions again (webhooks go back to their queue)."""
     for run_id in run_ids:
         with session_scope() as session:
-            run = service.replay_action(session=session, run_id=run_id)
+            run = queries.replay_action(session=session, run_id=run_id)
             click.echo(f"action run {run_id}: {run.status}")
 
 
@@ -293,12 +283,24 @@ def secrets_group() -> None:
 
 @secrets_group.command("set")
 @click.argument("name")
+@click.option(
+    "--allow",
+    "allowed_targets",
+    multiple=True,
+    required=True,
+    help="A URL prefix or host this secret may sign for (repeat for several).",
+)
 @click.option("--value", default=None, help="The secret (default: generate one).")
 @with_actor
-def secrets_set(name: str, value: str | None) -> None:
-    """Set a signing secret and print it (the `default` one signs webhooks naming none)."""
+def secrets_set(name: str, allowed_targets: tuple[str, ...], value: str | None) -> None:
+    """Set a signing secret and print it (the `default` one signs webhooks naming none).
+
+    A webhook is signed with it only when its URL matches one of the --allow targets.
+    """
     with session_scope() as session:
-        secret = service.set_secret(session=session, name=name, value=value)
+        secret = webhook_secrets.set_secret(
+            session=session, name=name, value=value, allowed_targets=list(allowed_targets)
+        )
     click.echo(secret)
 
 
@@ -306,8 +308,8 @@ def secrets_set(name: str, value: str | None) -> None:
 @json_option
 def secrets_list(as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        rows = service.list_secrets(session=session)
-    output(rows, as_json=as_json, columns=["name", "created_at", "updated_at"])
+        rows = webhook_secrets.list_secrets(session=session)
+    output(rows, as_json=as_json, columns=["name", "allowed_targets", "created_at", "updated_at"])
 
 
 @secrets_group.command("delete")
@@ -315,7 +317,7 @@ def secrets_list(as_json: bool) -> None:
 @with_actor
 def secrets_delete(name: str) -> None:
     with session_scope() as session:
-        service.delete_secret(session=session, name=name)
+        webhook_secrets.delete_secret(session=session, name=name)
     click.echo(f"secret {name!r} deleted")
 
 
@@ -327,9 +329,9 @@ def settings(retention_days: int | None, as_json: bool) -> None:
     """Show (or change) the retention period."""
     with session_scope() as session:
         if retention_days is not None:
-            data = service.update_settings(session=session, retention_days=retention_days)
+            data = event_settings.update_settings(session=session, retention_days=retention_days)
         else:
-            data = service.get_settings_view(session=session)
+            data = event_settings.get_settings_view(session=session)
     output(data, as_json=as_json)
 
 
@@ -348,10 +350,10 @@ def rules() -> None:
 @with_actor
 def rules_load(path: str, prune: bool, as_json: bool) -> None:
     """Load every rule of a YAML file or directory (all or nothing)."""
-    files = service.read_rule_files(path)
+    files = rulebook.read_rule_files(path)
     try:
         with session_scope() as session:
-            result = service.load_rules(session=session, files=files, prune=prune)
+            result = rulebook.store_rules(session=session, files=files, prune=prune)
     except InvalidInput as exc:  # the message already names file, line and reason
         raise click.ClickException(exc.message) from exc
     data = result.as_dict()
@@ -370,7 +372,7 @@ def rules_load(path: str, prune: bool, as_json: bool) -> None:
 @json_option
 def rules_list(include_all: bool, as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        rows = service.list_rules(session=session, include_inactive=include_all)
+        rows = rulebook.list_rules(session=session, include_inactive=include_all)
     output(
         rows,
         as_json=as_json,
@@ -385,10 +387,10 @@ def rules_list(include_all: bool, as_json: bool) -> None:
 def rules_show(name: str, version: int | None, as_json: bool) -> None:
     with session_scope(readonly=True) as session:
         if version is not None:
-            row = service.get_rule_version(session=session, name=name, version=version)
+            row = rulebook.get_rule_version(session=session, name=name, version=version)
             click.echo(row.source, nl=False)
             return
-        data = service.show_rule(session=session, name=name)
+        data = rulebook.show_rule(session=session, name=name)
     if as_json:
         output(data, as_json=True)
         return
@@ -413,10 +415,10 @@ def rules_test(event_file: str, rules_path: str | None, verbose: bool, as_json: 
         raise click.ClickException(f"{event_file}: not valid JSON: {exc}") from exc
     rules_text = None
     if rules_path:
-        rules_text = "\n---\n".join(text for _, text in service.read_rule_files(rules_path))
-    events = service.events_from_sample(sample)
+        rules_text = "\n---\n".join(text for _, text in rulebook.read_rule_files(rules_path))
+    events = rulebook.events_from_sample(sample)
     with session_scope(readonly=True) as session:
-        results = service.explain(session=session, events=events, rules_text=rules_text)
+        results = rulebook.explain(session=session, events=events, rules_text=rules_text)
     if as_json:
         output(results, as_json=True)
         return
@@ -441,7 +443,7 @@ def rules_test(event_file: str, rules_path: str | None, verbose: bool, as_json: 
 def rules_activate(name: str, version: int) -> None:
     """Make a stored VERSION of a rule the active one."""
     with session_scope() as session:
-        service.activate_rule_version(session=session, name=name, version=version)
+        rulebook.activate_rule_version(session=session, name=name, version=version)
     click.echo(f"rule {name!r}: version {version} active")
 
 
@@ -450,7 +452,7 @@ def rules_activate(name: str, version: int) -> None:
 @with_actor
 def rules_deactivate(name: str) -> None:
     with session_scope() as session:
-        service.deactivate_rule(session=session, name=name)
+        rulebook.deactivate_rule(session=session, name=name)
     click.echo(f"rule {name!r} deactivated")
 
 

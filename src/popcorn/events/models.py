@@ -165,6 +165,8 @@ class Secret(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     sealed: Mapped[str] = mapped_column(Text)
+    # URL prefixes or host names an admin allowed this secret to sign for (issue #12, item 5).
+    allowed_targets: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

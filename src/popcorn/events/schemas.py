@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.schemas import Page, ReadSchema, Schema
 
 
 class EventRead(ReadSchema):
@@ -121,7 +121,171 @@ class SecretSet(Schema):
         max_length=500,
         description="The signing secret; omit to have Popcorn generate one (shown once).",
     )
+    allowed_targets: list[str] = Field(
+        min_length=1,
+        max_length=50,
+        description="Where this secret may sign: URL prefixes "
+        "(`https://hooks.example.net/popcorn/`) or bare host names (`hooks.example.net`). "
+        "A webhook whose URL matches none of them is not signed with it.",
+    )
 
 
 class SettingsUpdate(Schema):
     retention_days: int = Field(ge=1, le=3650)
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+class EventPage(Page[EventRead]):
+    """A page of stored events."""
+
+
+class MatchPage(Page[MatchRead]):
+    """A page of rule matches."""
+
+
+class ActionRunPage(Page[ActionRunRead]):
+    """A page of action runs (webhook replies and headers only for operators and above)."""
+
+
+class IncidentPage(Page[IncidentRead]):
+    """A page of incidents."""
+
+
+class IngestItem(BaseModel):
+    id: int | None
+    event_id: str
+    source: str
+    type: str
+    status: str = Field(description="`accepted` or `duplicate`.")
+
+
+class IngestAnswer(BaseModel):
+    accepted: int
+    duplicates: int
+    events: list[IngestItem]
+
+
+class MatchDetail(MatchRead):
+    actions: list[ActionRunRead]
+
+
+class IncidentLink(BaseModel):
+    id: int
+    key: str
+    status: str
+    change: str
+
+
+class EventDetail(EventRead):
+    matches: list[MatchDetail]
+    incidents: list[IncidentLink]
+
+
+class IncidentEventLink(BaseModel):
+    id: int
+    event_id: str
+    type: str
+    change: str
+    at: datetime
+
+
+class IncidentDetail(IncidentRead):
+    events: list[IncidentEventLink]
+
+
+class RuleSummary(BaseModel):
+    name: str
+    active_version: int | None
+    latest_version: int
+    updated_at: datetime | None = None
+    error: str = ""
+    events: list[str] | None = None
+    mode: str | None = None
+    priority: int | None = None
+    stop: bool | None = None
+    description: str | None = None
+    actions: list[str] | None = None
+    throttle: float | None = None
+    dedupe: float | None = None
+
+
+class RulePage(Page[RuleSummary]):
+    """Every rule (one page)."""
+
+
+class RuleVersionSummary(BaseModel):
+    version: int
+    checksum: str
+    file: str
+    mode: str
+    created_at: datetime
+    created_by: str
+    active: bool
+
+
+class RuleDetail(RuleSummary):
+    created_at: datetime
+    source: str
+    file: str
+    versions: list[RuleVersionSummary]
+
+
+class RuleChange(BaseModel):
+    name: str
+    version: int | None
+    change: str = Field(description="created, updated, unchanged, deactivated or activated.")
+
+
+class RulesLoaded(BaseModel):
+    rules: list[RuleChange]
+    created: int
+    updated: int
+    unchanged: int
+    deactivated: int
+
+
+class RuleVerdict(BaseModel):
+    rule: str
+    matched: bool
+    mode: str
+    reason: str
+    lines: list[str]
+    actions: list[dict[str, Any]] | None = None
+
+
+class ExplainedEvent(BaseModel):
+    event: dict[str, Any]
+    rules: list[RuleVerdict]
+
+
+class RulesTestAnswer(BaseModel):
+    results: list[ExplainedEvent]
+
+
+class SecretRead(BaseModel):
+    name: str
+    allowed_targets: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretPage(Page[SecretRead]):
+    """Signing secrets (names and where they may sign, never values)."""
+
+
+class SecretCreated(BaseModel):
+    name: str
+    secret: str = Field(description="The secret itself: shown in this answer only.")
+    allowed_targets: list[str]
+
+
+class Deleted(BaseModel):
+    name: str
+    deleted: bool
+
+
+class SettingsRead(BaseModel):
+    retention_days: int
+    max_hops: int

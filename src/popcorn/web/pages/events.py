@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput, PopcornError
-from popcorn.events import service
+from popcorn.events import queries, rulebook
 from popcorn.events.schemas import ActionRunRead, EventRead, IncidentRead, MatchRead
 from popcorn.listing import ListParams
 from popcorn.web import auth as console_auth
@@ -55,7 +55,7 @@ def _matches_by_event(session: Session, event_ids: list[int]) -> dict[int, list[
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if not event_ids:
         return out
-    page = service.list_matches(
+    page = queries.list_matches(
         session=session,
         params=ListParams(limit=1000, filters={"event_id__in": [",".join(map(str, event_ids))]}),
     )
@@ -72,16 +72,16 @@ def events() -> Any:
     rows: list[dict[str, Any]] = []
     with session_scope(readonly=True) as session:
         try:
-            found = service.recent_events(
+            found = queries.recent_events(
                 session=session, params=ListParams(limit=50, filters=filters, q=form["q"] or None)
             )
             rows = [_dump(EventRead, e) for e in found]
         except PopcornError as exc:
             error = helpers.error_details(exc)
         matched = _matches_by_event(session, [r["id"] for r in rows])
-        stats = service.stats(session=session)
+        stats = queries.stats(session=session)
         failed = helpers.newest(
-            lambda params: service.list_action_runs(
+            lambda params: queries.list_action_runs(
                 session=session, params=params, dead_letters=True
             ),
             size=10,
@@ -103,8 +103,8 @@ def events() -> Any:
 @bp.get("/events/<int:event_id>")
 def events_event(event_id: int) -> str:
     with session_scope(readonly=True) as session:
-        row = service.get_event(session=session, ref=event_id)
-        detail = service.event_detail(session=session, row=row)
+        row = queries.get_event(session=session, ref=event_id)
+        detail = queries.event_detail(session=session, row=row)
     return render_template("events/event.html", event=detail)
 
 
@@ -113,7 +113,7 @@ def events_event(event_id: int) -> str:
 def events_replay(run_id: int) -> Any:
     try:
         with session_scope() as session:
-            run = service.replay_action(session=session, run_id=run_id)
+            run = queries.replay_action(session=session, run_id=run_id)
             status = run.status
     except PopcornError as exc:
         flash(exc.message, "error")
@@ -128,7 +128,7 @@ def events_replay(run_id: int) -> Any:
 @bp.get("/events/rules")
 def events_rules() -> str:
     with session_scope(readonly=True) as session:
-        rules = service.list_rules(session=session, include_inactive=True)
+        rules = rulebook.list_rules(session=session, include_inactive=True)
     return render_template("events/rules.html", rules=rules)
 
 
@@ -144,9 +144,9 @@ def _rule_page(
     recent: list[dict[str, Any]] = []
     with session_scope(readonly=True) as session:
         if name is not None:
-            rule = service.show_rule(session=session, name=name)
+            rule = rulebook.show_rule(session=session, name=name)
             listing = helpers.newest(
-                lambda params: service.list_matches(session=session, params=params),
+                lambda params: queries.list_matches(session=session, params=params),
                 {"rule": [name]},
                 size=20,
             )
@@ -188,7 +188,7 @@ def events_rules_save() -> Any:
         if not text.strip():
             raise InvalidInput("the editor is empty: write a rule in YAML", details={"line": 1})
         with session_scope() as session:
-            result = service.load_rules(session=session, files=[(EDITOR_FILE, text)])
+            result = rulebook.store_rules(session=session, files=[(EDITOR_FILE, text)])
     except PopcornError as exc:
         return _rule_page(name, text, helpers.error_details(exc))
     for change in result.rules:
@@ -208,9 +208,9 @@ def _try_rules(name: str | None, text: str, sample: str) -> tuple[str, int]:
             obj = json.loads(sample)
         except ValueError as exc:
             raise InvalidInput(f"sample event: not JSON ({exc})") from None
-        events_ = service.events_from_sample(obj)
+        events_ = rulebook.events_from_sample(obj)
         with session_scope(readonly=True) as session:
-            tried = service.explain(session=session, events=events_, rules_text=text)
+            tried = rulebook.explain(session=session, events=events_, rules_text=text)
     except PopcornError as exc:
         return _rule_page(name, text, helpers.error_details(exc), sample)
     return _rule_page(name, text, None, sample, tried)
@@ -222,7 +222,7 @@ def events_rule_activate(name: str) -> Any:
     raw = request.form.get("version", "")
     try:
         with session_scope() as session:
-            service.activate_rule_version(
+            rulebook.activate_rule_version(
                 session=session, name=name, version=int(raw) if raw.isdigit() else 0
             )
     except PopcornError as exc:
@@ -237,7 +237,7 @@ def events_rule_activate(name: str) -> Any:
 def events_rule_deactivate(name: str) -> Any:
     try:
         with session_scope() as session:
-            service.deactivate_rule(session=session, name=name)
+            rulebook.deactivate_rule(session=session, name=name)
     except PopcornError as exc:
         flash(exc.message, "error")
     else:
@@ -254,7 +254,7 @@ def events_incidents() -> str:
     filters = {"status": [status]} if status else {}
     with session_scope(readonly=True) as session:
         listing = helpers.newest(
-            lambda params: service.list_incidents(session=session, params=params),
+            lambda params: queries.list_incidents(session=session, params=params),
             filters,
             page=helpers.page_number(request.args),
         )
@@ -265,8 +265,8 @@ def events_incidents() -> str:
 @bp.get("/events/incidents/<int:incident_id>")
 def events_incident(incident_id: int) -> str:
     with session_scope(readonly=True) as session:
-        incident = service.get_incident(session=session, incident_id=incident_id)
-        detail = service.incident_detail(session=session, incident=incident)
+        incident = queries.get_incident(session=session, incident_id=incident_id)
+        detail = queries.incident_detail(session=session, incident=incident)
     return render_template("events/incident.html", incident=detail)
 
 
@@ -275,7 +275,7 @@ def events_incident(incident_id: int) -> str:
 def events_incident_resolve(incident_id: int) -> Any:
     try:
         with session_scope() as session:
-            service.resolve_incident(session=session, incident_id=incident_id)
+            queries.resolve_incident(session=session, incident_id=incident_id)
     except PopcornError as exc:
         flash(exc.message, "error")
     else:
@@ -284,7 +284,7 @@ def events_incident_resolve(incident_id: int) -> Any:
 
 
 def events_panel(session: Session) -> dict[str, Any]:
-    stats = service.stats(session=session)
+    stats = queries.stats(session=session)
     rows: list[tuple[str, Any, str | None]] = []
     if stats["open_incidents"]:
         rows.append(("open incidents", stats["open_incidents"], url_for("web.events_incidents")))
@@ -292,7 +292,7 @@ def events_panel(session: Session) -> dict[str, Any]:
         rows.append(("failed actions", stats["failed_actions"], url_for("web.events")))
     if stats["pending_events"]:
         rows.append(("events waiting", stats["pending_events"], None))
-    for event in service.recent_events(session=session, params=ListParams(limit=6)):
+    for event in queries.recent_events(session=session, params=ListParams(limit=6)):
         rows.append(
             (
                 event.type,

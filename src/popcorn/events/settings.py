@@ -1,0 +1,117 @@
+"""Events settings: a small key-value table, and the retention they control.
+
+`get_setting`/`put_setting` are the one way the events modules keep state of
+their own (retention, the rules stamp, drainer markers): an upsert, so
+concurrent first writers never collide.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from popcorn import jobs
+from popcorn.audit import record_change
+from popcorn.db import utcnow
+from popcorn.errors import Conflict, InvalidInput
+from popcorn.events.actions import MAX_HOPS
+from popcorn.events.models import ActionRun, EventRecord, IncidentEvent, MatchRecord, Setting
+
+DEFAULT_RETENTION_DAYS = 14
+RETENTION_SCHEDULE = "events.retention"
+
+
+def get_setting(session: Session, name: str, default: Any) -> Any:
+    row = session.get(Setting, name, populate_existing=True)
+    return default if row is None or row.value is None else row.value
+
+
+def put_setting(session: Session, name: str, value: Any) -> None:
+    """Upsert, so concurrent first writers never collide on the primary key."""
+    now = utcnow()
+    stmt = dialect_insert(session, Setting).values(name=name, value=value, updated_at=now)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": now}
+        )
+    )
+
+
+def dialect_insert(session: Session, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+
+
+def get_settings_view(*, session: Session) -> dict[str, Any]:
+    return {
+        "retention_days": int(get_setting(session, "retention_days", DEFAULT_RETENTION_DAYS)),
+        "max_hops": MAX_HOPS,
+    }
+
+
+def update_settings(*, session: Session, retention_days: int) -> dict[str, Any]:
+    """Keep events for `retention_days`; older ones go at the next hourly retention run."""
+    if not 1 <= retention_days <= 3650:
+        raise InvalidInput("retention_days: must be a whole number from 1 to 3650")
+    before = get_settings_view(session=session)
+    put_setting(session, "retention_days", retention_days)
+    after = {**before, "retention_days": retention_days}
+    record_change(session, "update", "events_settings", "retention", before=before, after=after)
+    ensure_retention_schedule(session=session)
+    return after
+
+
+def ensure_retention_schedule(*, session: Session) -> None:
+    """The hourly retention job exists once anything is stored (created once, race-safe)."""
+    if session.scalar(select(jobs.Schedule.id).where(jobs.Schedule.name == RETENTION_SCHEDULE)):
+        return
+    try:
+        with session.begin_nested():
+            jobs.create_schedule(
+                session=session,
+                name=RETENTION_SCHEDULE,
+                task="events.retention",
+                queue="low",
+                interval_seconds=3600,
+            )
+    except (IntegrityError, Conflict):  # created meanwhile by a concurrent request
+        pass
+
+
+def apply_retention(
+    *, session: Session, now: datetime | None = None, batch: int = 5000
+) -> dict[str, Any]:
+    """Delete events received before the retention period, with their matches and runs."""
+    days = int(get_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(EventRecord.id)
+                .where(EventRecord.received_at < cutoff)
+                .order_by(EventRecord.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            break
+        for table in (IncidentEvent, ActionRun, MatchRecord):
+            session.execute(delete(table).where(table.event_id.in_(ids)))
+        session.execute(delete(EventRecord).where(EventRecord.id.in_(ids)))
+        deleted += len(ids)
+    if deleted:
+        record_change(
+            session,
+            "retention",
+            "events_settings",
+            "retention",
+            after={"deleted": deleted, "cutoff": cutoff.isoformat()},
+        )
+    return {"deleted": deleted, "retention_days": days, "cutoff": cutoff.isoformat()}
