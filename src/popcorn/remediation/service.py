@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
+from popcorn import domains, jobs
 from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import session_scope, utcnow
@@ -198,63 +198,33 @@ def _target_spec(cls: type[engine.Runbook], target: dict[str, Any] | None) -> di
 def resolve_targets(*, session: Session, target: dict[str, Any]) -> list[dict[str, Any]]:
     """The devices a target names, from inventory's `devices_for_scope`.
 
-    Without the inventory service, a list of device names is still accepted
+    Without the inventory domain, a list of device names is still accepted
     (each marked unverified); scopes (site, role, ...) cannot be resolved.
     """
     if not target:
         return []
-    scope = inventory_function("devices_for_scope")
-    if scope is None:
+    if not domains.installed("inventory"):
         if set(target) == {"device"}:
             names = target["device"] if isinstance(target["device"], list) else [target["device"]]
             return [
                 {"name": n, "resolved": False, "note": "inventory service unavailable"}
                 for n in names
             ]
-        raise Unavailable(
-            "the inventory service is not available to resolve this target; "
-            "name devices explicitly ({'device': [...]})",
-            details={"target": target},
-        )
-    devices = scope(session=session, **target)
-    return [_device_dict(d) for d in devices]
+        domains.require("inventory", "name devices explicitly ({'device': [...]}) without it")
+    import popcorn.inventory.api as inventory_api
 
-
-def inventory_function(name: str) -> Any:
-    return engine.domain_function("inventory", name)
-
-
-def _device_dict(device: Any) -> dict[str, Any]:
-    if isinstance(device, dict):
-        data = dict(device)
-    elif isinstance(device, BaseModel):
-        data = device.model_dump(mode="json")
-    else:
-        data = {}
-        for attr in ("id", "name", "role", "status", "agent_url", "site_code", "region"):
-            try:
-                value = getattr(device, attr, None)
-            except Exception:
-                value = None
-            if value is not None:
-                data[attr] = value
-        try:
-            site = device.site
-            data["site"] = getattr(site, "code", None) or getattr(site, "name", None)
-        except Exception:
-            data["site"] = data.get("site_code") or getattr(device, "site_id", None)
-    site = data.get("site")
-    if isinstance(site, dict):
-        site = site.get("code") or site.get("name")
-    return {
-        "id": data.get("id"),
-        "name": data.get("name"),
-        "role": data.get("role"),
-        "site": site if site is not None else data.get("site_code"),
-        "status": data.get("status"),
-        "agent_url": data.get("agent_url"),
-        "resolved": True,
-    }
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "role": d.role,
+            "site": d.site,
+            "status": d.status,
+            "agent_url": d.agent_url,
+            "resolved": True,
+        }
+        for d in inventory_api.devices_for_scope(session=session, **target)
+    ]
 
 
 def _create_step_runs(
@@ -1295,12 +1265,15 @@ def _link_inventory(
 ) -> str:
     if not device:
         return ""
-    record = inventory_function("record_agent_heartbeat")
-    if record is None:
+    if not domains.installed("inventory"):
         return "inventory service unavailable"
+    import popcorn.inventory.api as inventory_api
+
     try:
         with session.begin_nested():
-            record(session=session, device=device, url=url, version=version, actions=actions)
+            inventory_api.record_agent_heartbeat(
+                session=session, device=device, url=url, version=version, actions=actions
+            )
     except NotFound:
         return f"no device {device!r} in inventory"
     except PopcornError as exc:
@@ -1362,32 +1335,23 @@ def install_bolt_credentials(*, cert: bytes, key: bytes, ca: bytes) -> engine.Bo
 def issue_bolt_credentials(
     *, session: Session, authority: str, name: str = "popcorn-runbook"
 ) -> engine.BoltCredentials:
-    """Have the certificates domain issue the runbooks' client certificate, and install it."""
-    issue = engine.domain_function("certificates", "issue_agent_certificate")
-    bundle = engine.domain_function("certificates", "ca_bundle")
-    if issue is None or bundle is None:
-        raise Unavailable(
-            "the certificates service cannot issue Bolt client certificates here; install one "
-            "with `popcorn bolt credentials --cert --key --ca`"
-        )
-    issued = issue(session=session, authority=authority, agent_name=name, profile="client")
-    cert = _pem_field(issued, ("cert_pem", "certificate_pem")) + (
-        _pem_field(issued, ("chain_pem",), required=False) or ""
+    """Have the agents authority issue the runbooks' client certificate, and install it.
+
+    Only the certificates domain's agent path may issue reserved `popcorn-` names, from an
+    authority whose purpose is agents; Bolt agents trust that authority and nothing else.
+    """
+    domains.require(
+        "certificates",
+        "install a client certificate with `popcorn bolt credentials --cert --key --ca`",
     )
-    key = _pem_field(issued, ("key_pem", "private_key_pem"))
-    ca = bundle(session=session, authority=authority)
-    return install_bolt_credentials(cert=_as_bytes(cert), key=_as_bytes(key), ca=_as_bytes(ca))
+    import popcorn.certificates.api as certificates_api
 
-
-def _pem_field(value: Any, names: tuple[str, ...], *, required: bool = True) -> Any:
-    for name in names:
-        found = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-        if found:
-            return found
-    if not required:
-        return None
-    raise Unavailable(f"the certificates service answered without any of {names}")
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
+    issued = certificates_api.issue_agent_certificate(
+        session=session, authority=authority, agent_name=name, profile="client"
+    )
+    ca = certificates_api.ca_bundle(session=session, authority=authority)
+    return install_bolt_credentials(
+        cert=(issued.cert_pem + issued.chain_pem).encode(),
+        key=issued.key_pem.encode(),
+        ca=ca.encode(),
+    )
