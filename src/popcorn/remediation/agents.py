@@ -18,6 +18,7 @@ from popcorn.remediation import engine, rails
 from popcorn.remediation.models import (
     Agent,
 )
+from popcorn.remediation.schemas import AgentRead
 
 AGENT_STALE_SECONDS = 120.0
 AGENT_FILTERS = {
@@ -112,8 +113,15 @@ def _link_inventory(
 
 
 def list_agents(*, session: Session, params: ListParams) -> PageResult:
+    """A page of agents as read schemas, each marked stale when its heartbeat is old."""
     stmt = select(Agent).where(*filter_clauses(params.filters, AGENT_FILTERS))
-    return paginate(session, stmt, params, key=Agent.id)
+    page = paginate(session, stmt, params, key=Agent.id)
+    page.items = [agent_read(a) for a in page.items]
+    return page
+
+
+def agent_read(agent: Agent) -> AgentRead:
+    return AgentRead.model_validate(agent).model_copy(update={"stale": agent_is_stale(agent)})
 
 
 def agent_is_stale(agent: Agent) -> bool:

@@ -112,8 +112,12 @@ def approvals_of(*, session: Session, execution_id: int) -> list[Approval]:
     )
 
 
-def execution_detail(*, session: Session, execution_id: int) -> dict[str, Any]:
-    """An execution with its step timeline and approvals."""
+def execution_detail(*, session: Session, execution_id: int, full: bool = True) -> dict[str, Any]:
+    """An execution with its step timeline and approvals.
+
+    `full=False` (viewers) keeps one line of every error and log message: a step's
+    traceback can carry paths, hosts and values that only operators may read.
+    """
     from popcorn.remediation.schemas import ApprovalRead, ExecutionRead, StepRunRead
 
     execution = get_execution(session=session, execution_id=execution_id)
@@ -126,7 +130,23 @@ def execution_detail(*, session: Session, execution_id: int) -> dict[str, Any]:
         ApprovalRead.model_validate(a).model_dump(mode="json")
         for a in approvals_of(session=session, execution_id=execution_id)
     ]
+    if not full:
+        data["error"] = one_line(data["error"])
+        for step in data["steps"]:
+            step["error"] = one_line(step["error"])
+            for entry in step["logs"]:
+                entry["message"] = one_line(str(entry.get("message", "")))
     return data
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of a message, cut at `limit`, marked when more was hidden."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0].strip()
+    hidden = len(lines) > 1 or len(first) > limit
+    return first[:limit] + (" (details hidden)" if hidden else "")
 
 
 def brief(execution: RunbookExecution) -> dict[str, Any]:

@@ -18,11 +18,12 @@ runner (runner.py), approvals (approvals.py) and Bolt agents (agents.py). Other 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from popcorn import domains, jobs
@@ -36,6 +37,7 @@ from popcorn.remediation import engine, packs, rails
 from popcorn.remediation.agents import (
     AGENT_STALE_SECONDS,
     agent_is_stale,
+    agent_read,
     agent_url_for,
     install_bolt_credentials,
     issue_bolt_credentials,
@@ -63,6 +65,8 @@ from popcorn.remediation.lifecycle import (
 )
 from popcorn.remediation.models import (
     TERMINAL_STATUSES,
+    Approval,
+    Circuit,
     RunbookExecution,
     StepRun,
 )
@@ -77,11 +81,13 @@ __all__ = [
     "ORPHAN_GRACE_SECONDS",
     "admit_queued",
     "agent_is_stale",
+    "agent_read",
     "agent_url_for",
     "answer_approval",
     "approvals_of",
     "cancel_execution",
     "circuit_status",
+    "collect_metrics",
     "configure_circuit",
     "describe_runbook",
     "execution_detail",
@@ -499,3 +505,40 @@ def configure_circuit(
 ) -> dict[str, Any]:
     rails.configure(session, budget=budget, window_seconds=window_seconds)
     return rails.circuit_view(session)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def collect_metrics() -> Iterator[Any]:
+    """Executions by runbook and status, pending approvals and the circuit, for /metrics."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    executions = GaugeMetricFamily(
+        "popcorn_remediation_executions",
+        "Executions by runbook and status",
+        labels=["runbook", "status"],
+    )
+    approvals = GaugeMetricFamily(
+        "popcorn_remediation_approvals_pending", "Approvals waiting for an answer"
+    )
+    circuit_open = GaugeMetricFamily(
+        "popcorn_remediation_circuit_open", "1 while the remediation circuit is open"
+    )
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            select(RunbookExecution.runbook, RunbookExecution.status, func.count()).group_by(
+                RunbookExecution.runbook, RunbookExecution.status
+            )
+        )
+        for runbook, status, count in rows:
+            executions.add_metric([runbook, status], count)
+        pending = session.scalar(
+            select(func.count(Approval.id)).where(Approval.status == "pending")
+        )
+        approvals.add_metric([], int(pending or 0))
+        state = session.scalar(select(Circuit.state).where(Circuit.name == "global"))
+        circuit_open.add_metric([], 1 if state == "open" else 0)
+    yield executions
+    yield approvals
+    yield circuit_open
