@@ -27,7 +27,7 @@ SECRET = "ami-secret-token-4242"
 class _Leaky(BaseHTTPRequestHandler):
     """A server inside the network whose answers must not reach the caller."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = f'{{"status": "error", "error": "{SECRET}", "data": "{SECRET}"}}'.encode()
         self.send_response(500)
         self.send_header("Content-Type", "application/json")
