@@ -20,6 +20,8 @@ from remediation_kit import (
     events,
     make_devices,
     make_pki,
+    needs_certificates,
+    needs_inventory,
     start,
     start_agent,
     steps,
@@ -65,6 +67,7 @@ def heartbeat(api: Any, role: str = "operator", **fields: Any) -> Any:
     return api.post("/api/v1/remediation/agents/heartbeat", role=role, json=body)
 
 
+@needs_inventory
 def test_heartbeats_register_agents_and_link_their_devices(api: Any) -> None:
     make_devices("oca-1")
     first = heartbeat(api)
@@ -94,6 +97,7 @@ def test_heartbeats_register_agents_and_link_their_devices(api: Any) -> None:
     assert "remediation.agent.registered" in [t for t, _, _ in events()]
 
 
+@needs_inventory
 def test_disk_failure_through_a_real_agent_changes_inventory(
     pki: Pki, tmp_path: Path, live_server: str, tokens: dict[str, str]
 ) -> None:
@@ -283,6 +287,10 @@ def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
         ],
     )
     assert bad.exit_code == 1 and "cert: not a PEM certificate" in bad.output
+
+
+@needs_certificates
+def test_bolt_credentials_are_issued_by_the_agents_authority() -> None:
     from cryptography import x509
 
     from popcorn.certificates import service as certificates
@@ -291,11 +299,13 @@ def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
 
     before = {p: p.read_bytes() for p in bolt_dir().iterdir()}
     try:
+        purpose = {"purpose": "agents"} if "purpose" in AuthorityCreate.model_fields else {}
         with session_scope() as session:
             certificates.create_authority(
-                session=session, spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256")
+                session=session,
+                spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", **purpose),
             )
-        issued = runner.invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
+        issued = CliRunner().invoke.invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
         assert issued.exit_code == 0, issued.output
         cert = x509.load_pem_x509_certificates((bolt_dir() / "client.pem").read_bytes())[0]
         assert cert.subject.rfc4514_string().startswith("CN=popcorn-runbook")

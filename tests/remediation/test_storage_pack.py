@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from remediation_kit import make_devices
+from remediation_kit import make_devices, needs_inventory
 
+from popcorn import domains
 from popcorn.db import session_scope
 from popcorn.remediation.engine import StepContext, StepFailed, call_step
-from popcorn.remediation.packs import storage
 from popcorn.remediation.packs.storage import DiskFailure, DiskFailureInputs
 
 DECISION = {"failed": [{"device": "oca-1", "site": "lax1", "disk": "sdb", "reasons": ["bad"]}]}
@@ -32,7 +32,7 @@ def context(step: str, **inputs: Any) -> StepContext:
 def test_without_inventory_the_remediation_records_what_it_could_not_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(storage, "_inventory", lambda name: None)
+    monkeypatch.setattr(domains, "DOMAINS", [d for d in domains.DOMAINS if d != "inventory"])
     ctx = context("take_out_of_service")
     done = DiskFailure().take_out_of_service(ctx)
     assert done["components"] == [] and done["devices"] == []
@@ -43,6 +43,7 @@ def test_without_inventory_the_remediation_records_what_it_could_not_do(
     assert failed.value.retry is False
 
 
+@needs_inventory
 def test_verify_insists_on_maintenance_and_a_failed_disk() -> None:
     make_devices("oca-1")
     spec = DiskFailure.step_named("verify")

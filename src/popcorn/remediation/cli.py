@@ -15,7 +15,7 @@ from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.remediation import service
 from popcorn.remediation.models import TERMINAL_STATUSES
-from popcorn.remediation.schemas import AgentRead, ApprovalRead, ExecutionRead
+from popcorn.remediation.schemas import ApprovalRead, ExecutionRead
 
 EXECUTION_COLUMNS = ["id", "runbook", "status", "dry_run", "current_step", "created_at", "error"]
 STEP_COLUMNS = ["position", "name", "kind", "status", "attempts", "duration_ms", "error"]
@@ -343,11 +343,7 @@ def agents_list(device: str | None, as_json: bool) -> None:
         args["device"] = device
     with session_scope(readonly=True) as session:
         result = service.list_agents(session=session, params=parse_list_params(args))
-        rows = []
-        for agent in result.items:
-            row = AgentRead.model_validate(agent).model_dump(mode="json")
-            row["stale"] = service.agent_is_stale(agent)
-            rows.append(row)
+        rows = [agent.model_dump(mode="json") for agent in result.items]
     output(
         rows,
         as_json=as_json,

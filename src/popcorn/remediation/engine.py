@@ -40,7 +40,6 @@ every step; `call_step()` here runs one step with its timeout and cancellation.
 from __future__ import annotations
 
 import contextvars
-import importlib
 import os
 import re
 import threading
@@ -328,19 +327,6 @@ class Pack:
             "source": self.source,
             "runbooks": [cls.describe() for cls in self.runbooks.values()],
         }
-
-
-def domain_function(domain: str, name: str) -> Any:
-    """A function of another domain's service, or None while that domain does not offer it.
-
-    Runbooks call other domains only through their services, imported late so a
-    missing or half-built domain degrades one step instead of the whole pack.
-    """
-    try:
-        module = importlib.import_module(f"popcorn.{domain}.service")
-    except ImportError:
-        return None
-    return getattr(module, name, None)
 
 
 # --- running a step -------------------------------------------------------------------------

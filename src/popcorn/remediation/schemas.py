@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.schemas import Page, ReadSchema, Schema
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 
@@ -154,3 +154,60 @@ class AgentRead(ReadSchema):
     last_seen: datetime
     created_at: datetime
     stale: bool = False
+
+
+class StepDescription(BaseModel):
+    name: str
+    kind: str
+    description: str | None = None
+    retries: int
+    timeout: float
+    backoff: float
+    idempotent: bool
+    uses: list[str] | None = None
+    output_schema: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+
+
+class RunbookDescription(BaseModel):
+    name: str
+    pack: str | None
+    version: str | None
+    description: str | None = None
+    target: str
+    concurrency: dict[str, Any]
+    inputs_schema: dict[str, Any]
+    steps: list[StepDescription]
+
+
+class PackRead(BaseModel):
+    name: str
+    version: str
+    description: str | None = None
+    source: str
+    runbooks: list[RunbookDescription]
+
+
+class PackLoadError(BaseModel):
+    source: str
+    error: str
+
+
+class PackPage(Page[PackRead]):
+    errors: list[PackLoadError] = Field(default_factory=list, description="Packs that failed.")
+
+
+class RunbookPage(Page[RunbookDescription]):
+    pass
+
+
+class ExecutionPage(Page[ExecutionRead]):
+    pass
+
+
+class ApprovalPage(Page[ApprovalRead]):
+    pass
+
+
+class AgentPage(Page[AgentRead]):
+    pass

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import request
-from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 
 from popcorn import metrics
 from popcorn.app import role
+from popcorn.context import current_actor
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.remediation import service
-from popcorn.remediation.models import Approval, Circuit, RunbookExecution
 from popcorn.remediation.schemas import (
     AgentHeartbeat,
+    AgentPage,
     AgentRead,
+    ApprovalPage,
     ApprovalRead,
     ApproveBody,
     CircuitConfigure,
     CircuitRead,
     ExecutionDetail,
+    ExecutionPage,
     ExecutionRead,
     ExecutionStart,
+    PackPage,
     RejectBody,
     RerunBody,
+    RunbookDescription,
+    RunbookPage,
 )
 
 bp = APIBlueprint("remediation", __name__, tag="remediation")
@@ -37,6 +40,7 @@ bp = APIBlueprint("remediation", __name__, tag="remediation")
 
 
 @bp.get("/packs")
+@bp.output(PackPage)
 @bp.doc(summary="Runbook packs with their versions, runbooks and steps (and load errors)")
 def list_packs() -> dict[str, Any]:
     found = service.list_packs()
@@ -49,6 +53,7 @@ def list_packs() -> dict[str, Any]:
 
 
 @bp.get("/runbooks")
+@bp.output(RunbookPage)
 @bp.doc(summary="Every runbook of every pack")
 def list_runbooks() -> dict[str, Any]:
     items = [rb for pack in service.list_packs()["packs"] for rb in pack["runbooks"]]
@@ -56,6 +61,7 @@ def list_runbooks() -> dict[str, Any]:
 
 
 @bp.get("/runbooks/<name>")
+@bp.output(RunbookDescription)
 @bp.doc(summary="A runbook: inputs schema, target, concurrency policy and steps")
 def show_runbook(name: str) -> dict[str, Any]:
     return service.describe_runbook(name)
@@ -81,6 +87,7 @@ def start_execution(body: ExecutionStart) -> Any:
 
 
 @bp.get("/executions")
+@bp.output(ExecutionPage)
 @bp.doc(summary="Executions (filters: status, runbook, pack, dry_run, created_at__gte, ...)")
 def list_executions() -> dict[str, Any]:
     params = parse_list_params(request.args)
@@ -90,10 +97,17 @@ def list_executions() -> dict[str, Any]:
 
 @bp.get("/executions/<int:execution_id>")
 @bp.output(ExecutionDetail)
-@bp.doc(summary="An execution with its step timeline (status, inputs, outputs, logs, timings)")
+@bp.doc(
+    summary="An execution with its step timeline (status, inputs, outputs, logs, timings)",
+    description="Viewers see one line of each error; tracebacks are for operators and admins.",
+)
 def show_execution(execution_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.execution_detail(session=session, execution_id=execution_id)
+        return service.execution_detail(
+            session=session,
+            execution_id=execution_id,
+            full=current_actor().role in ("operator", "admin"),
+        )
 
 
 @bp.post("/executions/<int:execution_id>/cancel")
@@ -119,6 +133,7 @@ def rerun_execution(execution_id: int, body: RerunBody) -> Any:
 
 
 @bp.get("/approvals")
+@bp.output(ApprovalPage)
 @bp.doc(summary="Approvals (filters: status, execution_id, step, deadline__lte)")
 def list_approvals() -> dict[str, Any]:
     params = parse_list_params(request.args)
@@ -195,12 +210,6 @@ def configure_circuit(body: CircuitConfigure) -> Any:
 # --- Bolt agents -------------------------------------------------------------------------
 
 
-def _agent(agent: Any) -> dict[str, Any]:
-    data = AgentRead.model_validate(agent).model_dump(mode="json")
-    data["stale"] = service.agent_is_stale(agent)
-    return data
-
-
 @bp.post("/agents/heartbeat")
 @bp.input(AgentHeartbeat, arg_name="body")
 @bp.output(AgentRead)
@@ -215,50 +224,18 @@ def heartbeat(body: AgentHeartbeat) -> Any:
             version=body.version,
             actions=body.actions,
         )
-        return _agent(agent)
+        return service.agent_read(agent)
 
 
 @bp.get("/agents")
+@bp.output(AgentPage)
 @bp.doc(summary="Bolt agents by their last heartbeat (filters: name, device, version)")
 def list_agents() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        result = service.list_agents(session=session, params=params)
-        return result.as_dict([_agent(a) for a in result.items])
+        return service.list_agents(session=session, params=params).serialize(AgentRead)
 
 
 # --- metrics -----------------------------------------------------------------------------
 
-
-def _collect() -> Iterator[Any]:
-    executions = GaugeMetricFamily(
-        "popcorn_remediation_executions",
-        "Executions by runbook and status",
-        labels=["runbook", "status"],
-    )
-    approvals = GaugeMetricFamily(
-        "popcorn_remediation_approvals_pending", "Approvals waiting for an answer"
-    )
-    circuit_open = GaugeMetricFamily(
-        "popcorn_remediation_circuit_open", "1 while the remediation circuit is open"
-    )
-    with session_scope(readonly=True) as session:
-        rows = session.execute(
-            select(RunbookExecution.runbook, RunbookExecution.status, func.count()).group_by(
-                RunbookExecution.runbook, RunbookExecution.status
-            )
-        )
-        for runbook, status, count in rows:
-            executions.add_metric([runbook, status], count)
-        pending = session.scalar(
-            select(func.count(Approval.id)).where(Approval.status == "pending")
-        )
-        approvals.add_metric([], int(pending or 0))
-        state = session.scalar(select(Circuit.state).where(Circuit.name == "global"))
-        circuit_open.add_metric([], 1 if state == "open" else 0)
-    yield executions
-    yield approvals
-    yield circuit_open
-
-
-metrics.SCRAPE_COLLECTORS.append(_collect)
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)

@@ -526,14 +526,23 @@ def pull_prometheus(
     Yields one batch per time chunk of at most `max_points` steps (the server caps points
     per series). Non-finite values in the server's answer (NaN, ±Inf) are skipped and
     counted in `Batch.skipped`. A selector matching nothing is a NotFound.
+
+    The URL is a user's: it must be an outbound target an admin allowed (403 otherwise,
+    before any connection), redirects are not followed, and errors carry the server's
+    status code and a short reason, never its answer (which the caller could not read).
     """
     import httpx
+
+    from popcorn.outbound import check_url
 
     parse_selector(match)  # fail on a bad selector before any network call
     if end <= start:
         raise InvalidInput("end: must be after start", details={"start": start, "end": end})
     base = url.rstrip("/")
-    with httpx.Client(base_url=base, timeout=timeout, transport=transport) as http:
+    check_url(base, purpose="prometheus pull")
+    with httpx.Client(
+        base_url=base, timeout=timeout, transport=transport, follow_redirects=False
+    ) as http:
         found = _prom_get(http, "/api/v1/series", {"match[]": match, "start": start, "end": end})
         if not found:
             raise NotFound(
@@ -556,17 +565,26 @@ def _prom_get(http: Any, path: str, params: dict[str, Any]) -> Any:
     try:
         response = http.get(path, params=params)
     except httpx.HTTPError as exc:
-        raise Unavailable(f"cannot reach Prometheus at {http.base_url}: {exc}") from None
+        raise Unavailable(
+            f"cannot reach Prometheus at {http.base_url}: {type(exc).__name__}"
+        ) from None
     try:
         body = response.json()
     except ValueError:
         raise Unavailable(
-            f"Prometheus at {http.base_url}{path} answered {response.status_code} without JSON"
+            f"Prometheus at {http.base_url}{path} answered {response.status_code} without JSON",
+            details={"status": response.status_code},
         ) from None
+    if not isinstance(body, dict):
+        raise Unavailable(f"Prometheus {path}: the answer is not a JSON object")
     if response.status_code >= 400 or body.get("status") != "success":
-        message = body.get("error") or response.text[:200]
+        kind = str(body.get("errorType") or "")
+        reason = kind if re.fullmatch(r"[a-z_]{1,40}", kind) else response.reason_phrase[:60]
         error = InvalidInput if response.status_code in (400, 422) else Unavailable
-        raise error(f"Prometheus {path}: {message}", details={"status": response.status_code})
+        raise error(
+            f"Prometheus {path} answered {response.status_code} ({reason})",
+            details={"status": response.status_code},
+        )
     data = body.get("data")
     if isinstance(data, dict) and "result" in data:
         if data.get("resultType") != "matrix":

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import re2  # type: ignore[import-untyped]
+
 from popcorn.errors import InvalidInput
 
 OPS = ("=", "!=", "=~", "!~")
@@ -29,6 +31,27 @@ class SelectorError(InvalidInput):
     """A selector that does not parse; the message points at the offending position."""
 
 
+def _re2(matcher: Matcher) -> Any:
+    """The matcher's regex in RE2, fully anchored as in Prometheus.
+
+    RE2 runs in time linear in the input, so `(.*)*Z` cannot stall a request; what RE2
+    refuses (backreferences, lookarounds) is a 422 naming the matcher.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    options.dot_nl = True
+    try:
+        return re2.compile(matcher.value, options=options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise SelectorError(
+            f"invalid regular expression in {matcher}: {reason}",
+            details={"label": matcher.name, "matcher": str(matcher), "regex": matcher.value},
+        ) from None
+
+
 @dataclass(frozen=True)
 class Matcher:
     name: str
@@ -37,20 +60,14 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if self.op in ("=~", "!~"):
-            try:
-                object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z", re.DOTALL))
-            except re.error as exc:
-                raise SelectorError(
-                    f"invalid regular expression for {self.name}: {exc}",
-                    details={"label": self.name, "regex": self.value},
-                ) from exc
+            object.__setattr__(self, "_regex", _re2(self))
 
     def matches(self, value: str) -> bool:
         if self.op == "=":
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        found = self._regex.match(value) is not None  # type: ignore[attr-defined]
+        found = self._regex.fullmatch(value) is not None  # type: ignore[attr-defined]
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:

@@ -104,3 +104,51 @@ class AnalysisRead(BaseModel):
     result: dict[str, Any] | None = Field(
         default=None, description="Ranked findings, clusters and verdict counts."
     )
+
+
+class QuerySeries(BaseModel):
+    id: int
+    name: str
+    metric: str
+    labels: dict[str, str]
+    timestamps: list[float]
+    values: list[float | None] = Field(description="null where a resampled cell is empty.")
+
+
+class QueryRead(BaseModel):
+    start: str
+    end: str
+    step: float | None
+    agg: str
+    series: list[QuerySeries]
+
+
+class JobAccepted(BaseModel):
+    job_id: int
+    status: str
+
+
+class AnalysisBrief(BaseModel):
+    """An analysis in a list: everything but its (large) partial and final results."""
+
+    id: int
+    status: str
+    alert_time: str
+    trigger: str | None
+    selector: str | None
+    scope: dict[str, Any]
+    window_minutes: int
+    step_seconds: int
+    signal_count: int
+    chunks_total: int
+    chunks_done: int
+    error: str
+    created_by: str
+    created_at: str
+    finished_at: str | None
+
+
+class AnalysisPage(BaseModel):
+    items: list[AnalysisBrief]
+    count: int | None = None
+    next: str | None = None

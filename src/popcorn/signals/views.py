@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, FileSchema
 from flask import Response, request
 
-from popcorn import jobs, metrics
+from popcorn import metrics
 from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
@@ -16,9 +16,13 @@ from popcorn.listing import parse_list_params
 from popcorn.signals import plots, service
 from popcorn.signals.promql import parse_time
 from popcorn.signals.schemas import (
+    AnalysisBrief,
     AnalysisCreate,
+    AnalysisPage,
     AnalysisRead,
     IngestRead,
+    JobAccepted,
+    QueryRead,
     RetentionUpdate,
     SeriesPage,
     SeriesRead,
@@ -29,6 +33,7 @@ from popcorn.signals.schemas import (
 bp = APIBlueprint("signals", __name__, tag="signals")
 
 PROMETHEUS_TYPES = ("text/plain", "application/openmetrics-text")
+PNG = FileSchema(type="string", format="binary")
 
 
 @bp.post("/ingest")
@@ -74,7 +79,8 @@ def list_series() -> Any:
     match = params.filters.pop("match", [None])[-1]
     with session_scope(readonly=True) as session:
         page = service.list_series(session=session, params=params, match=match)
-        return page.as_dict([service.series_dict(s) for s in page.items])
+        page.items = [service.series_dict(s) for s in page.items]
+        return page.serialize(SeriesRead)
 
 
 @bp.get("/series/<int:series_id>")
@@ -86,6 +92,7 @@ def show_series(series_id: int) -> Any:
 
 
 @bp.get("/query")
+@bp.output(QueryRead)
 @bp.doc(
     summary="Samples of the series matching a selector, raw or resampled",
     description=(
@@ -132,11 +139,12 @@ def update_settings(body: RetentionUpdate) -> Any:
 
 @bp.post("/retention")
 @role("admin")
+@bp.output(JobAccepted, status_code=202)
 @bp.doc(summary="Run the retention job now (returns the job)")
 def run_retention() -> Any:
     with session_scope() as session:
-        job = jobs.enqueue(session, "signals.retention")
-        return {"job_id": job.id, "status": job.status}, 202
+        job = service.run_retention_now(session=session)
+        return {"job_id": job.id, "status": job.status}
 
 
 @bp.get("/stats")
@@ -149,6 +157,7 @@ def stats() -> Any:
 
 @bp.post("/analyses")
 @bp.input(AnalysisCreate, arg_name="body")
+@bp.output(AnalysisRead, status_code=201)
 @bp.doc(
     summary="Analyse the signals around an alert",
     description=(
@@ -166,12 +175,14 @@ def create_analysis(body: AnalysisCreate) -> Any:
 
 
 @bp.get("/analyses")
+@bp.output(AnalysisPage)
 @bp.doc(summary="List analyses (filters: status, alert_time__gte, created_at__gte…)")
 def list_analyses() -> Any:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
         page = service.list_analyses(session=session, params=params)
-        return page.as_dict([service.analysis_dict(a, full=False) for a in page.items])
+        page.items = [service.analysis_dict(a, full=False) for a in page.items]
+        return page.serialize(AnalysisBrief)
 
 
 @bp.get("/analyses/<int:analysis_id>")
@@ -189,6 +200,7 @@ def show_analysis(analysis_id: int) -> Any:
 
 
 @bp.get("/analyses/<int:analysis_id>/plot/<int:series_id>.png")
+@bp.output(PNG, content_type="image/png")
 @bp.doc(summary="PNG of one signal of an analysis, its change points and the alert time")
 def plot(analysis_id: int, series_id: int) -> Response:
     with session_scope(readonly=True) as session:

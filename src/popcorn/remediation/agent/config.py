@@ -9,7 +9,8 @@ Example (`/etc/popcorn/bolt.yaml`)::
     port: 8443
     cert_file: tls/agent.crt          # server certificate (SAN = this host's name/IP)
     key_file: tls/agent.key
-    ca_file: tls/popcorn-ca.pem       # client certificates must be signed by this CA
+    ca_file: tls/popcorn-ca.pem       # the agents authority first (it must have signed each
+                                      # client certificate), then its issuers up to the root
     allowed_client_subjects: [popcorn-runbook, "CN=oncall,O=Popcorn"]
     scripts_dir: actions              # NAME.yaml manifests beside their scripts
     allowed_log_files: [/var/log/nginx/error.log, "/var/log/popcorn/*.log"]

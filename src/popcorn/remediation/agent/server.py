@@ -31,6 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
 from popcorn import __version__
 from popcorn.remediation.agent.audit import AuditLog
 from popcorn.remediation.agent.builtin import systemd_running
@@ -107,6 +110,15 @@ def server_ssl_context(config: AgentConfig) -> ssl.SSLContext:
     return context
 
 
+def client_authority(config: AgentConfig) -> x509.Certificate:
+    """The first certificate of `ca_file`: the only authority whose client certificates count."""
+    try:
+        found = x509.load_pem_x509_certificates(config.ca_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"ca_file: cannot load {config.ca_file}: {exc}") from exc
+    return found[0]
+
+
 def caller_subject(cert: dict[str, Any] | None) -> tuple[str, str | None]:
     """The client certificate's subject as `CN=...,O=...` (certificate order) and its CN."""
     parts, common_name = [], None
@@ -145,6 +157,7 @@ class BoltAgent:
         self._active_changed = threading.Condition()
         self._stopping = threading.Event()
         self._allowed = {s.replace(", ", ",") for s in config.allowed_client_subjects}
+        self._authority = client_authority(config)
         self._heartbeat: Heartbeat | None = None
         self._httpd: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -154,6 +167,21 @@ class BoltAgent:
         if self._httpd is None:
             raise RuntimeError("the agent is not bound yet")
         return int(self._httpd.server_address[1])
+
+    def issued_by_authority(self, der: bytes | None) -> bool:
+        """Whether the client certificate was signed directly by the agent authority.
+
+        The TLS handshake only proves a chain to some certificate in `ca_file`; when that
+        file also holds the authority's root, a sibling authority under the same root (one
+        that issues to people, with any name) would pass. Only the authority itself counts.
+        """
+        if not der:
+            return False
+        try:
+            x509.load_der_x509_certificate(der).verify_directly_issued_by(self._authority)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
 
     def caller_allowed(self, subject: str, common_name: str | None) -> bool:
         if not self._allowed:
@@ -331,6 +359,13 @@ class _Handler(BaseHTTPRequestHandler):
         audited = method == "POST" and action_name is not None
         args: Any = None
         try:
+            if not agent.issued_by_authority(self.connection.getpeercert(binary_form=True)):
+                audited = True
+                raise Forbidden(
+                    "this client certificate was not issued by this agent's authority "
+                    "(the first certificate of its ca_file)",
+                    details={"subject": subject},
+                )
             if not agent.caller_allowed(subject, common_name):
                 audited = True
                 raise Forbidden(

@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from popcorn import domains
 from popcorn.remediation.engine import (
     Concurrency,
     Pack,
     Runbook,
     StepContext,
-    domain_function,
     step,
 )
 
@@ -81,10 +81,6 @@ class Ranking(BaseModel):
     clusters: list[dict[str, Any]]
 
 
-def _analyze() -> Any:
-    return domain_function("signals", "analyze_alert")
-
-
 @pack.runbook
 class HighErrorRate(Runbook):
     """A service's error rate is high: rank the signals that changed before the alert and
@@ -98,16 +94,17 @@ class HighErrorRate(Runbook):
     @step(kind="diagnose", retries=1, timeout=300, backoff=2.0, output=Ranking)
     def rank_signals(self, ctx: StepContext) -> Ranking:
         """Signals analysis around the alert time (signals' analyze_alert, inline)."""
-        analyze = _analyze()
-        if analyze is None:
+        if not domains.installed("signals"):
             ctx.fail("the signals service (analyze_alert) is not available", retry=False)
+        from popcorn.signals import api as signals_api
+
         scope = dict(ctx.inputs.scope or {})
         if not scope and not ctx.inputs.selector and ctx.targets:
             scope = {"device": [t["name"] for t in ctx.targets if t.get("name")]}
         if ctx.inputs.service and not ctx.inputs.selector:
             scope.setdefault("service", ctx.inputs.service)
         with ctx.session() as session:
-            analysis = analyze(
+            analysis = signals_api.analyze_alert(
                 session=session,
                 alert_time=ctx.inputs.alert_time,
                 trigger=ctx.inputs.trigger,
@@ -116,9 +113,7 @@ class HighErrorRate(Runbook):
                 window_minutes=ctx.inputs.window_minutes,
                 inline=True,
             )
-            result = dict(getattr(analysis, "result", None) or {})
-            analysis_id = int(analysis.id)
-            signal_count = int(getattr(analysis, "signal_count", 0) or 0)
+        result, analysis_id, signal_count = analysis.result, analysis.id, analysis.signal_count
         findings = [
             Finding.model_validate({k: f.get(k) for k in FINDING_FIELDS})
             for f in (result.get("findings") or [])[: ctx.inputs.top]

@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from popcorn import domains
 from popcorn.remediation.engine import (
     Concurrency,
     Pack,
     Runbook,
     StepContext,
-    domain_function,
     step,
 )
 
@@ -81,10 +81,6 @@ class FailedDisk(BaseModel):
 
 class Decision(BaseModel):
     failed: list[FailedDisk]
-
-
-def _inventory(name: str) -> Any:
-    return domain_function("inventory", name)
 
 
 @pack.runbook
@@ -162,23 +158,25 @@ class DiskFailure(Runbook):
     def take_out_of_service(self, ctx: StepContext) -> dict[str, Any]:
         """Mark each failed disk failed and its device in maintenance, in inventory."""
         decision = Decision.model_validate(ctx.outputs["decide"])
-        mark = _inventory("mark_component_failed")
-        set_status = _inventory("set_device_status")
         done: dict[str, Any] = {"components": [], "devices": [], "degraded": []}
-        if mark is None or set_status is None:
+        if not domains.installed("inventory"):
             message = "inventory service unavailable: disk and device status not changed"
             ctx.warning(message)
             done["degraded"].append(message)
             return done
+        import popcorn.inventory.api as inventory_api
+
         for failed in decision.failed:
             reason = f"{ctx.inputs.reason}: {', '.join(failed.reasons) or 'failing'}"
             with ctx.session() as session:
-                mark(session=session, device=failed.device, component=failed.disk, reason=reason)
+                inventory_api.mark_component_failed(
+                    session=session, device=failed.device, component=failed.disk, reason=reason
+                )
             done["components"].append({"device": failed.device, "component": failed.disk})
             ctx.info(f"marked {failed.device}/{failed.disk} failed")
         for device in sorted({f.device for f in decision.failed}):
             with ctx.session() as session:
-                set_status(
+                inventory_api.set_device_status(
                     session=session,
                     ref=device,
                     status=MAINTENANCE,
@@ -210,21 +208,20 @@ class DiskFailure(Runbook):
     def verify(self, ctx: StepContext) -> dict[str, Any]:
         """Inventory now shows each device in maintenance and each disk failed."""
         decision = Decision.model_validate(ctx.outputs["decide"])
-        get_device = _inventory("get_device")
-        find_component = _inventory("find_component")
-        if get_device is None:
+        if not domains.installed("inventory"):
             ctx.fail("cannot verify: the inventory service is unavailable", retry=False)
+        import popcorn.inventory.api as inventory_api
+
         checked = []
         for device_name in sorted({f.device for f in decision.failed}):
             with ctx.session() as session:
-                status = _field(get_device(session=session, ref=device_name), "status")
+                status = inventory_api.get_device(session=session, ref=device_name).status
                 disks = {
-                    f.disk: _field(
-                        find_component(session=session, device=device_name, component=f.disk),
-                        "status",
-                    )
+                    f.disk: inventory_api.find_component(
+                        session=session, device=device_name, component=f.disk
+                    ).status
                     for f in decision.failed
-                    if f.device == device_name and find_component is not None
+                    if f.device == device_name
                 }
             if status != MAINTENANCE:
                 ctx.fail(
@@ -235,7 +232,3 @@ class DiskFailure(Runbook):
                     ctx.fail(f"{device_name}/{disk} is {state!r}, not {FAILED!r}", retry=True)
             checked.append({"device": device_name, "status": status, "failed_disks": sorted(disks)})
         return {"verified": checked}
-
-
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)

@@ -1,0 +1,148 @@
+"""Retention: how long samples are kept, the hourly job that drops older days, compaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from popcorn import jobs
+from popcorn.audit import record_change
+from popcorn.db import utcnow
+from popcorn.errors import InvalidInput
+from popcorn.signals import store
+from popcorn.signals.models import Series, Setting
+from popcorn.signals.series import from_ms
+
+DEFAULT_RETENTION_DAYS = 30
+RETENTION_SCHEDULE = "signals.retention"
+
+
+def _setting(session: Session, name: str, default: Any) -> Any:
+    row = session.get(Setting, name)
+    return default if row is None else row.value
+
+
+def get_settings_view(*, session: Session) -> dict[str, Any]:
+    return {"retention_days": int(_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))}
+
+
+def set_retention(*, session: Session, days: int) -> dict[str, Any]:
+    """Keep samples for `days` days; older day partitions go at the next retention run."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        raise InvalidInput("retention_days: must be a whole number from 1 to 3650")
+    before = get_settings_view(session=session)
+    row = session.get(Setting, "retention_days")
+    if row is None:
+        session.add(Setting(name="retention_days", value=days, updated_at=utcnow()))
+    else:
+        row.value = days
+        row.updated_at = utcnow()
+    session.flush()
+    after = get_settings_view(session=session)
+    record_change(session, "update", "signals_settings", "retention", before=before, after=after)
+    ensure_retention_schedule(session=session)
+    return after
+
+
+def run_retention_now(*, session: Session) -> jobs.JobRecord:
+    """Enqueue the retention job at once (an admin asked); returns its record."""
+    return jobs.enqueue(session, "signals.retention")
+
+
+def ensure_retention_schedule(*, session: Session) -> None:
+    """The hourly `signals.retention` job exists once anything is stored or retention is set."""
+    if session.scalar(select(jobs.Schedule.id).where(jobs.Schedule.name == RETENTION_SCHEDULE)):
+        return
+    jobs.create_schedule(
+        session=session,
+        name=RETENTION_SCHEDULE,
+        task="signals.retention",
+        interval_seconds=3600,
+        queue="low",
+    )
+
+
+def apply_retention(*, session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """Delete day partitions older than the retention, fix the series they touched, compact.
+
+    Series left without samples are removed; the others get their first time and sample
+    count from what remains.
+    """
+    days = int(_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))
+    cutoff = store.cutoff_day(days, now)
+    dropped, removed = store.drop_days_before(cutoff)
+    cutoff_dt = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
+    deleted_series = 0
+    if removed:
+        touched = list(
+            session.scalars(
+                select(Series).where(Series.fingerprint.in_(list(removed))).with_for_update()
+            )
+        )
+        gone = [s for s in touched if s.last_at < cutoff_dt]
+        keep = [s for s in touched if s.last_at >= cutoff_dt]
+        if gone:
+            session.execute(delete(Series).where(Series.id.in_([s.id for s in gone])))
+            deleted_series = len(gone)
+        firsts = store.first_timestamps(s.fingerprint for s in keep)
+        for s in keep:
+            s.sample_count = max(0, s.sample_count - removed.get(s.fingerprint, 0))
+            if s.fingerprint in firsts:
+                s.first_at = from_ms(firsts[s.fingerprint])
+            s.updated_at = utcnow()
+    compacted = compact(session=session)
+    summary = {
+        "retention_days": days,
+        "cutoff": cutoff.isoformat(),
+        "dropped_days": [d.isoformat() for d in dropped],
+        "samples_removed": int(sum(removed.values())),
+        "series_removed": deleted_series,
+        "compacted_days": compacted["days"],
+    }
+    if dropped:
+        record_change(session, "delete", "signals_partitions", cutoff.isoformat(), after=summary)
+    return summary
+
+
+def compact(
+    *, session: Session, grace_seconds: float = store.COMPACT_GRACE_SECONDS
+) -> dict[str, Any]:
+    """Merge each day's settled files into one; drop duplicate samples and fix counts."""
+    days = 0
+    duplicates: dict[int, int] = {}
+    for _day, path in store.partitions():
+        if len(store._files(path)) < 2:
+            continue
+        removed = store.compact_day(path, grace_seconds)
+        days += 1
+        for s, n in removed.items():
+            duplicates[s] = duplicates.get(s, 0) + n
+    for fp, n in duplicates.items():
+        session.execute(
+            update(Series)
+            .where(Series.fingerprint == fp)
+            .values(sample_count=func.max(Series.sample_count - n, 0))
+            if session.get_bind().dialect.name == "sqlite"
+            else update(Series)
+            .where(Series.fingerprint == fp)
+            .values(sample_count=func.greatest(Series.sample_count - n, 0))
+        )
+    return {"days": days, "duplicates_removed": int(sum(duplicates.values()))}
+
+
+def storage_stats(*, session: Session) -> dict[str, Any]:
+    parts = store.partitions()
+    return {
+        "series": int(session.scalar(select(func.count(Series.id))) or 0),
+        "samples": int(
+            session.scalar(select(func.coalesce(func.sum(Series.sample_count), 0))) or 0
+        ),
+        "bytes": store.bytes_used(),
+        "partitions": len(parts),
+        "oldest_day": parts[0][0].isoformat() if parts else None,
+        "newest_day": parts[-1][0].isoformat() if parts else None,
+        **get_settings_view(session=session),
+    }

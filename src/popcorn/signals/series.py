@@ -1,0 +1,312 @@
+"""Series lookup and range queries: which series a selector or scope names, and their samples.
+
+Series metadata lives in the `signals_series` table and samples in the Parquet store;
+`find_series` matches selectors (RE2 regexes, as Prometheus does) against the metadata and
+`query`/`load_block` read and resample the samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from popcorn.errors import InvalidInput, NotFound
+from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.signals import ingest as parsers
+from popcorn.signals import store
+from popcorn.signals.models import Series
+from popcorn.signals.promql import (
+    Selector,
+    format_series,
+    parse_duration,
+    parse_selector,
+    parse_time,
+)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+SCOPE_LABELS = ("site", "device")
+AGGREGATIONS = ("mean", "max", "min", "sum", "last", "count")
+MAX_QUERY_SERIES = 1000
+MAX_QUERY_POINTS = 11_000
+SERIES_FILTERS = {
+    "id": Series.id,
+    "metric": Series.metric,
+    "site": Series.site,
+    "device": Series.device,
+    "first_at": Series.first_at,
+    "last_at": Series.last_at,
+    "sample_count": Series.sample_count,
+}
+
+
+def series_name(series: Series) -> str:
+    return format_series(series.metric, dict(series.labels or {}))
+
+
+def to_ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+# --------------------------------------------------------------------------- series
+
+
+def _as_selector(selector: str | Selector) -> Selector:
+    return selector if isinstance(selector, Selector) else parse_selector(selector)
+
+
+def find_series(
+    *,
+    session: Session,
+    selector: str | Selector | None = None,
+    scope: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> list[Series]:
+    """Series matching a selector and/or any of an inventory scope's label values, by id.
+
+    A scope is `{"site": "ams1", "device": ["r1", "r2"]}`: a series is in scope when one of
+    its labels has one of the given values.
+    """
+    if selector is None and not scope:
+        raise InvalidInput("give a selector or a scope", details={"selector": None})
+    sel = _as_selector(selector) if selector is not None else None
+    stmt = select(Series)
+    if sel is not None:
+        if sel.metric is not None:
+            stmt = stmt.where(Series.metric == sel.metric)
+        eq = sel.equalities()
+        for label in SCOPE_LABELS:
+            if eq.get(label):
+                stmt = stmt.where(getattr(Series, label) == eq[label])
+    wanted = scope_values(scope)
+    if wanted and sel is None and set(wanted) <= set(SCOPE_LABELS):
+        stmt = stmt.where(or_(*[getattr(Series, k).in_(sorted(v)) for k, v in wanted.items()]))
+    found = []
+    for series in session.scalars(stmt.order_by(Series.id)):
+        labels = series.labels or {}
+        if sel is not None and not sel.matches(series.metric, labels):
+            continue
+        if wanted and sel is None and not _in_scope(labels, wanted):
+            continue
+        found.append(series)
+        if limit is not None and len(found) > limit:
+            break
+    return found
+
+
+def scope_values(scope: dict[str, Any] | None) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for key, value in (scope or {}).items():
+        if not parsers.LABEL_RE.match(str(key)):
+            raise InvalidInput(f"scope: {key!r} is not a label name", details={"scope": key})
+        values = value if isinstance(value, list | tuple | set) else [value]
+        out[str(key)] = {str(v) for v in values}
+    return out
+
+
+def _in_scope(labels: dict[str, str], wanted: dict[str, set[str]]) -> bool:
+    return any(labels.get(k) in v for k, v in wanted.items())
+
+
+def proximity_of(labels: dict[str, str], wanted: dict[str, set[str]]) -> float:
+    """Share of the scope's labels a series matches: 1 on the alerting device, less nearby."""
+    return sum(labels.get(k) in v for k, v in wanted.items()) / len(wanted)
+
+
+def list_series(*, session: Session, params: ListParams, match: str | None = None) -> PageResult:
+    stmt = select(Series).where(*filter_clauses(params.filters, SERIES_FILTERS))
+    if match:
+        ids = [s.id for s in find_series(session=session, selector=match)]
+        stmt = stmt.where(Series.id.in_(ids))
+    return paginate(session, stmt, params, key=Series.id)
+
+
+def get_series(*, session: Session, series_id: int) -> Series:
+    series = session.get(Series, series_id)
+    if series is None:
+        raise NotFound(f"no series {series_id}", details={"id": series_id})
+    return series
+
+
+def series_dict(series: Series) -> dict[str, Any]:
+    return {
+        "id": series.id,
+        "name": series_name(series),
+        "metric": series.metric,
+        "labels": dict(series.labels or {}),
+        "fingerprint": f"{series.fingerprint & 0xFFFFFFFFFFFFFFFF:016x}",
+        "site": series.site,
+        "device": series.device,
+        "first_time": series.first_at.isoformat(),
+        "last_time": series.last_at.isoformat(),
+        "sample_count": series.sample_count,
+    }
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass
+class QueryResult:
+    start: datetime
+    end: datetime
+    step: float | None
+    agg: str
+    series: list[Series]
+    timestamps: list[FloatArray]  # seconds, per series (shared grid when resampled)
+    values: list[FloatArray]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = []
+        for s, ts, vals in zip(self.series, self.timestamps, self.values, strict=True):
+            out.append(
+                {
+                    "id": s.id,
+                    "name": series_name(s),
+                    "metric": s.metric,
+                    "labels": dict(s.labels or {}),
+                    "timestamps": [_num(t) for t in ts.tolist()],
+                    "values": [None if v != v else v for v in vals.tolist()],
+                }
+            )
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "step": self.step,
+            "agg": self.agg,
+            "series": out,
+        }
+
+
+def _num(t: float) -> float | int:
+    return int(t) if t == int(t) else t
+
+
+def resample(
+    ts_ms: IntArray, values: FloatArray, start_ms: int, step_ms: int, n: int, agg: str
+) -> FloatArray:
+    """Aggregate sorted samples into `n` cells `[start + k*step, start + (k+1)*step)`; empty
+    cells are NaN."""
+    out = np.full(n, np.nan)
+    if ts_ms.size == 0:
+        return out
+    cell = (ts_ms - start_ms) // step_ms
+    ok = (cell >= 0) & (cell < n)
+    cell, vals = cell[ok], values[ok]
+    if cell.size == 0:
+        return out
+    firsts = np.r_[0, np.flatnonzero(np.diff(cell)) + 1]
+    cells = cell[firsts]
+    if agg == "last":
+        out[cells] = vals[np.r_[firsts[1:] - 1, cell.size - 1]]
+    elif agg == "max":
+        out[cells] = np.maximum.reduceat(vals, firsts)
+    elif agg == "min":
+        out[cells] = np.minimum.reduceat(vals, firsts)
+    else:
+        sums = np.add.reduceat(vals, firsts)
+        counts = np.diff(np.r_[firsts, cell.size])
+        out[cells] = {"sum": sums, "count": counts.astype(np.float64)}.get(agg, sums / counts)
+    return out
+
+
+def _window(start: Any, end: Any) -> tuple[datetime, datetime]:
+    start_dt, end_dt = parse_time(start, "start"), parse_time(end, "end")
+    if end_dt <= start_dt:
+        raise InvalidInput(
+            "end: must be after start", details={"start": str(start_dt), "end": str(end_dt)}
+        )
+    return start_dt, end_dt
+
+
+def query(
+    *,
+    session: Session,
+    selector: str | Selector,
+    start: Any,
+    end: Any,
+    step: Any = None,
+    agg: str = "mean",
+    max_series: int = MAX_QUERY_SERIES,
+) -> QueryResult:
+    """Samples of every matching series in `[start, end)`, raw or resampled to `step`.
+
+    Resampled series share one grid starting at `start`; cells without samples are NaN
+    (gaps stay visible). No matching series, or no sample in the window, is a NotFound.
+    """
+    if agg not in AGGREGATIONS:
+        raise InvalidInput(f"agg: {agg!r} is not one of {', '.join(AGGREGATIONS)}")
+    sel = _as_selector(selector)
+    start_dt, end_dt = _window(start, end)
+    step_s = parse_duration(step, "step") if step not in (None, "") else None
+    start_ms, end_ms = to_ms(start_dt), to_ms(end_dt)
+    n = 0
+    if step_s is not None:
+        n = math.ceil((end_ms - start_ms) / (step_s * 1000))
+        if n > MAX_QUERY_POINTS:
+            raise InvalidInput(
+                f"step: {n} points per series is more than {MAX_QUERY_POINTS}; use a larger step",
+                details={"points": n},
+            )
+    series = find_series(session=session, selector=sel, limit=max_series)
+    if not series:
+        raise NotFound(f"no series match {sel}", details={"selector": str(sel)})
+    if len(series) > max_series:
+        raise InvalidInput(
+            f"selector {sel} matches more than {max_series} series; narrow it",
+            details={"selector": str(sel), "max_series": max_series},
+        )
+    samples = store.read([s.fingerprint for s in series], start_ms, end_ms)
+    if samples.ts.size == 0:
+        raise NotFound(
+            f"no samples for {sel} between {start_dt.isoformat()} and {end_dt.isoformat()}",
+            details={
+                "selector": str(sel),
+                "start": start_dt.isoformat(),
+                "end": end_dt.isoformat(),
+            },
+        )
+    per = samples.split()
+    empty = (np.empty(0, np.int64), np.empty(0))
+    timestamps: list[FloatArray] = []
+    values: list[FloatArray] = []
+    if step_s is not None:
+        grid: FloatArray = np.asarray((start_ms + np.arange(n) * step_s * 1000) / 1000.0)
+    for s in series:
+        ts, vals = per.get(s.fingerprint, empty)
+        if step_s is None:
+            timestamps.append(np.asarray(ts / 1000.0, dtype=np.float64))
+            values.append(vals)
+        else:
+            timestamps.append(grid)
+            values.append(resample(ts, vals, start_ms, int(step_s * 1000), n, agg))
+    return QueryResult(start_dt, end_dt, step_s, agg, series, timestamps, values)
+
+
+def load_block(
+    series: Sequence[Series], start_ms: int, step_ms: int, n: int, agg: str = "mean"
+) -> FloatArray:
+    """Series resampled onto one grid: rows in the order given, NaN where no sample fell."""
+    block = np.full((len(series), n), np.nan)
+    if not series or n <= 0:
+        return block
+    samples = store.read([s.fingerprint for s in series], start_ms, start_ms + n * step_ms)
+    per = samples.split()
+    for row, s in enumerate(series):
+        found = per.get(s.fingerprint)
+        if found is not None:
+            block[row] = resample(found[0], found[1], start_ms, step_ms, n, agg)
+    return block
