@@ -181,7 +181,7 @@ def _runbook(session: Session, run: ActionRun, event: EventRecord) -> dict[str, 
     if not isinstance(dry_run, bool):
         raise ActionError("params.dry_run: must be true or false")
     domains.require("remediation", "a rule's runbook action starts runbooks")
-    from popcorn.remediation import api as remediation_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.remediation import api as remediation_api
 
     trigger = {
         "kind": "event",
