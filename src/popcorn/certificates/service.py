@@ -1455,10 +1455,14 @@ def inventory_endpoints(
     Unknown sites, regions or devices raise NotFound (from the inventory), so a
     typo is not mistaken for an empty sweep.
     """
-    from popcorn.inventory.service import devices_for_scope
+    from popcorn import domains
+
+    domains.require("inventory", "inventory discovery sources sweep its devices")
+    # the inventory facade ships with the inventory domain (its owner writes it)
+    from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined,unused-ignore]
 
     endpoints: list[str] = []
-    for device in devices_for_scope(session=session, **scope):
+    for device in inventory_api.devices_for_scope(session=session, **scope):
         address = device.primary_ip4 or device.primary_ip6
         if not address:
             continue
