@@ -139,7 +139,7 @@ def test_private_keys_are_sealed_at_rest(stored_pki: dict[str, int]) -> None:
             KeyStore("another installation's secret", context=service.KEY_CONTEXT).decrypt(
                 envelope, associated_data=(cert.sha256_fingerprint or "").encode()
             )
-    key = ca.load_private_key(service._unseal(sealed[1], cert.sha256_fingerprint or ""))
+    key = ca.load_private_key(service.unseal(sealed[1], cert.sha256_fingerprint or ""))
     assert ca.keys_match(ca.load_certificate(cert.certificate_pem), key)
 
 
