@@ -11,6 +11,7 @@ import click
 from sqlalchemy import select
 
 from popcorn.certificates import service
+from popcorn.certificates.destinations import DESTINATIONS
 from popcorn.certificates.models import STATUSES, Endpoint
 from popcorn.certificates.schemas import (
     AuthorityCreate,
@@ -531,9 +532,11 @@ def destinations_list(as_json: bool) -> None:
 
 @destinations.command("add")
 @click.argument("name")
-@click.argument("kind", type=click.Choice(["directory", "s3", "aws-iam", "aws-acm", "pkcs12"]))
+@click.argument("kind", type=click.Choice(sorted(DESTINATIONS)))
 @click.argument("options", nargs=-1)
-@click.option("--password", envvar="POPCORN_PKCS12_PASSWORD", help="pkcs12 only.")
+@click.option(
+    "--password", envvar="POPCORN_PKCS12_PASSWORD", help="Kinds with a password (pkcs12)."
+)
 @with_actor
 def destinations_add(name: str, kind: str, options: tuple[str, ...], password: str | None) -> None:
     """Add a destination with key=value options (directory: path=/etc/tls/www)."""

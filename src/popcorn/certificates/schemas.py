@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from popcorn.certificates.destinations import destination_kind
 from popcorn.schemas import ReadSchema, Schema
 
 KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
@@ -228,61 +229,27 @@ class ExportRead(ReadSchema):
     pkcs12_base64: str | None = None
 
 
-class _DirectoryOptions(Schema):
-    path: str = Field(min_length=1)
-
-
-class _S3Options(Schema):
-    bucket: str = Field(min_length=3, max_length=63)
-    prefix: str = ""
-    sse: Literal["AES256", "aws:kms"] = "AES256"
-    kms_key_id: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _IAMOptions(Schema):
-    path: str = Field(default="/", pattern=r"^/(.*/)?$")
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _ACMOptions(Schema):
-    certificate_arn: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    region: str | None = None
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _PKCS12Options(Schema):
-    path: str = Field(min_length=1)
-    legacy: bool = False
-
-
-DESTINATION_OPTIONS: dict[str, type[Schema]] = {
-    "directory": _DirectoryOptions,
-    "s3": _S3Options,
-    "aws-iam": _IAMOptions,
-    "aws-acm": _ACMOptions,
-    "pkcs12": _PKCS12Options,
-}
-
-
 class DestinationCreate(Schema):
+    """A destination of a registered kind (directory, pkcs12, s3, aws-iam, aws-acm...)."""
+
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    kind: Literal["directory", "s3", "aws-iam", "aws-acm", "pkcs12"]
+    kind: str = Field(min_length=1, max_length=40)
     description: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
-    password: str | None = Field(default=None, min_length=1, description="pkcs12 only")
+    password: str | None = Field(
+        default=None, min_length=1, description="Kinds that take a password only (pkcs12)"
+    )
 
     @model_validator(mode="after")
     def _options(self) -> DestinationCreate:
-        self.options = (
-            DESTINATION_OPTIONS[self.kind]
-            .model_validate(self.options)
-            .model_dump(exclude_none=True)
-        )
-        if (self.kind == "pkcs12") != (self.password is not None):
-            raise ValueError("password: required for pkcs12 destinations, and only for them")
+        plugin = destination_kind(self.kind)
+        self.options = plugin.options.model_validate(self.options).model_dump(exclude_none=True)
+        if plugin.secret != (self.password is not None):
+            raise ValueError(
+                f"password: required for {self.kind} destinations"
+                if plugin.secret
+                else f"password: {self.kind} destinations take none"
+            )
         return self
 
 

@@ -9,15 +9,12 @@ from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
 from popcorn.certificates import ca
-from popcorn.certificates.destinations import CertificateBundle, DeploymentError
+from popcorn.certificates.destinations import CertificateBundle, DeploymentError, destination_kind
 from popcorn.certificates.models import (
     Certificate,
     CertificateDestination,
     Deployment,
     Destination,
-)
-from popcorn.certificates.plugins import (
-    build_destination,
 )
 from popcorn.certificates.schemas import (
     DestinationCreate,
@@ -129,7 +126,9 @@ def deploy_certificate(
                 if target.secret_encrypted
                 else None
             )
-            landed = build_destination(target.kind, dict(target.options), secret).deploy(bundle)
+            landed = (
+                destination_kind(target.kind).build(dict(target.options), secret).deploy(bundle)
+            )
         except (ca.CertificateError, DeploymentError, ValueError) as exc:
             record.status = "failed"
             record.error = str(exc)
