@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from popcorn.certificates.destinations import destination_kind
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.schemas import Page, ReadSchema, Schema
 
 KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
 ProfileName = Literal["server", "client", "both"]
@@ -392,3 +392,52 @@ class AgentCertificateRead(ReadSchema):
     private_key_pem: str
     chain_pem: str
     ca_bundle_pem: str
+
+
+class CRLRead(ReadSchema):
+    crl_number: int
+    crl_url: str | None
+
+
+class IssuerRead(ReadSchema):
+    slug: str
+
+
+class JobQueued(ReadSchema):
+    """A job accepted for later: poll `GET /api/v1/jobs/<job_id>` for its result."""
+
+    job_id: int
+    task: str
+    status: str
+
+
+class AuthorityPage(Page[AuthorityRead]):
+    pass
+
+
+class CertificatePage(Page[CertificateRead]):
+    pass
+
+
+class DeploymentPage(Page[DeploymentRead]):
+    pass
+
+
+class DestinationPage(Page[DestinationRead]):
+    pass
+
+
+class SourcePage(Page[SourceRead]):
+    pass
+
+
+class EndpointPage(Page[EndpointRead]):
+    pass
+
+
+class NotificationPage(Page[NotificationRead]):
+    pass
+
+
+class IssuerPage(Page[IssuerRead]):
+    pass

@@ -26,22 +26,15 @@ from popcorn.config import get_settings
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
+from popcorn.lookup import get_by_ref
 from popcorn.outbox import emit
 
 # --------------------------------------------------------------------------- authorities
 
 
 def get_authority(*, session: Session, ref: int | str, lock: bool = False) -> Authority:
-    """An authority by id or name."""
-    row: Authority | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        row = session.get(Authority, int(ref), with_for_update=lock)
-    else:
-        stmt = select(Authority).where(Authority.name == ref)
-        row = session.scalar(stmt.with_for_update() if lock else stmt)
-    if row is None:
-        raise NotFound(f"no authority {ref!r}", details={"authority": ref})
-    return row
+    """An authority by name, else by id; anything else (huge, Unicode digits) is a 404."""
+    return get_by_ref(session, Authority, ref, label="authority", lock=lock)
 
 
 def list_authorities(*, session: Session) -> list[Authority]:
@@ -253,8 +246,17 @@ def ca_bundle(*, session: Session, authority: int | str | Authority) -> str:
     return row.certificate_pem + row.chain_pem
 
 
-def ca_certificate_der(*, session: Session, authority_id: int) -> bytes:
+def ca_certificate_der(*, session: Session, authority_id: int | str) -> bytes:
     row = get_authority(session=session, ref=authority_id)
     if not row.certificate_pem:
         raise NotFound(f"authority {authority_id} has no CA certificate")
     return ca.load_certificate(row.certificate_pem).public_bytes(serialization.Encoding.DER)
+
+
+def authority_reads(*, session: Session) -> list[AuthorityRead]:
+    return [authority_read(row) for row in list_authorities(session=session)]
+
+
+def list_issuers() -> list[str]:
+    """Slugs of the installed issuer plugins."""
+    return sorted(ISSUERS)

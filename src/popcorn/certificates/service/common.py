@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case
 from sqlalchemy.orm import Session
 
 from popcorn.certificates import ca
@@ -21,6 +21,7 @@ from popcorn.certificates.models import (
 from popcorn.config import get_settings
 from popcorn.db import utcnow
 from popcorn.errors import InvalidInput, NotFound
+from popcorn.lookup import get_by_ref, parse_id
 from popcorn.sealing import KeyStore
 
 DEFAULT_INTERVALS = (30, 15, 7, 1)
@@ -149,19 +150,17 @@ def event_payload(row: Certificate, now: dt.datetime | None = None) -> dict[str,
     }
 
 
-def get_certificate(*, session: Session, certificate_id: int, lock: bool = False) -> Certificate:
-    row = session.get(Certificate, certificate_id, with_for_update=lock)
+def get_certificate(
+    *, session: Session, certificate_id: int | str, lock: bool = False
+) -> Certificate:
+    """A certificate by id; ids that cannot exist (past 64 bits) are simply not found."""
+    ident = parse_id(certificate_id)
+    row = session.get(Certificate, ident, with_for_update=lock) if ident is not None else None
     if row is None:
-        raise NotFound(f"no certificate {certificate_id}", details={"id": certificate_id})
+        raise NotFound(f"no certificate {certificate_id}", details={"id": str(certificate_id)})
     return row
 
 
 def get_destination(*, session: Session, ref: int | str) -> Destination:
-    row: Destination | None
-    if isinstance(ref, int) or ref.isdigit():
-        row = session.get(Destination, int(ref))
-    else:
-        row = session.scalar(select(Destination).where(Destination.name == ref))
-    if row is None:
-        raise NotFound(f"no destination {ref!r}", details={"destination": ref})
-    return row
+    """A destination by name, else by id."""
+    return get_by_ref(session, Destination, ref, label="destination")

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -18,27 +18,23 @@ from popcorn.certificates.models import (
     Source,
 )
 from popcorn.certificates.schemas import (
+    Discover,
     SourceCreate,
 )
 from popcorn.certificates.service.common import engine_errors
 from popcorn.certificates.service.issuance import IssueMeta, authority_index, record_foreign
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.listing import ListParams, filter_clauses
+from popcorn.errors import Conflict, InvalidInput
+from popcorn.jobs import JobRecord
+from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_ref
 from popcorn.outbox import emit
 
 # --------------------------------------------------------------------------- discovery
 
 
 def get_source(*, session: Session, ref: int | str) -> Source:
-    row: Source | None
-    if isinstance(ref, int) or ref.isdigit():
-        row = session.get(Source, int(ref))
-    else:
-        row = session.scalar(select(Source).where(Source.name == ref))
-    if row is None:
-        raise NotFound(f"no discovery source {ref!r}", details={"source": ref})
-    return row
+    return get_by_ref(session, Source, ref, label="discovery source")
 
 
 def list_sources(*, session: Session) -> list[Source]:
@@ -241,7 +237,8 @@ def run_discovery(
     return {**summary, "errors": failures[:100]}
 
 
-def list_endpoints_query(params: ListParams) -> Select[Any]:
+def list_endpoints(*, session: Session, params: ListParams) -> PageResult:
+    """TLS endpoints found by discovery (filters: host, port, certificate_id…)."""
     allowed = {
         "host": Endpoint.host,
         "port": Endpoint.port,
@@ -251,4 +248,18 @@ def list_endpoints_query(params: ListParams) -> Select[Any]:
         "last_error": Endpoint.last_error,
         "last_seen_at": Endpoint.last_seen_at,
     }
-    return select(Endpoint).where(*filter_clauses(params.filters, allowed))
+    stmt = select(Endpoint).where(*filter_clauses(params.filters, allowed))
+    return paginate(session, stmt, params, key=Endpoint.id)
+
+
+def queue_discovery(*, session: Session, spec: Discover) -> JobRecord:
+    """Sweep a source or a list of endpoints in a job (a sweep can take minutes)."""
+    from popcorn.jobs import enqueue
+
+    arguments: dict[str, Any] = (
+        {"source": get_source(session=session, ref=spec.source).id}
+        if spec.source is not None
+        else {"endpoints": spec.endpoints}
+    )
+    arguments["timeout"] = spec.timeout
+    return enqueue(session, "certificates.discover", arguments=arguments)

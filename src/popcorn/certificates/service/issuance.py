@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from popcorn.audit import record_change
+from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.certificates import ca
 from popcorn.certificates.models import (
     Authority,
@@ -23,6 +23,8 @@ from popcorn.certificates.models import (
     Endpoint,
 )
 from popcorn.certificates.schemas import (
+    AgentCertificateIssue,
+    AgentCertificateRead,
     CertificateDetail,
     CertificateImport,
     CertificateIssue,
@@ -31,7 +33,7 @@ from popcorn.certificates.schemas import (
     EndpointBrief,
     ProfileName,
 )
-from popcorn.certificates.service.authorities import get_authority, issuer_for
+from popcorn.certificates.service.authorities import ca_bundle, get_authority, issuer_for
 from popcorn.certificates.service.common import (
     DEFAULT_VALIDITY_DAYS,
     PENDING_CHECK_SECONDS,
@@ -495,4 +497,34 @@ def issue_agent_certificate(
         unseal(row.private_key_encrypted, row.sha256_fingerprint or ""),
         ca.certificates_to_pem(intermediates),
         row.id,
+    )
+
+
+def list_certificate_reads(
+    *, session: Session, params: ListParams, now: dt.datetime | None = None
+) -> PageResult:
+    """`list_certificates` with each row read as the API shows it (status by the clock)."""
+    now = now or utcnow()
+    page = list_certificates(session=session, params=params, now=now)
+    page.items = [certificate_read(row, now) for row in page.items]
+    return page
+
+
+def certificate_history(*, session: Session, certificate_id: int | str) -> list[AuditRecord]:
+    """The change log of one certificate: issue, export, deploy, revoke, rotate."""
+    row = get_certificate(session=session, certificate_id=certificate_id)
+    return records_for(session, "certificate", row.id)
+
+
+def issue_agent_credentials(
+    *, session: Session, spec: AgentCertificateIssue
+) -> AgentCertificateRead:
+    """An agent's certificate, its key (shown once) and the bundle its peers trust."""
+    issued = issue_agent_certificate(session=session, **spec.model_dump())
+    return AgentCertificateRead(
+        certificate_id=issued.certificate_id,
+        certificate_pem=issued.cert_pem,
+        private_key_pem=issued.key_pem,
+        chain_pem=issued.chain_pem,
+        ca_bundle_pem=ca_bundle(session=session, authority=spec.authority),
     )

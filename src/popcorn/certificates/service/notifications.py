@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, exists, insert, select
+from sqlalchemy import Table, exists, insert, select
 from sqlalchemy.orm import Session
 
 from popcorn.certificates.models import (
@@ -16,7 +16,7 @@ from popcorn.certificates.models import (
 from popcorn.certificates.service.common import DEFAULT_INTERVALS, days_left, iso
 from popcorn.context import current_actor
 from popcorn.db import utcnow
-from popcorn.listing import ListParams, filter_clauses
+from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.outbox import OutboxEvent
 
 # --------------------------------------------------------------------------- expiry scan
@@ -143,11 +143,13 @@ def send_expiry_notifications(
     return counts
 
 
-def list_notifications_query(params: ListParams) -> Select[Any]:
+def list_notifications(*, session: Session, params: ListParams) -> PageResult:
+    """Expiry warnings sent (filters: certificate_id, kind, interval_days, sent_at)."""
     allowed = {
         "certificate_id": Notification.certificate_id,
         "kind": Notification.kind,
         "interval_days": Notification.interval_days,
         "sent_at": Notification.sent_at,
     }
-    return select(Notification).where(*filter_clauses(params.filters, allowed))
+    stmt = select(Notification).where(*filter_clauses(params.filters, allowed))
+    return paginate(session, stmt, params, key=Notification.id)

@@ -14,7 +14,13 @@ from popcorn.certificates.models import (
     Certificate,
 )
 from popcorn.certificates.ocsp import CertificateStatus, build_ocsp_response
-from popcorn.certificates.service.authorities import get_authority, issuer_for, signing_authority
+from popcorn.certificates.schemas import CRLRead
+from popcorn.certificates.service.authorities import (
+    crl_url,
+    get_authority,
+    issuer_for,
+    signing_authority,
+)
 from popcorn.certificates.service.common import (
     CRL_REFRESH_BEFORE,
     CRL_VALIDITY,
@@ -24,7 +30,7 @@ from popcorn.certificates.service.common import (
     get_certificate,
     iso,
 )
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, NotFound
 from popcorn.outbox import emit
 
@@ -93,7 +99,7 @@ def _revoked_entries(session: Session, authority_id: int) -> list[ca.RevokedEntr
     ]
 
 
-def publish_crl(*, session: Session, authority: Authority | int) -> bytes:
+def publish_crl(*, session: Session, authority: Authority | int | str) -> bytes:
     """Sign and store the authority's next CRL (its number goes up by one)."""
     row = (
         authority
@@ -119,7 +125,7 @@ def publish_crl(*, session: Session, authority: Authority | int) -> bytes:
     return signed.der
 
 
-def current_crl(*, session: Session, authority_id: int) -> bytes | None:
+def current_crl(*, session: Session, authority_id: int | str) -> bytes | None:
     """The stored CRL while it is fresh; None when it must be (re)published first."""
     row = get_authority(session=session, ref=authority_id)
     if row.private_key_encrypted is None:
@@ -131,7 +137,7 @@ def current_crl(*, session: Session, authority_id: int) -> bytes | None:
     return row.crl_der
 
 
-def ocsp_response(*, session: Session, authority_id: int, request_der: bytes) -> bytes:
+def ocsp_response(*, session: Session, authority_id: int | str, request_der: bytes) -> bytes:
     """An OCSP answer for a request about a certificate of this authority."""
     row = get_authority(session=session, ref=authority_id)
     if row.private_key_encrypted is None:
@@ -171,3 +177,25 @@ def refresh_crls(*, session: Session, now: dt.datetime | None = None) -> int:
     for row in stale:
         publish_crl(session=session, authority=row)
     return len(stale)
+
+
+def republish_crl(*, session: Session, authority: int | str) -> CRLRead:
+    """Publish a fresh CRL now; answers its number and where clients fetch it."""
+    row = get_authority(session=session, ref=authority, lock=True)
+    publish_crl(session=session, authority=row)
+    return CRLRead(crl_number=row.crl_number, crl_url=crl_url(row))
+
+
+def serve_crl(*, authority_id: int | str) -> bytes:
+    """The CRL TLS clients fetch: the stored one while fresh, else a newly published one.
+
+    Reads in a read-only transaction first, so the unauthenticated route
+    takes a write lock only when a CRL is missing or close to its next update.
+    """
+    with session_scope(readonly=True) as session:
+        der = current_crl(session=session, authority_id=authority_id)
+    if der is not None:
+        return der
+    with session_scope() as session:
+        der = current_crl(session=session, authority_id=authority_id)
+        return der if der is not None else publish_crl(session=session, authority=authority_id)

@@ -34,6 +34,7 @@ from popcorn.certificates.service.notifications import send_expiry_notifications
 from popcorn.certificates.service.revocation import refresh_crls
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
+from popcorn.jobs import JobRecord
 from popcorn.outbox import emit
 
 # --------------------------------------------------------------------------- rotation
@@ -310,3 +311,10 @@ def run_scan(
         "crls_published": crls,
         "pending": completed,
     }
+
+
+def queue_scan(*, session: Session, intervals: Sequence[int] = DEFAULT_INTERVALS) -> JobRecord:
+    """Run the daily scan now, as a job (it may rotate many certificates)."""
+    from popcorn.jobs import enqueue
+
+    return enqueue(session, "certificates.scan", arguments={"intervals": list(intervals)})
