@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from certhelpers import CRL_URL, OCSP_URL
@@ -66,6 +67,23 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- deploy roots
+
+
+@pytest.fixture(autouse=True)
+def deploy_root(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Directory destinations may write under the test's temporary directories only."""
+    from popcorn.config import reset_settings
+
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("POPCORN_DEPLOY_ROOTS", str(root))
+    reset_settings()
+    yield root
+    reset_settings()
 
 
 # --------------------------------------------------------------------------- stored authorities

@@ -293,7 +293,8 @@ def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
     try:
         with session_scope() as session:
             certificates.create_authority(
-                session=session, spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256")
+                session=session,
+                spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", purpose="agents"),
             )
         issued = runner.invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
         assert issued.exit_code == 0, issued.output

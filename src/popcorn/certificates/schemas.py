@@ -12,6 +12,7 @@ from popcorn.schemas import Page, ReadSchema, Schema
 
 KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
 ProfileName = Literal["server", "client", "both"]
+PurposeName = Literal["general", "agents"]
 Ref = int | str
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:@+-]*$"
 
@@ -29,6 +30,11 @@ class AuthorityCreate(_Policy):
 
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     kind: Literal["root", "intermediate", "imported", "external"] = "root"
+    purpose: PurposeName = Field(
+        default="general",
+        description="`agents`: issues Bolt agents' mutual-TLS certificates only, through "
+        "`POST /certificates/agents` (admin); never through the general issue route.",
+    )
     description: str = ""
     common_name: str | None = Field(default=None, max_length=64)
     organization: str | None = None
@@ -60,7 +66,16 @@ class AuthorityCreate(_Policy):
         return self
 
 
+def _refuse_nulls(schema: Schema, fields: tuple[str, ...]) -> None:
+    """A field sent as null that cannot be empty is the client's mistake: a 422 naming it."""
+    for name in fields:
+        if name in schema.model_fields_set and getattr(schema, name) is None:
+            raise ValueError(f"{name}: cannot be null (leave it out to keep it)")
+
+
 class AuthorityUpdate(Schema):
+    """Fields left out stay; null clears the optional ones (SAN limits, URL, rotation)."""
+
     description: str | None = None
     max_validity_days: int | None = Field(default=None, ge=1, le=36500)
     allowed_dns_suffixes: list[str] | None = None
@@ -68,11 +83,17 @@ class AuthorityUpdate(Schema):
     public_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=500)
     rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
 
+    @model_validator(mode="after")
+    def _not_null(self) -> AuthorityUpdate:
+        _refuse_nulls(self, ("description", "max_validity_days"))
+        return self
+
 
 class AuthorityRead(ReadSchema):
     id: int
     name: str
     kind: str
+    purpose: str
     plugin: str
     parent_id: int | None
     description: str
@@ -144,11 +165,18 @@ class CertificateImport(Schema):
 
 
 class CertificateUpdate(Schema):
+    """Fields left out stay; `rotate_before_days` null or 0 falls back to the authority's."""
+
     owner: str | None = Field(default=None, max_length=200)
     team: str | None = Field(default=None, max_length=200)
     description: str | None = None
     rotate_before_days: int | None = Field(default=None, ge=0, le=3650)
     destinations: list[Ref] | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> CertificateUpdate:
+        _refuse_nulls(self, ("owner", "team", "description", "destinations"))
+        return self
 
 
 class Revoke(Schema):

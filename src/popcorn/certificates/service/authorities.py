@@ -123,6 +123,7 @@ def create_authority(*, session: Session, spec: AuthorityCreate) -> Authority:
     row = Authority(
         name=spec.name,
         kind=spec.kind,
+        purpose=spec.purpose,
         plugin=spec.plugin or LOCAL_ISSUER,
         description=spec.description,
         max_validity_days=spec.max_validity_days,
@@ -205,7 +206,7 @@ def create_authority(*, session: Session, spec: AuthorityCreate) -> Authority:
         "certificates.authority.created",
         "certificate_authority",
         row.id,
-        {"name": row.name, "kind": row.kind, "plugin": row.plugin},
+        {"name": row.name, "kind": row.kind, "purpose": row.purpose, "plugin": row.plugin},
     )
     return row
 

@@ -34,6 +34,10 @@ PENDING_CHECK_SECONDS = 60
 CRL_VALIDITY = dt.timedelta(days=7)
 CRL_REFRESH_BEFORE = dt.timedelta(days=2)
 KEY_CONTEXT = "popcorn/certificates/private-key"
+AGENT_PURPOSE = "agents"
+"""An authority with this purpose issues Bolt agents' certificates only, through the platform."""
+RESERVED_PREFIX = "popcorn-"
+"""Names of the platform's own clients (the runbook engine is `popcorn-runbook`)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -121,6 +125,7 @@ def authority_audit(row: Authority) -> dict[str, Any]:
     return {
         "name": row.name,
         "kind": row.kind,
+        "purpose": row.purpose,
         "plugin": row.plugin,
         "parent_id": row.parent_id,
         "subject": row.subject,

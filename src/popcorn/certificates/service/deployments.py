@@ -1,8 +1,20 @@
-"""Destinations and deployments: where certificates and their keys are sent."""
+"""Destinations and deployments: where certificates and their keys are sent.
+
+A destination receives private keys, so only admins make one, and every
+deploy goes only where an admin allowed: a directory (or PKCS#12 file) only
+under a deploy root (`POPCORN_DEPLOY_ROOTS`) once symlinks and `..` are
+resolved, a network destination only to an endpoint the outbound allow-list
+(`POPCORN_OUTBOUND_ALLOW`) names. Both are checked when the destination is
+made and again at every deploy (roots and allow-list may have changed), and
+each deploy is audited with the target it resolved to.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,9 +38,51 @@ from popcorn.certificates.service.common import (
     slug,
     unseal,
 )
+from popcorn.config import get_settings
 from popcorn.db import utcnow
-from popcorn.errors import Conflict
+from popcorn.errors import Conflict, Forbidden, InvalidInput
+from popcorn.outbound import check_url
 from popcorn.outbox import emit
+
+
+def deploy_roots() -> list[Path]:
+    """The admin's deploy roots, resolved; relative entries are ignored (never cwd-dependent)."""
+    raw = (part.strip() for part in get_settings().deploy_roots.split(","))
+    return [Path(os.path.realpath(p)) for p in raw if p and os.path.isabs(p)]
+
+
+def deploy_path(raw: str) -> Path:
+    """`raw` with symlinks and `..` resolved, if it lies under a deploy root; else refused."""
+    if not os.path.isabs(raw):
+        raise InvalidInput(
+            f"path: {raw!r} must be an absolute directory", details={"field": "path", "path": raw}
+        )
+    resolved = Path(os.path.realpath(raw))
+    roots = deploy_roots()
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise Forbidden(
+            f"path: {raw!r} resolves to {str(resolved)!r}, which is not under a deploy root "
+            "(an admin lists them in POPCORN_DEPLOY_ROOTS)",
+            code="deploy_path_refused",
+            details={"path": raw, "resolved": str(resolved), "roots": [str(r) for r in roots]},
+        )
+    return resolved
+
+
+def approved_target(kind: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The target a destination reaches, checked; and its options pointing at that target.
+
+    Raises Forbidden (or InvalidInput for a malformed path or URL) when an
+    admin has not allowed the target.
+    """
+    plugin = destination_kind(kind)
+    if plugin.local_path is not None:
+        resolved = str(deploy_path(str(options.get(plugin.local_path, ""))))
+        return resolved, {**options, plugin.local_path: resolved}
+    assert plugin.endpoint is not None  # the registry holds one or the other
+    url = plugin.endpoint(options)
+    check_url(url, purpose=f"{kind} destination")
+    return url, dict(options)
 
 
 def list_destinations(*, session: Session) -> list[Destination]:
@@ -38,6 +92,7 @@ def list_destinations(*, session: Session) -> list[Destination]:
 def create_destination(*, session: Session, spec: DestinationCreate) -> Destination:
     if session.scalar(select(Destination.id).where(Destination.name == spec.name)) is not None:
         raise Conflict(f"a destination named {spec.name!r} exists", details={"name": spec.name})
+    target, _ = approved_target(spec.kind, spec.options)
     row = Destination(
         name=spec.name,
         kind=spec.kind,
@@ -55,7 +110,7 @@ def create_destination(*, session: Session, spec: DestinationCreate) -> Destinat
         "create",
         "certificate_destination",
         row.id,
-        after={"name": row.name, "kind": row.kind, "options": row.options},
+        after={"name": row.name, "kind": row.kind, "options": row.options, "target": target},
     )
     return row
 
@@ -118,7 +173,9 @@ def deploy_certificate(
         record = Deployment(
             certificate_id=row.id, destination_id=target.id, created_at=utcnow(), details={}
         )
+        resolved = ""
         try:
+            resolved, options = approved_target(target.kind, dict(target.options))
             secret = (
                 key_store().decrypt_text(
                     target.secret_encrypted, associated_data=target.name.encode()
@@ -126,16 +183,15 @@ def deploy_certificate(
                 if target.secret_encrypted
                 else None
             )
-            landed = (
-                destination_kind(target.kind).build(dict(target.options), secret).deploy(bundle)
-            )
-        except (ca.CertificateError, DeploymentError, ValueError) as exc:
+            landed = destination_kind(target.kind).build(options, secret).deploy(bundle)
+        except (ca.CertificateError, DeploymentError, ValueError, Forbidden) as exc:
             record.status = "failed"
             record.error = str(exc)
+            record.details = {"target": resolved}
         else:
             record.status = "succeeded"
             record.location = landed.location
-            record.details = dict(landed.details)
+            record.details = {**landed.details, "target": resolved}
         session.add(record)
         done.append(record)
     session.flush()
@@ -147,6 +203,7 @@ def deploy_certificate(
             row.id,
             after={
                 "destination_id": record.destination_id,
+                "target": record.details.get("target", ""),
                 "status": record.status,
                 "location": record.location,
                 "error": record.error,

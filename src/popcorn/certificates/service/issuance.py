@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -35,8 +35,10 @@ from popcorn.certificates.schemas import (
 )
 from popcorn.certificates.service.authorities import ca_bundle, get_authority, issuer_for
 from popcorn.certificates.service.common import (
+    AGENT_PURPOSE,
     DEFAULT_VALIDITY_DAYS,
     PENDING_CHECK_SECONDS,
+    RESERVED_PREFIX,
     certificate_audit,
     days_left,
     effective_status,
@@ -52,7 +54,7 @@ from popcorn.certificates.service.common import (
 from popcorn.certificates.service.deployments import deploy_certificate
 from popcorn.context import current_actor
 from popcorn.db import utcnow
-from popcorn.errors import Conflict, InvalidInput
+from popcorn.errors import Conflict, Forbidden, InvalidInput
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.outbox import emit
 
@@ -286,12 +288,67 @@ def record_issued(row: Certificate, issued: ca.IssuedCertificate) -> None:
         row.private_key_encrypted = seal(issued.private_key_pem, info.sha256_fingerprint)
 
 
+def requested_names(request: ca.CertificateRequest) -> list[str]:
+    """Every subject and DNS name the certificate would carry, from the request or its CSR."""
+    names = [request.common_name or "", *request.dns_names]
+    if request.csr_pem:
+        with engine_errors():
+            csr = ca.load_csr(request.csr_pem)
+        names += [
+            str(attribute.value)
+            for attribute in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+        try:
+            sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            sans = None
+        if sans is not None:
+            names += sans.get_values_for_type(x509.DNSName)
+    return [name for name in names if name]
+
+
+def check_general_issuance(authority: Authority, request: ca.CertificateRequest) -> None:
+    """The general path (API, CLI, rotation) never issues what only the platform may.
+
+    An `agents` authority's certificates are trusted by every Bolt agent, so it
+    issues only through `issue_agent_certificate`; names starting with
+    `popcorn-` (the runbook engine is `popcorn-runbook`) are the platform's own.
+    """
+    if authority.purpose == AGENT_PURPOSE:
+        raise Forbidden(
+            f"authority {authority.name!r} issues Bolt agents' certificates only "
+            "(an admin issues them with POST /api/v1/certificates/agents)",
+            code="agent_authority",
+            details={"authority": authority.name, "purpose": authority.purpose},
+        )
+    for name in requested_names(request):
+        if name.lower().startswith(RESERVED_PREFIX):
+            raise InvalidInput(
+                f"common_name: {name!r} is reserved for the platform "
+                f"(names starting with {RESERVED_PREFIX!r})",
+                details={"field": "common_name", "name": name},
+            )
+
+
 def issue_certificate(*, session: Session, spec: CertificateIssue) -> Certificate:
     """Issue under an authority's policy, then deploy to the named destinations."""
     authority = get_authority(session=session, ref=spec.authority)
     destinations = [get_destination(session=session, ref=ref) for ref in spec.destinations]
+    request = _request_of(spec, authority)
+    check_general_issuance(authority, request)
+    meta = IssueMeta(spec.name, spec.owner, spec.team, spec.description, spec.rotate_before_days)
+    row = issue_under(session, authority, request, meta)
+    for destination in destinations:
+        session.add(CertificateDestination(certificate_id=row.id, destination_id=destination.id))
+    session.flush()
+    if destinations and row.status == "active":
+        deploy_certificate(session=session, certificate_id=row.id)
+    return row
+
+
+def _request_of(spec: CertificateIssue, authority: Authority) -> ca.CertificateRequest:
     validity = spec.validity_days or min(DEFAULT_VALIDITY_DAYS, authority.max_validity_days)
-    request = ca.CertificateRequest(
+    return ca.CertificateRequest(
         common_name=spec.common_name,
         dns_names=spec.dns_names,
         ip_addresses=spec.ip_addresses,
@@ -305,14 +362,6 @@ def issue_certificate(*, session: Session, spec: CertificateIssue) -> Certificat
         state=spec.state,
         locality=spec.locality,
     )
-    meta = IssueMeta(spec.name, spec.owner, spec.team, spec.description, spec.rotate_before_days)
-    row = issue_under(session, authority, request, meta)
-    for destination in destinations:
-        session.add(CertificateDestination(certificate_id=row.id, destination_id=destination.id))
-    session.flush()
-    if destinations and row.status == "active":
-        deploy_certificate(session=session, certificate_id=row.id)
-    return row
 
 
 def _matching_authority(
@@ -473,20 +522,32 @@ def issue_agent_certificate(
 
     `profile` "both" serves and authenticates with one certificate; "server"
     or "client" issue them separately. The chain excludes the root, which
-    peers get from `ca_bundle`.
+    peers get from `ca_bundle`. Only an authority whose purpose is `agents`
+    issues these, and only through here (the API route is admin-only), so
+    no one can mint a client certificate that agents trust by another path.
     """
-    row = issue_certificate(
-        session=session,
-        spec=CertificateIssue(
-            authority=authority,
-            common_name=agent_name,
-            dns_names=list(dns_names),
-            ip_addresses=list(ip_addresses),
-            profile=profile,
-            validity_days=validity_days,
-            owner=f"bolt-agent:{agent_name}",
-            description=f"Bolt agent {agent_name} ({profile})",
-        ),
+    spec = CertificateIssue(
+        authority=authority,
+        common_name=agent_name,
+        dns_names=list(dns_names),
+        ip_addresses=list(ip_addresses),
+        profile=profile,
+        validity_days=validity_days,
+        owner=f"bolt-agent:{agent_name}",
+        description=f"Bolt agent {agent_name} ({profile})",
+    )
+    row_authority = get_authority(session=session, ref=authority)
+    if row_authority.purpose != AGENT_PURPOSE:
+        raise InvalidInput(
+            f"authority: {row_authority.name!r} is not an agents authority (create one with "
+            "purpose 'agents'; agents must trust a CA nobody else issues from)",
+            details={"field": "authority", "purpose": row_authority.purpose},
+        )
+    row = issue_under(
+        session,
+        row_authority,
+        _request_of(spec, row_authority),
+        IssueMeta(None, spec.owner, "", spec.description, None),
     )
     if row.status != "active" or row.private_key_encrypted is None:
         raise Conflict(f"authority {authority!r} did not issue the agent certificate at once")

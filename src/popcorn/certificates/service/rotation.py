@@ -21,6 +21,7 @@ from popcorn.certificates.plugins import (
 )
 from popcorn.certificates.service.authorities import get_authority, issuer_for
 from popcorn.certificates.service.common import (
+    AGENT_PURPOSE,
     DEFAULT_INTERVALS,
     DEFAULT_VALIDITY_DAYS,
     certificate_audit,
@@ -29,11 +30,16 @@ from popcorn.certificates.service.common import (
     iso,
 )
 from popcorn.certificates.service.deployments import deploy_certificate
-from popcorn.certificates.service.issuance import IssueMeta, issue_under, record_issued
+from popcorn.certificates.service.issuance import (
+    IssueMeta,
+    check_general_issuance,
+    issue_under,
+    record_issued,
+)
 from popcorn.certificates.service.notifications import send_expiry_notifications
 from popcorn.certificates.service.revocation import refresh_crls
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import Conflict, InvalidInput, NotFound
+from popcorn.errors import Conflict, Forbidden, InvalidInput, NotFound
 from popcorn.jobs import JobRecord
 from popcorn.outbox import emit
 
@@ -111,6 +117,7 @@ def rotate_certificate(
         )
     authority = get_authority(session=session, ref=old.authority_id)
     request = _rotation_request(old, authority, validity_days)
+    check_general_issuance(authority, request)  # agents' certificates are reissued by an admin
     new = issue_under(
         session,
         authority,
@@ -245,6 +252,7 @@ def rotation_candidates(*, session: Session, now: dt.datetime | None = None) -> 
     rows = session.execute(
         select(Certificate.id, Certificate.not_after, days)
         .join(Authority, Certificate.authority_id == Authority.id)
+        .where(Authority.purpose != AGENT_PURPOSE)
         .where(
             Certificate.status == "active",
             Certificate.replaced_by_id.is_(None),
@@ -298,7 +306,7 @@ def run_scan(
                 else:
                     new = rotate_certificate(session=session, certificate_id=certificate_id)
                     rotated.append({"id": certificate_id, "replaced_by_id": new.id})
-        except (InvalidInput, Conflict, NotFound) as exc:
+        except (InvalidInput, Conflict, NotFound, Forbidden) as exc:
             failed.append({"id": certificate_id, "error": exc.message})
         if progress is not None:
             progress(done, total)
