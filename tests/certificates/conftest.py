@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from certhelpers import CRL_URL, OCSP_URL
@@ -68,6 +69,23 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+# --------------------------------------------------------------------------- deploy roots
+
+
+@pytest.fixture(autouse=True)
+def deploy_root(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Directory destinations may write under the test's temporary directories only."""
+    from popcorn.config import reset_settings
+
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("POPCORN_DEPLOY_ROOTS", str(root))
+    reset_settings()
+    yield root
+    reset_settings()
+
+
 # --------------------------------------------------------------------------- stored authorities
 
 
@@ -102,3 +120,56 @@ def stored_pki() -> dict[str, int]:
             ),
         )
         return {"root": root_row.id, "intermediate": inter_row.id}
+
+
+# --------------------------------------------------------------------------- inventory facade
+
+
+@pytest.fixture
+def inventory_api(monkeypatch: pytest.MonkeyPatch) -> object:
+    """The inventory facade; a stand-in to its contract while that domain does not ship one.
+
+    The stand-in answers `devices_for_scope` with the agreed `DeviceSummary`
+    fields, from the inventory's own service, so these tests use the facade
+    exactly as the discovery code does.
+    """
+    import importlib.machinery
+    import sys
+    import types
+
+    try:
+        from popcorn.inventory import api
+
+        return api
+    except ImportError:
+        pass
+    from pydantic import BaseModel
+
+    import popcorn.inventory
+    from popcorn.inventory import service as inventory_service
+
+    class DeviceSummary(BaseModel):
+        id: int
+        name: str
+        primary_ip4: str | None
+        primary_ip6: str | None
+
+    def devices_for_scope(*, session: object, **scope: object) -> list[DeviceSummary]:
+        rows = inventory_service.devices_for_scope(session=session, **scope)
+        return [
+            DeviceSummary(
+                id=r.id,
+                name=r.name,
+                primary_ip4=str(r.primary_ip4) if r.primary_ip4 else None,
+                primary_ip6=str(r.primary_ip6) if r.primary_ip6 else None,
+            )
+            for r in rows
+        ]
+
+    module = types.ModuleType("popcorn.inventory.api")
+    module.__spec__ = importlib.machinery.ModuleSpec("popcorn.inventory.api", None)
+    module.DeviceSummary = DeviceSummary
+    module.devices_for_scope = devices_for_scope
+    monkeypatch.setitem(sys.modules, "popcorn.inventory.api", module)
+    monkeypatch.setattr(popcorn.inventory, "api", module, raising=False)
+    return module

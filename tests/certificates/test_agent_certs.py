@@ -26,24 +26,44 @@ def credentials(directory: Path, name: str, issued: service.AgentCertificate) ->
 
 
 @pytest.fixture
-def agent_pki(stored_pki: dict[str, int], tmp_path: Path) -> dict[str, Path]:
+def agents_authority(stored_pki: dict[str, int]) -> int:
+    """An issuing authority for Bolt agents only, under the test root."""
+    with session_scope() as session:
+        return service.create_authority(
+            session=session,
+            spec=AuthorityCreate(
+                name="Agent Issuing",
+                kind="intermediate",
+                purpose="agents",
+                parent=stored_pki["root"],
+                key_type="ecdsa-p256",
+                validity_days=1000,
+                allowed_dns_suffixes=["localhost"],
+                allowed_ip_networks=["127.0.0.0/8"],
+            ),
+        ).id
+
+
+@pytest.fixture
+def agent_pki(agents_authority: int, tmp_path: Path) -> dict[str, Path]:
     with session_scope() as session:
         server = service.issue_agent_certificate(
             session=session,
-            authority=stored_pki["intermediate"],
+            authority=agents_authority,
             agent_name="oca-lax-017",
             dns_names=["localhost"],
             ip_addresses=["127.0.0.1"],
         )
         runbook = service.issue_agent_certificate(
             session=session,
-            authority="Test Issuing",
+            authority="Agent Issuing",
             agent_name="popcorn-runbook",
             profile="client",
         )
-        bundle = service.ca_bundle(session=session, authority=stored_pki["intermediate"])
+        bundle = service.ca_bundle(session=session, authority=agents_authority)
         other = service.create_authority(
-            session=session, spec=AuthorityCreate(name="Rogue Root", key_type="ecdsa-p256")
+            session=session,
+            spec=AuthorityCreate(name="Rogue Root", key_type="ecdsa-p256", purpose="agents"),
         )
         rogue = service.issue_agent_certificate(
             session=session, authority=other.id, agent_name="popcorn-runbook", profile="client"
@@ -111,7 +131,7 @@ def test_a_client_certificate_from_another_authority_is_refused(
 
 
 def test_agent_certificates_have_the_right_usages_and_are_in_the_inventory(
-    agent_pki: dict[str, Path], stored_pki: dict[str, int]
+    agent_pki: dict[str, Path],
 ) -> None:
     agent = ca.certificate_info(ca.parse_pem_bundle(agent_pki["agent_cert"].read_text())[0])
     assert agent.common_name == "oca-lax-017"
@@ -128,11 +148,11 @@ def test_agent_certificates_have_the_right_usages_and_are_in_the_inventory(
     assert names == ["oca-lax-017", "popcorn-runbook", "popcorn-runbook"]
 
 
-def test_an_agent_server_certificate_needs_a_name(stored_pki: dict[str, int]) -> None:
+def test_an_agent_server_certificate_needs_a_name(agents_authority: int) -> None:
     with (
         pytest.raises(InvalidInput, match="needs at least one DNS name"),
         session_scope() as session,
     ):
         service.issue_agent_certificate(
-            session=session, authority=stored_pki["intermediate"], agent_name="nameless"
+            session=session, authority=agents_authority, agent_name="nameless"
         )

@@ -278,3 +278,19 @@ def test_real_clients_check_revocation_against_a_live_server(
         output = answer.stdout + answer.stderr
         assert "Response verify OK" in output, output
         assert f"{expected}.pem: {expected}" in output
+
+
+def test_every_certificates_route_declares_what_it_answers(client: Any) -> None:
+    spec = client.get("/openapi.json").json
+    undeclared = [
+        f"{method.upper()} {path}"
+        for path, operations in spec["paths"].items()
+        if path.startswith(("/api/v1/certificates", "/pki/"))
+        for method, operation in operations.items()
+        if not any(
+            answer.get("content")
+            for code, answer in operation["responses"].items()
+            if code.startswith("2")
+        )
+    ]
+    assert undeclared == []

@@ -152,3 +152,15 @@ def test_endpoint_strings_parse() -> None:
     assert discover([]) == []
     with pytest.raises(EndpointError, match="max_workers"):
         discover(["a.test"], max_workers=0)
+
+
+def test_inventory_sources_need_the_inventory_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the inventory domain an inventory sweep is a clear 503, not an import error."""
+    from popcorn import domains
+    from popcorn.certificates import service
+    from popcorn.db import session_scope
+    from popcorn.errors import Unavailable
+
+    monkeypatch.setattr(domains, "installed", lambda name: name != "inventory")
+    with pytest.raises(Unavailable, match="inventory"), session_scope() as session:
+        service.inventory_endpoints(session=session, scope={"site": "lax1"}, ports=[443])

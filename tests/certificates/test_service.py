@@ -139,7 +139,7 @@ def test_private_keys_are_sealed_at_rest(stored_pki: dict[str, int]) -> None:
             KeyStore("another installation's secret", context=service.KEY_CONTEXT).decrypt(
                 envelope, associated_data=(cert.sha256_fingerprint or "").encode()
             )
-    key = ca.load_private_key(service._unseal(sealed[1], cert.sha256_fingerprint or ""))
+    key = ca.load_private_key(service.unseal(sealed[1], cert.sha256_fingerprint or ""))
     assert ca.keys_match(ca.load_certificate(cert.certificate_pem), key)
 
 
@@ -849,7 +849,7 @@ def test_deploy_to_s3_and_a_pkcs12_file(
 
 
 def test_inventory_sources_sweep_the_devices_primary_addresses(
-    stored_pki: dict[str, int], server_cert: ca.IssuedCertificate
+    stored_pki: dict[str, int], server_cert: ca.IssuedCertificate, inventory_api: object
 ) -> None:
     from popcorn.certificates.schemas import InventoryScope, SourceCreate
     from popcorn.errors import NotFound

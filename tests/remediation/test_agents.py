@@ -299,11 +299,10 @@ def test_bolt_credentials_are_issued_by_the_agents_authority() -> None:
 
     before = {p: p.read_bytes() for p in bolt_dir().iterdir()}
     try:
-        purpose = {"purpose": "agents"} if "purpose" in AuthorityCreate.model_fields else {}
         with session_scope() as session:
             certificates.create_authority(
                 session=session,
-                spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", **purpose),
+                spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", purpose="agents"),
             )
         issued = CliRunner().invoke.invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
         assert issued.exit_code == 0, issued.output

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
 
 from popcorn.certificates import service
-from popcorn.certificates.models import STATUSES, Endpoint
+from popcorn.certificates.destinations import DESTINATIONS
+from popcorn.certificates.models import STATUSES
 from popcorn.certificates.schemas import (
     AuthorityCreate,
     CertificateImport,
@@ -425,15 +425,14 @@ def endpoints_command(
     host: str | None, certificate_id: int | None, limit: int, as_json: bool
 ) -> None:
     """TLS endpoints found by discovery."""
+    args: dict[str, Any] = {"limit": str(limit)}
+    if host:
+        args["host"] = host
+    if certificate_id is not None:
+        args["certificate_id"] = str(certificate_id)
     with session_scope(readonly=True) as session:
-        stmt = select(Endpoint).order_by(Endpoint.id).limit(limit)
-        if host:
-            stmt = stmt.where(Endpoint.host == host)
-        if certificate_id is not None:
-            stmt = stmt.where(Endpoint.certificate_id == certificate_id)
-        rows = [
-            EndpointRead.model_validate(r).model_dump(mode="json") for r in session.scalars(stmt)
-        ]
+        page = service.list_endpoints(session=session, params=parse_list_params(args))
+        rows = page.serialize(EndpointRead)["items"]
     output(
         rows,
         as_json=as_json,
@@ -531,9 +530,11 @@ def destinations_list(as_json: bool) -> None:
 
 @destinations.command("add")
 @click.argument("name")
-@click.argument("kind", type=click.Choice(["directory", "s3", "aws-iam", "aws-acm", "pkcs12"]))
+@click.argument("kind", type=click.Choice(sorted(DESTINATIONS)))
 @click.argument("options", nargs=-1)
-@click.option("--password", envvar="POPCORN_PKCS12_PASSWORD", help="pkcs12 only.")
+@click.option(
+    "--password", envvar="POPCORN_PKCS12_PASSWORD", help="Kinds with a password (pkcs12)."
+)
 @with_actor
 def destinations_add(name: str, kind: str, options: tuple[str, ...], password: str | None) -> None:
     """Add a destination with key=value options (directory: path=/etc/tls/www)."""

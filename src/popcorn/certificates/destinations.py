@@ -1,9 +1,15 @@
 """Destinations: where Popcorn deploys a certificate once it is issued or renewed.
 
-A directory on a host (what nginx, HAProxy or Envoy read), an S3 bucket, an
-AWS IAM server certificate (classic ELB, CloudFront) and AWS Certificate
-Manager. Each destination checks the bundle first, so a mismatched key is
-refused before anything is written.
+A directory on a host (what nginx, HAProxy or Envoy read), a PKCS#12 file, an
+S3 bucket, an AWS IAM server certificate (classic ELB, CloudFront) and AWS
+Certificate Manager. Each destination checks the bundle first, so a mismatched
+key is refused before anything is written.
+
+Destination kinds form a registry, like issuers in `plugins.py`: a kind is one
+`register_destination(DestinationKind(...))` call naming its options schema,
+how to build it from a stored row, and what it reaches (a local directory
+checked against the deploy roots, or an endpoint checked against the outbound
+allow-list). Adding a kind touches only the module that registers it.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from popcorn.certificates.ca import (
     CertificateError,
@@ -30,6 +38,8 @@ from popcorn.certificates.ca import (
     load_private_key,
     parse_pem_bundle,
 )
+from popcorn.certificates.keystore import export_pkcs12
+from popcorn.schemas import Schema
 
 
 class BundleError(CertificateError):
@@ -328,3 +338,178 @@ class ACMDestination(Destination):
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"ACM import of {bundle.name}", exc) from exc
         return Deployment(self.kind, arn)
+
+
+class PKCS12Destination(Destination):
+    """`<name>.p12` in a directory, protected by the destination's password (Java, Windows)."""
+
+    kind = "pkcs12"
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, password: str, legacy: bool = False
+    ) -> None:
+        if not password:
+            raise BundleError("password: required for a PKCS#12 destination")
+        self.directory = Path(directory)
+        self.password = password
+        self.legacy = legacy
+
+    def deploy(self, bundle: CertificateBundle) -> Deployment:
+        bundle.validate(require_key=True)
+        if not re.fullmatch(r"[\w.@+-]{1,200}", bundle.name) or bundle.name.startswith("."):
+            raise BundleError(f"name: {bundle.name!r} cannot be a file name")
+        chain = parse_pem_bundle(bundle.chain_pem) if bundle.chain_pem.strip() else []
+        data = export_pkcs12(
+            load_certificate(bundle.certificate_pem),
+            load_private_key(bundle.private_key_pem or ""),
+            chain,
+            password=self.password,
+            friendly_name=bundle.name,
+            legacy=self.legacy,
+        )
+        path = self.directory / f"{bundle.name}.p12"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data, 0o600)
+        except OSError as exc:
+            raise DeploymentError(f"pkcs12 {path}: {exc.strerror or exc}") from exc
+        return Deployment(self.kind, str(path))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DestinationKind:
+    """One kind of destination: its options, how to build it, and what it reaches.
+
+    `local_path` names the option holding a directory on this host (checked
+    against the deploy roots before every deploy); `endpoint` gives the URL the
+    destination's client talks to (checked against the outbound allow-list).
+    A kind has one or the other, so no deploy reaches an unchecked target.
+    """
+
+    kind: str
+    options: type[Schema]
+    build: Callable[[dict[str, Any], str | None], Destination]
+    local_path: str | None = None
+    endpoint: Callable[[dict[str, Any]], str] | None = None
+    secret: bool = False
+    """Takes a password (sealed at rest), e.g. a PKCS#12 file's."""
+
+
+DESTINATIONS: dict[str, DestinationKind] = {}
+
+
+def register_destination(kind: DestinationKind) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", kind.kind):
+        raise ValueError(f"kind: {kind.kind!r} must be lowercase letters, digits and dashes")
+    if (kind.local_path is None) == (kind.endpoint is None):
+        raise ValueError(f"kind {kind.kind!r}: give exactly one of local_path and endpoint")
+    DESTINATIONS[kind.kind] = kind
+
+
+def destination_kind(kind: str) -> DestinationKind:
+    found = DESTINATIONS.get(kind)
+    if found is None:
+        raise ValueError(f"kind: {kind!r} is not one of {', '.join(sorted(DESTINATIONS))}")
+    return found
+
+
+def aws_endpoint(service: str, options: dict[str, Any]) -> str:
+    """The URL an AWS client of this destination calls: its endpoint_url, else AWS's own."""
+    if options.get("endpoint_url"):
+        return str(options["endpoint_url"])
+    return str(aws_client(service, region=options.get("region") or "us-east-1").meta.endpoint_url)
+
+
+_URL = r"^https?://\S+$"
+
+
+class DirectoryOptions(Schema):
+    path: str = Field(min_length=1, description="An absolute directory under a deploy root")
+
+
+class PKCS12Options(Schema):
+    path: str = Field(min_length=1, description="An absolute directory under a deploy root")
+    legacy: bool = False
+
+
+class S3Options(Schema):
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = ""
+    sse: Literal["AES256", "aws:kms"] = "AES256"
+    kms_key_id: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=_URL)
+
+
+class IAMOptions(Schema):
+    path: str = Field(default="/", pattern=r"^/(.*/)?$", description="The IAM path")
+    endpoint_url: str | None = Field(default=None, pattern=_URL)
+
+
+class ACMOptions(Schema):
+    certificate_arn: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=_URL)
+
+
+register_destination(
+    DestinationKind(
+        "directory",
+        DirectoryOptions,
+        lambda options, _secret: DirectoryDestination(options["path"]),
+        local_path="path",
+    )
+)
+register_destination(
+    DestinationKind(
+        "pkcs12",
+        PKCS12Options,
+        lambda options, secret: PKCS12Destination(
+            options["path"], password=secret or "", legacy=bool(options.get("legacy"))
+        ),
+        local_path="path",
+        secret=True,
+    )
+)
+register_destination(
+    DestinationKind(
+        "s3",
+        S3Options,
+        lambda options, _secret: S3Destination(
+            options["bucket"],
+            prefix=options.get("prefix", ""),
+            sse=options.get("sse", "AES256"),
+            kms_key_id=options.get("kms_key_id"),
+            region=options.get("region"),
+            endpoint_url=options.get("endpoint_url"),
+        ),
+        endpoint=lambda options: aws_endpoint("s3", options),
+    )
+)
+register_destination(
+    DestinationKind(
+        "aws-iam",
+        IAMOptions,
+        lambda options, _secret: IAMServerCertificateDestination(
+            path=options.get("path", "/"), endpoint_url=options.get("endpoint_url")
+        ),
+        endpoint=lambda options: aws_endpoint("iam", options),
+    )
+)
+register_destination(
+    DestinationKind(
+        "aws-acm",
+        ACMOptions,
+        lambda options, _secret: ACMDestination(
+            certificate_arn=options.get("certificate_arn"),
+            tags=options.get("tags"),
+            region=options.get("region"),
+            endpoint_url=options.get("endpoint_url"),
+        ),
+        endpoint=lambda options: aws_endpoint("acm", options),
+    )
+)

@@ -35,6 +35,8 @@ class Authority(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
     plugin: Mapped[str] = mapped_column(String(80), default="popcorn-ca")
+    purpose: Mapped[str] = mapped_column(String(20), default="general", server_default="general")
+    """`general`, or `agents`: Bolt agents' mutual TLS, issued only by the platform (admin)."""
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("certificates_authorities.id"), nullable=True
     )

@@ -7,10 +7,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.certificates.destinations import destination_kind
+from popcorn.schemas import Page, ReadSchema, Schema
 
 KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
 ProfileName = Literal["server", "client", "both"]
+PurposeName = Literal["general", "agents"]
 Ref = int | str
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:@+-]*$"
 
@@ -28,6 +30,11 @@ class AuthorityCreate(_Policy):
 
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     kind: Literal["root", "intermediate", "imported", "external"] = "root"
+    purpose: PurposeName = Field(
+        default="general",
+        description="`agents`: issues Bolt agents' mutual-TLS certificates only, through "
+        "`POST /certificates/agents` (admin); never through the general issue route.",
+    )
     description: str = ""
     common_name: str | None = Field(default=None, max_length=64)
     organization: str | None = None
@@ -59,7 +66,16 @@ class AuthorityCreate(_Policy):
         return self
 
 
+def _refuse_nulls(schema: Schema, fields: tuple[str, ...]) -> None:
+    """A field sent as null that cannot be empty is the client's mistake: a 422 naming it."""
+    for name in fields:
+        if name in schema.model_fields_set and getattr(schema, name) is None:
+            raise ValueError(f"{name}: cannot be null (leave it out to keep it)")
+
+
 class AuthorityUpdate(Schema):
+    """Fields left out stay; null clears the optional ones (SAN limits, URL, rotation)."""
+
     description: str | None = None
     max_validity_days: int | None = Field(default=None, ge=1, le=36500)
     allowed_dns_suffixes: list[str] | None = None
@@ -67,11 +83,17 @@ class AuthorityUpdate(Schema):
     public_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", max_length=500)
     rotate_before_days: int | None = Field(default=None, ge=1, le=3650)
 
+    @model_validator(mode="after")
+    def _not_null(self) -> AuthorityUpdate:
+        _refuse_nulls(self, ("description", "max_validity_days"))
+        return self
+
 
 class AuthorityRead(ReadSchema):
     id: int
     name: str
     kind: str
+    purpose: str
     plugin: str
     parent_id: int | None
     description: str
@@ -143,11 +165,18 @@ class CertificateImport(Schema):
 
 
 class CertificateUpdate(Schema):
+    """Fields left out stay; `rotate_before_days` null or 0 falls back to the authority's."""
+
     owner: str | None = Field(default=None, max_length=200)
     team: str | None = Field(default=None, max_length=200)
     description: str | None = None
     rotate_before_days: int | None = Field(default=None, ge=0, le=3650)
     destinations: list[Ref] | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> CertificateUpdate:
+        _refuse_nulls(self, ("owner", "team", "description", "destinations"))
+        return self
 
 
 class Revoke(Schema):
@@ -228,61 +257,27 @@ class ExportRead(ReadSchema):
     pkcs12_base64: str | None = None
 
 
-class _DirectoryOptions(Schema):
-    path: str = Field(min_length=1)
-
-
-class _S3Options(Schema):
-    bucket: str = Field(min_length=3, max_length=63)
-    prefix: str = ""
-    sse: Literal["AES256", "aws:kms"] = "AES256"
-    kms_key_id: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _IAMOptions(Schema):
-    path: str = Field(default="/", pattern=r"^/(.*/)?$")
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _ACMOptions(Schema):
-    certificate_arn: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    region: str | None = None
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-
-
-class _PKCS12Options(Schema):
-    path: str = Field(min_length=1)
-    legacy: bool = False
-
-
-DESTINATION_OPTIONS: dict[str, type[Schema]] = {
-    "directory": _DirectoryOptions,
-    "s3": _S3Options,
-    "aws-iam": _IAMOptions,
-    "aws-acm": _ACMOptions,
-    "pkcs12": _PKCS12Options,
-}
-
-
 class DestinationCreate(Schema):
+    """A destination of a registered kind (directory, pkcs12, s3, aws-iam, aws-acm...)."""
+
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    kind: Literal["directory", "s3", "aws-iam", "aws-acm", "pkcs12"]
+    kind: str = Field(min_length=1, max_length=40)
     description: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
-    password: str | None = Field(default=None, min_length=1, description="pkcs12 only")
+    password: str | None = Field(
+        default=None, min_length=1, description="Kinds that take a password only (pkcs12)"
+    )
 
     @model_validator(mode="after")
     def _options(self) -> DestinationCreate:
-        self.options = (
-            DESTINATION_OPTIONS[self.kind]
-            .model_validate(self.options)
-            .model_dump(exclude_none=True)
-        )
-        if (self.kind == "pkcs12") != (self.password is not None):
-            raise ValueError("password: required for pkcs12 destinations, and only for them")
+        plugin = destination_kind(self.kind)
+        self.options = plugin.options.model_validate(self.options).model_dump(exclude_none=True)
+        if plugin.secret != (self.password is not None):
+            raise ValueError(
+                f"password: required for {self.kind} destinations"
+                if plugin.secret
+                else f"password: {self.kind} destinations take none"
+            )
         return self
 
 
@@ -425,3 +420,52 @@ class AgentCertificateRead(ReadSchema):
     private_key_pem: str
     chain_pem: str
     ca_bundle_pem: str
+
+
+class CRLRead(ReadSchema):
+    crl_number: int
+    crl_url: str | None
+
+
+class IssuerRead(ReadSchema):
+    slug: str
+
+
+class JobQueued(ReadSchema):
+    """A job accepted for later: poll `GET /api/v1/jobs/<job_id>` for its result."""
+
+    job_id: int
+    task: str
+    status: str
+
+
+class AuthorityPage(Page[AuthorityRead]):
+    pass
+
+
+class CertificatePage(Page[CertificateRead]):
+    pass
+
+
+class DeploymentPage(Page[DeploymentRead]):
+    pass
+
+
+class DestinationPage(Page[DestinationRead]):
+    pass
+
+
+class SourcePage(Page[SourceRead]):
+    pass
+
+
+class EndpointPage(Page[EndpointRead]):
+    pass
+
+
+class NotificationPage(Page[NotificationRead]):
+    pass
+
+
+class IssuerPage(Page[IssuerRead]):
+    pass

@@ -1,161 +1,180 @@
 """Certificates API (`/api/v1/certificates`) and the public PKI endpoints (`/pki`).
 
-`bp` needs a token like every API route: reads viewer, changes operator,
-authority creation, policy changes and key export admin. `pki_bp` serves
-CRLs, OCSP answers and CA certificates without a token, because TLS clients
-checking revocation have none.
+`bp` needs a token like every API route: reads viewer, changes operator;
+authorities, agent certificates, key export and destinations (they receive
+keys) admin. `pki_bp` serves CRLs, OCSP answers and CA certificates without a
+token, because TLS clients checking revocation have none. Views only
+validate, call the service and return.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, FileSchema
 from flask import Response, request
 
-from popcorn import jobs, metrics
+from popcorn import metrics
 from popcorn.app import role
-from popcorn.audit import records_for
 from popcorn.certificates import service
-from popcorn.certificates.models import Endpoint, Notification
 from popcorn.certificates.ocsp import decode_get_request
-from popcorn.certificates.plugins import ISSUERS
 from popcorn.certificates.schemas import (
     AgentCertificateIssue,
     AgentCertificateRead,
     AuthorityCreate,
+    AuthorityPage,
     AuthorityRead,
     AuthorityUpdate,
     CertificateDetail,
     CertificateImport,
     CertificateIssue,
+    CertificatePage,
+    CertificateRead,
     CertificateUpdate,
+    CRLRead,
+    DeploymentPage,
     DeploymentRead,
     DestinationCreate,
+    DestinationPage,
     DestinationRead,
     Discover,
+    EndpointPage,
     EndpointRead,
     Export,
     ExportRead,
+    IssuerPage,
+    JobQueued,
+    NotificationPage,
     NotificationRead,
     Revoke,
     Rotate,
     Scan,
     SourceCreate,
+    SourcePage,
     SourceRead,
 )
 from popcorn.db import session_scope
-from popcorn.listing import paginate, parse_list_params
-from popcorn.schemas import ReadSchema
+from popcorn.jobs import JobRecord
+from popcorn.listing import PageResult, parse_list_params
+from popcorn.schemas import Page
+from popcorn.views import AuditRead
 
 bp = APIBlueprint("certificates", __name__, tag="certificates")
 pki_bp = APIBlueprint("certificates_pki", __name__, tag="pki")
 
 metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
 
-
-def _items(rows: list[Any], schema: type[ReadSchema]) -> dict[str, Any]:
-    return {
-        "items": [schema.model_validate(r).model_dump(mode="json") for r in rows],
-        "count": len(rows),
-        "next": None,
-    }
+PEM = FileSchema(type="string", format="text")
+DER = FileSchema(type="string", format="binary")
 
 
-def _job(record: jobs.JobRecord) -> dict[str, Any]:
-    return {"job_id": record.id, "task": record.task, "status": record.status}
+class AuditPage(Page[AuditRead]):
+    pass
+
+
+def _all(rows: list[Any], schema: Any) -> dict[str, Any]:
+    """An unpaged list (authorities, destinations...) in the one list answer shape."""
+    return PageResult(rows, len(rows), None).serialize(schema)
+
+
+def _queued(record: JobRecord) -> tuple[JobQueued, int]:
+    return JobQueued(job_id=record.id, task=record.task, status=record.status), 202
 
 
 # --------------------------------------------------------------------------- authorities
 
 
 @bp.get("/authorities")
+@bp.output(AuthorityPage)
 @bp.doc(summary="Certificate authorities")
-def list_authorities() -> dict[str, Any]:
+def list_authorities() -> Any:
     with session_scope(readonly=True) as session:
-        rows = service.list_authorities(session=session)
-        return {
-            "items": [service.authority_read(r).model_dump(mode="json") for r in rows],
-            "count": len(rows),
-            "next": None,
-        }
+        return _all(service.authority_reads(session=session), AuthorityRead)
 
 
 @bp.post("/authorities")
 @role("admin")
 @bp.input(AuthorityCreate, arg_name="body")
 @bp.output(AuthorityRead, status_code=201)
-@bp.doc(summary="Create a root or intermediate CA, import one, or add an external issuer")
+@bp.doc(
+    summary="Create a root or intermediate CA, import one, or add an external issuer",
+    description="`purpose: agents` makes an authority for Bolt agents' mutual TLS: it issues "
+    "only through `POST /certificates/agents` (admin), never through the general issue route.",
+)
 def create_authority(body: AuthorityCreate) -> Any:
     with session_scope() as session:
         return service.authority_read(service.create_authority(session=session, spec=body))
 
 
-@bp.get("/authorities/<int:authority_id>")
+@bp.get("/authorities/<ref>")
 @bp.output(AuthorityRead)
-@bp.doc(summary="One authority (no key material)")
-def show_authority(authority_id: int) -> Any:
+@bp.doc(summary="One authority by id or name (no key material)")
+def show_authority(ref: str) -> Any:
     with session_scope(readonly=True) as session:
-        return service.authority_read(service.get_authority(session=session, ref=authority_id))
+        return service.authority_read(service.get_authority(session=session, ref=ref))
 
 
-@bp.patch("/authorities/<int:authority_id>")
+@bp.patch("/authorities/<ref>")
 @role("admin")
 @bp.input(AuthorityUpdate, arg_name="body")
 @bp.output(AuthorityRead)
 @bp.doc(summary="Change an authority's policy (validity, SANs, URLs, rotation)")
-def update_authority(authority_id: int, body: AuthorityUpdate) -> Any:
+def update_authority(ref: str, body: AuthorityUpdate) -> Any:
     with session_scope() as session:
-        row = service.update_authority(session=session, ref=authority_id, spec=body)
-        return service.authority_read(row)
+        return service.authority_read(service.update_authority(session=session, ref=ref, spec=body))
 
 
-@bp.get("/authorities/<int:authority_id>/bundle")
+@bp.get("/authorities/<ref>/bundle")
+@bp.output(PEM, content_type="application/x-pem-file")
 @bp.doc(summary="The CA bundle (this authority up to its root) as PEM, for clients to trust")
-def authority_bundle(authority_id: int) -> Response:
+def authority_bundle(ref: str) -> Response:
     with session_scope(readonly=True) as session:
-        pem = service.ca_bundle(session=session, authority=authority_id)
+        pem = service.ca_bundle(session=session, authority=ref)
     return Response(pem, content_type="application/x-pem-file")
 
 
-@bp.post("/authorities/<int:authority_id>/crl")
+@bp.post("/authorities/<ref>/crl")
+@bp.output(CRLRead)
 @bp.doc(summary="Publish a fresh CRL now")
-def publish_crl(authority_id: int) -> dict[str, Any]:
+def publish_crl(ref: str) -> Any:
     with session_scope() as session:
-        service.publish_crl(session=session, authority=authority_id)
-        row = service.get_authority(session=session, ref=authority_id)
-        return {"crl_number": row.crl_number, "crl_url": service.crl_url(row)}
+        return service.republish_crl(session=session, authority=ref)
 
 
 @bp.get("/issuers")
+@bp.output(IssuerPage)
 @bp.doc(summary="Installed issuer plugins")
-def list_issuers() -> dict[str, Any]:
-    return {"items": [{"slug": slug} for slug in sorted(ISSUERS)], "count": len(ISSUERS)}
+def list_issuers() -> Any:
+    slugs = service.list_issuers()
+    return {"items": [{"slug": s} for s in slugs], "count": len(slugs), "next": None}
 
 
 # --------------------------------------------------------------------------- certificates
 
 
 @bp.get("")
+@bp.output(CertificatePage)
 @bp.doc(
     summary="Certificate inventory",
     description="Filters: status (active, expiring, expired, revoked, replaced, pending), "
     "owner, team, authority_id, common_name, domain, serial, fingerprint, source, profile, "
     "not_after__lte…, expires_within=<days>, q=<text>.",
 )
-def list_certificates() -> dict[str, Any]:
+def list_certificates() -> Any:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        result = service.list_certificates(session=session, params=params)
-        return result.as_dict(
-            [service.certificate_read(r).model_dump(mode="json") for r in result.items]
-        )
+        page = service.list_certificate_reads(session=session, params=params)
+        return page.serialize(CertificateRead)
 
 
 @bp.post("")
 @bp.input(CertificateIssue, arg_name="body")
 @bp.output(CertificateDetail, status_code=201)
-@bp.doc(summary="Issue a certificate (from a CSR or with a generated key)")
+@bp.doc(
+    summary="Issue a certificate (from a CSR or with a generated key)",
+    description="Names starting with `popcorn-` are reserved for the platform, and "
+    "authorities with the `agents` purpose do not issue here.",
+)
 def issue_certificate(body: CertificateIssue) -> Any:
     with session_scope() as session:
         row = service.issue_certificate(session=session, spec=body)
@@ -226,71 +245,79 @@ def export_certificate(certificate_id: int, body: Export) -> Any:
 
 
 @bp.post("/<int:certificate_id>/deploy")
-@bp.doc(summary="Deploy to the certificate's destinations again")
-def deploy_certificate(certificate_id: int) -> dict[str, Any]:
+@bp.output(DeploymentPage)
+@bp.doc(
+    summary="Deploy to the certificate's destinations again",
+    description="Destinations are made by admins; each deploy re-checks the target against "
+    "the deploy roots or the outbound allow-list, and is audited with the resolved target.",
+)
+def deploy_certificate(certificate_id: int) -> Any:
     with session_scope() as session:
         rows = service.deploy_certificate(session=session, certificate_id=certificate_id)
-        return _items(rows, DeploymentRead)
+        return _all(rows, DeploymentRead)
 
 
 @bp.get("/<int:certificate_id>/deployments")
+@bp.output(DeploymentPage)
 @bp.doc(summary="Deployments of a certificate")
-def list_deployments(certificate_id: int) -> dict[str, Any]:
+def list_deployments(certificate_id: int) -> Any:
     with session_scope(readonly=True) as session:
         rows = service.list_deployments(session=session, certificate_id=certificate_id)
-        return _items(rows, DeploymentRead)
+        return _all(rows, DeploymentRead)
 
 
 @bp.get("/<int:certificate_id>/history")
+@bp.output(AuditPage)
 @bp.doc(summary="Change log of a certificate (issue, export, revoke, rotate, deploy)")
-def certificate_history(certificate_id: int) -> dict[str, Any]:
-    from popcorn.views import AuditRead
-
+def certificate_history(certificate_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        service.get_certificate(session=session, certificate_id=certificate_id)
-        return _items(records_for(session, "certificate", certificate_id), AuditRead)
+        rows = service.certificate_history(session=session, certificate_id=certificate_id)
+        return _all(rows, AuditRead)
 
 
 @bp.post("/agents")
 @role("admin")
 @bp.input(AgentCertificateIssue, arg_name="body")
 @bp.output(AgentCertificateRead, status_code=201)
-@bp.doc(summary="Issue a Bolt agent's mutual-TLS certificate (returns its key once)")
+@bp.doc(
+    summary="Issue a Bolt agent's mutual-TLS certificate (returns its key once)",
+    description="Only from an authority whose purpose is `agents`.",
+)
 def issue_agent_certificate(body: AgentCertificateIssue) -> Any:
     with session_scope() as session:
-        issued = service.issue_agent_certificate(session=session, **body.model_dump())
-        bundle = service.ca_bundle(session=session, authority=body.authority)
-        return AgentCertificateRead(
-            certificate_id=issued.certificate_id,
-            certificate_pem=issued.cert_pem,
-            private_key_pem=issued.key_pem,
-            chain_pem=issued.chain_pem,
-            ca_bundle_pem=bundle,
-        )
+        return service.issue_agent_credentials(session=session, spec=body)
 
 
 # --------------------------------------------------------------------------- destinations
 
 
 @bp.get("/destinations")
+@bp.output(DestinationPage)
 @bp.doc(summary="Deployment destinations")
-def list_destinations() -> dict[str, Any]:
+def list_destinations() -> Any:
     with session_scope(readonly=True) as session:
-        return _items(service.list_destinations(session=session), DestinationRead)
+        return _all(service.list_destinations(session=session), DestinationRead)
 
 
 @bp.post("/destinations")
+@role("admin")
 @bp.input(DestinationCreate, arg_name="body")
 @bp.output(DestinationRead, status_code=201)
-@bp.doc(summary="Add a directory, S3, IAM, ACM or PKCS#12 destination")
+@bp.doc(
+    summary="Add a directory, PKCS#12, S3, IAM or ACM destination (admin: it receives keys)",
+    description="Directory and PKCS#12 paths must be absolute and lie under a deploy root "
+    "(POPCORN_DEPLOY_ROOTS) once symlinks and `..` are resolved; S3, IAM and ACM endpoints "
+    "must be allowed by POPCORN_OUTBOUND_ALLOW.",
+)
 def create_destination(body: DestinationCreate) -> Any:
     with session_scope() as session:
         return service.create_destination(session=session, spec=body)
 
 
 @bp.delete("/destinations/<ref>")
+@role("admin")
 @bp.output(DestinationRead)
-@bp.doc(summary="Remove a destination (by id or name)")
+@bp.doc(summary="Remove a destination (by name or id)")
 def delete_destination(ref: str) -> Any:
     with session_scope() as session:
         return service.delete_destination(session=session, ref=ref)
@@ -300,10 +327,11 @@ def delete_destination(ref: str) -> Any:
 
 
 @bp.get("/sources")
+@bp.output(SourcePage)
 @bp.doc(summary="Discovery sources")
-def list_sources() -> dict[str, Any]:
+def list_sources() -> Any:
     with session_scope(readonly=True) as session:
-        return _items(service.list_sources(session=session), SourceRead)
+        return _all(service.list_sources(session=session), SourceRead)
 
 
 @bp.post("/sources")
@@ -317,70 +345,57 @@ def create_source(body: SourceCreate) -> Any:
 
 @bp.post("/discover")
 @bp.input(Discover, arg_name="body")
-@bp.doc(summary="Sweep endpoints or a source now (runs as a job)", responses={202: "queued"})
-def discover(body: Discover) -> tuple[dict[str, Any], int]:
+@bp.output(JobQueued, status_code=202)
+@bp.doc(summary="Sweep endpoints or a source now (runs as a job)")
+def discover(body: Discover) -> Any:
     with session_scope() as session:
-        if body.source is not None:
-            arguments: dict[str, Any] = {
-                "source": service.get_source(session=session, ref=body.source).id
-            }
-        else:
-            arguments = {"endpoints": body.endpoints}
-        arguments["timeout"] = body.timeout
-        return _job(jobs.enqueue(session, "certificates.discover", arguments=arguments)), 202
+        return _queued(service.queue_discovery(session=session, spec=body))
 
 
 @bp.get("/endpoints")
+@bp.output(EndpointPage)
 @bp.doc(summary="TLS endpoints found by discovery (filters: host, port, certificate_id…)")
-def list_endpoints() -> dict[str, Any]:
+def list_endpoints() -> Any:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        result = paginate(session, service.list_endpoints_query(params), params, key=Endpoint.id)
-        return result.as_dict(
-            [EndpointRead.model_validate(r).model_dump(mode="json") for r in result.items]
-        )
+        return service.list_endpoints(session=session, params=params).serialize(EndpointRead)
 
 
 @bp.post("/scan")
 @bp.input(Scan, arg_name="body")
-@bp.doc(summary="Run the expiry scan now (runs as a job)", responses={202: "queued"})
-def scan(body: Scan) -> tuple[dict[str, Any], int]:
+@bp.output(JobQueued, status_code=202)
+@bp.doc(summary="Run the expiry scan now (runs as a job)")
+def scan(body: Scan) -> Any:
     with session_scope() as session:
-        record = jobs.enqueue(session, "certificates.scan", arguments={"intervals": body.intervals})
-        return _job(record), 202
+        return _queued(service.queue_scan(session=session, intervals=body.intervals))
 
 
 @bp.get("/notifications")
+@bp.output(NotificationPage)
 @bp.doc(summary="Expiry warnings sent (filters: certificate_id, kind, interval_days, sent_at)")
-def list_notifications() -> dict[str, Any]:
+def list_notifications() -> Any:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        stmt = service.list_notifications_query(params)
-        result = paginate(session, stmt, params, key=Notification.id)
-        return result.as_dict(
-            [NotificationRead.model_validate(r).model_dump(mode="json") for r in result.items]
-        )
+        page = service.list_notifications(session=session, params=params)
+        return page.serialize(NotificationRead)
 
 
 # --------------------------------------------------------------------------- public PKI
 
 
 @pki_bp.get("/crl/<int:authority_id>.crl")
+@pki_bp.output(DER, content_type="application/pkix-crl")
 @pki_bp.doc(summary="The authority's current CRL (DER), no token needed")
 def crl(authority_id: int) -> Response:
-    with session_scope(readonly=True) as session:
-        der = service.current_crl(session=session, authority_id=authority_id)
-    if der is None:  # never published, or close to its next update
-        with session_scope() as session:
-            der = service.current_crl(session=session, authority_id=authority_id)
-            if der is None:
-                der = service.publish_crl(session=session, authority=authority_id)
     return Response(
-        der, content_type="application/pkix-crl", headers={"Cache-Control": "public, max-age=300"}
+        service.serve_crl(authority_id=authority_id),
+        content_type="application/pkix-crl",
+        headers={"Cache-Control": "public, max-age=300"},
     )
 
 
 @pki_bp.get("/ca/<int:authority_id>.crt")
+@pki_bp.output(DER, content_type="application/pkix-cert")
 @pki_bp.doc(summary="The authority's certificate (DER), for AIA caIssuers")
 def ca_certificate(authority_id: int) -> Response:
     with session_scope(readonly=True) as session:
@@ -397,12 +412,14 @@ def _ocsp(authority_id: int, request_der: bytes) -> Response:
 
 
 @pki_bp.post("/ocsp/<int:authority_id>")
+@pki_bp.output(DER, content_type="application/ocsp-response")
 @pki_bp.doc(summary="OCSP responder (RFC 6960, POST of a DER request)")
 def ocsp_post(authority_id: int) -> Response:
     return _ocsp(authority_id, request.get_data(cache=False)[:65536])
 
 
 @pki_bp.get("/ocsp/<int:authority_id>/<path:encoded>")
+@pki_bp.output(DER, content_type="application/ocsp-response")
 @pki_bp.doc(summary="OCSP responder (GET with the base64 request in the path)")
 def ocsp_get(authority_id: int, encoded: str) -> Response:
     return _ocsp(authority_id, decode_get_request(encoded))

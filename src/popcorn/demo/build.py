@@ -95,6 +95,7 @@ def certificates(world: World, directory: Path) -> tuple[Path, Path, Path]:
             session=session,
             spec=AuthorityCreate(
                 name=AUTHORITY,
+                purpose="agents",
                 key_type="ecdsa-p256",
                 organization="Popcorn demo",
                 common_name="Popcorn Demo Root CA",
