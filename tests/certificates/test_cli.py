@@ -149,9 +149,7 @@ def test_discover_prints_a_summary(
     assert run("discover").exit_code == 2
 
 
-def test_sources_from_hosts_and_from_the_inventory(
-    authorities: tuple[int, int], inventory_api: object
-) -> None:
+def test_sources_from_hosts_and_from_the_inventory(authorities: tuple[int, int]) -> None:
     from popcorn.db import session_scope
     from popcorn.inventory.service import create_object
 

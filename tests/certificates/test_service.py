@@ -849,7 +849,7 @@ def test_deploy_to_s3_and_a_pkcs12_file(
 
 
 def test_inventory_sources_sweep_the_devices_primary_addresses(
-    stored_pki: dict[str, int], server_cert: ca.IssuedCertificate, inventory_api: object
+    stored_pki: dict[str, int], server_cert: ca.IssuedCertificate
 ) -> None:
     from popcorn.certificates.schemas import InventoryScope, SourceCreate
     from popcorn.errors import NotFound

@@ -56,7 +56,7 @@ CLOUDEVENT = {
 @pytest.fixture
 def runbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Records start_runbook calls instead of running runbooks."""
-    remediation = pytest.importorskip("popcorn.remediation.api", reason="needs remediation.api")
+    from popcorn.remediation import api as remediation
 
     calls: list[dict[str, Any]] = []
 

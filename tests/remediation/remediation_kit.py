@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import ipaddress
 import os
 import signal
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,21 +25,6 @@ from sqlalchemy import select
 from popcorn import jobs
 from popcorn.db import session_scope
 from popcorn.remediation import service
-
-
-def _facade(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-needs_inventory = pytest.mark.skipif(
-    not _facade("popcorn.inventory.api"), reason="needs the inventory/certificates facade"
-)
-needs_certificates = pytest.mark.skipif(
-    not _facade("popcorn.certificates.api"), reason="needs the inventory/certificates facade"
-)
 
 
 def start(runbook: str, inputs: dict[str, Any] | None = None, **kwargs: Any) -> int:

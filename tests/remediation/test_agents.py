@@ -20,8 +20,6 @@ from remediation_kit import (
     events,
     make_devices,
     make_pki,
-    needs_certificates,
-    needs_inventory,
     start,
     start_agent,
     steps,
@@ -67,7 +65,6 @@ def heartbeat(api: Any, role: str = "operator", **fields: Any) -> Any:
     return api.post("/api/v1/remediation/agents/heartbeat", role=role, json=body)
 
 
-@needs_inventory
 def test_heartbeats_register_agents_and_link_their_devices(api: Any) -> None:
     make_devices("oca-1")
     first = heartbeat(api)
@@ -97,7 +94,6 @@ def test_heartbeats_register_agents_and_link_their_devices(api: Any) -> None:
     assert "remediation.agent.registered" in [t for t, _, _ in events()]
 
 
-@needs_inventory
 def test_disk_failure_through_a_real_agent_changes_inventory(
     pki: Pki, tmp_path: Path, live_server: str, tokens: dict[str, str]
 ) -> None:
@@ -289,7 +285,6 @@ def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "cert: not a PEM certificate" in bad.output
 
 
-@needs_certificates
 def test_bolt_credentials_are_issued_by_the_agents_authority() -> None:
     from cryptography import x509
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from remediation_kit import detail, drain, events, make_devices, needs_inventory, start, steps
+from remediation_kit import detail, drain, events, make_devices, start, steps
 
 from popcorn.db import session_scope
 from popcorn.errors import Conflict
@@ -62,7 +62,6 @@ def test_racing_starts_on_one_device_admit_one_and_queue_the_rest() -> None:
         assert after["started_at"] >= before["ended_at"]
 
 
-@needs_inventory
 def test_different_devices_run_side_by_side_and_a_scope_holds_each_device() -> None:
     make_devices("oca-1", "oca-2", "oca-3")
     one = start("testing.per_device", target={"device": "oca-1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from remediation_kit import make_devices, needs_inventory
+from remediation_kit import make_devices
 
 from popcorn import domains
 from popcorn.db import session_scope
@@ -43,7 +43,6 @@ def test_without_inventory_the_remediation_records_what_it_could_not_do(
     assert failed.value.retry is False
 
 
-@needs_inventory
 def test_verify_insists_on_maintenance_and_a_failed_disk() -> None:
     make_devices("oca-1")
     spec = DiskFailure.step_named("verify")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
+import re2
 
 from popcorn.errors import InvalidInput
 

@@ -53,7 +53,7 @@ def inventory_endpoints(
 
     domains.require("inventory", "inventory discovery sources sweep its devices")
     # the inventory facade ships with the inventory domain (its owner writes it)
-    from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined,unused-ignore]
+    from popcorn.inventory import api as inventory_api
 
     endpoints: list[str] = []
     for device in inventory_api.devices_for_scope(session=session, **scope):
