@@ -11,7 +11,6 @@ import click
 
 from popcorn.certificates import service
 from popcorn.certificates.destinations import DESTINATIONS
-from popcorn.certificates.models import STATUSES
 from popcorn.certificates.schemas import (
     AuthorityCreate,
     CertificateImport,
@@ -25,6 +24,7 @@ from popcorn.certificates.schemas import (
     SourceCreate,
     SourceRead,
 )
+from popcorn.certificates.service.metrics import STATUSES
 from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params

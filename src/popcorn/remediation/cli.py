@@ -14,8 +14,8 @@ from popcorn.cli import PopcornGroup, fail, json_option, output, parse_kv, with_
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.remediation import service
-from popcorn.remediation.models import TERMINAL_STATUSES
 from popcorn.remediation.schemas import ApprovalRead, ExecutionRead
+from popcorn.remediation.service import TERMINAL_STATUSES
 
 EXECUTION_COLUMNS = ["id", "runbook", "status", "dry_run", "current_step", "created_at", "error"]
 STEP_COLUMNS = ["position", "name", "kind", "status", "attempts", "duration_ms", "error"]
