@@ -13,6 +13,7 @@ from typing import Any
 def register(app: Any) -> None:
     from flask import redirect
 
+    from popcorn.app import add_session_area
     from popcorn.web import pages, views
 
     pages.load()  # routes join the blueprint before it is registered
@@ -23,6 +24,7 @@ def register(app: Any) -> None:
         SESSION_COOKIE_NAME="popcorn_session",
     )
     app.register_blueprint(views.bp, url_prefix="/ui")
+    add_session_area(app, "/ui", views.render_error)
 
     @app.get("/")
     @app.doc(hide=True)
