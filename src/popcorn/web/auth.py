@@ -55,7 +55,9 @@ def _session_alive(token_id: int) -> bool:
         return False
     redis = jobs.get_redis()
     stored = redis.get(_session_key(sid))
-    if stored is None or stored.decode() != str(token_id):
+    if stored is None:
+        return False
+    if (stored.decode() if isinstance(stored, bytes) else str(stored)) != str(token_id):
         return False
     redis.expire(_session_key(sid), SESSION_TTL)
     return True
