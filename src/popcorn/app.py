@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, g, jsonify, request, send_from_directory
+from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from popcorn import guards, metrics
+from popcorn import guards, metrics, openapi
 from popcorn.auth import authenticate, require, touch_due, touch_token
 from popcorn.config import get_settings
 from popcorn.context import Actor, set_actor
@@ -165,6 +166,11 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     _install_hooks(app)
     _install_errors(app)
     _install_ops_routes(app)
+
+    @app.spec_processor
+    def declare_errors(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+        return openapi.declare_errors(spec, is_public) if isinstance(spec, dict) else spec
+
     return app
 
 
@@ -312,14 +318,37 @@ def _flatten_validation(detail: dict[str, Any]) -> dict[str, list[str]]:
     return fields
 
 
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+READINESS_ERRORS: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    503: {
+        "description": "Not ready",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
+    }
+}
+
+
 def _install_ops_routes(app: APIFlask) -> None:
     @app.get("/healthz")
+    @app.output(Health)
     @app.doc(tags=["ops"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    @app.doc(tags=["ops"], summary="Readiness: database and Redis reachable")
+    @app.output(Readiness)
+    @app.doc(
+        tags=["ops"],
+        summary="Readiness: database and Redis reachable",
+        responses=READINESS_ERRORS,
+    )
     def readyz() -> tuple[dict[str, Any], int]:
         checks: dict[str, str] = {}
         try:
@@ -341,6 +370,7 @@ def _install_ops_routes(app: APIFlask) -> None:
         )
 
     @app.get("/metrics")
+    @app.output({}, content_type="text/plain", description="Prometheus text exposition format")
     @app.doc(tags=["ops"], summary="Prometheus metrics")
     def metrics_route() -> Response:
         body, content_type = metrics.render()

@@ -25,6 +25,10 @@ DOMAINS: list[str] = [
 ]
 
 
+# Packages on top of every domain that add commands but own no tables or routes.
+EXTRAS: list[str] = ["demo"]
+
+
 def optional_module(module: str) -> ModuleType | None:
     try:
         if importlib.util.find_spec(module) is None:
@@ -52,9 +56,9 @@ def require(name: str, why: str) -> None:
         raise Unavailable(f"the {name} domain is not installed: {why}", details={"domain": name})
 
 
-def _each(part: str) -> list[ModuleType]:
+def _each(part: str, names: list[str] | None = None) -> list[ModuleType]:
     found = []
-    for name in DOMAINS:
+    for name in DOMAINS if names is None else names:
         module = optional_module(f"popcorn.{name}.{part}")
         if module is not None:
             found.append(module)
@@ -100,7 +104,7 @@ def public_blueprints() -> list[Any]:
 def cli_groups() -> list[Any]:
     """Each domain's `group`, plus any top-level groups it lists in `extra_groups`."""
     groups: list[Any] = []
-    for module in _each("cli"):
+    for module in _each("cli", DOMAINS + EXTRAS):
         if hasattr(module, "group"):
             groups.append(module.group)
         groups.extend(getattr(module, "extra_groups", []))

@@ -49,6 +49,11 @@ class PageResult:
     count: int | None
     next: str | None
 
+    @classmethod
+    def whole(cls, items: Sequence[Any]) -> PageResult:
+        """A list that is never paged (tokens, schedules): every row, one page."""
+        return cls(items=list(items), count=len(items), next=None)
+
     def as_dict(self, items: list[Any]) -> dict[str, Any]:
         return {"items": items, "count": self.count, "next": self.next}
 
