@@ -50,9 +50,9 @@ def error_statuses(operation: dict[str, Any], method: str, public: bool) -> list
     statuses = [400, 404, 414, 422]
     if not public:
         statuses += [401, 403]
-    if method in WRITES:
-        statuses.append(409)
-    if "requestBody" in operation:
+    if method in WRITES:  # a write may read a body even where it declares none (raw uploads)
+        statuses += [409, 413, 415]
+    elif "requestBody" in operation:
         statuses += [413, 415]
     return sorted(statuses)
 
