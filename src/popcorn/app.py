@@ -155,9 +155,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         app.register_blueprint(blueprint, url_prefix=f"/api/v1/{blueprint.name}")
     for blueprint in domains.public_blueprints():
         app.register_blueprint(blueprint, url_prefix="/pki")
-    console = domains.optional_module("popcorn.web")
-    if console is not None:
-        console.register(app)
+    for extension in domains.app_extensions():  # the console, when installed
+        extension.register(app)
     for blueprint in app.blueprints.values():
         if not hasattr(blueprint, "enable_openapi"):  # plain Flask blueprints: pages, /pki
             blueprint.enable_openapi = False  # type: ignore[attr-defined]

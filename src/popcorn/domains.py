@@ -25,8 +25,9 @@ DOMAINS: list[str] = [
 ]
 
 
-# Packages on top of every domain that add commands but own no tables or routes.
-EXTRAS: list[str] = ["demo"]
+# Packages on top of every domain, owning no tables: the console (its `register(app)`
+# adds pages) and the demo (its `cli.extra_groups` add commands).
+EXTRAS: list[str] = ["web", "demo"]
 
 
 def optional_module(module: str) -> ModuleType | None:
@@ -99,6 +100,12 @@ def blueprints() -> list[Any]:
 def public_blueprints() -> list[Any]:
     """Blueprints named `pki_bp`, served under /pki without a token (CRLs, OCSP)."""
     return [module.pki_bp for module in _each("views") if hasattr(module, "pki_bp")]
+
+
+def app_extensions() -> list[ModuleType]:
+    """Installed extras that plug into the web app through a `register(app)` function."""
+    found = [optional_module(f"popcorn.{name}") for name in EXTRAS]
+    return [module for module in found if module is not None and hasattr(module, "register")]
 
 
 def cli_groups() -> list[Any]:
