@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, g, jsonify, request, send_from_directory
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
-from popcorn import metrics
+from popcorn import guards, metrics, openapi
 from popcorn.auth import authenticate, require, touch_due, touch_token
 from popcorn.config import get_settings
 from popcorn.context import Actor, set_actor
@@ -40,6 +42,7 @@ STATUS_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
@@ -60,6 +63,26 @@ def role(needed: str) -> Callable[[F], F]:
 
 def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+ErrorPage = Callable[[int, str, str], Any]
+
+
+def add_session_area(app: APIFlask, prefix: str, error_page: ErrorPage) -> None:
+    """Pages under `prefix` sign people in themselves (a session, not a bearer token)
+    and show their errors as pages: how the console plugs into the core."""
+    areas: dict[str, ErrorPage] = app.extensions.setdefault("popcorn_session_areas", {})
+    areas[prefix] = error_page
+
+
+def _session_area(path: str) -> ErrorPage | None:
+    from flask import current_app
+
+    areas: dict[str, ErrorPage] = current_app.extensions.get("popcorn_session_areas", {})
+    for prefix, page in areas.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return page
+    return None
 
 
 def _required_role() -> str:
@@ -122,15 +145,18 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     app.security_schemes = {"bearer": {"type": "http", "scheme": "bearer"}}
     if config:
         app.config.update(config)
+    # Before any blueprint: every `<int:...>` in every route is a 64-bit id or a 404.
+    app.url_map.converters["int"] = guards.BoundedIntConverter
+    app.request_class = guards.GuardedRequest
+    app.json = guards.GuardedJSONProvider(app)
 
     app.register_blueprint(core_bp, url_prefix="/api/v1")
     for blueprint in domains.blueprints():
         app.register_blueprint(blueprint, url_prefix=f"/api/v1/{blueprint.name}")
     for blueprint in domains.public_blueprints():
         app.register_blueprint(blueprint, url_prefix="/pki")
-    console = domains.optional_module("popcorn.web")
-    if console is not None:
-        console.register(app)
+    for extension in domains.app_extensions():  # the console, when installed
+        extension.register(app)
     for blueprint in app.blueprints.values():
         if not hasattr(blueprint, "enable_openapi"):  # plain Flask blueprints: pages, /pki
             blueprint.enable_openapi = False  # type: ignore[attr-defined]
@@ -139,6 +165,11 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     _install_hooks(app)
     _install_errors(app)
     _install_ops_routes(app)
+
+    @app.spec_processor
+    def declare_errors(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+        return openapi.declare_errors(spec, is_public) if isinstance(spec, dict) else spec
+
     return app
 
 
@@ -146,9 +177,11 @@ def _install_hooks(app: APIFlask) -> None:
     @app.before_request
     def start() -> Any:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
-        if is_public(request.path) or request.path.startswith("/ui"):
-            return None  # the console (/ui) authenticates with its own session cookie
+        g.request_id = _request_id(request.headers.get("X-Request-ID", ""))
+        if is_public(request.path) or _session_area(request.path) is not None:
+            # public routes need nothing; the console authenticates with its own session
+            guards.check_request(APP_VIEWS.get(request.endpoint or ""))
+            return None
         header = request.headers.get("Authorization", "")
         scheme, _, raw = header.partition(" ")
         with session_scope(readonly=True) as session:
@@ -163,6 +196,7 @@ def _install_hooks(app: APIFlask) -> None:
         set_actor(
             Actor(name=f"token:{principal.name}", role=principal.role, request_id=g.request_id)
         )
+        guards.check_request(APP_VIEWS.get(request.endpoint or ""))
         return None
 
     @app.after_request
@@ -182,13 +216,16 @@ def _install_hooks(app: APIFlask) -> None:
         set_actor(None)
 
 
-def _console_error(status: int, code: str, message: str) -> Any:
-    """Errors on console pages (/ui) are pages, not JSON."""
-    if not request.path.startswith("/ui"):
-        return None
-    from popcorn.web.views import render_error
+def _request_id(sent: str) -> str:
+    """The caller's X-Request-ID when it is a plain token, else a fresh one (it reaches logs)."""
+    sent = sent.strip()[:64]
+    return sent if sent and sent.isascii() and sent.isprintable() else uuid.uuid4().hex
 
-    return render_error(status, code, message)
+
+def _console_error(status: int, code: str, message: str) -> Any:
+    """Errors in a session area (the console) are pages, not JSON."""
+    page = _session_area(request.path)
+    return page(status, code, message) if page is not None else None
 
 
 def _install_errors(app: APIFlask) -> None:
@@ -228,7 +265,13 @@ def _install_errors(app: APIFlask) -> None:
     def unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPException):
             return http_error(error)
-        log.exception("unhandled error")
+        refused = _refused_input(error)
+        if refused is not None:
+            return popcorn_error(refused)
+        request_id = getattr(g, "request_id", "")
+        log.exception(
+            "unhandled error: request_id=%s %s %s", request_id, request.method, request.path
+        )
         page = _console_error(500, "internal_error", "Something went wrong; it has been logged.")
         if page is not None:
             return page
@@ -236,9 +279,30 @@ def _install_errors(app: APIFlask) -> None:
             envelope(
                 "internal_error",
                 "internal server error",
-                {"request_id": getattr(g, "request_id", "")},
+                {"request_id": request_id},
             )
         ), 500
+
+
+def _refused_input(error: Exception) -> PopcornError | None:
+    """Errors that only bad input causes, whichever route let it through: a 4xx, not a 500.
+
+    Routes validate their input; this is the net under them for values no database
+    takes (integers past 64 bits, NUL characters), structures too deep to walk, and
+    duplicates that lost a race with the route's own uniqueness check.
+    """
+    from popcorn.errors import Conflict, InvalidInput
+
+    cause = getattr(error, "orig", None) or error
+    if isinstance(error, RecursionError):
+        return InvalidInput("input nested too deeply")
+    if isinstance(cause, OverflowError) or isinstance(error, sa_exc.DataError):
+        log.info("refused input the database cannot store: %s", cause)
+        return InvalidInput("a value is out of range or not storable (numbers past 64 bits?)")
+    if isinstance(error, sa_exc.IntegrityError):
+        log.info("refused a change breaking a database constraint: %s", cause)
+        return Conflict("the change conflicts with existing data (a duplicate or a reference)")
+    return None
 
 
 def _flatten_validation(detail: dict[str, Any]) -> dict[str, list[str]]:
@@ -253,14 +317,37 @@ def _flatten_validation(detail: dict[str, Any]) -> dict[str, list[str]]:
     return fields
 
 
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+READINESS_ERRORS: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    503: {
+        "description": "Not ready",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
+    }
+}
+
+
 def _install_ops_routes(app: APIFlask) -> None:
     @app.get("/healthz")
+    @app.output(Health)
     @app.doc(tags=["ops"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    @app.doc(tags=["ops"], summary="Readiness: database and Redis reachable")
+    @app.output(Readiness)
+    @app.doc(
+        tags=["ops"],
+        summary="Readiness: database and Redis reachable",
+        responses=READINESS_ERRORS,
+    )
     def readyz() -> tuple[dict[str, Any], int]:
         checks: dict[str, str] = {}
         try:
@@ -282,6 +369,7 @@ def _install_ops_routes(app: APIFlask) -> None:
         )
 
     @app.get("/metrics")
+    @app.output({}, content_type="text/plain", description="Prometheus text exposition format")
     @app.doc(tags=["ops"], summary="Prometheus metrics")
     def metrics_route() -> Response:
         body, content_type = metrics.render()

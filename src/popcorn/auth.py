@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from popcorn.audit import record_change
 from popcorn.db import Base, UTCDateTime, utcnow
-from popcorn.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from popcorn.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from popcorn.lookup import get_by_ref
 from popcorn.schemas import ReadSchema, Schema
 
 ROLES = ("viewer", "operator", "admin")
@@ -106,15 +107,8 @@ def list_tokens(*, session: Session) -> list[ApiToken]:
 
 
 def get_token(*, session: Session, ref: str | int) -> ApiToken:
-    stmt = select(ApiToken)
-    if isinstance(ref, int) or str(ref).isdigit():
-        stmt = stmt.where(ApiToken.id == int(ref))
-    else:
-        stmt = stmt.where(ApiToken.name == ref)
-    token = session.scalar(stmt)
-    if token is None:
-        raise NotFound(f"no token {ref!r}")
-    return token
+    """A token by name, or by id when no token has that name (so "2024" is a name too)."""
+    return get_by_ref(session, ApiToken, ref, label="token")
 
 
 def revoke_token(*, session: Session, ref: str | int) -> ApiToken:

@@ -366,10 +366,7 @@ def audit_command(
 
 
 def register(group: click.Group) -> None:
-    from popcorn.demo.cli import command as demo
-
     for command in (
-        demo,
         up,
         serve,
         worker,

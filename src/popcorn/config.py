@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from pydantic_settings import (
 )
 
 SECRET_FILE_NAME = "secret_key"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -109,10 +113,11 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.home / SECRET_FILE_NAME
         if path.exists():
+            make_private(path)
             return path.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_home(self.home)
         key = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
         try:
             os.write(fd, key.encode())
         finally:
@@ -130,6 +135,34 @@ class Settings(BaseSettings):
         shown["secret_key"] = "********" if self.secret_key else "generated (in home)"
         shown["config_file"] = str(config_file_path() or "")
         return shown
+
+
+def ensure_home(home: Path) -> Path:
+    """POPCORN_HOME, created (or tightened to) 0700: it holds the database, Redis's files
+    and the secret key, none of which anyone else on the machine may read."""
+    home.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    make_private(home, PRIVATE_DIR)
+    return home
+
+
+def make_private(path: Path, mode: int = PRIVATE_FILE) -> None:
+    """Take group and other permissions off a file or folder of ours that has them."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        path.chmod(mode)
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created inside (and by daemons started inside) are readable by their owner only."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def normalize_database_url(url: str) -> str:

@@ -25,6 +25,11 @@ DOMAINS: list[str] = [
 ]
 
 
+# Packages on top of every domain, owning no tables: the console (its `register(app)`
+# adds pages) and the demo (its `cli.extra_groups` add commands).
+EXTRAS: list[str] = ["web", "demo"]
+
+
 def optional_module(module: str) -> ModuleType | None:
     try:
         if importlib.util.find_spec(module) is None:
@@ -52,9 +57,9 @@ def require(name: str, why: str) -> None:
         raise Unavailable(f"the {name} domain is not installed: {why}", details={"domain": name})
 
 
-def _each(part: str) -> list[ModuleType]:
+def _each(part: str, names: list[str] | None = None) -> list[ModuleType]:
     found = []
-    for name in DOMAINS:
+    for name in DOMAINS if names is None else names:
         module = optional_module(f"popcorn.{name}.{part}")
         if module is not None:
             found.append(module)
@@ -97,10 +102,16 @@ def public_blueprints() -> list[Any]:
     return [module.pki_bp for module in _each("views") if hasattr(module, "pki_bp")]
 
 
+def app_extensions() -> list[ModuleType]:
+    """Installed extras that plug into the web app through a `register(app)` function."""
+    found = [optional_module(f"popcorn.{name}") for name in EXTRAS]
+    return [module for module in found if module is not None and hasattr(module, "register")]
+
+
 def cli_groups() -> list[Any]:
     """Each domain's `group`, plus any top-level groups it lists in `extra_groups`."""
     groups: list[Any] = []
-    for module in _each("cli"):
+    for module in _each("cli", DOMAINS + EXTRAS):
         if hasattr(module, "group"):
             groups.append(module.group)
         groups.extend(getattr(module, "extra_groups", []))

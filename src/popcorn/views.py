@@ -15,8 +15,8 @@ from popcorn.app import role
 from popcorn.audit import AuditRecord, record_change
 from popcorn.db import session_scope
 from popcorn.errors import Forbidden, InvalidInput
-from popcorn.listing import filter_clauses, paginate, parse_list_params
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
+from popcorn.schemas import Page, ReadSchema, Schema
 
 bp = APIBlueprint("core", __name__, tag="core")
 
@@ -88,7 +88,29 @@ class AuditRead(ReadSchema):
     request_id: str
 
 
+class WhoAmI(ReadSchema):
+    name: str
+    role: str
+
+
+class TokenPage(Page[auth.TokenRead]):
+    """Every API token (never paged: an installation has few)."""
+
+
+class JobPage(Page[JobRead]):
+    """One page of jobs."""
+
+
+class SchedulePage(Page[ScheduleRead]):
+    """Every schedule."""
+
+
+class AuditPage(Page[AuditRead]):
+    """One page of the change log."""
+
+
 @bp.get("/whoami")
+@bp.output(WhoAmI)
 @bp.doc(summary="The caller's token name and role")
 def whoami() -> dict[str, Any]:
     return {"name": g.principal.name, "role": g.principal.role}
@@ -99,15 +121,11 @@ def whoami() -> dict[str, Any]:
 
 @bp.get("/tokens")
 @role("admin")
+@bp.output(TokenPage)
 @bp.doc(summary="List API tokens (secrets are never shown again)")
 def list_tokens() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        tokens = auth.list_tokens(session=session)
-        return {
-            "items": [auth.TokenRead.model_validate(t).model_dump(mode="json") for t in tokens],
-            "count": len(tokens),
-            "next": None,
-        }
+        return PageResult.whole(auth.list_tokens(session=session)).serialize(auth.TokenRead)
 
 
 @bp.post("/tokens")
@@ -145,6 +163,7 @@ JOB_FILTERS = {
 
 
 @bp.get("/jobs")
+@bp.output(JobPage)
 @bp.doc(summary="List jobs (filters: status, queue, task, schedule, created_at__gte…)")
 def list_jobs() -> dict[str, Any]:
     params = parse_list_params(request.args)
@@ -198,15 +217,11 @@ def cancel_job(job_id: int) -> Any:
 
 
 @bp.get("/schedules")
+@bp.output(SchedulePage)
 @bp.doc(summary="Repeating jobs")
 def list_schedules() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        rows = jobs.list_schedules(session=session)
-        return {
-            "items": [ScheduleRead.model_validate(r).model_dump(mode="json") for r in rows],
-            "count": len(rows),
-            "next": None,
-        }
+        return PageResult.whole(jobs.list_schedules(session=session)).serialize(ScheduleRead)
 
 
 @bp.post("/schedules")
@@ -241,6 +256,7 @@ AUDIT_FILTERS = {
 
 
 @bp.get("/audit")
+@bp.output(AuditPage)
 @bp.doc(summary="The change log (filters: object_type, object_id, actor, time__gte, time__lte)")
 def list_audit() -> dict[str, Any]:
     params = parse_list_params(request.args)

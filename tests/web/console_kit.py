@@ -20,7 +20,8 @@ class Console:
 
     def __init__(self, client: Any, token: str):
         self.client = client
-        response = client.post("/ui/login", data={"token": token})
+        login = csrf_of(client.get("/ui/login").get_data(as_text=True))
+        response = client.post("/ui/login", data={"token": token, "csrf": login})
         assert response.status_code == 302, response.get_data(as_text=True)
         self.csrf = csrf_of(client.get("/ui/").get_data(as_text=True))
 

@@ -38,6 +38,20 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+def watched(page: Any) -> Any:
+    """A page that fails the test if the console's Content-Security-Policy blocks anything
+    (an inline script or handler, a style plotly needs, a resource from elsewhere)."""
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.csp_blocked = blocked
+    return page
+
+
 def shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -72,6 +86,7 @@ def visit(page: Any, url: str, name: str, width: int) -> None:
     page.wait_for_load_state("networkidle")
     shot(page, f"{name}-{width}")
     fits(page, name, width)
+    assert not page.csp_blocked, page.csp_blocked
 
 
 @pytest.mark.parametrize("width", [1280, 800])
@@ -85,7 +100,7 @@ def test_console_in_a_browser(
 
 
 def empty_install_walk(browser: Any, live_server: str, tokens: dict[str, str], width: int) -> None:
-    page = browser.new_page(viewport={"width": width, "height": 900})
+    page = watched(browser.new_page(viewport={"width": width, "height": 900}))
     page.goto(f"{live_server}/ui/")
     assert "/ui/login" in page.url
     page.fill("#token", "pop_wrong")
@@ -107,6 +122,7 @@ def empty_install_walk(browser: Any, live_server: str, tokens: dict[str, str], w
         fits(page, label, width)
     page.click("text=Sign out")
     page.wait_for_selector("#token")
+    assert not page.csp_blocked, page.csp_blocked
     page.close()
 
 
@@ -129,7 +145,7 @@ def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width
     certs = certificates_world()
     traffic = traffic_world()
 
-    page = browser.new_page(viewport={"width": width, "height": 900})
+    page = watched(browser.new_page(viewport={"width": width, "height": 900}))
     page.on("dialog", lambda dialog: dialog.accept())
     sign_in(page, live_server, tokens["operator"])
     base = f"{live_server}/ui"

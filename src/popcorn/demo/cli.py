@@ -111,3 +111,7 @@ def command(
     except KeyboardInterrupt:
         console.print("interrupted; everything the demo started is stopped")
         sys.exit(130)
+
+
+# `popcorn demo` is a top-level command; the core picks it up through domains.cli_groups().
+extra_groups = [command]

@@ -1,4 +1,9 @@
-"""Console sessions: a token exchanged for a signed cookie, CSRF tokens on every form."""
+"""Console sessions: a token exchanged for a signed cookie, CSRF tokens on every form.
+
+The cookie only names a session; the session itself lives server-side (in the
+installation's Redis) until sign-out or SESSION_TTL of inactivity, so a copied
+cookie stops working the moment its owner signs out.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,26 @@ from typing import Any, TypeVar
 
 from flask import abort, g, redirect, request, session, url_for
 
-from popcorn import auth
+from popcorn import auth, jobs
 from popcorn.context import Actor, set_actor
 from popcorn.db import session_scope
 from popcorn.errors import Unauthorized
 
 F = TypeVar("F", bound=Callable[..., Any])
+SESSION_TTL = 12 * 3600  # seconds of inactivity before a console session ends
+
+
+def _session_key(sid: str) -> str:
+    return f"popcorn:console-session:{sid}"
 
 
 def sign_in(raw_token: str) -> auth.Principal:
     with session_scope(readonly=True) as db:
         principal = auth.authenticate(session=db, raw=raw_token.strip())
-    session.clear()
+    sign_out()  # a new session id and CSRF token: nothing carries over from before sign-in
+    sid = secrets.token_urlsafe(32)
+    jobs.get_redis().set(_session_key(sid), str(principal.token_id), ex=SESSION_TTL)
+    session["sid"] = sid
     session["token_id"] = principal.token_id
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = False
@@ -29,13 +42,32 @@ def sign_in(raw_token: str) -> auth.Principal:
 
 
 def sign_out() -> None:
+    """End the session server-side, so its cookie is worthless even if it was copied."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        jobs.get_redis().delete(_session_key(sid))
     session.clear()
 
 
+def _session_alive(token_id: int) -> bool:
+    sid = session.get("sid")
+    if not isinstance(sid, str):
+        return False
+    redis = jobs.get_redis()
+    stored = redis.get(_session_key(sid))
+    if stored is None:
+        return False
+    if (stored.decode() if isinstance(stored, bytes) else str(stored)) != str(token_id):
+        return False
+    redis.expire(_session_key(sid), SESSION_TTL)
+    return True
+
+
 def current_principal() -> auth.Principal | None:
-    """The signed-in principal, re-checked against the database (revocation is immediate)."""
+    """The signed-in principal: a live server-side session, and a token the database still
+    honours (sign-out and revocation are both immediate)."""
     token_id = session.get("token_id")
-    if token_id is None:
+    if not isinstance(token_id, int) or not _session_alive(token_id):
         return None
     with session_scope(readonly=True) as db:
         token = db.get(auth.ApiToken, token_id)
@@ -75,7 +107,10 @@ def check_csrf() -> None:
 
 
 def csrf_token() -> str:
-    return str(session.get("csrf", ""))
+    """This session's CSRF token; before sign-in, one made for the sign-in form."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
 
 
 def needs(role: str) -> Callable[[F], F]:

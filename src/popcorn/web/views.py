@@ -84,6 +84,7 @@ def plotly_js() -> Response:
 def login() -> Any:
     error = ""
     if request.method == "POST":
+        console_auth.check_csrf()  # no signing a victim in to the attacker's account
         try:
             console_auth.sign_in(request.form.get("token", ""))
         except PopcornError as exc:

@@ -30,6 +30,13 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
+  // Filters that apply as soon as they change: <select data-autosubmit> (no inline
+  // handlers: the Content-Security-Policy allows only scripts served from here).
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field && field.form && field.hasAttribute("data-autosubmit")) field.form.submit();
+  });
+
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", drawCharts);
   } else {
