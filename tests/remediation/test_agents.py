@@ -299,7 +299,7 @@ def test_bolt_credentials_are_issued_by_the_agents_authority() -> None:
                 session=session,
                 spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", purpose="agents"),
             )
-        issued = CliRunner().invoke.invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
+        issued = CliRunner().invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
         assert issued.exit_code == 0, issued.output
         cert = x509.load_pem_x509_certificates((bolt_dir() / "client.pem").read_bytes())[0]
         assert cert.subject.rfc4514_string().startswith("CN=popcorn-runbook")
