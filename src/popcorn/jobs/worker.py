@@ -179,17 +179,27 @@ def execute(record_id: int) -> Any:
     task_name, kwargs, actor = claimed
     try:
         spec = get_task(task_name)
-        token = _running.set(_Running(record_id))
-        try:
-            with _heartbeat(record_id), acting_as(actor or "job", "admin", f"job-{record_id}"):
-                result = spec.func(**kwargs)
-        finally:
-            _running.reset(token)
     except Exception as exc:
-        _fail_attempt(record_id, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        _fail_attempt(record_id, _describe(exc))
         return None
-    _finish(record_id, result)
+    token = _running.set(_Running(record_id))
+    try:
+        # The heartbeat lasts until the outcome is stored, so a worker waiting on a
+        # busy database to store a result is not taken for a dead one.
+        with _heartbeat(record_id), acting_as(actor or "job", "admin", f"job-{record_id}"):
+            try:
+                result = spec.func(**kwargs)
+            except Exception as exc:
+                _fail_attempt(record_id, _describe(exc))
+                return None
+            _finish(record_id, result)
+    finally:
+        _running.reset(token)
     return result
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
 def _fail_attempt(record_id: int, error: str) -> None:
