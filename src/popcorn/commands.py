@@ -14,8 +14,9 @@ from popcorn.audit import AuditRecord
 from popcorn.cli import json_option, output, parse_kv, with_actor
 from popcorn.config import get_settings
 from popcorn.db import session_scope, upgrade
+from popcorn.jobs.schemas import JobRead, ScheduleRead
 from popcorn.listing import filter_clauses, parse_list_params
-from popcorn.views import AUDIT_FILTERS, JOB_FILTERS, AuditRead, JobRead, ScheduleRead
+from popcorn.views import AUDIT_FILTERS, AuditRead
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -83,7 +84,8 @@ def serve(host: str, port: int, web_workers: int) -> None:
     "queues",
     multiple=True,
     type=click.Choice(jobs.QUEUES),
-    help="Queues to serve, in priority order (default: all).",
+    help="Queues to serve, in priority order (default: all, alerts first). "
+    "`--queue alerts` runs a worker reserved for alert processing.",
 )
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option(
@@ -196,15 +198,12 @@ def jobs_group() -> None:
 def jobs_list(
     status: str | None, queue: str | None, task: str | None, limit: int, as_json: bool
 ) -> None:
-    args: dict[str, Any] = {"limit": str(limit)}
-    for key, value in (("status", status), ("queue", queue), ("task", task)):
-        if value:
-            args[key] = value
-    params = parse_list_params(args)
+    filters = {k: [v] for k, v in (("status", status), ("queue", queue), ("task", task)) if v}
     with session_scope(readonly=True) as session:
-        stmt = select(jobs.JobRecord).where(*filter_clauses(params.filters, JOB_FILTERS))
-        stmt = stmt.order_by(jobs.JobRecord.id.desc()).limit(params.limit)
-        rows = [JobRead.model_validate(r).model_dump(mode="json") for r in session.scalars(stmt)]
+        rows = [
+            JobRead.model_validate(r).model_dump(mode="json")
+            for r in jobs.recent_jobs(session=session, filters=filters, limit=limit)
+        ]
     output(
         rows,
         as_json=as_json,
@@ -224,7 +223,9 @@ def jobs_show(job_id: int, as_json: bool) -> None:
 @jobs_group.command("submit")
 @click.argument("task_name")
 @click.argument("arguments", nargs=-1)
-@click.option("--queue", type=click.Choice(jobs.QUEUES))
+@click.option(
+    "--queue", type=click.Choice([q for q in jobs.QUEUES if q not in jobs.RESERVED_QUEUES])
+)
 @click.option("--delay", type=float, default=None, help="Seconds before it may run.")
 @click.option(
     "--wait",
@@ -243,10 +244,14 @@ def jobs_submit(
     wait_seconds: float | None,
     as_json: bool,
 ) -> None:
-    """Submit TASK_NAME with key=value arguments."""
+    """Submit a public task, TASK_NAME, with key=value arguments (within its limits)."""
     with session_scope() as session:
-        record = jobs.enqueue(
-            session, task_name, arguments=parse_kv(arguments), queue=queue, delay_seconds=delay
+        record = jobs.submit_job(
+            session=session,
+            task=task_name,
+            arguments=parse_kv(arguments),
+            queue=queue,
+            delay_seconds=delay,
         )
         job_id = record.id
     if wait_seconds:
@@ -293,7 +298,11 @@ def schedules_list(as_json: bool) -> None:
 @click.argument("arguments", nargs=-1)
 @click.option("--cron", default=None, help="Cron expression, e.g. '*/5 * * * *'.")
 @click.option("--every", "interval", type=int, default=None, help="Interval in seconds.")
-@click.option("--queue", type=click.Choice(jobs.QUEUES), default="default")
+@click.option(
+    "--queue",
+    type=click.Choice([q for q in jobs.QUEUES if q not in jobs.RESERVED_QUEUES]),
+    default="default",
+)
 @with_actor
 def schedules_add(
     name: str,

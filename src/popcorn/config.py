@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest request body.")
     job_timeout: int = Field(default=600, description="Default job timeout in seconds.")
     job_retries: int = Field(default=3, description="Default retries for a failing job.")
+    job_lost_after: float = Field(
+        default=30.0,
+        ge=2.0,
+        description="Seconds after which a job whose worker went silent (no heartbeat while "
+        "running, or claimed by rq but never started) is taken as lost and sent again.",
+    )
     log_level: str = Field(default="INFO")
     public_url: str | None = Field(
         default=None,

@@ -4,7 +4,13 @@ Children run in their own process groups so that Ctrl-C reaches only the
 supervisor, which then stops them in order: the API first (no new work), then
 workers with a warm shutdown (the running job finishes), then the scheduler.
 A child that dies is restarted with backoff. When no Redis URL is set the
-supervisor owns the embedded Redis, so it outlives every child.
+supervisor owns the embedded Redis, so it outlives every child, and starts it
+again (same socket, same configuration, data from its append-only file) if it
+dies; the children reconnect by themselves.
+
+Workers: `job_workers` general ones serve every queue, "alerts" first, and one
+more serves the "alerts" queue alone, so alert processing never waits behind
+long jobs.
 """
 
 from __future__ import annotations
@@ -108,12 +114,13 @@ class Supervisor:
     def __post_init__(self) -> None:
         popcorn = [sys.executable, "-m", "popcorn"]
         self.children = [Child("api", gunicorn_argv(self.host, self.port, self.web_workers))]
+        fork = [] if self.fork_jobs else ["--no-fork"]
         self.children += [
-            Child(
-                f"worker-{i + 1}", [*popcorn, "worker", *([] if self.fork_jobs else ["--no-fork"])]
-            )
-            for i in range(self.job_workers)
+            Child(f"worker-{i + 1}", [*popcorn, "worker", *fork]) for i in range(self.job_workers)
         ]
+        self.children.append(
+            Child("worker-alerts", [*popcorn, "worker", "--queue", "alerts", *fork])
+        )
         self.children.append(Child("scheduler", [*popcorn, "scheduler"]))
 
     def _env(self) -> dict[str, str]:
@@ -138,6 +145,8 @@ class Supervisor:
             child.start(env)
         try:
             while not stop():
+                if redis_owner is not None:
+                    self._keep_redis()
                 for child in self.children:
                     if not child.alive() and not stop():
                         self._restart(child, env)
@@ -150,6 +159,18 @@ class Supervisor:
                 from popcorn.jobs import stop_embedded_redis
 
                 stop_embedded_redis()
+
+    def _keep_redis(self) -> None:
+        """Start the embedded Redis again if its server process died."""
+        from popcorn.jobs import embedded_redis_alive, restart_embedded_redis
+
+        if embedded_redis_alive():
+            return
+        log.warning("embedded Redis is gone; starting it again")
+        try:
+            restart_embedded_redis()
+        except Exception:
+            log.exception("could not restart the embedded Redis; trying again")
 
     def _restart(self, child: Child, env: dict[str, str]) -> None:
         code = child.process.returncode if child.process else None

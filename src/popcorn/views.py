@@ -7,72 +7,18 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import g, request
-from pydantic import Field
 from sqlalchemy import select
 
 from popcorn import auth, jobs
 from popcorn.app import role
-from popcorn.audit import AuditRecord, record_change
+from popcorn.audit import AuditRecord
 from popcorn.db import session_scope
-from popcorn.errors import Forbidden, InvalidInput
+from popcorn.errors import InvalidInput
+from popcorn.jobs.schemas import JobRead, JobSubmit, ScheduleCreate, ScheduleRead
 from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
-from popcorn.schemas import Page, ReadSchema, Schema
+from popcorn.schemas import Page, ReadSchema
 
 bp = APIBlueprint("core", __name__, tag="core")
-
-
-class JobRead(ReadSchema):
-    id: int
-    task: str
-    queue: str
-    arguments: dict[str, Any]
-    status: str
-    attempts: int
-    max_retries: int
-    timeout: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    worker: str
-    result: Any = None
-    error: str
-    progress: dict[str, Any]
-    created_by: str
-    schedule: str | None
-
-
-class JobSubmit(Schema):
-    task: str = Field(min_length=1, max_length=120)
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    queue: str | None = Field(default=None, pattern="^(high|default|low)$")
-    delay_seconds: float | None = Field(default=None, ge=0, le=86400 * 30)
-    retries: int | None = Field(default=None, ge=0, le=20)
-    timeout: int | None = Field(default=None, ge=1, le=86400)
-
-
-class ScheduleCreate(Schema):
-    name: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:-]+$")
-    task: str = Field(min_length=1, max_length=120)
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    queue: str = Field(default="default", pattern="^(high|default|low)$")
-    cron: str | None = None
-    interval_seconds: int | None = Field(default=None, ge=1, le=86400 * 366)
-    enabled: bool = True
-
-
-class ScheduleRead(ReadSchema):
-    id: int
-    name: str
-    task: str
-    arguments: dict[str, Any]
-    queue: str
-    cron: str | None
-    interval_seconds: int | None
-    enabled: bool
-    next_run_at: datetime
-    last_run_at: datetime | None
-    last_job_id: int | None
 
 
 class AuditRead(ReadSchema):
@@ -153,14 +99,6 @@ def revoke_token(ref: str) -> Any:
 
 # --- jobs ----------------------------------------------------------------------
 
-JOB_FILTERS = {
-    "status": jobs.JobRecord.status,
-    "queue": jobs.JobRecord.queue,
-    "task": jobs.JobRecord.task,
-    "schedule": jobs.JobRecord.schedule,
-    "created_at": jobs.JobRecord.created_at,
-}
-
 
 @bp.get("/jobs")
 @bp.output(JobPage)
@@ -168,9 +106,7 @@ JOB_FILTERS = {
 def list_jobs() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        stmt = select(jobs.JobRecord).where(*filter_clauses(params.filters, JOB_FILTERS))
-        result = paginate(session, stmt, params, key=jobs.JobRecord.id)
-        return result.serialize(JobRead)
+        return jobs.list_jobs(session=session, params=params).serialize(JobRead)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -184,23 +120,10 @@ def show_job(job_id: int) -> Any:
 @bp.post("/jobs")
 @bp.input(JobSubmit, arg_name="body")
 @bp.output(JobRead, status_code=202)
-@bp.doc(summary="Submit a public task by name; it runs on a worker")
+@bp.doc(summary="Submit a public task by name, within its declared limits; it runs on a worker")
 def submit_job(body: JobSubmit) -> Any:
-    spec = jobs.get_task(body.task)
-    if not spec.public:
-        raise Forbidden(f"task {body.task!r} cannot be submitted through the API")
     with session_scope() as session:
-        record = jobs.enqueue(
-            session,
-            body.task,
-            arguments=body.arguments,
-            queue=body.queue,
-            delay_seconds=body.delay_seconds,
-            retries=body.retries,
-            timeout=body.timeout,
-        )
-        record_change(session, "submit", "job", record.id, after={"task": body.task})
-        return record
+        return jobs.submit_job(session=session, **body.model_dump())
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
@@ -208,9 +131,7 @@ def submit_job(body: JobSubmit) -> Any:
 @bp.doc(summary="Cancel a scheduled or pending job")
 def cancel_job(job_id: int) -> Any:
     with session_scope() as session:
-        record = jobs.cancel_job(session=session, job_id=job_id)
-        record_change(session, "cancel", "job", job_id, after={"status": "canceled"})
-        return record
+        return jobs.cancel_job(session=session, job_id=job_id)
 
 
 # --- schedules -----------------------------------------------------------------

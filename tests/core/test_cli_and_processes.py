@@ -171,3 +171,61 @@ def _ready(url: str) -> bool:
         return httpx.get(url + "/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.slow
+def test_up_restarts_its_embedded_redis(installation: dict[str, str], tmp_path: Path) -> None:
+    """kill -9 the embedded Redis: `popcorn up` starts it again and jobs run afterwards."""
+    import os
+
+    home = tmp_path / "home"
+    env = {**os.environ, **installation, "POPCORN_HOME": str(home)}
+    env.pop("POPCORN_REDIS_URL")  # the supervisor owns an embedded Redis of its own
+    port = free_port()
+    log = tmp_path / "up.log"
+    up = ["up", "--port", str(port), "--workers", "1", "--job-workers", "1", "--admin-token"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popcorn", *up],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    redis_pids: list[int] = []
+    try:
+        wait_until(lambda: _ready(url), timeout=60)
+        token = next(
+            line.split(": ", 1)[1]
+            for line in log.read_text().splitlines()
+            if line.startswith("admin token: ")
+        )
+        redis_pids.append(_embedded_redis_pid(home))
+        psutil.Process(redis_pids[0]).kill()
+        wait_until(lambda: _embedded_redis_pid(home) not in (0, redis_pids[0]), timeout=30)
+        redis_pids.append(_embedded_redis_pid(home))
+        wait_until(lambda: _ready(url), timeout=60)
+        with Client(url, token) as client:
+            job = client.submit_job("core.echo", after="restart")
+            done = client.wait_for_job(job["id"], timeout=60)
+        assert done["status"] == "finished" and done["result"]["echo"] == {"after": "restart"}
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait()
+        for pid in redis_pids:
+            if psutil.pid_exists(pid):
+                psutil.Process(pid).kill()
+    assert proc.returncode == 0
+
+
+def _embedded_redis_pid(home: Path) -> int:
+    """The pid in the embedded Redis's pidfile (0 when it cannot be read)."""
+    try:
+        settings = json.loads((home / "redis.rdb.settings").read_text())
+        return int(Path(settings["pidfile"]).read_text().strip() or 0)
+    except (OSError, ValueError, KeyError):
+        return 0

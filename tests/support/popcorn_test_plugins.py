@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,74 @@ def file_log(event: DomainEvent, session: Session) -> None:
     """Appends each delivered event to the file named in its payload."""
     with open(event.payload["log"], "a") as fh:
         fh.write(f"{event.id} {event.object_id} {event.payload.get('n')}\n")
+
+
+# --- crash points ---------------------------------------------------------------
+# POPCORN_TEST_PAUSE="<point>:<marker file>" makes the first process that reaches
+# <point> in a job's life write its pid to the marker and wait there until
+# "<marker>.go" exists (or it is killed). Later processes find the marker and go on.
+# Points: "dequeued" (rq took the job off its queue, not yet started), "claimed"
+# (rq started it, the record is still pending), "mid-run" (inside test.crashable),
+# "result" (the task returned, its outcome is not stored yet).
+
+PAUSE_ENV = "POPCORN_TEST_PAUSE"
+
+
+def pause_at(point: str) -> None:
+    name, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if name != point or not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    deadline = time.monotonic() + 600
+    while not os.path.exists(marker + ".go") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _install_pause_points() -> None:
+    from rq.worker.base import BaseWorker
+
+    from popcorn.jobs import worker as job_worker
+
+    prepare, claim, finish = BaseWorker.prepare_execution, job_worker._claim, job_worker._finish
+
+    def paused_prepare(self: Any, job: Any) -> Any:
+        pause_at("dequeued")
+        return prepare(self, job)
+
+    def paused_claim(record_id: int, worker: str) -> Any:
+        pause_at("claimed")
+        return claim(record_id, worker)
+
+    def paused_finish(record_id: int, result: Any) -> None:
+        pause_at("result")
+        finish(record_id, result)
+
+    BaseWorker.prepare_execution = paused_prepare  # type: ignore[method-assign]
+    job_worker._claim = paused_claim
+    job_worker._finish = paused_finish
+
+
+if os.environ.get(PAUSE_ENV):
+    _install_pause_points()
+
+
+@task("test.crashable", retries=2, timeout=60)
+def crashable(log: str) -> dict[str, Any]:
+    """Appends a line per attempt to `log`; pauses at "mid-run" when asked to."""
+    with open(log, "a") as fh:
+        fh.write("attempt\n")
+    pause_at("mid-run")
+    return {"done": True}
+
+
+@task("test.alert", queue="alerts", retries=0, timeout=30)
+def alert(log: str) -> dict[str, Any]:
+    """Stands for alert processing: notes when it ran."""
+    with open(log, "a") as fh:
+        fh.write(f"{time.time()}\n")
+    return {"handled": True}

@@ -1,0 +1,154 @@
+"""A worker killed (SIGKILL) at any point of a job's life never leaves the job stuck.
+
+Each test runs a real scheduler and a real worker that pauses at one point of the
+lifecycle (see the pause points in tests/support/popcorn_test_plugins.py), kills
+the worker there, starts a fresh one (as `popcorn up` would) and shows the job
+reaches an end by itself within a bound.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import popcorn_test_plugins  # noqa: F401  (registers test tasks in this process too)
+import pytest
+from popcorn_testing import Processes, wait_until
+from sqlalchemy import text
+
+from popcorn import jobs
+from popcorn.db import get_engine, session_scope
+
+LOST_AFTER = "4"  # seconds; the scheduler's job_lost_after in these tests
+BOUND = 60.0  # every crash must be recovered from within this
+
+
+def submit(task: str, **kwargs: Any) -> int:
+    with session_scope() as session:
+        return jobs.enqueue(session, task, **kwargs).id
+
+
+def record(job_id: int) -> jobs.JobRecord:
+    with session_scope(readonly=True) as session:
+        found = jobs.get_job(session=session, job_id=job_id)
+        session.expunge(found)
+        return found
+
+
+def rq_state(job_id: int) -> tuple[str | None, bool]:
+    """The rq status of the job's current attempt, and whether it waits on its queue."""
+    from rq import Queue
+    from rq.job import Job
+
+    rec = record(job_id)
+    rq_id = jobs.rq_job_id(job_id, rec.attempts)
+    raw = jobs.get_redis().hget(Job.key_for(rq_id), "status")
+    waiting = jobs.get_redis().lpos(Queue.redis_queue_namespace_prefix + rec.queue, rq_id)
+    return (raw.decode() if raw else None), waiting is not None
+
+
+@pytest.fixture
+def crash_env(processes: Processes, tmp_path: Path) -> Iterator[Path]:
+    """A scheduler running with a short lost-worker time; yields the pause marker."""
+    marker = tmp_path / "paused"
+    processes.env["POPCORN_JOB_LOST_AFTER"] = LOST_AFTER
+    processes.env["POPCORN_TEST_PAUSE"] = ""
+    yield marker
+
+
+def pause(processes: Processes, point: str, marker: Path) -> None:
+    processes.env["POPCORN_TEST_PAUSE"] = f"{point}:{marker}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("point", "left_as"),
+    [
+        ("dequeued", "pending"),  # rq took it off the queue; the worker never started it
+        ("claimed", "pending"),  # rq started it; the record was never marked running
+        ("mid-run", "running"),
+        ("result", "running"),  # the task returned; its result was never stored
+    ],
+)
+def test_worker_killed_at_any_point_the_job_still_finishes(
+    point: str, left_as: str, crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "attempts"
+    pause(processes, point, crash_env)
+    processes.start("scheduler", log=tmp_path / "scheduler.log")
+    first = processes.start("worker", "--no-fork")
+    job_id = submit("test.crashable", arguments={"log": str(log)})
+    wait_until(crash_env.exists, timeout=30)
+    processes.kill(first)
+
+    assert record(job_id).status == left_as
+    if point == "dequeued":
+        assert rq_state(job_id) == ("queued", False)  # off its queue, in no worker's hands
+    if point == "claimed":
+        assert rq_state(job_id)[0] == "started"
+
+    processes.start("worker", "--no-fork")
+    started = time.monotonic()
+    wait_until(lambda: record(job_id).status == "finished", timeout=BOUND)
+    assert time.monotonic() - started < BOUND
+    done = record(job_id)
+    assert done.result == {"done": True}
+    ran = log.read_text().count("attempt")
+    # killed before the task ran: one run; killed while or after it ran: it ran again
+    assert ran == (1 if left_as == "pending" else 2)
+    assert done.attempts == ran
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_without_retries_fails_by_itself(
+    crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    pause(processes, "mid-run", crash_env)
+    processes.start("scheduler")
+    first = processes.start("worker", "--no-fork")
+    job_id = submit("test.crashable", arguments={"log": str(tmp_path / "a")}, retries=0)
+    wait_until(crash_env.exists, timeout=30)
+    processes.kill(first)
+    processes.start("worker", "--no-fork")
+    wait_until(lambda: record(job_id).status == "failed", timeout=BOUND)
+    assert "worker lost" in record(job_id).error
+
+
+@contextmanager
+def database_locked() -> Iterator[None]:
+    """Hold the database's write lock: SQLite's BEGIN EXCLUSIVE, PostgreSQL's table lock."""
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        conn = sqlite3.connect(str(engine.url.database), timeout=30, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    with engine.connect() as pg, pg.begin():
+        pg.execute(text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
+        yield
+
+
+@pytest.mark.slow
+def test_job_finishing_while_the_database_is_locked_is_stored_once_unlocked(
+    crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    processes.env["POPCORN_JOB_LOST_AFTER"] = "10"  # longer than the lock: not a lost worker
+    pause(processes, "result", crash_env)
+    processes.start("scheduler")
+    processes.start("worker", "--no-fork")
+    job_id = submit("test.crashable", arguments={"log": str(tmp_path / "a")})
+    wait_until(crash_env.exists, timeout=30)
+    with database_locked():
+        Path(f"{crash_env}.go").touch()  # the task returned; now it stores its result
+        time.sleep(4)
+    wait_until(lambda: record(job_id).status == "finished", timeout=BOUND)
+    done = record(job_id)
+    assert done.attempts == 1 and done.result == {"done": True}
