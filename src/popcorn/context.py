@@ -47,3 +47,8 @@ def acting_as(name: str, role: str = "admin", request_id: str | None = None) -> 
 
 def set_actor(actor: Actor | None) -> None:
     _current.set(actor)
+
+
+def sees_details() -> bool:
+    """Whether the current actor may read full errors and tracebacks (operators and admins)."""
+    return current_actor().role in ("operator", "admin")

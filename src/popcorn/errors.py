@@ -57,3 +57,17 @@ class Unavailable(PopcornError):
 
 def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of a message, cut at `limit`, marked when more was hidden.
+
+    What viewers see of an error: a traceback can carry paths, hosts and values that
+    only operators may read.
+    """
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0].strip()
+    hidden = len(lines) > 1 or len(first) > limit
+    return first[:limit] + (" (details hidden)" if hidden else "")

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from popcorn import auth, jobs
 from popcorn.app import role
 from popcorn.audit import AuditRecord
+from popcorn.context import sees_details
 from popcorn.db import session_scope
-from popcorn.errors import InvalidInput
+from popcorn.errors import InvalidInput, one_line
 from popcorn.jobs.schemas import JobRead, JobSubmit, ScheduleCreate, ScheduleRead
 from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
 from popcorn.schemas import Page, ReadSchema
@@ -106,15 +107,21 @@ def revoke_token(ref: str) -> Any:
 def list_jobs() -> dict[str, Any]:
     params = parse_list_params(request.args)
     with session_scope(readonly=True) as session:
-        return jobs.list_jobs(session=session, params=params).serialize(JobRead)
+        page = jobs.list_jobs(session=session, params=params).serialize(JobRead)
+    if not sees_details():
+        for item in page["items"]:
+            item["error"] = one_line(item["error"])
+    return page
 
 
 @bp.get("/jobs/<int:job_id>")
 @bp.output(JobRead)
 @bp.doc(summary="A job's status, progress and result")
 def show_job(job_id: int) -> Any:
+    """Viewers read one line of a failed job's error; its traceback is for operators."""
     with session_scope(readonly=True) as session:
-        return jobs.get_job(session=session, job_id=job_id)
+        job = JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
+    return job if sees_details() else job.model_copy(update={"error": one_line(job.error)})
 
 
 @bp.post("/jobs")

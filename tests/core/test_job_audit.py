@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from click.testing import CliRunner
+from popcorn_testing import Api
 from sqlalchemy import select
 
+from popcorn import jobs
 from popcorn.audit import AuditRecord
 from popcorn.cli import cli
 from popcorn.commands import register
@@ -62,3 +64,18 @@ def test_cli_lists_jobs_with_the_services_filters() -> None:
     listed = json.loads(run("jobs", "list", "--task", "core.sleep", "--json").stdout)
     assert [j["task"] for j in listed] == ["core.sleep"]
     assert json.loads(run("jobs", "list", "--status", "running", "--json").stdout) == []
+
+
+def test_viewers_read_one_line_of_a_failed_jobs_error_operators_the_traceback(api: Api) -> None:
+    traceback = 'Traceback (most recent call last):\n  File "/srv/secret/path.py"\nValueError: x'
+    with session_scope() as session:
+        record = jobs.enqueue(session, "core.echo")
+        record.status = "failed"
+        record.error = traceback
+        job_id = record.id
+    viewer = api.get(f"/api/v1/jobs/{job_id}", role="viewer").json
+    assert viewer["error"] == "Traceback (most recent call last): (details hidden)"
+    listed = api.get("/api/v1/jobs", role="viewer").json["items"]
+    assert [j["error"] for j in listed if j["id"] == job_id] == [viewer["error"]]
+    operator = api.get(f"/api/v1/jobs/{job_id}", role="operator").json
+    assert operator["error"] == traceback

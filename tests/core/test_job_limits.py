@@ -70,6 +70,8 @@ def test_cli_submissions_keep_the_same_limits() -> None:
 def test_a_public_task_cannot_be_declared_on_the_alerts_queue() -> None:
     with pytest.raises(ValueError, match="reserved"):
         jobs.task("test.greedy", queue="alerts", public=True)(lambda: None)
+    with pytest.raises(ValueError, match="must declare its arguments"):
+        jobs.task("test.unbounded", public=True)(lambda: None)
     assert "core.sleep" in [t.name for t in jobs.public_tasks()]
     assert all(t.queue not in jobs.RESERVED_QUEUES for t in jobs.public_tasks())
 

@@ -162,9 +162,13 @@ def _job(session: Session, run: ActionRun, event: EventRecord) -> dict[str, Any]
     if not task.public:
         raise ActionError(f"params.job: task {name!r} is internal; rules may start public tasks")
     queue = _text(params, "queue") or None
-    if queue is not None and queue not in jobs.QUEUES:
-        raise ActionError(f"params.queue: must be one of {', '.join(jobs.QUEUES)}")
-    record = jobs.enqueue(session, name, arguments=_object(params, "arguments"), queue=queue)
+    try:  # a rule is a person's submission, within the same limits as the API's
+        arguments = jobs.check_submission(
+            task, arguments=_object(params, "arguments"), queue=queue, timeout=None, retries=None
+        )
+    except PopcornError as exc:
+        raise ActionError(f"params: {exc.message}") from None
+    record = jobs.enqueue(session, name, arguments=arguments, queue=queue)
     return {"job_id": record.id, "task": name}
 
 

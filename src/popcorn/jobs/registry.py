@@ -57,6 +57,8 @@ def task(
         raise ValueError(f"unknown queue {queue!r}")
     if public and queue in RESERVED_QUEUES:
         raise ValueError(f"public task {name!r} cannot run on the reserved {queue!r} queue")
+    if public and arguments is None:
+        raise ValueError(f"public task {name!r} must declare its arguments (a bounded model)")
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         TASKS[name] = Task(name, func, queue, retries, timeout, public, arguments, max_timeout)

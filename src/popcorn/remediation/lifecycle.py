@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from popcorn import jobs
 from popcorn.audit import record_change
 from popcorn.db import utcnow
-from popcorn.errors import Conflict, NotFound
+from popcorn.errors import Conflict, NotFound, one_line
 from popcorn.outbox import emit
 from popcorn.remediation import engine, packs, rails
 from popcorn.remediation.models import (
@@ -137,16 +137,6 @@ def execution_detail(*, session: Session, execution_id: int, full: bool = True) 
             for entry in step["logs"]:
                 entry["message"] = one_line(str(entry.get("message", "")))
     return data
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """The first non-empty line of a message, cut at `limit`, marked when more was hidden."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    first = lines[0].strip()
-    hidden = len(lines) > 1 or len(first) > limit
-    return first[:limit] + (" (details hidden)" if hidden else "")
 
 
 def brief(execution: RunbookExecution) -> dict[str, Any]:

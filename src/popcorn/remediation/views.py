@@ -9,7 +9,7 @@ from flask import request
 
 from popcorn import metrics
 from popcorn.app import role
-from popcorn.context import current_actor
+from popcorn.context import sees_details
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.remediation import service
@@ -106,7 +106,7 @@ def show_execution(execution_id: int) -> Any:
         return service.execution_detail(
             session=session,
             execution_id=execution_id,
-            full=current_actor().role in ("operator", "admin"),
+            full=sees_details(),
         )
 
 

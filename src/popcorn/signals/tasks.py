@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from popcorn import jobs
 from popcorn.db import session_scope
 from popcorn.errors import PopcornError
@@ -17,7 +19,26 @@ def retention() -> dict[str, Any]:
         return service.apply_retention(session=session)
 
 
-@jobs.task("signals.pull_prometheus", public=True, retries=2, timeout=3600)
+class PullArguments(BaseModel):
+    """What a person may ask a pull for: the server must still pass the outbound check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    match: str = Field(max_length=4096)
+    start: str | float = Field(union_mode="left_to_right")
+    end: str | float = Field(union_mode="left_to_right")
+    step: str | float = "60s"
+
+
+@jobs.task(
+    "signals.pull_prometheus",
+    public=True,
+    retries=2,
+    timeout=3600,
+    max_timeout=3600,
+    arguments=PullArguments,
+)
 def pull_prometheus(
     url: str, match: str, start: Any, end: Any, step: Any = "60s"
 ) -> dict[str, Any]:
