@@ -13,14 +13,14 @@ from popcorn_testing import Processes, free_port, wait_until
 from sqlalchemy import select
 
 from popcorn.db import session_scope
-from popcorn.errors import Conflict, InvalidInput
+from popcorn.errors import Conflict, Forbidden, InvalidInput
 from popcorn.jobs import JobRecord
 from popcorn.outbox import OutboxEvent
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 from popcorn.traffic.aws import autoscaling_client, get_capacity, get_weights, route53_client
-from popcorn.traffic.executor import HealthResult
+from popcorn.traffic.health import HealthResult, health_check
 
 
 def evacuation(region: str = "us-east-1", steps: int = 5) -> int:
@@ -235,7 +235,9 @@ def test_a_run_after_a_lost_worker_rolls_back_from_the_capture(sandbox: dict[str
     assert desired(sandbox, "us-west-2")[0] == 10
 
 
-def test_signals_health_check_aborts_when_the_error_ratio_is_high(sandbox: dict[str, Any]) -> None:
+def test_signals_health_check_aborts_when_the_error_ratio_is_high(
+    sandbox: dict[str, Any], signals_facade: None
+) -> None:
     from popcorn.signals import service as signals
 
     now = time.time()
@@ -263,8 +265,9 @@ def test_signals_health_check_aborts_when_the_error_ratio_is_high(sandbox: dict[
     assert shift["detail"]["health"]["value"] == pytest.approx(0.2)
 
 
+@health_check("tests:unhealthy_at_step_two")
 def unhealthy_at_step_two(context: dict[str, Any]) -> tuple[bool, str]:
-    """A health check given by dotted path, as operators configure their own."""
+    """A registered health check, as an installation adds its own through a plugin."""
     return context["step"] != 2, f"step {context['step']}"
 
 
@@ -272,7 +275,7 @@ def test_without_signals_data_the_configured_callable_decides(sandbox: dict[str,
     health = s.HealthSpec(
         selector='nothing_here{service="api"}',
         threshold=1.0,
-        callable=f"{__name__}:unhealthy_at_step_two",
+        callable="tests:unhealthy_at_step_two",
     )
     execution_id = execute(evacuation(steps=3), health=health)
 
@@ -327,3 +330,35 @@ def test_a_pending_execution_canceled_before_it_starts_changes_nothing(
     assert weights(sandbox) == before
     with session_scope() as session, pytest.raises(Conflict, match="already ended"):
         service.cancel_execution(session=session, execution_id=execution_id)
+
+
+def test_a_health_check_can_only_name_a_registered_function(sandbox: dict[str, Any]) -> None:
+    plan_id = evacuation(steps=2)
+    for name in ("os:getcwd", "popcorn.traffic.executor:run", "tests:not_registered"):
+        with pytest.raises(InvalidInput, match="not a registered health check"):
+            execute(plan_id, health=s.HealthSpec(callable=name))
+    with session_scope() as session, pytest.raises(InvalidInput, match="registered"):
+        service.update_settings(session=session, changes={"health_callable": "os:getcwd"})
+
+
+def test_a_stored_execution_naming_an_unregistered_function_never_calls_it(
+    sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: list[Any] = []
+    monkeypatch.setattr("os.getcwd", lambda *args: called.append(args))
+    execution_id = execute(evacuation(steps=2))
+    with session_scope() as session:
+        row = session.get(m.Execution, execution_id)
+        assert row is not None
+        row.options = {**row.options, "health": {"callable": "os:getcwd"}}
+
+    assert service.run_execution(execution_id)["status"] == "aborted"
+    assert called == []
+    assert "os:getcwd is not a registered health check" in detail(execution_id)["error"]
+
+
+def test_a_health_url_goes_only_where_an_admin_allowed(sandbox: dict[str, Any]) -> None:
+    plan_id = evacuation(steps=2)
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3:8080/health"):
+        with pytest.raises(Forbidden, match="not allowed"):
+            execute(plan_id, health=s.HealthSpec(url=url))

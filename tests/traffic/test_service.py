@@ -243,7 +243,7 @@ def inventory_world() -> None:
         inventory.import_files(session=session, files=[("world.yaml", WORLD)])
 
 
-def test_regions_and_cdn_sites_come_from_inventory() -> None:
+def test_regions_and_cdn_sites_come_from_inventory(inventory_facade: None) -> None:
     inventory_world()
     with session_scope() as session:
         first = service.sync_from_inventory(session=session)
@@ -275,7 +275,7 @@ def cdn_groups() -> None:
         )
 
 
-def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites() -> None:
+def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites(inventory_facade: None) -> None:
     from popcorn.inventory import service as inventory
 
     inventory_world()
@@ -298,7 +298,9 @@ def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites() -> None:
     assert event.payload["site"] == "ams1" and event.payload["device"] == "oca-ams1-02"
 
 
-def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection() -> None:
+def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection(
+    inventory_facade: None,
+) -> None:
     import popcorn.traffic.subscribers  # noqa: F401  (registers the subscriber)
 
     inventory_world()
@@ -350,7 +352,7 @@ def test_a_forecast_from_history_reports_mape_and_plans_scaling() -> None:
     assert png.startswith(b"\x89PNG")
 
 
-def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
+def test_forecast_history_and_group_demand_can_come_from_signals(signals_facade: None) -> None:
     from popcorn.signals import service as signals
 
     small_world()
@@ -464,7 +466,7 @@ def test_settings_default_store_and_reset() -> None:
         assert service.get_settings_view(session=session)["aws_endpoint_url"] is None
 
 
-def test_placement_reads_site_storage_from_inventory() -> None:
+def test_placement_reads_site_storage_from_inventory(inventory_facade: None) -> None:
     inventory_world()
     data = {
         "popularity": [{"site": "fra1", "title": "t", "requests": 3}],
@@ -474,3 +476,28 @@ def test_placement_reads_site_storage_from_inventory() -> None:
         row = service.create_placement(session=session, spec=service.placement_spec(data))
     assert row.summary["storage"] == {"fra1": 240_000.0}
     assert row.local_share == 1.0
+
+
+def test_without_inventory_or_signals_traffic_says_which_domain_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from popcorn import domains
+    from popcorn.errors import Unavailable
+
+    monkeypatch.setattr(domains, "DOMAINS", ["traffic"])
+    small_world()
+    with session_scope() as session, pytest.raises(Unavailable, match="inventory") as caught:
+        service.sync_from_inventory(session=session)
+    assert caught.value.details == {"domain": "inventory"}
+    with session_scope() as session:
+        service.update_group(
+            session=session, ref="a", data={"demand_source": "signals", "demand_selector": "x"}
+        )
+    with session_scope() as session, pytest.raises(Unavailable, match="signals"):
+        service.plan_steering_for(session=session, spec=s.SteeringCreate())
+    with session_scope() as session:
+        service.update_region(session=session, ref="east", data={"kind": "cdn"})
+        service.update_region(session=session, ref="west", data={"kind": "cdn"})
+        service.update_group(session=session, ref="a", data={"demand_source": "given"})
+        plan = service.shift_site_load(session=session, site="east", reason="disk failure")
+    assert plan.kind == "shift" and plan.evacuated == ["east"]

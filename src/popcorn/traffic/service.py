@@ -30,18 +30,17 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
+from popcorn import domains, jobs
 from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import utcnow
-from popcorn.errors import Conflict, InvalidInput, NotFound, PopcornError, Unavailable
+from popcorn.errors import Conflict, InvalidInput, NotFound, PopcornError
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.outbox import emit
 from popcorn.traffic import models as m
@@ -57,6 +56,7 @@ from popcorn.traffic.evacuate import (
     ramp_png,
 )
 from popcorn.traffic.forecast import forecast_demand, forecast_png, plan_scaling
+from popcorn.traffic.health import check_spec
 from popcorn.traffic.optimize import PlanInputError, Region, SteeringPlan, plan_steering
 from popcorn.traffic.placement import plan_placement
 
@@ -111,23 +111,6 @@ FORECAST_FILTERS = {
 PLACEMENT_FILTERS = {"strategy": m.Placement.strategy, "created_at": m.Placement.created_at}
 
 
-def _domain(name: str) -> ModuleType | None:
-    """Another domain's service module, or None when that domain is not installed."""
-    from popcorn.domains import optional_module
-
-    try:
-        return optional_module(f"popcorn.{name}.service")
-    except ImportError:
-        return None
-
-
-def _require_domain(name: str, why: str) -> ModuleType:
-    module = _domain(name)
-    if module is None:
-        raise Unavailable(f"the {name} domain is not installed: {why}", details={"domain": name})
-    return module
-
-
 def json_safe(value: Any) -> Any:
     """Replace infinities and NaN by None: PostgreSQL's JSONB (and JSON itself) has no such
     numbers, and "no value" is what they mean here (no capacity, no error to score)."""
@@ -160,6 +143,7 @@ def update_settings(*, session: Session, changes: Mapping[str, Any]) -> dict[str
         raise InvalidInput(
             f"unknown setting(s) {', '.join(unknown)}", details={"allowed": sorted(SETTINGS)}
         )
+    check_spec({"callable": changes.get("health_callable"), "url": changes.get("health_url")})
     before = get_settings_view(session=session)
     for name, value in changes.items():
         row = session.get(m.Setting, name)
@@ -289,38 +273,33 @@ def sync_from_inventory(
     CDN sites take their capacity (Gbps) and storage from their active devices. A cloud region
     keeps its instance model when it has one; otherwise it takes its devices' throughput.
     """
-    inventory = _require_domain("inventory", "cannot import regions from inventory")
+    domains.require("inventory", "cannot import regions from inventory")
+    from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined, unused-ignore]
+
     unknown = sorted(set(kinds) - set(INVENTORY_KINDS))
     if unknown:
         raise InvalidInput(
             f"kinds: unknown site kind(s) {', '.join(unknown)}",
             details={"allowed": sorted(INVENTORY_KINDS)},
         )
-    sites: list[dict[str, Any]] = []
-    for kind in kinds:
-        cursor: str | None = None
-        while True:
-            args: dict[str, Any] = {"kind": kind, "limit": "1000"}
-            if cursor:
-                args["cursor"] = cursor
-            page = inventory.list_objects(session=session, otype="site", args=args)
-            sites.extend(page["items"])
-            cursor = page.get("next")
-            if not cursor:
-                break
+    sites = [
+        site
+        for site in inventory_api.list_sites(session=session, kinds=list(kinds))
+        if site.kind in INVENTORY_KINDS
+    ]
     if not sites:
         return {"created": [], "updated": [], "sites": 0}
     capacity = {
-        row["site"]: row
-        for row in inventory.site_capacity(session=session, site=[x["code"] for x in sites])
+        row.site: row
+        for row in inventory_api.site_capacity(session=session, sites=[x.code for x in sites])
     }
     created, updated = [], []
     for site in sites:
-        code = site["code"]
-        kind = INVENTORY_KINDS[site["kind"]]
-        cap = capacity.get(code, {})
-        gbps = float(cap.get("throughput_gbps") or 0.0)
-        storage = float(cap.get("storage_tb") or 0.0) * 1000.0
+        code = site.code
+        kind = INVENTORY_KINDS[str(site.kind)]
+        cap = capacity.get(code)
+        gbps = float(cap.throughput_gbps) if cap is not None else 0.0
+        storage = float(cap.storage_tb) * 1000.0 if cap is not None else 0.0
         row = session.scalar(
             select(m.TrafficRegion).where(
                 (m.TrafficRegion.inventory_site == code) | (m.TrafficRegion.name == code)
@@ -329,7 +308,7 @@ def sync_from_inventory(
         fresh = row is None
         if row is None:
             row = m.TrafficRegion(name=code, kind=kind, headroom=0.0, readiness_seconds=600.0)
-            row.description = str(site.get("name") or "")[:200]
+            row.description = (site.name or "")[:200]
             session.add(row)
         before = None if fresh else region_dict(row)
         row.source = "inventory"
@@ -451,10 +430,14 @@ def resolve_demand(
 
 
 def _signals_demand(session: Session, group: m.ClientGroup, now: datetime) -> float:
-    signals = _require_domain("signals", f"group {group.name!r} reads its demand from signals")
+    domains.require("signals", f"group {group.name!r} reads its demand from signals")
+    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+
+    if not group.demand_selector:
+        raise PlanInputError(f"group {group.name!r}.demand_selector", "is not set")
     start = now - timedelta(seconds=group.demand_window_seconds)
     try:
-        result = signals.query(
+        result = signals_api.query(
             session=session, selector=group.demand_selector, start=start, end=now
         )
     except NotFound as exc:
@@ -1037,7 +1020,7 @@ def shift_site_load(
     `traffic.plan.created` even when the other sites cannot take the load: then it is
     infeasible and says why.
     """
-    if _domain("inventory") is not None:
+    if domains.installed("inventory"):
         try:
             with session.begin_nested():
                 sync_from_inventory(session=session, kinds=("cdn-isp", "cdn-ix"))
@@ -1218,6 +1201,7 @@ def execute_plan(
         health.update({k: getattr(spec.health, k) for k in spec.health.model_fields_set})
     if health["selector"] and health["threshold"] is None:
         raise InvalidInput("health.threshold: needed with a health selector")
+    check_spec(health)
     options: dict[str, Any] = {
         "bindings": bindings,
         "aws": {
@@ -1435,9 +1419,11 @@ def create_forecast(*, session: Session, spec: s.ForecastCreate) -> m.Forecast:
 def _history_from_signals(
     session: Session, selector: str, end: datetime, days: float, step: float
 ) -> np.ndarray[Any, Any]:
-    signals = _require_domain("signals", "a forecast from a selector reads signals")
+    domains.require("signals", "a forecast from a selector reads signals")
+    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+
     start = end - timedelta(days=days)
-    result = signals.query(
+    result = signals_api.query(
         session=session, selector=selector, start=start, end=end, step=step, agg="mean"
     )
     stacked = np.vstack(result.values)
@@ -1488,16 +1474,17 @@ def forecast_actuals(*, session: Session, forecast: m.Forecast) -> list[float] |
     """What happened over the forecast's horizon, when signals have it (for the plot)."""
     if forecast.source != "signals" or not forecast.selector:
         return None
-    signals = _domain("signals")
-    if signals is None:
+    if not domains.installed("signals"):
         return None
+    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+
     end = min(
         utcnow(), forecast.start + timedelta(seconds=forecast.step_seconds * forecast.horizon)
     )
     if end <= forecast.start:
         return None
     try:
-        result = signals.query(
+        result = signals_api.query(
             session=session,
             selector=forecast.selector,
             start=forecast.start,
@@ -1640,11 +1627,12 @@ def _site_storage(
         if region is not None and region.storage_gb is not None:
             storage[site] = region.storage_gb
             missing.remove(site)
-    inventory = _domain("inventory") if missing else None
-    if inventory is not None:
-        for row in inventory.site_capacity(session=session, site=list(missing)):
-            if row["storage_tb"] > 0:
-                storage[row["site"]] = float(row["storage_tb"]) * 1000.0
+    if missing and domains.installed("inventory"):
+        from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined, unused-ignore]
+
+        for row in inventory_api.site_capacity(session=session, sites=list(missing)):
+            if row.storage_tb > 0:
+                storage[row.site] = float(row.storage_tb) * 1000.0
         missing = [site for site in sites if site not in storage]
     if missing:
         raise InvalidInput(
