@@ -15,6 +15,12 @@ from popcorn.audit import records_for
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.listing import parse_list_params
+from popcorn.traffic import costs as cost_service
+from popcorn.traffic import executions as execution_service
+from popcorn.traffic import forecasts as forecast_service
+from popcorn.traffic import placements as placement_service
+from popcorn.traffic import plans as plan_service
+from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 
@@ -41,7 +47,9 @@ def _body_json() -> Any:
 @bp.doc(summary="Regions and CDN sites (filters: name, kind, source, aws_region, q)")
 def list_regions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_regions(session=session, params=parse_list_params(request.args))
+        result = region_service.list_regions(
+            session=session, params=parse_list_params(request.args)
+        )
         return result.serialize(s.RegionRead)
 
 
@@ -51,14 +59,16 @@ def list_regions() -> dict[str, Any]:
 @bp.doc(summary="Add a region: capacity (measured, or instances x throughput), limits, AWS")
 def create_region(body: s.RegionCreate) -> Any:
     with session_scope() as session:
-        return service.create_region(session=session, data=body.model_dump(exclude_unset=True))
+        return region_service.create_region(
+            session=session, data=body.model_dump(exclude_unset=True)
+        )
 
 
 @bp.post("/regions/sync")
 @bp.doc(summary="Create or refresh regions from inventory cloud-region and CDN sites")
 def sync_regions() -> dict[str, Any]:
     with session_scope() as session:
-        return service.sync_from_inventory(session=session)
+        return region_service.sync_from_inventory(session=session)
 
 
 @bp.get("/regions/<name>")
@@ -66,7 +76,7 @@ def sync_regions() -> dict[str, Any]:
 @bp.doc(summary="One region")
 def show_region(name: str) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_region(session=session, ref=name)
+        return region_service.get_region(session=session, ref=name)
 
 
 @bp.patch("/regions/<name>")
@@ -75,7 +85,7 @@ def show_region(name: str) -> Any:
 @bp.doc(summary="Change a region (null clears a field)")
 def update_region(name: str, body: s.RegionUpdate) -> Any:
     with session_scope() as session:
-        return service.update_region(
+        return region_service.update_region(
             session=session, ref=name, data=body.model_dump(exclude_unset=True)
         )
 
@@ -85,14 +95,14 @@ def update_region(name: str, body: s.RegionUpdate) -> Any:
 @bp.doc(summary="Remove a region and its costs")
 def delete_region(name: str) -> Any:
     with session_scope() as session:
-        return service.delete_region(session=session, ref=name)
+        return region_service.delete_region(session=session, ref=name)
 
 
 @bp.get("/regions/<name>/history")
 @bp.doc(summary="Change history of a region")
 def region_history(name: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        row = service.get_region(session=session, ref=name)
+        row = region_service.get_region(session=session, ref=name)
         records = records_for(session, "traffic_region", row.id)
         items = [
             {"time": r.time.isoformat(), "actor": r.actor, "action": r.action, "diff": r.diff}
@@ -108,7 +118,7 @@ def region_history(name: str) -> dict[str, Any]:
 @bp.doc(summary="Client groups (filters: name, kind, demand_source, q)")
 def list_groups() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_groups(session=session, params=parse_list_params(request.args))
+        result = region_service.list_groups(session=session, params=parse_list_params(request.args))
         return result.serialize(s.GroupRead)
 
 
@@ -118,7 +128,9 @@ def list_groups() -> dict[str, Any]:
 @bp.doc(summary="Add a client group with its demand (given, signals selector or forecast)")
 def create_group(body: s.GroupCreate) -> Any:
     with session_scope() as session:
-        return service.create_group(session=session, data=body.model_dump(exclude_unset=True))
+        return region_service.create_group(
+            session=session, data=body.model_dump(exclude_unset=True)
+        )
 
 
 @bp.get("/groups/<name>")
@@ -126,7 +138,7 @@ def create_group(body: s.GroupCreate) -> Any:
 @bp.doc(summary="One client group")
 def show_group(name: str) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_group(session=session, ref=name)
+        return region_service.get_group(session=session, ref=name)
 
 
 @bp.patch("/groups/<name>")
@@ -135,7 +147,7 @@ def show_group(name: str) -> Any:
 @bp.doc(summary="Change a client group")
 def update_group(name: str, body: s.GroupUpdate) -> Any:
     with session_scope() as session:
-        return service.update_group(
+        return region_service.update_group(
             session=session, ref=name, data=body.model_dump(exclude_unset=True)
         )
 
@@ -145,14 +157,14 @@ def update_group(name: str, body: s.GroupUpdate) -> Any:
 @bp.doc(summary="Remove a client group and its costs")
 def delete_group(name: str) -> Any:
     with session_scope() as session:
-        return service.delete_group(session=session, ref=name)
+        return region_service.delete_group(session=session, ref=name)
 
 
 @bp.get("/costs")
 @bp.doc(summary="The cost matrix: groups x regions, null where a pair is not allowed")
 def get_costs() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        return service.cost_matrix(session=session, kind=request.args.get("kind"))
+        return cost_service.cost_matrix(session=session, kind=request.args.get("kind"))
 
 
 @bp.put("/costs")
@@ -164,13 +176,13 @@ def put_costs() -> dict[str, Any]:
     replace = request.args.get("replace", "true").lower() not in ("0", "false", "no")
     upload = request.files.get("file")
     if upload is not None:
-        entries = service.parse_costs(upload.read(), filename=upload.filename or "")
+        entries = cost_service.parse_costs(upload.read(), filename=upload.filename or "")
     elif request.mimetype in ("text/csv", "text/plain"):
-        entries = service.parse_costs(request.get_data(), fmt="csv")
+        entries = cost_service.parse_costs(request.get_data(), fmt="csv")
     else:
-        entries = service.cost_entries(_body_json())
+        entries = cost_service.cost_entries(_body_json())
     with session_scope() as session:
-        return service.set_costs(session=session, entries=entries, replace=replace)
+        return cost_service.set_costs(session=session, entries=entries, replace=replace)
 
 
 # --- plans -----------------------------------------------------------------------------------
@@ -180,7 +192,7 @@ def put_costs() -> dict[str, Any]:
 @bp.doc(summary="Plans (filters: kind, region_kind, feasible, parent_id, created_at__gte)")
 def list_plans() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_plans(session=session, params=parse_list_params(request.args))
+        result = plan_service.list_plans(session=session, params=parse_list_params(request.args))
         return result.serialize(s.PlanRead)
 
 
@@ -190,7 +202,7 @@ def list_plans() -> dict[str, Any]:
 @bp.doc(summary="Make a steering plan; demand that cannot fit gives feasible=false and why")
 def create_plan(body: s.SteeringCreate) -> Any:
     with session_scope() as session:
-        return service.plan_steering_for(session=session, spec=body)
+        return plan_service.plan_steering_for(session=session, spec=body)
 
 
 @bp.post("/evacuations")
@@ -199,7 +211,7 @@ def create_plan(body: s.SteeringCreate) -> Any:
 @bp.doc(summary="Plan a regional evacuation: scale-up, then per-step loads and weights")
 def create_evacuation(body: s.EvacuationCreate) -> Any:
     with session_scope() as session:
-        return service.plan_evacuation_for(session=session, spec=body)
+        return plan_service.plan_evacuation_for(session=session, spec=body)
 
 
 @bp.post("/shifts")
@@ -208,7 +220,7 @@ def create_evacuation(body: s.EvacuationCreate) -> Any:
 @bp.doc(summary="Plan moving a CDN site's load to the other CDN sites")
 def create_shift(body: s.ShiftCreate) -> Any:
     with session_scope() as session:
-        return service.shift_site_load(
+        return plan_service.shift_site_load(
             session=session, site=body.site, reason=body.reason, device=body.device
         )
 
@@ -218,7 +230,7 @@ def create_shift(body: s.ShiftCreate) -> Any:
 @bp.doc(summary="One plan with its inputs and result")
 def show_plan(plan_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_plan(session=session, plan_id=plan_id)
+        return plan_service.get_plan(session=session, plan_id=plan_id)
 
 
 @bp.post("/plans/<int:plan_id>/return")
@@ -227,14 +239,14 @@ def show_plan(plan_id: int) -> Any:
 @bp.doc(summary="Plan the return of an evacuation")
 def create_return(plan_id: int, body: s.ReturnCreate) -> Any:
     with session_scope() as session:
-        return service.plan_return_for(session=session, plan_id=plan_id, spec=body)
+        return plan_service.plan_return_for(session=session, plan_id=plan_id, spec=body)
 
 
 @bp.get("/plans/<int:plan_id>/plot.png")
 @bp.doc(summary="Region loads per step against capacity, as a PNG")
 def plan_plot(plan_id: int) -> Response:
     with session_scope(readonly=True) as session:
-        return _png(service.plan_png(session=session, plan_id=plan_id))
+        return _png(plan_service.plan_png(session=session, plan_id=plan_id))
 
 
 @bp.post("/plans/<int:plan_id>/execute")
@@ -243,7 +255,7 @@ def plan_plot(plan_id: int) -> Response:
 @bp.doc(summary="Execute a feasible plan on AWS as a job (pre-scale, shift, health checks)")
 def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
     with session_scope() as session:
-        return service.execute_plan(session=session, plan_id=plan_id, spec=body)
+        return execution_service.execute_plan(session=session, plan_id=plan_id, spec=body)
 
 
 # --- executions ------------------------------------------------------------------------------
@@ -253,7 +265,9 @@ def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
 @bp.doc(summary="Executions (filters: plan_id, status, created_at__gte)")
 def list_executions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_executions(session=session, params=parse_list_params(request.args))
+        result = execution_service.list_executions(
+            session=session, params=parse_list_params(request.args)
+        )
         return result.serialize(s.ExecutionRead)
 
 
@@ -261,7 +275,7 @@ def list_executions() -> dict[str, Any]:
 @bp.doc(summary="One execution with its captured state and steps")
 def show_execution(execution_id: int) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        return service.execution_detail(session=session, execution_id=execution_id)
+        return execution_service.execution_detail(session=session, execution_id=execution_id)
 
 
 @bp.post("/executions/<int:execution_id>/cancel")
@@ -269,7 +283,7 @@ def show_execution(execution_id: int) -> dict[str, Any]:
 @bp.doc(summary="Cancel: the execution stops at the next check and rolls back")
 def cancel_execution(execution_id: int) -> Any:
     with session_scope() as session:
-        return service.cancel_execution(session=session, execution_id=execution_id)
+        return execution_service.cancel_execution(session=session, execution_id=execution_id)
 
 
 # --- forecasts and placements ----------------------------------------------------------------
@@ -279,7 +293,9 @@ def cancel_execution(execution_id: int) -> Any:
 @bp.doc(summary="Forecasts (filters: region_id, source, created_at__gte)")
 def list_forecasts() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_forecasts(session=session, params=parse_list_params(request.args))
+        result = forecast_service.list_forecasts(
+            session=session, params=parse_list_params(request.args)
+        )
         return result.serialize(s.ForecastRead)
 
 
@@ -289,7 +305,7 @@ def list_forecasts() -> dict[str, Any]:
 @bp.doc(summary="Forecast demand (signals selector or history), backtest MAPE, scaling plan")
 def create_forecast(body: s.ForecastCreate) -> Any:
     with session_scope() as session:
-        return service.create_forecast(session=session, spec=body)
+        return forecast_service.create_forecast(session=session, spec=body)
 
 
 @bp.get("/forecasts/<int:forecast_id>")
@@ -297,21 +313,23 @@ def create_forecast(body: s.ForecastCreate) -> Any:
 @bp.doc(summary="One forecast with its values and scaling plan")
 def show_forecast(forecast_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_forecast(session=session, forecast_id=forecast_id)
+        return forecast_service.get_forecast(session=session, forecast_id=forecast_id)
 
 
 @bp.get("/forecasts/<int:forecast_id>/plot.png")
 @bp.doc(summary="History, forecast and (once known) actuals, as a PNG")
 def forecast_plot(forecast_id: int) -> Response:
     with session_scope(readonly=True) as session:
-        return _png(service.forecast_plot(session=session, forecast_id=forecast_id))
+        return _png(forecast_service.forecast_plot(session=session, forecast_id=forecast_id))
 
 
 @bp.get("/placements")
 @bp.doc(summary="Content placement plans")
 def list_placements() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = service.list_placements(session=session, params=parse_list_params(request.args))
+        result = placement_service.list_placements(
+            session=session, params=parse_list_params(request.args)
+        )
         return result.serialize(s.PlacementRead)
 
 
@@ -332,9 +350,9 @@ def create_placement() -> tuple[dict[str, Any], int]:
         data = {**tables, **{k: v for k, v in request.form.items() if k in ("name", "strategy")}}
     else:
         data = _body_json()
-    spec = service.placement_spec(data)
+    spec = placement_service.placement_spec(data)
     with session_scope() as session:
-        row = service.create_placement(session=session, spec=spec)
+        row = placement_service.create_placement(session=session, spec=spec)
         return s.PlacementDetail.model_validate(row).model_dump(mode="json"), 201
 
 
@@ -343,7 +361,7 @@ def create_placement() -> tuple[dict[str, Any], int]:
 @bp.doc(summary="One placement plan with each site's titles in fill order")
 def show_placement(placement_id: int) -> Any:
     with session_scope(readonly=True) as session:
-        return service.get_placement(session=session, placement_id=placement_id)
+        return placement_service.get_placement(session=session, placement_id=placement_id)
 
 
 # --- settings --------------------------------------------------------------------------------
