@@ -62,6 +62,10 @@ def test_execution_progress_and_cancel(console: Callable[[str], Console]) -> Non
     page = text_of(operator.page(f"/ui/traffic/executions/{ids['execution']}"))
     assert "canceled" in page and "Canceled before it changed anything." in page
     assert "404" in text_of(operator.page("/ui/traffic/executions/999", status=404))
+    for ident in (str(2**63), "\u0661", "\uff11"):  # too big, Arabic-Indic and fullwidth one
+        operator.page(f"/ui/traffic/executions/{ident}", status=404)
+        operator.page(f"/ui/traffic/plans/{ident}", status=404)
+        operator.page(f"/ui/traffic/forecasts/{ident}", status=404)
 
 
 def test_operators_plan_and_see_refusals(console: Callable[[str], Console]) -> None:

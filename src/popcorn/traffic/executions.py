@@ -16,6 +16,7 @@ from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_id, parse_id
 from popcorn.outbox import emit
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
@@ -78,18 +79,18 @@ def _bindings(session: Session, plan: m.Plan, settings: Mapping[str, Any]) -> di
 
 
 def execute_plan(
-    *, session: Session, plan_id: int, spec: s.ExecuteCreate | None = None
+    *, session: Session, plan_id: int | str, spec: s.ExecuteCreate | None = None
 ) -> m.Execution:
     """Queue the execution of a feasible plan (one at a time per installation)."""
     spec = spec or s.ExecuteCreate()
     plan = get_plan(session=session, plan_id=plan_id)
     if not plan.feasible:
         raise Conflict(
-            f"plan {plan_id} is infeasible; make a feasible plan first",
+            f"plan {plan.id} is infeasible; make a feasible plan first",
             details={"reasons": plan.summary.get("reasons") or plan.summary.get("shortfall")},
         )
     if not plan.result.get("steps"):
-        raise Conflict(f"plan {plan_id} has no steps to execute")
+        raise Conflict(f"plan {plan.id} has no steps to execute")
     active = session.scalar(
         select(m.Execution.id).where(m.Execution.status.in_(m.ACTIVE_EXECUTION))
     )
@@ -166,11 +167,9 @@ def execute_plan(
     return execution
 
 
-def get_execution(*, session: Session, execution_id: int) -> m.Execution:
-    row = session.get(m.Execution, execution_id)
-    if row is None:
-        raise NotFound(f"no execution {execution_id}", details={"execution": execution_id})
-    return row
+def get_execution(*, session: Session, execution_id: int | str) -> m.Execution:
+    """One execution by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
+    return get_by_id(session, m.Execution, execution_id, label="execution")
 
 
 def list_executions(*, session: Session, params: ListParams) -> PageResult:
@@ -178,19 +177,20 @@ def list_executions(*, session: Session, params: ListParams) -> PageResult:
     return paginate(session, stmt, params, key=m.Execution.id)
 
 
-def execution_detail(*, session: Session, execution_id: int) -> dict[str, Any]:
+def execution_detail(*, session: Session, execution_id: int | str) -> dict[str, Any]:
     row = get_execution(session=session, execution_id=execution_id)
     return s.ExecutionDetail.model_validate(row).model_dump(mode="json")
 
 
-def cancel_execution(*, session: Session, execution_id: int) -> m.Execution:
+def cancel_execution(*, session: Session, execution_id: int | str) -> m.Execution:
     """Ask a running execution to stop and roll back (checked between and during steps);
     a pending one is canceled before it changes anything."""
-    row = session.get(m.Execution, execution_id, with_for_update=True)
+    ident = parse_id(execution_id)
+    row = session.get(m.Execution, ident, with_for_update=True) if ident is not None else None
     if row is None:
-        raise NotFound(f"no execution {execution_id}", details={"execution": execution_id})
+        raise NotFound(f"no execution {execution_id}", details={"id": str(execution_id)})
     if row.status not in m.ACTIVE_EXECUTION:
-        raise Conflict(f"execution {execution_id} already ended ({row.status})")
+        raise Conflict(f"execution {row.id} already ended ({row.status})")
     row.cancel_requested = True
     if row.status == "pending" and row.job_id is not None:
         try:

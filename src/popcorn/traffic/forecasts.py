@@ -16,8 +16,9 @@ from popcorn import domains
 from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import utcnow
-from popcorn.errors import InvalidInput, NotFound, PopcornError
+from popcorn.errors import InvalidInput, PopcornError
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_id
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
 from popcorn.traffic.forecast import forecast_demand, forecast_png, plan_scaling
@@ -130,11 +131,9 @@ def read_history(content: bytes | str, *, filename: str = "") -> list[float | No
     raise InvalidInput("history: expected a 'value' or 'demand' column")
 
 
-def get_forecast(*, session: Session, forecast_id: int) -> m.Forecast:
-    row = session.get(m.Forecast, forecast_id)
-    if row is None:
-        raise NotFound(f"no forecast {forecast_id}", details={"forecast": forecast_id})
-    return row
+def get_forecast(*, session: Session, forecast_id: int | str) -> m.Forecast:
+    """One forecast by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
+    return get_by_id(session, m.Forecast, forecast_id, label="forecast")
 
 
 def list_forecasts(*, session: Session, params: ListParams) -> PageResult:
@@ -172,7 +171,7 @@ def forecast_actuals(*, session: Session, forecast: m.Forecast) -> list[float] |
     return [float(v) for v in values.tolist()]
 
 
-def forecast_plot(*, session: Session, forecast_id: int) -> bytes:
+def forecast_plot(*, session: Session, forecast_id: int | str) -> bytes:
     row = get_forecast(session=session, forecast_id=forecast_id)
     return forecast_png(
         row.history,

@@ -14,8 +14,9 @@ from popcorn import domains
 from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import utcnow
-from popcorn.errors import InvalidInput, NotFound
+from popcorn.errors import InvalidInput
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_id
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
 from popcorn.traffic.placement import plan_placement
@@ -131,11 +132,9 @@ def _site_storage(
     return [float(storage[site]) for site in sites]
 
 
-def get_placement(*, session: Session, placement_id: int) -> m.Placement:
-    row = session.get(m.Placement, placement_id)
-    if row is None:
-        raise NotFound(f"no placement {placement_id}", details={"placement": placement_id})
-    return row
+def get_placement(*, session: Session, placement_id: int | str) -> m.Placement:
+    """One placement by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
+    return get_by_id(session, m.Placement, placement_id, label="placement")
 
 
 def list_placements(*, session: Session, params: ListParams) -> PageResult:

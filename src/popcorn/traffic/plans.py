@@ -21,6 +21,7 @@ from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import InvalidInput, NotFound, PopcornError
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_id
 from popcorn.outbox import emit
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
@@ -396,12 +397,12 @@ def evacuation_from(plan: m.Plan) -> EvacuationPlan:
     )
 
 
-def plan_return_for(*, session: Session, plan_id: int, spec: s.ReturnCreate) -> m.Plan:
+def plan_return_for(*, session: Session, plan_id: int | str, spec: s.ReturnCreate) -> m.Plan:
     """Bring traffic back to where it was before an evacuation, then scale back down."""
     parent = get_plan(session=session, plan_id=plan_id)
     if parent.kind not in ("evacuation", "shift"):
         raise InvalidInput(
-            f"plan {plan_id} is a {parent.kind} plan; only an evacuation can be returned"
+            f"plan {parent.id} is a {parent.kind} plan; only an evacuation can be returned"
         )
     back = plan_return(evacuation_from(parent), steps=spec.steps, dwell_seconds=spec.dwell_seconds)
     inputs = {
@@ -493,11 +494,9 @@ def shift_site_load(
 # --- plan queries and plots ------------------------------------------------------------------
 
 
-def get_plan(*, session: Session, plan_id: int) -> m.Plan:
-    plan = session.get(m.Plan, plan_id)
-    if plan is None:
-        raise NotFound(f"no plan {plan_id}", details={"plan": plan_id})
-    return plan
+def get_plan(*, session: Session, plan_id: int | str) -> m.Plan:
+    """One plan by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
+    return get_by_id(session, m.Plan, plan_id, label="plan")
 
 
 def list_plans(*, session: Session, params: ListParams) -> PageResult:
@@ -505,7 +504,7 @@ def list_plans(*, session: Session, params: ListParams) -> PageResult:
     return paginate(session, stmt, params, key=m.Plan.id)
 
 
-def plan_png(*, session: Session, plan_id: int) -> bytes:
+def plan_png(*, session: Session, plan_id: int | str) -> bytes:
     """Region loads per step against capacity (an evacuation's ramp, or a steering's loads)."""
     plan = get_plan(session=session, plan_id=plan_id)
     if plan.kind == "steering":

@@ -15,10 +15,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from popcorn import domains
-from popcorn.audit import record_change
+from popcorn.audit import AuditRecord, apply_fields, record_change, recording_update, records_for
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_ref
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
 from popcorn.traffic.optimize import PlanInputError, Region
@@ -53,20 +54,15 @@ def list_regions(*, session: Session, params: ListParams) -> PageResult:
     return paginate(session, stmt, params, key=m.TrafficRegion.id)
 
 
-def _by_name_or_id(session: Session, model: Any, ref: int | str, label: str, field: str) -> Any:
-    """A row by its name, or by its id when the reference is a number no name matches."""
-    text = str(ref).strip()
-    row = session.scalar(select(model).where(model.name == text))
-    if row is None and text.isdigit():
-        row = session.get(model, int(text))
-    if row is None:
-        raise NotFound(f"no {label} {text!r}", details={field: text})
-    return row
-
-
 def get_region(*, session: Session, ref: int | str) -> m.TrafficRegion:
-    region: m.TrafficRegion = _by_name_or_id(session, m.TrafficRegion, ref, "region", "region")
-    return region
+    """A region by name, else by a numeric id (a 404 for anything else)."""
+    return get_by_ref(session, m.TrafficRegion, ref, label="region")
+
+
+def region_history(*, session: Session, ref: int | str) -> list[AuditRecord]:
+    """The change log of one region, oldest first."""
+    row = get_region(session=session, ref=ref)
+    return records_for(session, "traffic_region", row.id)
 
 
 def engine_region(row: m.TrafficRegion) -> Region:
@@ -122,16 +118,11 @@ def update_region(*, session: Session, ref: int | str, data: Mapping[str, Any]) 
     """Change the given fields; a field given as null is cleared."""
     row = get_region(session=session, ref=ref)
     spec = s.RegionUpdate.model_validate(dict(data))
-    before = region_dict(row)
-    for key in spec.model_fields_set:
-        setattr(row, key, getattr(spec, key))
-    _defaults(row)
-    row.kind = row.kind or "cloud"
-    _check_region(row)
-    session.flush()
-    record_change(
-        session, "update", "traffic_region", row.id, before=before, after=region_dict(row)
-    )
+    with recording_update(session, "traffic_region", row, region_dict):
+        apply_fields(row, spec)
+        _defaults(row)
+        row.kind = row.kind or "cloud"
+        _check_region(row)
     return row
 
 
@@ -232,8 +223,8 @@ def list_groups(*, session: Session, params: ListParams) -> PageResult:
 
 
 def get_group(*, session: Session, ref: int | str) -> m.ClientGroup:
-    group: m.ClientGroup = _by_name_or_id(session, m.ClientGroup, ref, "client group", "group")
-    return group
+    """A client group by name, else by a numeric id (a 404 for anything else)."""
+    return get_by_ref(session, m.ClientGroup, ref, label="client group")
 
 
 def _check_group(session: Session, row: m.ClientGroup) -> None:
@@ -252,10 +243,7 @@ def create_group(*, session: Session, data: Mapping[str, Any]) -> m.ClientGroup:
     if session.scalar(select(m.ClientGroup.id).where(m.ClientGroup.name == spec.name)):
         raise Conflict(f"client group {spec.name!r} exists", details={"name": spec.name})
     row = m.ClientGroup(**{k: v for k, v in spec.model_dump().items() if v is not None})
-    row.kind = row.kind or "other"
-    row.demand_source = row.demand_source or "given"
-    row.demand_window_seconds = row.demand_window_seconds or 900.0
-    row.description = row.description or ""
+    _group_defaults(row)
     _check_group(session, row)
     session.add(row)
     session.flush()
@@ -266,17 +254,18 @@ def create_group(*, session: Session, data: Mapping[str, Any]) -> m.ClientGroup:
 def update_group(*, session: Session, ref: int | str, data: Mapping[str, Any]) -> m.ClientGroup:
     row = get_group(session=session, ref=ref)
     spec = s.GroupUpdate.model_validate(dict(data))
-    before = group_dict(row)
-    for key in spec.model_fields_set:
-        setattr(row, key, getattr(spec, key))
+    with recording_update(session, "traffic_group", row, group_dict):
+        apply_fields(row, spec)
+        _group_defaults(row)
+        _check_group(session, row)
+    return row
+
+
+def _group_defaults(row: m.ClientGroup) -> None:
     row.kind = row.kind or "other"
     row.demand_source = row.demand_source or "given"
     row.demand_window_seconds = row.demand_window_seconds or 900.0
     row.description = row.description or ""
-    _check_group(session, row)
-    session.flush()
-    record_change(session, "update", "traffic_group", row.id, before=before, after=group_dict(row))
-    return row
 
 
 def delete_group(*, session: Session, ref: int | str) -> m.ClientGroup:

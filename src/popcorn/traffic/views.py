@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 from apiflask import APIBlueprint
+from apiflask.schemas import FileSchema
 from flask import Response, request
 
 from popcorn import metrics
 from popcorn.app import role
-from popcorn.audit import records_for
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.listing import parse_list_params
@@ -25,6 +25,7 @@ from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 
 bp = APIBlueprint("traffic", __name__, tag="traffic")
+PNG = FileSchema(type="string", format="binary")
 
 metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
 
@@ -38,12 +39,15 @@ def _body_json() -> Any:
         return json.loads(request.get_data(as_text=True) or "null")
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"body: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except RecursionError:
+        raise InvalidInput("body: JSON nested too deeply") from None
 
 
 # --- regions ---------------------------------------------------------------------------------
 
 
 @bp.get("/regions")
+@bp.output(s.RegionPage)
 @bp.doc(summary="Regions and CDN sites (filters: name, kind, source, aws_region, q)")
 def list_regions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -65,6 +69,7 @@ def create_region(body: s.RegionCreate) -> Any:
 
 
 @bp.post("/regions/sync")
+@bp.output(s.SyncResult)
 @bp.doc(summary="Create or refresh regions from inventory cloud-region and CDN sites")
 def sync_regions() -> dict[str, Any]:
     with session_scope() as session:
@@ -99,15 +104,12 @@ def delete_region(name: str) -> Any:
 
 
 @bp.get("/regions/<name>/history")
+@bp.output(s.ChangePage)
 @bp.doc(summary="Change history of a region")
 def region_history(name: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        row = region_service.get_region(session=session, ref=name)
-        records = records_for(session, "traffic_region", row.id)
-        items = [
-            {"time": r.time.isoformat(), "actor": r.actor, "action": r.action, "diff": r.diff}
-            for r in records
-        ]
+        records = region_service.region_history(session=session, ref=name)
+        items = [s.ChangeRead.model_validate(r, from_attributes=True) for r in records]
         return {"items": items, "count": len(items), "next": None}
 
 
@@ -115,6 +117,7 @@ def region_history(name: str) -> dict[str, Any]:
 
 
 @bp.get("/groups")
+@bp.output(s.GroupPage)
 @bp.doc(summary="Client groups (filters: name, kind, demand_source, q)")
 def list_groups() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -161,6 +164,7 @@ def delete_group(name: str) -> Any:
 
 
 @bp.get("/costs")
+@bp.output(s.CostMatrix)
 @bp.doc(summary="The cost matrix: groups x regions, null where a pair is not allowed")
 def get_costs() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -168,6 +172,7 @@ def get_costs() -> dict[str, Any]:
 
 
 @bp.put("/costs")
+@bp.output(s.CostsStored)
 @bp.doc(
     summary="Upload costs (JSON or CSV body, or a multipart file `file`); `?replace=false` "
     "merges instead of replacing the whole matrix"
@@ -189,6 +194,7 @@ def put_costs() -> dict[str, Any]:
 
 
 @bp.get("/plans")
+@bp.output(s.PlanPage)
 @bp.doc(summary="Plans (filters: kind, region_kind, feasible, parent_id, created_at__gte)")
 def list_plans() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -225,35 +231,36 @@ def create_shift(body: s.ShiftCreate) -> Any:
         )
 
 
-@bp.get("/plans/<int:plan_id>")
+@bp.get("/plans/<plan_id>")
 @bp.output(s.PlanDetail)
 @bp.doc(summary="One plan with its inputs and result")
-def show_plan(plan_id: int) -> Any:
+def show_plan(plan_id: str) -> Any:
     with session_scope(readonly=True) as session:
         return plan_service.get_plan(session=session, plan_id=plan_id)
 
 
-@bp.post("/plans/<int:plan_id>/return")
+@bp.post("/plans/<plan_id>/return")
 @bp.input(s.ReturnCreate, arg_name="body")
 @bp.output(s.PlanDetail, status_code=201)
 @bp.doc(summary="Plan the return of an evacuation")
-def create_return(plan_id: int, body: s.ReturnCreate) -> Any:
+def create_return(plan_id: str, body: s.ReturnCreate) -> Any:
     with session_scope() as session:
         return plan_service.plan_return_for(session=session, plan_id=plan_id, spec=body)
 
 
-@bp.get("/plans/<int:plan_id>/plot.png")
+@bp.get("/plans/<plan_id>/plot.png")
+@bp.output(PNG, content_type="image/png")
 @bp.doc(summary="Region loads per step against capacity, as a PNG")
-def plan_plot(plan_id: int) -> Response:
+def plan_plot(plan_id: str) -> Response:
     with session_scope(readonly=True) as session:
         return _png(plan_service.plan_png(session=session, plan_id=plan_id))
 
 
-@bp.post("/plans/<int:plan_id>/execute")
+@bp.post("/plans/<plan_id>/execute")
 @bp.input(s.ExecuteCreate, arg_name="body")
 @bp.output(s.ExecutionRead, status_code=202)
 @bp.doc(summary="Execute a feasible plan on AWS as a job (pre-scale, shift, health checks)")
-def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
+def execute_plan(plan_id: str, body: s.ExecuteCreate) -> Any:
     with session_scope() as session:
         return execution_service.execute_plan(session=session, plan_id=plan_id, spec=body)
 
@@ -262,6 +269,7 @@ def execute_plan(plan_id: int, body: s.ExecuteCreate) -> Any:
 
 
 @bp.get("/executions")
+@bp.output(s.ExecutionPage)
 @bp.doc(summary="Executions (filters: plan_id, status, created_at__gte)")
 def list_executions() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -271,17 +279,18 @@ def list_executions() -> dict[str, Any]:
         return result.serialize(s.ExecutionRead)
 
 
-@bp.get("/executions/<int:execution_id>")
+@bp.get("/executions/<execution_id>")
+@bp.output(s.ExecutionDetail)
 @bp.doc(summary="One execution with its captured state and steps")
-def show_execution(execution_id: int) -> dict[str, Any]:
+def show_execution(execution_id: str) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         return execution_service.execution_detail(session=session, execution_id=execution_id)
 
 
-@bp.post("/executions/<int:execution_id>/cancel")
+@bp.post("/executions/<execution_id>/cancel")
 @bp.output(s.ExecutionRead)
 @bp.doc(summary="Cancel: the execution stops at the next check and rolls back")
-def cancel_execution(execution_id: int) -> Any:
+def cancel_execution(execution_id: str) -> Any:
     with session_scope() as session:
         return execution_service.cancel_execution(session=session, execution_id=execution_id)
 
@@ -290,6 +299,7 @@ def cancel_execution(execution_id: int) -> Any:
 
 
 @bp.get("/forecasts")
+@bp.output(s.ForecastPage)
 @bp.doc(summary="Forecasts (filters: region_id, source, created_at__gte)")
 def list_forecasts() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -308,22 +318,24 @@ def create_forecast(body: s.ForecastCreate) -> Any:
         return forecast_service.create_forecast(session=session, spec=body)
 
 
-@bp.get("/forecasts/<int:forecast_id>")
+@bp.get("/forecasts/<forecast_id>")
 @bp.output(s.ForecastDetail)
 @bp.doc(summary="One forecast with its values and scaling plan")
-def show_forecast(forecast_id: int) -> Any:
+def show_forecast(forecast_id: str) -> Any:
     with session_scope(readonly=True) as session:
         return forecast_service.get_forecast(session=session, forecast_id=forecast_id)
 
 
-@bp.get("/forecasts/<int:forecast_id>/plot.png")
+@bp.get("/forecasts/<forecast_id>/plot.png")
+@bp.output(PNG, content_type="image/png")
 @bp.doc(summary="History, forecast and (once known) actuals, as a PNG")
-def forecast_plot(forecast_id: int) -> Response:
+def forecast_plot(forecast_id: str) -> Response:
     with session_scope(readonly=True) as session:
         return _png(forecast_service.forecast_plot(session=session, forecast_id=forecast_id))
 
 
 @bp.get("/placements")
+@bp.output(s.PlacementPage)
 @bp.doc(summary="Content placement plans")
 def list_placements() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -334,11 +346,12 @@ def list_placements() -> dict[str, Any]:
 
 
 @bp.post("/placements")
+@bp.output(s.PlacementDetail, status_code=201)
 @bp.doc(
     summary="Plan content placement: JSON body, or multipart files `popularity` (site, title, "
     "requests), `sizes` (title, size) and optional `storage` (site, storage) as CSV/Parquet/JSON"
 )
-def create_placement() -> tuple[dict[str, Any], int]:
+def create_placement() -> Any:
     if request.files:
         tables: dict[str, Any] = {}
         for name in ("popularity", "sizes", "storage"):
@@ -352,14 +365,13 @@ def create_placement() -> tuple[dict[str, Any], int]:
         data = _body_json()
     spec = placement_service.placement_spec(data)
     with session_scope() as session:
-        row = placement_service.create_placement(session=session, spec=spec)
-        return s.PlacementDetail.model_validate(row).model_dump(mode="json"), 201
+        return placement_service.create_placement(session=session, spec=spec)
 
 
-@bp.get("/placements/<int:placement_id>")
+@bp.get("/placements/<placement_id>")
 @bp.output(s.PlacementDetail)
 @bp.doc(summary="One placement plan with each site's titles in fill order")
-def show_placement(placement_id: int) -> Any:
+def show_placement(placement_id: str) -> Any:
     with session_scope(readonly=True) as session:
         return placement_service.get_placement(session=session, placement_id=placement_id)
 
@@ -368,6 +380,7 @@ def show_placement(placement_id: int) -> Any:
 
 
 @bp.get("/settings")
+@bp.output(s.SettingsRead)
 @bp.doc(summary="AWS endpoint, region and profile, health check and timeouts")
 def get_settings() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
@@ -377,6 +390,7 @@ def get_settings() -> dict[str, Any]:
 @bp.patch("/settings")
 @role("admin")
 @bp.input(s.SettingsUpdate, arg_name="body")
+@bp.output(s.SettingsRead)
 @bp.doc(summary="Change traffic settings (null puts one back to its default)")
 def update_settings(body: s.SettingsUpdate) -> dict[str, Any]:
     with session_scope() as session:

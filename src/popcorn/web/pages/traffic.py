@@ -175,12 +175,12 @@ def _steps_chart(result: dict[str, Any]) -> str:
     )
 
 
-@bp.get("/traffic/plans/<int:plan_id>")
-def traffic_plan(plan_id: int) -> str:
+@bp.get("/traffic/plans/<plan_id>")
+def traffic_plan(plan_id: str) -> str:
     with session_scope(readonly=True) as session:
         plan = _dump(schemas.PlanDetail, plan_service.get_plan(session=session, plan_id=plan_id))
         runs = execution_service.list_executions(
-            session=session, params=ListParams(limit=50, filters={"plan_id": [str(plan_id)]})
+            session=session, params=ListParams(limit=50, filters={"plan_id": [str(plan["id"])]})
         )
         executions = [_dump(schemas.ExecutionRead, e) for e in runs.items]
         regions = [r["name"] for r in _regions(session)]
@@ -236,9 +236,9 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
-@bp.post("/traffic/plans/<int:plan_id>/execute")
+@bp.post("/traffic/plans/<plan_id>/execute")
 @console_auth.needs("operator")
-def traffic_execute(plan_id: int) -> Any:
+def traffic_execute(plan_id: str) -> Any:
     try:
         with session_scope() as session:
             execution = execution_service.execute_plan(session=session, plan_id=plan_id)
@@ -250,8 +250,8 @@ def traffic_execute(plan_id: int) -> Any:
     return redirect(url_for("web.traffic_execution", execution_id=execution_id))
 
 
-@bp.get("/traffic/executions/<int:execution_id>")
-def traffic_execution(execution_id: int) -> str:
+@bp.get("/traffic/executions/<execution_id>")
+def traffic_execution(execution_id: str) -> str:
     with session_scope(readonly=True) as session:
         execution = execution_service.execution_detail(session=session, execution_id=execution_id)
         plan = _dump(
@@ -267,9 +267,9 @@ def traffic_execution(execution_id: int) -> str:
     )
 
 
-@bp.post("/traffic/executions/<int:execution_id>/cancel")
+@bp.post("/traffic/executions/<execution_id>/cancel")
 @console_auth.needs("operator")
-def traffic_cancel(execution_id: int) -> Any:
+def traffic_cancel(execution_id: str) -> Any:
     try:
         with session_scope() as session:
             row = execution_service.cancel_execution(session=session, execution_id=execution_id)
@@ -286,8 +286,8 @@ def traffic_cancel(execution_id: int) -> Any:
     return redirect(url_for("web.traffic_execution", execution_id=execution_id))
 
 
-@bp.get("/traffic/forecasts/<int:forecast_id>")
-def traffic_forecast(forecast_id: int) -> str:
+@bp.get("/traffic/forecasts/<forecast_id>")
+def traffic_forecast(forecast_id: str) -> str:
     with session_scope(readonly=True) as session:
         row = forecast_service.get_forecast(session=session, forecast_id=forecast_id)
         forecast = _dump(schemas.ForecastDetail, row)
