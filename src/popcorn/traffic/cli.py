@@ -15,7 +15,6 @@ from popcorn.listing import parse_list_params
 from popcorn.traffic import costs as cost_service
 from popcorn.traffic import executions as execution_service
 from popcorn.traffic import forecasts as forecast_service
-from popcorn.traffic import models as m
 from popcorn.traffic import placements as placement_service
 from popcorn.traffic import plans as plan_service
 from popcorn.traffic import regions as region_service
@@ -307,9 +306,10 @@ def sandbox_command(endpoint_url: str, prefix: str, as_json: bool) -> None:
 # --- plans -----------------------------------------------------------------------------------
 
 
-def _plan_out(plan: m.Plan, as_json: bool) -> None:
+def _plan_out(row: Any, as_json: bool) -> None:
+    plan = s.PlanDetail.model_validate(row)
     if as_json:
-        output(s.PlanDetail.model_validate(plan).model_dump(mode="json"), as_json=True)
+        output(plan.model_dump(mode="json"), as_json=True)
         return
     output(
         {
@@ -540,7 +540,7 @@ def execute_command(
                 row = execution_service.get_execution(session=session, execution_id=execution_id)
                 status, done = row.status, row.current_step
             bar.update(bar.task_ids[0], completed=done)
-            if status not in m.ACTIVE_EXECUTION:
+            if execution_service.has_ended(status):
                 break
             time.sleep(0.5)
     detail = _show_execution(execution_id, as_json)

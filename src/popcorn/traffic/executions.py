@@ -167,6 +167,11 @@ def execute_plan(
     return execution
 
 
+def has_ended(status: str) -> bool:
+    """Whether an execution in this status is over (nothing more will run or roll back)."""
+    return status not in m.ACTIVE_EXECUTION
+
+
 def get_execution(*, session: Session, execution_id: int | str) -> m.Execution:
     """One execution by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
     return get_by_id(session, m.Execution, execution_id, label="execution")
