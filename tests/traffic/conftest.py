@@ -53,10 +53,25 @@ def sandbox(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
     """Three generated regions (demand at 75% of capacity) bound to fresh Auto Scaling groups
     and a fresh weighted record on the moto server, with the endpoint in the settings."""
     from popcorn.db import session_scope
-    from popcorn.traffic import service
+    from popcorn.traffic import executions as execution_service
+    from popcorn.traffic import world as world_service
 
     prefix = f"t{uuid.uuid4().hex[:8]}"
     with session_scope() as session:
-        world = service.generate_world(session=session, seed=1)
-        bound = service.bind_sandbox(session=session, endpoint_url=moto_endpoint, prefix=prefix)
+        world = world_service.generate_world(session=session, seed=1)
+        bound = execution_service.bind_sandbox(
+            session=session, endpoint_url=moto_endpoint, prefix=prefix
+        )
     return {**world, **bound, "endpoint": moto_endpoint, "prefix": prefix}
+
+
+@pytest.fixture
+def inventory_facade() -> None:
+    """Skip where inventory's typed facade (`popcorn.inventory.api`) is not installed."""
+    pytest.importorskip("popcorn.inventory.api", reason="needs the inventory/signals facade")
+
+
+@pytest.fixture
+def signals_facade() -> None:
+    """Skip where signals' typed facade (`popcorn.signals.api`) is not installed."""
+    pytest.importorskip("popcorn.signals.api", reason="needs the inventory/signals facade")

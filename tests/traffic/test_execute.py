@@ -13,19 +13,22 @@ from popcorn_testing import Processes, free_port, wait_until
 from sqlalchemy import select
 
 from popcorn.db import session_scope
-from popcorn.errors import Conflict, InvalidInput
+from popcorn.errors import Conflict, Forbidden, InvalidInput
 from popcorn.jobs import JobRecord
 from popcorn.outbox import OutboxEvent
+from popcorn.traffic import executions as execution_service
 from popcorn.traffic import models as m
+from popcorn.traffic import plans as plan_service
+from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 from popcorn.traffic.aws import autoscaling_client, get_capacity, get_weights, route53_client
-from popcorn.traffic.executor import HealthResult
+from popcorn.traffic.health import HealthResult, health_check
 
 
 def evacuation(region: str = "us-east-1", steps: int = 5) -> int:
     with session_scope() as session:
-        plan = service.plan_evacuation_for(
+        plan = plan_service.plan_evacuation_for(
             session=session, spec=s.EvacuationCreate(evacuate=[region], steps=steps)
         )
         return plan.id
@@ -34,12 +37,12 @@ def evacuation(region: str = "us-east-1", steps: int = 5) -> int:
 def execute(plan_id: int, **options: Any) -> int:
     spec = s.ExecuteCreate(dwell_seconds=0, poll_seconds=0.1, **options)
     with session_scope() as session:
-        return service.execute_plan(session=session, plan_id=plan_id, spec=spec).id
+        return execution_service.execute_plan(session=session, plan_id=plan_id, spec=spec).id
 
 
 def detail(execution_id: int) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        return service.execution_detail(session=session, execution_id=execution_id)
+        return execution_service.execution_detail(session=session, execution_id=execution_id)
 
 
 def weights(sandbox: dict[str, Any]) -> dict[str, int]:
@@ -62,7 +65,7 @@ def events(prefix: str = "traffic.execution.") -> list[str]:
 
 def instances(region: str) -> int | None:
     with session_scope(readonly=True) as session:
-        return service.get_region(session=session, ref=region).instances
+        return region_service.get_region(session=session, ref=region).instances
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def failing_health() -> Iterator[dict[str, Any]]:
 
 def test_an_evacuation_plan_never_overloads_a_region(sandbox: dict[str, Any]) -> None:
     with session_scope(readonly=True) as session:
-        plan = service.get_plan(session=session, plan_id=evacuation(steps=5))
+        plan = plan_service.get_plan(session=session, plan_id=evacuation(steps=5))
         result = plan.result
     assert plan.feasible
     assert [a["region"] for a in result["scale_up"]] == ["us-west-2"]
@@ -177,7 +180,7 @@ def test_instances_that_never_come_in_service_time_out_and_roll_back(
     before = weights(sandbox)
     execution_id = execute(evacuation(), scale_timeout_seconds=0.5)
 
-    outcome = service.run_execution(execution_id)
+    outcome = execution_service.run_execution(execution_id)
     found = detail(execution_id)
 
     assert outcome["status"] == found["status"] == "aborted"
@@ -195,10 +198,10 @@ def test_an_operator_cancel_between_steps_rolls_back(sandbox: dict[str, Any]) ->
     def cancel_at_step_two(context: dict[str, Any]) -> HealthResult:
         if context["step"] == 2:
             with session_scope() as session:
-                service.cancel_execution(session=session, execution_id=execution_id)
+                execution_service.cancel_execution(session=session, execution_id=execution_id)
         return HealthResult(True, "test")
 
-    outcome = service.run_execution(execution_id, health_check=cancel_at_step_two)
+    outcome = execution_service.run_execution(execution_id, health_check=cancel_at_step_two)
     found = detail(execution_id)
 
     assert outcome["status"] == "canceled"
@@ -223,11 +226,11 @@ def test_a_run_after_a_lost_worker_rolls_back_from_the_capture(sandbox: dict[str
         return HealthResult(True, "test")
 
     with pytest.raises(WorkerDied):
-        service.run_execution(execution_id, health_check=die_at_step_three)
+        execution_service.run_execution(execution_id, health_check=die_at_step_three)
     assert detail(execution_id)["status"] == "running"
     assert weights(sandbox) != before
 
-    outcome = service.run_execution(execution_id)
+    outcome = execution_service.run_execution(execution_id)
 
     assert outcome["status"] == "aborted"
     assert "worker running it was lost" in detail(execution_id)["error"]
@@ -235,7 +238,9 @@ def test_a_run_after_a_lost_worker_rolls_back_from_the_capture(sandbox: dict[str
     assert desired(sandbox, "us-west-2")[0] == 10
 
 
-def test_signals_health_check_aborts_when_the_error_ratio_is_high(sandbox: dict[str, Any]) -> None:
+def test_signals_health_check_aborts_when_the_error_ratio_is_high(
+    sandbox: dict[str, Any], signals_facade: None
+) -> None:
     from popcorn.signals import service as signals
 
     now = time.time()
@@ -256,15 +261,16 @@ def test_signals_health_check_aborts_when_the_error_ratio_is_high(sandbox: dict[
     health = s.HealthSpec(selector='edge_error_ratio{service="api"}', threshold=0.05)
     execution_id = execute(evacuation(steps=3), health=health)
 
-    assert service.run_execution(execution_id)["status"] == "aborted"
+    assert execution_service.run_execution(execution_id)["status"] == "aborted"
     found = detail(execution_id)
     shift = next(st for st in found["steps"] if st["kind"] == "shift")
     assert shift["detail"]["health"]["source"] == "signals"
     assert shift["detail"]["health"]["value"] == pytest.approx(0.2)
 
 
+@health_check("tests:unhealthy_at_step_two")
 def unhealthy_at_step_two(context: dict[str, Any]) -> tuple[bool, str]:
-    """A health check given by dotted path, as operators configure their own."""
+    """A registered health check, as an installation adds its own through a plugin."""
     return context["step"] != 2, f"step {context['step']}"
 
 
@@ -272,11 +278,11 @@ def test_without_signals_data_the_configured_callable_decides(sandbox: dict[str,
     health = s.HealthSpec(
         selector='nothing_here{service="api"}',
         threshold=1.0,
-        callable=f"{__name__}:unhealthy_at_step_two",
+        callable="tests:unhealthy_at_step_two",
     )
     execution_id = execute(evacuation(steps=3), health=health)
 
-    assert service.run_execution(execution_id)["status"] == "aborted"
+    assert execution_service.run_execution(execution_id)["status"] == "aborted"
     found = detail(execution_id)
     shifts = [st for st in found["steps"] if st["kind"] == "shift"]
     assert [st["detail"]["health"]["source"] for st in shifts] == ["callable", "callable"]
@@ -285,29 +291,31 @@ def test_without_signals_data_the_configured_callable_decides(sandbox: dict[str,
 
 def test_infeasible_unbound_or_concurrent_executions_are_refused(sandbox: dict[str, Any]) -> None:
     with session_scope() as session:
-        service.update_region(session=session, ref="eu-west-1", data={"max_instances": 12})
-        bad = service.plan_evacuation_for(
+        region_service.update_region(session=session, ref="eu-west-1", data={"max_instances": 12})
+        bad = plan_service.plan_evacuation_for(
             session=session,
             spec=s.EvacuationCreate(evacuate=["us-east-1", "us-west-2"], steps=2),
         )
         assert not bad.feasible
         with pytest.raises(Conflict, match="infeasible"):
-            service.execute_plan(session=session, plan_id=bad.id)
+            execution_service.execute_plan(session=session, plan_id=bad.id)
     plan_id = evacuation()
     with session_scope() as session:
-        service.update_region(session=session, ref="eu-west-1", data={"route53_zone_id": None})
+        region_service.update_region(
+            session=session, ref="eu-west-1", data={"route53_zone_id": None}
+        )
     with (
         session_scope() as session,
         pytest.raises(InvalidInput, match="eu-west-1: route53_zone_id"),
     ):
-        service.execute_plan(session=session, plan_id=plan_id)
+        execution_service.execute_plan(session=session, plan_id=plan_id)
     with session_scope() as session:
-        service.update_region(
+        region_service.update_region(
             session=session, ref="eu-west-1", data={"route53_zone_id": sandbox["zone_id"]}
         )
     first = execute(plan_id)
     with session_scope() as session, pytest.raises(Conflict, match=f"execution {first}"):
-        service.execute_plan(session=session, plan_id=plan_id)
+        execution_service.execute_plan(session=session, plan_id=plan_id)
 
 
 def test_a_pending_execution_canceled_before_it_starts_changes_nothing(
@@ -316,14 +324,46 @@ def test_a_pending_execution_canceled_before_it_starts_changes_nothing(
     before = weights(sandbox)
     execution_id = execute(evacuation())
     with session_scope() as session:
-        row = service.cancel_execution(session=session, execution_id=execution_id)
+        row = execution_service.cancel_execution(session=session, execution_id=execution_id)
         assert row.status == "canceled"
     with session_scope(readonly=True) as session:
         job = session.get(JobRecord, detail(execution_id)["job_id"])
         assert job is not None and job.status == "canceled"
 
-    assert service.run_execution(execution_id)["status"] == "canceled"
+    assert execution_service.run_execution(execution_id)["status"] == "canceled"
     assert detail(execution_id)["steps"] == []
     assert weights(sandbox) == before
     with session_scope() as session, pytest.raises(Conflict, match="already ended"):
-        service.cancel_execution(session=session, execution_id=execution_id)
+        execution_service.cancel_execution(session=session, execution_id=execution_id)
+
+
+def test_a_health_check_can_only_name_a_registered_function(sandbox: dict[str, Any]) -> None:
+    plan_id = evacuation(steps=2)
+    for name in ("os:getcwd", "popcorn.traffic.executor:run", "tests:not_registered"):
+        with pytest.raises(InvalidInput, match="not a registered health check"):
+            execute(plan_id, health=s.HealthSpec(callable=name))
+    with session_scope() as session, pytest.raises(InvalidInput, match="registered"):
+        service.update_settings(session=session, changes={"health_callable": "os:getcwd"})
+
+
+def test_a_stored_execution_naming_an_unregistered_function_never_calls_it(
+    sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: list[Any] = []
+    monkeypatch.setattr("os.getcwd", lambda *args: called.append(args))
+    execution_id = execute(evacuation(steps=2))
+    with session_scope() as session:
+        row = session.get(m.Execution, execution_id)
+        assert row is not None
+        row.options = {**row.options, "health": {"callable": "os:getcwd"}}
+
+    assert execution_service.run_execution(execution_id)["status"] == "aborted"
+    assert called == []
+    assert "os:getcwd is not a registered health check" in detail(execution_id)["error"]
+
+
+def test_a_health_url_goes_only_where_an_admin_allowed(sandbox: dict[str, Any]) -> None:
+    plan_id = evacuation(steps=2)
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3:8080/health"):
+        with pytest.raises(Forbidden, match="not allowed"):
+            execute(plan_id, health=s.HealthSpec(url=url))

@@ -16,7 +16,12 @@ from popcorn.audit import records_for
 from popcorn.db import session_scope
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.outbox import OutboxEvent, dispatch_once, emit
+from popcorn.traffic import costs as cost_service
+from popcorn.traffic import forecasts as forecast_service
 from popcorn.traffic import models as m
+from popcorn.traffic import placements as placement_service
+from popcorn.traffic import plans as plan_service
+from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
 from popcorn.traffic.optimize import PlanInputError
@@ -46,8 +51,8 @@ devices:
 def small_world() -> None:
     """Two regions of 100 each and three groups; `a` is close to `east`, `b` to `west`."""
     with session_scope() as session:
-        service.create_region(session=session, data={"name": "east", "capacity": 100.0})
-        service.create_region(
+        region_service.create_region(session=session, data={"name": "east", "capacity": 100.0})
+        region_service.create_region(
             session=session,
             data={
                 "name": "west",
@@ -57,10 +62,10 @@ def small_world() -> None:
             },
         )
         for name, demand in (("a", 60.0), ("b", 50.0), ("c", 20.0)):
-            service.create_group(session=session, data={"name": name, "demand": demand})
-        service.set_costs(
+            region_service.create_group(session=session, data={"name": name, "demand": demand})
+        cost_service.set_costs(
             session=session,
-            entries=service.cost_entries(
+            entries=cost_service.cost_entries(
                 {"a": {"east": 10, "west": 40}, "b": {"east": 40, "west": 10}, "c": {"west": 5}}
             ),
         )
@@ -79,7 +84,7 @@ def events(kind: str) -> list[OutboxEvent]:
 
 def steer(**spec: Any) -> m.Plan:
     with session_scope() as session:
-        return service.plan_steering_for(session=session, spec=s.SteeringCreate(**spec))
+        return plan_service.plan_steering_for(session=session, spec=s.SteeringCreate(**spec))
 
 
 def test_a_steering_plan_is_stored_with_its_inputs_and_announced() -> None:
@@ -128,8 +133,8 @@ def test_bad_plan_input_is_refused_and_writes_nothing(spec: dict[str, Any], mess
 def test_a_group_without_demand_is_named() -> None:
     small_world()
     with session_scope() as session:
-        service.create_group(session=session, data={"name": "d"})
-        service.set_costs(session=session, entries=[("d", "east", 3.0)], replace=False)
+        region_service.create_group(session=session, data={"name": "d"})
+        cost_service.set_costs(session=session, entries=[("d", "east", 3.0)], replace=False)
     with pytest.raises(PlanInputError, match=r"group 'd'\.demand: is missing"):
         steer()
 
@@ -137,7 +142,7 @@ def test_a_group_without_demand_is_named() -> None:
 def test_evacuating_every_region_is_refused() -> None:
     small_world()
     with session_scope() as session, pytest.raises(PlanInputError, match="cannot evacuate every"):
-        service.plan_evacuation_for(
+        plan_service.plan_evacuation_for(
             session=session, spec=s.EvacuationCreate(evacuate=["east", "west"])
         )
     assert plan_count() == 0
@@ -146,7 +151,7 @@ def test_evacuating_every_region_is_refused() -> None:
 def test_an_evacuation_that_cannot_fit_says_why() -> None:
     small_world()
     with session_scope() as session:
-        plan = service.plan_evacuation_for(
+        plan = plan_service.plan_evacuation_for(
             session=session, spec=s.EvacuationCreate(evacuate=["west"])
         )
     assert not plan.feasible
@@ -158,10 +163,10 @@ def test_an_evacuation_that_cannot_fit_says_why() -> None:
 def test_evacuation_scales_the_receiver_and_the_return_scales_it_back() -> None:
     small_world()
     with session_scope() as session:
-        evac = service.plan_evacuation_for(
+        evac = plan_service.plan_evacuation_for(
             session=session, spec=s.EvacuationCreate(evacuate=["east"], steps=4)
         )
-        back = service.plan_return_for(
+        back = plan_service.plan_return_for(
             session=session, plan_id=evac.id, spec=s.ReturnCreate(dwell_seconds=30)
         )
     assert evac.feasible and back.feasible
@@ -173,9 +178,9 @@ def test_evacuation_scales_the_receiver_and_the_return_scales_it_back() -> None:
     for step in evac.result["steps"]:
         assert step["loads"]["west"] <= evac.result["capacity"]["west"] + 1e-9
     with session_scope() as session:
-        png = service.plan_png(session=session, plan_id=back.id)
+        png = plan_service.plan_png(session=session, plan_id=back.id)
         with pytest.raises(InvalidInput, match="only an evacuation can be returned"):
-            service.plan_return_for(session=session, plan_id=back.id, spec=s.ReturnCreate())
+            plan_service.plan_return_for(session=session, plan_id=back.id, spec=s.ReturnCreate())
     assert png.startswith(b"\x89PNG")
 
 
@@ -183,7 +188,7 @@ def test_an_evacuation_can_start_from_the_steering_in_force() -> None:
     small_world()
     current = steer()
     with session_scope() as session:
-        evac = service.plan_evacuation_for(
+        evac = plan_service.plan_evacuation_for(
             session=session,
             spec=s.EvacuationCreate(evacuate=["east"], steps=2, current_plan=current.id),
         )
@@ -194,14 +199,18 @@ def test_costs_upload_as_csv_json_or_matrix_and_wrong_shapes_change_nothing() ->
     small_world()
     wide = "group,east,west\na,1,2\nb,3,\nc,,4\n"
     with session_scope() as session:
-        service.set_costs(session=session, entries=service.parse_costs(wide, filename="c.csv"))
-        matrix = service.cost_matrix(session=session)
+        cost_service.set_costs(
+            session=session, entries=cost_service.parse_costs(wide, filename="c.csv")
+        )
+        matrix = cost_service.cost_matrix(session=session)
     assert matrix["matrix"] == [[1.0, 2.0], [3.0, None], [None, 4.0]]
 
     long = "group,region,cost\na,west,9\n"
     with session_scope() as session:
-        service.set_costs(session=session, entries=service.parse_costs(long), replace=False)
-        assert service.cost_matrix(session=session)["matrix"][0] == [1.0, 9.0]
+        cost_service.set_costs(
+            session=session, entries=cost_service.parse_costs(long), replace=False
+        )
+        assert cost_service.cost_matrix(session=session)["matrix"][0] == [1.0, 9.0]
 
     bad_shapes = [
         {"groups": ["a", "b"], "regions": ["east", "west"], "matrix": [[1, 2]]},
@@ -209,31 +218,31 @@ def test_costs_upload_as_csv_json_or_matrix_and_wrong_shapes_change_nothing() ->
     ]
     for data in bad_shapes:
         with pytest.raises(InvalidInput, match="expected"):
-            service.cost_entries(data)
+            cost_service.cost_entries(data)
     with pytest.raises(InvalidInput, match="line 2 has 1 costs, expected 2"):
-        service.parse_costs("group,east,west\na,1\n")
+        cost_service.parse_costs("group,east,west\na,1\n")
     with session_scope() as session, pytest.raises(InvalidInput, match="unknown region"):
-        service.set_costs(session=session, entries=[("a", "mars", 1.0)])
+        cost_service.set_costs(session=session, entries=[("a", "mars", 1.0)])
     with pytest.raises(InvalidInput, match="must be >= 0"):
-        service.cost_entries({"a": {"east": -2}})
+        cost_service.cost_entries({"a": {"east": -2}})
     with session_scope(readonly=True) as session:
-        assert service.cost_matrix(session=session)["matrix"][0] == [1.0, 9.0]
+        assert cost_service.cost_matrix(session=session)["matrix"][0] == [1.0, 9.0]
 
 
 def test_region_numbers_are_checked() -> None:
     with session_scope() as session, pytest.raises(PlanInputError, match="max_instances"):
-        service.create_region(
+        region_service.create_region(
             session=session,
             data={"name": "x", "instances": 5, "throughput_per_instance": 1.0, "max_instances": 2},
         )
     with session_scope() as session:
-        service.create_region(session=session, data={"name": "x", "capacity": 5.0})
+        region_service.create_region(session=session, data={"name": "x", "capacity": 5.0})
         with pytest.raises(Conflict):
-            service.create_region(session=session, data={"name": "x"})
-        row = service.update_region(session=session, ref="x", data={"capacity": None})
+            region_service.create_region(session=session, data={"name": "x"})
+        row = region_service.update_region(session=session, ref="x", data={"capacity": None})
         assert row.capacity is None
     with session_scope() as session, pytest.raises(NotFound):
-        service.get_region(session=session, ref="nope")
+        region_service.get_region(session=session, ref="nope")
 
 
 def inventory_world() -> None:
@@ -243,11 +252,11 @@ def inventory_world() -> None:
         inventory.import_files(session=session, files=[("world.yaml", WORLD)])
 
 
-def test_regions_and_cdn_sites_come_from_inventory() -> None:
+def test_regions_and_cdn_sites_come_from_inventory(inventory_facade: None) -> None:
     inventory_world()
     with session_scope() as session:
-        first = service.sync_from_inventory(session=session)
-        again = service.sync_from_inventory(session=session)
+        first = region_service.sync_from_inventory(session=session)
+        again = region_service.sync_from_inventory(session=session)
         rows = {r.name: r for r in session.scalars(select(m.TrafficRegion))}
 
     assert sorted(first["created"]) == ["ams1", "eu-west-1", "fra1", "lon-isp1"]
@@ -260,12 +269,12 @@ def test_regions_and_cdn_sites_come_from_inventory() -> None:
 def cdn_groups() -> None:
     with session_scope() as session:
         for name, demand in (("nl", 60.0), ("de", 50.0), ("gb", 40.0)):
-            service.create_group(
+            region_service.create_group(
                 session=session, data={"name": name, "demand": demand, "kind": "isp"}
             )
-        service.set_costs(
+        cost_service.set_costs(
             session=session,
-            entries=service.cost_entries(
+            entries=cost_service.cost_entries(
                 {
                     "nl": {"ams1": 5, "fra1": 15, "lon-isp1": 20},
                     "de": {"ams1": 15, "fra1": 5, "lon-isp1": 25},
@@ -275,20 +284,20 @@ def cdn_groups() -> None:
         )
 
 
-def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites() -> None:
+def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites(inventory_facade: None) -> None:
     from popcorn.inventory import service as inventory
 
     inventory_world()
     with session_scope() as session:
-        service.sync_from_inventory(session=session)
+        region_service.sync_from_inventory(session=session)
     cdn_groups()
     with session_scope() as session:
         inventory.set_device_status(session=session, ref="oca-ams1-02", status="maintenance")
     with session_scope() as session:
-        plan = service.shift_site_load(
+        plan = plan_service.shift_site_load(
             session=session, site="ams1", reason="disk failure", device="oca-ams1-02"
         )
-        capacity = service.get_region(session=session, ref="ams1").capacity
+        capacity = region_service.get_region(session=session, ref="ams1").capacity
 
     assert capacity == 100.0
     assert plan.kind == "shift" and plan.feasible and plan.evacuated == ["ams1"]
@@ -298,12 +307,14 @@ def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites() -> None:
     assert event.payload["site"] == "ams1" and event.payload["device"] == "oca-ams1-02"
 
 
-def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection() -> None:
+def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection(
+    inventory_facade: None,
+) -> None:
     import popcorn.traffic.subscribers  # noqa: F401  (registers the subscriber)
 
     inventory_world()
     with session_scope() as session:
-        service.sync_from_inventory(session=session)
+        region_service.sync_from_inventory(session=session)
     cdn_groups()
     dispatch_once()  # the subscriber starts at the end of the log
     with session_scope() as session:
@@ -334,13 +345,13 @@ def weekly(days: int = 21, step: int = 3600, seed: int = 0) -> np.ndarray[Any, A
 def test_a_forecast_from_history_reports_mape_and_plans_scaling() -> None:
     small_world()
     with session_scope() as session:
-        row = service.create_forecast(
+        row = forecast_service.create_forecast(
             session=session,
             spec=s.ForecastCreate(
                 region="west", history=(0.1 * weekly()).tolist(), step_seconds=3600, horizon=24
             ),
         )
-        png = service.forecast_plot(session=session, forecast_id=row.id)
+        png = forecast_service.forecast_plot(session=session, forecast_id=row.id)
     assert len(row.values) == 24
     assert row.backtest["mape"]["combined"] < 5.0
     assert row.scaling is not None and row.scaling["actions"]
@@ -350,7 +361,7 @@ def test_a_forecast_from_history_reports_mape_and_plans_scaling() -> None:
     assert png.startswith(b"\x89PNG")
 
 
-def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
+def test_forecast_history_and_group_demand_can_come_from_signals(signals_facade: None) -> None:
     from popcorn.signals import service as signals
 
     small_world()
@@ -373,13 +384,13 @@ def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
             },
         )
     with session_scope() as session:
-        row = service.create_forecast(
+        row = forecast_service.create_forecast(
             session=session,
             spec=s.ForecastCreate(
                 selector='edge_demand_gbps{region="west"}', step_seconds=step, horizon=12, days=14
             ),
         )
-        service.update_group(
+        region_service.update_group(
             session=session,
             ref="c",
             data={
@@ -388,10 +399,10 @@ def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
                 "demand_window_seconds": 3 * 3600,
             },
         )
-        service.update_group(
+        region_service.update_group(
             session=session, ref="b", data={"demand_source": "forecast", "forecast_id": row.id}
         )
-        demand = service.resolve_demand(
+        demand = region_service.resolve_demand(
             session=session, groups=list(session.scalars(select(m.ClientGroup)))
         )
     assert row.source == "signals" and len(row.history) >= 13 * 24
@@ -401,12 +412,12 @@ def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
 
 def test_a_group_reading_demand_from_signals_needs_a_selector() -> None:
     with session_scope() as session, pytest.raises(InvalidInput, match="demand_selector"):
-        service.create_group(session=session, data={"name": "x", "demand_source": "signals"})
+        region_service.create_group(session=session, data={"name": "x", "demand_source": "signals"})
 
 
 def test_placement_fills_sites_from_uploaded_tables_and_region_storage() -> None:
     with session_scope() as session:
-        service.create_region(
+        region_service.create_region(
             session=session, data={"name": "ams1", "kind": "cdn", "storage_gb": 10.0}
         )
     popularity = pd.DataFrame(
@@ -427,7 +438,9 @@ def test_placement_fills_sites_from_uploaded_tables_and_region_storage() -> None
         "storage": [{"site": "fra1", "storage": 5.0}],
     }
     with session_scope() as session:
-        row = service.create_placement(session=session, spec=service.placement_spec(data))
+        row = placement_service.create_placement(
+            session=session, spec=placement_service.placement_spec(data)
+        )
     sites = {site["site"]: site for site in row.result["sites"]}
     assert sites["ams1"]["titles"] == ["small1", "small2"]
     assert sites["fra1"]["titles"] == ["small1"]
@@ -441,13 +454,17 @@ def test_placement_input_errors_name_the_problem() -> None:
         "sizes": [{"title": "u", "size": 1}],
     }
     with session_scope() as session, pytest.raises(InvalidInput, match="no size for title"):
-        service.create_placement(session=session, spec=service.placement_spec(data))
+        placement_service.create_placement(
+            session=session, spec=placement_service.placement_spec(data)
+        )
     data["sizes"] = [{"title": "t", "size": 1}]
     with session_scope() as session, pytest.raises(InvalidInput, match="no storage known"):
-        service.create_placement(session=session, spec=service.placement_spec(data))
+        placement_service.create_placement(
+            session=session, spec=placement_service.placement_spec(data)
+        )
     data["popularity"] = [{"site": "x", "title": "t", "requests": -1}]
     with pytest.raises(InvalidInput, match=r"popularity\.0\.requests"):
-        service.placement_spec(data)
+        placement_service.placement_spec(data)
 
 
 def test_settings_default_store_and_reset() -> None:
@@ -464,13 +481,40 @@ def test_settings_default_store_and_reset() -> None:
         assert service.get_settings_view(session=session)["aws_endpoint_url"] is None
 
 
-def test_placement_reads_site_storage_from_inventory() -> None:
+def test_placement_reads_site_storage_from_inventory(inventory_facade: None) -> None:
     inventory_world()
     data = {
         "popularity": [{"site": "fra1", "title": "t", "requests": 3}],
         "sizes": [{"title": "t", "size": 100.0}],
     }
     with session_scope() as session:
-        row = service.create_placement(session=session, spec=service.placement_spec(data))
+        row = placement_service.create_placement(
+            session=session, spec=placement_service.placement_spec(data)
+        )
     assert row.summary["storage"] == {"fra1": 240_000.0}
     assert row.local_share == 1.0
+
+
+def test_without_inventory_or_signals_traffic_says_which_domain_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from popcorn import domains
+    from popcorn.errors import Unavailable
+
+    monkeypatch.setattr(domains, "DOMAINS", ["traffic"])
+    small_world()
+    with session_scope() as session, pytest.raises(Unavailable, match="inventory") as caught:
+        region_service.sync_from_inventory(session=session)
+    assert caught.value.details == {"domain": "inventory"}
+    with session_scope() as session:
+        region_service.update_group(
+            session=session, ref="a", data={"demand_source": "signals", "demand_selector": "x"}
+        )
+    with session_scope() as session, pytest.raises(Unavailable, match="signals"):
+        plan_service.plan_steering_for(session=session, spec=s.SteeringCreate())
+    with session_scope() as session:
+        region_service.update_region(session=session, ref="east", data={"kind": "cdn"})
+        region_service.update_region(session=session, ref="west", data={"kind": "cdn"})
+        region_service.update_group(session=session, ref="a", data={"demand_source": "given"})
+        plan = plan_service.shift_site_load(session=session, site="east", reason="disk failure")
+    assert plan.kind == "shift" and plan.evacuated == ["east"]

@@ -331,12 +331,17 @@ def traffic_world() -> dict[str, int]:
     """Three cloud regions bound to AWS names, a steering plan, an evacuation of us-east-1,
     its execution (queued) and a forecast; returns their ids."""
     from popcorn.db import session_scope
-    from popcorn.traffic import schemas, service
+    from popcorn.traffic import executions as execution_service
+    from popcorn.traffic import forecasts as forecast_service
+    from popcorn.traffic import plans as plan_service
+    from popcorn.traffic import regions as region_service
+    from popcorn.traffic import schemas
+    from popcorn.traffic import world as world_service
 
     with session_scope() as session:
-        service.generate_world(session=session, groups=12, seed=2)
+        world_service.generate_world(session=session, groups=12, seed=2)
         for name in ("us-east-1", "us-west-2", "eu-west-1"):
-            service.update_region(
+            region_service.update_region(
                 session=session,
                 ref=name,
                 data={
@@ -346,16 +351,18 @@ def traffic_world() -> dict[str, int]:
                 },
             )
     with session_scope() as session:
-        steering = service.plan_steering_for(session=session, spec=schemas.SteeringCreate())
-        evacuation = service.plan_evacuation_for(
+        steering = plan_service.plan_steering_for(session=session, spec=schemas.SteeringCreate())
+        evacuation = plan_service.plan_evacuation_for(
             session=session,
             spec=schemas.EvacuationCreate(evacuate=["us-east-1"], steps=4, reason="drill"),
         )
         ids = {"steering": steering.id, "evacuation": evacuation.id}
     with session_scope() as session:
-        ids["execution"] = service.execute_plan(session=session, plan_id=ids["evacuation"]).id
+        ids["execution"] = execution_service.execute_plan(
+            session=session, plan_id=ids["evacuation"]
+        ).id
         history = (100 + 30 * np.sin(np.arange(2016) * 2 * np.pi / 288)).tolist()
-        ids["forecast"] = service.create_forecast(
+        ids["forecast"] = forecast_service.create_forecast(
             session=session,
             spec=schemas.ForecastCreate(region="us-east-1", history=history, horizon=288),
         ).id

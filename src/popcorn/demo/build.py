@@ -51,15 +51,16 @@ def signals(world: World, track: Callable[[Iterable[Batch], int], Iterable[Batch
 
 def traffic(world: World) -> dict[str, Any]:
     """Cloud regions with their instance model, CDN sites from inventory, groups and costs."""
-    from popcorn.traffic import service
+    from popcorn.traffic import costs as cost_service
+    from popcorn.traffic import regions as region_service
 
     with acting_as(ACTOR), session_scope() as session:
         for region in world.cloud_regions:
-            service.create_region(session=session, data=region)
-        synced = service.sync_from_inventory(session=session)
+            region_service.create_region(session=session, data=region)
+        synced = region_service.sync_from_inventory(session=session)
         for group in world.groups:
-            service.create_group(session=session, data=group)
-        costs = service.set_costs(session=session, entries=world.costs, replace=True)
+            region_service.create_group(session=session, data=group)
+        costs = cost_service.set_costs(session=session, entries=world.costs, replace=True)
     return {"synced": synced, "costs": costs}
 
 

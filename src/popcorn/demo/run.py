@@ -301,10 +301,10 @@ def _log_to_file() -> None:
 def _bind_sandbox(endpoint: str) -> dict[str, Any]:
     from popcorn.context import acting_as
     from popcorn.db import session_scope
-    from popcorn.traffic import service
+    from popcorn.traffic import executions as execution_service
 
     with acting_as(build.ACTOR), session_scope() as session:
-        return service.bind_sandbox(session=session, endpoint_url=endpoint, prefix="demo")
+        return execution_service.bind_sandbox(session=session, endpoint_url=endpoint, prefix="demo")
 
 
 def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:

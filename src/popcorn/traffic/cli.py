@@ -12,9 +12,15 @@ import click
 from popcorn.cli import PopcornGroup, json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
-from popcorn.traffic import models as m
+from popcorn.traffic import costs as cost_service
+from popcorn.traffic import executions as execution_service
+from popcorn.traffic import forecasts as forecast_service
+from popcorn.traffic import placements as placement_service
+from popcorn.traffic import plans as plan_service
+from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
 from popcorn.traffic import service
+from popcorn.traffic import world as world_service
 
 REGION_COLUMNS = [
     "name",
@@ -60,7 +66,7 @@ def regions_group() -> None:
 def regions_list(filters: tuple[str, ...], as_json: bool) -> None:
     """List regions; FILTERS are key=value (kind=cdn, name__ic=east)."""
     with session_scope(readonly=True) as session:
-        result = service.list_regions(
+        result = region_service.list_regions(
             session=session, params=parse_list_params(_list_args(filters))
         )
         rows = _rows(result, s.RegionRead)
@@ -98,8 +104,10 @@ def _region_data(kwargs: dict[str, Any]) -> dict[str, Any]:
 def regions_add(name: str, as_json: bool, **kwargs: Any) -> None:
     """Add a region (capacity, or instances and throughput per instance)."""
     with session_scope() as session:
-        row = service.create_region(session=session, data={"name": name, **_region_data(kwargs)})
-        data = service.region_dict(row)
+        row = region_service.create_region(
+            session=session, data={"name": name, **_region_data(kwargs)}
+        )
+        data = region_service.region_dict(row)
     output(data, as_json=as_json)
 
 
@@ -111,8 +119,8 @@ def regions_add(name: str, as_json: bool, **kwargs: Any) -> None:
 def regions_update(name: str, as_json: bool, **kwargs: Any) -> None:
     """Change a region; `--set field=null` clears a field."""
     with session_scope() as session:
-        row = service.update_region(session=session, ref=name, data=_region_data(kwargs))
-        data = service.region_dict(row)
+        row = region_service.update_region(session=session, ref=name, data=_region_data(kwargs))
+        data = region_service.region_dict(row)
     output(data, as_json=as_json)
 
 
@@ -121,7 +129,7 @@ def regions_update(name: str, as_json: bool, **kwargs: Any) -> None:
 @with_actor
 def regions_remove(name: str) -> None:
     with session_scope() as session:
-        service.delete_region(session=session, ref=name)
+        region_service.delete_region(session=session, ref=name)
     click.echo(f"removed region {name}")
 
 
@@ -131,7 +139,7 @@ def regions_remove(name: str) -> None:
 def regions_sync(as_json: bool) -> None:
     """Create or refresh regions from inventory cloud-region and CDN sites."""
     with session_scope() as session:
-        result = service.sync_from_inventory(session=session)
+        result = region_service.sync_from_inventory(session=session)
     output(result, as_json=as_json)
 
 
@@ -148,7 +156,9 @@ def groups_group() -> None:
 @json_option
 def groups_list(filters: tuple[str, ...], as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        result = service.list_groups(session=session, params=parse_list_params(_list_args(filters)))
+        result = region_service.list_groups(
+            session=session, params=parse_list_params(_list_args(filters))
+        )
         rows = _rows(result, s.GroupRead)
     output(rows, as_json=as_json, columns=GROUP_COLUMNS)
 
@@ -176,8 +186,8 @@ def groups_add(name: str, as_json: bool, **kwargs: Any) -> None:
     if "demand_selector" in data and "demand_source" not in data:
         data["demand_source"] = "signals"
     with session_scope() as session:
-        row = service.create_group(session=session, data={"name": name, **data})
-        out = service.group_dict(row)
+        row = region_service.create_group(session=session, data={"name": name, **data})
+        out = region_service.group_dict(row)
     output(out, as_json=as_json)
 
 
@@ -188,8 +198,8 @@ def groups_add(name: str, as_json: bool, **kwargs: Any) -> None:
 @with_actor
 def groups_update(name: str, as_json: bool, **kwargs: Any) -> None:
     with session_scope() as session:
-        row = service.update_group(session=session, ref=name, data=_region_data(kwargs))
-        out = service.group_dict(row)
+        row = region_service.update_group(session=session, ref=name, data=_region_data(kwargs))
+        out = region_service.group_dict(row)
     output(out, as_json=as_json)
 
 
@@ -198,7 +208,7 @@ def groups_update(name: str, as_json: bool, **kwargs: Any) -> None:
 @with_actor
 def groups_remove(name: str) -> None:
     with session_scope() as session:
-        service.delete_group(session=session, ref=name)
+        region_service.delete_group(session=session, ref=name)
     click.echo(f"removed group {name}")
 
 
@@ -212,7 +222,7 @@ def costs_group() -> None:
 @json_option
 def costs_show(kind: str | None, as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        data = service.cost_matrix(session=session, kind=kind)
+        data = cost_service.cost_matrix(session=session, kind=kind)
     if as_json:
         output(data, as_json=True)
         return
@@ -230,9 +240,9 @@ def costs_show(kind: str | None, as_json: bool) -> None:
 def costs_load(path: Path, merge: bool) -> None:
     """Load costs from JSON or CSV (group,region,cost rows, or a group column plus one
     column per region)."""
-    entries = service.parse_costs(path.read_bytes(), filename=path.name)
+    entries = cost_service.parse_costs(path.read_bytes(), filename=path.name)
     with session_scope() as session:
-        result = service.set_costs(session=session, entries=entries, replace=not merge)
+        result = cost_service.set_costs(session=session, entries=entries, replace=not merge)
     click.echo(f"{result['pairs']} cost pair(s) stored ({result['given']} given)")
 
 
@@ -268,7 +278,7 @@ def generate_command(
 ) -> None:
     """Create regions, client groups with demand and a latency matrix to try planning on."""
     with session_scope() as session:
-        result = service.generate_world(
+        result = world_service.generate_world(
             session=session,
             regions=[r.strip() for r in regions.split(",") if r.strip()],
             groups=groups,
@@ -287,16 +297,19 @@ def sandbox_command(endpoint_url: str, prefix: str, as_json: bool) -> None:
     """Create Auto Scaling groups and weighted records for the cloud regions on a sandbox
     endpoint and bind the regions (and the settings) to it."""
     with session_scope() as session:
-        result = service.bind_sandbox(session=session, endpoint_url=endpoint_url, prefix=prefix)
+        result = execution_service.bind_sandbox(
+            session=session, endpoint_url=endpoint_url, prefix=prefix
+        )
     output(result, as_json=as_json)
 
 
 # --- plans -----------------------------------------------------------------------------------
 
 
-def _plan_out(plan: m.Plan, as_json: bool) -> None:
+def _plan_out(row: Any, as_json: bool) -> None:
+    plan = s.PlanDetail.model_validate(row)
     if as_json:
-        output(s.PlanDetail.model_validate(plan).model_dump(mode="json"), as_json=True)
+        output(plan.model_dump(mode="json"), as_json=True)
         return
     output(
         {
@@ -369,7 +382,7 @@ def plan_command(
     """Make a steering plan (an infeasible one says what is short)."""
     spec = s.SteeringCreate.model_validate(_scope(kind, regions, demand, reason))
     with session_scope() as session:
-        plan = service.plan_steering_for(session=session, spec=spec)
+        plan = plan_service.plan_steering_for(session=session, spec=spec)
         _plan_out(plan, as_json)
 
 
@@ -403,7 +416,7 @@ def evacuate_command(
         }
     )
     with session_scope() as session:
-        plan = service.plan_evacuation_for(session=session, spec=spec)
+        plan = plan_service.plan_evacuation_for(session=session, spec=spec)
         _plan_out(plan, as_json)
 
 
@@ -419,7 +432,7 @@ def return_command(
     """Plan the return of an evacuation."""
     spec = s.ReturnCreate(steps=steps, dwell_seconds=dwell_seconds)
     with session_scope() as session:
-        plan = service.plan_return_for(session=session, plan_id=plan_id, spec=spec)
+        plan = plan_service.plan_return_for(session=session, plan_id=plan_id, spec=spec)
         _plan_out(plan, as_json)
 
 
@@ -432,7 +445,9 @@ def return_command(
 def shift_command(site: str, device: str | None, reason: str, as_json: bool) -> None:
     """Plan moving a CDN site's load to the other CDN sites."""
     with session_scope() as session:
-        plan = service.shift_site_load(session=session, site=site, reason=reason, device=device)
+        plan = plan_service.shift_site_load(
+            session=session, site=site, reason=reason, device=device
+        )
         _plan_out(plan, as_json)
 
 
@@ -442,7 +457,9 @@ def shift_command(site: str, device: str | None, reason: str, as_json: bool) -> 
 def plans_command(filters: tuple[str, ...], as_json: bool) -> None:
     """List plans; FILTERS are key=value (kind=evacuation, feasible=true)."""
     with session_scope(readonly=True) as session:
-        result = service.list_plans(session=session, params=parse_list_params(_list_args(filters)))
+        result = plan_service.list_plans(
+            session=session, params=parse_list_params(_list_args(filters))
+        )
         rows = _rows(result, s.PlanRead)
     output(rows, as_json=as_json, columns=PLAN_COLUMNS)
 
@@ -454,10 +471,10 @@ def plans_command(filters: tuple[str, ...], as_json: bool) -> None:
 def show_command(plan_id: int, png: Path | None, as_json: bool) -> None:
     """Show a plan (and write its loads-per-step plot with --png)."""
     with session_scope(readonly=True) as session:
-        plan = service.get_plan(session=session, plan_id=plan_id)
+        plan = plan_service.get_plan(session=session, plan_id=plan_id)
         _plan_out(plan, as_json)
         if png is not None:
-            png.write_bytes(service.plan_png(session=session, plan_id=plan_id))
+            png.write_bytes(plan_service.plan_png(session=session, plan_id=plan_id))
     if png is not None:
         click.echo(f"wrote {png}", err=True)
 
@@ -467,7 +484,7 @@ def show_command(plan_id: int, png: Path | None, as_json: bool) -> None:
 
 def _show_execution(execution_id: int, as_json: bool) -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        detail = service.execution_detail(session=session, execution_id=execution_id)
+        detail = execution_service.execution_detail(session=session, execution_id=execution_id)
     if as_json:
         output(detail, as_json=True)
         return detail
@@ -509,7 +526,7 @@ def execute_command(
         }
     )
     with session_scope() as session:
-        execution = service.execute_plan(session=session, plan_id=plan_id, spec=spec)
+        execution = execution_service.execute_plan(session=session, plan_id=plan_id, spec=spec)
         execution_id, total = execution.id, execution.total_steps
     if not wait:
         if as_json:
@@ -520,10 +537,10 @@ def execute_command(
     with progress(total, f"execution {execution_id}") as bar:
         while True:
             with session_scope(readonly=True) as session:
-                row = service.get_execution(session=session, execution_id=execution_id)
+                row = execution_service.get_execution(session=session, execution_id=execution_id)
                 status, done = row.status, row.current_step
             bar.update(bar.task_ids[0], completed=done)
-            if status not in m.ACTIVE_EXECUTION:
+            if execution_service.has_ended(status):
                 break
             time.sleep(0.5)
     detail = _show_execution(execution_id, as_json)
@@ -538,7 +555,7 @@ def execute_command(
 @json_option
 def executions_command(filters: tuple[str, ...], as_json: bool) -> None:
     with session_scope(readonly=True) as session:
-        result = service.list_executions(
+        result = execution_service.list_executions(
             session=session, params=parse_list_params(_list_args(filters))
         )
         rows = _rows(result, s.ExecutionRead)
@@ -559,7 +576,7 @@ def execution_command(execution_id: int, as_json: bool) -> None:
 def cancel_command(execution_id: int) -> None:
     """Cancel an execution: it stops at its next check and rolls back."""
     with session_scope() as session:
-        row = service.cancel_execution(session=session, execution_id=execution_id)
+        row = execution_service.cancel_execution(session=session, execution_id=execution_id)
         status = row.status
     click.echo(f"execution {execution_id}: cancel requested ({status})")
 
@@ -600,13 +617,13 @@ def forecast_command(
         "days": days,
     }
     if history is not None:
-        data["history"] = service.read_history(history.read_bytes(), filename=history.name)
+        data["history"] = forecast_service.read_history(history.read_bytes(), filename=history.name)
     spec = s.ForecastCreate.model_validate(data)
     with session_scope() as session:
-        row = service.create_forecast(session=session, spec=spec)
+        row = forecast_service.create_forecast(session=session, spec=spec)
         detail = s.ForecastDetail.model_validate(row).model_dump(mode="json")
         if png is not None:
-            png.write_bytes(service.forecast_plot(session=session, forecast_id=row.id))
+            png.write_bytes(forecast_service.forecast_plot(session=session, forecast_id=row.id))
     if as_json:
         output(detail, as_json=True)
         return
@@ -668,9 +685,9 @@ def placement_command(
         data["storage"] = service.read_table(
             storage.read_bytes(), name="storage", filename=storage.name
         )
-    spec = service.placement_spec(data)
+    spec = placement_service.placement_spec(data)
     with session_scope() as session:
-        row = service.create_placement(session=session, spec=spec)
+        row = placement_service.create_placement(session=session, spec=spec)
         detail = s.PlacementDetail.model_validate(row).model_dump(mode="json")
     if as_json:
         output(detail, as_json=True)

@@ -17,7 +17,6 @@ Every step is a row of `traffic_execution_steps`, every transition a domain even
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,30 +46,10 @@ from popcorn.traffic.aws import (
     wait_in_service,
     weights_from_shares,
 )
+from popcorn.traffic.health import HealthCheck, health_check_from
 from popcorn.traffic.service import json_safe
 
 CANCEL_POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class HealthResult:
-    """The verdict of a health check after a step, and where it came from."""
-
-    healthy: bool
-    source: str
-    detail: str = ""
-    value: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "healthy": self.healthy,
-            "source": self.source,
-            "detail": self.detail,
-            "value": self.value,
-        }
-
-
-HealthCheck = Callable[[dict[str, Any]], HealthResult]
 
 
 class Aborted(Exception):
@@ -80,94 +59,6 @@ class Aborted(Exception):
         super().__init__(reason)
         self.reason = reason
         self.canceled = canceled
-
-
-# --- health checks ---------------------------------------------------------------------------
-
-
-def health_check_from(spec: Mapping[str, Any]) -> HealthCheck:
-    """The configured check: a signals selector under a threshold when signals have data for
-    it, else a Python callable (`module:function`), else an HTTP URL (healthy below 400),
-    else none (always healthy, and the step says so)."""
-
-    def check(context: dict[str, Any]) -> HealthResult:
-        if spec.get("selector"):
-            verdict = signals_health(
-                str(spec["selector"]),
-                float(spec["threshold"]),
-                float(spec.get("window_seconds") or 300.0),
-            )
-            if verdict is not None:
-                return verdict
-        if spec.get("callable"):
-            return callable_health(str(spec["callable"]), context)
-        if spec.get("url"):
-            return http_health(str(spec["url"]), context, float(spec.get("timeout_seconds") or 5.0))
-        return HealthResult(True, "none", "no health check configured")
-
-    return check
-
-
-def signals_health(selector: str, threshold: float, window_seconds: float) -> HealthResult | None:
-    """Healthy while the latest value of every matching series is under `threshold`;
-    None when signals are not installed or hold no recent data for the selector."""
-    from datetime import timedelta
-
-    from popcorn.domains import optional_module
-
-    signals = optional_module("popcorn.signals.service")
-    if signals is None:
-        return None
-    now = utcnow()
-    try:
-        with session_scope(readonly=True) as session:
-            result = signals.query(
-                session=session,
-                selector=selector,
-                start=now - timedelta(seconds=window_seconds),
-                end=now + timedelta(seconds=1),
-            )
-    except NotFound:
-        return None
-    latest = [float(values[-1]) for values in result.values if len(values)]
-    if not latest:
-        return None
-    worst = max(latest)
-    healthy = worst < threshold
-    relation = "<" if healthy else ">="
-    return HealthResult(
-        healthy, "signals", f"{selector}: {worst:.6g} {relation} {threshold:g}", worst
-    )
-
-
-def callable_health(path: str, context: dict[str, Any]) -> HealthResult:
-    """Call `module:function(context)`; it returns a bool, (bool, detail) or a HealthResult.
-    An exception counts as unhealthy."""
-    module_name, _, attr = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-        verdict = target(context)
-    except Exception as exc:
-        return HealthResult(False, "callable", f"{path} raised {type(exc).__name__}: {exc}")
-    if isinstance(verdict, HealthResult):
-        return verdict
-    if isinstance(verdict, tuple):
-        return HealthResult(bool(verdict[0]), "callable", str(verdict[1]))
-    return HealthResult(bool(verdict), "callable", path)
-
-
-def http_health(url: str, context: dict[str, Any], timeout_seconds: float) -> HealthResult:
-    """GET `url` (with the execution and step as query parameters); healthy below 400."""
-    import httpx
-
-    params = {"execution": context.get("execution_id"), "step": context.get("step")}
-    try:
-        response = httpx.get(url, params=params, timeout=timeout_seconds)
-    except httpx.HTTPError as exc:
-        return HealthResult(False, "http", f"{url}: {type(exc).__name__}: {exc}")
-    return HealthResult(response.status_code < 400, "http", f"{url}: HTTP {response.status_code}")
 
 
 # --- the run ---------------------------------------------------------------------------------

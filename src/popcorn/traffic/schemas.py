@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from popcorn.schemas import ReadSchema, Schema
+from popcorn.lookup import MAX_ID
+from popcorn.schemas import Page, ReadSchema, Schema
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 RegionKind = Literal["cloud", "cdn"]
@@ -77,7 +78,7 @@ class GroupFields(Schema):
     demand: float | None = Field(default=None, ge=0)
     demand_selector: str | None = Field(default=None, max_length=500)
     demand_window_seconds: float | None = Field(default=None, gt=0, le=86400 * 7)
-    forecast_id: int | None = None
+    forecast_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     description: str | None = Field(default=None, max_length=200)
 
 
@@ -123,7 +124,10 @@ class EvacuationCreate(Scope):
     dwell_seconds: float = Field(default=60.0, ge=0, le=86400)
     scale_cost: float = Field(default=0.0, ge=0)
     current_plan: int | None = Field(
-        default=None, description="A steering plan in force to start from (default: optimal)."
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="A steering plan in force to start from (default: optimal).",
     )
     method: Method = "auto"
 
@@ -304,3 +308,77 @@ class PlacementRead(ReadSchema):
 
 class PlacementDetail(PlacementRead):
     result: dict[str, Any]
+
+
+# --- list and other answers ----------------------------------------------------------------
+
+
+class RegionPage(Page[RegionRead]):
+    pass
+
+
+class GroupPage(Page[GroupRead]):
+    pass
+
+
+class PlanPage(Page[PlanRead]):
+    pass
+
+
+class ExecutionPage(Page[ExecutionRead]):
+    pass
+
+
+class ForecastPage(Page[ForecastRead]):
+    pass
+
+
+class PlacementPage(Page[PlacementRead]):
+    pass
+
+
+class ChangeRead(BaseModel):
+    """One audit record of an object: when, who, what and the changed fields."""
+
+    time: datetime
+    actor: str
+    action: str
+    diff: dict[str, Any]
+
+
+class ChangePage(Page[ChangeRead]):
+    pass
+
+
+class SyncResult(BaseModel):
+    created: list[str] = Field(description="Regions created from inventory sites.")
+    updated: list[str] = Field(description="Regions whose numbers changed.")
+    sites: int = Field(description="Inventory sites read.")
+
+
+class CostMatrix(BaseModel):
+    groups: list[str]
+    regions: list[str]
+    matrix: list[list[float | None]] = Field(
+        description="One row per group, one cost per region; null where not allowed."
+    )
+
+
+class CostsStored(BaseModel):
+    pairs: int = Field(description="Cost pairs stored after the upload.")
+    given: int = Field(description="Entries in the upload.")
+    replace: bool
+
+
+class SettingsRead(BaseModel):
+    aws_endpoint_url: str | None
+    aws_region: str | None
+    aws_profile: str | None
+    scale_timeout_seconds: float
+    poll_seconds: float
+    health_selector: str | None
+    health_threshold: float | None
+    health_window_seconds: float
+    health_url: str | None
+    health_callable: str | None
+    health_timeout_seconds: float

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from popcorn.errors import PopcornError
 from popcorn.outbox import DomainEvent, emit, subscribe
-from popcorn.traffic import service
+from popcorn.traffic import plans as plan_service
 
 log = logging.getLogger("popcorn.traffic")
 
@@ -24,7 +24,7 @@ def shift_requested(event: DomainEvent, session: Session) -> None:
     reason = str(payload.get("reason") or f"requested by {event.type} #{event.id}")
     try:
         with session.begin_nested():
-            service.shift_site_load(
+            plan_service.shift_site_load(
                 session=session,
                 site=site,
                 reason=reason[:500],

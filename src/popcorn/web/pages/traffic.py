@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session
 from popcorn.db import session_scope
 from popcorn.errors import PopcornError
 from popcorn.listing import ListParams
-from popcorn.traffic import schemas, service
+from popcorn.traffic import executions as execution_service
+from popcorn.traffic import forecasts as forecast_service
+from popcorn.traffic import plans as plan_service
+from popcorn.traffic import regions as region_service
+from popcorn.traffic import schemas
 from popcorn.web import auth as console_auth
 from popcorn.web import helpers
 from popcorn.web.views import OVERVIEW_PANELS, bp
@@ -28,17 +32,17 @@ def _dump(schema: Any, row: Any) -> dict[str, Any]:
 def _usable(row: Any) -> float | None:
     """A region's usable capacity as the planner sees it (None until it is known)."""
     try:
-        capacity = service.engine_region(row).usable_capacity
+        capacity = region_service.engine_region(row).usable_capacity
     except (PopcornError, ValueError):
         return None
     return float(capacity) if capacity is not None else None
 
 
 def _regions(session: Session) -> list[dict[str, Any]]:
-    rows = service.list_regions(session=session, params=ListParams(limit=1000)).items
+    rows = region_service.list_regions(session=session, params=ListParams(limit=1000)).items
     out = []
     for row in rows:
-        data = service.region_dict(row)
+        data = region_service.region_dict(row)
         data["usable"] = _usable(row)
         out.append(data)
     return out
@@ -80,13 +84,13 @@ def traffic() -> str:
         regions = _regions(session)
 
         def plans(params: ListParams) -> Any:
-            return service.list_plans(session=session, params=params)
+            return plan_service.list_plans(session=session, params=params)
 
         def executions(params: ListParams) -> Any:
-            return service.list_executions(session=session, params=params)
+            return execution_service.list_executions(session=session, params=params)
 
         def forecasts(params: ListParams) -> Any:
-            return service.list_forecasts(session=session, params=params)
+            return forecast_service.list_forecasts(session=session, params=params)
 
         steering = _latest(session, plans, {"kind": ["steering"]}, 1)
         recent_plans = [_dump(schemas.PlanRead, p) for p in _latest(session, plans, {}, 10)]
@@ -171,12 +175,12 @@ def _steps_chart(result: dict[str, Any]) -> str:
     )
 
 
-@bp.get("/traffic/plans/<int:plan_id>")
-def traffic_plan(plan_id: int) -> str:
+@bp.get("/traffic/plans/<plan_id>")
+def traffic_plan(plan_id: str) -> str:
     with session_scope(readonly=True) as session:
-        plan = _dump(schemas.PlanDetail, service.get_plan(session=session, plan_id=plan_id))
-        runs = service.list_executions(
-            session=session, params=ListParams(limit=50, filters={"plan_id": [str(plan_id)]})
+        plan = _dump(schemas.PlanDetail, plan_service.get_plan(session=session, plan_id=plan_id))
+        runs = execution_service.list_executions(
+            session=session, params=ListParams(limit=50, filters={"plan_id": [str(plan["id"])]})
         )
         executions = [_dump(schemas.ExecutionRead, e) for e in runs.items]
         regions = [r["name"] for r in _regions(session)]
@@ -211,9 +215,9 @@ def traffic_plan_create() -> Any:
                     steps=int(steps) if steps.isdigit() else 10,
                     reason=reason,
                 )
-                plan = service.plan_evacuation_for(session=session, spec=spec)
+                plan = plan_service.plan_evacuation_for(session=session, spec=spec)
             else:
-                plan = service.plan_steering_for(
+                plan = plan_service.plan_steering_for(
                     session=session, spec=schemas.SteeringCreate(reason=reason)
                 )
             plan_id = plan.id
@@ -232,12 +236,12 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
-@bp.post("/traffic/plans/<int:plan_id>/execute")
+@bp.post("/traffic/plans/<plan_id>/execute")
 @console_auth.needs("operator")
-def traffic_execute(plan_id: int) -> Any:
+def traffic_execute(plan_id: str) -> Any:
     try:
         with session_scope() as session:
-            execution = service.execute_plan(session=session, plan_id=plan_id)
+            execution = execution_service.execute_plan(session=session, plan_id=plan_id)
             execution_id = execution.id
     except PopcornError as exc:
         flash(exc.message, "error")
@@ -246,12 +250,12 @@ def traffic_execute(plan_id: int) -> Any:
     return redirect(url_for("web.traffic_execution", execution_id=execution_id))
 
 
-@bp.get("/traffic/executions/<int:execution_id>")
-def traffic_execution(execution_id: int) -> str:
+@bp.get("/traffic/executions/<execution_id>")
+def traffic_execution(execution_id: str) -> str:
     with session_scope(readonly=True) as session:
-        execution = service.execution_detail(session=session, execution_id=execution_id)
+        execution = execution_service.execution_detail(session=session, execution_id=execution_id)
         plan = _dump(
-            schemas.PlanRead, service.get_plan(session=session, plan_id=execution["plan_id"])
+            schemas.PlanRead, plan_service.get_plan(session=session, plan_id=execution["plan_id"])
         )
     done = sum(1 for s in execution["steps"] if s["status"] == "succeeded")
     return render_template(
@@ -263,12 +267,12 @@ def traffic_execution(execution_id: int) -> str:
     )
 
 
-@bp.post("/traffic/executions/<int:execution_id>/cancel")
+@bp.post("/traffic/executions/<execution_id>/cancel")
 @console_auth.needs("operator")
-def traffic_cancel(execution_id: int) -> Any:
+def traffic_cancel(execution_id: str) -> Any:
     try:
         with session_scope() as session:
-            row = service.cancel_execution(session=session, execution_id=execution_id)
+            row = execution_service.cancel_execution(session=session, execution_id=execution_id)
             status = row.status
     except PopcornError as exc:
         flash(exc.message, "error")
@@ -282,15 +286,17 @@ def traffic_cancel(execution_id: int) -> Any:
     return redirect(url_for("web.traffic_execution", execution_id=execution_id))
 
 
-@bp.get("/traffic/forecasts/<int:forecast_id>")
-def traffic_forecast(forecast_id: int) -> str:
+@bp.get("/traffic/forecasts/<forecast_id>")
+def traffic_forecast(forecast_id: str) -> str:
     with session_scope(readonly=True) as session:
-        row = service.get_forecast(session=session, forecast_id=forecast_id)
+        row = forecast_service.get_forecast(session=session, forecast_id=forecast_id)
         forecast = _dump(schemas.ForecastDetail, row)
         history = list(row.history)
-        actuals = service.forecast_actuals(session=session, forecast=row)
+        actuals = forecast_service.forecast_actuals(session=session, forecast=row)
         region = (
-            service.region_dict(service.get_region(session=session, ref=row.region_id))
+            region_service.region_dict(
+                region_service.get_region(session=session, ref=row.region_id)
+            )
             if row.region_id
             else None
         )
@@ -340,10 +346,10 @@ def traffic_forecast(forecast_id: int) -> str:
 
 def traffic_panel(session: Session) -> dict[str, Any]:
     def executions(params: ListParams) -> Any:
-        return service.list_executions(session=session, params=params)
+        return execution_service.list_executions(session=session, params=params)
 
     def plans(params: ListParams) -> Any:
-        return service.list_plans(session=session, params=params)
+        return plan_service.list_plans(session=session, params=params)
 
     rows: list[tuple[str, Any, str | None]] = []
     for run in _latest(session, executions, {"status__in": ["pending,running"]}, 3):
@@ -363,7 +369,7 @@ def traffic_panel(session: Session) -> dict[str, Any]:
                 url_for("web.traffic_plan", plan_id=plan.id),
             )
         )
-    regions = service.list_regions(session=session, params=ListParams(limit=1)).count
+    regions = region_service.list_regions(session=session, params=ListParams(limit=1)).count
     if regions and not rows:
         rows.append(("regions", regions, url_for("web.traffic")))
     return {
