@@ -63,15 +63,3 @@ def sandbox(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
             session=session, endpoint_url=moto_endpoint, prefix=prefix
         )
     return {**world, **bound, "endpoint": moto_endpoint, "prefix": prefix}
-
-
-@pytest.fixture
-def inventory_facade() -> None:
-    """Skip where inventory's typed facade (`popcorn.inventory.api`) is not installed."""
-    pytest.importorskip("popcorn.inventory.api", reason="needs the inventory/signals facade")
-
-
-@pytest.fixture
-def signals_facade() -> None:
-    """Skip where signals' typed facade (`popcorn.signals.api`) is not installed."""
-    pytest.importorskip("popcorn.signals.api", reason="needs the inventory/signals facade")

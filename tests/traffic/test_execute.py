@@ -238,9 +238,7 @@ def test_a_run_after_a_lost_worker_rolls_back_from_the_capture(sandbox: dict[str
     assert desired(sandbox, "us-west-2")[0] == 10
 
 
-def test_signals_health_check_aborts_when_the_error_ratio_is_high(
-    sandbox: dict[str, Any], signals_facade: None
-) -> None:
+def test_signals_health_check_aborts_when_the_error_ratio_is_high(sandbox: dict[str, Any]) -> None:
     from popcorn.signals import service as signals
 
     now = time.time()

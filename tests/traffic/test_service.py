@@ -252,7 +252,7 @@ def inventory_world() -> None:
         inventory.import_files(session=session, files=[("world.yaml", WORLD)])
 
 
-def test_regions_and_cdn_sites_come_from_inventory(inventory_facade: None) -> None:
+def test_regions_and_cdn_sites_come_from_inventory() -> None:
     inventory_world()
     with session_scope() as session:
         first = region_service.sync_from_inventory(session=session)
@@ -284,7 +284,7 @@ def cdn_groups() -> None:
         )
 
 
-def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites(inventory_facade: None) -> None:
+def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites() -> None:
     from popcorn.inventory import service as inventory
 
     inventory_world()
@@ -307,9 +307,7 @@ def test_a_failed_appliance_moves_its_site_load_to_other_cdn_sites(inventory_fac
     assert event.payload["site"] == "ams1" and event.payload["device"] == "oca-ams1-02"
 
 
-def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection(
-    inventory_facade: None,
-) -> None:
+def test_the_remediation_event_is_answered_with_a_plan_or_a_rejection() -> None:
     import popcorn.traffic.subscribers  # noqa: F401  (registers the subscriber)
 
     inventory_world()
@@ -361,7 +359,7 @@ def test_a_forecast_from_history_reports_mape_and_plans_scaling() -> None:
     assert png.startswith(b"\x89PNG")
 
 
-def test_forecast_history_and_group_demand_can_come_from_signals(signals_facade: None) -> None:
+def test_forecast_history_and_group_demand_can_come_from_signals() -> None:
     from popcorn.signals import service as signals
 
     small_world()
@@ -481,7 +479,7 @@ def test_settings_default_store_and_reset() -> None:
         assert service.get_settings_view(session=session)["aws_endpoint_url"] is None
 
 
-def test_placement_reads_site_storage_from_inventory(inventory_facade: None) -> None:
+def test_placement_reads_site_storage_from_inventory() -> None:
     inventory_world()
     data = {
         "popularity": [{"site": "fra1", "title": "t", "requests": 3}],

@@ -93,7 +93,7 @@ def _history_from_signals(
     session: Session, selector: str, end: datetime, days: float, step: float
 ) -> np.ndarray[Any, Any]:
     domains.require("signals", "a forecast from a selector reads signals")
-    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.signals import api as signals_api
 
     start = end - timedelta(days=days)
     result = signals_api.query(
@@ -147,7 +147,7 @@ def forecast_actuals(*, session: Session, forecast: m.Forecast) -> list[float] |
         return None
     if not domains.installed("signals"):
         return None
-    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.signals import api as signals_api
 
     end = min(
         utcnow(), forecast.start + timedelta(seconds=forecast.step_seconds * forecast.horizon)

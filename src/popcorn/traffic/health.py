@@ -106,7 +106,7 @@ def signals_health(selector: str, threshold: float, window_seconds: float) -> He
     None when signals are not installed or hold no recent data for the selector."""
     if not domains.installed("signals"):
         return None
-    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.signals import api as signals_api
 
     now = utcnow()
     try:

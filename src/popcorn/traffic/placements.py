@@ -117,7 +117,7 @@ def _site_storage(
             storage[site] = region.storage_gb
             missing.remove(site)
     if missing and domains.installed("inventory"):
-        from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined, unused-ignore]
+        from popcorn.inventory import api as inventory_api
 
         for row in inventory_api.site_capacity(session=session, sites=list(missing)):
             if row.storage_tb > 0:

@@ -144,7 +144,7 @@ def sync_from_inventory(
     keeps its instance model when it has one; otherwise it takes its devices' throughput.
     """
     domains.require("inventory", "cannot import regions from inventory")
-    from popcorn.inventory import api as inventory_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.inventory import api as inventory_api
 
     unknown = sorted(set(kinds) - set(INVENTORY_KINDS))
     if unknown:
@@ -299,7 +299,7 @@ def resolve_demand(
 
 def _signals_demand(session: Session, group: m.ClientGroup, now: datetime) -> float:
     domains.require("signals", f"group {group.name!r} reads its demand from signals")
-    from popcorn.signals import api as signals_api  # type: ignore[attr-defined, unused-ignore]
+    from popcorn.signals import api as signals_api
 
     if not group.demand_selector:
         raise PlanInputError(f"group {group.name!r}.demand_selector", "is not set")
