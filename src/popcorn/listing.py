@@ -54,12 +54,18 @@ class PageResult:
         """A list that is never paged (tokens, schedules): every row, one page."""
         return cls(items=list(items), count=len(items), next=None)
 
-    def as_dict(self, items: list[Any]) -> dict[str, Any]:
-        return {"items": items, "count": self.count, "next": self.next}
+    def serialize(self, schema: Any = None) -> dict[str, Any]:
+        """The one list answer of the API and CLI: `{"items", "count", "next"}`.
 
-    def serialize(self, schema: Any) -> dict[str, Any]:
-        """The API's list answer: each row through a read schema, with count and cursor."""
-        return self.as_dict([schema.model_validate(i).model_dump(mode="json") for i in self.items])
+        Each row goes through `schema` (a read schema) when given; rows that are
+        already plain data (shaped by `?fields=`, or built by the service) go as they are.
+        """
+        items = (
+            list(self.items)
+            if schema is None
+            else [schema.model_validate(i).model_dump(mode="json") for i in self.items]
+        )
+        return {"items": items, "count": self.count, "next": self.next}
 
 
 def _multi(args: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -146,7 +146,7 @@ def publish_crl(ref: str) -> Any:
 @bp.doc(summary="Installed issuer plugins")
 def list_issuers() -> Any:
     slugs = service.list_issuers()
-    return {"items": [{"slug": s} for s in slugs], "count": len(slugs), "next": None}
+    return PageResult.whole([{"slug": s} for s in slugs]).serialize()
 
 
 # --------------------------------------------------------------------------- certificates

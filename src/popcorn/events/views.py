@@ -44,7 +44,7 @@ from popcorn.events.schemas import (
     SettingsRead,
     SettingsUpdate,
 )
-from popcorn.listing import parse_list_params
+from popcorn.listing import PageResult, parse_list_params
 
 bp = APIBlueprint("events", __name__, tag="events")
 metrics.SCRAPE_COLLECTORS.append(queries.collect_metrics)
@@ -163,7 +163,7 @@ def list_rules() -> dict[str, Any]:
     include = request.args.get("all", "").lower() in {"1", "true", "yes"}
     with session_scope(readonly=True) as session:
         rows = rulebook.list_rules(session=session, include_inactive=include)
-    return {"items": rows, "count": len(rows), "next": None}
+    return PageResult.whole(rows).serialize()
 
 
 @bp.post("/rules")
@@ -282,7 +282,7 @@ def resolve_incident(incident_id: int) -> Any:
 def list_secrets() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
         rows = webhook_secrets.list_secrets(session=session)
-    return {"items": rows, "count": len(rows), "next": None}
+    return PageResult.whole(rows).serialize()
 
 
 @bp.put("/secrets/<name>")

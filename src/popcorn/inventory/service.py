@@ -56,6 +56,7 @@ from popcorn.inventory.reports import (
     site_capacity,
 )
 from popcorn.inventory.tracing import trace_from
+from popcorn.listing import PageResult
 from popcorn.lookup import get_by_id, parse_id
 from popcorn.outbox import emit
 
@@ -457,7 +458,7 @@ def scope_list(
         session=session, site=site, region=region, role=role, device=device, status=status
     )
     items = shape("device", serialize.read(session, "device", devices), args)
-    return {"items": items, "count": len(items), "next": None}
+    return PageResult.whole(items).serialize()
 
 
 def record_agent_heartbeat(

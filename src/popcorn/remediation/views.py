@@ -11,7 +11,7 @@ from popcorn import metrics
 from popcorn.app import role
 from popcorn.context import sees_details
 from popcorn.db import session_scope
-from popcorn.listing import parse_list_params
+from popcorn.listing import PageResult, parse_list_params
 from popcorn.remediation import service
 from popcorn.remediation.schemas import (
     AgentHeartbeat,
@@ -57,7 +57,7 @@ def list_packs() -> dict[str, Any]:
 @bp.doc(summary="Every runbook of every pack")
 def list_runbooks() -> dict[str, Any]:
     items = [rb for pack in service.list_packs()["packs"] for rb in pack["runbooks"]]
-    return {"items": items, "count": len(items), "next": None}
+    return PageResult.whole(items).serialize()
 
 
 @bp.get("/runbooks/<name>")
