@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
-from popcorn.audit import record_change
+from popcorn.audit import record_change, recording_update
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.events.actions import MAX_HOPS
@@ -59,12 +59,14 @@ def update_settings(*, session: Session, retention_days: int) -> dict[str, Any]:
     """Keep events for `retention_days`; older ones go at the next hourly retention run."""
     if not 1 <= retention_days <= 3650:
         raise InvalidInput("retention_days: must be a whole number from 1 to 3650")
-    before = get_settings_view(session=session)
-    put_setting(session, "retention_days", retention_days)
-    after = {**before, "retention_days": retention_days}
-    record_change(session, "update", "events_settings", "retention", before=before, after=after)
+
+    def view(_: object) -> dict[str, Any]:
+        return get_settings_view(session=session)
+
+    with recording_update(session, "events_settings", None, view, object_id="retention"):
+        put_setting(session, "retention_days", retention_days)
     ensure_retention_schedule(session=session)
-    return after
+    return get_settings_view(session=session)
 
 
 def ensure_retention_schedule(*, session: Session) -> None:

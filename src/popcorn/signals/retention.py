@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
-from popcorn.audit import record_change
+from popcorn.audit import record_change, recording_update
 from popcorn.db import utcnow
 from popcorn.errors import InvalidInput
 from popcorn.signals import store
@@ -33,18 +33,19 @@ def set_retention(*, session: Session, days: int) -> dict[str, Any]:
     """Keep samples for `days` days; older day partitions go at the next retention run."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
         raise InvalidInput("retention_days: must be a whole number from 1 to 3650")
-    before = get_settings_view(session=session)
-    row = session.get(Setting, "retention_days")
-    if row is None:
-        session.add(Setting(name="retention_days", value=days, updated_at=utcnow()))
-    else:
-        row.value = days
-        row.updated_at = utcnow()
-    session.flush()
-    after = get_settings_view(session=session)
-    record_change(session, "update", "signals_settings", "retention", before=before, after=after)
+
+    def view(_: object) -> dict[str, Any]:
+        return get_settings_view(session=session)
+
+    with recording_update(session, "signals_settings", None, view, object_id="retention"):
+        row = session.get(Setting, "retention_days")
+        if row is None:
+            session.add(Setting(name="retention_days", value=days, updated_at=utcnow()))
+        else:
+            row.value = days
+            row.updated_at = utcnow()
     ensure_retention_schedule(session=session)
-    return after
+    return get_settings_view(session=session)
 
 
 def run_retention_now(*, session: Session) -> jobs.JobRecord:

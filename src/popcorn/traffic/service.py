@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from popcorn.audit import record_change
+from popcorn.audit import recording_update
 from popcorn.errors import InvalidInput
 from popcorn.traffic import models as m
 from popcorn.traffic.health import check_spec
@@ -103,20 +103,21 @@ def update_settings(*, session: Session, changes: Mapping[str, Any]) -> dict[str
             f"unknown setting(s) {', '.join(unknown)}", details={"allowed": sorted(SETTINGS)}
         )
     check_spec({"callable": changes.get("health_callable"), "url": changes.get("health_url")})
-    before = get_settings_view(session=session)
-    for name, value in changes.items():
-        row = session.get(m.Setting, name)
-        if value is None:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(m.Setting(name=name, value=value))
-        else:
-            row.value = value
-    session.flush()
-    after = get_settings_view(session=session)
-    record_change(session, "update", "traffic_settings", "traffic", before=before, after=after)
-    return after
+
+    def view(_: object) -> dict[str, Any]:
+        return get_settings_view(session=session)
+
+    with recording_update(session, "traffic_settings", None, view, object_id="traffic"):
+        for name, value in changes.items():
+            row = session.get(m.Setting, name)
+            if value is None:
+                if row is not None:
+                    session.delete(row)
+            elif row is None:
+                session.add(m.Setting(name=name, value=value))
+            else:
+                row.value = value
+    return get_settings_view(session=session)
 
 
 # --- metrics ---------------------------------------------------------------------------------
