@@ -10,6 +10,7 @@ size, its depth, its alias count or its byte size pass the limits.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -82,12 +83,22 @@ def _checked_nodes(
         )
     loader = _Loader(text)
     try:
-        while loader.check_node():
-            root = loader.get_node()
-            if root is None:
-                continue
-            _check(root, source, max_nodes, max_aliases)
-            yield loader, root
+        with _refusing(source):
+            while loader.check_node():
+                root = loader.get_node()
+                if root is None:
+                    continue
+                _check(root, source, max_nodes, max_aliases)
+                yield loader, root
+    finally:
+        loader.dispose()
+
+
+@contextmanager
+def _refusing(source: str) -> Iterator[None]:
+    """PyYAML's errors (syntax, unknown tags such as `!!python/object`) as a 422 naming the line."""
+    try:
+        yield
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -96,8 +107,6 @@ def _checked_nodes(
         raise YAMLLimitError(f"{where}: {problem}", details={"line": line}) from None
     except yaml.YAMLError as exc:
         raise YAMLLimitError(f"{source}: not valid YAML ({exc})") from None
-    finally:
-        loader.dispose()
 
 
 def load_all(
@@ -109,10 +118,11 @@ def load_all(
     max_bytes: int = MAX_BYTES,
 ) -> list[Any]:
     """Every document of a YAML stream, as plain data, within the limits."""
-    return [
-        loader.construct_document(root)
-        for loader, root in _checked_nodes(text, source, max_nodes, max_aliases, max_bytes)
-    ]
+    documents = []
+    for loader, root in _checked_nodes(text, source, max_nodes, max_aliases, max_bytes):
+        with _refusing(source):
+            documents.append(loader.construct_document(root))
+    return documents
 
 
 def compose_all(

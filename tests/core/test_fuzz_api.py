@@ -20,13 +20,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 EXAMPLES = 6
 
 # "METHOD /path": why it fails (fix in the domain, then delete the line).
-KNOWN_DOMAIN_FAILURES: dict[str, str] = {
-    "DELETE /api/v1/inventory/device-models/{ref}": "inventory: answers 204, declares 200",
-    "DELETE /api/v1/inventory/manufacturers/{ref}": "inventory: answers 204, declares 200",
-    "DELETE /api/v1/inventory/regions/{ref}": "inventory: answers 204, declares 200",
-    "DELETE /api/v1/inventory/sites/{ref}": "inventory: answers 204, declares 200",
-    "POST /api/v1/signals/retention": "signals: answers 202, declares 200",
-}
+KNOWN_DOMAIN_FAILURES: dict[str, str] = {}
 
 
 def _fuzz(operation: Any, token: str) -> str | None:
