@@ -6,7 +6,7 @@ who did it, under which request" has one answer everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from popcorn.context import current_actor
 from popcorn.db import Base, JSONType, UTCDateTime, utcnow
+from popcorn.errors import InvalidInput
+from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.schemas import ReadSchema
 
 
 class AuditRecord(Base):
@@ -115,3 +118,42 @@ def apply_fields(row: Any, spec: BaseModel) -> None:
     """Set on `row` exactly the fields the client sent (a field sent as null is cleared)."""
     for key in spec.model_fields_set:
         setattr(row, key, getattr(spec, key))
+
+
+class AuditRead(ReadSchema):
+    id: int
+    time: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    diff: dict[str, Any]
+    request_id: str
+
+
+AUDIT_FILTERS = {
+    "actor": AuditRecord.actor,
+    "action": AuditRecord.action,
+    "object_type": AuditRecord.object_type,
+    "object_id": AuditRecord.object_id,
+    "time": AuditRecord.time,
+    "request_id": AuditRecord.request_id,
+}
+
+
+def list_audit(*, session: Session, params: ListParams) -> PageResult:
+    """One page of the change log, oldest first (filters: AUDIT_FILTERS)."""
+    if params.q:
+        raise InvalidInput("free-text search is not supported on the audit log")
+    stmt = select(AuditRecord).where(*filter_clauses(params.filters, AUDIT_FILTERS))
+    return paginate(session, stmt, params, key=AuditRecord.id)
+
+
+def recent_changes(
+    *, session: Session, filters: Mapping[str, Sequence[str]], limit: int = 50
+) -> list[AuditRecord]:
+    """The newest records matching the same filters as `list_audit`."""
+    stmt = select(AuditRecord).where(*filter_clauses(filters, AUDIT_FILTERS))
+    return list(session.scalars(stmt.order_by(AuditRecord.id.desc()).limit(limit)))

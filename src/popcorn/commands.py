@@ -7,16 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from popcorn import auth, jobs
-from popcorn.audit import AuditRecord
+from popcorn import audit, auth, jobs
 from popcorn.cli import json_option, output, parse_kv, with_actor
 from popcorn.config import get_settings
 from popcorn.db import session_scope, upgrade
 from popcorn.jobs.schemas import JobRead, ScheduleRead
-from popcorn.listing import filter_clauses, parse_list_params
-from popcorn.views import AUDIT_FILTERS, AuditRead
+from popcorn.listing import parse_list_params
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -364,9 +361,8 @@ def audit_command(
             args[key] = value
     params = parse_list_params(args)
     with session_scope(readonly=True) as session:
-        stmt = select(AuditRecord).where(*filter_clauses(params.filters, AUDIT_FILTERS))
-        stmt = stmt.order_by(AuditRecord.id.desc()).limit(params.limit)
-        rows = [AuditRead.model_validate(r).model_dump(mode="json") for r in session.scalars(stmt)]
+        records = audit.recent_changes(session=session, filters=params.filters, limit=params.limit)
+        rows = [audit.AuditRead.model_validate(r).model_dump(mode="json") for r in records]
     output(
         rows,
         as_json=as_json,

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import g, request
-from sqlalchemy import select
 
-from popcorn import auth, jobs
+from popcorn import audit, auth, jobs
 from popcorn.app import role
-from popcorn.audit import AuditRecord
+from popcorn.audit import AuditRead
 from popcorn.context import sees_details
 from popcorn.db import session_scope
-from popcorn.errors import InvalidInput, one_line
+from popcorn.errors import one_line
 from popcorn.jobs.schemas import JobRead, JobSubmit, ScheduleCreate, ScheduleRead
-from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
+from popcorn.listing import PageResult, parse_list_params
 from popcorn.schemas import Page, ReadSchema
 
 bp = APIBlueprint("core", __name__, tag="core")
-
-
-class AuditRead(ReadSchema):
-    id: int
-    time: datetime
-    actor: str
-    action: str
-    object_type: str
-    object_id: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    diff: dict[str, Any]
-    request_id: str
 
 
 class WhoAmI(ReadSchema):
@@ -173,24 +158,11 @@ def delete_schedule(name: str) -> Any:
 
 # --- audit ---------------------------------------------------------------------
 
-AUDIT_FILTERS = {
-    "actor": AuditRecord.actor,
-    "action": AuditRecord.action,
-    "object_type": AuditRecord.object_type,
-    "object_id": AuditRecord.object_id,
-    "time": AuditRecord.time,
-    "request_id": AuditRecord.request_id,
-}
-
 
 @bp.get("/audit")
 @bp.output(AuditPage)
 @bp.doc(summary="The change log (filters: object_type, object_id, actor, time__gte, time__lte)")
 def list_audit() -> dict[str, Any]:
     params = parse_list_params(request.args)
-    if params.q:
-        raise InvalidInput("free-text search is not supported on the audit log")
     with session_scope(readonly=True) as session:
-        stmt = select(AuditRecord).where(*filter_clauses(params.filters, AUDIT_FILTERS))
-        result = paginate(session, stmt, params, key=AuditRecord.id)
-        return result.serialize(AuditRead)
+        return audit.list_audit(session=session, params=params).serialize(AuditRead)

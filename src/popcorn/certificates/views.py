@@ -16,6 +16,7 @@ from flask import Response, request
 
 from popcorn import metrics
 from popcorn.app import role
+from popcorn.audit import AuditRead
 from popcorn.certificates import service
 from popcorn.certificates.ocsp import decode_get_request
 from popcorn.certificates.schemas import (
@@ -57,7 +58,6 @@ from popcorn.db import session_scope
 from popcorn.jobs import JobRecord
 from popcorn.listing import PageResult, parse_list_params
 from popcorn.schemas import Page
-from popcorn.views import AuditRead
 
 bp = APIBlueprint("certificates", __name__, tag="certificates")
 pki_bp = APIBlueprint("certificates_pki", __name__, tag="pki")

@@ -11,13 +11,13 @@ from typing import Any
 
 import click
 
+from popcorn.audit import AuditRead
 from popcorn.cli import err_console, json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES, BatchResult, resolve_type
-from popcorn.views import AuditRead
 
 COLUMNS: dict[str, list[str]] = {
     "custom_field": ["id", "object_type", "name", "type", "required"],

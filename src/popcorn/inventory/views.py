@@ -18,6 +18,7 @@ from flask import Response, request
 from pydantic import create_model
 
 from popcorn import metrics
+from popcorn.audit import AuditRead
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
@@ -25,7 +26,6 @@ from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES
 from popcorn.listing import PageResult
 from popcorn.schemas import Page, Schema
-from popcorn.views import AuditRead
 
 bp = APIBlueprint("inventory", __name__, tag="inventory")
 

@@ -46,6 +46,7 @@ from popcorn.jobs.scheduler import (
 from popcorn.jobs.service import (
     JOB_FILTERS,
     cancel_job,
+    counts_by_status,
     create_schedule,
     delete_schedule,
     get_job,
@@ -73,6 +74,7 @@ __all__ = [
     "backoff_seconds",
     "cancel_job",
     "check_submission",
+    "counts_by_status",
     "create_schedule",
     "delete_schedule",
     "echo",

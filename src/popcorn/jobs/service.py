@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -51,6 +51,12 @@ def recent_jobs(
     """The newest jobs matching the same filters as `list_jobs`."""
     stmt = select(JobRecord).where(*filter_clauses(filters, JOB_FILTERS))
     return list(session.scalars(stmt.order_by(JobRecord.id.desc()).limit(limit)))
+
+
+def counts_by_status(*, session: Session) -> dict[str, int]:
+    """How many job records are in each state (the console's overview)."""
+    stmt = select(JobRecord.status, func.count()).group_by(JobRecord.status)
+    return {status: int(count) for status, count in session.execute(stmt).all()}
 
 
 def submit_job(

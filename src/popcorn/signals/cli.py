@@ -58,7 +58,9 @@ def ingest_cmd(
 
             args = {"url": url, "match": match, "start": start, "end": end, "step": step}
             with session_scope() as session:
-                job = jobs.enqueue(session, "signals.pull_prometheus", arguments=args)
+                job = jobs.submit_job(
+                    session=session, task="signals.pull_prometheus", arguments=args
+                )
                 output({"job_id": job.id, "status": job.status}, as_json=as_json)
             return
         with progress(None, f"pulling {match}") as bar, session_scope() as session:

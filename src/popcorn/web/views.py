@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from popcorn import jobs
-from popcorn.audit import AuditRecord
+from popcorn import audit, jobs
 from popcorn.db import session_scope
 from popcorn.domains import optional_module
 from popcorn.errors import PopcornError
@@ -112,14 +111,8 @@ def overview() -> str:
             session.execute(text("SELECT 1"))
         except Exception as exc:
             health["database"] = type(exc).__name__
-        job_counts = dict(
-            session.execute(
-                select(jobs.JobRecord.status, func.count()).group_by(jobs.JobRecord.status)
-            ).all()
-        )
-        recent_changes = list(
-            session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(10))
-        )
+        job_counts = jobs.counts_by_status(session=session)
+        recent_changes = audit.recent_changes(session=session, filters={}, limit=10)
     panels = [_panel(panel) for panel in OVERVIEW_PANELS]
     try:
         jobs.get_redis().ping()
@@ -156,10 +149,8 @@ def _panel(panel: Any) -> dict[str, Any] | None:
 def jobs_page() -> str:
     status = request.args.get("status") or None
     with session_scope(readonly=True) as session:
-        stmt = select(jobs.JobRecord).order_by(jobs.JobRecord.id.desc()).limit(100)
-        if status:
-            stmt = stmt.where(jobs.JobRecord.status == status)
-        rows = list(session.scalars(stmt))
+        filters = {"status": [status]} if status else {}
+        rows = jobs.recent_jobs(session=session, filters=filters, limit=100)
     return render_template("jobs.html", jobs=rows, status=status, states=jobs.STATES)
 
 
@@ -167,10 +158,8 @@ def jobs_page() -> str:
 def audit_page() -> str:
     object_type = request.args.get("object_type") or None
     with session_scope(readonly=True) as session:
-        stmt = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(200)
-        if object_type:
-            stmt = stmt.where(AuditRecord.object_type == object_type)
-        rows = list(session.scalars(stmt))
+        filters = {"object_type": [object_type]} if object_type else {}
+        rows = audit.recent_changes(session=session, filters=filters, limit=200)
     return render_template("audit.html", records=rows, object_type=object_type)
 
 
