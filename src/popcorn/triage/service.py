@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from popcorn import domains
 from popcorn.audit import record_change
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import Conflict, InvalidInput
+from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.jobs import enqueue
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id, parse_id
@@ -129,8 +129,6 @@ def list_findings(*, session: Session, collection: int | str, params: ListParams
 def latest_collection(*, session: Session) -> TriageCollection:
     found = session.scalar(select(TriageCollection).order_by(TriageCollection.id.desc()).limit(1))
     if found is None:
-        from popcorn.errors import NotFound
-
         raise NotFound("there is no triage collection yet")
     return found
 
@@ -237,8 +235,10 @@ def rerun(
         )
     ids = [h.id for h in hosts]
     session.execute(delete(TriageHostTable).where(TriageHostTable.host_id.in_(ids)))
+    urls = _agent_urls(session, [h.device for h in hosts])
     for host in hosts:
         host.status, host.reason, host.row_count, host.size_bytes = "pending", "", 0, 0
+        host.agent_url = urls.get(host.device, host.agent_url)
     before = _snapshot(collection)
     collection.status = "pending"
     record_change(
@@ -255,6 +255,19 @@ def rerun(
     if run_as_job:
         enqueue(session, COLLECT_TASK, arguments={"collection_id": collection.id}, queue="low")
     return collection
+
+
+def _agent_urls(session: Session, names: list[str]) -> dict[str, str | None]:
+    """The devices' current agent addresses (a host that came back may have moved)."""
+    if not domains.installed("inventory"):
+        return {}
+    from popcorn.inventory import api as inventory_api
+
+    try:
+        found = inventory_api.devices_for_scope(session=session, device=names)
+    except NotFound:  # a device left inventory since: keep the addresses we had
+        return {}
+    return {d.name: d.agent_url for d in found}
 
 
 def delete_collection(*, session: Session, ref: int | str) -> None:
@@ -422,8 +435,6 @@ def host_tables(
         select(TriageHost).where(TriageHost.collection_id == found.id, TriageHost.device == device)
     )
     if host is None:
-        from popcorn.errors import NotFound
-
         raise NotFound(
             f"collection {found.id} has no host {device!r}",
             details={"collection": found.id, "device": device},
