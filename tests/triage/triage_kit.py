@@ -156,7 +156,9 @@ def down_url() -> str:
     return f"https://127.0.0.1:{free_port()}"
 
 
-def register_devices(urls: dict[str, str | None], *, role: str = "server", site: str = "ams1") -> None:
+def register_devices(
+    urls: dict[str, str | None], *, role: str = "server", site: str = "ams1"
+) -> None:
     """Devices in inventory (through its service and facade), each with its agent URL."""
     from popcorn.errors import Conflict
     from popcorn.inventory import api as inventory_api
