@@ -224,3 +224,21 @@ def test_the_api_collects_as_a_job_and_viewers_only_read(devices: Fleet, api: An
         "/api/v1/triage/collections", json={"scope": {"role": "nosuchrole"}}, role="operator"
     )
     assert nobody.status_code == 422
+
+
+def test_the_triage_runbook_attaches_its_report_to_the_execution(devices: Fleet) -> None:
+    from remediation_kit import detail, drain, start
+
+    execution = start("triage.group", {"role": "server", "site": "ams1", "top": 3})
+    drain()
+    found = detail(execution)
+    assert found["status"] == "succeeded", found
+    steps = {s["name"]: s for s in found["steps"]}
+    assert set(steps["report"]["outputs"]["suspects"]) == set(PLANTED)
+    evidence = [e for e in found["evidence"] if e.get("kind") == "triage_outliers"]
+    assert len(evidence) == 1
+    report = evidence[0]
+    assert {o["device"] for o in report["outliers"]} == set(PLANTED)
+    assert report["hosts"] == {"ok": 5, "missing": 1, "oversized": 1, "error": 1}
+    rows = {e["table"] for o in report["outliers"] for e in o["evidence"]}
+    assert set(PLANTED.values()) <= rows
