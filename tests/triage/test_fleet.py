@@ -242,3 +242,26 @@ def test_the_triage_runbook_attaches_its_report_to_the_execution(devices: Fleet)
     assert report["hosts"] == {"ok": 5, "missing": 1, "oversized": 1, "error": 1}
     rows = {e["table"] for o in report["outliers"] for e in o["evidence"]}
     assert set(PLANTED.values()) <= rows
+
+
+def test_the_console_shows_a_collection_its_outliers_and_a_host_diff(
+    devices: Fleet, app: Any, tokens: dict[str, str]
+) -> None:
+    from console_kit import Console, text_of
+
+    first = as_json(triage("collect", "--role", "server", "--table", "suid_files", "--json"))
+    second = as_json(triage("collect", "--role", "server", "--table", "suid_files", "--json"))
+    viewer = Console(app.test_client(), tokens["viewer"])
+    index = text_of(viewer.page("/ui/triage"))
+    assert "web-02" in index  # the top outlier of each collection
+    page = text_of(viewer.page(f"/ui/triage/collections/{second['id']}"))
+    assert "/usr/local/bin/.cache-helper" in page and "(1/5)" in page
+    assert "missing" in page and "oversized" in page and "not a JSON object" in page
+    host = text_of(viewer.page(f"/ui/triage/collections/{second['id']}/hosts/web-02"))
+    assert "cache-helper" in host and "extra" in host
+    same = text_of(
+        viewer.page(f"/ui/triage/collections/{second['id']}/hosts/web-02?against={first['id']}")
+    )
+    assert "no difference" in same
+    viewer.page(f"/ui/triage/collections/{second['id']}/hosts/nosuch", status=404)
+    viewer.page("/ui/triage/collections/99999999999999999999999", status=404)
