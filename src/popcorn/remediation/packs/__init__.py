@@ -3,7 +3,8 @@
 Packs come from, in this order (the first pack of a name wins; a later one
 of the same name is reported, not loaded):
 
-1. the packs shipped with Popcorn (modules of this package);
+1. the packs shipped with Popcorn (modules of this package, and the `pack` module of
+   each installed domain, `popcorn.<domain>.pack`);
 2. the `popcorn.packs` entry-point group of installed distributions: each
    entry point names a `Pack` or a module with a `pack` attribute;
 3. the packs directory, `POPCORN_PACKS_DIR` (several joined with `:`) or
@@ -30,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from popcorn import domains
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.remediation.engine import Pack, Runbook
 
@@ -122,6 +124,14 @@ def _discover() -> Registry:
     registry = Registry()
     for module_name in SHIPPED:
         registry_add_module(registry, importlib.import_module(module_name), module_name)
+    for module_name in (f"popcorn.{name}.pack" for name in domains.DOMAINS):
+        try:
+            module = domains.optional_module(module_name)
+        except Exception as exc:
+            registry.errors.append({"source": module_name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if module is not None:
+            registry_add_module(registry, module, module_name)
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         source = f"entry point {entry.name} ({entry.value})"
         try:
