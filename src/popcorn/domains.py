@@ -22,6 +22,7 @@ DOMAINS: list[str] = [
     "remediation",
     "traffic",
     "certificates",
+    "studio",
 ]
 
 
