@@ -22,6 +22,7 @@ from popcorn import audit, outbox
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import InvalidInput, NotFound
+from popcorn.lookup import get_by_ref
 from popcorn.studio import models as m
 from popcorn.studio import query, workflows
 from popcorn.studio.registry import ENTITIES, LINK_SOURCES, Entity, Field, entity
@@ -647,3 +648,44 @@ def _nest(
             item["groups"] = _nest(levels, groups, names, sums, depth + 1, key)
         out.append(item)
     return out
+
+
+# ---------------------------------------------------------------- console and CLI views
+
+
+def project_ref(*, session: Session, ref: int | str) -> dict[str, Any]:
+    """A project by name or id, as an entity reference."""
+    row = get_by_ref(session, m.StudioProject, ref, label="project", name_attr="name")
+    return {"type": "Project", "id": row.id, "name": row.name}
+
+
+def status_board(*, session: Session, project_id: int) -> dict[str, Any]:
+    """A project's tasks counted by pipeline step and status, in one grouped query."""
+    task = m.StudioTask
+    stmt = (
+        select(task.step_id, task.status, func.count())
+        .where(task.project_id == project_id, task.retired_at.is_(None))
+        .group_by(task.step_id, task.status)
+    )
+    counts: dict[int | None, dict[str, int]] = {}
+    for step_id, status, n in session.execute(stmt):
+        counts.setdefault(step_id, {})[status] = int(n)
+    steps = {
+        s.id: s
+        for s in session.scalars(select(m.StudioStep).where(m.StudioStep.id.in_(list(counts))))
+    }
+    statuses = workflows.get(session, "Task")["statuses"]
+    extra = sorted({s for row in counts.values() for s in row} - set(statuses))
+
+    def order(sid: int | None) -> tuple[int, str]:
+        return (steps[sid].list_order, steps[sid].code) if sid in steps else (1 << 30, "")
+
+    rows = [
+        {
+            "step": steps[sid].code if sid in steps else "(no step)",
+            "counts": counts[sid],
+            "total": sum(counts[sid].values()),
+        }
+        for sid in sorted(counts, key=order)
+    ]
+    return {"statuses": [*statuses, *extra], "rows": rows}
