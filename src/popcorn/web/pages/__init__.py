@@ -19,6 +19,7 @@ PAGES = {
     "inventory": "popcorn.inventory.service",
     "signals": "popcorn.signals.service",
     "traffic": "popcorn.traffic.service",
+    "studio": "popcorn.studio.service",
 }
 
 
