@@ -463,3 +463,16 @@ def test_roles(api: Any, show: dict[str, Any]) -> None:
     assert api.post("/api/v1/studio/find", json=body, role=None).status_code == 401
     create = {"entity_type": "Shot", "data": {"project": show["proj"], "code": "Z"}}
     assert api.post("/api/v1/studio/create", json=create, role="viewer").status_code == 403
+
+
+def test_a_batch_cannot_reference_what_it_deleted(studio: Any, show: dict[str, Any]) -> None:
+    shot = {"type": "Shot", "id": show["shots"][0]["id"]}
+    version = {"project": show["proj"], "code": "v", "entity": shot}
+    requests = [
+        {"request_type": "create", "entity_type": "Version", "data": version},
+        {"request_type": "delete", "entity_type": "Shot", "entity_id": shot["id"]},
+        {"request_type": "create", "entity_type": "Version", "data": version},
+    ]
+    error = studio.call("batch", {"requests": requests}, status=422)["error"]
+    assert error["details"]["request"] == 2 and error["details"]["field"] == "entity"
+    assert len(studio.find("Shot", [["id", "is", shot["id"]]])) == 1

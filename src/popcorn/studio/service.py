@@ -161,10 +161,12 @@ def snapshot(ent: Entity, row: Any) -> dict[str, Any]:
 class _Writer:
     """Applies a data dict to a row: checks each field, reference and status on the way."""
 
-    def __init__(self, session: Session, where: str = "data"):
+    def __init__(self, session: Session, where: str = "data", cache: dict[str, Any] | None = None):
         self.session = session
         self.where = where
-        self.workflows: dict[str, Any] = {}
+        cache = cache if cache is not None else {}
+        self.workflows: dict[str, Any] = cache.setdefault("workflows", {})
+        self.alive: set[tuple[str, int]] = cache.setdefault("alive", set())
         self.pending_links: list[tuple[Field, Any, list[tuple[str, int]], str]] = []
 
     def bad(self, message: str, name: str, **extra: Any) -> InvalidInput:
@@ -172,6 +174,8 @@ class _Writer:
 
     def reference(self, fld: Field, value: Any) -> tuple[str, int]:
         kind, ident = query.ref_of(value, fld.name, self.where, fld.targets)
+        if (kind, ident) in self.alive:
+            return kind, ident
         target = ENTITIES[kind]
         alive = self.session.scalar(
             select(target.model.id).where(
@@ -182,6 +186,7 @@ class _Writer:
             raise self.bad(
                 f"{fld.name}: {kind} {ident} does not exist", fld.name, type=kind, id=ident
             )
+        self.alive.add((kind, ident))
         return kind, ident
 
     def apply(self, ent: Entity, row: Any, data: Any, modes: dict[str, str]) -> None:
@@ -331,6 +336,7 @@ def create(
     data: Any,
     return_fields: Any = None,
     where: str = "data",
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create one entity; the answer holds the fields sent plus `return_fields`."""
     ent = entity(entity_type)
@@ -348,10 +354,12 @@ def create(
         )
     row = ent.model()
     row.created_by = current_actor().name
-    writer = _Writer(session, where)
+    writer = _Writer(session, where, cache)
     status = workflows.status_field(ent)
     if status and status not in data:
-        data = {**data, status: workflows.get(session, ent.name)["default"]}
+        if ent.name not in writer.workflows:
+            writer.workflows[ent.name] = workflows.get(session, ent.name)
+        data = {**data, status: writer.workflows[ent.name]["default"]}
     writer.apply(ent, row, data, {})
     session.add(row)
     session.flush()
@@ -377,6 +385,7 @@ def update(
     data: Any,
     multi_entity_update_modes: dict[str, str] | None = None,
     where: str = "data",
+    cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Change the fields named in `data`; multi-entity fields may add or remove instead of set."""
     ent = entity(entity_type)
@@ -388,7 +397,7 @@ def update(
             details={"field": "multi_entity_update_modes"},
         )
     before = snapshot(ent, row)
-    writer = _Writer(session, where)
+    writer = _Writer(session, where, cache)
     writer.apply(ent, row, data, modes)
     session.flush()
     writer.write_links()
@@ -467,6 +476,7 @@ def batch(*, session: Session, requests: Any) -> list[Any]:
             details={"field": "requests", "max_batch": MAX_BATCH},
         )
     results: list[Any] = []
+    cache: dict[str, Any] = {}  # workflows and references already checked in this batch
     for i, req in enumerate(requests):
         where = f"requests[{i}]"
         if not isinstance(req, dict) or req.get("request_type") not in REQUEST_TYPES:
@@ -484,6 +494,7 @@ def batch(*, session: Session, requests: Any) -> list[Any]:
                         data=req.get("data"),
                         return_fields=req.get("return_fields"),
                         where=where,
+                        cache=cache,
                     )
                 )
             elif kind == "update":
@@ -495,9 +506,11 @@ def batch(*, session: Session, requests: Any) -> list[Any]:
                         data=req.get("data") or {},
                         multi_entity_update_modes=req.get("multi_entity_update_modes"),
                         where=where,
+                        cache=cache,
                     )
                 )
             elif kind == "delete":
+                cache.pop("alive", None)  # a retired entity may no longer be referenced
                 results.append(
                     delete(
                         session=session,
