@@ -84,3 +84,16 @@ def test_status_board_shot_and_playlist_pages(
 def test_empty_studio_says_how_to_start(app: Any, tokens: dict[str, str]) -> None:
     page = text_of(Console(app.test_client(), tokens["viewer"]).page("/ui/studio"))
     assert "No projects yet" in page
+
+
+def test_the_demo_show_has_a_review_playlist(app: Any, tokens: dict[str, str]) -> None:
+    from popcorn.demo import studio as studio_demo
+
+    built = studio_demo.build()
+    assert built["shots"] == 24 and built["tasks"] == 96 and built["versions"] == 8
+    console = Console(app.test_client(), tokens["viewer"])
+    playlist = text_of(console.page(f"/ui/studio/playlists/{built['playlist_id']}"))
+    assert "anim-dailies" in playlist and "arm pops at frame 1012" in playlist
+    assert "Fixed, v003 is rendering" in playlist
+    board = text_of(console.page(f"/ui/studio/projects/{built['project_id']}"))
+    assert "Layout" in board and "Comp" in board
