@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=300, help="single creates to extrapolate")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp home")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--no-analyze", action="store_true", help="skip ANALYZE after the load")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-studio-"))
@@ -259,7 +260,7 @@ def main() -> None:
     print(f"working in {work} on {backend}, scale {args.scale}", flush=True)
     show = build(args.scale)
     print(f"built {show['shots']} shots, {show['versions']} versions in {show['seconds']}s")
-    if backend == "postgresql":
+    if not args.no_analyze:  # as after any bulk load: fresh planner statistics
         from sqlalchemy import text
 
         with get_engine().connect() as conn:
@@ -368,7 +369,8 @@ def main() -> None:
 
     markdown = f"""# Studio: find and batch at show scale
 
-Machine: {machine()}; revision {git_revision()}; {backend}; scale {args.scale}.
+Machine: {machine()}; revision {git_revision()}; {backend}; scale {args.scale};
+{"no ANALYZE after the load" if args.no_analyze else "ANALYZE after the load"}.
 
 Show built with bulk inserts in {s["seconds"]} s: {s["sequences"]} sequences, {s["shots"]:,}
 shots, {s["tasks"]:,} tasks, {s["versions"]:,} versions.

@@ -116,7 +116,18 @@ def upload() -> Any:
 
 
 @bp.get("/attachments/<int:attachment_id>/download")
-@bp.doc(summary="The stored file of an attachment", responses={200: "the file's bytes"})
+@bp.doc(
+    summary="The stored file of an attachment",
+    responses={
+        200: {
+            "description": "The file's bytes, with its content type and file name",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        404: "No such attachment",
+    },
+)
 def download(attachment_id: int) -> Response:
     with session_scope(readonly=True) as session:
         path, filename, content_type = storage.attachment_file(
