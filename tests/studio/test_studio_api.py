@@ -476,3 +476,21 @@ def test_a_batch_cannot_reference_what_it_deleted(studio: Any, show: dict[str, A
     error = studio.call("batch", {"requests": requests}, status=422)["error"]
     assert error["details"]["request"] == 2 and error["details"]["field"] == "entity"
     assert len(studio.find("Shot", [["id", "is", shot["id"]]])) == 1
+
+
+def test_archived_projects_can_be_left_out(studio: Any, show: dict[str, Any]) -> None:
+    old = studio.create("Project", {"name": "Old Show", "archived": True})
+    studio.create("Shot", {"project": {"type": "Project", "id": old["id"]}, "code": "OLD_0010"})
+    assert len(studio.find("Shot", [])) == 7
+    assert len(studio.find("Shot", [], include_archived_projects=False)) == 6
+    error = studio.call(
+        "summarize",
+        {
+            "entity_type": "Shot",
+            "filters": [],
+            "summary_fields": [{"field": "code", "type": "sum"}],
+        },
+        role="viewer",
+        status=422,
+    )
+    assert error["error"]["details"]["field"] == "code"
