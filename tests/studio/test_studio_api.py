@@ -494,3 +494,33 @@ def test_archived_projects_can_be_left_out(studio: Any, show: dict[str, Any]) ->
         status=422,
     )
     assert error["error"]["details"]["field"] == "code"
+
+
+def test_setting_a_playlist_reorders_it(studio: Any, show: dict[str, Any]) -> None:
+    proj = show["proj"]
+    refs = [
+        {
+            "type": "Version",
+            "id": studio.create("Version", {"project": proj, "code": f"v{i}"})["id"],
+        }
+        for i in range(3)
+    ]
+    playlist = studio.create("Playlist", {"project": proj, "code": "p", "versions": refs})
+    update = {"entity_type": "Playlist", "entity_id": playlist["id"]}
+    studio.call("update", {**update, "data": {"versions": [refs[2], refs[0]]}})
+    studio.call(
+        "update",
+        {
+            **update,
+            "data": {"versions": [refs[1]]},
+            "multi_entity_update_modes": {"versions": "add"},
+        },
+    )
+    found = studio.find("Playlist", [["id", "is", playlist["id"]]], ["versions"])[0]["versions"]
+    assert [v["name"] for v in found] == ["v2", "v0", "v1"]
+    version = studio.create(
+        "Version",
+        {"project": proj, "code": "v3", "playlists": [{"type": "Playlist", "id": playlist["id"]}]},
+    )
+    found = studio.find("Playlist", [["id", "is", playlist["id"]]], ["versions"])[0]["versions"]
+    assert [v["id"] for v in found][-1] == version["id"]

@@ -231,78 +231,100 @@ class _Writer:
         _derive(ent, row, self)
 
     def write_links(self) -> None:
-        link = m.StudioLink
+        """Store multi-entity changes; `set` on a list keeps the order given (playlists)."""
         for fld, row, refs, mode in self.pending_links:
-            kind = fld.link or ""
-            if fld.reverse:  # e.g. Asset.shots: the links are stored from each shot
-                stmt = select(link.source_id).where(
-                    link.kind == kind, link.target_type == _name_of(row), link.target_id == row.id
-                )
-                existing = {(LINK_SOURCES[kind], s) for s in self.session.scalars(stmt)}
-            else:
-                pairs = select(link.target_type, link.target_id).where(
-                    link.kind == kind, link.source_id == row.id
-                )
-                existing = {(t, i) for t, i in self.session.execute(pairs)}
             wanted = list(dict.fromkeys(refs))
+            existing = _linked(self.session, fld, row)
+            if mode == "set" and not fld.reverse:
+                if existing != wanted:
+                    self.session.execute(sql_delete(m.StudioLink).where(*_link_match(fld, row)))
+                    _add_links(self.session, fld, row, wanted)
+                continue
             if mode == "set":
-                drop = existing - set(wanted)
-                add = [r for r in wanted if r not in existing]
-            elif mode == "add":
-                drop, add = set(), [r for r in wanted if r not in existing]
-            else:
-                drop, add = existing & set(wanted), []
-            for kind_name, ident in drop:
-                self.session.execute(
-                    sql_delete(link).where(*_link_match(fld, row, kind_name, ident))
+                drop, add = (
+                    [r for r in existing if r not in wanted],
+                    [r for r in wanted if r not in existing],
                 )
-            start = len(existing - drop)
-            rows = []
-            for pos, (kind_name, ident) in enumerate(add, start=start):
-                if fld.reverse:
-                    rows.append(
-                        {
-                            "kind": kind,
-                            "source_id": ident,
-                            "target_type": _name_of(row),
-                            "target_id": row.id,
-                            "position": pos,
-                        }
-                    )
-                else:
-                    rows.append(
-                        {
-                            "kind": kind,
-                            "source_id": row.id,
-                            "target_type": kind_name,
-                            "target_id": ident,
-                            "position": pos,
-                        }
-                    )
-            if rows:
-                self.session.execute(insert(link), rows)
+            elif mode == "add":
+                drop, add = [], [r for r in wanted if r not in existing]
+            else:
+                drop, add = [r for r in existing if r in wanted], []
+            for other in drop:
+                self.session.execute(sql_delete(m.StudioLink).where(*_link_match(fld, row, other)))
+            _add_links(self.session, fld, row, add)
         self.pending_links.clear()
+
+
+def _linked(session: Session, fld: Field, row: Any) -> list[tuple[str, int]]:
+    """The entities a multi-entity field holds now, in order."""
+    link = m.StudioLink
+    kind = fld.link or ""
+    if fld.reverse:  # e.g. Asset.shots: the links are stored from each shot
+        stmt = (
+            select(link.source_id)
+            .where(link.kind == kind, link.target_type == _name_of(row), link.target_id == row.id)
+            .order_by(link.id)
+        )
+        return [(LINK_SOURCES[kind], s) for s in session.scalars(stmt)]
+    pairs = (
+        select(link.target_type, link.target_id)
+        .where(link.kind == kind, link.source_id == row.id)
+        .order_by(link.position, link.id)
+    )
+    return [(t, i) for t, i in session.execute(pairs)]
+
+
+def _add_links(session: Session, fld: Field, row: Any, refs: list[tuple[str, int]]) -> None:
+    """Append links at the end of each source's list."""
+    if not refs:
+        return
+    link = m.StudioLink
+    kind = fld.link or ""
+    sources = [ident for _, ident in refs] if fld.reverse else [row.id]
+    ends = dict(
+        session.execute(
+            select(link.source_id, func.max(link.position))
+            .where(link.kind == kind, link.source_id.in_(sources))
+            .group_by(link.source_id)
+        ).all()
+    )
+    rows = []
+    for n, (kind_name, ident) in enumerate(refs):
+        if fld.reverse:
+            source, target_type, target, pos = ident, _name_of(row), row.id, ends.get(ident, -1) + 1
+        else:
+            source, target_type, target, pos = (
+                row.id,
+                kind_name,
+                ident,
+                ends.get(row.id, -1) + 1 + n,
+            )
+        rows.append(
+            {
+                "kind": kind,
+                "source_id": source,
+                "target_type": target_type,
+                "target_id": target,
+                "position": pos,
+            }
+        )
+    session.execute(insert(link), rows)
 
 
 def _name_of(row: Any) -> str:
     return next(e.name for e in ENTITIES.values() if isinstance(row, e.model))
 
 
-def _link_match(fld: Field, row: Any, kind_name: str, ident: int) -> list[Any]:
+def _link_match(fld: Field, row: Any, other: tuple[str, int] | None = None) -> list[Any]:
+    """The link rows of `row`'s field (only the one to `other` when given)."""
     link = m.StudioLink
     if fld.reverse:
-        return [
-            link.kind == fld.link,
-            link.source_id == ident,
-            link.target_type == _name_of(row),
-            link.target_id == row.id,
-        ]
-    return [
-        link.kind == fld.link,
-        link.source_id == row.id,
-        link.target_type == kind_name,
-        link.target_id == ident,
-    ]
+        match = [link.kind == fld.link, link.target_type == _name_of(row), link.target_id == row.id]
+        return match if other is None else [*match, link.source_id == other[1]]
+    match = [link.kind == fld.link, link.source_id == row.id]
+    if other is None:
+        return match
+    return [*match, link.target_type == other[0], link.target_id == other[1]]
 
 
 def _derive(ent: Entity, row: Any, writer: _Writer) -> None:

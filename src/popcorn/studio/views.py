@@ -20,6 +20,15 @@ from popcorn.studio import schemas as s
 
 bp = APIBlueprint("studio", __name__, tag="studio")
 
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    200: {
+        "description": "The file's bytes, with its content type and file name",
+        "content": {"application/octet-stream": BINARY},
+    },
+    404: {"description": "No such attachment"},
+}
+
 
 @bp.post("/find")
 @role("viewer")
@@ -116,18 +125,7 @@ def upload() -> Any:
 
 
 @bp.get("/attachments/<int:attachment_id>/download")
-@bp.doc(
-    summary="The stored file of an attachment",
-    responses={
-        200: {
-            "description": "The file's bytes, with its content type and file name",
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        },
-        404: "No such attachment",
-    },
-)
+@bp.doc(summary="The stored file of an attachment", responses=DOWNLOAD_RESPONSES)
 def download(attachment_id: int) -> Response:
     with session_scope(readonly=True) as session:
         path, filename, content_type = storage.attachment_file(
