@@ -524,3 +524,13 @@ def test_setting_a_playlist_reorders_it(studio: Any, show: dict[str, Any]) -> No
     )
     found = studio.find("Playlist", [["id", "is", playlist["id"]]], ["versions"])[0]["versions"]
     assert [v["id"] for v in found][-1] == version["id"]
+
+
+def test_text_patterns_match_literally(studio: Any, show: dict[str, Any]) -> None:
+    studio.create("Shot", {"project": show["proj"], "code": "it's_100%\\done"})
+    assert codes(studio.find("Shot", [["code", "contains", "s_100%\\d"]], ["code"])) == [
+        "it's_100%\\done"
+    ]
+    assert studio.find("Shot", [["code", "starts_with", "it's_1000"]], ["code"]) == []
+    assert studio.find("Shot", [["code", "contains", "'; DROP TABLE studio_shots; --"]]) == []
+    assert len(studio.find("Shot", [["code", "ends_with", "0010"]], ["code"])) == 2

@@ -14,7 +14,19 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -211,7 +223,9 @@ def _direct(
         "starts_with": f"{text}%",
         "ends_with": f"%{text}",
     }[relation]
-    clause = col.ilike(pattern, escape="\\")
+    # Inlined (safely quoted) at execution: a prepared statement's generic plan cannot see how
+    # selective a pattern is, and picks a scan of the status index instead of the code index.
+    clause = col.ilike(bindparam(None, pattern, String(), literal_execute=True), escape="\\")
     return not_(clause) if relation == "not_contains" else clause
 
 
