@@ -23,6 +23,7 @@ DOMAINS: list[str] = [
     "traffic",
     "certificates",
     "triage",
+    "studio",
 ]
 
 

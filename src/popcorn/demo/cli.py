@@ -34,6 +34,7 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
         ("signal analysis", links.get("analysis", "")),
         ("device", links.get("device", "")),
         ("evacuation plan", links.get("evacuation_plan", "")),
+        ("review playlist", links.get("studio_playlist", "")),
         ("API docs", links.get("api_docs", "")),
         (
             "timings",

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from popcorn.demo import build, platform
+from popcorn.demo import studio as studio_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
 from popcorn.demo.story import Narrator, Story, iso, poll
 from popcorn.demo.world import World, generate
@@ -190,6 +191,13 @@ class DemoRun:
                 },
             }
         )
+        with n.step(
+            "studio", "Track a show in the studio: shots, tasks, a review playlist"
+        ) as notes:
+            self.summary["studio"] = studio_demo.build()
+            notes.append(
+                "{shots} shots, {tasks} tasks, {versions} versions".format(**self.summary["studio"])
+            )
         platform.write_marker({"built": True, "incident": self.summary["incident"]})
         self.agent_token = agent_token
         self.tls = tls
@@ -319,4 +327,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["device"] = f"{url}/ui/inventory/devices/{summary['inventory']['device']}"
     if "evacuation" in summary:
         links["evacuation_plan"] = f"{url}/ui/traffic/plans/{summary['evacuation']['plan_id']}"
+    if "studio" in summary:
+        links["studio_playlist"] = f"{url}/ui/studio/playlists/{summary['studio']['playlist_id']}"
     return links

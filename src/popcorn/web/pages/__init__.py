@@ -20,6 +20,7 @@ PAGES = {
     "signals": "popcorn.signals.service",
     "traffic": "popcorn.traffic.service",
     "triage": "popcorn.triage.service",
+    "studio": "popcorn.studio.service",
 }
 
 
