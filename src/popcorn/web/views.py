@@ -31,6 +31,8 @@ NAV = [
     ("Runbooks", "web.runbooks", "popcorn.remediation.service"),
     ("Traffic", "web.traffic", "popcorn.traffic.service"),
     ("Certificates", "web.certificates", "popcorn.certificates.service"),
+    ("Triage", "web.triage", "popcorn.triage.service"),
+    ("Studio", "web.studio", "popcorn.studio.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]

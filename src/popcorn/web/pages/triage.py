@@ -11,10 +11,7 @@ from popcorn.db import session_scope
 from popcorn.listing import ListParams
 from popcorn.lookup import parse_id
 from popcorn.triage import analysis, schemas, service
-from popcorn.web.views import NAV, bp
-
-if not any(endpoint == "web.triage" for _, endpoint, _ in NAV):
-    NAV.insert(max(len(NAV) - 1, 0), ("Triage", "web.triage", "popcorn.triage.service"))
+from popcorn.web.views import bp
 
 
 def _dump(schema: Any, row: Any) -> dict[str, Any]:
