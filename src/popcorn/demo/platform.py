@@ -37,7 +37,9 @@ from popcorn.supervisor import Child, Supervisor
 
 MARKER = Path("demo") / "world.json"
 # Tables whose rows are a user's data; anything else (tokens, jobs, leases) is bookkeeping.
-DATA_PREFIXES = ("inventory_", "signals_", "events_", "remediation_", "traffic_", "certificates_")
+DATA_PREFIXES = (
+    "inventory_", "signals_", "events_", "remediation_", "traffic_", "certificates_", "triage_",
+)  # fmt: skip
 REDIS_KEYS = ("rq:*", "popcorn:*")
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -260,7 +262,9 @@ class AwsSandbox:
 
 
 class BoltAgent:
-    """The failing appliance's Bolt agent, as it runs on a host: its own process and config."""
+    """A host's Bolt agent as it runs there, its own process and config: the failing
+    appliance's by default; the triage hosts' read their planted tree (`env`) with the
+    collectors loaded (`settings`)."""
 
     def __init__(
         self,
@@ -270,8 +274,12 @@ class BoltAgent:
         token: str,
         tls: tuple[Path, Path, Path],
         disks: list[dict[str, Any]],
+        directory: Path | None = None,
+        settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        log: str = "bolt-agent.log",
     ):
-        self.directory = home() / "demo" / "agent"
+        self.directory = directory or home() / "demo" / "agent"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.disks = disks
@@ -297,11 +305,13 @@ class BoltAgent:
                     "device": device,
                     "advertise_url": self.url,
                     "heartbeat_interval": 10.0,
+                    **(settings or {}),
                 },
                 sort_keys=False,
             )
         )
         self.write_disks(failing=None)
+        self.env, self.log = env or {}, log
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_disks(self, failing: str | None) -> None:
@@ -321,8 +331,8 @@ class BoltAgent:
         tmp.replace(self.disk_file)
 
     def start(self) -> None:
-        log = home() / "logs" / "bolt-agent.log"
-        env = {**os.environ, "POPCORN_HOME": str(home())}
+        log = home() / "logs" / self.log
+        env = {**os.environ, "POPCORN_HOME": str(home()), **self.env}
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "popcorn.remediation.agent", "--config", str(self.config)],
