@@ -18,12 +18,12 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
     build = sum(
         timings.get(k, 0.0)
         for k in ("home", "generate", "inventory", "signals_store", "traffic", "rules",
-                  "certificates", "aws")
+                  "certificates", "aws", "triage_hosts")
     )  # fmt: skip
     story = sum(
         timings.get(k, 0.0)
         for k in ("disk", "signals", "alert", "rules_match", "ranking", "bolt", "inventory_check",
-                  "shift", "evacuation", "execute", "return")
+                  "shift", "evacuation", "execute", "return", "triage_collect", "triage_outliers")
     )  # fmt: skip
     console.print()
     console.print("[bold]Summary[/bold]")
@@ -35,6 +35,7 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
         ("device", links.get("device", "")),
         ("evacuation plan", links.get("evacuation_plan", "")),
         ("review playlist", links.get("studio_playlist", "")),
+        ("host triage", links.get("triage", "")),
         ("API docs", links.get("api_docs", "")),
         (
             "timings",

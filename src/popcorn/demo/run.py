@@ -21,6 +21,7 @@ from rich.console import Console
 
 from popcorn.demo import build, platform
 from popcorn.demo import studio as studio_demo
+from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
 from popcorn.demo.story import Narrator, Story, iso, poll
 from popcorn.demo.world import World, generate
@@ -50,6 +51,7 @@ class DemoRun:
     agent_token: str = ""
     prepared: bool = False
     tls: tuple[Path, Path, Path] | None = None
+    triage: triage_demo.TriageFleet | None = None
 
     def __post_init__(self) -> None:
         self.narrator = Narrator(self.console)
@@ -118,6 +120,7 @@ class DemoRun:
                 aws_endpoint=self._aws().endpoint,
                 narrator=n,
                 timeout=o.timeout,
+                triage=self.triage,
             )
             self.summary.update(story.play())
         self.summary["timings"] = {
@@ -198,6 +201,10 @@ class DemoRun:
             notes.append(
                 "{shots} shots, {tasks} tasks, {versions} versions".format(**self.summary["studio"])
             )
+        title = "Plant hosts' file trees for triage; issue their agents' certificates"
+        with n.step("triage_hosts", title) as notes:
+            self.triage = triage_demo.build(world, world_dir / "triage", build.AUTHORITY)
+            notes.append(self.triage.describe())
         platform.write_marker({"built": True, "incident": self.summary["incident"]})
         self.agent_token = agent_token
         self.tls = tls
@@ -227,6 +234,19 @@ class DemoRun:
 
                 poll("the Bolt agent's first heartbeat", registered, self.options.timeout)
             notes.append(f"{agent.url}, mutual TLS, heartbeats to {url} registered it")
+        fleet = self.triage
+        if fleet is None:
+            return
+        with self.narrator.step("triage_agents", "Start the triage hosts' Bolt agents") as notes:
+            triage_demo.start(fleet, popcorn_url=url, token=self.agent_token)
+            with Client(url, self.summary["admin_token"]) as client:
+                poll(
+                    "the triage agents' first heartbeats",
+                    lambda: triage_demo.registered(fleet, client),
+                    self.options.timeout,
+                    every=0.2,
+                )
+            notes.append(f"{len(fleet.agents)} agents with {triage_demo.COLLECTORS}, registered")
 
     def _agent(self) -> BoltAgent:
         assert self.agent is not None
@@ -240,6 +260,8 @@ class DemoRun:
         pids = dict(self.platform.pids()) if self.platform else {}
         if self.agent is not None and self.agent.process is not None:
             pids["bolt-agent"] = self.agent.process.pid
+        if self.triage is not None:
+            pids.update(self.triage.pids())
         from popcorn.config import get_settings
         from popcorn.jobs import embedded_redis_server
 
@@ -261,6 +283,9 @@ class DemoRun:
                 while not idle.wait(1.0):
                     if self.agent is not None and not self.agent.alive():
                         self.agent.start()  # a host's agent comes back after a crash
+                    for agent in self.triage.agents if self.triage else []:
+                        if not agent.alive():
+                            agent.start()
                     fed, payload = world.demand_after(last, time.time())
                     if payload is None:
                         continue
@@ -277,6 +302,8 @@ class DemoRun:
         if not self.prepared:
             return
         with self.narrator.step("stop", "Stop everything the demo started"):
+            if self.triage is not None:
+                self.triage.stop()
             if self.agent is not None:
                 self.agent.stop()
             if self.platform is not None:
@@ -329,4 +356,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["evacuation_plan"] = f"{url}/ui/traffic/plans/{summary['evacuation']['plan_id']}"
     if "studio" in summary:
         links["studio_playlist"] = f"{url}/ui/studio/playlists/{summary['studio']['playlist_id']}"
+    if "triage" in summary:
+        links["triage"] = f"{url}/ui/triage/collections/{summary['triage']['collection_id']}"
     return links

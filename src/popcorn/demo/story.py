@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -41,6 +41,9 @@ from popcorn.events.client import Events
 from popcorn.remediation.client import Remediation
 from popcorn.signals.client import SignalsSection
 from popcorn.traffic.client import Traffic
+
+if TYPE_CHECKING:
+    from popcorn.demo.triage import TriageFleet
 
 T = TypeVar("T")
 DISK_RUNBOOK = "storage.disk_failure"
@@ -197,6 +200,7 @@ class Story:
         aws_endpoint: str,
         narrator: Narrator,
         timeout: float,
+        triage: TriageFleet | None = None,
     ):
         self.client = client
         self.events = Events(client)
@@ -208,6 +212,7 @@ class Story:
         self.aws_endpoint = aws_endpoint
         self.n = narrator
         self.timeout = timeout
+        self.triage = triage
         self.dwell = 1.0 if world.fast else 2.0
         self.out: dict[str, Any] = {}
 
@@ -259,6 +264,10 @@ class Story:
         with self.n.step("shift", "Traffic planning moves the site's load away") as notes:
             notes += self._shift()
         self._drill()
+        if self.triage is not None:
+            from popcorn.demo import triage
+
+            self.out["triage"] = triage.play(self.client, self.triage, self.n, self.timeout)
         return self.out
 
     def _runbooks(self, event_ids: list[int]) -> dict[str, int] | None:
