@@ -106,14 +106,28 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert aws["after"]["instances"] == aws["before"]["instances"]
     assert drill["traffic_returned"]
 
+    triage = summary["triage"]
+    assert triage["role"] == "storage-appliance" and len(triage["devices"]) >= 4
+    assert triage["site"] != incident["site"]
+    assert triage["hosts"] == {"ok": len(triage["devices"])}
+    assert sorted(triage["planted"].values()) == ["authorized_keys", "suid_files"]
+    ranked = [r["device"] for r in triage["ranked"]]
+    assert sorted(ranked) == sorted(triage["planted"])  # the planted hosts first, no one else
+    for device, table in triage["planted"].items():
+        assert table in triage["evidence"][device]
+    assert triage["planted_ranked_first"]
+
     execution = summary["disk_failure"]["execution_id"]
     assert summary["links"]["execution"].endswith(f"/ui/runbooks/executions/{execution}")
+    collection = triage["collection_id"]
+    assert summary["links"]["triage"].endswith(f":{port}/ui/triage/collections/{collection}")
     assert summary["admin_token"].startswith("pop_")
     started = set(summary["processes"].values())
     assert {"api", "worker-1", "scheduler", "bolt-agent", "redis"} <= set(summary["processes"])
+    assert {f"bolt-{d}" for d in triage["devices"]} <= set(summary["processes"])
     assert still_running(seen | started) == []
     assert port_free(port)
-    assert "The incident" in err and "Regional evacuation drill" in err
+    assert "The incident" in err and "Regional evacuation drill" in err and "Host triage" in err
 
     # A rerun finds the demo world, rebuilds it, and a step that fails stops the demo with
     # one line naming it, again leaving nothing running.
