@@ -86,7 +86,8 @@ def command(
 
     Migrations, then the API, workers and scheduler, a local AWS endpoint and a Bolt
     agent are started; a disk fails, Alertmanager alerts, runbooks diagnose and fix,
-    traffic moves, and a regional evacuation drill runs and returns. Works in
+    traffic moves, a regional evacuation drill runs and returns, and a group of
+    appliances with planted oddities is triaged through their agents. Works in
     POPCORN_HOME: a previous demo world there is rebuilt.
     """
     from popcorn.demo.platform import DemoError
