@@ -85,12 +85,17 @@ def _session_area(path: str) -> ErrorPage | None:
     return None
 
 
-def _required_role() -> str:
-    view = request.endpoint and APP_VIEWS.get(request.endpoint)
+def role_needed(view: Any, method: str) -> str:
+    """The role a view needs: its `@role(...)`, else viewer to read and operator to change."""
     needed = getattr(view, "_popcorn_role", None) if view else None
     if needed:
         return str(needed)
-    return "viewer" if request.method in {"GET", "HEAD", "OPTIONS"} else "operator"
+    return "viewer" if method in {"GET", "HEAD", "OPTIONS"} else "operator"
+
+
+def _required_role() -> str:
+    view = request.endpoint and APP_VIEWS.get(request.endpoint)
+    return role_needed(view, request.method)
 
 
 APP_VIEWS: dict[str, Any] = {}
@@ -168,7 +173,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
 
     @app.spec_processor
     def declare_errors(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
-        return openapi.declare_errors(spec, is_public) if isinstance(spec, dict) else spec
+        if not isinstance(spec, dict):
+            return spec
+        return openapi.declare_errors(spec, is_public, openapi.route_roles(app, role_needed))
 
     return app
 

@@ -9,7 +9,8 @@ then knows every status it may see.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -57,8 +58,16 @@ def error_statuses(operation: dict[str, Any], method: str, public: bool) -> list
     return sorted(statuses)
 
 
-def declare_errors(spec: dict[str, Any], is_public: Callable[[str], bool]) -> dict[str, Any]:
-    """Add the error envelope and each operation's error answers and security to `spec`."""
+def declare_errors(
+    spec: dict[str, Any],
+    is_public: Callable[[str], bool],
+    roles: Mapping[tuple[str, str], str] | None = None,
+) -> dict[str, Any]:
+    """Add the error envelope and each operation's error answers, security and role to `spec`.
+
+    `roles` maps (METHOD, OpenAPI path) to the role the route needs; it is published as
+    `x-popcorn-role`, so clients and the auth matrix test read it from the document.
+    """
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}
@@ -76,4 +85,18 @@ def declare_errors(spec: dict[str, Any], is_public: Callable[[str], bool]) -> di
                     "content": {"application/json": {"schema": ref}},
                 }
             operation["security"] = [] if public else [{"bearer": []}]
+            role = (roles or {}).get((method.upper(), path))
+            if role and not public:
+                operation["x-popcorn-role"] = role
     return spec
+
+
+def route_roles(app: Any, required: Callable[[Any, str], str]) -> dict[tuple[str, str], str]:
+    """(METHOD, OpenAPI path) -> the role its view needs, for every route of `app`."""
+    out: dict[tuple[str, str], str] = {}
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        view = app.view_functions.get(rule.endpoint)
+        for method in rule.methods or ():
+            out[(method, path)] = required(view, method)
+    return out
