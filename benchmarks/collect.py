@@ -16,6 +16,9 @@ ORDER = [
     "traffic",
     "certificates",
     "certificates-scan",
+    "triage",
+    "studio",
+    "studio-postgresql",
 ]
 
 INTRO = """# Benchmarks
