@@ -82,7 +82,9 @@ class AnalysisCreate(Schema):
     chunk_size: int = Field(default=500, ge=10, le=50000)
 
 
-class AnalysisRead(BaseModel):
+class AnalysisBrief(BaseModel):
+    """An analysis in a list: everything but its (large) partial and final results."""
+
     id: int
     status: str = Field(description="queued, running, finished or failed")
     alert_time: str
@@ -98,6 +100,11 @@ class AnalysisRead(BaseModel):
     created_by: str
     created_at: str
     finished_at: str | None
+
+
+class AnalysisRead(AnalysisBrief):
+    """An analysis with its results (partial while it runs)."""
+
     partial: dict[str, Any] | None = Field(
         default=None, description="Best findings of the chunks done so far (while running)."
     )
@@ -126,26 +133,6 @@ class QueryRead(BaseModel):
 class JobAccepted(BaseModel):
     job_id: int
     status: str
-
-
-class AnalysisBrief(BaseModel):
-    """An analysis in a list: everything but its (large) partial and final results."""
-
-    id: int
-    status: str
-    alert_time: str
-    trigger: str | None
-    selector: str | None
-    scope: dict[str, Any]
-    window_minutes: int
-    step_seconds: int
-    signal_count: int
-    chunks_total: int
-    chunks_done: int
-    error: str
-    created_by: str
-    created_at: str
-    finished_at: str | None
 
 
 class AnalysisPage(BaseModel):
