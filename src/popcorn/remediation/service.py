@@ -122,15 +122,6 @@ EXECUTION_FILTERS = {
     "created_at": RunbookExecution.created_at,
     "rerun_of": RunbookExecution.rerun_of,
 }
-EXECUTION_FILTERS = {
-    "status": RunbookExecution.status,
-    "runbook": RunbookExecution.runbook,
-    "pack": RunbookExecution.pack,
-    "dry_run": RunbookExecution.dry_run,
-    "created_by": RunbookExecution.created_by,
-    "created_at": RunbookExecution.created_at,
-    "rerun_of": RunbookExecution.rerun_of,
-}
 
 # --- packs and runbooks ----------------------------------------------------------------------
 

@@ -203,24 +203,35 @@ def cancel_execution(*, session: Session, execution_id: int | str) -> m.Executio
         except Conflict:
             pass  # a worker picked it up: it sees the flag before its first change
         else:
-            row.status = "canceled"
-            row.ended_at = utcnow()
-            row.error = "canceled by operator before it started"
-            emit(
-                session,
-                "traffic.execution.aborted",
-                "traffic_execution",
-                row.id,
-                {
-                    "execution_id": row.id,
-                    "plan_id": row.plan_id,
-                    "status": "canceled",
-                    "reason": row.error,
-                    "rolled_back": False,
-                },
-            )
+            end_execution(session, row, "canceled", CANCELED_BEFORE_START, False)
     record_change(session, "cancel", "traffic_execution", row.id, after={"status": row.status})
     return row
+
+
+CANCELED_BEFORE_START = "canceled by operator before it started"
+
+
+def end_execution(
+    session: Session, row: m.Execution, status: str, reason: str, rolled_back: bool
+) -> None:
+    """An execution ends without completing: record why and announce `traffic.execution.aborted`."""
+    row.status = status
+    row.error = reason
+    row.rolled_back = rolled_back
+    row.ended_at = utcnow()
+    emit(
+        session,
+        "traffic.execution.aborted",
+        "traffic_execution",
+        row.id,
+        {
+            "execution_id": row.id,
+            "plan_id": row.plan_id,
+            "status": status,
+            "reason": reason,
+            "rolled_back": rolled_back,
+        },
+    )
 
 
 def run_execution(execution_id: int, **kwargs: Any) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from popcorn.traffic.aws import (
     wait_in_service,
     weights_from_shares,
 )
+from popcorn.traffic.executions import end_execution
 from popcorn.traffic.health import HealthCheck, health_check_from
 from popcorn.traffic.service import json_safe
 
@@ -94,7 +95,9 @@ def run(
         )
         if not resumed:
             if row.cancel_requested:
-                _end(session, row, "canceled", "canceled by operator before it started", False)
+                end_execution(
+                    session, row, "canceled", "canceled by operator before it started", False
+                )
                 return {"execution_id": execution_id, "status": "canceled"}
             row.status = "running"
             row.started_at = utcnow()
@@ -142,26 +145,6 @@ class _Context:
     snapshot: dict[str, Any]
     total: int
     position: int
-
-
-def _end(session: Any, row: m.Execution, status: str, reason: str, rolled_back: bool) -> None:
-    row.status = status
-    row.error = reason
-    row.rolled_back = rolled_back
-    row.ended_at = utcnow()
-    emit(
-        session,
-        "traffic.execution.aborted",
-        "traffic_execution",
-        row.id,
-        {
-            "execution_id": row.id,
-            "plan_id": row.plan_id,
-            "status": status,
-            "reason": reason,
-            "rolled_back": rolled_back,
-        },
-    )
 
 
 class _Runner:
@@ -554,7 +537,7 @@ class _Runner:
         with session_scope() as session:
             row = session.get(m.Execution, self.ctx.execution_id)
             assert row is not None
-            _end(session, row, status, message, rolled_back=not errors)
+            end_execution(session, row, status, message, rolled_back=not errors)
         return {"execution_id": self.ctx.execution_id, "status": status, "reason": message}
 
     def _restore_record(self, key: str, entry: Mapping[str, Any]) -> None:
