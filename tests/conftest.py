@@ -178,3 +178,17 @@ def live_server(processes: Processes, tmp_path: Path) -> Iterator[str]:
 
     wait_until(up, timeout=30)
     yield url
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """Base URL of a real moto server on a free local port (boto3 talks HTTP to it)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

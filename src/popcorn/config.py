@@ -89,6 +89,17 @@ class Settings(BaseSettings):
         "the platform may call out to (webhooks, Prometheus pulls, S3 endpoints). Empty: none. "
         "Loopback, link-local and cloud metadata addresses are refused unless listed here.",
     )
+    storage_url: str = Field(
+        default="",
+        description="Where stored objects (notebook outputs, model artifacts) live: empty for "
+        "`<home>/objects`, a directory, or `s3://bucket/prefix` so that every machine shares them.",
+    )
+    storage_endpoint_url: str = Field(
+        default="", description="S3 endpoint for MinIO, Ceph or another S3-compatible store."
+    )
+    storage_profile: str = Field(
+        default="", description="AWS profile for the object store; the default chain if empty."
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "

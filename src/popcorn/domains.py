@@ -24,6 +24,10 @@ DOMAINS: list[str] = [
     "certificates",
     "triage",
     "studio",
+    "security",
+    "notebooks",
+    "ml",
+    "devicelab",
 ]
 
 

@@ -1,0 +1,1 @@
+"""ML on Metaflow: the platform's models as flows, tracked, scheduled and served."""

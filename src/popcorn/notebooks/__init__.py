@@ -1,0 +1,1 @@
+"""Notebooks: a papermill scheduler with Spark jobs, and Jupyter server extensions."""

@@ -1,0 +1,1 @@
+"""Cloud security: Security Monkey-style watch and audit, Repokid-style least privilege."""
