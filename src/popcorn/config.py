@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     storage_profile: str = Field(
         default="", description="AWS profile for the object store; the default chain if empty."
     )
+    ml_flows_dir: str = Field(
+        default="",
+        description="A directory of your own Metaflow flow files (`*.py`) that `popcorn ml` "
+        "lists and runs beside the shipped ones.",
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "
