@@ -1,7 +1,7 @@
 """The model registry: promote a run's model, roll back, and serve the promoted one.
 
 Promotion copies the run's pickled `model` artifact into the object store
-(`ml/models/<name>/v<version>.pkl`, immutable) and records its SHA-256. Serving loads a
+(`ml/models/<name>/v<version>-<digest>.pkl`, immutable) and records its SHA-256. Serving loads a
 version only from that store and only when its bytes have the digest Popcorn recorded
 when it stored them: Popcorn unpickles nothing it did not store itself. A loaded model is
 kept once per worker process, keyed by (name, version), so a promotion or rollback is
@@ -31,7 +31,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "bool": (bool,),
 }
-_loaded: dict[tuple[str, int], Any] = {}
+_loaded: dict[tuple[str, int, str], Any] = {}
 _lock = threading.Lock()
 
 
@@ -141,7 +141,7 @@ def promote_run(*, session: Session, run: MlRun, reason: str = "manual") -> MlMo
             or 0
         ) + 1
         data = pickle.dumps(found["model"], protocol=pickle.HIGHEST_PROTOCOL)
-        key = f"ml/models/{model.name}/v{number}.pkl"
+        key = f"ml/models/{model.name}/v{number}-{hashlib.sha256(data).hexdigest()[:16]}.pkl"
         stored = get_store().put(key, data, immutable=True)
         version = MlModelVersion(
             model_id=model.id,
@@ -261,7 +261,7 @@ def check_rows(schema: dict[str, str], rows: list[dict[str, Any]]) -> None:
 def _load(name: str, version: MlModelVersion) -> Any:
     from popcorn.storage import get_store
 
-    key = (name, version.version)
+    key = (name, version.version, version.sha256)
     with _lock:
         if key in _loaded:
             return _loaded[key]
@@ -301,5 +301,6 @@ def predict(*, session: Session, name: str, rows: list[dict[str, Any]]) -> dict[
 
 
 def loaded_versions() -> list[tuple[str, int]]:
+    """(model, version) pairs this process has loaded (one per model at a time)."""
     with _lock:
-        return sorted(_loaded)
+        return sorted((name, version) for name, version, _ in _loaded)

@@ -115,7 +115,7 @@ def failure(pathspec: str) -> dict[str, Any] | None:
 
 
 def card_html(pathspec: str, step: str) -> str:
-    """The first card of a step's first task, as the HTML the card holds."""
+    """The first card of a step's first task, rendered as static HTML (see `cards`)."""
     from metaflow.cards import get_cards
 
     run = _run(pathspec)
@@ -129,7 +129,9 @@ def card_html(pathspec: str, step: str) -> str:
         cards = None
     if not cards:
         raise NotFound(f"step {step!r} of {pathspec} has no card", details={"step": step})
-    return str(cards[0].get())
+    from popcorn.ml.cards import render_static
+
+    return render_static(str(cards[0].get()), title=f"{pathspec} {step}")
 
 
 def servable(pathspec: str) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ class ArtworkPersonalizationFlow(FlowSpec):
         self.input_schema = {"cluster": "int", "title": "int", "hour": "int"}
         self.next(self.evaluate)
 
-    @card(type="html")
+    @card(type="blank")
     @step
     def evaluate(self) -> None:
         import copy
@@ -59,28 +59,23 @@ class ArtworkPersonalizationFlow(FlowSpec):
             "baseline": round(baseline["ctr"], 5),
             "higher_is_better": True,
         }
-        self.html = cards.report(
-            f"Artwork personalization ({current.run_id})",
+        cards.report(
+            current.card,
+            f"Artwork personalization (run {current.run_id})",
             self.evaluation,
             [
                 (
                     "Offline replay on uniform-random logged impressions",
-                    cards.table(
-                        ["policy", "replay CTR", "matched events"],
+                    ["policy", "replay CTR", "matched events"],
+                    [
+                        ["contextual bandit", policy["ctr"], int(policy["matched"])],
                         [
-                            ["contextual bandit", policy["ctr"], int(policy["matched"])],
-                            [
-                                "most-clicked artwork per title",
-                                baseline["ctr"],
-                                int(baseline["matched"]),
-                            ],
-                            [
-                                "uniform random (logging policy)",
-                                logged,
-                                len(self.test_log["clicked"]),
-                            ],
+                            "most-clicked artwork per title",
+                            baseline["ctr"],
+                            int(baseline["matched"]),
                         ],
-                    ),
+                        ["uniform random (logging policy)", logged, len(self.test_log["clicked"])],
+                    ],
                 )
             ],
         )

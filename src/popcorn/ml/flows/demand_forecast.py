@@ -36,7 +36,7 @@ class DemandForecastFlow(FlowSpec):
         self.input_schema = {"region": "str", "hours_ahead": "int"}
         self.next(self.evaluate)
 
-    @card(type="html")
+    @card(type="blank")
     @step
     def evaluate(self) -> None:
         from popcorn.ml import cards, forecast
@@ -52,24 +52,20 @@ class DemandForecastFlow(FlowSpec):
             [r, round(self.model.forecast(r, 1), 1), round(self.model.forecast(r, 24), 1)]
             for r in self.history
         ]
-        self.html = cards.report(
-            f"Demand forecast ({current.run_id})",
+        cards.report(
+            current.card,
+            f"Demand forecast (run {current.run_id})",
             self.evaluation,
             [
                 (
                     "Rolling-origin backtest (last 14 days, 24 h horizon)",
-                    cards.table(
-                        ["forecast", "MAPE"],
-                        [
-                            ["hour-of-week profile", self.backtest["model_mape"]],
-                            ["seasonal-naive (a week ago)", self.backtest["naive_mape"]],
-                        ],
-                    ),
+                    ["forecast", "MAPE"],
+                    [
+                        ["hour-of-week profile", self.backtest["model_mape"]],
+                        ["seasonal-naive (a week ago)", self.backtest["naive_mape"]],
+                    ],
                 ),
-                (
-                    f"Next hours (history: {self.source})",
-                    cards.table(["region", "+1 h", "+24 h"], rows),
-                ),
+                (f"Next hours (history: {self.source})", ["region", "+1 h", "+24 h"], rows),
             ],
         )
         self.next(self.end)

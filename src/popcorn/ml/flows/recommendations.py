@@ -43,7 +43,7 @@ class RecommendationsFlow(FlowSpec):
         self.train_seconds = time.perf_counter() - began
         self.next(self.evaluate)
 
-    @card(type="html")
+    @card(type="blank")
     @step
     def evaluate(self) -> None:
         import numpy as np
@@ -76,37 +76,34 @@ class RecommendationsFlow(FlowSpec):
         self.input_schema = {"member": "int"}
         ndcg = f"ndcg@{self.k}"
         top = sorted(demand["us-east"].items(), key=lambda x: -x[1])[:10]
-        self.html = cards.report(
-            f"Recommendations ({current.run_id})",
+        cards.report(
+            current.card,
+            f"Recommendations (run {current.run_id})",
             self.evaluation,
             [
                 (
                     "Offline metrics on the last 7 days (time split)",
-                    cards.table(
-                        ["policy", recall, ndcg],
-                        [
-                            ["ALS matrix factorisation", model[recall], model[ndcg]],
-                            ["popularity", baseline[recall], baseline[ndcg]],
-                        ],
-                    ),
+                    ["policy", recall, ndcg],
+                    [
+                        ["ALS matrix factorisation", model[recall], model[ndcg]],
+                        ["popularity", baseline[recall], baseline[ndcg]],
+                    ],
                 ),
                 (
                     "Data and training",
-                    cards.table(
-                        ["members", "titles", "plays", "factors", "iterations", "train s"],
+                    ["members", "titles", "plays", "factors", "iterations", "train s"],
+                    [
                         [
-                            [
-                                self.members,
-                                self.titles,
-                                self.plays,
-                                self.factors,
-                                self.iterations,
-                                round(self.train_seconds, 2),
-                            ]
-                        ],
-                    ),
+                            self.members,
+                            self.titles,
+                            self.plays,
+                            self.factors,
+                            self.iterations,
+                            round(self.train_seconds, 2),
+                        ]
+                    ],
                 ),
-                ("Predicted plays next week, us-east", cards.table(["title", "plays"], top)),
+                ("Predicted plays next week, us-east", ["title", "plays"], top),
             ],
         )
         self.next(self.end)
