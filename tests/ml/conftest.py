@@ -32,19 +32,11 @@ def ml_flows_dir(installation: dict[str, str]) -> Iterator[Path]:
     reset_settings()
 
 
-def start(flow: str, **parameters: str) -> int:
-    """Record a run (no job) and return its id."""
-    from popcorn.db import session_scope
-    from popcorn.ml import schemas, service
-
-    with session_scope() as session:
-        spec = schemas.RunCreate(flow=flow, parameters=parameters)
-        return service.start_run(session=session, spec=spec, queue_job=False).id
-
-
 @pytest.fixture(scope="session")
 def trained(ml_flows_dir: Path) -> dict[str, Any]:
     """One small recommendations run, run once for the session; what it left."""
+    from ml_kit import start
+
     from popcorn.db import session_scope
     from popcorn.ml import service
 

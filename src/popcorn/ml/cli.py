@@ -41,6 +41,20 @@ MODEL_COLUMNS = [
 ALL = ListParams(limit=1000)
 
 
+def _list(rows: list[dict[str, Any]], *, as_json: bool, columns: list[str]) -> None:
+    """A list: `{"items": [...]}` as JSON, else a table with markup escaped."""
+    from rich.markup import escape
+
+    if as_json:
+        output({"items": rows}, as_json=True)
+        return
+    shown = [
+        {c: escape(v) if isinstance(v, str) else v for c, v in row.items() if c in columns}
+        for row in rows
+    ]
+    output(shown, as_json=False, columns=columns)
+
+
 @click.group("ml", cls=PopcornGroup)
 def group() -> None:
     """ML on Metaflow: flows, runs, schedules, the model registry and serving."""
@@ -58,10 +72,13 @@ def _run_row(data: dict[str, Any]) -> dict[str, Any]:
 def flows(as_json: bool) -> None:
     """Flows Popcorn can run: shipped, from installed domains and from ml_flows_dir."""
     rows = [service.flow_read(f) for f in service.list_flows()]
+    if as_json:
+        _list(rows, as_json=True, columns=[])
+        return
     for row in rows:
         row["parameters"] = ", ".join(f"{p['name']}={p['default']}" for p in row["parameters"])
         row["steps"] = " → ".join(row["steps"])
-    output(rows, as_json=as_json, columns=["name", "source", "steps", "parameters", "description"])
+    _list(rows, as_json=as_json, columns=["name", "source", "steps", "parameters", "description"])
 
 
 def _wait(run_id: int, total: int) -> dict[str, Any]:
@@ -130,7 +147,7 @@ def runs(flow: str | None, as_json: bool) -> None:
         rows = [
             _run_row(service.run_read(r)) for r in service.recent_runs(session=session, flow=flow)
         ]
-    output(rows, as_json=as_json, columns=RUN_COLUMNS)
+    _list(rows, as_json=as_json, columns=RUN_COLUMNS)
 
 
 @group.command("show")
@@ -218,7 +235,7 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is None:
         with session_scope(readonly=True) as session:
             rows = service.list_schedules(session=session)
-        output(
+        _list(
             rows,
             as_json=as_json,
             columns=["name", "flow", "parameters", "cron", "interval_seconds", "next_run_at"],
@@ -276,9 +293,10 @@ def models(as_json: bool) -> None:
     with session_scope(readonly=True) as session:
         rows = [registry.model_read(m) for m in registry.list_models(session=session)]
     if as_json:
-        output([s.ModelRead.model_validate(r).model_dump(mode="json") for r in rows], as_json=True)
+        items = [s.ModelRead.model_validate(r).model_dump(mode="json") for r in rows]
+        _list(items, as_json=True, columns=[])
         return
-    output([_model_row(r) for r in rows], as_json=False, columns=MODEL_COLUMNS)
+    _list([_model_row(r) for r in rows], as_json=False, columns=MODEL_COLUMNS)
 
 
 @group.command("model")
