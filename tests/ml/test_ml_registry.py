@@ -173,3 +173,25 @@ def test_traffic_reads_predicted_title_demand(api: Api, recorded: int) -> None:
         assert ml_api.promoted(session=session, name="recommendations") is not None
     assert len(demand) > 50
     assert all(v >= 0 for v in demand.values())
+
+
+def test_traffic_placement_plans_from_predicted_demand(api: Api, recorded: int) -> None:
+    from popcorn.db import session_scope
+    from popcorn.traffic import placements
+    from popcorn.traffic import schemas as ts
+
+    regions = {"iad-1": "us-east", "lhr-1": "eu-west"}
+    with session_scope(readonly=True) as session:
+        assert placements.ml_popularity(session=session, regions=regions) == []
+    api.post("/api/v1/ml/models/promote", json={"run": recorded})
+    with session_scope() as session:
+        rows = placements.ml_popularity(session=session, regions=regions)
+        assert {r.site for r in rows} == {"iad-1", "lhr-1"}
+        titles = sorted({r.title for r in rows})
+        spec = ts.PlacementCreate(
+            popularity=rows,
+            sizes=[ts.SizeRow(title=t, size=5.0) for t in titles],
+            storage=[ts.StorageRow(site=site, storage=100.0) for site in regions],
+        )
+        plan = placements.create_placement(session=session, spec=spec)
+        assert 0 < plan.local_share < 1

@@ -39,6 +39,25 @@ def placement_spec(data: Any) -> s.PlacementCreate:
         ) from None
 
 
+def ml_popularity(
+    *, session: Session, regions: dict[str, str], titles: Sequence[str] | None = None
+) -> list[s.PopularityRow]:
+    """Expected requests per (site, title) from ML's predicted title demand in each site's
+    region (`regions`: site -> region); empty without the ml domain or a promoted
+    recommendations model, so callers fall back to observed popularity."""
+    if not domains.installed("ml"):
+        return []
+    from popcorn.ml import api as ml_api
+
+    wanted = set(titles) if titles is not None else None
+    rows = []
+    for site, region in sorted(regions.items()):
+        for title, plays in sorted(ml_api.title_demand(session=session, region=region).items()):
+            if plays > 0 and (wanted is None or title in wanted):
+                rows.append(s.PopularityRow(site=site, title=title, requests=plays))
+    return rows
+
+
 def create_placement(*, session: Session, spec: s.PlacementCreate) -> m.Placement:
     """Fill each site's storage with the titles serving most of its region's requests; the
     popularity-only greedy is computed beside it as the baseline. Site storage (GB) comes from
