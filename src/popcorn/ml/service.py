@@ -291,7 +291,12 @@ def run_detail(*, session: Session, ref: int | str) -> dict[str, Any]:
     run = get_run(session=session, ref=ref)
     data = run_read(run)
     data["log_tail"] = run.log_tail
-    data["metaflow"] = tracking.describe_run(pathspec(run)) if pathspec(run) else None
+    data["metaflow"] = None
+    if pathspec(run):
+        try:
+            data["metaflow"] = tracking.describe_run(pathspec(run))
+        except NotFound:  # a run Metaflow has no record of (yet, or any more)
+            data["metaflow"] = None
     return data
 
 

@@ -33,6 +33,7 @@ NAV = [
     ("Certificates", "web.certificates", "popcorn.certificates.service"),
     ("Triage", "web.triage", "popcorn.triage.service"),
     ("Studio", "web.studio", "popcorn.studio.service"),
+    ("ML", "web.ml", "popcorn.ml.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]
