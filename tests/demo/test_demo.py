@@ -117,6 +117,11 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
         assert table in triage["evidence"][device]
     assert triage["planted_ranked_first"]
 
+    ml = summary["ml"]  # a real Metaflow run on the workers, promoted for beating popularity
+    assert ml["version"] == 1 and ml["evaluation"]["model"] > ml["evaluation"]["baseline"]
+    assert len(ml["member_7"]) == 5
+    assert summary["links"]["ml_run"].endswith(f":{port}/ui/ml/runs/{ml['run_id']}")
+
     execution = summary["disk_failure"]["execution_id"]
     assert summary["links"]["execution"].endswith(f"/ui/runbooks/executions/{execution}")
     collection = triage["collection_id"]

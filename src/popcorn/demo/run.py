@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from popcorn.demo import build, platform
+from popcorn.demo import ml as ml_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
@@ -123,6 +124,10 @@ class DemoRun:
                 triage=self.triage,
             )
             self.summary.update(story.play())
+            title = "Train recommendations on Metaflow, promote it, predict through the API"
+            with n.step("ml", title) as notes:
+                self.summary["ml"] = ml_demo.play(client, timeout=o.timeout, fast=o.fast)
+                notes.append(ml_demo.describe(self.summary["ml"]))
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -358,4 +363,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["studio_playlist"] = f"{url}/ui/studio/playlists/{summary['studio']['playlist_id']}"
     if "triage" in summary:
         links["triage"] = f"{url}/ui/triage/collections/{summary['triage']['collection_id']}"
+    if "ml" in summary:
+        links["ml_run"] = f"{url}/ui/ml/runs/{summary['ml']['run_id']}"
     return links
