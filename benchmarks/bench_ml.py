@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import git_revision, machine, write_result
 
 PYTHON = sys.executable
-FLOW_SIZE = {"members": 20000, "titles": 2000, "plays": 200000, "factors": 32, "iterations": 8}
+FLOW_SIZE = {"members": 20000, "titles": 2000, "plays": 200000, "factors": 16, "iterations": 8}
 
 
 def plain(size: dict[str, int]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def training(members: int, titles: int, plays: int, iterations: int) -> dict[str
     train, test = recommend.split_by_time(log, test_days=7)
     tracemalloc.start()
     began = time.perf_counter()
-    users, items = recommend.train_als(train, factors=32, iterations=iterations)
+    users, items = recommend.train_als(train, factors=16, iterations=iterations)
     seconds = time.perf_counter() - began
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
@@ -212,7 +212,7 @@ def main() -> None:
 
 Machine: {machine()}; revision {git_revision()}; load average during the run {load[0]:.1f}.
 
-## Training (ALS, 32 factors, {trained["iterations"]} iterations)
+## Training (ALS, 16 factors, {trained["iterations"]} iterations)
 
 {trained["members"]:,} members x {trained["titles"]:,} titles, {trained["plays"]:,} plays
 generated ({trained["train_plays"]:,} member-title pairs in the training weeks), 8 taste

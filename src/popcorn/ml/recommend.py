@@ -131,10 +131,10 @@ def _half_step(conf: sp.csr_matrix, fixed: FloatArray, reg: float, chunk: int) -
 def train_als(
     train: sp.csr_matrix,
     *,
-    factors: int = 32,
+    factors: int = 16,
     iterations: int = 8,
-    reg: float = 0.1,
-    alpha: float = 20.0,
+    reg: float = 10.0,
+    alpha: float = 10.0,
     seed: int = 3,
     chunk: int = 20_000,
 ) -> tuple[FloatArray, FloatArray]:

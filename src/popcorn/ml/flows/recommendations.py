@@ -15,7 +15,7 @@ class RecommendationsFlow(FlowSpec):
     members = Parameter("members", default=5000, type=int, help="Members in the generated log.")
     titles = Parameter("titles", default=1000, type=int, help="Titles in the catalogue.")
     plays = Parameter("plays", default=50000, type=int, help="Plays in the viewing log.")
-    factors = Parameter("factors", default=32, type=int, help="Latent factors.")
+    factors = Parameter("factors", default=16, type=int, help="Latent factors.")
     iterations = Parameter("iterations", default=8, type=int, help="ALS iterations.")
     k = Parameter("k", default=20, type=int, help="Cut-off for recall@k and NDCG@k.")
     seed = Parameter("seed", default=7, type=int, help="Seed of the generated log.")
