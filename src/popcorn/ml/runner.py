@@ -120,6 +120,18 @@ class Watch:
             return "".join(self.lines)[-TAIL_CHARS:]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends SIGTERM when the worker that started the flow
+    dies, so a lost job leaves no flow running on (its retry resumes the Metaflow run)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def kill_tree(process: subprocess.Popen[str]) -> None:
     """SIGTERM to the flow's process group, SIGKILL to what is left after a grace period."""
     try:
@@ -154,6 +166,7 @@ def run_subprocess(
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
 
     def pump() -> None:
