@@ -84,6 +84,7 @@ def flows(as_json: bool) -> None:
 def _wait(run_id: int, total: int) -> dict[str, Any]:
     with progress(total or None, f"run {run_id}") as bar:
         task = bar.task_ids[0]
+        began, hinted = time.monotonic(), False
         while True:
             with session_scope(readonly=True) as session:
                 data = service.run_read(service.get_run(session=session, ref=run_id))
@@ -91,6 +92,13 @@ def _wait(run_id: int, total: int) -> dict[str, Any]:
             bar.update(task, completed=done.get("done", 0), description=str(done.get("step", "")))
             if data["status"] in {"succeeded", "failed"}:
                 return data
+            if data["status"] == "queued" and not hinted and time.monotonic() - began > 10:
+                hinted = True
+                click.echo(
+                    f"run {run_id} is waiting for a worker on the low queue (`popcorn up` or "
+                    "`popcorn worker`); Ctrl-C leaves it queued, `--here` runs without one",
+                    err=True,
+                )
             time.sleep(0.5)
 
 
