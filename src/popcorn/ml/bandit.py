@@ -3,9 +3,10 @@
 `generate_impressions` logs impressions under a uniform-random logging policy: the member's
 taste cluster, the title, the hour, the artwork shown and whether it was clicked (true click
 rates depend on the artwork, the cluster's taste for its style and the time of day).
-`ArtworkBandit` keeps Beta posteriors of click rate per (cluster, title, daypart, artwork),
-shrunk toward the title's artwork average, and shows the best posterior mean (Thompson
-sampling while it learns). `replay` is Li et al.'s offline replay: walk the logged events,
+`ArtworkBandit` keeps Beta posteriors of click rate per (cluster, title, daypart,
+artwork), shrunk level by level toward the cluster's and then the title's artwork
+averages, and shows the best posterior mean (or a Thompson sample, to explore).
+`replay` is Li et al.'s offline replay: walk the logged events,
 keep those where the policy picks the artwork that was shown, and let it learn from them.
 """
 
@@ -28,8 +29,10 @@ def generate_impressions(
 ) -> dict[str, NDArray[Any]]:
     rng = np.random.default_rng(seed)
     style = rng.integers(0, 3, (titles, ARTWORKS))
-    base = rng.uniform(0.02, 0.06, (titles, ARTWORKS))
-    taste = rng.uniform(0.0, 0.08, (clusters, 3))
+    base = rng.uniform(0.03, 0.06, (titles, ARTWORKS))
+    # each taste cluster has a favourite artwork style (+8 points) and mild views of the rest
+    taste = rng.uniform(0.0, 0.02, (clusters, 3))
+    taste[np.arange(clusters), rng.integers(0, 3, clusters)] += 0.08
     night = rng.uniform(-0.01, 0.03, 3)
     cluster = rng.integers(0, clusters, events)
     title = rng.integers(0, titles, events)
@@ -44,36 +47,44 @@ def generate_impressions(
 
 
 class ArtworkBandit:
-    """Beta posteriors per context and artwork; `predict` shows the best posterior mean."""
+    """Click rates per (taste cluster, title, daypart, artwork), each level shrunk toward
+    the one above it (cluster, title, artwork; then title, artwork), so a sparse context
+    borrows from its neighbours; `predict` shows the best estimate."""
 
     def __init__(self, clusters: int, titles: int, prior_strength: float = 20.0) -> None:
         self.shape = (clusters, titles, 2, ARTWORKS)
         self.clicks = np.zeros(self.shape)
         self.views = np.zeros(self.shape)
-        self.title_clicks = np.zeros((titles, ARTWORKS))
-        self.title_views = np.zeros((titles, ARTWORKS))
         self.prior_strength = prior_strength
 
     def update(self, c: int, t: int, hour: int, arm: int, reward: bool) -> None:
         self.clicks[c, t, daypart(hour), arm] += reward
         self.views[c, t, daypart(hour), arm] += 1
-        self.title_clicks[t, arm] += reward
-        self.title_views[t, arm] += 1
 
     def fit(self, log: dict[str, NDArray[Any]]) -> ArtworkBandit:
         parts = ((log["hour"] < 6) | (log["hour"] >= 18)).astype(int)
         index = (log["cluster"], log["title"], parts, log["shown"])
         np.add.at(self.clicks, index, log["clicked"].astype(float))
         np.add.at(self.views, index, 1.0)
-        np.add.at(self.title_clicks, (log["title"], log["shown"]), log["clicked"].astype(float))
-        np.add.at(self.title_views, (log["title"], log["shown"]), 1.0)
         return self
 
+    @property
+    def title_clicks(self) -> NDArray[Any]:
+        return self.clicks.sum(axis=(0, 2))
+
+    @property
+    def title_views(self) -> NDArray[Any]:
+        return self.views.sum(axis=(0, 2))
+
     def _posterior(self, c: int, t: int, hour: int) -> tuple[NDArray[Any], NDArray[Any]]:
-        prior = (self.title_clicks[t] + 1) / (self.title_views[t] + 30)
-        alpha = self.clicks[c, t, daypart(hour)] + self.prior_strength * prior
-        beta = self.views[c, t, daypart(hour)] - self.clicks[c, t, daypart(hour)]
-        return alpha, beta + self.prior_strength * (1 - prior)
+        s = self.prior_strength
+        overall = (self.clicks.sum() + 1) / (self.views.sum() + 10)
+        title = (self.clicks[:, t].sum(axis=(0, 1)) + s * overall) / (
+            self.views[:, t].sum(axis=(0, 1)) + s
+        )
+        cluster = (self.clicks[c, t].sum(axis=0) + s * title) / (self.views[c, t].sum(axis=0) + s)
+        clicks, views = self.clicks[c, t, daypart(hour)], self.views[c, t, daypart(hour)]
+        return clicks + s * cluster, views - clicks + s * (1 - cluster)
 
     def choose(self, c: int, t: int, hour: int, rng: np.random.Generator | None = None) -> int:
         alpha, beta = self._posterior(c, t, hour)

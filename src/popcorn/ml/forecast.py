@@ -64,7 +64,8 @@ class SeasonalProfile:
         return self
 
     def forecast(self, region: str, hours_ahead: int) -> float:
-        hour = (self.origin[region] + hours_ahead - 1) % WEEK
+        # The profile's weeks end at the origin, so the next hour is the profile's first.
+        hour = (hours_ahead - 1) % WEEK
         weekly_growth = self.growth[region] ** ((hours_ahead + WEEK / 2) / WEEK)
         return float(self.level[region] * weekly_growth * self.profile[region][hour])
 

@@ -17,6 +17,7 @@ def region_history(regions: list[str], *, weeks: int) -> dict[str, list[float]] 
     if not domains.installed("signals"):
         return None
     from popcorn.db import session_scope
+    from popcorn.errors import NotFound
     from popcorn.signals import api as signals_api
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -24,14 +25,17 @@ def region_history(regions: list[str], *, weeks: int) -> dict[str, list[float]] 
     history: dict[str, list[float]] = {}
     with session_scope(readonly=True) as session:
         for region in regions:
-            found = signals_api.query(
-                session=session,
-                selector=f'{SERIES}{{region="{region}"}}',
-                start=start,
-                end=end,
-                step=3600,
-                agg="mean",
-            )
+            try:
+                found = signals_api.query(
+                    session=session,
+                    selector=f'{SERIES}{{region="{region}"}}',
+                    start=start,
+                    end=end,
+                    step=3600,
+                    agg="mean",
+                )
+            except NotFound:  # no such series: the flow generates its history
+                return None
             if not found.values:
                 return None
             values = [float(v) for v in found.values[0] if v == v]  # drop NaN gaps

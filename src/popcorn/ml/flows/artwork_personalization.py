@@ -38,16 +38,11 @@ class ArtworkPersonalizationFlow(FlowSpec):
     def evaluate(self) -> None:
         import copy
 
-        import numpy as np
-
         from popcorn.ml import bandit, cards
 
-        learner = copy.deepcopy(self.model)
-        rng = np.random.default_rng(self.seed)
+        learner = copy.deepcopy(self.model)  # keeps learning from the events it matches
         policy = bandit.replay(
-            self.test_log,
-            lambda c, t, h: learner.choose(c, t, h, rng),
-            learn=learner.update,
+            self.test_log, lambda c, t, h: learner.choose(c, t, h), learn=learner.update
         )
         rates = (self.model.title_clicks + 1) / (self.model.title_views + 2)
         best = rates.argmax(axis=1)
