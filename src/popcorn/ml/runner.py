@@ -87,7 +87,7 @@ def command(
     else:
         args += ["run"]
         for key, value in parameters.items():
-            args += [f"--{key}", str(value)]
+            args.append(f"--{key}={value}")  # one argument: a value never reads as an option
     return [*args, "--run-id-file", str(run_id_file)]
 
 
