@@ -195,3 +195,10 @@ def test_traffic_placement_plans_from_predicted_demand(api: Api, recorded: int) 
         )
         plan = placements.create_placement(session=session, spec=spec)
         assert 0 < plan.local_share < 1
+
+
+def test_metrics_show_runs_and_the_served_version(api: Api, recorded: int) -> None:
+    api.post("/api/v1/ml/models/promote", json={"run": recorded})
+    text = api.get("/metrics").get_data(as_text=True)
+    assert 'popcorn_ml_runs{flow="recommendations",status="succeeded"} 1.0' in text
+    assert 'popcorn_ml_model_promoted_version{model="recommendations"} 1.0' in text

@@ -9,7 +9,7 @@ a successful run to the registry for automatic promotion.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +365,27 @@ def scheduled_run(flow: str, parameters: dict[str, str], auto_promote: bool) -> 
         spec = s.RunCreate(flow=flow, parameters=parameters, auto_promote=auto_promote)
         run = start_run(session=session, spec=spec, queue_job=False)
         return run.id
+
+
+def collect_metrics() -> Iterator[Any]:
+    """Scrape-time gauges: runs by flow and status, the version each model serves."""
+    from prometheus_client.core import GaugeMetricFamily
+    from sqlalchemy import func
+
+    from popcorn.ml.models import MlModel
+
+    runs = GaugeMetricFamily(
+        "popcorn_ml_runs", "ML runs by flow and status", labels=["flow", "status"]
+    )
+    serving = GaugeMetricFamily(
+        "popcorn_ml_model_promoted_version", "The version each model serves", labels=["model"]
+    )
+    with session_scope(readonly=True) as session:
+        stmt = select(MlRun.flow, MlRun.status, func.count()).group_by(MlRun.flow, MlRun.status)
+        for flow, status, count in session.execute(stmt):
+            runs.add_metric([flow, status], float(count))
+        for name, version in session.execute(select(MlModel.name, MlModel.promoted_version)):
+            if version is not None:
+                serving.add_metric([name], float(version))
+    yield runs
+    yield serving

@@ -9,6 +9,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, request
 
+from popcorn import metrics
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.ml import registry, service
@@ -17,6 +18,8 @@ from popcorn.ml import schemas as s
 bp = APIBlueprint("ml", __name__, tag="ml")
 
 # A card is a flow's HTML: shown in a sandbox that runs no script and reaches nothing.
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
+
 CARD_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
