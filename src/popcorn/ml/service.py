@@ -9,6 +9,7 @@ a successful run to the registry for automatic promotion.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from popcorn.audit import record_change
 from popcorn.config import get_settings
 from popcorn.context import current_actor
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import Conflict, InvalidInput, NotFound
+from popcorn.errors import Conflict, InvalidInput, NotFound, PopcornError
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id
 from popcorn.ml import flows_registry, runner
@@ -29,6 +30,8 @@ from popcorn.ml import schemas as s
 from popcorn.ml.flows_registry import FlowFile
 from popcorn.ml.models import MlRun
 from popcorn.outbox import emit
+
+log = logging.getLogger("popcorn.ml")
 
 RUN_TASK = "ml.run"
 SCHEDULE_PREFIX = "ml.run:"
@@ -266,9 +269,18 @@ def _finish_run(
             run.id,
             {"flow": run.flow, "pathspec": pathspec(run), "failed_step": run.failed_step},
         )
-        if run.status == "succeeded" and run.auto_promote:
-            registry.auto_promote(session=session, run=run)
-        return {"run": run.id, "status": run.status, "pathspec": pathspec(run)}
+        outcome = {"run": run.id, "status": run.status, "pathspec": pathspec(run)}
+        promote = run.status == "succeeded" and run.auto_promote
+    if promote:  # after the outcome is stored: a model that cannot be promoted stays a note
+        try:
+            with session_scope() as session:
+                run = get_run(session=session, ref=run_id)
+                registry.auto_promote(session=session, run=run)
+        except PopcornError as exc:
+            log.warning("run %s was not promoted: %s", run_id, exc.message)
+            with session_scope() as session:
+                get_run(session=session, ref=run_id).error = f"not promoted: {exc.message}"
+    return outcome
 
 
 def read_log(*, session: Session, ref: int | str) -> str:
