@@ -183,4 +183,7 @@ _TOKENS: dict[tuple[str, str], tuple[str, str]] = {
     ("sqs", "list_queues"): ("NextToken", "NextToken"),
     ("sns", "list_topics"): ("NextToken", "NextToken"),
     ("lambda", "list_functions"): ("Marker", "NextMarker"),
+    ("s3", "list_objects_v2"): ("ContinuationToken", "NextContinuationToken"),
+    ("iam", "list_role_policies"): ("Marker", "Marker"),
+    ("iam", "list_attached_role_policies"): ("Marker", "Marker"),
 }

@@ -7,7 +7,7 @@ from typing import Any
 
 from popcorn.db import session_scope
 from popcorn.jobs import task
-from popcorn.security import issues, service
+from popcorn.security import issues, roles, service
 
 
 @task(service.POLL_TASK, queue="low", retries=2, timeout=3600)
@@ -21,3 +21,10 @@ def expire_justifications() -> dict[str, int]:
     """Reopen issues whose accepted risk has expired."""
     with session_scope() as session:
         return {"reopened": issues.expire_justifications(session=session)}
+
+
+@task(roles.APPLY_DUE_TASK, queue="low", retries=1, timeout=3600)
+def apply_due() -> dict[str, Any]:
+    """Apply the scheduled repos whose waiting period is over."""
+    with session_scope() as session:
+        return {"applied": roles.apply_due(session=session)}
