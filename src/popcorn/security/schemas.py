@@ -215,7 +215,57 @@ class RollbackRequest(Schema):
     version: int = Field(ge=1)
 
 
+class ReportItem(ReadSchema):
+    id: int
+    name: str
+    watcher: str
+    region: str
+    score: int
+    issues: list[dict[str, Any]]
+
+
+class ReportRead(ReadSchema):
+    account: str
+    generated_at: str
+    status: str
+    total_score: int
+    issues: dict[str, int]
+    items: list[ReportItem]
+
+
+class UsageRead(ReadSchema):
+    files: int
+    files_skipped: int
+    records: int
+    skipped: int
+    denied: int
+    roles: int
+    seconds: float
+    advisor_roles: int | None = None
+
+
+class PlanRead(ReadSchema):
+    role: str
+    skipped: str
+    repoable: list[str]
+    notes: list[str]
+    diff: str
+    problems: list[str]
+    policies: dict[str, Any]
+
+
+class ApplyRead(ReadSchema):
+    role: str
+    state: str
+    changed: list[str]
+    reason: str = ""
+    version: int | None = None
+    removed: list[str] = Field(default_factory=list)
+
+
 AccountPage = Page[AccountRead]
+WatcherStatePage = Page[WatcherStateRead]
+PolicyVersionPage = Page[PolicyVersionRead]
 ItemPage = Page[ItemRead]
 RevisionPage = Page[RevisionRead]
 IssuePage = Page[IssueRead]
