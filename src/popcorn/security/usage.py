@@ -24,40 +24,38 @@ from popcorn.errors import InvalidInput
 from popcorn.security.cloud import Clients
 from popcorn.security.models import SecurityAccount, SecurityRole
 
-BATCH = 256
+BATCH = 64
 DENIED = ("AccessDenied", "Client.UnauthorizedOperation", "UnauthorizedOperation")
 
-_SOURCE = (
-    "read_json({files}, columns={{'Records': 'JSON[]'}}, format='auto', "
-    "compression='gzip', maximum_object_size=1073741824)"
+RECORD = (
+    "STRUCT(eventTime VARCHAR, eventSource VARCHAR, eventName VARCHAR, errorCode VARCHAR, "
+    "userIdentity STRUCT(sessionContext STRUCT(sessionIssuer STRUCT(arn VARCHAR))))[]"
 )
+# Typed columns: DuckDB parses each file once into columnar vectors; a record that is not an
+# object, or has fields of the wrong type, comes out as NULLs and is counted as skipped.
+_LOAD = """
+create or replace temp table batch as
+select j.userIdentity.sessionContext.sessionIssuer.arn as role,
+       j.eventSource as src, j.eventName as name,
+       try_cast(j.eventTime as timestamptz) as t, j.errorCode as err
+from (
+  select unnest(Records, recursive := false) as j
+  from read_json({files}, columns={{'Records': '{record}'}}, format='auto',
+                 compression='gzip', ignore_errors=true, maximum_object_size=268435456)
+)
+"""
 _QUERY = """
-with r as (select unnest(Records) as j from {source}),
-f as (
-  select
-    j->>'$.userIdentity.sessionContext.sessionIssuer.arn' as role,
-    j->>'$.eventSource' as src,
-    j->>'$.eventName' as name,
-    try_cast(j->>'$.eventTime' as timestamptz) as t,
-    j->>'$.errorCode' as err
-  from r
-)
-select role, split_part(src, '.', 1) || ':' || lower(name) as action,
-       max(t) as last, count(*) as n
-from f
+select role, split_part(src, '.', 1) || ':' || lower(name) as action, max(t) as last
+from batch
 where role is not null and src is not null and name is not null and t is not null
   and (err is null or err not in {denied})
 group by all
 """
 _COUNTS = """
-with r as (select unnest(Records) as j from {source})
 select count(*),
-       count(*) filter (where
-         j->>'$.userIdentity.sessionContext.sessionIssuer.arn' is null
-         or j->>'$.eventSource' is null or j->>'$.eventName' is null
-         or try_cast(j->>'$.eventTime' as timestamptz) is null),
-       count(*) filter (where j->>'$.errorCode' in {denied})
-from r
+       count(*) filter (where role is null or src is null or name is null or t is null),
+       count(*) filter (where err in {denied})
+from batch
 """
 
 
@@ -76,16 +74,14 @@ def read_cloudtrail(paths: Sequence[Path], *, threads: int = 2) -> dict[str, Any
     started = time.monotonic()
 
     def run(batch: Sequence[str]) -> None:
-        source = _SOURCE.format(files=_sql_list(batch))
-        rows = con.execute(_QUERY.format(source=source, denied=denied)).fetchall()
-        total, skipped, refused = con.execute(
-            _COUNTS.format(source=source, denied=denied)
-        ).fetchone() or (0, 0, 0)
+        con.execute(_LOAD.format(files=_sql_list(batch), record=RECORD))
+        rows = con.execute(_QUERY.format(denied=denied)).fetchall()
+        total, skipped, refused = con.execute(_COUNTS.format(denied=denied)).fetchone() or (0, 0, 0)
         stats["files"] += len(batch)
         stats["records"] += int(total)
         stats["skipped"] += int(skipped)
         stats["denied"] += int(refused)
-        for role, action, last, _n in rows:
+        for role, action, last in rows:
             per = usage.setdefault(role, {})
             if action not in per or per[action] < last:
                 per[action] = last
