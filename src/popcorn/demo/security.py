@@ -150,6 +150,7 @@ def build(endpoint: str, root: Path) -> dict[str, Any]:
                 role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/popcorn-audit",
                 endpoint_url=endpoint,
                 regions=["us-east-1"],
+                watchers=["iam_role", "iam_policy", "s3_bucket", "ec2_security_group", "sqs_queue"],
                 interval_seconds=3600,
             ),
         ).id
