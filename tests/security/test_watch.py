@@ -237,6 +237,11 @@ def test_justified_issue_leaves_the_score_and_reopens_when_expired(
         )
         issue_id = issue.id
     assert _items(account)[("ec2_security_group", "ssh")].score == 0
+    from popcorn import jobs
+
+    with session_scope(readonly=True) as session:
+        names = {x.name for x in jobs.list_schedules(session=session)}
+    assert "security:expire-justifications" in names
     with session_scope() as session:
         issue = session.get(SecurityIssue, issue_id)
         assert (
@@ -275,7 +280,12 @@ def test_each_watcher_is_scheduled_with_the_account_interval(sandbox: Any) -> No
     _create(sandbox, watchers=["iam_role", "s3_bucket"], interval_seconds=900)
     with session_scope(readonly=True) as session:
         scheds = {x.name: x for x in jobs.list_schedules(session=session)}
-    assert set(scheds) == {"security:prod:iam_role", "security:prod:s3_bucket"}
+    assert set(scheds) == {
+        "security:prod:iam_role",
+        "security:prod:s3_bucket",
+        "security:daily-report",
+    }
+    assert scheds["security:daily-report"].cron == "0 6 * * *"
     assert scheds["security:prod:iam_role"].interval_seconds == 900
     assert scheds["security:prod:iam_role"].arguments["watchers"] == ["iam_role"]
 
@@ -304,3 +314,52 @@ def test_throttling_is_retried_with_backoff() -> None:
 
     with pytest.raises(CloudFailed, match="Throttling"):
         Target(base_delay=0.001, retries=2).call(always)
+
+
+def test_stale_active_access_keys_are_issues() -> None:
+    from datetime import timedelta
+
+    from popcorn.db import utcnow
+    from popcorn.security.auditors import Context, audit_item
+
+    old = (utcnow() - timedelta(days=200)).isoformat()
+    new = (utcnow() - timedelta(days=2)).isoformat()
+    config = {
+        "access_keys": [
+            {"id": "AKIAOLD", "status": "Active", "created": old},
+            {"id": "AKIAOFF", "status": "Inactive", "created": old},
+            {"id": "AKIANEW", "status": "Active", "created": new},
+        ]
+    }
+    found = audit_item("iam_user", config, Context(account_id="123456789012"))
+    assert [(f.title, f.score) for f in found] == [
+        ("active access key AKIAOLD older than 90 days", 5)
+    ]
+
+
+def test_an_endpoint_no_longer_allowed_degrades_the_account(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from popcorn.config import reset_settings
+
+    account = _create(sandbox, watchers=["sqs_queue"])
+    monkeypatch.setenv("POPCORN_OUTBOUND_ALLOW", "")
+    reset_settings()
+    try:
+        result = service.poll(account)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert result["sqs_queue"]["status"] == "failed"
+    with session_scope(readonly=True) as session:
+        found = service.get_account(session=session, ref=account)
+        assert found.status == "degraded" and "not allowed" in found.status_reason
+
+
+def test_daily_reports_are_events(sandbox: Any, world: dict[str, Any]) -> None:
+    account = _create(sandbox, watchers=["ec2_security_group"])
+    service.poll(account)
+    with session_scope() as session:
+        assert service.daily_reports(session=session) == [{"account": "prod", "total_score": 10}]
+    [report] = _events("security.report.daily")
+    assert report["items"][0]["name"] == "ssh" and report["items"][0]["score"] == 10

@@ -24,6 +24,9 @@ from popcorn.outbox import emit
 from popcorn.security.auditors import Context, audit_item
 from popcorn.security.models import SecurityAccount, SecurityIssue, SecurityItem
 
+EXPIRE_TASK = "security.expire_justifications"
+EXPIRE_SCHEDULE = "security:expire-justifications"
+
 
 def _snapshot(issue: SecurityIssue) -> dict[str, Any]:
     return {
@@ -147,6 +150,10 @@ def justify(
     )
     _transition(session, issue, item, "justified", before)
     rescore(session=session, item=item)
+    if until is not None:
+        from popcorn.security.service import ensure_schedule
+
+        ensure_schedule(session, EXPIRE_SCHEDULE, EXPIRE_TASK, interval=3600)
     return issue
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
 from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import utcnow
@@ -24,7 +23,7 @@ from popcorn.security import repo, usage
 from popcorn.security import schemas as s
 from popcorn.security.cloud import Clients, CloudFailed, CredentialsFailed
 from popcorn.security.models import SecurityAccount, SecurityPolicyVersion, SecurityRole
-from popcorn.security.service import get_account, target
+from popcorn.security.service import ensure_schedule, get_account, target
 
 APPLY_DUE_TASK = "security.apply_due"
 APPLY_DUE_SCHEDULE = "security:apply-due-repos"
@@ -215,14 +214,7 @@ def schedule(
             "repoable": row.repoable,
         },
     )
-    if not any(x.name == APPLY_DUE_SCHEDULE for x in jobs.list_schedules(session=session)):
-        jobs.create_schedule(
-            session=session,
-            name=APPLY_DUE_SCHEDULE,
-            task=APPLY_DUE_TASK,
-            queue="low",
-            interval_seconds=300,
-        )
+    ensure_schedule(session, APPLY_DUE_SCHEDULE, APPLY_DUE_TASK, interval=300)
     return row
 
 

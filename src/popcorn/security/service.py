@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from popcorn import jobs
 from popcorn.audit import record_change, recording_update
 from popcorn.db import session_scope, utcnow
-from popcorn.errors import InvalidInput, NotFound
+from popcorn.errors import Forbidden, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id, get_by_ref
 from popcorn.outbound import check_url
@@ -40,6 +40,28 @@ from popcorn.security.models import (
 from popcorn.security.watchers import AWS_WATCHERS, GIT_WATCHER, WATCHERS, Observed
 
 POLL_TASK = "security.poll"
+REPORT_TASK = "security.daily_report"
+REPORT_SCHEDULE = "security:daily-report"
+
+
+def ensure_schedule(
+    session: Session, name: str, task: str, *, cron: str | None = None, interval: int | None = None
+) -> None:
+    """Create one of the domain's own repeating jobs the first time it is needed."""
+    if not any(x.name == name for x in jobs.list_schedules(session=session)):
+        jobs.create_schedule(
+            session=session, name=name, task=task, queue="low", cron=cron, interval_seconds=interval
+        )
+
+
+def daily_reports(*, session: Session) -> list[dict[str, Any]]:
+    """Every AWS or Git account's report, emitted as `security.report.daily` (worst first)."""
+    out = []
+    for account in session.scalars(select(SecurityAccount).order_by(SecurityAccount.name)):
+        found = issues.report(session=session, account=account, limit=20)
+        emit(session, "security.report.daily", "security_account", account.id, found)
+        out.append({"account": account.name, "total_score": found["total_score"]})
+    return out
 
 
 def account_snapshot(a: SecurityAccount) -> dict[str, Any]:
@@ -111,6 +133,7 @@ def create_account(*, session: Session, spec: s.AccountCreate) -> SecurityAccoun
             queue="low",
             interval_seconds=spec.interval_seconds,
         )
+    ensure_schedule(session, REPORT_SCHEDULE, REPORT_TASK, cron="0 6 * * *")
     record_change(
         session, "create", "security_account", account.id, after=account_snapshot(account)
     )
@@ -234,6 +257,12 @@ def poll(account_id: int, watchers: Sequence[str] | None = None) -> dict[str, An
         for watcher in chosen:
             results[watcher] = _poll_git(account_id, repos)
         return results
+    if tgt.endpoint_url:
+        try:  # the admin's allow-list may have changed since the account was made
+            check_url(tgt.endpoint_url, purpose="AWS endpoint")
+        except (Forbidden, InvalidInput) as exc:
+            _degrade(account_id, chosen, f"endpoint not allowed: {exc.message}")
+            return {w: {"status": "failed", "error": exc.message} for w in chosen}
     try:
         clients = {region: tgt.clients(region) for region in regions or ["us-east-1"]}
         identity = clients[next(iter(clients))].call(

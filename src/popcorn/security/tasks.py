@@ -16,7 +16,7 @@ def poll(account_id: int, watchers: list[str] | None = None) -> dict[str, Any]:
     return service.poll(int(account_id), watchers or None)
 
 
-@task("security.expire_justifications", queue="low", retries=1, timeout=600)
+@task(issues.EXPIRE_TASK, queue="low", retries=1, timeout=600)
 def expire_justifications() -> dict[str, int]:
     """Reopen issues whose accepted risk has expired."""
     with session_scope() as session:
@@ -28,3 +28,10 @@ def apply_due() -> dict[str, Any]:
     """Apply the scheduled repos whose waiting period is over."""
     with session_scope() as session:
         return {"applied": roles.apply_due(session=session)}
+
+
+@task(service.REPORT_TASK, queue="low", retries=1, timeout=1800)
+def daily_report() -> dict[str, Any]:
+    """Each account's report as a `security.report.daily` event (rules route it)."""
+    with session_scope() as session:
+        return {"reports": service.daily_reports(session=session)}
