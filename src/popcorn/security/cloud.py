@@ -7,6 +7,7 @@ without stopping the other accounts.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,35 +68,43 @@ class Target:
     retries: int = 4
     base_delay: float = 0.2
 
-    def session(self) -> Any:
+    def credentials(self) -> dict[str, Any]:
+        """Signing keys for this account: a profile's, sealed keys, the default chain's,
+        then (with a role ARN) the assumed role's."""
         import boto3
         import botocore.exceptions
 
         try:
-            if self.profile:
-                base = boto3.Session(profile_name=self.profile)
-            elif self.access_key_id:
-                secret = keystore().decrypt_text(self.secret_sealed)
-                base = boto3.Session(
-                    aws_access_key_id=self.access_key_id, aws_secret_access_key=secret
-                )
+            if self.access_key_id:
+                creds = {
+                    "aws_access_key_id": self.access_key_id,
+                    "aws_secret_access_key": keystore().decrypt_text(self.secret_sealed),
+                }
             else:
-                base = boto3.Session()
+                found = boto3.Session(profile_name=self.profile or None).get_credentials()
+                if found is None:
+                    raise CredentialsFailed("no AWS credentials found")
+                frozen = found.get_frozen_credentials()
+                creds = {
+                    "aws_access_key_id": frozen.access_key,
+                    "aws_secret_access_key": frozen.secret_key,
+                    "aws_session_token": frozen.token,
+                }
         except botocore.exceptions.ProfileNotFound as exc:
             raise CredentialsFailed(str(exc)) from exc
         except ValueError as exc:  # a sealed secret that no longer opens
             raise CredentialsFailed(f"stored secret key: {exc}") from exc
         if not self.role_arn:
-            return base
-        sts = base.client("sts", **self._client_kwargs("us-east-1"))
-        creds = self.call(
+            return creds
+        sts = _client("sts", creds, self._client_kwargs("us-east-1"))
+        got = self.call(
             lambda: sts.assume_role(RoleArn=self.role_arn, RoleSessionName="popcorn-security")
         )["Credentials"]
-        return boto3.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
+        return {
+            "aws_access_key_id": got["AccessKeyId"],
+            "aws_secret_access_key": got["SecretAccessKey"],
+            "aws_session_token": got["SessionToken"],
+        }
 
     def _client_kwargs(self, region: str) -> dict[str, Any]:
         from botocore.config import Config
@@ -109,8 +118,8 @@ class Target:
             kwargs["endpoint_url"] = self.endpoint_url
         return kwargs
 
-    def clients(self, region: str) -> Clients:
-        return Clients(self, self.session(), region)
+    def clients(self, region: str, credentials: dict[str, Any] | None = None) -> Clients:
+        return Clients(self, credentials or self.credentials(), region)
 
     def call(self, fn: Callable[[], T], *, counter: list[int] | None = None) -> T:
         """Run one AWS call: back off and retry on throttling, classify everything else."""
@@ -140,17 +149,17 @@ class Target:
 class Clients:
     """boto3 clients of one session and region, made once each."""
 
-    def __init__(self, target: Target, session: Any, region: str) -> None:
+    def __init__(self, target: Target, credentials: dict[str, Any], region: str) -> None:
         self.target = target
-        self.session = session
+        self.credentials = credentials
         self.region = region
         self.retried = [0]
         self._made: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
         if service not in self._made:
-            self._made[service] = self.session.client(
-                service, **self.target._client_kwargs(self.region)
+            self._made[service] = _client(
+                service, self.credentials, self.target._client_kwargs(self.region)
             )
         return self._made[service]
 
@@ -170,6 +179,21 @@ class Clients:
             if not token or (token_out == "Marker" and not page.get("IsTruncated", True)):
                 return out
             request[token_in] = token
+
+
+_FACTORY: list[Any] = []
+_FACTORY_LOCK = threading.Lock()
+
+
+def _client(service: str, credentials: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """A client from one shared boto3 session, so service models load once per process;
+    the keys are given to each client, never stored on the shared session."""
+    import boto3
+
+    with _FACTORY_LOCK:
+        if not _FACTORY:
+            _FACTORY.append(boto3.Session())
+        return _FACTORY[0].client(service, **credentials, **kwargs)
 
 
 _TOKENS: dict[tuple[str, str], tuple[str, str]] = {

@@ -264,7 +264,8 @@ def poll(account_id: int, watchers: Sequence[str] | None = None) -> dict[str, An
             _degrade(account_id, chosen, f"endpoint not allowed: {exc.message}")
             return {w: {"status": "failed", "error": exc.message} for w in chosen}
     try:
-        clients = {region: tgt.clients(region) for region in regions or ["us-east-1"]}
+        creds = tgt.credentials()  # one assume-role for every region
+        clients = {region: tgt.clients(region, creds) for region in regions or ["us-east-1"]}
         identity = clients[next(iter(clients))].call(
             lambda: clients[next(iter(clients))]("sts").get_caller_identity()
         )
