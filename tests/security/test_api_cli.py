@@ -109,3 +109,19 @@ def test_cli_lists_json_and_errors(sandbox: Any) -> None:
     )
     bad = run("add-account", "x", "--role-arn", "arn:nope")
     assert bad.exit_code == 1 and "invalid input" in bad.output
+
+
+def test_a_poll_runs_as_a_job_on_a_real_worker(api: Any, sandbox: Any, processes: Any) -> None:
+    from popcorn.jobs import wait_for
+
+    sandbox.client("sqs").create_queue(QueueName="jobs")
+    spec = sandbox.account_spec(watchers=["sqs_queue"])
+    assert api.post("/api/v1/security/accounts", json=spec, role="admin").status_code == 201
+    queued = api.post("/api/v1/security/accounts/prod/poll", json={}, role="operator")
+    assert queued.status_code == 202
+    processes.start("worker", "--burst")
+    job = wait_for(queued.json["details"]["job_id"], timeout=180)
+    assert job.status == "finished", job.error
+    assert job.result["sqs_queue"]["status"] == "ok" and job.result["sqs_queue"]["items"] == 1
+    names = [i["name"] for i in api.get("/api/v1/security/items?watcher=sqs_queue").json["items"]]
+    assert names == ["jobs"]
