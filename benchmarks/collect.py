@@ -20,6 +20,7 @@ ORDER = [
     "studio",
     "studio-postgresql",
     "ml",
+    "security",
 ]
 
 INTRO = """# Benchmarks

@@ -126,6 +126,9 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert summary["links"]["execution"].endswith(f"/ui/runbooks/executions/{execution}")
     collection = triage["collection_id"]
     assert summary["links"]["triage"].endswith(f":{port}/ui/triage/collections/{collection}")
+    security = summary["security"]
+    assert security["fixed_issues"] == 1 and security["open_issues"] >= 5 and security["removed"]
+    assert summary["links"]["security"].endswith(f":{port}/ui/security/accounts/demo-aws")
     assert summary["admin_token"].startswith("pop_")
     started = set(summary["processes"].values())
     assert {"api", "worker-1", "scheduler", "bolt-agent", "redis"} <= set(summary["processes"])

@@ -39,6 +39,7 @@ MARKER = Path("demo") / "world.json"
 # Tables whose rows are a user's data; anything else (tokens, jobs, leases) is bookkeeping.
 DATA_PREFIXES = (
     "inventory_", "signals_", "events_", "remediation_", "traffic_", "certificates_", "triage_",
+    "security_",
 )  # fmt: skip
 REDIS_KEYS = ("rq:*", "popcorn:*")
 AWS_ENV = {

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from popcorn.demo import build, platform
 from popcorn.demo import ml as ml_demo
+from popcorn.demo import security as security_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
@@ -206,6 +207,13 @@ class DemoRun:
             notes.append(
                 "{shots} shots, {tasks} tasks, {versions} versions".format(**self.summary["studio"])
             )
+        title = "Watch a cloud account and a Git repository; repo a role from CloudTrail"
+        with n.step("security", title) as notes:
+            self.summary["security"] = security_demo.build(endpoint, world_dir / "security")
+            notes.append(
+                "{items} items, {open_issues} open issues, {fixed_issues} fixed; "
+                "{repoed_role} repoed".format(**self.summary["security"])
+            )
         title = "Plant hosts' file trees for triage; issue their agents' certificates"
         with n.step("triage_hosts", title) as notes:
             self.triage = triage_demo.build(world, world_dir / "triage", build.AUTHORITY)
@@ -365,4 +373,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["triage"] = f"{url}/ui/triage/collections/{summary['triage']['collection_id']}"
     if "ml" in summary:
         links["ml_run"] = f"{url}/ui/ml/runs/{summary['ml']['run_id']}"
+    if "security" in summary:
+        links["security"] = f"{url}/ui/security/accounts/{summary['security']['account']}"
     return links

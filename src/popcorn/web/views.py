@@ -34,6 +34,7 @@ NAV = [
     ("Triage", "web.triage", "popcorn.triage.service"),
     ("Studio", "web.studio", "popcorn.studio.service"),
     ("ML", "web.ml", "popcorn.ml.service"),
+    ("Security", "web.security", "popcorn.security.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]

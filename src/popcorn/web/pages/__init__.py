@@ -22,6 +22,7 @@ PAGES = {
     "triage": "popcorn.triage.service",
     "studio": "popcorn.studio.service",
     "ml": "popcorn.ml.service",
+    "security": "popcorn.security.service",
 }
 
 

@@ -1,0 +1,225 @@
+"""Role usage for least privilege: CloudTrail log files (gzip JSON, one `Records` array per
+file, as AWS delivers them to S3) read with DuckDB, streaming and columnar, into the last use
+of each action by each role; and service-level last access from the IAM Access Advisor.
+
+Records that are not objects or lack the role, source, name or a parseable time are skipped
+and counted; a file that is not JSON at all is skipped and counted. Calls AWS refused
+(AccessDenied) are not use.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from popcorn.errors import InvalidInput
+from popcorn.security.cloud import Clients
+from popcorn.security.models import SecurityAccount, SecurityRole
+
+BATCH = 64
+DENIED = ("AccessDenied", "Client.UnauthorizedOperation", "UnauthorizedOperation")
+
+RECORD = (
+    "STRUCT(eventTime VARCHAR, eventSource VARCHAR, eventName VARCHAR, errorCode VARCHAR, "
+    "userIdentity STRUCT(sessionContext STRUCT(sessionIssuer STRUCT(arn VARCHAR))))[]"
+)
+# Typed columns: DuckDB parses each file once into columnar vectors; a record that is not an
+# object, or has fields of the wrong type, comes out as NULLs and is counted as skipped.
+_LOAD = """
+create or replace temp table batch as
+select j.userIdentity.sessionContext.sessionIssuer.arn as role,
+       j.eventSource as src, j.eventName as name,
+       try_cast(j.eventTime as timestamptz) as t, j.errorCode as err
+from (
+  select unnest(Records, recursive := false) as j
+  from read_json({files}, columns={{'Records': '{record}'}}, format='auto',
+                 compression='gzip', ignore_errors=true, maximum_object_size=268435456)
+)
+"""
+_QUERY = """
+select role, split_part(src, '.', 1) || ':' || lower(name) as action, max(t) as last
+from batch
+where role is not null and src is not null and name is not null and t is not null
+  and (err is null or err not in {denied})
+group by all
+"""
+_COUNTS = """
+select count(*),
+       count(*) filter (where role is null or src is null or name is null or t is null),
+       count(*) filter (where err in {denied})
+from batch
+"""
+
+
+def _sql_list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def read_cloudtrail(paths: Sequence[Path], *, threads: int = 2) -> dict[str, Any]:
+    """Last use per (role ARN, action) over the files, with what was read and skipped."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": threads})
+    usage: dict[str, dict[str, datetime]] = {}
+    stats = {"files": 0, "files_skipped": 0, "records": 0, "skipped": 0, "denied": 0}
+    denied = "(" + ", ".join(f"'{d}'" for d in DENIED) + ")"
+    started = time.monotonic()
+
+    def run(batch: Sequence[str]) -> None:
+        con.execute(_LOAD.format(files=_sql_list(batch), record=RECORD))
+        rows = con.execute(_QUERY.format(denied=denied)).fetchall()
+        total, skipped, refused = con.execute(_COUNTS.format(denied=denied)).fetchone() or (0, 0, 0)
+        stats["files"] += len(batch)
+        stats["records"] += int(total)
+        stats["skipped"] += int(skipped)
+        stats["denied"] += int(refused)
+        for role, action, last in rows:
+            per = usage.setdefault(role, {})
+            if action not in per or per[action] < last:
+                per[action] = last
+
+    names = [str(p) for p in paths]
+    for start in range(0, len(names), BATCH):
+        batch = names[start : start + BATCH]
+        try:
+            run(batch)
+        except duckdb.Error:
+            for one in batch:  # find the bad file(s); the rest still count
+                try:
+                    run([one])
+                except duckdb.Error:
+                    stats["files_skipped"] += 1
+    con.close()
+    return {
+        "usage": usage,
+        **stats,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def local_files(directory: str) -> list[Path]:
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise InvalidInput(f"directory {directory!r} does not exist")
+    return sorted(p for p in root.rglob("*.json.gz") if p.is_file())
+
+
+def fetch_s3(clients: Clients, bucket: str, prefix: str, into: Path) -> list[Path]:
+    """Download the CloudTrail files under a bucket prefix (one at a time, to disk)."""
+    s3 = clients("s3")
+    keys = [
+        o["Key"]
+        for o in clients.pages("s3", "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
+        if o["Key"].endswith(".json.gz")
+    ]
+    out = []
+    for n, key in enumerate(keys):
+        path = into / f"{n:08d}.json.gz"
+        clients.call(partial(s3.download_file, bucket, key, str(path)))
+        out.append(path)
+    return out
+
+
+def import_usage(
+    *,
+    session: Session,
+    account: SecurityAccount,
+    clients: Clients | None,
+    bucket: str = "",
+    prefix: str = "",
+    directory: str = "",
+) -> dict[str, Any]:
+    """Read CloudTrail files (S3 or a directory) and merge each role's last use of each action."""
+    with tempfile.TemporaryDirectory(prefix="popcorn-cloudtrail-") as tmp:
+        if bucket:
+            if clients is None:
+                raise InvalidInput("an S3 bucket needs an AWS account")
+            files = fetch_s3(clients, bucket, prefix, Path(tmp))
+        else:
+            files = local_files(directory)
+        result = read_cloudtrail(files)
+    roles = merge_usage(session=session, account=account, usage=result.pop("usage"))
+    return {**result, "roles": roles}
+
+
+def role_row(*, session: Session, account: SecurityAccount, arn: str) -> SecurityRole:
+    name = arn.rsplit("/", 1)[-1]
+    row = session.scalar(
+        select(SecurityRole).where(SecurityRole.account_id == account.id, SecurityRole.name == name)
+    )
+    if row is None:
+        row = SecurityRole(account_id=account.id, name=name, arn=arn, action_usage={})
+        session.add(row)
+    return row
+
+
+def merge_usage(
+    *, session: Session, account: SecurityAccount, usage: dict[str, dict[str, datetime]]
+) -> int:
+    count = 0
+    for arn, actions in usage.items():
+        if account.aws_account_id and f":{account.aws_account_id}:" not in arn:
+            continue
+        row = role_row(session=session, account=account, arn=arn)
+        merged = dict(row.action_usage or {})
+        for action, last in actions.items():
+            stamp = last.isoformat()
+            if action not in merged or merged[action] < stamp:
+                merged[action] = stamp
+        row.action_usage = merged
+        count += 1
+    session.flush()
+    return count
+
+
+def access_advisor(clients: Clients, role_arn: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Service-level last access of one role, from GenerateServiceLastAccessedDetails and
+    GetServiceLastAccessedDetails (polled until the job completes)."""
+    iam = clients("iam")
+    job = clients.call(lambda: iam.generate_service_last_accessed_details(Arn=role_arn))["JobId"]
+    deadline = time.monotonic() + timeout
+    services: list[dict[str, Any]] = []
+    marker: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"JobId": job}
+        if marker:
+            kwargs["Marker"] = marker
+        page = clients.call(partial(iam.get_service_last_accessed_details, **kwargs))
+        status = page.get("JobStatus")
+        if status == "FAILED":
+            raise InvalidInput(f"Access Advisor job failed: {page.get('Error', {})}")
+        if status == "COMPLETED":
+            services.extend(page.get("ServicesLastAccessed", []))
+            if page.get("IsTruncated") and page.get("Marker"):
+                marker = page["Marker"]
+                continue
+            break
+        if time.monotonic() > deadline:
+            raise InvalidInput(f"Access Advisor job {job} did not complete in {timeout:.0f}s")
+        time.sleep(0.2)
+    return {
+        s["ServiceNamespace"]: (
+            s["LastAuthenticated"].isoformat() if s.get("LastAuthenticated") else None
+        )
+        for s in services
+    }
+
+
+def import_advisor(
+    *, session: Session, account: SecurityAccount, clients: Clients, roles: Iterable[str]
+) -> int:
+    count = 0
+    for arn in roles:
+        row = role_row(session=session, account=account, arn=arn)
+        row.service_usage = access_advisor(clients, arn)
+        count += 1
+    session.flush()
+    return count
