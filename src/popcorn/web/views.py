@@ -33,6 +33,7 @@ NAV = [
     ("Certificates", "web.certificates", "popcorn.certificates.service"),
     ("Triage", "web.triage", "popcorn.triage.service"),
     ("Studio", "web.studio", "popcorn.studio.service"),
+    ("Notebooks", "web.notebooks", "popcorn.notebooks.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]
