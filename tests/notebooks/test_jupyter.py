@@ -95,7 +95,7 @@ def test_save_archive_publish_clone_schedule_and_log_from_jupyter(servers: dict[
         assert answer.status_code in (200, 201), answer.text
 
     def versions(count: int) -> list[int]:
-        """The archived version numbers, once there are `count` (saves archive in the background)."""
+        """The archived version numbers once there are `count` (archiving is in the background)."""
 
         def listed() -> list[int] | None:
             answer = httpx.get(f"{base}/archive?path=report.ipynb", headers=auth, timeout=60)

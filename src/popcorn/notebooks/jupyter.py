@@ -18,6 +18,7 @@ behind the server's own authentication (token or cookie, with XSRF for browsers)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -75,10 +76,8 @@ class Popcorn:
         except HTTPClientError as exc:
             message = f"Popcorn answered {exc.code}"
             if exc.response is not None and exc.response.body:
-                try:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     message = json.loads(exc.response.body)["error"]["message"]
-                except (ValueError, KeyError, TypeError):
-                    pass
             raise web.HTTPError(exc.code if 400 <= exc.code < 500 else 502, message) from None
         except OSError as exc:
             raise web.HTTPError(502, f"Popcorn is unreachable: {exc}") from None
