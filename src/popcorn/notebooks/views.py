@@ -31,7 +31,7 @@ def list_definitions() -> dict[str, Any]:
 @bp.input(s.DefinitionCreate, arg_name="body")
 @bp.output(s.DefinitionRead, status_code=201)
 @bp.doc(
-    summary="Define a notebook, Spark or callable job (validated: notebook, parameters, kernel, cron)"
+    summary="Define a notebook, Spark or callable job (notebook, parameters, kernel, cron checked)"
 )
 def create_definition(body: s.DefinitionCreate) -> Any:
     with session_scope() as session:
