@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from popcorn.demo import build, platform
+from popcorn.demo import notebooks as notebooks_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
@@ -123,6 +124,12 @@ class DemoRun:
                 triage=self.triage,
             )
             self.summary.update(story.play())
+        with n.step(
+            "notebooks", "Notebook jobs: a scheduled report, a failing check, Spark"
+        ) as notes:
+            runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
+            self.summary["notebooks"] = notebooks_demo.wait(runs, max(o.timeout, 300))
+            notes.append(notebooks_demo.describe(self.summary["notebooks"]))
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -358,4 +365,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["studio_playlist"] = f"{url}/ui/studio/playlists/{summary['studio']['playlist_id']}"
     if "triage" in summary:
         links["triage"] = f"{url}/ui/triage/collections/{summary['triage']['collection_id']}"
+    for name, found in summary.get("notebooks", {}).items():
+        links[f"notebook_{name}"] = f"{url}/ui/notebooks/runs/{found['run_id']}"
     return links
