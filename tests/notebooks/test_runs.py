@@ -76,7 +76,9 @@ def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api) -> None:
         api,
         "measure",
         nbkit.notebook(
-            "total = length * 2", parameters="message = ''\nlength = 0", outputs="{'total': total}"
+            "import os\ntotal = length * 2",
+            parameters="message = ''\nlength = 0",
+            outputs="{'total': total, 'settings': sorted(k for k in os.environ if 'POPCORN' in k)}",
         ),
         after="greet",
     )
@@ -98,7 +100,9 @@ def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api) -> None:
     assert len(chained) == 1 and chained[0]["parent_run_id"] == run_id
     assert chained[0]["parameters"] == {"message": "hello team x3", "length": 13}
     execute.run_attempt(chained[0]["id"])
-    assert api.get(f"{BASE}/runs/{chained[0]['id']}").get_json()["outputs"] == {"total": 26}
+    # ... in a kernel that does not see the platform's settings and secrets
+    chained_outputs = api.get(f"{BASE}/runs/{chained[0]['id']}").get_json()["outputs"]
+    assert chained_outputs == {"total": 26, "settings": []}
 
     # re-run with a changed parameter; a parameter the notebook does not declare is refused
     again = api.post(f"{BASE}/runs/{run_id}/rerun", json={"parameters": {"who": "ops"}}).get_json()

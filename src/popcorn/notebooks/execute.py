@@ -138,7 +138,25 @@ def _tracked_manager() -> type:
             if _watch is not None:
                 _watch.km = self
 
+        async def start_kernel(self, **kwargs: Any) -> None:
+            kwargs.setdefault("env", job_environment())
+            await super().start_kernel(**kwargs)
+
     return TrackedKernelManager
+
+
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "PRIVATE")
+
+
+def job_environment() -> dict[str, str]:
+    """The worker's environment without the platform's settings and secrets: a notebook or
+    script gets no database URL, secret key or cloud credentials from the worker."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("POPCORN_", "AWS_"))
+        and not any(word in name.upper() for word in SECRET_WORDS)
+    }
 
 
 # --- the attempt ----------------------------------------------------------------------------
@@ -399,7 +417,7 @@ def _run_script(attempt: Attempt) -> Outcome:
         script.write_bytes(attempt.source)
         log_path = Path(folder) / "spark.log"
         env = {
-            **os.environ,
+            **job_environment(),
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),

@@ -478,8 +478,10 @@ def rerun(
 def cancel_run(*, session: Session, run_id: int | str) -> NotebookRun:
     """Cancel a queued or running run; a running one's kernel is stopped by its worker."""
     run = get_run(session=session, run_id=run_id, lock=True)
-    if run.status not in ACTIVE:
-        raise Conflict(f"run {run.id} is {run.status}; only queued or running runs can be canceled")
+    if run.status not in ACTIVE and not (run.status == "failed" and run.retryable):
+        raise Conflict(
+            f"run {run.id} is {run.status}; only queued, running or retrying runs can be canceled"
+        )
     before = {"status": run.status}
     if run.job_id is not None:
         job = session.get(jobs.JobRecord, run.job_id, with_for_update=True)
