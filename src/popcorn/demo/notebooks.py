@@ -105,6 +105,7 @@ def describe(found: dict[str, Any]) -> str:
     top = ", ".join(f"{w} {c}" for w, c in count["outputs"].get("top", []))
     return (
         f"report {report['status']} ({report['trigger']}, peak {report['outputs'].get('peak')} "
-        f"Gbit/s); check {check['status']} at cell {check['failed_cell']}; "
+        f"Gbit/s); check {check['status']} in cell {check['failed_cell']} of its output "
+        f"({check['error'][:60]}); "
         f"Spark word count {count['status']}: {count['outputs'].get('words')} words, top {top}"
     )

@@ -110,6 +110,8 @@ class DemoRun:
             self.platform.start()
             self.platform.wait_ready(o.timeout)
             notes.append(f"{url}  (pids {self.platform.pids()})")
+        with n.step("notebooks_start", "Define notebook jobs; their runs go to the workers"):
+            notebook_runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
         self._start_agent(world, url)
         from popcorn.client import Client
 
@@ -127,8 +129,7 @@ class DemoRun:
         with n.step(
             "notebooks", "Notebook jobs: a scheduled report, a failing check, Spark"
         ) as notes:
-            runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
-            self.summary["notebooks"] = notebooks_demo.wait(runs, max(o.timeout, 300))
+            self.summary["notebooks"] = notebooks_demo.wait(notebook_runs, max(o.timeout, 300))
             notes.append(notebooks_demo.describe(self.summary["notebooks"]))
         self.summary["timings"] = {
             **n.timings,
