@@ -138,7 +138,7 @@ def _tracked_manager() -> type:
             if _watch is not None:
                 _watch.km = self
 
-        async def start_kernel(self, **kwargs: Any) -> None:
+        async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
             kwargs.setdefault("env", job_environment())
             await super().start_kernel(**kwargs)
 
