@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import nbkit
 import psutil
@@ -133,3 +134,22 @@ def test_a_worker_killed_mid_run_fails_the_run_retryably_and_takes_its_kernel(
     lost = api.get(f"{BASE}/runs/{run_id}").get_json()
     assert lost["status"] == "failed" and lost["retryable"] is True
     assert "worker running it was lost" in lost["error"]
+
+
+def test_changing_a_schedule_moves_its_next_run_and_is_audited(api: Api) -> None:
+    body = {"name": "report", "notebook": nbkit.GREETING, "cron": "0 6 * * *"}
+    created = api.post(f"{BASE}/definitions", json=body).get_json()
+    bad = api.patch(f"{BASE}/definitions/report", json={"cron": "0 25 * * *"})
+    assert bad.status_code == 422
+    changed = api.patch(
+        f"{BASE}/definitions/report",
+        json={"timezone": "Asia/Tokyo", "parameters": {"who": "tokyo"}, "tags": ["b", "a", "b"]},
+    ).get_json()
+    assert changed["timezone"] == "Asia/Tokyo" and changed["tags"] == ["a", "b"]
+    local = datetime.fromisoformat(changed["next_run_at"]).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.hour, local.minute) == (6, 0)
+    assert changed["next_run_at"] != created["next_run_at"]
+    history = api.get(f"/api/v1/audit?object_type=notebook_definition&object_id={created['id']}")
+    assert [r["action"] for r in history.get_json()["items"]] == ["create", "update"]
+    paused = api.patch(f"{BASE}/definitions/report", json={"cron": None}).get_json()
+    assert paused["cron"] is None and paused["next_run_at"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbkit
 import pytest
 from popcorn_testing import Api, free_port
 
@@ -42,3 +43,21 @@ def test_a_spark_word_count_runs_in_local_mode(api: Api, tmp_path: Path) -> None
     assert done["outputs"] == {"words": 65, "top": [["popcorn", 30], ["kernel", 20], ["spark", 10]]}
     log = get_store().get(done["log_key"]).decode()
     assert "POPCORN_OUTPUT" in log
+
+
+def test_a_templated_spark_notebook_gets_its_master_as_a_parameter(api: Api) -> None:
+    """The notebook builds its SparkSession from `spark_master` (not started here: one JVM
+    per test run is enough; the word count above starts it)."""
+    notebook = nbkit.notebook(
+        "app = f'popcorn-{name}'",
+        parameters="spark_master = 'local[1]'\nname = 'x'",
+        outputs="{'master': spark_master, 'app': app}",
+    )
+    body = {"name": "templated", "kind": "spark", "notebook": notebook}
+    assert api.post(f"{BASE}/definitions", json=body).status_code == 201
+    run_id = api.post(
+        f"{BASE}/definitions/templated/runs", json={"parameters": {"name": "etl"}}
+    ).get_json()["id"]
+    execute.run_attempt(run_id)
+    done = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert done["outputs"] == {"master": "local[2]", "app": "popcorn-etl"}
