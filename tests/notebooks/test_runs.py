@@ -70,7 +70,7 @@ def test_bad_definitions_are_refused_with_a_reason(api: Api) -> None:
     )
 
 
-def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api) -> None:
+def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api, client: Any) -> None:
     first = define(api, "greet", nbkit.GREETING, parameters={"who": "team"}, tags=["daily"])
     define(
         api,
@@ -94,6 +94,9 @@ def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api) -> None:
     assert "hello team x3" in json.dumps(stored["cells"])
     assert api.get(f"{BASE}/runs/{run_id}/output").get_json()["cells"] == stored["cells"]
     assert [e["id"] for e in events("notebooks.run.succeeded")] == [str(run_id)]
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'popcorn_notebook_runs{status="succeeded"} 1.0' in scraped
+    assert 'popcorn_notebook_last_success_timestamp_seconds{definition="greet"}' in scraped
 
     # B ran after A with A's outputs as its parameters (only the names B declares)
     chained = api.get(f"{BASE}/runs?trigger=chain").get_json()["items"]

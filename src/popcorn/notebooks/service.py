@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -625,3 +626,33 @@ def lateness_seconds(run: NotebookRun) -> float | None:
     if run.tick is None or run.started_at is None:
         return None
     return (run.started_at - run.tick).total_seconds()
+
+
+def collect_metrics() -> Iterator[Any]:
+    """Scrape-time gauges: runs by status, and the time since each definition last succeeded."""
+    from prometheus_client.core import GaugeMetricFamily
+    from sqlalchemy import func
+
+    from popcorn.db import session_scope
+
+    runs = GaugeMetricFamily("popcorn_notebook_runs", "Notebook runs by status", labels=["status"])
+    last = GaugeMetricFamily(
+        "popcorn_notebook_last_success_timestamp_seconds",
+        "When each job definition's newest successful run ended",
+        labels=["definition"],
+    )
+    with session_scope(readonly=True) as session:
+        for status, count in session.execute(
+            select(NotebookRun.status, func.count()).group_by(NotebookRun.status)
+        ):
+            runs.add_metric([status], count)
+        for name, ended in session.execute(
+            select(NotebookDefinition.name, func.max(NotebookRun.ended_at))
+            .join(NotebookRun, NotebookRun.definition_id == NotebookDefinition.id)
+            .where(NotebookRun.status == "succeeded")
+            .group_by(NotebookDefinition.name)
+        ):
+            if ended is not None:
+                last.add_metric([name], ended.timestamp())
+    yield runs
+    yield last

@@ -8,6 +8,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request
 
+from popcorn import metrics
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.listing import parse_list_params
@@ -16,6 +17,7 @@ from popcorn.notebooks import archive, render, service
 from popcorn.notebooks import schemas as s
 
 bp = APIBlueprint("notebooks", __name__, tag="notebooks")
+metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
 
 
 @bp.get("/definitions")
