@@ -21,3 +21,19 @@ def run(run_id: int) -> dict[str, Any]:
 def tick() -> dict[str, int]:
     """Start the runs of due schedule ticks (each once) and end runs that lost their worker."""
     return service.tick()
+
+
+def prefork() -> None:
+    """Import papermill, nbclient and jupyter_client once in the worker (seconds of imports),
+    so each forked work horse starts its kernel without importing them again."""
+    import contextlib
+
+    import nbclient
+    import nbformat
+    import papermill.translators
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+
+    del nbclient, nbformat, papermill, AsyncKernelManager
+    with contextlib.suppress(Exception):  # the kernel spec lookup imports ipykernel's parts
+        KernelSpecManager().get_kernel_spec("python3")
