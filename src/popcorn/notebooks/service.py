@@ -622,6 +622,13 @@ def tick(*, now: datetime | None = None) -> dict[str, int]:
     return {"fired": fire_due(now=now), "lost": sweep_lost(now=now)}
 
 
+def any_definitions() -> bool:
+    from popcorn.db import session_scope
+
+    with session_scope(readonly=True) as session:
+        return session.scalar(select(NotebookDefinition.id).limit(1)) is not None
+
+
 def lateness_seconds(run: NotebookRun) -> float | None:
     if run.tick is None or run.started_at is None:
         return None

@@ -25,8 +25,12 @@ def tick() -> dict[str, int]:
 
 def prefork() -> None:
     """Import papermill, nbclient and jupyter_client once in the worker (seconds of imports),
-    so each forked work horse starts its kernel without importing them again."""
+    so each forked work horse starts its kernel without importing them again; only where
+    notebook jobs are defined, so other installations' workers start as fast as before."""
     import contextlib
+
+    if not service.any_definitions():
+        return
 
     import nbclient
     import nbformat
