@@ -8,6 +8,7 @@ from typing import Any
 
 import nbkit
 from click.testing import CliRunner
+from console_kit import Console  # type: ignore[import-not-found]
 
 from popcorn.cli import cli
 from popcorn.notebooks import execute
@@ -21,7 +22,9 @@ def call(*args: str) -> Any:
     return result
 
 
-def test_define_run_show_archive_and_publish_from_the_cli(tmp_path: Path) -> None:
+def test_define_run_show_archive_and_publish_from_the_cli(
+    tmp_path: Path, client: Any, tokens: dict[str, str]
+) -> None:
     bad = tmp_path / "bad.ipynb"
     bad.write_text('{"cells": 3}')
     refused = call("create", "bad", "--notebook", str(bad))
@@ -72,3 +75,10 @@ def test_define_run_show_archive_and_publish_from_the_cli(tmp_path: Path) -> Non
         and published["link"] == "/ui/notebooks/published/team-greet"
     )
     assert json.loads(call("published", "--json").output)["items"][0]["version"] == 1
+
+    # the stable link shows it read-only in the console, in a sandbox
+    console = Console(client, tokens["viewer"])
+    assert "team/greet.ipynb, version 1" in console.page(published["link"])
+    content = console.get(published["link"] + "/content.html")
+    assert content.status_code == 200 and "sandbox" in content.headers["Content-Security-Policy"]
+    assert "celltag_parameters" in content.get_data(as_text=True)  # the notebook, rendered
