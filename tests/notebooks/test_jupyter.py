@@ -131,6 +131,9 @@ def test_save_archive_publish_clone_schedule_and_log_from_jupyter(servers: dict[
     restored = json.loads((servers["root"] / "report.ipynb").read_text())
     assert "hello" in "".join(restored["cells"][1]["source"])
     assert versions(3) == [1, 2, 3]
+    bad_version = {"path": "report.ipynb", "version": "latest"}
+    refused = httpx.post(timeout=60, url=f"{base}/archive/restore", json=bad_version, headers=auth)
+    assert refused.status_code == 400
 
     # publish version 2 under a stable name; it reads back from Popcorn, read-only
     published = httpx.post(

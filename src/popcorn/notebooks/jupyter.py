@@ -140,6 +140,14 @@ class Handler(APIHandler):
             )
         )
 
+    def version_arg(self, value: Any) -> int | str:
+        """A version number, or "" for the latest."""
+        if value in (None, ""):
+            return ""
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+            raise web.HTTPError(400, "version must be a whole number")
+        return int(value)
+
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(data))
@@ -173,7 +181,7 @@ class RestoreHandler(Handler):
     async def post(self) -> None:
         data = self.body()
         path = self.path_arg(data.get("path"))
-        params = {"path": path, "version": int(data.get("version") or 0) or ""}
+        params = {"path": path, "version": self.version_arg(data.get("version"))}
         content = await self.popcorn.call("GET", "/versions/content", params=params)
         await self.write_notebook(path, content)  # archived again by the save hook
         self.reply({"path": path, "restored": params["version"]})
@@ -206,7 +214,7 @@ class CloneHandler(Handler):
             content = await self.popcorn.call("GET", f"/published/{data['slug']}")
         else:
             path = self.path_arg(data.get("path"))
-            params = {"path": path, "version": int(data.get("version") or 0) or ""}
+            params = {"path": path, "version": self.version_arg(data.get("version"))}
             content = await self.popcorn.call("GET", "/versions/content", params=params)
         await self.write_notebook(target, content)
         self.reply({"path": target}, 201)
