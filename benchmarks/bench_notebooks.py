@@ -171,7 +171,8 @@ def lateness(env: dict[str, str], definitions: int) -> dict[str, Any]:
     from popcorn.notebooks.models import NotebookDefinition, NotebookRun
 
     ids = [define(f"minutely-{i:04d}", cron="* * * * *") for i in range(definitions)]
-    procs = [start(env, "worker", "--queue", "default") for _ in range(2)]
+    # the tick job runs on "high", the runs on "default"
+    procs = [start(env, "worker", "--queue", "high", "--queue", "default") for _ in range(2)]
     procs.append(start(env, "scheduler"))
     try:
         now = utcnow()
