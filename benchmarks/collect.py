@@ -21,6 +21,7 @@ ORDER = [
     "studio-postgresql",
     "ml",
     "security",
+    "notebooks",
 ]
 
 INTRO = """# Benchmarks

@@ -22,6 +22,7 @@ from rich.console import Console
 from popcorn.demo import build, platform
 from popcorn.demo import ml as ml_demo
 from popcorn.demo import security as security_demo
+from popcorn.demo import notebooks as notebooks_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
@@ -111,6 +112,8 @@ class DemoRun:
             self.platform.start()
             self.platform.wait_ready(o.timeout)
             notes.append(f"{url}  (pids {self.platform.pids()})")
+        with n.step("notebooks_start", "Define notebook jobs; their runs go to the workers"):
+            notebook_runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
         self._start_agent(world, url)
         from popcorn.client import Client
 
@@ -129,6 +132,11 @@ class DemoRun:
             with n.step("ml", title) as notes:
                 self.summary["ml"] = ml_demo.play(client, timeout=o.timeout, fast=o.fast)
                 notes.append(ml_demo.describe(self.summary["ml"]))
+        with n.step(
+            "notebooks", "Notebook jobs: a scheduled report, a failing check, Spark"
+        ) as notes:
+            self.summary["notebooks"] = notebooks_demo.wait(notebook_runs, max(o.timeout, 300))
+            notes.append(notebooks_demo.describe(self.summary["notebooks"]))
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -375,4 +383,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["ml_run"] = f"{url}/ui/ml/runs/{summary['ml']['run_id']}"
     if "security" in summary:
         links["security"] = f"{url}/ui/security/accounts/{summary['security']['account']}"
+    for name, found in summary.get("notebooks", {}).items():
+        links[f"notebook_{name}"] = f"{url}/ui/notebooks/runs/{found['run_id']}"
     return links

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -237,6 +238,11 @@ def run_worker(
     import popcorn.domains
 
     popcorn.domains.load_tasks()
+    # A tasks module's `prefork()` does its slow imports once here, not in every work horse.
+    for domain in popcorn.domains.DOMAINS:
+        prefork = getattr(sys.modules.get(f"popcorn.{domain}.tasks"), "prefork", None)
+        if prefork is not None:
+            prefork()
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [rq_queue(q) for q in (queues or list(QUEUES))],

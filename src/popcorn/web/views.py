@@ -35,6 +35,7 @@ NAV = [
     ("Studio", "web.studio", "popcorn.studio.service"),
     ("ML", "web.ml", "popcorn.ml.service"),
     ("Security", "web.security", "popcorn.security.service"),
+    ("Notebooks", "web.notebooks", "popcorn.notebooks.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]

@@ -23,6 +23,7 @@ PAGES = {
     "studio": "popcorn.studio.service",
     "ml": "popcorn.ml.service",
     "security": "popcorn.security.service",
+    "notebooks": "popcorn.notebooks.service",
 }
 
 

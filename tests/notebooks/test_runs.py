@@ -1,0 +1,194 @@
+"""Definitions and runs: validation, real kernels through papermill, stored outputs, events,
+re-runs, chaining, cancel, a dying kernel, and the failing cell."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import nbkit
+from console_kit import Console  # type: ignore[import-not-found]
+from popcorn_testing import Api, wait_until
+from sqlalchemy import select
+
+from popcorn.db import session_scope
+from popcorn.notebooks import execute, service
+from popcorn.notebooks.models import NotebookRun
+from popcorn.outbox import OutboxEvent
+from popcorn.storage import get_store
+
+BASE = "/api/v1/notebooks"
+
+
+def define(api: Api, name: str, notebook: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    answer = api.post(f"{BASE}/definitions", json={"name": name, "notebook": notebook, **extra})
+    assert answer.status_code == 201, answer.get_json()
+    body: dict[str, Any] = answer.get_json()
+    return body
+
+
+def run(api: Api, ref: str | int, parameters: dict[str, Any] | None = None) -> int:
+    answer = api.post(f"{BASE}/definitions/{ref}/runs", json={"parameters": parameters or {}})
+    assert answer.status_code == 202, answer.get_json()
+    run_id: int = answer.get_json()["id"]
+    return run_id
+
+
+def events(kind: str) -> list[dict[str, Any]]:
+    with session_scope(readonly=True) as session:
+        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.type == kind))
+        return [{"id": r.object_id, **r.payload} for r in rows]
+
+
+def test_bad_definitions_are_refused_with_a_reason(api: Api) -> None:
+    cases = [
+        ({"notebook": {"cells": "nope"}}, "not a valid notebook"),
+        ({"notebook": nbkit.GREETING, "parameters": {"whom": "x"}}, "unknown parameter(s) whom"),
+        ({"notebook": nbkit.GREETING, "kernel": "cobol"}, "unknown kernel 'cobol'"),
+        ({"notebook": nbkit.GREETING, "cron": "61 * * * *"}, "does not parse"),
+        (
+            {"notebook": nbkit.GREETING, "cron": "* * * * *", "timezone": "Mars/Olympus"},
+            "time zone",
+        ),
+        ({"kind": "callable", "callable": "os:system"}, "not in an installed plugin"),
+        ({"kind": "spark", "script": "print(1)", "spark_master": "yarn; rm -rf /"}, "Spark master"),
+        ({"notebook": nbkit.GREETING, "workspace_path": "a.ipynb"}, "exactly one"),
+        ({"workspace_path": "missing.ipynb"}, "no archived notebook"),
+    ]
+    for body, reason in cases:
+        answer = api.post(f"{BASE}/definitions", json={"name": "bad", **body})
+        assert 400 <= answer.status_code < 500, (body, answer.get_json())
+        assert reason in answer.get_json()["error"]["message"], answer.get_json()
+    assert api.get(f"{BASE}/definitions").get_json()["items"] == []
+    assert (
+        api.post(
+            f"{BASE}/definitions", json={"name": "x", "notebook": nbkit.GREETING}, role="viewer"
+        ).status_code
+        == 403
+    )
+
+
+def test_a_run_stores_its_output_emits_and_chains_its_outputs(api: Api, client: Any) -> None:
+    first = define(api, "greet", nbkit.GREETING, parameters={"who": "team"}, tags=["daily"])
+    define(
+        api,
+        "measure",
+        nbkit.notebook(
+            "import os\ntotal = length * 2",
+            parameters="message = ''\nlength = 0",
+            outputs="{'total': total, 'settings': sorted(k for k in os.environ if 'POPCORN' in k)}",
+        ),
+        after="greet",
+    )
+    run_id = run(api, first["id"], {"times": 3})
+    assert execute.run_attempt(run_id)["status"] == "succeeded"
+
+    done = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert done["status"] == "succeeded"
+    assert done["parameters"] == {"who": "team", "times": 3}
+    assert done["outputs"] == {"message": "hello team x3", "length": 13}
+    assert done["duration_s"] > 0 and done["failed_cell"] is None
+    stored = json.loads(get_store().get(done["output_key"]))
+    assert "hello team x3" in json.dumps(stored["cells"])
+    assert api.get(f"{BASE}/runs/{run_id}/output").get_json()["cells"] == stored["cells"]
+    assert [e["id"] for e in events("notebooks.run.succeeded")] == [str(run_id)]
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'popcorn_notebook_runs{status="succeeded"} 1.0' in scraped
+    assert 'popcorn_notebook_last_success_timestamp_seconds{definition="greet"}' in scraped
+
+    # B ran after A with A's outputs as its parameters (only the names B declares)
+    chained = api.get(f"{BASE}/runs?trigger=chain").get_json()["items"]
+    assert len(chained) == 1 and chained[0]["parent_run_id"] == run_id
+    assert chained[0]["parameters"] == {"message": "hello team x3", "length": 13}
+    execute.run_attempt(chained[0]["id"])
+    # ... in a kernel that does not see the platform's settings and secrets
+    chained_outputs = api.get(f"{BASE}/runs/{chained[0]['id']}").get_json()["outputs"]
+    assert chained_outputs == {"total": 26, "settings": []}
+
+    # re-run with a changed parameter; a parameter the notebook does not declare is refused
+    again = api.post(f"{BASE}/runs/{run_id}/rerun", json={"parameters": {"who": "ops"}}).get_json()
+    assert again["parameters"] == {"who": "ops", "times": 3} and again["trigger"] == "rerun"
+    bad = api.post(f"{BASE}/runs/{run_id}/rerun", json={"parameters": {"whom": "x"}})
+    assert bad.status_code == 422
+
+
+def test_a_failing_run_records_the_cell_and_traceback_and_renders_it(
+    api: Api, client: Any, tokens: dict[str, str]
+) -> None:
+    define(api, "broken", nbkit.FAILING, retries=0)
+    run_id = run(api, "broken", {"who": "carol"})
+    assert execute.run_attempt(run_id)["status"] == "failed"
+    failed = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert failed["status"] == "failed" and not failed["retryable"]
+    assert failed["error"] == "ValueError: bad input carol"
+    assert "raise ValueError" in failed["traceback"]
+    output = json.loads(get_store().get(failed["output_key"]))
+    cell = output["cells"][failed["failed_cell"]]
+    assert "raise ValueError" in "".join(cell["source"])
+    assert events("notebooks.run.failed")[0]["failed_cell"] == failed["failed_cell"]
+    assert events("notebooks.run.succeeded") == []
+
+    console = Console(client, tokens["viewer"])
+    html = console.page(f"/ui/notebooks/runs/{run_id}")
+    assert "bad input carol" in html and "<iframe" in html and " sandbox " in html
+    assert "broken" in console.page("/ui/notebooks")
+    framed = console.get(f"/ui/notebooks/runs/{run_id}/output.html")
+    assert "sandbox" in framed.headers["Content-Security-Policy"]
+    assert "script-src" not in framed.headers["Content-Security-Policy"]
+    body = framed.get_data(as_text=True)
+    assert "celltag_popcorn-failed-cell" in body and "bad input carol" in body
+
+
+def test_a_dying_kernel_fails_the_run_and_cancel_stops_the_kernel(api: Api) -> None:
+    define(api, "dies", nbkit.DIES)
+    run_id = run(api, "dies")
+    execute.run_attempt(run_id)
+    dead = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert dead["status"] == "failed" and "kernel died" in dead["error"]
+    assert dead["failed_cell"] == 0
+
+    define(api, "slow", nbkit.SLOW, timeout=120)
+    slow_id = run(api, "slow")
+    worker = threading.Thread(target=execute.run_attempt, args=(slow_id,))
+    worker.start()
+
+    def kernel_pid() -> int | None:
+        with session_scope(readonly=True) as session:
+            found = session.get(NotebookRun, slow_id)
+            return found.kernel_pid if found else None
+
+    pid = wait_until(kernel_pid, timeout=60)
+    assert api.post(f"{BASE}/runs/{slow_id}/cancel").status_code == 200
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    wait_until(lambda: not _alive(pid), timeout=10)
+    canceled = api.get(f"{BASE}/runs/{slow_id}").get_json()
+    assert canceled["status"] == "canceled"
+    assert api.post(f"{BASE}/runs/{slow_id}/cancel").status_code == 409
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_exclusive_definitions_run_one_at_a_time(api: Api) -> None:
+    define(api, "single", nbkit.GREETING, exclusive=True, cron="* * * * *")
+    first = run(api, "single")
+    answer = api.post(f"{BASE}/definitions/single/runs", json={})
+    assert (
+        answer.status_code == 409 and answer.get_json()["error"]["details"]["active_run"] == first
+    )
+    with session_scope() as session:
+        definition = service.get_definition(session=session, ref="single")
+        skipped = service.start_run(session=session, definition=definition, trigger="schedule")
+        assert skipped.status == "skipped" and skipped.job_id is None
