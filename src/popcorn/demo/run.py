@@ -21,8 +21,8 @@ from rich.console import Console
 
 from popcorn.demo import build, platform
 from popcorn.demo import ml as ml_demo
-from popcorn.demo import security as security_demo
 from popcorn.demo import notebooks as notebooks_demo
+from popcorn.demo import security as security_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
