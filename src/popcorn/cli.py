@@ -11,15 +11,16 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from popcorn.clispec import LazyGroup
 from popcorn.errors import PopcornError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +29,8 @@ err_console = Console(stderr=True)
 
 
 def _jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, datetime):
@@ -47,6 +50,8 @@ def output(
     title: str | None = None,
 ) -> None:
     """Print rows as a table (people) or JSON (machines)."""
+    from rich.table import Table
+
     data = _jsonable(data)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -87,6 +92,8 @@ def json_option(func: F) -> F:
 
 def progress(total: int | None, description: str) -> Progress:
     """A progress bar on stderr, hidden when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -105,6 +112,8 @@ def fail(message: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
     if isinstance(exc, PopcornError):
         extra = ""
         if exc.details:
@@ -125,7 +134,8 @@ class PopcornGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (PopcornError, ValidationError, ValueError, OSError, TimeoutError) as exc:
+        except (PopcornError, ValueError, OSError, TimeoutError) as exc:
+            # pydantic's ValidationError is a ValueError
             raise click.ClickException(_one_line(exc)) from exc
 
 
@@ -156,18 +166,17 @@ def with_actor(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(cls=PopcornGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class RootGroup(LazyGroup, PopcornGroup):
+    """The `popcorn` command: every domain's group, each imported when it is used."""
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="popcorn")
 def cli() -> None:
     """Popcorn: an open operations platform for streaming infrastructure."""
 
 
 def main() -> None:
-    from popcorn import commands, domains
-
-    commands.register(cli)
-    for group in domains.cli_groups():
-        cli.add_command(group)
     cli(prog_name="popcorn")
 
 

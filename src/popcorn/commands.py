@@ -370,17 +370,21 @@ def audit_command(
     )
 
 
+# The core's top-level commands (read from this source by `popcorn.clispec` for `--help`).
+COMMANDS = [
+    up,
+    serve,
+    worker,
+    scheduler,
+    db,
+    token,
+    config,
+    jobs_group,
+    schedules_group,
+    audit_command,
+]
+
+
 def register(group: click.Group) -> None:
-    for command in (
-        up,
-        serve,
-        worker,
-        scheduler,
-        db,
-        token,
-        config,
-        jobs_group,
-        schedules_group,
-        audit_command,
-    ):
+    for command in COMMANDS:
         group.add_command(command)
