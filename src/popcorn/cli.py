@@ -18,6 +18,7 @@ from rich.console import Console
 
 from popcorn.clispec import LazyGroup
 from popcorn.errors import PopcornError
+from popcorn.numbers import cell
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -49,20 +50,23 @@ def output(
     columns: Sequence[str] | None = None,
     title: str | None = None,
 ) -> None:
-    """Print rows as a table (people) or JSON (machines)."""
+    """Print rows as a table (people: numbers with units, data escaped) or JSON (raw values;
+    a list as `{"items": [...]}`)."""
+    from rich.markup import escape
     from rich.table import Table
 
     data = _jsonable(data)
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        # one shape for every list: {"items": [...]} (a page's count and cursor kept beside)
+        shown = {"items": data} if isinstance(data, list) else data
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
     if isinstance(data, dict) and columns is None:
         table = Table(show_header=False, title=title, box=None)
         table.add_column(style="bold cyan")
         table.add_column()
         for key, value in data.items():
-            shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
-            table.add_row(str(key), "" if shown is None else str(shown))
+            table.add_row(escape(str(key)), escape(cell(value, str(key))))
         console.print(table)
         return
     rows = data if isinstance(data, list) else [data]
@@ -72,15 +76,9 @@ def output(
     columns = list(columns or rows[0].keys())
     table = Table(title=title, header_style="bold")
     for column in columns:
-        table.add_column(column)
+        table.add_column(escape(column))
     for row in rows:
-        cells = []
-        for column in columns:
-            value = row.get(column)
-            if isinstance(value, dict | list):
-                value = json.dumps(value, default=str)
-            cells.append("" if value is None else str(value))
-        table.add_row(*cells)
+        table.add_row(*(escape(cell(row.get(column), column)) for column in columns))
     console.print(table)
 
 

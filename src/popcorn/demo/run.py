@@ -108,7 +108,8 @@ class DemoRun:
             self.platform = Platform(o.host, o.port)
             self.platform.start()
             self.platform.wait_ready(o.timeout)
-            notes.append(f"{url}  (pids {self.platform.pids()})")
+            pids = ", ".join(f"{name} {pid}" for name, pid in self.platform.pids().items())
+            notes.append(f"{url}  (pids: {pids})")
         self._start_agent(world, url)
         from popcorn.client import Client
 

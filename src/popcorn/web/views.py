@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from sqlalchemy import text
 
-from popcorn import audit, jobs
+from popcorn import audit, jobs, numbers
 from popcorn.db import session_scope
 from popcorn.domains import optional_module
 from popcorn.errors import PopcornError
@@ -60,6 +60,9 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "ago": helpers.ago,
     "duration": helpers.fmt_duration,
     "num": helpers.fmt_number,
+    "percent": numbers.percent,
+    "qty": numbers.quantity,
+    "duration_ms": numbers.duration_ms,
     "bytes": helpers.fmt_bytes,
     "tojson_pretty": helpers.to_json,
     "as_time": helpers.as_datetime,
