@@ -15,6 +15,7 @@ its own, commands added in a loop), the module is imported and click prints it a
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -206,6 +207,44 @@ def exported_commands(module: Any) -> list[click.Command]:
     return commands
 
 
+DEFAULT_SUBCOMMANDS = ("list", "status")
+
+
+def list_by_default(group: click.Group) -> None:
+    """A group named for a noun lists (or shows its status) when given no subcommand, like
+    `kubectl get` or `gh pr list`, instead of exiting 2 with a usage message: `popcorn
+    traffic regions` lists the regions. Applied to every group under the root, so a new
+    domain gets it by having a `list` command."""
+    for sub in list(group.commands.values()):
+        if isinstance(sub, click.Group):
+            list_by_default(sub)
+    if group.invoke_without_command:
+        return
+    default = next(
+        (
+            group.commands[name]
+            for name in DEFAULT_SUBCOMMANDS
+            if name in group.commands
+            and not any(p.required for p in group.commands[name].params)
+        ),
+        None,
+    )
+    if default is None:
+        return
+    callback = group.callback
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        result = callback(*args, **kwargs) if callback is not None else None
+        ctx = click.get_current_context()
+        if ctx.invoked_subcommand is None:
+            return ctx.invoke(default)
+        return result
+
+    group.callback = functools.update_wrapper(run, callback) if callback else run
+    group.invoke_without_command = True
+    group.no_args_is_help = False
+
+
 class LazyGroup(click.Group):
     """A group whose commands come from `cli_modules()`, each imported on first use."""
 
@@ -220,6 +259,11 @@ class LazyGroup(click.Group):
             for module in unreadable:
                 self._load(module)
         return self._specs
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if isinstance(cmd, click.Group):
+            list_by_default(cmd)
+        super().add_command(cmd, name)
 
     def _load(self, module: str) -> None:
         if module in self._loaded:

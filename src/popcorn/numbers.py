@@ -99,6 +99,7 @@ _SUFFIXES: list[tuple[str, Any]] = [
     ("_tb", lambda v: quantity(v, "TB")),
     ("_pct", lambda v: f"{number(v)}%" if isinstance(v, int | float) else str(v)),
     ("utilisation", percent),
+    ("headroom", percent),
     ("utilization", percent),
     ("_fraction", percent),
     ("_rps", lambda v: quantity(v, "req/s")),

@@ -126,3 +126,46 @@ for name in ("a", "b"):
 '''
     (spec,) = clispec.parse_module(source, "popcorn.example.cli")
     assert not spec.exact
+
+
+def _all_commands() -> list[tuple[str, click.Command]]:
+    root = click.Context(cli)
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(command: click.Command, path: str) -> None:
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}")
+
+    for name in cli.list_commands(root):
+        command = cli.get_command(root, name)
+        assert command is not None
+        walk(command, name)
+    return found
+
+
+def test_every_command_says_what_it_does() -> None:
+    missing = [
+        path for path, command in _all_commands() if not (command.help or command.short_help)
+    ]
+    assert missing == []
+
+
+def test_groups_with_a_list_command_list_when_given_no_subcommand() -> None:
+    from click.testing import CliRunner
+
+    groups = [
+        path
+        for path, command in _all_commands()
+        if isinstance(command, click.Group)
+        and "list" in command.commands
+        and not any(p.required for p in command.commands["list"].params)
+    ]
+    assert {"traffic regions", "remediation agents", "events incidents", "jobs"} <= set(groups)
+    for path, command in _all_commands():
+        if path in groups:
+            assert command.invoke_without_command, path
+    bare = CliRunner().invoke(cli, ["token"], catch_exceptions=False)
+    listed = CliRunner().invoke(cli, ["token", "list"], catch_exceptions=False)
+    assert bare.exit_code == 0 and bare.output == listed.output
