@@ -38,7 +38,8 @@ def _listing(
 @bp.get("/inventory")
 def inventory() -> Any:
     """The old address of the device list: it moved to its own URL."""
-    return redirect(url_for("web.inventory_devices", **request.args.to_dict(flat=False)))
+    query = request.query_string.decode()
+    return redirect(url_for("web.inventory_devices") + (f"?{query}" if query else ""))
 
 
 @bp.get("/inventory/devices")
