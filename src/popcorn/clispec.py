@@ -224,8 +224,7 @@ def list_by_default(group: click.Group) -> None:
         (
             group.commands[name]
             for name in DEFAULT_SUBCOMMANDS
-            if name in group.commands
-            and not any(p.required for p in group.commands[name].params)
+            if name in group.commands and not any(p.required for p in group.commands[name].params)
         ),
         None,
     )

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DISK_RUNBOOK = "storage.disk_failure"
+REPLACEMENT_RUNBOOK = "field.disk_replacement"  # the demo's own pack (demo/field_pack.py)
 RANK_RUNBOOK = "service.high_error_rate"
 
 
@@ -267,6 +268,10 @@ class Story:
             notes += self._inventory()
         with self.n.step("shift", "Traffic planning moves the site's load away") as notes:
             notes += self._shift()
+        with self.n.step(
+            "approval", "An operator approves sending a technician (a change ticket)"
+        ) as notes:
+            notes += self._approval()
         self._drill()
         if self.triage is not None:
             from popcorn.demo import triage
@@ -386,6 +391,39 @@ class Story:
                 f"device is {device['status']!r} and disk {inc.disk} is {status!r}",
             )
         return [f"{inc.device}: {device['status']}; {inc.disk}: {status}"]
+
+    def _approval(self) -> list[str]:
+        """`field.disk_replacement` waits for a person; the demo's admin answers it."""
+        inc = self.world.incident
+        started = self.remediation.start(
+            REPLACEMENT_RUNBOOK, {"device": inc.device, "disk": inc.disk}
+        )
+        waiting = self.remediation.wait(int(started["id"]), timeout=self.timeout)
+        if waiting["status"] != "waiting_approval":
+            raise DemoError("approval", f"execution {waiting['id']} is {waiting['status']}")
+        (pending,) = [a for a in waiting["approvals"] if a["status"] == "pending"]
+        ticket = f"CHG-{1000 + self.world.seed}"
+        self.remediation.approve(
+            int(pending["id"]), {"ticket": ticket}, comment="spare disk on site; visit at 09:00"
+        )
+        done = self.remediation.wait(int(started["id"]), timeout=self.timeout)
+        answered = next(a for a in done["approvals"] if a["id"] == pending["id"])
+        self.out["approval"] = {
+            "execution_id": done["id"],
+            "approval_id": answered["id"],
+            "step": answered["step"],
+            "status": answered["status"],
+            "answered_by": answered["answered_by"],
+            "ticket": (answered.get("payload") or {}).get("ticket"),
+            "execution_status": done["status"],
+        }
+        if done["status"] != "succeeded":
+            raise DemoError("approval", f"execution {done['id']} ended {done['status']}")
+        return [
+            f"execution {done['id']} ({REPLACEMENT_RUNBOOK}) asked: {answered['message']}",
+            f"approval {answered['id']} {answered['status']} by {answered['answered_by']} "
+            f"with {ticket}; the replacement is scheduled",
+        ]
 
     def _shift(self) -> list[str]:
         site = self.world.incident.site
