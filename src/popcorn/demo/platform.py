@@ -260,7 +260,9 @@ class AwsSandbox:
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **AWS_ENV},
+                # its default AMI catalogue takes seconds to load per region; the demo's
+                # launch templates name an image moto does not check
+                env={**os.environ, **AWS_ENV, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
             )
 
     def start(self, timeout: float = 120.0) -> str:
