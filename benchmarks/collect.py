@@ -8,6 +8,7 @@ HERE = Path(__file__).parent
 ORDER = [
     "core",
     "cli",
+    "demo",
     "inventory",
     "signals",
     "signals-ingest",
