@@ -7,6 +7,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ORDER = [
     "core",
+    "cli",
+    "demo",
     "inventory",
     "signals",
     "signals-ingest",

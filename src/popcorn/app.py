@@ -31,7 +31,7 @@ log = logging.getLogger("popcorn.app")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/", "/favicon.ico"}
 # /pki serves CRLs and OCSP answers, which TLS clients fetch without credentials.
 PUBLIC_PREFIXES = ("/docs/", "/static/", "/pki/")
 STATUS_CODES = {
@@ -341,7 +341,41 @@ READINESS_ERRORS: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = 
 }
 
 
+def favicon_png() -> bytes:
+    """A 16x16 icon (a red kernel on white), so browsers asking for /favicon.ico on every
+    console page get an image instead of a 401 in their console."""
+    import struct
+    import zlib
+
+    rows = []
+    for y in range(16):
+        row = bytearray([0])  # filter: none
+        for x in range(16):
+            inside = (x - 7.5) ** 2 + (y - 7.5) ** 2 <= 49
+            row += bytes((229, 9, 20, 255) if inside else (255, 255, 255, 0))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 16, 16, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _install_ops_routes(app: APIFlask) -> None:
+    @app.get("/favicon.ico")
+    @app.doc(hide=True)
+    def favicon() -> Response:
+        return Response(
+            favicon_png(), mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
     @app.get("/healthz")
     @app.output(Health)
     @app.doc(tags=["ops"], summary="Liveness: the process answers")

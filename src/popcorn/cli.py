@@ -11,15 +11,17 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from popcorn.clispec import LazyGroup
 from popcorn.errors import PopcornError
+from popcorn.numbers import cell
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +30,8 @@ err_console = Console(stderr=True)
 
 
 def _jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, datetime):
@@ -46,18 +50,23 @@ def output(
     columns: Sequence[str] | None = None,
     title: str | None = None,
 ) -> None:
-    """Print rows as a table (people) or JSON (machines)."""
+    """Print rows as a table (people: numbers with units, data escaped) or JSON (raw values;
+    a list as `{"items": [...]}`)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     data = _jsonable(data)
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        # one shape for every list: {"items": [...]} (a page's count and cursor kept beside)
+        shown = {"items": data} if isinstance(data, list) else data
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
     if isinstance(data, dict) and columns is None:
         table = Table(show_header=False, title=title, box=None)
         table.add_column(style="bold cyan")
         table.add_column()
         for key, value in data.items():
-            shown = json.dumps(value, default=str) if isinstance(value, dict | list) else value
-            table.add_row(str(key), "" if shown is None else str(shown))
+            table.add_row(escape(str(key)), escape(cell(value, str(key))))
         console.print(table)
         return
     rows = data if isinstance(data, list) else [data]
@@ -67,15 +76,9 @@ def output(
     columns = list(columns or rows[0].keys())
     table = Table(title=title, header_style="bold")
     for column in columns:
-        table.add_column(column)
+        table.add_column(escape(column))
     for row in rows:
-        cells = []
-        for column in columns:
-            value = row.get(column)
-            if isinstance(value, dict | list):
-                value = json.dumps(value, default=str)
-            cells.append("" if value is None else str(value))
-        table.add_row(*cells)
+        table.add_row(*(escape(cell(row.get(column), column)) for column in columns))
     console.print(table)
 
 
@@ -87,6 +90,8 @@ def json_option(func: F) -> F:
 
 def progress(total: int | None, description: str) -> Progress:
     """A progress bar on stderr, hidden when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -105,6 +110,8 @@ def fail(message: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
     if isinstance(exc, PopcornError):
         extra = ""
         if exc.details:
@@ -125,7 +132,8 @@ class PopcornGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (PopcornError, ValidationError, ValueError, OSError, TimeoutError) as exc:
+        except (PopcornError, ValueError, OSError, TimeoutError) as exc:
+            # pydantic's ValidationError is a ValueError
             raise click.ClickException(_one_line(exc)) from exc
 
 
@@ -156,18 +164,17 @@ def with_actor(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(cls=PopcornGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class RootGroup(LazyGroup, PopcornGroup):
+    """The `popcorn` command: every domain's group, each imported when it is used."""
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="popcorn")
 def cli() -> None:
     """Popcorn: an open operations platform for streaming infrastructure."""
 
 
 def main() -> None:
-    from popcorn import commands, domains
-
-    commands.register(cli)
-    for group in domains.cli_groups():
-        cli.add_command(group)
     cli(prog_name="popcorn")
 
 

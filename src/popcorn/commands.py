@@ -147,6 +147,7 @@ def token_create(name: str, role_name: str, expires_days: int | None, as_json: b
 @token.command("list")
 @json_option
 def token_list(as_json: bool) -> None:
+    """List API tokens (names, roles and hints; never the secrets)."""
     with session_scope(readonly=True) as session:
         rows = [
             auth.TokenRead.model_validate(t).model_dump(mode="json")
@@ -195,6 +196,7 @@ def jobs_group() -> None:
 def jobs_list(
     status: str | None, queue: str | None, task: str | None, limit: int, as_json: bool
 ) -> None:
+    """List background jobs, newest first."""
     filters = {k: [v] for k, v in (("status", status), ("queue", queue), ("task", task)) if v}
     with session_scope(readonly=True) as session:
         rows = [
@@ -212,6 +214,7 @@ def jobs_list(
 @click.argument("job_id", type=int)
 @json_option
 def jobs_show(job_id: int, as_json: bool) -> None:
+    """Show a job: arguments, status, progress, result or error."""
     with session_scope(readonly=True) as session:
         record = JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
     output(record.model_dump(mode="json"), as_json=as_json)
@@ -264,6 +267,7 @@ def jobs_submit(
 @click.argument("job_id", type=int)
 @with_actor
 def jobs_cancel(job_id: int) -> None:
+    """Cancel a job that has not finished."""
     with session_scope() as session:
         jobs.cancel_job(session=session, job_id=job_id)
     click.echo(f"job {job_id} canceled")
@@ -277,6 +281,7 @@ def schedules_group() -> None:
 @schedules_group.command("list")
 @json_option
 def schedules_list(as_json: bool) -> None:
+    """List the repeating jobs and when each runs next."""
     with session_scope(readonly=True) as session:
         rows = [
             ScheduleRead.model_validate(s).model_dump(mode="json")
@@ -309,6 +314,7 @@ def schedules_add(
     interval: int | None,
     queue: str,
 ) -> None:
+    """Add a repeating job: TASK_NAME with key=value ARGUMENTS, by --cron or --every."""
     with session_scope() as session:
         sched = jobs.create_schedule(
             session=session,
@@ -326,6 +332,7 @@ def schedules_add(
 @click.argument("name")
 @with_actor
 def schedules_remove(name: str) -> None:
+    """Remove a repeating job."""
     with session_scope() as session:
         jobs.delete_schedule(session=session, name=name)
     click.echo(f"schedule {name!r} removed")
@@ -370,17 +377,21 @@ def audit_command(
     )
 
 
+# The core's top-level commands (read from this source by `popcorn.clispec` for `--help`).
+COMMANDS = [
+    up,
+    serve,
+    worker,
+    scheduler,
+    db,
+    token,
+    config,
+    jobs_group,
+    schedules_group,
+    audit_command,
+]
+
+
 def register(group: click.Group) -> None:
-    for command in (
-        up,
-        serve,
-        worker,
-        scheduler,
-        db,
-        token,
-        config,
-        jobs_group,
-        schedules_group,
-        audit_command,
-    ):
+    for command in COMMANDS:
         group.add_command(command)

@@ -197,7 +197,9 @@ def alembic_config(url: str | None = None) -> Any:
 
     from alembic.config import Config
 
-    import popcorn.domains  # noqa: F401  (registers every domain's migrations)
+    import popcorn.domains
+
+    popcorn.domains.register_migrations()
 
     cfg = Config()
     cfg.set_main_option("script_location", "popcorn:migrations")

@@ -13,8 +13,6 @@ import importlib.util
 from types import ModuleType
 from typing import Any
 
-from popcorn.db import register_migrations
-
 DOMAINS: list[str] = [
     "inventory",
     "signals",
@@ -124,6 +122,10 @@ def cli_groups() -> list[Any]:
     return groups
 
 
-for _name in DOMAINS:
-    if optional_module(f"popcorn.{_name}.migrations") is not None:
-        register_migrations(f"popcorn.{_name}.migrations")
+def register_migrations() -> None:
+    """Add every installed domain's Alembic branch (called by `popcorn.db.alembic_config`)."""
+    from popcorn.db import register_migrations as register
+
+    for name in DOMAINS:
+        if optional_module(f"popcorn.{name}.migrations") is not None:
+            register(f"popcorn.{name}.migrations")

@@ -8,7 +8,6 @@ in the request pipeline, so a new route is protected without doing anything.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound, Unsupported
 from werkzeug.routing import IntegerConverter, Map
 
 from popcorn.errors import InvalidInput
-from popcorn.lookup import MAX_ID
+from popcorn.lookup import MAX_ID, int_value  # noqa: F401  (int_value lived here)
 
 MAX_JSON_DEPTH = 100
 MAX_URL_BYTES = 16 * 1024
@@ -114,12 +113,3 @@ class _Status(HTTPException):
     def __init__(self, code: int, description: str) -> None:
         super().__init__(description)
         self.code = code
-
-
-def int_value(raw: str, name: str) -> int:
-    """A 64-bit integer from ASCII digits in a query string, else a 422 naming the field."""
-    if not re.fullmatch(r"-?[0-9]{1,19}", raw.strip()) or not (-MAX_ID - 1 <= int(raw) <= MAX_ID):
-        raise InvalidInput(
-            f"{name}: {raw!r} is not a whole number within 64 bits", details={name: raw}
-        )
-    return int(raw)

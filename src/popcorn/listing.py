@@ -20,8 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from popcorn.errors import InvalidInput
-from popcorn.guards import int_value
-from popcorn.lookup import MAX_ID
+from popcorn.lookup import MAX_ID, int_value
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000

@@ -9,6 +9,7 @@ database overflow.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -74,3 +75,12 @@ def get_by_id(session: Session, model: type[T], ident: object, *, label: str) ->
         raise NotFound(f"no {label} {ident!r}", details={"id": str(ident)})
     typed: T = row
     return typed
+
+
+def int_value(raw: str, name: str) -> int:
+    """A 64-bit integer from ASCII digits in a query string, else a 422 naming the field."""
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw.strip()) or not (-MAX_ID - 1 <= int(raw) <= MAX_ID):
+        raise InvalidInput(
+            f"{name}: {raw!r} is not a whole number within 64 bits", details={name: raw}
+        )
+    return int(raw)

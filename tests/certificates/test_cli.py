@@ -24,7 +24,9 @@ def run(*args: str) -> Result:
 def as_json(*args: str) -> Any:
     result = run(*args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    data = json.loads(result.output)
+    # a list prints as {"items": [...]}, like every list of the CLI
+    return data["items"] if isinstance(data, dict) and list(data) == ["items"] else data
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_token_lifecycle_from_the_cli() -> None:
     assert created.exit_code == 0
     data = json.loads(created.stdout)
     assert data["token"].startswith("pop_") and data["role"] == "operator"
-    listed = json.loads(run("token", "list", "--json").stdout)
+    listed = json.loads(run("token", "list", "--json").stdout)["items"]
     assert [t["name"] for t in listed] == ["ops"]
     assert "token" not in listed[0]
     assert run("token", "revoke", "ops").exit_code == 0
@@ -91,10 +91,12 @@ def test_generated_secret_is_kept(tmp_path: Path) -> None:
 
 def test_jobs_and_audit_listing_as_json() -> None:
     run("jobs", "submit", "core.echo", "x=1", "--delay", "600")
-    jobs = json.loads(run("jobs", "list", "--json").stdout)
+    jobs = json.loads(run("jobs", "list", "--json").stdout)["items"]
     assert jobs[0]["task"] == "core.echo" and jobs[0]["arguments"] == {"x": 1}
     run("token", "create", "--name", "audited", "--role", "viewer")
     audit = json.loads(run("audit", "--object-type", "token", "--json").stdout)
+    assert list(audit) == ["items"]  # one shape for every list
+    audit = audit["items"]
     assert audit[0]["action"] == "create" and audit[0]["actor"].startswith("cli:")
 
 

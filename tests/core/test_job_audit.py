@@ -61,9 +61,9 @@ def test_refused_cancel_writes_no_record(api: Any) -> None:
 def test_cli_lists_jobs_with_the_services_filters() -> None:
     run("jobs", "submit", "core.echo", "--delay", "600")
     run("jobs", "submit", "core.sleep", "seconds=1", "--delay", "600")
-    listed = json.loads(run("jobs", "list", "--task", "core.sleep", "--json").stdout)
+    listed = json.loads(run("jobs", "list", "--task", "core.sleep", "--json").stdout)["items"]
     assert [j["task"] for j in listed] == ["core.sleep"]
-    assert json.loads(run("jobs", "list", "--status", "running", "--json").stdout) == []
+    assert json.loads(run("jobs", "list", "--status", "running", "--json").stdout)["items"] == []
 
 
 def test_viewers_read_one_line_of_a_failed_jobs_error_operators_the_traceback(api: Api) -> None:

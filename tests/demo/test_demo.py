@@ -94,7 +94,16 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
         "component": incident["disk"],
         "component_status": "failed",
     }
-    assert summary["shift_plan"]["feasible"] and summary["shift_plan"]["site"] == incident["site"]
+    shift = summary["shift_plan"]
+    assert shift["feasible"] and shift["site"] == incident["site"]
+    # the failed appliance's site serves real load, and the shift moves all of it elsewhere
+    assert shift["site_load_before"] > 0 and shift["site_load_after"] == 0
+    receivers = {k: v for k, v in shift["moved"].items() if k != incident["site"]}
+    assert receivers and all(after > before for before, after in receivers.values())
+
+    approval = summary["approval"]  # a person answered an approval in the story
+    assert approval["status"] == "approved" and approval["answered_by"]
+    assert approval["ticket"].startswith("CHG-") and approval["execution_status"] == "succeeded"
 
     drill = summary["evacuation"]
     region = drill["region"]

@@ -50,7 +50,7 @@ def test_shipped_rule_packs_load_and_explain_an_alert(alert_file: Path) -> None:
     again = popcorn("rules", "load", str(RULES_DIR), "--json")
     assert json.loads(again.output)["unchanged"] == 5
 
-    listed = json.loads(popcorn("rules", "list", "--json").output)
+    listed = json.loads(popcorn("rules", "list", "--json").output)["items"]
     assert {r["name"]: r["mode"] for r in listed}["alertmanager/disk-failure"] == "monitor"
 
     tested = popcorn("rules", "test", str(alert_file))
@@ -72,7 +72,7 @@ def test_rules_test_with_candidate_rules_and_rule_history(tmp_path: Path, alert_
         "actions: [{type: runbook, params: {runbook: '{{ labels.nope }}'}}]\n"
     )
     result = popcorn("rules", "test", str(alert_file), "--rules", str(rules), "--json")
-    (first, second, third) = json.loads(result.output)
+    (first, second, third) = json.loads(result.output)["items"]
     assert [r["matched"] for r in second["rules"]] == [True]
     assert second["rules"][0]["actions"][0]["error"].startswith("actions[0].params.runbook")
     assert first["rules"][0]["matched"] is False and third["rules"][0]["matched"] is False
@@ -88,7 +88,7 @@ def test_rules_test_with_candidate_rules_and_rule_history(tmp_path: Path, alert_
     assert "warning" in popcorn("rules", "show", "disk", "--version", "1").output
     assert popcorn("rules", "activate", "disk", "1").exit_code == 0
     assert popcorn("rules", "deactivate", "disk").output == "rule 'disk' deactivated\n"
-    assert json.loads(popcorn("rules", "list", "--json").output) == []
+    assert json.loads(popcorn("rules", "list", "--json").output)["items"] == []
 
 
 def test_a_broken_rule_file_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -97,27 +97,34 @@ def test_a_broken_rule_file_is_refused_with_its_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["rules", "load", str(path)])
     assert result.exit_code == 1
     assert f"{path}:4" in result.output and "unknown operator 'between'" in result.output
-    assert json.loads(popcorn("rules", "list", "--json", "--all").output) == []
+    assert json.loads(popcorn("rules", "list", "--json", "--all").output)["items"] == []
 
 
 def test_send_list_and_show(alert_file: Path, tmp_path: Path) -> None:
     sent = popcorn("events", "send", str(alert_file), "--json")
-    assert [e["status"] for e in json.loads(sent.output)] == ["accepted"] * 3
+    assert [e["status"] for e in json.loads(sent.output)["items"]] == ["accepted"] * 3
     again = popcorn("events", "send", "-", input=alert_file.read_text())
     assert "0 accepted, 3 duplicate(s)" in again.output
     built = popcorn(
         "events", "send", "--type", "deploy.finished", "--id", "d-1", "--label", "region=eu",
         "--data", "version=2", "--json",
     )  # fmt: skip
-    (item,) = json.loads(built.output)
+    (item,) = json.loads(built.output)["items"]
     assert item["event_id"] == "d-1" and item["status"] == "accepted"
 
-    listed = json.loads(popcorn("events", "list", "--label", "severity:critical", "--json").output)
+    listed = json.loads(popcorn("events", "list", "--label", "severity:critical", "--json").output)[
+        "items"
+    ]
     assert [e["labels"]["instance"] for e in listed] == ["oca-ams-003:9100", "oca-ams-017:9100"]
-    assert len(json.loads(popcorn("events", "list", "-q", "91%", "--json").output)) == 1
-    recent = json.loads(popcorn("events", "list", "--since", "1h", "--json").output)
+    assert len(json.loads(popcorn("events", "list", "-q", "91%", "--json").output)["items"]) == 1
+    recent = json.loads(popcorn("events", "list", "--since", "1h", "--json").output)["items"]
     assert [e["event_id"] for e in recent] == ["d-1"]
-    assert len(json.loads(popcorn("events", "list", "--status", "processed", "--json").output)) == 4
+    assert (
+        len(
+            json.loads(popcorn("events", "list", "--status", "processed", "--json").output)["items"]
+        )
+        == 4
+    )
 
     shown = json.loads(popcorn("events", "show", "d-1", "--json").output)
     assert shown["data"] == {"version": 2} and shown["labels"] == {"region": "eu"}
@@ -140,7 +147,7 @@ def test_incidents_and_dead_letters(tmp_path: Path, alert_file: Path) -> None:
     popcorn("rules", "load", str(rules))
     popcorn("events", "send", str(alert_file))
     run_jobs()
-    incidents = json.loads(popcorn("events", "incidents", "list", "--json").output)
+    incidents = json.loads(popcorn("events", "incidents", "list", "--json").output)["items"]
     assert [i["key"] for i in incidents] == ["oca-ams-017:9100", "oca-ams-021:9100"]
     detail = json.loads(
         popcorn("events", "incidents", "show", str(incidents[0]["id"]), "--json").output
@@ -149,10 +156,10 @@ def test_incidents_and_dead_letters(tmp_path: Path, alert_file: Path) -> None:
     assert popcorn("events", "incidents", "resolve", str(incidents[0]["id"])).exit_code == 0
     open_now = json.loads(
         popcorn("events", "incidents", "list", "--status", "open", "--json").output
-    )
+    )["items"]
     assert len(open_now) == 1
 
-    dead = json.loads(popcorn("events", "dead-letters", "list", "--json").output)
+    dead = json.loads(popcorn("events", "dead-letters", "list", "--json").output)["items"]
     assert [(d["rule_name"], d["error"]) for d in dead] == [
         ("broken-job", "params.job: no registered task named 'core.missing'")
     ]
@@ -167,7 +174,10 @@ def test_secrets_and_settings() -> None:
         "events", "secrets", "set", "default", "--allow", "hooks.example.net"
     ).output.strip()
     assert len(secret) >= 32
-    assert json.loads(popcorn("events", "secrets", "list", "--json").output)[0]["name"] == "default"
+    assert (
+        json.loads(popcorn("events", "secrets", "list", "--json").output)["items"][0]["name"]
+        == "default"
+    )
     settings = json.loads(popcorn("events", "settings", "--retention-days", "30", "--json").output)
     assert settings["retention_days"] == 30
     result = CliRunner().invoke(cli, ["events", "settings", "--retention-days", "0"])

@@ -125,7 +125,7 @@ def test_create_update_status_fail_delete(run: Any, imported: Path) -> None:
         "success",
         "--json",
     )
-    assert json.loads(noted.output)[0]["comments"] == "linecard 2 reseated"
+    assert json.loads(noted.output)["items"][0]["comments"] == "linecard 2 reseated"
     deleted = run("delete", "device", "rtr-bru-01")
     assert deleted.exit_code == 0 and "deleted 1 devices" in deleted.output
     in_use = run("delete", "site", "ams1")

@@ -170,7 +170,7 @@ def test_cli_ingests_csv_with_label_columns_and_queries(tmp_path: Path) -> None:
     csv.write_text("\n".join(lines) + "\n")
     code, out = run("ingest", str(csv), "--json")
     assert code == 0, out
-    assert json.loads(out)[0]["samples"] == 12
+    assert json.loads(out)["items"][0]["samples"] == 12
     assert stored() == ['edge_rps{host="a",site="ams1"}', 'edge_rps{site="ams1"}']
 
     code, out = run(
@@ -222,10 +222,10 @@ def test_cli_ingests_parquet_with_a_series_column(tmp_path: Path) -> None:
     pq.write_table(table, path)
     code, out = run("ingest", str(path), "--json")
     assert code == 0, out
-    assert json.loads(out)[0]["samples"] == n
+    assert json.loads(out)["items"][0]["samples"] == n
     assert stored() == ['cpu{host="a"}', 'cpu{host="b"}']
     code, out = run("series", 'cpu{host=~"b"}', "--json")
-    assert [s["sample_count"] for s in json.loads(out)] == [n // 2]
+    assert [s["sample_count"] for s in json.loads(out)["items"]] == [n // 2]
 
 
 def test_cli_ingests_prometheus_text_files(tmp_path: Path) -> None:

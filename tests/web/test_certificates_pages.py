@@ -30,7 +30,7 @@ def test_summary_shows_expiring_authorities_and_revocations(
     revocations = page.split("Revocations")[1]
     assert "old-cache" in revocations and "superseded" in revocations
     overview = text_of(console("viewer").page("/ui/"))
-    assert "Certificates expiring" in overview and "edge-api" in overview
+    assert "edge-api" in overview and "other certificates, valid past 30 days" in overview
 
 
 def test_inventory_search_and_authority_page(console: Callable[[str], Console]) -> None:

@@ -152,7 +152,7 @@ def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width
     visit(page, f"{base}/", "overview", width)
 
     # inventory: search, open a device, its site
-    visit(page, f"{base}/inventory", "inventory", width)
+    visit(page, f"{base}/inventory/devices", "inventory", width)
     page.click("text=oca-ams1-01")
     page.wait_for_selector("h1:has-text('oca-ams1-01')")
     assert page.locator("#components").inner_text().count("disk") >= 2

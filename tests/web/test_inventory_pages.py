@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from console_kit import Console, build_world, text_of
 
@@ -11,22 +12,37 @@ from popcorn.inventory import service
 
 
 def test_fresh_install_explains_how_to_add_devices(console: Callable[[str], Console]) -> None:
-    page = text_of(console("viewer").page("/ui/inventory"))
+    page = text_of(console("viewer").page("/ui/inventory/devices"))
     assert "No devices yet" in page and "popcorn inventory import" in page
 
 
 def test_search_lists_sites_and_devices(console: Callable[[str], Console]) -> None:
     build_world()
     ui = console("viewer")
-    page = text_of(ui.page("/ui/inventory"))
+    page = text_of(ui.page("/ui/inventory/devices"))
     assert "ams1" in page and "bru-isp1" in page and "rtr-ams1-01" in page
     assert "maintenance" in page  # counts by status
-    found = text_of(ui.page("/ui/inventory?q=NFX-0003"))
+    found = text_of(ui.page("/ui/inventory/devices?q=NFX-0003"))
     assert "oca-bru-01" in found and "oca-ams1-01" not in found
-    routers = text_of(ui.page("/ui/inventory?role=router"))
+    routers = text_of(ui.page("/ui/inventory/devices?role=router"))
     assert "rtr-ams1-01" in routers and "oca-ams1-01" not in routers
-    bad = text_of(ui.page("/ui/inventory?region=atlantis", status=422))
+    bad = text_of(ui.page("/ui/inventory/devices?region=atlantis", status=422))
     assert "no region 'atlantis'" in bad
+
+
+def test_the_device_list_has_its_own_url_and_the_old_one_redirects(
+    console: Callable[[str], Console],
+) -> None:
+    ui = console("viewer")
+    moved = ui.client.get("/ui/inventory?role=router")
+    assert moved.status_code == 302
+    assert moved.headers["Location"].endswith("/ui/inventory/devices?role=router")
+
+
+def test_the_favicon_needs_no_sign_in(client: Any) -> None:
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 200 and answer.content_type == "image/png"
+    assert answer.data.startswith(b"\x89PNG")
 
 
 def test_site_page_shows_devices_and_capacity(console: Callable[[str], Console]) -> None:

@@ -127,6 +127,7 @@ def authority_create(
 @authority.command("list")
 @json_option
 def authority_list(as_json: bool) -> None:
+    """List the certificate authorities."""
     with session_scope(readonly=True) as session:
         rows = [
             service.authority_read(r).model_dump(
@@ -145,6 +146,7 @@ def authority_list(as_json: bool) -> None:
 @click.argument("ref")
 @json_option
 def authority_show(ref: str, as_json: bool) -> None:
+    """Show one authority (name or id) and its certificate."""
     with session_scope(readonly=True) as session:
         data = service.authority_read(service.get_authority(session=session, ref=ref))
     output(data.model_dump(mode="json", exclude={"chain_pem"}), as_json=as_json)
@@ -299,6 +301,7 @@ def list_command(
 @click.option("--pem", is_flag=True, help="Print the certificate and chain as PEM.")
 @json_option
 def show(certificate_id: int, pem: bool, as_json: bool) -> None:
+    """Show a certificate (and its PEM with --pem)."""
     with session_scope(readonly=True) as session:
         row = service.get_certificate(session=session, certificate_id=certificate_id)
         detail = service.certificate_detail(session=session, row=row)
@@ -456,6 +459,7 @@ def sources() -> None:
 @sources.command("list")
 @json_option
 def sources_list(as_json: bool) -> None:
+    """List the discovery sources."""
     with session_scope(readonly=True) as session:
         rows = [
             SourceRead.model_validate(r).model_dump(mode="json")
@@ -520,6 +524,7 @@ def destinations() -> None:
 @destinations.command("list")
 @json_option
 def destinations_list(as_json: bool) -> None:
+    """List the destinations certificates are deployed to."""
     with session_scope(readonly=True) as session:
         rows = [
             DestinationRead.model_validate(r).model_dump(mode="json")
@@ -553,6 +558,7 @@ def destinations_add(name: str, kind: str, options: tuple[str, ...], password: s
 @click.argument("ref")
 @with_actor
 def destinations_remove(ref: str) -> None:
+    """Remove a destination (name or id)."""
     with session_scope() as session:
         row = service.delete_destination(session=session, ref=ref)
         click.echo(f"destination {row.name!r} removed")

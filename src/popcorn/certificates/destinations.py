@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
@@ -187,6 +186,8 @@ class DirectoryDestination(Destination):
 
 def aws_client(service: str, *, region: str | None = None, endpoint_url: str | None = None) -> Any:
     """A boto3 client; `endpoint_url` points it at another endpoint (a test server, a proxy)."""
+    import boto3  # here, not at the top: the CLI imports this module
+
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
 
 

@@ -77,8 +77,16 @@ def rules() -> dict[str, Any]:
 
 
 def packs() -> list[str]:
-    """The runbook packs every worker finds (shipped with Popcorn, installed, or in the home)."""
+    """The runbook packs every worker finds (shipped with Popcorn, installed, or in the home),
+    after installing the demo's own `field` pack in the home like a user's pack."""
+    import shutil
+
     from popcorn.remediation import service
+    from popcorn.remediation.packs import packs_dirs
+
+    target = packs_dirs()[0] / "demo_field.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("field_pack.py"), target)
 
     return [f"{p['name']} {p['version']}" for p in service.list_packs()["packs"]]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from popcorn.commands import host_port
 
@@ -44,7 +45,7 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
         ),
     ]
     for label, value in rows:
-        console.print(f"  [cyan]{label:<18}[/cyan] {value}", highlight=False)
+        console.print(f"  [cyan]{label:<18}[/cyan] {escape(str(value))}", highlight=False)
     console.print()
     if serve:
         console.print(

@@ -241,25 +241,56 @@ class Platform:
 
 
 class AwsSandbox:
-    """A moto server on a loopback port: the demo's own AWS (Auto Scaling, Route 53)."""
+    """A moto server on a loopback port: the demo's own AWS (Auto Scaling, Route 53).
+
+    It runs in its own process, launched first: importing moto takes seconds of CPU, which
+    then overlap with building the world on the machine's other core.
+    """
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         os.environ.update(AWS_ENV)  # throwaway credentials: nothing reaches a real account
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        self.port = free_port()
         self.endpoint = ""
+        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> str:
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+    def launch(self) -> None:
+        log = home() / "demo" / "aws.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # its default AMI catalogue takes seconds to load per region; the demo's
+                # launch templates name an image moto does not check
+                env={**os.environ, **AWS_ENV, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
+            )
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Wait until the server answers (launching it if that was not done yet)."""
+        if self.process is None:
+            self.launch()
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while not port_in_use("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise DemoError("aws", f"the moto server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise DemoError("aws", f"the moto server did not listen within {timeout:g} s")
+            time.sleep(0.1)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
         return self.endpoint
 
     def stop(self) -> None:
-        if self.endpoint:
-            self.server.stop()
-            self.endpoint = ""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        self.endpoint = ""
 
 
 class BoltAgent:

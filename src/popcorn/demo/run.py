@@ -93,6 +93,8 @@ class DemoRun:
         with n.step("home", "Prepare the installation (migrations)") as notes:
             found = platform.prepare_home(force=o.force, seed=o.seed, fast=o.fast)
             self.prepared = True
+            self.aws = AwsSandbox()
+            self.aws.launch()  # it starts while the world is built (see AwsSandbox)
             _log_to_file()
             from popcorn.db import upgrade
 
@@ -111,7 +113,8 @@ class DemoRun:
             self.platform = Platform(o.host, o.port)
             self.platform.start()
             self.platform.wait_ready(o.timeout)
-            notes.append(f"{url}  (pids {self.platform.pids()})")
+            pids = ", ".join(f"{name} {pid}" for name, pid in self.platform.pids().items())
+            notes.append(f"{url}  (pids: {pids})")
         with n.step("notebooks_start", "Define notebook jobs; their runs go to the workers"):
             notebook_runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
         self._start_agent(world, url)
@@ -186,8 +189,7 @@ class DemoRun:
             tls = build.certificates(world, world_dir)
         admin, agent_token = build.tokens()
         with n.step("aws", "Start a local AWS endpoint; Auto Scaling groups and Route 53") as notes:
-            self.aws = AwsSandbox()
-            endpoint = self.aws.start()
+            endpoint = self._aws().start()
             bound = _bind_sandbox(endpoint)
             notes.append(f"{endpoint}: zone {bound['record_name']}, {len(bound['regions'])} groups")
         self.summary.update(
@@ -283,6 +285,8 @@ class DemoRun:
             pids["bolt-agent"] = self.agent.process.pid
         if self.triage is not None:
             pids.update(self.triage.pids())
+        if self.aws is not None and self.aws.process is not None:
+            pids["aws"] = self.aws.process.pid
         from popcorn.config import get_settings
         from popcorn.jobs import embedded_redis_server
 

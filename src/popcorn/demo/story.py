@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -38,6 +39,7 @@ from popcorn.client import Client, PopcornAPIError
 from popcorn.demo.platform import BoltAgent, DemoError
 from popcorn.demo.world import World
 from popcorn.events.client import Events
+from popcorn.numbers import number, percent, quantity
 from popcorn.remediation.client import Remediation
 from popcorn.signals.client import SignalsSection
 from popcorn.traffic.client import Traffic
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DISK_RUNBOOK = "storage.disk_failure"
+REPLACEMENT_RUNBOOK = "field.disk_replacement"  # the demo's own pack (demo/field_pack.py)
 RANK_RUNBOOK = "service.high_error_rate"
 
 
@@ -91,9 +94,11 @@ class Narrator:
                 raise DemoError(key, str(exc) or type(exc).__name__) from exc
         took = time.monotonic() - started
         self.timings[key] = round(took, 2)
-        self.console.print(f"  [green]✓[/green] {title} [dim]({took:.1f} s)[/dim]", highlight=False)
-        for note in notes:
-            self.console.print(f"      {note}", highlight=False)
+        self.console.print(
+            f"  [green]✓[/green] {escape(title)} [dim]({took:.1f} s)[/dim]", highlight=False
+        )
+        for note in notes:  # data (host names, keys, file paths): never read as markup
+            self.console.print(f"      {escape(str(note))}", highlight=False)
 
 
 class _Count(ProgressColumn):
@@ -263,6 +268,10 @@ class Story:
             notes += self._inventory()
         with self.n.step("shift", "Traffic planning moves the site's load away") as notes:
             notes += self._shift()
+        with self.n.step(
+            "approval", "An operator approves sending a technician (a change ticket)"
+        ) as notes:
+            notes += self._approval()
         self._drill()
         if self.triage is not None:
             from popcorn.demo import triage
@@ -383,6 +392,39 @@ class Story:
             )
         return [f"{inc.device}: {device['status']}; {inc.disk}: {status}"]
 
+    def _approval(self) -> list[str]:
+        """`field.disk_replacement` waits for a person; the demo's admin answers it."""
+        inc = self.world.incident
+        started = self.remediation.start(
+            REPLACEMENT_RUNBOOK, {"device": inc.device, "disk": inc.disk}
+        )
+        waiting = self.remediation.wait(int(started["id"]), timeout=self.timeout)
+        if waiting["status"] != "waiting_approval":
+            raise DemoError("approval", f"execution {waiting['id']} is {waiting['status']}")
+        (pending,) = [a for a in waiting["approvals"] if a["status"] == "pending"]
+        ticket = f"CHG-{1000 + self.world.seed}"
+        self.remediation.approve(
+            int(pending["id"]), {"ticket": ticket}, comment="spare disk on site; visit at 09:00"
+        )
+        done = self.remediation.wait(int(started["id"]), timeout=self.timeout)
+        answered = next(a for a in done["approvals"] if a["id"] == pending["id"])
+        self.out["approval"] = {
+            "execution_id": done["id"],
+            "approval_id": answered["id"],
+            "step": answered["step"],
+            "status": answered["status"],
+            "answered_by": answered["answered_by"],
+            "ticket": (answered.get("payload") or {}).get("ticket"),
+            "execution_status": done["status"],
+        }
+        if done["status"] != "succeeded":
+            raise DemoError("approval", f"execution {done['id']} ended {done['status']}")
+        return [
+            f"execution {done['id']} ({REPLACEMENT_RUNBOOK}) asked: {answered['message']}",
+            f"approval {answered['id']} {answered['status']} by {answered['answered_by']} "
+            f"with {ticket}; the replacement is scheduled",
+        ]
+
     def _shift(self) -> list[str]:
         site = self.world.incident.site
 
@@ -392,19 +434,38 @@ class Story:
 
         found = poll(f"a traffic plan moving {site}'s load", plan, self.timeout)
         summary = found["summary"]
+        result = self.client.get(f"/api/v1/traffic/plans/{found['id']}")["result"]
+        start = result.get("start_loads") or {}
+        end = result["steps"][-1]["loads"] if result.get("steps") else start
+        moved = {
+            name: (start.get(name) or 0.0, end.get(name) or 0.0)
+            for name in start
+            if abs((end.get(name) or 0.0) - (start.get(name) or 0.0)) > 1e-6
+        }
         self.out["shift_plan"] = {
             "id": found["id"],
             "feasible": found["feasible"],
             "site": site,
             "steps": summary.get("steps"),
             "max_utilisation": summary.get("max_utilisation"),
+            "site_load_before": start.get(site, 0.0),
+            "site_load_after": end.get(site, 0.0),
+            "moved": {name: list(loads) for name, loads in moved.items()},
         }
         if not found["feasible"]:
             raise DemoError("shift", f"plan {found['id']} is infeasible: {summary.get('reasons')}")
-        peak = float(summary.get("max_utilisation") or 0.0)
+        if not start.get(site):
+            raise DemoError("shift", f"{site} serves no load in the demo world: nothing to move")
+        peak = summary.get("max_utilisation")
+        receivers = ", ".join(
+            f"{name} {number(a)} → {quantity(b, 'Gbps')}"
+            for name, (a, b) in sorted(moved.items())
+            if name != site
+        )
         return [
-            f"plan {found['id']}: {site}'s load to the other CDN sites in "
-            f"{summary.get('steps')} steps, peak utilisation {peak:.0%}"
+            f"plan {found['id']}: {site}'s {quantity(start[site], 'Gbps')} to the other CDN "
+            f"sites in {summary.get('steps')} steps ({receivers}); the other sites unchanged",
+            f"peak utilisation {percent(peak)} of usable capacity",
         ]
 
     # --- the drill -------------------------------------------------------------------------
@@ -443,7 +504,9 @@ class Story:
         names = sorted(r["name"] for r in self.world.cloud_regions)
         region = names[self.world.seed % len(names)]
         self.n.say("")
-        self.n.say(f"[bold]Regional evacuation drill[/bold] — {region}, on the local AWS endpoint")
+        self.n.say(
+            f"[bold]Regional evacuation drill[/bold] — {escape(region)}, on the local AWS endpoint"
+        )
         before = self._aws_state()
         with self.n.step("evacuation", f"Plan the evacuation of {region}") as notes:
             plan = self.traffic.evacuate(
@@ -456,10 +519,14 @@ class Story:
             steps = plan["result"]["steps"]
             overloaded = [s["index"] for s in steps if s["overloaded"]]
             summary = plan["summary"]
-            notes.append(
-                f"plan {plan['id']}: scale up {summary['scale_up']}, then {len(steps)} steps; "
-                f"peak utilisation {summary['max_utilisation']:.0%}"
+            scale_up = ", ".join(
+                f"{name} {a} → {b} instances"
+                for name, (a, b) in sorted(summary["scale_up"].items())
             )
+            notes.append(
+                f"plan {plan['id']}: scale up {scale_up or 'nothing'}, then {len(steps)} steps"
+            )
+            notes.append(_headroom_note(plan))
         if not plan["feasible"] or overloaded:
             raise DemoError(
                 "evacuation",
@@ -468,14 +535,14 @@ class Story:
         with self.n.step("execute", f"Execute it: scale up, then shift {region}'s weight") as notes:
             done = self._run(plan["id"], "execute")
             during = self._aws_state()
-            notes.append(f"Route 53 weights {during['weights']}; instances {during['instances']}")
+            notes.append(_aws_note(during))
         if during["weights"].get(region) != 0:
             raise DemoError("execute", f"{region} still has Route 53 weight {during['weights']}")
         with self.n.step("return", f"Traffic returns to {region}") as notes:
             back = self.traffic.plan_return(plan["id"], dwell_seconds=self.dwell)
             returned = self._run(back["id"], "return")
             after = self._aws_state()
-            notes.append(f"Route 53 weights {after['weights']}; instances {after['instances']}")
+            notes.append(_aws_note(after))
         restored = after["instances"] == before["instances"] and after["weights"].get(region, 0) > 0
         self.out["evacuation"] = {
             "region": region,
@@ -494,3 +561,24 @@ class Story:
         }
         if not restored:
             raise DemoError("return", f"AWS did not come back: before {before}, after {after}")
+
+
+def _aws_note(state: dict[str, Any]) -> str:
+    """`Route 53 weights eu-west-1 74, us-east-1 0, …; instances eu-west-1 12, …`."""
+    weights = ", ".join(f"{k} {v}" for k, v in sorted(state["weights"].items()))
+    instances = ", ".join(f"{k} {v}" for k, v in sorted(state["instances"].items()))
+    return f"Route 53 weights {weights}; instances {instances}"
+
+
+def _headroom_note(plan: dict[str, Any]) -> str:
+    """Peak utilisation read against the headroom target: 100% of usable capacity is the
+    plan's goal (the headroom is kept spare on top of it), not an overload."""
+    peak = float(plan["summary"]["max_utilisation"] or 0.0)
+    headrooms = {float(r.get("headroom") or 0.0) for r in plan["inputs"].get("regions", [])}
+    headroom = max(headrooms) if headrooms else 0.0
+    raw = peak * (1 - headroom)
+    return (
+        f"peak utilisation {percent(peak)} of usable capacity, {percent(raw)} of raw capacity: "
+        f"each region keeps {percent(headroom)} headroom spare, and the plan never goes past "
+        "100% of what is left"
+    )

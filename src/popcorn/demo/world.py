@@ -41,6 +41,8 @@ CLOUD_UTILISATION_NOW = 0.75
 CLOUD_INSTANCES = 12
 CLOUD_MAX_INSTANCES = 40
 CLOUD_HEADROOM = 0.1
+DEMAND_PHASE_END = 4 * 86_400 + 20 * 3600  # a Monday, 20:00 UTC: evening in Europe
+STEADY_MINUTES = 30
 
 
 @dataclass(frozen=True)
@@ -626,8 +628,11 @@ def _demand(
     chosen = [catalog.CLIENT_GROUPS[i] for i in order]
     minutes = 7 * 1440
     timestamps = end - STEP_SECONDS * np.arange(minutes - 1, -1, -1, dtype=np.int64)
-    hours_utc = (timestamps % 86_400) / 3600.0
-    weekday_utc = ((timestamps // 86_400) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    # The daily and weekly cycles are read as if the world ended at the same hour of the
+    # same weekday whenever it is built, so the same seed gives the same demand (and plans).
+    phase = timestamps - end + DEMAND_PHASE_END
+    hours_utc = (phase % 86_400) / 3600.0
+    weekday_utc = ((phase // 86_400) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
     rows = []
     for _name, _kind, _isp, _lat, _lon, offset, weight in chosen:
         local = hours_utc + offset
@@ -638,6 +643,9 @@ def _demand(
         noise = 1 + rng.normal(0, 0.03, minutes)
         rows.append(weight * daily * weekly * noise)
     values = np.vstack(rows)
+    # Steady over the last half hour: traffic reads demand as the mean of a window ending
+    # when it plans, so a plan made a few minutes later sees the same demand.
+    values[:, -STEADY_MINUTES:] = values[:, -STEADY_MINUTES:].mean(axis=1, keepdims=True)
     scale = PEAK_CDN_UTILISATION * cdn_gbps / float(values.sum(axis=0).max())
     values *= scale
     keys = [(DEMAND_METRIC, {"group": g[0]}) for g in chosen]
@@ -694,6 +702,20 @@ def _costs(
     return out
 
 
+def _serving(
+    costs: list[tuple[str, str, float]], site: str, sites: set[str]
+) -> list[tuple[str, str, float]]:
+    """The costs with the incident's site the closest CDN site of its nearest client group,
+    so the failed appliance's site serves real load that a shift then visibly moves."""
+    to_site = {g: ms for g, code, ms in costs if code == site}
+    if not to_site:
+        return costs
+    group = min(to_site, key=lambda g: (to_site[g], g))
+    best = min(ms for g, code, ms in costs if g == group and code in sites)
+    closest = round(max(1.0, best - 1.0), 2)
+    return [(g, code, closest if (g, code) == (group, site) else ms) for g, code, ms in costs]
+
+
 def generate(seed: int, *, fast: bool, now: float) -> World:
     """The whole world for `seed`; `now` anchors the samples (they end a minute before it)."""
     size = FAST if fast else FULL
@@ -722,7 +744,7 @@ def generate(seed: int, *, fast: bool, now: float) -> World:
         cloud_regions=_cloud(demand_now),
         groups=groups,
         demand=demand,
-        costs=_costs(seed, places, info),
+        costs=_serving(_costs(seed, places, info), incident.site, set(info)),
         signals=signals,
         incident=incident,
         counts=counts,

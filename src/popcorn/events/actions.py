@@ -23,7 +23,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -506,6 +505,8 @@ def deliver_webhook(action_run_id: int) -> dict[str, Any]:
     }
     if secret is not None:
         headers[SIGNATURE_HEADER] = sign(secret, body)
+    import httpx  # here, not at the top: the CLI imports this module
+
     started = time.perf_counter()
     permanent = False
     response: dict[str, Any] = {"attempt": attempt, "signed": secret is not None}

@@ -198,6 +198,7 @@ def incidents() -> None:
 @click.option("--limit", default=50, show_default=True)
 @json_option
 def incidents_list(status: str | None, limit: int, as_json: bool) -> None:
+    """List incidents, newest first (filter with --status)."""
     args: dict[str, Any] = {"limit": str(limit)}
     if status:
         args["status"] = status
@@ -215,6 +216,7 @@ def incidents_list(status: str | None, limit: int, as_json: bool) -> None:
 @click.argument("incident_id", type=int)
 @json_option
 def incidents_show(incident_id: int, as_json: bool) -> None:
+    """Show an incident and the events that opened and updated it."""
     with session_scope(readonly=True) as session:
         incident = queries.get_incident(session=session, incident_id=incident_id)
         detail = queries.incident_detail(session=session, incident=incident)
@@ -230,6 +232,7 @@ def incidents_show(incident_id: int, as_json: bool) -> None:
 @click.argument("incident_id", type=int)
 @with_actor
 def incidents_resolve(incident_id: int) -> None:
+    """Resolve an incident by hand."""
     with session_scope() as session:
         queries.resolve_incident(session=session, incident_id=incident_id)
     click.echo(f"incident {incident_id} resolved")
@@ -249,6 +252,7 @@ def dead_letters() -> None:
 @click.option("--limit", default=50, show_default=True)
 @json_option
 def dead_letters_list(rule: str | None, action_type: str | None, limit: int, as_json: bool) -> None:
+    """List actions that failed for good, newest first."""
     args: dict[str, Any] = {"limit": str(limit)}
     if rule:
         args["rule"] = rule
@@ -307,6 +311,7 @@ def secrets_set(name: str, allowed_targets: tuple[str, ...], value: str | None) 
 @secrets_group.command("list")
 @json_option
 def secrets_list(as_json: bool) -> None:
+    """List the webhook signing secrets (names and allowed hosts, never values)."""
     with session_scope(readonly=True) as session:
         rows = webhook_secrets.list_secrets(session=session)
     output(rows, as_json=as_json, columns=["name", "allowed_targets", "created_at", "updated_at"])
@@ -316,6 +321,7 @@ def secrets_list(as_json: bool) -> None:
 @click.argument("name")
 @with_actor
 def secrets_delete(name: str) -> None:
+    """Delete a webhook signing secret."""
     with session_scope() as session:
         webhook_secrets.delete_secret(session=session, name=name)
     click.echo(f"secret {name!r} deleted")
@@ -371,6 +377,7 @@ def rules_load(path: str, prune: bool, as_json: bool) -> None:
 @click.option("--all", "include_all", is_flag=True, help="Include inactive rules.")
 @json_option
 def rules_list(include_all: bool, as_json: bool) -> None:
+    """List the active rules (inactive ones too with --all)."""
     with session_scope(readonly=True) as session:
         rows = rulebook.list_rules(session=session, include_inactive=include_all)
     output(
@@ -385,6 +392,7 @@ def rules_list(include_all: bool, as_json: bool) -> None:
 @click.option("--version", type=int, default=None, help="Show this stored version's YAML.")
 @json_option
 def rules_show(name: str, version: int | None, as_json: bool) -> None:
+    """Show a rule (its active version, or --version N) and its history."""
     with session_scope(readonly=True) as session:
         if version is not None:
             row = rulebook.get_rule_version(session=session, name=name, version=version)
@@ -451,6 +459,7 @@ def rules_activate(name: str, version: int) -> None:
 @click.argument("name")
 @with_actor
 def rules_deactivate(name: str) -> None:
+    """Deactivate a rule; its versions are kept."""
     with session_scope() as session:
         rulebook.deactivate_rule(session=session, name=name)
     click.echo(f"rule {name!r} deactivated")

@@ -59,6 +59,7 @@ def runbooks_group() -> None:
 @runbooks_group.command("list")
 @json_option
 def runbooks_list(as_json: bool) -> None:
+    """List the runbooks of every loaded pack."""
     items = [rb for p in service.list_packs()["packs"] for rb in p["runbooks"]]
     rows = [
         {
@@ -76,6 +77,7 @@ def runbooks_list(as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def runbooks_show(name: str, as_json: bool) -> None:
+    """Show a runbook: its inputs, steps, approvals and limits."""
     info = service.describe_runbook(name)
     if as_json:
         output(info, as_json=True)
@@ -194,6 +196,7 @@ def executions_group() -> None:
 @click.option("--limit", default=50, show_default=True)
 @json_option
 def executions_list(status: str | None, runbook: str | None, limit: int, as_json: bool) -> None:
+    """List runbook executions, newest first."""
     args: dict[str, Any] = {"limit": str(limit)}
     if status:
         args["status"] = status
@@ -210,6 +213,7 @@ def executions_list(status: str | None, runbook: str | None, limit: int, as_json
 @click.argument("execution_id", type=int)
 @json_option
 def executions_show(execution_id: int, as_json: bool) -> None:
+    """Show an execution and its steps."""
     _show_execution(execution_id, as_json)
 
 
@@ -217,6 +221,7 @@ def executions_show(execution_id: int, as_json: bool) -> None:
 @click.argument("execution_id", type=int)
 @with_actor
 def executions_cancel(execution_id: int) -> None:
+    """Cancel an execution; it stops before its next step."""
     with session_scope() as session:
         execution = service.cancel_execution(session=session, execution_id=execution_id)
         state = "cancel requested" if execution.cancel_requested else execution.status
@@ -228,6 +233,7 @@ def executions_cancel(execution_id: int) -> None:
 @click.option("--from", "from_step", help="Step to start from (default: the first that failed).")
 @with_actor
 def executions_rerun(execution_id: int, from_step: str | None) -> None:
+    """Run an execution again from the first failed step (or --from STEP)."""
     with session_scope() as session:
         execution = service.rerun_execution(
             session=session, execution_id=execution_id, from_step=from_step
@@ -247,6 +253,7 @@ def approvals_group() -> None:
 @click.option("--status", default="pending", show_default=True, help="or: all")
 @json_option
 def approvals_list(status: str, as_json: bool) -> None:
+    """List approvals (pending ones by default)."""
     args: dict[str, Any] = {"limit": "1000"}
     if status != "all":
         args["status"] = status
@@ -266,6 +273,7 @@ def approvals_list(status: str, as_json: bool) -> None:
 @click.option("--comment", default="")
 @with_actor
 def approvals_approve(approval_id: int, payload: tuple[str, ...], comment: str) -> None:
+    """Approve a step, with the payload it asks for."""
     with session_scope() as session:
         approval = service.answer_approval(
             session=session,
@@ -282,6 +290,7 @@ def approvals_approve(approval_id: int, payload: tuple[str, ...], comment: str) 
 @click.option("--comment", default="")
 @with_actor
 def approvals_reject(approval_id: int, comment: str) -> None:
+    """Reject a step; its execution fails."""
     with session_scope() as session:
         approval = service.answer_approval(
             session=session, approval_id=approval_id, approve=False, comment=comment
@@ -300,6 +309,7 @@ def circuit_group() -> None:
 @circuit_group.command("status")
 @json_option
 def circuit_status(as_json: bool) -> None:
+    """Show the circuit breaker: state, budget and how much is used."""
     with session_scope() as session:
         output(service.circuit_status(session=session), as_json=as_json)
 
@@ -307,6 +317,7 @@ def circuit_status(as_json: bool) -> None:
 @circuit_group.command("reset")
 @with_actor
 def circuit_reset() -> None:
+    """Close a tripped circuit breaker so runbooks may act again."""
     with session_scope() as session:
         service.reset_circuit(session=session)
     click.echo("circuit closed: automation resumes")
@@ -317,6 +328,7 @@ def circuit_reset() -> None:
 @click.option("--window", "window_seconds", type=int, help="Window in seconds.")
 @with_actor
 def circuit_configure(budget: int | None, window_seconds: int | None) -> None:
+    """Change the circuit breaker's budget and window."""
     if budget is None and window_seconds is None:
         fail("give --budget and/or --window")
     with session_scope() as session:
@@ -338,6 +350,7 @@ def agents_group() -> None:
 @click.option("--device")
 @json_option
 def agents_list(device: str | None, as_json: bool) -> None:
+    """List Bolt agents, their devices and when each was last seen."""
     args: dict[str, Any] = {"limit": "1000"}
     if device:
         args["device"] = device

@@ -13,6 +13,7 @@ import numpy as np
 from popcorn.cli import console, json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
+from popcorn.numbers import number
 from popcorn.signals import ingest as parsers
 from popcorn.signals import service
 
@@ -158,7 +159,7 @@ def query_cmd(
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return f"{value:.6g}"
+    return number(value, 6)
 
 
 @group.command("retention")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from popcorn.numbers import number
 from popcorn.signals.detect import (
     DetectOptions,
 )
@@ -210,4 +211,5 @@ def _when(offset: float) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:.4g}"
+    """`10,080`, not `1.008e+04`: explanations are read by people (`popcorn.numbers`)."""
+    return number(value, 4)

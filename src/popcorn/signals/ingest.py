@@ -15,12 +15,13 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from popcorn.errors import InvalidInput, NotFound, Unavailable
 from popcorn.signals.promql import SelectorError, parse_selector
@@ -240,6 +241,8 @@ def read_file(path: str | Path, fmt: str | None = None) -> Batch:
             raise IngestError(f"{path.name}: not JSON: {exc}") from None
     if fmt == "prometheus":
         return parse_prometheus_text(path.read_text())
+    import pyarrow as pa  # here, not at the top: the CLI imports this module
+
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -278,6 +281,9 @@ def guess_format(path: Path) -> str:
 def parse_table(table: pa.Table, locate: Callable[[int], str]) -> Batch:
     """Long format: a time column, `value`, and either `series` (`m{a="b"}`) or `metric`
     plus one column per label (empty cells mean the label is absent)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     names = table.column_names
     time_col = next((c for c in TIME_COLUMNS if c in names), None)
     if time_col is None or "value" not in names:
@@ -361,6 +367,9 @@ def _series_from_text(text: str | None, where: str) -> SeriesKey:
 
 
 def _table_times(column: pa.ChunkedArray, locate: Callable[[int], str]) -> IntArray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     arr = column.combine_chunks()
     if arr.null_count:
         i = int(np.argmax(arr.is_null().to_numpy(zero_copy_only=False)))
@@ -392,6 +401,8 @@ def _table_times(column: pa.ChunkedArray, locate: Callable[[int], str]) -> IntAr
 
 
 def _table_values(column: pa.ChunkedArray, locate: Callable[[int], str]) -> FloatArray:
+    import pyarrow as pa
+
     arr = column.combine_chunks()
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         if arr.null_count:

@@ -259,7 +259,7 @@ def _explain(
     elif cp is not None and cp.kind == "variance":
         word = "noisier" if cp.delta > 1 else "quieter"
         parts.append(
-            f"became {cp.delta:.2g}x {word} {when} (noise {_num(cp.before)} → {_num(cp.after)})"
+            f"became {_num(cp.delta)}x {word} {when} (noise {_num(cp.before)} → {_num(cp.after)})"
         )
     elif cp is not None and finding.before is not None and finding.after is not None:
         change = finding.after - finding.before

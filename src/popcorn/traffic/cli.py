@@ -128,6 +128,7 @@ def regions_update(name: str, as_json: bool, **kwargs: Any) -> None:
 @click.argument("name")
 @with_actor
 def regions_remove(name: str) -> None:
+    """Remove a region."""
     with session_scope() as session:
         region_service.delete_region(session=session, ref=name)
     click.echo(f"removed region {name}")
@@ -155,6 +156,7 @@ def groups_group() -> None:
 @click.argument("filters", nargs=-1)
 @json_option
 def groups_list(filters: tuple[str, ...], as_json: bool) -> None:
+    """List client groups and their demand; FILTERS are key=value."""
     with session_scope(readonly=True) as session:
         result = region_service.list_groups(
             session=session, params=parse_list_params(_list_args(filters))
@@ -182,6 +184,7 @@ def _group_options(func: Any) -> Any:
 @json_option
 @with_actor
 def groups_add(name: str, as_json: bool, **kwargs: Any) -> None:
+    """Add a client group with its demand (given, from signals or a forecast)."""
     data = _region_data(kwargs)
     if "demand_selector" in data and "demand_source" not in data:
         data["demand_source"] = "signals"
@@ -197,6 +200,7 @@ def groups_add(name: str, as_json: bool, **kwargs: Any) -> None:
 @json_option
 @with_actor
 def groups_update(name: str, as_json: bool, **kwargs: Any) -> None:
+    """Change a client group."""
     with session_scope() as session:
         row = region_service.update_group(session=session, ref=name, data=_region_data(kwargs))
         out = region_service.group_dict(row)
@@ -207,6 +211,7 @@ def groups_update(name: str, as_json: bool, **kwargs: Any) -> None:
 @click.argument("name")
 @with_actor
 def groups_remove(name: str) -> None:
+    """Remove a client group."""
     with session_scope() as session:
         region_service.delete_group(session=session, ref=name)
     click.echo(f"removed group {name}")
@@ -221,6 +226,7 @@ def costs_group() -> None:
 @click.option("--kind", type=click.Choice(["cloud", "cdn"]))
 @json_option
 def costs_show(kind: str | None, as_json: bool) -> None:
+    """Show the cost matrix (group x region)."""
     with session_scope(readonly=True) as session:
         data = cost_service.cost_matrix(session=session, kind=kind)
     if as_json:
@@ -554,6 +560,7 @@ def execute_command(
 @click.argument("filters", nargs=-1)
 @json_option
 def executions_command(filters: tuple[str, ...], as_json: bool) -> None:
+    """List plan executions, newest first; FILTERS are key=value."""
     with session_scope(readonly=True) as session:
         result = execution_service.list_executions(
             session=session, params=parse_list_params(_list_args(filters))

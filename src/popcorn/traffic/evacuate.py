@@ -16,14 +16,13 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from popcorn.traffic.optimize import (
     ClientGroup,
@@ -371,6 +370,9 @@ def plan_return(
 
 def plot_ramp(plan: EvacuationPlan) -> Figure:
     """Each region's load per step, with its ramp capacity as a dashed line of the same colour."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.add_subplot()
     loads = np.array(

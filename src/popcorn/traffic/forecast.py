@@ -26,12 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.linalg
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from popcorn.traffic.evacuate import figure_png
 from popcorn.traffic.optimize import FloatArray, PlanInputError
@@ -152,6 +153,8 @@ def seasonal_regression(
     # and one matrix product is far cheaper than an SVD on a busy machine.
     gram = x.T @ x
     gram[np.diag_indices_from(gram)] += 1e-10 * np.trace(gram) / gram.shape[0]
+    import scipy.linalg
+
     coef = scipy.linalg.solve(gram, x.T @ target, assume_a="pos")
     future = design(np.arange(n, n + horizon, dtype=np.float64)) @ coef
     return _from_model_space(future, offset, multiplicative)
@@ -534,6 +537,8 @@ def plot_forecast(
     ahead = np.asarray(forecast, dtype=np.float64)
     hours = step_seconds / 3600.0
     keep = min(past.size, int(history_days * DAY_SECONDS / step_seconds))
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(np.arange(-keep, 0) * hours, past[-keep:], color="0.4", linewidth=1, label="history")

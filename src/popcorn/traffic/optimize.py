@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linprog
 
 from popcorn.errors import InvalidInput
 
@@ -494,6 +492,9 @@ def _lp(
     n_groups: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """One HiGHS solve: flows of the listed pairs, region prices and group duals."""
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
     n_regions = capacity.size
     n = rows.size
     grow = np.flatnonzero(expansion > 0)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 from popcorn.traffic.optimize import FloatArray, PlanInputError
 
@@ -298,6 +300,8 @@ def _row(matrix: FloatArray | sp.csr_matrix, i: int) -> tuple[IntArray, FloatArr
 def _check(
     popularity: ArrayLike | sp.spmatrix | sp.sparray, sizes: ArrayLike, storage: ArrayLike
 ) -> tuple[FloatArray | sp.csr_matrix, FloatArray, FloatArray]:
+    import scipy.sparse as sp  # here, not at the top: the CLI imports this module
+
     matrix: FloatArray | sp.csr_matrix
     if sp.issparse(popularity):
         matrix = sp.csr_matrix(popularity)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 EXTRA, MISSING = 0, 1
 KINDS = ("extra", "missing")
@@ -82,6 +81,8 @@ def build_baseline(
 ) -> Baseline:
     """Count hosts per key. `reported` (n_hosts x n_tables bool) says which tables each host
     returned, even empty ones; by default a host returned the tables it has rows in."""
+    import pandas as pd  # here, not at the top: the CLI imports this module
+
     host = np.asarray(host, dtype=np.int64)
     codes, uniques = pd.factorize(np.asarray(key, dtype=np.int64), sort=False)
     codes = codes.astype(np.int64)
@@ -178,6 +179,8 @@ def top_evidence(ranking: Ranking, host: int, limit: int = 20) -> np.ndarray:
 def findings(ranking: Ranking, *, limit: int = 100, seed: int = 7) -> list[Finding]:
     """Group evidence keys by the exact set of hosts they single out (per kind); the
     `limit` strongest groups, highest score first, then the most rows."""
+    import pandas as pd  # here, not at the top: the CLI imports this module
+
     ev = ranking.evidence
     total = len(ev.host)
     if total == 0:

@@ -16,6 +16,7 @@ from typing import Any
 from flask import g
 from markupsafe import Markup, escape
 
+from popcorn import numbers
 from popcorn.auth import ROLE_RANK
 from popcorn.errors import PopcornError
 from popcorn.listing import ListParams, PageResult
@@ -67,33 +68,13 @@ def ago(value: Any, now: datetime | None = None) -> str:
 
 
 def fmt_duration(seconds: Any) -> str:
-    """`850 ms`, `12.3 s`, `4 min 05 s`, `2 h 10 min`."""
-    if seconds is None:
-        return "—"
-    s = float(seconds)
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} min" + (f" {int(s % 60):02d} s" if int(s % 60) else "")
-    hours, minutes = int(s // 3600), int(s % 3600 // 60)
-    if hours >= 48:
-        return f"{hours // 24} days" + (f" {hours % 24} h" if hours % 24 else "")
-    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    """`850 ms`, `12.3 s`, `4 min 05 s`, `2 h 10 min` (`popcorn.numbers.duration`)."""
+    return numbers.duration(seconds)
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:
-    """Numbers short enough for a table cell: 0.123, 1.23e+06, 42."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.{digits}g}"
+    """`10,080`, `0.123`, `42`: never `1.008e+04` (`popcorn.numbers.number`)."""
+    return numbers.number(value, digits)
 
 
 def fmt_bytes(value: Any) -> str:

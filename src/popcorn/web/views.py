@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from sqlalchemy import text
 
-from popcorn import audit, jobs
+from popcorn import audit, jobs, numbers
 from popcorn.db import session_scope
 from popcorn.domains import optional_module
 from popcorn.errors import PopcornError
@@ -63,6 +63,9 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "ago": helpers.ago,
     "duration": helpers.fmt_duration,
     "num": helpers.fmt_number,
+    "percent": numbers.percent,
+    "qty": numbers.quantity,
+    "duration_ms": numbers.duration_ms,
     "bytes": helpers.fmt_bytes,
     "tojson_pretty": helpers.to_json,
     "as_time": helpers.as_datetime,
@@ -117,7 +120,11 @@ def overview() -> str:
         except Exception as exc:
             health["database"] = type(exc).__name__
         job_counts = jobs.counts_by_status(session=session)
-        recent_changes = audit.recent_changes(session=session, filters={}, limit=10)
+        # Data flowing in (signal batches every minute) is not a change anyone made: it
+        # would push every real change off the overview. The audit page lists it all.
+        recent_changes = audit.recent_changes(
+            session=session, filters={"action__n": ["ingest"]}, limit=10
+        )
     panels = [_panel(panel) for panel in OVERVIEW_PANELS]
     try:
         jobs.get_redis().ping()

@@ -190,9 +190,11 @@ def certificates_panel(session: Session) -> dict[str, Any]:
         )
     active = _count(session, status="active")
     if active:
-        rows.append(("valid for more than 30 days", active, url_for("web.certificates_inventory")))
+        label = "other certificates, valid past 30 days" if rows else "none expire within 30 days"
+        shown = f"{active} active" if not rows else active
+        rows.append((label, shown, url_for("web.certificates_inventory")))
     return {
-        "title": "Certificates expiring",
+        "title": "Certificates",
         "link": url_for("web.certificates"),
         "rows": rows,
         "empty": "No certificates yet.",

@@ -37,6 +37,13 @@ def _listing(
 
 @bp.get("/inventory")
 def inventory() -> Any:
+    """The old address of the device list: it moved to its own URL."""
+    query = request.query_string.decode()
+    return redirect(url_for("web.inventory_devices") + (f"?{query}" if query else ""))
+
+
+@bp.get("/inventory/devices")
+def inventory_devices() -> Any:
     args = request.args
     form = {k: args.get(k, "").strip() for k in ("q", *SEARCH_FILTERS)}
     filters = {k: v for k, v in form.items() if v}
@@ -180,7 +187,7 @@ def inventory_component_fail(ref: str, component_id: int) -> Any:
 @console_auth.needs("operator")
 def inventory_journal(otype: str, ref: str) -> Any:
     if otype not in ("device", "site"):
-        return redirect(url_for("web.inventory"))
+        return redirect(url_for("web.inventory_devices"))
     comments = request.form.get("comments", "").strip()
     kind = request.form.get("kind", "info")
     if not comments:
@@ -201,7 +208,7 @@ def inventory_panel(session: Session) -> dict[str, Any]:
         (
             f"{row['status']} devices",
             f"{row['devices']:,}",
-            url_for("web.inventory", status=row["status"]),
+            url_for("web.inventory_devices", status=row["status"]),
         )
         for row in service.device_counts(session=session, by="status")
     ]
@@ -217,7 +224,7 @@ def inventory_panel(session: Session) -> dict[str, Any]:
         )
     return {
         "title": "Inventory",
-        "link": url_for("web.inventory"),
+        "link": url_for("web.inventory_devices"),
         "rows": rows,
         "empty": "No devices yet.",
     }

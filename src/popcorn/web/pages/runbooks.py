@@ -85,7 +85,7 @@ def _timeline(steps: list[dict[str, Any]], approvals: list[dict[str, Any]]) -> s
     """A horizontal bar per step from its start to its end (or now, while it runs), and one
     per approval from its request to its answer: where the time of an execution went."""
     now = utcnow()
-    spans = []  # (label, start, end, status)
+    spans = []  # (label, start, end, status, seconds shown: the step's own duration_ms if any)
     for step in steps:
         start = helpers.as_datetime(step["started_at"])
         if start is None:
@@ -98,8 +98,11 @@ def _timeline(steps: list[dict[str, Any]], approvals: list[dict[str, Any]]) -> s
             asked = helpers.as_datetime(approval["created_at"])
             answered = helpers.as_datetime(approval["answered_at"]) or now
             if asked is not None:
-                spans.append((f"{label}: approval", asked, answered, "waiting_approval"))
-        spans.append((label, start, end, step["status"]))
+                seconds = (answered - asked).total_seconds()
+                spans.append((f"{label}: approval", asked, answered, "waiting_approval", seconds))
+        took = step.get("duration_ms")
+        seconds = took / 1000 if took is not None else (end - start).total_seconds()
+        spans.append((label, start, end, step["status"], seconds))
     if not spans:
         return None
     spans.sort(key=lambda span: span[1])
@@ -113,7 +116,8 @@ def _timeline(steps: list[dict[str, Any]], approvals: list[dict[str, Any]]) -> s
         "base": [s[1].isoformat() for s in spans],
         "marker": {"color": [TIMELINE_COLORS.get(s[3], "#667085") for s in spans]},
         "text": [
-            f"{s[3].replace('_', ' ')} · {helpers.fmt_duration((s[2] - s[1]).total_seconds())}"
+            # the same number as the step's row and `popcorn remediation show`
+            f"{s[3].replace('_', ' ')} · {helpers.fmt_duration(s[4])}"
             for s in spans
         ],
         "textposition": "outside",

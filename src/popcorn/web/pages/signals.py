@@ -22,6 +22,8 @@ CHART_SERIES = 30  # lines in one explorer chart; more is unreadable
 RAW_POINTS = 20_000  # above this many raw samples the explorer resamples
 TARGET_POINTS = 720  # cells per series when it resamples
 PLOTTED_FINDINGS = 20  # findings shown with their plot on an analysis page
+RANKED_PAGE = 50  # ranked signals per page of an analysis
+SHOWN_CLUSTERS = 10  # clusters shown open; the others are behind a "more" toggle
 RANGES = ("15m", "1h", "6h", "24h", "7d")
 
 
@@ -216,6 +218,10 @@ def signals_analysis(analysis_id: int) -> str:
     findings = result.get("findings") or (data.get("partial") or {}).get("findings") or []
     clusters = list(result.get("clusters", []))
     main = [c for c in clusters if len(c.get("member_series", [])) > 1 or c["score"] >= 0.1]
+    # Thousands of ranked signals: one page of the ranking and the top plots come first,
+    # the rest is paged (the page stays small however many signals were ranked).
+    raw = str(request.args.get("offset", "0"))
+    offset = int(raw) if raw.isdigit() and int(raw) < len(findings) else 0
     return render_template(
         "signals/analysis.html",
         analysis=data,
@@ -223,9 +229,11 @@ def signals_analysis(analysis_id: int) -> str:
         trigger=trigger,
         result=result,
         findings=findings,
+        ranked=findings[offset : offset + RANKED_PAGE],
+        ranking={"count": len(findings), "limit": RANKED_PAGE, "offset": offset},
         clusters=clusters,
-        main_clusters=main,
-        other_clusters=[c for c in clusters if c not in main],
+        main_clusters=main[:SHOWN_CLUSTERS],
+        other_clusters=main[SHOWN_CLUSTERS:] + [c for c in clusters if c not in main],
         plotted=PLOTTED_FINDINGS,
     )
 

@@ -124,6 +124,20 @@ def traffic() -> str:
     )
 
 
+def changed_regions(result: dict[str, Any]) -> list[str]:
+    """The regions (or CDN sites) whose load changes at some step, and the evacuated ones:
+    thirty flat lines of sites a shift does not touch would hide the few that it does."""
+    names = list(result.get("region_names") or sorted(result.get("capacity") or {}))
+    evacuated = set(result.get("evacuated") or [])
+    rows = [result.get("start_loads") or {}] + [s["loads"] for s in result.get("steps") or []]
+    changed = []
+    for name in names:
+        loads = [row.get(name) or 0.0 for row in rows]
+        if name in evacuated or (loads and max(loads) - min(loads) > 1e-9 * max(1.0, max(loads))):
+            changed.append(name)
+    return changed
+
+
 def _steps_chart(result: dict[str, Any]) -> str:
     """Each region's load at every step of a ramp (start, steps), its capacity dashed."""
     names = list(result.get("region_names") or sorted(result.get("capacity") or {}))
@@ -140,7 +154,10 @@ def _steps_chart(result: dict[str, Any]) -> str:
             series[n].append(step["loads"].get(n))
     capacity = result.get("capacity") or {}
     traces: list[dict[str, Any]] = []
+    shown = set(changed_regions(result))
     for i, name in enumerate(names):
+        if name not in shown:
+            continue
         color = COLORS[i % len(COLORS)]
         traces.append(
             {
@@ -190,10 +207,13 @@ def traffic_plan(plan_id: str) -> str:
         if plan["kind"] == "steering" and result.get("steps")
         else _steps_chart(result)
     )
+    changed = changed_regions(result)
     return render_template(
         "traffic/plan.html",
         plan=plan,
         result=result,
+        changed=changed,
+        unchanged=len(result.get("region_names") or []) - len(changed),
         figure=figure,
         executions=executions,
         regions=regions,

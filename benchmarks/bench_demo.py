@@ -1,0 +1,115 @@
+"""`popcorn demo`: how long the world, the platform, the story and the stop take, beside another
+checkout's demo (the baseline: the same demo before a change) in the same run.
+
+Run: .venv/bin/python benchmarks/bench_demo.py [--fast] [--before /path/to/other/src]
+(figures go to results/demo.md). Each run gets its own POPCORN_HOME and port; the runs are
+one after the other, so they share the machine's load the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+WORLD = (
+    "home", "generate", "inventory", "signals_store", "traffic", "rules", "certificates", "aws",
+    "studio", "triage_hosts",
+)  # fmt: skip
+STORY = (
+    "agent", "triage_agents", "disk", "signals", "alert", "rules_match", "ranking", "bolt",
+    "inventory_check", "shift", "approval", "evacuation", "execute", "return", "triage_collect",
+    "triage_outliers",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(src: Path, fast: bool) -> dict[str, Any]:
+    """One demo run: its summary timings, the wall clock and the time it took to stop."""
+    home = Path(tempfile.mkdtemp(prefix="popcorn-bench-demo-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POPCORN_")}
+    env.update(POPCORN_HOME=str(home / "home"), PYTHONPATH=str(src))
+    argv = [PY, "-m", "popcorn", "demo", "--json", "--port", str(free_port())]
+    if fast:
+        argv.append("--fast")
+    loads = [os.getloadavg()[0]]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=home, check=False)
+    wall = time.perf_counter() - started
+    loads.append(os.getloadavg()[0])
+    shutil.rmtree(home, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"the demo from {src} failed: {proc.stderr[-2000:]}")
+    summary = json.loads(proc.stdout)
+    timings = summary["timings"]
+    stop = next(
+        (float(line.rsplit("(", 1)[1].split(" s)")[0]) for line in proc.stderr.splitlines()
+         if "Stop everything the demo started" in line),
+        float("nan"),
+    )  # fmt: skip
+    return {
+        "world": sum(timings.get(k, 0.0) for k in WORLD),
+        "platform": timings.get("platform", 0.0),
+        "story": sum(timings.get(k, 0.0) for k in STORY),
+        "summary": timings.get("total", 0.0),
+        "stop": stop,
+        "wall": wall,
+        "load": max(loads),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fast", action="store_true", help="the small world (as the test runs)")
+    parser.add_argument("--before", help="src directory of the checkout to compare with")
+    args = parser.parse_args()
+    runs = {"Popcorn": run(ROOT / "src", args.fast)}
+    if args.before:
+        runs["before"] = run(Path(args.before), args.fast)
+    rows = [
+        f"| {name} | {r['world']:.1f} s | {r['platform']:.1f} s | {r['story']:.1f} s | "
+        f"{r['summary']:.1f} s | {r['stop']:.1f} s | {r['wall']:.1f} s | {r['load']:.1f} |"
+        for name, r in runs.items()
+    ]
+    size = "`--fast` (4 sites, 60 devices)" if args.fast else "full (30 sites, 2,000 devices)"
+    md = f"""## Demo
+
+Machine: {machine()}. World: {size}, embedded defaults (SQLite, embedded Redis). One run each,
+one after the other, in the same session; "before" is the checkout given with `--before` (the
+demo as it was before the start-up work). Load is the highest load average seen during the
+run: the machine was shared with other work, which slows every figure here.
+
+| demo | world built | platform up | story | to the summary | stop | wall clock | load |
+|---|---:|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+The world includes the local AWS endpoint (a moto server, started in its own process while
+the world is built) and its Auto Scaling groups and Route 53 records; the platform is the
+API (Gunicorn), three rq workers and the scheduler, each importing the app; the story
+includes the drill's two executions with their configured dwell. Stopping waits for the
+workers to finish their job and exit (worker shutdown is its own issue).
+"""
+    print(md)
+    write_result("demo", md)
+
+
+if __name__ == "__main__":
+    main()

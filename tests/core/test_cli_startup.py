@@ -1,0 +1,171 @@
+"""`popcorn --help` and `popcorn <group> --help` stay instant: no numerical stack, same text.
+
+The root group reads command names and help from the CLI modules' source
+(`popcorn.clispec`); these tests hold the two promises that makes: help never
+imports scipy, pandas, numpy or matplotlib, and it prints exactly what click
+would print after importing the module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+
+from popcorn import clispec
+from popcorn.cli import cli
+
+HEAVY = ("scipy", "pandas", "numpy", "matplotlib")
+
+
+def _imported_roots(args: list[str]) -> set[str]:
+    """Top-level packages a `python -m popcorn ...` run imported (from `-X importtime`)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "popcorn", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Usage: popcorn" in proc.stdout
+    roots = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            roots.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return roots
+
+
+def _groups() -> list[str]:
+    return sorted(name for name, spec in cli.specs().items() if spec.is_group)
+
+
+def test_every_domain_group_is_known_without_importing_it() -> None:
+    from popcorn.domains import DOMAINS
+
+    names = set(cli.specs())
+    assert {"inventory", "signals", "traffic", "certs", "jobs", "audit", "demo"} <= names
+    # each installed domain with a CLI contributes its group
+    modules = {spec.module for spec in cli.specs().values()}
+    for domain in DOMAINS:
+        if clispec._source(f"popcorn.{domain}.cli") is not None:
+            assert f"popcorn.{domain}.cli" in modules
+
+
+def test_help_does_not_import_the_numerical_stack() -> None:
+    for args in [["--help"], *([name, "--help"] for name in _groups())]:
+        heavy = _imported_roots(args) & set(HEAVY)
+        assert not heavy, f"`popcorn {' '.join(args)}` imported {sorted(heavy)}"
+
+
+@pytest.mark.parametrize("name", _groups())
+def test_group_help_from_source_matches_clicks_own(name: str) -> None:
+    spec = cli.specs()[name]
+    real = cli.get_command(click.Context(cli), name)
+    assert isinstance(real, click.Group)
+    root = click.Context(cli, info_name="popcorn", help_option_names=["-h", "--help"])
+    expected = real.get_help(click.Context(real, info_name=name, parent=root))
+    if not (spec.exact and not spec.own_params):
+        pytest.skip(f"`{name}` has options or dynamic commands: its help comes from click")
+    shown = spec.help_group()
+    assert shown.get_help(click.Context(shown, info_name=name, parent=root)) == expected
+
+
+def test_root_help_lists_the_same_short_help_as_the_commands() -> None:
+    root = click.Context(cli, info_name="popcorn")
+    for name in cli.list_commands(root):
+        real = cli.get_command(root, name)
+        assert real is not None
+        assert cli.specs()[name].short(60) == real.get_short_help_str(60)
+
+
+def test_parser_finds_groups_extra_groups_and_added_commands() -> None:
+    source = '''
+import click
+
+@click.group("things")
+def group() -> None:
+    """Things: the first line.\n\nMore."""
+
+@group.command("list")
+def things_list() -> None:
+    """List things."""
+
+@click.group()
+def more_grp() -> None:
+    """More things."""
+
+@more_grp.command()
+def show_command() -> None:
+    """Show one."""
+
+group.add_command(more_grp, "others")
+extra_groups = [more_grp]
+'''
+    specs = {s.name: s for s in clispec.parse_module(source, "popcorn.example.cli")}
+    assert set(specs) == {"things", "more"}
+    assert set(specs["things"].children) == {"list", "others"}
+    assert set(specs["more"].children) == {"show"}
+    assert specs["things"].exact
+
+
+def test_parser_defers_to_click_when_commands_are_added_in_a_loop() -> None:
+    source = '''
+import click
+
+@click.group("things")
+def group() -> None:
+    """Things."""
+
+for name in ("a", "b"):
+    group.add_command(click.Command(name))
+'''
+    (spec,) = clispec.parse_module(source, "popcorn.example.cli")
+    assert not spec.exact
+
+
+def _all_commands() -> list[tuple[str, click.Command]]:
+    root = click.Context(cli)
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(command: click.Command, path: str) -> None:
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}")
+
+    for name in cli.list_commands(root):
+        command = cli.get_command(root, name)
+        assert command is not None
+        walk(command, name)
+    return found
+
+
+def test_every_command_says_what_it_does() -> None:
+    missing = [
+        path for path, command in _all_commands() if not (command.help or command.short_help)
+    ]
+    assert missing == []
+
+
+def test_groups_with_a_list_command_list_when_given_no_subcommand() -> None:
+    from click.testing import CliRunner
+
+    groups = [
+        path
+        for path, command in _all_commands()
+        if isinstance(command, click.Group)
+        and "list" in command.commands
+        and not any(p.required for p in command.commands["list"].params)
+    ]
+    assert {"traffic regions", "remediation agents", "events incidents", "jobs"} <= set(groups)
+    for path, command in _all_commands():
+        if path in groups:
+            assert command.invoke_without_command, path
+    bare = CliRunner().invoke(cli, ["token"], catch_exceptions=False)
+    listed = CliRunner().invoke(cli, ["token", "list"], catch_exceptions=False)
+    assert bare.exit_code == 0 and bare.output == listed.output
