@@ -227,20 +227,24 @@ def run_worker(
     burst: bool = False,
     name: str | None = None,
     fork: bool = True,
+    exit_process: bool = False,
 ) -> None:
     """An rq worker; `fork=False` runs jobs in-process (faster, less isolation).
 
     Queues are served in the order given; by default all of them, "alerts" first.
+    `exit_process` ends the process as soon as the worker has stopped (see
+    `popcorn.jobs.runner.leave_process`): what `popcorn worker` does.
     """
-    from rq import SimpleWorker, Worker
-
     import popcorn.domains
+    from popcorn.jobs.runner import leave_process, make_worker
 
     popcorn.domains.load_tasks()
-    worker_class = Worker if fork else SimpleWorker
-    worker = worker_class(
+    worker = make_worker(
         [rq_queue(q) for q in (queues or list(QUEUES))],
         connection=get_redis(),
         name=name or f"popcorn-{socket.gethostname()}-{os.getpid()}",
+        fork=fork,
     )
     worker.work(burst=burst, logging_level=get_settings().log_level)
+    if exit_process:
+        leave_process(0)
