@@ -72,10 +72,12 @@ def warm_up() -> None:
     from sqlalchemy.orm import configure_mappers
 
     import popcorn.domains
+    from popcorn.jobs.worker import prepare_statements
 
     popcorn.domains.load_tasks()
     popcorn.domains.load_models()
-    configure_mappers()
+    configure_mappers()  # else each work horse configures every mapper on first use
+    prepare_statements()
 
 
 def make_worker(queues: list[Any], *, connection: Any, name: str, fork: bool) -> Any:
