@@ -14,6 +14,7 @@ with it instead of redoing it per job.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -78,6 +79,11 @@ def warm_up() -> None:
     popcorn.domains.load_models()
     configure_mappers()  # else each work horse configures every mapper on first use
     prepare_statements()
+    # What is loaded so far lives as long as the worker: keep the collector off it, so a
+    # work horse's collections do not copy the parent's pages (the `gc.freeze` advice in
+    # Python's documentation for processes that fork without exec).
+    gc.collect()
+    gc.freeze()
 
 
 def make_worker(queues: list[Any], *, connection: Any, name: str, fork: bool) -> Any:
