@@ -598,7 +598,7 @@ def main() -> None:
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, embedded SQLite (WAL), "
         f"commit {git_revision()}; {watch.note()}.",
-        "`.venv/bin/python benchmarks/bench_inventory.py`",
+        f"`.venv/bin/python benchmarks/bench_inventory.py{''.join(' ' + a for a in sys.argv[1:])}`",
         "",
         "### Bulk import (one process each, `popcorn inventory import`)",
         "",
