@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 from popcorn.remediation.agent import AgentClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, write_result
 
 STREAM_BYTES = 64 * 1024 * 1024
 
@@ -167,6 +167,7 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
+    watch = LoadWatch()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer calls")
     options = parser.parse_args()
@@ -229,8 +230,7 @@ def main() -> None:
     lines = [
         "## Bolt agent",
         "",
-        f"Measured {dt.date.today()} on {machine()} (shared with other work while measured), "
-        f"revision {git_revision()}.",
+        f"Measured {dt.date.today()} on {machine()} ({watch.note()}), revision {git_revision()}.",
         f"`.venv/bin/python benchmarks/bench_agent.py{' --quick' if options.quick else ''}`",
         "",
         "Agent as its own process on loopback, mutual TLS (ECDSA P-256, TLS 1.3), audit log on. "

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_result
+from common import LoadWatch, machine, write_result
 
 PY = sys.executable
 ALERTS = 120
@@ -292,6 +292,7 @@ def summary(values: list[float]) -> str:
 
 
 def main() -> None:
+    watch = LoadWatch()
     home = Path(tempfile.mkdtemp(prefix="popcorn-bench-alerts-"))
     env = {**os.environ, "POPCORN_HOME": str(home), "POPCORN_LOG_LEVEL": "WARNING"}
     for key in ("POPCORN_DATABASE_URL", "POPCORN_REDIS_URL", "POPCORN_PLUGINS"):
@@ -360,7 +361,7 @@ def main() -> None:
     no_fork_step = summary(no_fork["step"])
     md = f"""## Alert pipeline (Alertmanager webhook to first runbook step)
 
-Machine: {machine()}; shared with other work while measured. Embedded defaults (SQLite,
+Machine: {machine()}; {watch.note()}. Embedded defaults (SQLite,
 embedded Redis), `popcorn serve` (2 Gunicorn workers), one `popcorn worker` (forking),
 `popcorn scheduler`. {ALERTS} Alertmanager notifications of one firing alert each, posted over
 HTTP with a bearer token, one every {PACE_SECONDS * 1000:.0f} ms (after {WARMUP} warm-up

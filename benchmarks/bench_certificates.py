@@ -259,6 +259,9 @@ def discovery(quick: bool) -> dict[str, float]:
 # --------------------------------------------------------------------------- report
 
 
+LOAD_BEFORE = os.getloadavg()[0]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -269,7 +272,8 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"{cpu}, {os.cpu_count()} cores (shared with other work while measured), "
+        f"{cpu}, {os.cpu_count()} cores (load average {LOAD_BEFORE:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after), "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"cryptography {cryptography.__version__}, {ssl.OPENSSL_VERSION}"
     )

@@ -1,11 +1,14 @@
-"""Rule matching throughput: Popcorn's compiled, indexed RuleSet against a naive engine.
+"""Rule matching throughput: Popcorn's compiled, indexed RuleSet against the StackStorm approach.
 
-The baseline is what a rule engine does when it evaluates every rule's criteria on
-every event by walking the parsed rule document (the StackStorm approach): the
-same 1,000 rules, loaded with ``yaml.safe_load``, interpreted per event. Both run
-in this process, pinned to one core, on the same events with the same `now`; the
-script checks they find exactly the same matches, prints events per second and
-the ratio, and writes the figures to ``benchmarks/results/rules.md``.
+The baseline does what StackStorm's rules engine does: it first fetches only the
+rules of the event's trigger type (here a dict from type to rules, plus the rules
+whose type is a glob), then interprets each one's criteria by walking the parsed
+rule document: the same 1,000 rules, loaded with ``yaml.safe_load``. A weaker
+engine that skips the type lookup and interprets every rule on every event is
+measured beside it and named for what it is. All run in this process, pinned to
+one core, on the same events with the same `now`; the script checks they find
+exactly the same matches, prints events per second and the ratios, and writes
+the figures to ``benchmarks/results/rules.md``.
 
     .venv/bin/python benchmarks/bench_rules.py [--rules 1000] [--events 20000]
 """
@@ -19,6 +22,7 @@ import platform
 import random
 import re
 import statistics
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +33,9 @@ import yaml
 
 from popcorn.events.formats import MISSING, Event
 from popcorn.events.rules import RuleSet, compile_test, parse_rules
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import LoadWatch
 
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 RESULTS = Path(__file__).parent / "results" / "rules.md"
@@ -211,18 +218,14 @@ def generate_events(n: int, rng: random.Random) -> list[Event]:
 # --- the naive engine: interpret the rule documents on every event -------------------------
 
 
+_FIELDS = frozenset({"id", "type", "source", "subject", "time", "labels", "data"})
+
+
 def _lookup(event: Event, path: str) -> Any:
-    value: Any = {
-        "id": event.id,
-        "type": event.type,
-        "source": event.source,
-        "subject": event.subject,
-        "time": event.time,
-        "labels": event.labels,
-        "data": event.data,
-    }
     head, _, rest = path.partition(".")
-    value = value.get(head)
+    if head not in _FIELDS:
+        return MISSING
+    value = getattr(event, head)
     if head == "labels" and rest:
         return value.get(rest, MISSING)
     for part in rest.split(".") if rest else []:
@@ -322,6 +325,44 @@ def naive_match(documents: list[dict[str, Any]], event: Event, now: datetime) ->
     return out
 
 
+_GLOB = frozenset("*?[")
+
+
+class ByType:
+    """The StackStorm approach: look up the rules of the event's type, then interpret them.
+
+    StackStorm fetches the enabled rules of an event's trigger type from its database
+    before evaluating any criteria; here that lookup is a dict (exact types) plus the
+    few rules whose type is a glob, in the rules' priority order.
+    """
+
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        self.documents = documents
+        self.exact: dict[str, list[int]] = {}
+        self.globbed: list[tuple[int, list[str]]] = []
+        for i, doc in enumerate(documents):
+            if doc.get("mode") in ("off", False):
+                continue
+            patterns = list(doc["events"])
+            if any(_GLOB & set(p) for p in patterns):
+                self.globbed.append((i, patterns))
+            else:
+                for pattern in patterns:
+                    self.exact.setdefault(pattern, []).append(i)
+
+    def match(self, event: Event, now: datetime) -> list[str]:
+        found = list(self.exact.get(event.type, ()))
+        found += [
+            i for i, pats in self.globbed if any(fnmatch.fnmatchcase(event.type, p) for p in pats)
+        ]
+        out = []
+        for i in sorted(set(found)):
+            doc = self.documents[i]
+            if _evaluate(doc.get("conditions") or {}, event, now):
+                out.append(doc["name"])
+        return out
+
+
 # --- run ----------------------------------------------------------------------------------
 
 
@@ -339,6 +380,7 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--naive-events", type=int, default=2_000)
+    parser.add_argument("--baseline-events", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -346,7 +388,7 @@ def main() -> None:
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    load_before = os.getloadavg()[0]
+    watch = LoadWatch()
     rng = random.Random(args.seed)
     text = generate_rules(args.rules, rng)
     events = generate_events(args.events, rng)
@@ -358,14 +400,17 @@ def main() -> None:
         yaml.safe_load(text), key=lambda d: -d.get("priority", 0)
     )  # same priority order as RuleSet (a stable sort keeps file order)
 
-    # Same answers first: every event of the naive sample, rule by rule.
+    by_type = ByType(documents)
+    # Same answers first: every event of the baseline sample, rule by rule.
     sample = events[: args.naive_events]
+    baseline_sample = events[: args.baseline_events]
     total_matches = 0
-    for event in sample:
+    for event in baseline_sample:
         ours = [m.rule.name for m in rules.match(event, NOW)]
-        theirs = naive_match(documents, event, NOW)
-        assert ours == theirs, (event, ours, theirs)
+        assert ours == by_type.match(event, NOW), (event, ours)
         total_matches += len(ours)
+    for event in sample:
+        assert naive_match(documents, event, NOW) == [m.rule.name for m in rules.match(event, NOW)]
 
     # The same compiled conditions without the index: what the index alone buys.
     compiled = [(r, compile_test(r.condition)) for r in rules if r.mode != "off"]
@@ -378,11 +423,17 @@ def main() -> None:
 
     candidates = statistics.mean(len(rules.candidates(e)) for e in events)
     ours_rate = best_rate(lambda: [rules.match(e, NOW) for e in events], len(events), args.repeat)
+    base_rate = best_rate(
+        lambda: [by_type.match(e, NOW) for e in baseline_sample],
+        len(baseline_sample),
+        args.repeat,
+    )
     naive_rate = best_rate(
         lambda: [naive_match(documents, e, NOW) for e in sample], len(sample), args.repeat
     )
     unindexed_rate = best_rate(lambda: [unindexed(e) for e in sample], len(sample), args.repeat)
-    ratio = ours_rate / naive_rate
+    watch.stop()
+    ratio = ours_rate / base_rate
     explain_rate = best_rate(lambda: [rules.explain(e, NOW) for e in sample[:300]], 300, 1)
 
     lines = [
@@ -392,29 +443,33 @@ def main() -> None:
         "sites and summaries, any/not groups, broad glob-typed rules, time-of-day rules, "
         f"~5% off, ~5% monitor); {args.events} events (75% Alertmanager alerts, 25% "
         "deploy/k8s/inventory/security events). Same `now`; matches checked identical on "
-        f"{len(sample)} events ({total_matches} matches).",
+        f"{len(baseline_sample)} events ({total_matches} matches). Baseline: the StackStorm "
+        "approach (the rules of the event's type first, then each one's criteria interpreted "
+        "from the parsed rule document).",
         "",
-        "| engine | events/s | relative |",
+        "| engine | events/s | relative to the baseline |",
         "|---|---:|---:|",
         f"| Popcorn `RuleSet.match` (compiled conditions, type + equality index) | "
         f"{ours_rate:,.0f} | {ratio:,.1f}x |",
         f"| Popcorn compiled conditions, no index (every rule tested) | {unindexed_rate:,.0f} | "
-        f"{unindexed_rate / naive_rate:,.1f}x |",
-        f"| naive: interpret every rule document on every event | {naive_rate:,.0f} | 1.0x |",
+        f"{unindexed_rate / base_rate:,.1f}x |",
+        f"| **baseline**, the StackStorm approach: rules of the event's type, then criteria "
+        f"interpreted | {base_rate:,.0f} | 1.0x |",
+        f"| weaker, not a baseline: every rule document interpreted on every event (no type "
+        f"lookup) | {naive_rate:,.0f} | {naive_rate / base_rate:,.2f}x |",
         f"| Popcorn `RuleSet.explain` (every rule, full trace) | {explain_rate:,.0f} | |",
         "",
         f"- rules tested per event after indexing: {candidates:.1f} of {len(rules)} on average",
         f"- loading and compiling {args.rules} rules from YAML: {compile_s * 1000:.0f} ms",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; pinned to one core; load average "
-        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores: above 1 means "
-        f"other work shared the machine); best of {args.repeat} runs",
-        "- rule regexes run on RE2 (linear time); the naive engine uses Python's `re`",
+        f"{platform.python_version()}; pinned to one core; {watch.note()}; best of "
+        f"{args.repeat} runs",
+        "- rule regexes run on RE2 (linear time); the baselines use Python's `re` (cached)",
         "",
     ]
     report = "\n".join(lines)
     print(report)
-    print(f"ratio: {ratio:.1f}x faster than the naive engine")
+    print(f"ratio: {ratio:.1f}x faster than the StackStorm approach")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
 

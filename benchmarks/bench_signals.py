@@ -33,7 +33,7 @@ import ruptures as rpt
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, write_result
 from popcorn.signals.detect import DetectOptions, change_points, prepare
 from popcorn.signals.evaluate import Evaluation, evaluate
 from popcorn.signals.generate import LabelledSeries, generate_incident, generate_labelled
@@ -68,6 +68,7 @@ def time_per_signal(detect: Callable[[np.ndarray], list[int]], rows: np.ndarray)
 
 
 def main() -> None:
+    watch = LoadWatch()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signals", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1440)
@@ -197,7 +198,7 @@ def main() -> None:
         )
     lines += [
         "",
-        f"- machine: {machine()}; shared with other work while measured; revision {git_revision()}",
+        f"- machine: {machine()}; {watch.note()}; revision {git_revision()}",
     ]
     path = write_result("signals", "\n".join(lines))
     print(f"wrote {path}")

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, write_result
 
 T0 = 1_772_409_600  # 2026-03-02T00:00:00Z
 
@@ -49,6 +49,7 @@ def best(runs: int, fn: Callable[[], Any], reset: Callable[[], None]) -> float:
 
 
 def main() -> None:
+    watch = LoadWatch()
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="100k samples instead of 1M")
     args = parser.parse_args()
@@ -217,7 +218,7 @@ def main() -> None:
         f"{naive_bytes / 2**20:.1f} MiB ({naive_bytes / total:.1f} bytes/sample)",
         "- the baseline's time excludes building its Python rows; Popcorn's includes parsing "
         "and validating its input (finite values, timestamps, names) and sorting",
-        f"- machine: {machine()}; shared with other work while measured; revision {git_revision()}",
+        f"- machine: {machine()}; {watch.note()}; revision {git_revision()}",
     ]
     markdown = "\n".join(lines)
     print(markdown)

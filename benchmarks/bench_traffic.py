@@ -240,6 +240,9 @@ def bench_forecast(regions: int) -> dict[str, Any]:
     }
 
 
+LOAD_BEFORE = os.getloadavg()[0]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -345,8 +348,9 @@ def write_results(
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
     text = f"""## Traffic (Demand Engineering)
 
-`.venv/bin/python benchmarks/bench_traffic.py` on {machine()}; the machine was shared with
-other work while measuring, so times are upper bounds.
+`.venv/bin/python benchmarks/bench_traffic.py` on {machine()}; load average {LOAD_BEFORE:.1f}
+before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores; above that, other work was
+competing and times are upper bounds).
 
 | benchmark | goal | Popcorn | baseline (same run) | ratio |
 |---|---|---|---|---|

@@ -40,3 +40,31 @@ def git_revision() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def load_average() -> float:
+    """The 1-minute load average: how busy the (shared) machine was."""
+    return os.getloadavg()[0]
+
+
+class LoadWatch:
+    """The load average before and after a measurement, printed as an observation.
+
+    The machine may be shared with other work while a benchmark runs; rather than a
+    fixed label, each result says what the load was.
+    """
+
+    def __init__(self) -> None:
+        self.before = load_average()
+        self.after: float | None = None
+
+    def stop(self) -> LoadWatch:
+        self.after = load_average()
+        return self
+
+    def note(self) -> str:
+        after = load_average() if self.after is None else self.after
+        return (
+            f"load average {self.before:.1f} before, {after:.1f} after "
+            f"({os.cpu_count()} cores; above {os.cpu_count()} means other work was competing)"
+        )

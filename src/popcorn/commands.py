@@ -90,7 +90,7 @@ def serve(host: str, port: int, web_workers: int) -> None:
 )
 def worker(queues: tuple[str, ...], burst: bool, no_fork: bool) -> None:
     """Run an rq worker on this installation's Redis."""
-    jobs.run_worker(list(queues) or None, burst=burst, fork=not no_fork)
+    jobs.run_worker(list(queues) or None, burst=burst, fork=not no_fork, exit_process=True)
 
 
 @click.command()

@@ -8,6 +8,11 @@ supervisor owns the embedded Redis, so it outlives every child, and starts it
 again (same socket, same configuration, data from its append-only file) if it
 dies; the children reconnect by themselves.
 
+Nothing outlives the supervisor, whatever kills it (kill -9 included): every
+child gets SIGTERM from the kernel when it dies (a parent-death signal), and a
+small guard stops the embedded Redis, a daemon no one is parent of (see
+`popcorn.lifeline`).
+
 Workers: `job_workers` general ones serve every queue, "alerts" first, and one
 more serves the "alerts" queue alone, so alert processing never waits behind
 long jobs.
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from popcorn.config import get_settings
+from popcorn.lifeline import STAND_DOWN, die_with_parent
 
 log = logging.getLogger("popcorn.supervisor")
 
@@ -82,7 +88,9 @@ class Child:
     started_at: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent()
+        )
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.process.pid)
 
@@ -135,12 +143,14 @@ class Supervisor:
         )
         stop = stop or stop_flag()
         redis_owner = None
+        guard: subprocess.Popen[bytes] | None = None
         env = self._env()
         if not get_settings().redis_url:
             from popcorn.jobs import embedded_redis_server
 
             redis_owner = embedded_redis_server()  # lives as long as the supervisor
             env["POPCORN_REDIS_URL"] = f"unix://{redis_owner.socket_file}"
+            guard = self._guard_redis(redis_owner.pidfile, env)
         for child in self.children:
             child.start(env)
         try:
@@ -159,6 +169,16 @@ class Supervisor:
                 from popcorn.jobs import stop_embedded_redis
 
                 stop_embedded_redis()
+            if guard is not None:
+                guard.send_signal(STAND_DOWN)
+                guard.wait(10)
+
+    @staticmethod
+    def _guard_redis(pidfile: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the guard that stops the embedded Redis if this supervisor dies."""
+        argv = [sys.executable, "-m", "popcorn.lifeline"]
+        argv += ["--pidfile", pidfile, "--parent", str(os.getpid())]
+        return subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent())
 
     def _keep_redis(self) -> None:
         """Start the embedded Redis again if its server process died."""

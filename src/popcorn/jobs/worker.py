@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -23,12 +22,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import OperationalError
 
 from popcorn.config import get_settings
 from popcorn.context import acting_as
-from popcorn.db import session_scope, utcnow
+from popcorn.db import get_engine, session_scope, utcnow
 from popcorn.jobs.broker import get_redis, rq_queue
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
@@ -92,30 +91,99 @@ def heartbeat_seconds() -> float:
     return min(HEARTBEAT_SECONDS, get_settings().job_lost_after / 4)
 
 
-@contextmanager
-def _heartbeat(record_id: int) -> Iterator[None]:
-    stop = threading.Event()
-    interval = heartbeat_seconds()
+# The statements every job runs, built once (on the table, not through the ORM: building
+# an ORM update per call cost more than running it).
+_jobs: Table = JobRecord.__table__  # type: ignore[assignment]
+_CLAIM = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("b_id"), _jobs.c.status == "pending")
+    .values(
+        status="running",
+        attempts=_jobs.c.attempts + 1,
+        started_at=bindparam("b_now"),
+        heartbeat_at=bindparam("b_now"),
+        worker=bindparam("b_worker"),
+    )
+    .returning(_jobs.c.task, _jobs.c.arguments, _jobs.c.created_by)
+)
+_FINISH = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("b_id"), _jobs.c.status == "running")
+    .values(status="finished", result=bindparam("b_result"), ended_at=bindparam("b_now"), error="")
+)
+_BEAT = (
+    update(_jobs)
+    .where(_jobs.c.id.in_(bindparam("b_ids", expanding=True)), _jobs.c.status == "running")
+    .values(heartbeat_at=bindparam("b_now"))
+)
 
-    def beat() -> None:
-        while not stop.wait(interval):
+
+def prepare_statements() -> None:
+    """Connect once and compile the statements every job runs (they match no record).
+
+    Done in a worker before it forks, a work horse inherits an initialised engine and
+    its compiled-statement cache instead of building both for its one job.
+    """
+    now = utcnow()
+    with get_engine().begin() as conn:
+        conn.execute(_CLAIM, {"b_id": -1, "b_now": now, "b_worker": ""}).first()
+        conn.execute(_FINISH, {"b_id": -1, "b_result": None, "b_now": now})
+        conn.execute(_BEAT, {"b_ids": [-1], "b_now": now})
+
+
+class _Heartbeats:
+    """One thread per process beats the heartbeat of every job running in it.
+
+    A thread started and joined per job cost more than the job itself on a busy
+    machine; this one starts with the first job of a process (a forked work horse
+    has none of its parent's threads, so it starts its own) and then lives on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[int] = set()
+        self._pid = 0
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._running = set()
+        thread = threading.Thread(target=self._beat, name="popcorn-job-heartbeat", daemon=True)
+        thread.start()
+
+    def _beat(self) -> None:
+        interval = heartbeat_seconds()
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                ids = list(self._running)
+            if not ids:
+                continue
             try:
-                with session_scope() as session:
-                    session.execute(
-                        update(JobRecord)
-                        .where(JobRecord.id == record_id, JobRecord.status == "running")
-                        .values(heartbeat_at=utcnow())
-                    )
+                with get_engine().begin() as conn:
+                    conn.execute(_BEAT, {"b_ids": ids, "b_now": utcnow()})
             except Exception:
                 log.warning("job heartbeat failed", exc_info=True)
 
-    thread = threading.Thread(target=beat, name="popcorn-job-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    @contextmanager
+    def beating(self, record_id: int) -> Iterator[None]:
+        with self._lock:
+            self._ensure_thread()
+            self._running.add(record_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(record_id)
+
+
+_heartbeats = _Heartbeats()
+
+
+def _heartbeat(record_id: int) -> Any:
+    """Beat this job's heartbeat until the block ends (its claim set the first beat)."""
+    return _heartbeats.beating(record_id)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -143,29 +211,25 @@ def _persistently(write: Callable[[], T], what: str) -> T:
 
 
 def _claim(record_id: int, worker: str) -> tuple[str, dict[str, Any], str] | None:
-    """Mark a pending record running; None when it is not pending (canceled, duplicate)."""
-    with session_scope() as session:
-        record = session.get(JobRecord, record_id, with_for_update=True)
-        if record is None or record.status != "pending":
-            return None
-        record.status = "running"
-        record.attempts += 1
-        record.started_at = record.heartbeat_at = utcnow()
-        record.worker = worker
-        return record.task, dict(record.arguments), record.created_by
+    """Mark a pending record running; None when it is not pending (canceled, duplicate).
+
+    One conditional UPDATE: of two deliveries of the same attempt only one finds the
+    record pending (the database serialises the two updates of the row).
+    """
+    now = utcnow()
+    with get_engine().begin() as conn:
+        row = conn.execute(_CLAIM, {"b_id": record_id, "b_now": now, "b_worker": worker}).first()
+    if row is None:
+        return None
+    return row.task, dict(row.arguments), row.created_by
 
 
 def _finish(record_id: int, result: Any) -> None:
-    """Store a successful attempt's result."""
+    """Store a successful attempt's result (only over a record still running)."""
 
     def write() -> None:
-        with session_scope() as session:
-            record = session.get(JobRecord, record_id, with_for_update=True)
-            if record is not None and record.status == "running":
-                record.status = "finished"
-                record.result = result
-                record.ended_at = utcnow()
-                record.error = ""
+        with get_engine().begin() as conn:
+            conn.execute(_FINISH, {"b_id": record_id, "b_result": result, "b_now": utcnow()})
 
     _persistently(write, f"the result of job {record_id}")
 
@@ -228,25 +292,23 @@ def run_worker(
     burst: bool = False,
     name: str | None = None,
     fork: bool = True,
+    exit_process: bool = False,
 ) -> None:
     """An rq worker; `fork=False` runs jobs in-process (faster, less isolation).
 
     Queues are served in the order given; by default all of them, "alerts" first.
+    `exit_process` ends the process as soon as the worker has stopped (see
+    `popcorn.jobs.runner.leave_process`): what `popcorn worker` does.
     """
-    from rq import SimpleWorker, Worker
+    from popcorn.jobs.runner import leave_process, make_worker, warm_up
 
-    import popcorn.domains
-
-    popcorn.domains.load_tasks()
-    # A tasks module's `prefork()` does its slow imports once here, not in every work horse.
-    for domain in popcorn.domains.DOMAINS:
-        prefork = getattr(sys.modules.get(f"popcorn.{domain}.tasks"), "prefork", None)
-        if prefork is not None:
-            prefork()
-    worker_class = Worker if fork else SimpleWorker
-    worker = worker_class(
+    warm_up()  # once, before any fork: every work horse inherits it
+    worker = make_worker(
         [rq_queue(q) for q in (queues or list(QUEUES))],
         connection=get_redis(),
         name=name or f"popcorn-{socket.gethostname()}-{os.getpid()}",
+        fork=fork,
     )
     worker.work(burst=burst, logging_level=get_settings().log_level)
+    if exit_process:
+        leave_process(0)

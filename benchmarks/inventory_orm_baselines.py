@@ -1,0 +1,235 @@
+"""The ORM imports bench_inventory.py compares Popcorn's bulk import with.
+
+`careful` is the baseline: what a careful SQLAlchemy user writes (cached lookups, a few
+flushes per device, the same audit granularity as Popcorn). `naive` is weaker and only
+shown beside it: row by row, a query per reference, a flush and an audit record per object.
+
+    python benchmarks/inventory_orm_baselines.py careful|naive DOCUMENT SAMPLE
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# --- the naive baseline ------------------------------------------------------------
+
+
+def naive_import(document: Path, sample: int) -> dict[str, Any]:
+    """Import the first `sample` devices of the document one ORM object at a time."""
+    from sqlalchemy import select
+
+    from popcorn.audit import record_change
+    from popcorn.db import session_scope
+    from popcorn.inventory import models as m
+    from popcorn.inventory import schemas as s
+
+    doc = json.loads(document.read_text())
+    devices = doc["devices"][:sample]
+    objects = 0
+    started = time.perf_counter()
+    with session_scope() as session:
+        for raw in devices:
+            data = s.DeviceIn.model_validate(
+                {k: v for k, v in raw.items() if k not in ("components", "interfaces")}
+            )
+            site = session.scalars(select(m.Site).where(m.Site.code == data.site)).one()
+            model = session.scalars(
+                select(m.DeviceModel).where(m.DeviceModel.slug == data.model)
+            ).one()
+            for column, value in ((m.Device.name, data.name), (m.Device.serial, data.serial)):
+                if session.scalar(select(m.Device.id).where(column == value)) is not None:
+                    raise SystemExit(f"duplicate {value}")
+            device = m.Device(
+                name=data.name,
+                role=data.role,
+                device_model_id=model.id,
+                site_id=site.id,
+                serial=data.serial,
+                asset_tag=data.asset_tag,
+                platform=data.platform,
+                os_version=data.os_version,
+                primary_ip4=data.primary_ip4,
+                status=data.status,
+                throughput_gbps=data.throughput_gbps,
+                storage_tb=data.storage_tb,
+                tags=data.tags,
+            )
+            session.add(device)
+            session.flush()
+            record_change(session, "create", "device", device.id, after={"name": device.name})
+            for tag in data.tags:
+                session.add(m.Tagging(object_type="device", object_id=device.id, tag=tag))
+            templates = session.scalars(
+                select(m.ComponentTemplate).where(m.ComponentTemplate.device_model_id == model.id)
+            )
+            for tpl in templates:
+                if tpl.kind == "interface":
+                    obj: Any = m.Interface(
+                        device_id=device.id, name=tpl.name, type=tpl.type or "other"
+                    )
+                else:
+                    obj = m.Port(
+                        device_id=device.id,
+                        kind=tpl.kind,
+                        name=tpl.name,
+                        type=tpl.type,
+                        maximum_draw=(tpl.extra or {}).get("maximum_draw"),
+                    )
+                session.add(obj)
+                session.flush()
+                record_change(session, "create", tpl.kind, obj.id, after={"name": obj.name})
+                objects += 1
+            for item in raw["interfaces"]:
+                spec = s.InterfaceIn.model_validate({**item, "device": device.name})
+                iface = session.scalars(
+                    select(m.Interface).where(
+                        m.Interface.device_id == device.id, m.Interface.name == spec.name
+                    )
+                ).one()
+                iface.mac_address, iface.description = spec.mac_address, spec.description
+                iface.enabled = spec.enabled
+                session.flush()
+                record_change(session, "update", "interface", iface.id, after={"name": spec.name})
+            parents: dict[str, int] = {}
+            for item in raw["components"]:
+                spec_c = s.ComponentIn.model_validate({**item, "device": device.name})
+                part = m.Component(
+                    device_id=device.id,
+                    name=spec_c.name,
+                    kind=spec_c.kind,
+                    serial=spec_c.serial,
+                    part_number=spec_c.part_number,
+                    firmware=spec_c.firmware,
+                    status=spec_c.status,
+                    install_date=spec_c.install_date,
+                    parent_id=parents.get(spec_c.parent or ""),
+                )
+                session.add(part)
+                session.flush()
+                parents[part.name] = part.id
+                record_change(session, "create", "component", part.id, after={"name": part.name})
+                objects += 1
+            objects += 1
+    return {"devices": len(devices), "objects": objects, "seconds": time.perf_counter() - started}
+
+
+def careful_import(document: Path, sample: int) -> dict[str, Any]:
+    """The same devices through the ORM, written as a careful ORM user would.
+
+    Same work as Popcorn's import and the same audit granularity (one audit record and
+    one `inventory.import.completed` event for the import); references and templates
+    looked up once and cached; a few flushes per device (the device, then each level
+    of the component tree) instead of one per object.
+    """
+    from sqlalchemy import select
+
+    from popcorn.audit import record_change
+    from popcorn.db import session_scope
+    from popcorn.inventory import models as m
+    from popcorn.inventory import schemas as s
+    from popcorn.outbox import emit
+
+    doc = json.loads(document.read_text())
+    devices = doc["devices"][:sample]
+    objects = 0
+    started = time.perf_counter()
+    with session_scope() as session:
+        sites = {site.code: site.id for site in session.scalars(select(m.Site))}
+        models = {model.slug: model.id for model in session.scalars(select(m.DeviceModel))}
+        templates: dict[int, list[Any]] = {}
+        for tpl in session.scalars(select(m.ComponentTemplate)):
+            if tpl.device_model_id is not None:
+                templates.setdefault(tpl.device_model_id, []).append(tpl)
+        names = set(session.scalars(select(m.Device.name)))
+        serials = set(session.scalars(select(m.Device.serial)))
+        for raw in devices:
+            data = s.DeviceIn.model_validate(
+                {k: v for k, v in raw.items() if k not in ("components", "interfaces")}
+            )
+            if data.name in names or (data.serial and data.serial in serials):
+                raise SystemExit(f"duplicate {data.name}")
+            names.add(data.name)
+            serials.add(data.serial)
+            model_id = models[data.model]
+            device = m.Device(
+                name=data.name,
+                role=data.role,
+                device_model_id=model_id,
+                site_id=sites[data.site],
+                serial=data.serial,
+                asset_tag=data.asset_tag,
+                platform=data.platform,
+                os_version=data.os_version,
+                primary_ip4=data.primary_ip4,
+                status=data.status,
+                throughput_gbps=data.throughput_gbps,
+                storage_tb=data.storage_tb,
+                tags=data.tags,
+            )
+            session.add(device)
+            session.flush()  # the device's id, for everything below
+            for tag in data.tags:
+                session.add(m.Tagging(object_type="device", object_id=device.id, tag=tag))
+            specs = {
+                spec.name: spec
+                for spec in (
+                    s.InterfaceIn.model_validate({**item, "device": device.name})
+                    for item in raw["interfaces"]
+                )
+            }
+            for tpl in templates.get(model_id, ()):
+                if tpl.kind == "interface":
+                    spec = specs[tpl.name]
+                    obj: Any = m.Interface(
+                        device_id=device.id,
+                        name=tpl.name,
+                        type=tpl.type or "other",
+                        mac_address=spec.mac_address,
+                        description=spec.description,
+                        enabled=spec.enabled,
+                    )
+                else:
+                    obj = m.Port(
+                        device_id=device.id,
+                        kind=tpl.kind,
+                        name=tpl.name,
+                        type=tpl.type,
+                        maximum_draw=(tpl.extra or {}).get("maximum_draw"),
+                    )
+                session.add(obj)
+                objects += 1
+            parts: dict[str, Any] = {}
+            for item in raw["components"]:
+                spec_c = s.ComponentIn.model_validate({**item, "device": device.name})
+                parent = parts.get(spec_c.parent or "")
+                if parent is not None and parent.id is None:
+                    session.flush()  # one flush per level of the component tree
+                part = m.Component(
+                    device_id=device.id,
+                    name=spec_c.name,
+                    kind=spec_c.kind,
+                    serial=spec_c.serial,
+                    part_number=spec_c.part_number,
+                    firmware=spec_c.firmware,
+                    status=spec_c.status,
+                    install_date=spec_c.install_date,
+                    parent_id=parent.id if parent is not None else None,
+                )
+                session.add(part)
+                parts[part.name] = part
+                objects += 1
+            objects += 1
+        summary = {"source": document.name, "devices": len(devices), "objects": objects}
+        record_change(session, "import", "import", document.name[:80], after=summary)
+        emit(session, "inventory.import.completed", "import", document.name[:80], summary)
+    return {"devices": len(devices), "objects": objects, "seconds": time.perf_counter() - started}
+
+
+if __name__ == "__main__":
+    how, document, sample = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    run = {"careful": careful_import, "naive": naive_import}[how]
+    print(json.dumps(run(document, sample)))
