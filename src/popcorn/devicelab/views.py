@@ -198,6 +198,7 @@ def show_test(ref: str) -> Any:
 
 
 @bp.post("/query")
+@role("viewer")
 @bp.input(s.QueryCheck, arg_name="body")
 @bp.doc(summary="Check a query; a query that does not parse is a 422 with its position")
 def check_query(body: s.QueryCheck) -> dict[str, Any]:
@@ -336,6 +337,7 @@ def flaky() -> dict[str, Any]:
 
 
 @bp.post("/predictions")
+@role("viewer")
 @bp.input(s.SelectRequest, arg_name="body")
 @bp.doc(summary="Failure probability of every (test, family) for a build, and the selection")
 def predictions(body: s.SelectRequest) -> dict[str, Any]:
