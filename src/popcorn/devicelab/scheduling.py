@@ -364,6 +364,52 @@ def _looks_flaky(session: Session, execution: LabExecution, kind: str) -> bool:
     return bool(flaky_before)
 
 
+def _candidates(session: Session, execution: LabExecution) -> list[int]:
+    """The devices that may take a test again: its run's device set as it is now (a device
+    that joined since counts), of the same family, able to run it, and not offline."""
+    run = session.get(LabRun, execution.run_id)
+    test = session.get(LabTest, execution.test_id)
+    if run is None or test is None:
+        return list(execution.candidates)
+    fresh = [
+        d.id
+        for d in run_devices(session=session, devices=run.devices)
+        if d.family == execution.family
+        and d.agent_state != "offline"
+        and placement.capable(test.requires, service.capability_record(d))
+    ]
+    return fresh or list(execution.candidates)
+
+
+def adopt(*, session: Session, device: LabDevice) -> int:
+    """A device that (re)joins takes its share of queued tests it could run: those of its
+    family in running runs whose device set it matches."""
+    queued = session.scalars(
+        select(LabExecution)
+        .join(LabRun, LabRun.id == LabExecution.run_id)
+        .where(
+            LabExecution.status == "queued",
+            LabExecution.family == device.family,
+            LabRun.status == "running",
+        )
+    )
+    record, caps = service.device_record(device), service.capability_record(device)
+    adopted = 0
+    for execution in queued:
+        if device.id in execution.candidates:
+            continue
+        run = session.get(LabRun, execution.run_id)
+        test = session.get(LabTest, execution.test_id)
+        if run is None or test is None or device.health == "failed":
+            continue
+        if q.matches(q.parse(run.devices, q.DEVICE_FIELDS), record) and placement.capable(
+            test.requires, caps
+        ):
+            execution.candidates = [*execution.candidates, device.id]
+            adopted += 1
+    return adopted
+
+
 def _requeue(session: Session, execution: LabExecution, reason: str) -> LabExecution:
     again = LabExecution(
         run_id=execution.run_id,
@@ -371,7 +417,7 @@ def _requeue(session: Session, execution: LabExecution, reason: str) -> LabExecu
         test_id=execution.test_id,
         test_name=execution.test_name,
         family=execution.family,
-        candidates=execution.candidates,
+        candidates=_candidates(session, execution),
         timeout_s=execution.timeout_s,
         attempt=execution.attempt + 1,
         reason=reason,

@@ -353,6 +353,8 @@ def register_agent(*, session: Session, spec: AgentRegister) -> dict[str, Any]:
     device.agent_state = "online"
     device.agent_version = spec.version
     device.last_heartbeat = utcnow()
+    session.flush()
+    scheduling.adopt(session=session, device=device)
     emit(
         session,
         "devicelab.agent.registered",
@@ -494,15 +496,18 @@ def get_test(*, session: Session, ref: int | str) -> LabTest:
 
 
 def select_tests(*, session: Session, query: str = "", suite: str = "") -> list[LabTest]:
-    """The catalog tests a suite and/or a query select, by name."""
+    """The catalog tests a suite and/or a query select, by name. A suite is a stored query,
+    or else the tests whose `suite` field names it."""
     node = q.parse(query, q.TEST_FIELDS)
     suite_node: q.Node = q.Everything()
     if suite:
-        found = get_suite(session=session, ref=suite)
+        found = session.scalar(select(LabSuite).where(LabSuite.name == suite))
+        if found is None and not session.scalar(select(LabTest.id).where(LabTest.suite == suite)):
+            raise NotFound(f"no suite {suite!r}", details={"suite": suite})
         suite_node = (
             q.parse(found.query, q.TEST_FIELDS)
-            if found.query
-            else q.Term("suite", ":", found.name, 0)
+            if found is not None and found.query
+            else q.Term("suite", ":", suite, 0)
         )
     tests = session.scalars(select(LabTest).order_by(LabTest.name))
     return [
