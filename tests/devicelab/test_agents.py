@@ -114,14 +114,15 @@ def fleet(
     fleet = Fleet(
         f"http://127.0.0.1:{port}", operator, admin, env, tmp_path_factory.mktemp("agents")
     )
+    breaks = {"breaks_with": ["playback"], "break_p": 1.0}
     tests = [
-        {"name": "playback.start", "components": ["playback"], "suite": "smoke", "expected_duration_s": 60,
-         "behaviour": {"breaks_with": ["playback"], "break_p": 1.0}},
-        {"name": "playback.dv", "components": ["playback", "hdr"], "suite": "smoke", "expected_duration_s": 90,
-         "requires": {"hdr": "dolby_vision"}},
+        {"name": "playback.start", "components": ["playback"], "suite": "smoke",
+         "expected_duration_s": 60, "behaviour": breaks},
+        {"name": "playback.dv", "components": ["playback", "hdr"], "suite": "smoke",
+         "expected_duration_s": 90, "requires": {"hdr": "dolby_vision"}},
         {"name": "ui.browse", "components": ["ui"], "suite": "smoke", "expected_duration_s": 30},
-        {"name": "login.soak", "components": ["login"], "suite": "soak", "expected_duration_s": 3000,
-         "requires": {"platform": "console"}},
+        {"name": "login.soak", "components": ["login"], "suite": "soak",
+         "expected_duration_s": 3000, "requires": {"platform": "console"}},
     ]  # fmt: skip
     assert fleet.http.post(API + "/tests", json={"tests": tests}).status_code == 200
     fleet.start("tv-1", "tv-a", "tv", "--hdr", "dolby_vision")
@@ -147,7 +148,7 @@ def test_a_signed_pipeline_hook_runs_a_suite_on_the_fleet_and_calls_back(fleet: 
     received: list[tuple[dict[str, Any], str]] = []
 
     class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((json.loads(body), self.headers.get("X-Popcorn-Signature", "")))
             self.send_response(204)
@@ -164,7 +165,8 @@ def test_a_signed_pipeline_hook_runs_a_suite_on_the_fleet_and_calls_back(fleet: 
         assert hook.status_code == 201, hook.text
         secret = hook.json()["secret"]
         payload = {
-            "app_version": "8.0.0", "change": "CL-42", "branch": "feature", "components": ["playback"],
+            "app_version": "8.0.0", "change": "CL-42", "branch": "feature",
+            "components": ["playback"],
             "suite": "smoke", "callback_url": f"http://127.0.0.1:{receiver.server_port}/gate",
         }  # fmt: skip
         body = canonical(payload)
