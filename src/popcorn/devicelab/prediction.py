@@ -157,7 +157,7 @@ def train(rows: Sequence[dict[str, Any]], labels: Sequence[int], *, seed: int = 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     estimator = HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.1, max_leaf_nodes=31, random_state=seed
+        max_iter=100, learning_rate=0.1, max_leaf_nodes=31, random_state=seed
     )
     estimator.fit(matrix(rows), list(labels))
     return FailureModel(estimator=estimator)
@@ -224,6 +224,7 @@ def fit_and_evaluate(
     test_rows, test_labels = pick(part["test"])
     measured = fraction_at_recall(model.predict(test_rows), test_labels, threshold)
     measured["random_fraction"] = random_fraction_at_recall(test_labels, recall, seed=seed)
+    measured["recall_target"] = recall
     touched = [1.0 if r["touched_any"] or r["failing_on_last"] else 0.0 for r in test_rows]
     measured["touched_fraction"] = sum(touched) / max(1, len(touched))
     measured["touched_recall"] = fraction_at_recall(touched, test_labels, 1.0)["recall"]
@@ -348,3 +349,101 @@ def generate_history(world: World, *, builds: int = 120, seed: int = 1) -> list[
                     }
                 )
     return records
+
+
+# --- the flow's helpers -----------------------------------------------------------------------
+
+
+def lab_history() -> list[dict[str, Any]]:
+    """The lab's own results as history records (empty when there is no database)."""
+    try:
+        from popcorn.db import session_scope
+        from popcorn.devicelab import analysis
+
+        with session_scope(readonly=True) as session:
+            return analysis.history_records(session=session)
+    except Exception:  # no installation reachable from this process: generate instead
+        return []
+
+
+def keras_comparison(
+    records: Sequence[dict[str, Any]], *, recall: float, seed: int = 0
+) -> dict[str, Any]:
+    """The same split scored by a small Keras network, when TensorFlow is installed."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return {"available": False, "reason": "tensorflow is not installed (an optional extra)"}
+    import numpy as np
+
+    rows, labels, builds = rows_from_history(records)
+    order = sorted(set(builds))
+    cut_a, cut_b = order[int(len(order) * 0.6)], order[int(len(order) * 0.8)]
+    x, y = matrix(rows), np.array(labels)
+    b = np.array(builds)
+    train_i, calib_i, test_i = b < cut_a, (b >= cut_a) & (b < cut_b), b >= cut_b
+    tf.random.set_seed(seed)
+    norm = tf.keras.layers.Normalization()
+    norm.adapt(x[train_i])
+    net = tf.keras.Sequential(
+        [
+            tf.keras.layers.Input(shape=(x.shape[1],)),
+            norm,
+            tf.keras.layers.Dense(32, activation="relu"),
+            tf.keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    net.compile(optimizer="adam", loss="binary_crossentropy")
+    net.fit(x[train_i], y[train_i], epochs=5, batch_size=256, verbose=0)
+    calib = net.predict(x[calib_i], verbose=0).ravel().tolist()
+    threshold = threshold_for_recall(calib, y[calib_i].tolist(), recall)
+    scored = net.predict(x[test_i], verbose=0).ravel().tolist()
+    return {"available": True, **fraction_at_recall(scored, y[test_i].tolist(), threshold)}
+
+
+def card_html(
+    evaluation: dict[str, Any], measured: dict[str, Any], keras: dict[str, Any], source: str
+) -> str:
+    """The flow's card: static HTML (the console shows cards with scripts off)."""
+    from html import escape
+
+    rows = card_rows(measured, keras)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    note = "" if keras.get("available") else f"<p>Keras: {escape(keras.get('reason', ''))}</p>"
+    return (
+        "<html><body style='font-family:sans-serif'>"
+        f"<h1>Device test failure model</h1><p>History: {escape(source)}, "
+        f"{int(measured['rows'])} held-out (test, family) rows, "
+        f"{int(measured['failures'])} failures.</p>"
+        f"<p>{escape(str(evaluation['metric']))}: model {evaluation['model']:.3f} vs random "
+        f"{evaluation['baseline']:.3f} (lower is better)</p>"
+        "<table border='1' cellpadding='4'><tr><th>selection</th><th>tests run</th>"
+        f"<th>failing-test recall</th></tr>{body}</table>{note}</body></html>"
+    )
+
+
+def card_rows(measured: dict[str, Any], keras: dict[str, Any]) -> list[list[str]]:
+    """Selection strategies with the share of tests each runs and the recall it keeps."""
+
+    def pct(value: float) -> str:
+        return f"{100 * value:.1f} %"
+
+    rows = [
+        ["gradient boosting", pct(measured["fraction_run"]), pct(measured["recall"])],
+        ["random order", pct(measured["random_fraction"]), pct(evaluation_recall(measured))],
+        [
+            "tests of touched components",
+            pct(measured["touched_fraction"]),
+            pct(measured["touched_recall"]),
+        ],
+    ]
+    if keras.get("available"):
+        rows.append(["Keras network", pct(keras["fraction_run"]), pct(keras["recall"])])
+    return rows
+
+
+def evaluation_recall(measured: dict[str, Any]) -> float:
+    """Random order is run until it reaches the same recall target as the model's."""
+    return float(measured.get("recall_target", 0.99))
