@@ -229,6 +229,7 @@ def predictions(
         session=session,
         tests=tests,
         devices=scheduling.run_devices(session=session, devices=devices),
+        strict=False,
     )
     chosen, probabilities, info = choose(
         session=session, build=build, planned=planned, recall=recall
@@ -272,7 +273,7 @@ def junit_report(*, session: Session, run: int | str, base_url: str = "") -> str
         "app_version": build.app_version,
         "change": build.change,
         "run": str(found.id),
-        "report": f"{base_url.rstrip('/')}/console/devicelab/runs/{found.id}",
+        "report": f"{base_url.rstrip('/')}/ui/devicelab/runs/{found.id}",
     }
     return junit.render(f"devicelab-run-{found.id}", cases, properties=props)
 

@@ -95,12 +95,12 @@ def run_devices(*, session: Session, devices: str) -> list[LabDevice]:
 
 
 def plan(
-    *, session: Session, tests: list[LabTest], devices: list[LabDevice]
+    *, session: Session, tests: list[LabTest], devices: list[LabDevice], strict: bool = True
 ) -> list[tuple[LabTest, str, list[int]]]:
     """(test, family, candidate devices) for every test on every family that can run it.
 
     A test no device of the set can run is refused with its requirement, before anything
-    is queued.
+    is queued (or, not `strict`, left out).
     """
     by_family: dict[str, list[LabDevice]] = defaultdict(list)
     for device in devices:
@@ -117,7 +117,7 @@ def plan(
                 placed = True
         if not placed:
             unplaceable.append({"test": test.name, "requires": test.requires})
-    if unplaceable:
+    if unplaceable and strict:
         first = unplaceable[0]
         raise InvalidInput(
             f"no device in the set has what {len(unplaceable)} test(s) require, "
@@ -642,6 +642,6 @@ def run_status(*, session: Session, ref: int | str, base_url: str = "") -> dict[
         "stage_status": stage_status(run),
         "passed": None if run.status in ("queued", "running") else run.status == "passed",
         "summary": summary,
-        "report_url": f"{base}/console/devicelab/runs/{run.id}",
+        "report_url": f"{base}/ui/devicelab/runs/{run.id}",
         "junit_url": f"{base}/api/v1/devicelab/runs/{run.id}/junit",
     }

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from popcorn.schemas import Page, ReadSchema, Schema
 
-Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$")
+Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$")
 Platform = Literal["tv", "console", "stb", "mobile", "browser", "streamer"]
 
 

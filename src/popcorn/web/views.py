@@ -33,6 +33,7 @@ NAV = [
     ("Certificates", "web.certificates", "popcorn.certificates.service"),
     ("Triage", "web.triage", "popcorn.triage.service"),
     ("Studio", "web.studio", "popcorn.studio.service"),
+    ("Device lab", "web.devicelab", "popcorn.devicelab.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]

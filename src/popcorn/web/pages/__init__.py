@@ -21,6 +21,7 @@ PAGES = {
     "traffic": "popcorn.traffic.service",
     "triage": "popcorn.triage.service",
     "studio": "popcorn.studio.service",
+    "devicelab": "popcorn.devicelab.service",
 }
 
 
