@@ -19,6 +19,7 @@ ORDER = [
     "triage",
     "studio",
     "studio-postgresql",
+    "devicelab",
 ]
 
 INTRO = """# Benchmarks
