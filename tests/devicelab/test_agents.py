@@ -217,3 +217,32 @@ def test_an_agent_killed_mid_test_has_its_test_rescheduled(fleet: Fleet) -> None
         ("console-2", "passed", "rescheduled"),
     ]
     assert fleet.get("/devices/console-1")["agent_state"] == "offline"
+
+
+def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
+    from popcorn.demo import devicelab as devicelab_demo
+
+    try:
+        lab = devicelab_demo.play(
+            url=fleet.url, admin_token=fleet.admin, agent_token=fleet.token, timeout=60, fast=True
+        )
+    except TimeoutError:
+        runs = fleet.get("/runs?status=running")["items"]
+        for run in runs:
+            stuck = fleet.get(f"/runs/{run['id']}/executions?status__n=passed&status__n=failed")
+            print("STUCK", run["id"], run["selection"].get("fraction"), stuck["items"][:5])
+        print(
+            "DEVICES",
+            [(d["name"], d["family"], d["agent_state"]) for d in fleet.get("/devices")["items"]],
+        )
+        raise
+    try:
+        summary = lab.summary
+        assert summary["stage_status"] in ("SUCCEEDED", "TERMINAL")
+        assert summary["history_builds"] == 20 and summary["agents"] == 8
+        assert Path(summary["junit"]).read_text().startswith("<?xml")
+        # the change touches drm and playback: planted breaks make new failures, blamed on it
+        assert summary["failed"] > 0 and summary["culprit"] == "CL-2001"
+        assert 0 < summary["selected_fraction"] < 1
+    finally:
+        lab.stop()

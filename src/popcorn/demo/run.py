@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from popcorn.demo import build, platform
+from popcorn.demo import devicelab as devicelab_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
@@ -52,6 +53,7 @@ class DemoRun:
     prepared: bool = False
     tls: tuple[Path, Path, Path] | None = None
     triage: triage_demo.TriageFleet | None = None
+    devicelab: devicelab_demo.DeviceLab | None = None
 
     def __post_init__(self) -> None:
         self.narrator = Narrator(self.console)
@@ -123,6 +125,22 @@ class DemoRun:
                 triage=self.triage,
             )
             self.summary.update(story.play())
+        with n.step(
+            "devicelab", "Device lab: a pipeline hook runs a suite on device agents"
+        ) as notes:
+            self.devicelab = devicelab_demo.play(
+                url=url,
+                admin_token=self.summary["admin_token"],
+                agent_token=self.agent_token,
+                timeout=o.timeout,
+                fast=o.fast,
+            )
+            self.summary["devicelab"] = lab = self.devicelab.summary
+            notes.append(
+                f"{lab['agents']} agents ran {lab['executions']} tests: {lab['stage_status']}, "
+                f"{lab['failed']} failed ({lab['new_failures']} new, culprit {lab['culprit']}), "
+                f"{lab['flaky']} flaky; selection ran {100 * (lab['selected_fraction'] or 0):.0f} %"
+            )
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -262,6 +280,8 @@ class DemoRun:
             pids["bolt-agent"] = self.agent.process.pid
         if self.triage is not None:
             pids.update(self.triage.pids())
+        if self.devicelab is not None:
+            pids.update(self.devicelab.pids())
         from popcorn.config import get_settings
         from popcorn.jobs import embedded_redis_server
 
@@ -304,6 +324,8 @@ class DemoRun:
         with self.narrator.step("stop", "Stop everything the demo started"):
             if self.triage is not None:
                 self.triage.stop()
+            if self.devicelab is not None:
+                self.devicelab.stop()
             if self.agent is not None:
                 self.agent.stop()
             if self.platform is not None:
@@ -358,4 +380,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["studio_playlist"] = f"{url}/ui/studio/playlists/{summary['studio']['playlist_id']}"
     if "triage" in summary:
         links["triage"] = f"{url}/ui/triage/collections/{summary['triage']['collection_id']}"
+    if "devicelab" in summary:
+        links["devicelab_run"] = f"{url}/ui/devicelab/runs/{summary['devicelab']['run_id']}"
     return links

@@ -282,14 +282,19 @@ def import_junit(
     *, session: Session, build_id: int, data: bytes, family: str, device: str = ""
 ) -> LabRun:
     """Record a report from any runner as a finished run of a build (unknown tests are
-    added to the catalog), so its results count in history, flakiness and the model."""
+    added to the catalog), so its results count in history, flakiness and the model. A
+    case marked flaky (Surefire's flakyFailure) is a failed attempt, then a passed one."""
     cases = junit.parse(data)
     if not cases:
         raise InvalidInput("junit: the report has no test cases")
     build = scheduling.get_build(session=session, ref=build_id)
-    names = sorted(
-        {c.name if "." in c.name or not c.classname else f"{c.classname}.{c.name}" for c in cases}
-    )
+
+    def name_of(case: junit.Case) -> str:
+        return (
+            case.name if "." in case.name or not case.classname else f"{case.classname}.{case.name}"
+        )
+
+    names = sorted({name_of(c) for c in cases})
     known = {t.name for t in session.scalars(select(LabTest).where(LabTest.name.in_(names)))}
     missing = [TestCreate(name=n[:300], suite="imported") for n in names if n not in known]
     if missing:
@@ -307,29 +312,31 @@ def import_junit(
     now = utcnow()
     attempts: dict[str, int] = defaultdict(int)
     for case in cases:
-        name = (
-            case.name if "." in case.name or not case.classname else f"{case.classname}.{case.name}"
-        )
-        attempts[name] += 1
+        name = name_of(case)
         status = case.status if case.status != "skipped" else "cancelled"
-        session.add(
-            LabExecution(
-                run_id=run.id,
-                build_id=build.id,
-                test_id=tests[name].id,
-                test_name=name,
-                family=case.properties.get("family", family),
-                device_name=case.properties.get("device", device),
-                status=status,
-                attempt=attempts[name],
-                reason="imported",
-                message=case.message,
-                failure_kind=case.kind,
-                duration_s=case.time_s,
-                queued_at=now,
-                finished_at=now,
+        outcomes = [(status, case.message)]
+        if case.flaky:
+            outcomes.insert(0, ("failed", "failed before passing on retry"))
+        for state, message in outcomes:
+            attempts[name] += 1
+            session.add(
+                LabExecution(
+                    run_id=run.id,
+                    build_id=build.id,
+                    test_id=tests[name].id,
+                    test_name=name,
+                    family=case.properties.get("family", family),
+                    device_name=case.properties.get("device", device),
+                    status=state,
+                    attempt=attempts[name],
+                    reason="imported",
+                    message=message,
+                    failure_kind=case.kind,
+                    duration_s=case.time_s,
+                    queued_at=now,
+                    finished_at=now,
+                )
             )
-        )
     session.flush()
     record_change(
         session, "import", "devicelab_run", run.id, after={"build": build.id, "cases": len(cases)}

@@ -44,7 +44,7 @@ def create_hook(*, session: Session, spec: HookCreate) -> dict[str, Any]:
     if session.scalar(select(LabHook.id).where(LabHook.name == spec.name)):
         raise Conflict(f"hook {spec.name!r} already exists")
     if spec.suite:
-        service.get_suite(session=session, ref=spec.suite)
+        service.select_tests(session=session, suite=spec.suite)  # a 404 for an unknown suite
     secret = spec.secret or secrets.token_urlsafe(32)
     hook = LabHook(
         name=spec.name,

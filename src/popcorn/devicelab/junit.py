@@ -29,6 +29,7 @@ class Case:
     message: str = ""
     kind: str = ""
     properties: dict[str, str] = field(default_factory=dict)
+    flaky: bool = False  # passed after failing (Surefire's flakyFailure / flakyError)
 
 
 def _fromstring(data: bytes) -> ET.Element:
@@ -87,6 +88,9 @@ def parse(data: bytes | str) -> list[Case]:
                 message = (found.get("message") or found.text or "").strip()[:MAX_TEXT]
                 kind = (found.get("type") or "")[:40]
                 break
+        flaky = status == "passed" and any(
+            case.find(tag) is not None for tag in ("flakyFailure", "flakyError")
+        )
         properties = {
             (p.get("name") or "")[:100]: (p.get("value") or "")[:500]
             for p in case.iter("property")
@@ -101,6 +105,7 @@ def parse(data: bytes | str) -> list[Case]:
                 message=message,
                 kind=kind,
                 properties=properties,
+                flaky=flaky,
             )
         )
     return cases

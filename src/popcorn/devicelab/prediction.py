@@ -148,7 +148,10 @@ class FailureModel:
     def predict(self, rows: list[dict[str, Any]]) -> list[float]:
         if not rows:
             return []
-        proba = self.estimator.predict_proba(matrix(rows))
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        with threadpool_limits(limits=1):  # no OpenMP spinning inside a web worker
+            proba = self.estimator.predict_proba(matrix(rows))
         return [float(p) for p in proba[:, 1]]
 
 
@@ -159,7 +162,10 @@ def train(rows: Sequence[dict[str, Any]], labels: Sequence[int], *, seed: int = 
     estimator = HistGradientBoostingClassifier(
         max_iter=100, learning_rate=0.1, max_leaf_nodes=31, random_state=seed
     )
-    estimator.fit(matrix(rows), list(labels))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # no OpenMP spinning inside a web worker
+        estimator.fit(matrix(rows), list(labels))
     return FailureModel(estimator=estimator)
 
 

@@ -290,17 +290,25 @@ def poll(*, session: Session, device: LabDevice, running: list[int]) -> dict[str
 
 
 def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExecution]:
-    """Claim up to `slots` queued executions for this device by the placement policy."""
-    queued = list(
-        session.scalars(
-            select(LabExecution)
-            .join(LabRun, LabRun.id == LabExecution.run_id)
-            .where(LabExecution.status == "queued", LabRun.status == "running")
-            .order_by(LabExecution.id)
-            .limit(20_000)
+    """Claim up to `slots` queued executions for this device by the placement policy.
+
+    Only the columns placement needs are read for the queue; a claim is a conditional
+    update, so two devices polling at once never take the same execution.
+    """
+    queued = session.execute(
+        select(
+            LabExecution.id,
+            LabExecution.build_id,
+            LabExecution.candidates,
+            LabTest.expected_duration_s,
         )
-    )
-    mine = [e for e in queued if device.id in e.candidates]
+        .join(LabRun, LabRun.id == LabExecution.run_id)
+        .join(LabTest, LabTest.id == LabExecution.test_id)
+        .where(LabExecution.status == "queued", LabRun.status == "running")
+        .order_by(LabExecution.id)
+        .limit(50_000)
+    ).all()
+    mine = [row for row in queued if device.id in row[2]]
     if not mine:
         return []
     running = dict(
@@ -310,26 +318,23 @@ def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExe
             .group_by(LabExecution.build_id)
         ).all()
     )
-    durations = dict(session.execute(select(LabTest.id, LabTest.expected_duration_s)).all())
     placer = placement.Placer()
-    for build in sorted({e.build_id for e in mine}):
+    for build in sorted({row[1] for row in mine}):
         placer.build_order[build] = build
     placer.running.update(running)
-    by_id = {e.id: e for e in mine}
-    placer.add_all(
-        placement.Job(e.id, e.build_id, frozenset(e.candidates), durations.get(e.test_id, 60.0))
-        for e in mine
-    )
+    placer.add_all(placement.Job(i, b, frozenset(c), d) for i, b, c, d in mine)
     claimed: list[LabExecution] = []
     now = utcnow()
     while len(claimed) < slots:
         job = placer.take(device.id)
         if job is None:
             break
-        execution = by_id[job.id]
+        execution = session.get(LabExecution, job.id)
+        if execution is None:
+            continue
         result = session.execute(
             update(LabExecution)
-            .where(LabExecution.id == execution.id, LabExecution.status == "queued")
+            .where(LabExecution.id == job.id, LabExecution.status == "queued")
             .values(
                 status="assigned",
                 device_id=device.id,
