@@ -117,6 +117,11 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
         assert table in triage["evidence"][device]
     assert triage["planted_ranked_first"]
 
+    lab = summary["devicelab"]
+    assert lab["stage_status"] in ("SUCCEEDED", "TERMINAL") and lab["culprit"] == "CL-2001"
+    assert lab["failed"] > 0 and 0 < lab["selected_fraction"] < 1
+    assert summary["links"]["devicelab_run"].endswith(f"/ui/devicelab/runs/{lab['run_id']}")
+    assert sum(1 for p in summary["processes"] if p.startswith("devicelab-")) == lab["agents"]
     execution = summary["disk_failure"]["execution_id"]
     assert summary["links"]["execution"].endswith(f"/ui/runbooks/executions/{execution}")
     collection = triage["collection_id"]
@@ -128,6 +133,7 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert still_running(seen | started) == []
     assert port_free(port)
     assert "The incident" in err and "Regional evacuation drill" in err and "Host triage" in err
+    assert "Device lab" in err
 
     # A rerun finds the demo world, rebuilds it, and a step that fails stops the demo with
     # one line naming it, again leaving nothing running.

@@ -204,6 +204,9 @@ def play(*, url: str, admin_token: str, agent_token: str, timeout: float, fast: 
                 "selected_of": second["selection"].get("planned"),
             }
         )
+    except BaseException:
+        lab.stop()  # a failed step leaves no agent running
+        raise
     finally:
         api.close()
     return lab
