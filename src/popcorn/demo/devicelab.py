@@ -72,7 +72,7 @@ def seed(*, fast: bool) -> dict[str, Any]:
             )
         )
         test["index"] = i
-    history = prediction.generate_history(world, builds=20 if fast else 30, seed=17)
+    history = prediction.generate_history(world, builds=12 if fast else 30, seed=17)
     by_build: dict[int, list[dict[str, Any]]] = {}
     for record in history:
         by_build.setdefault(record["build"], []).append(record)
