@@ -304,7 +304,11 @@ def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExe
         )
         .join(LabRun, LabRun.id == LabExecution.run_id)
         .join(LabTest, LabTest.id == LabExecution.test_id)
-        .where(LabExecution.status == "queued", LabRun.status == "running")
+        .where(
+            LabExecution.status == "queued",
+            LabExecution.family == device.family,  # candidates never cross families
+            LabRun.status == "running",
+        )
         .order_by(LabExecution.id)
         .limit(50_000)
     ).all()
