@@ -71,6 +71,7 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.timeout(600)  # the whole demo, every domain's part, on a shared machine
 def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Path) -> None:
     home, port = tmp_path / "home", free_port()
     code, out, err, seen = run_demo(home, "--fast", "--port", str(port), "--json")
