@@ -24,6 +24,7 @@ ORDER = [
     "ml",
     "security",
     "notebooks",
+    "devicelab",
 ]
 
 INTRO = """# Benchmarks

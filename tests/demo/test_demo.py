@@ -29,7 +29,7 @@ def demo_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_demo(home: Path, *args: str, timeout: float = 240) -> tuple[int, str, str, set[int]]:
+def run_demo(home: Path, *args: str, timeout: float = 420) -> tuple[int, str, str, set[int]]:
     """Run `python -m popcorn demo ARGS`; returns its exit code, stdout, stderr and the pids
     of every process it had under it while it ran."""
     out, err = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
@@ -71,6 +71,7 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.timeout(600)  # the whole demo, every domain's part, on a shared machine
 def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Path) -> None:
     home, port = tmp_path / "home", free_port()
     code, out, err, seen = run_demo(home, "--fast", "--port", str(port), "--json")
@@ -131,6 +132,11 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert len(ml["member_7"]) == 5
     assert summary["links"]["ml_run"].endswith(f":{port}/ui/ml/runs/{ml['run_id']}")
 
+    lab = summary["devicelab"]
+    assert lab["stage_status"] in ("SUCCEEDED", "TERMINAL") and lab["culprit"] == "CL-2001"
+    assert lab["failed"] > 0 and 0 < lab["selected_fraction"] < 1
+    assert summary["links"]["devicelab_run"].endswith(f"/ui/devicelab/runs/{lab['run_id']}")
+    assert sum(1 for p in summary["processes"] if p.startswith("devicelab-")) == lab["agents"]
     execution = summary["disk_failure"]["execution_id"]
     assert summary["links"]["execution"].endswith(f"/ui/runbooks/executions/{execution}")
     collection = triage["collection_id"]
@@ -145,6 +151,7 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert still_running(seen | started) == []
     assert port_free(port)
     assert "The incident" in err and "Regional evacuation drill" in err and "Host triage" in err
+    assert "Device lab" in err
 
     # A rerun finds the demo world, rebuilds it, and a step that fails stops the demo with
     # one line naming it, again leaving nothing running.

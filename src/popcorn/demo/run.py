@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from popcorn.demo import build, platform
+from popcorn.demo import devicelab as devicelab_demo
 from popcorn.demo import ml as ml_demo
 from popcorn.demo import notebooks as notebooks_demo
 from popcorn.demo import security as security_demo
@@ -55,6 +56,7 @@ class DemoRun:
     prepared: bool = False
     tls: tuple[Path, Path, Path] | None = None
     triage: triage_demo.TriageFleet | None = None
+    devicelab: devicelab_demo.DeviceLab | None = None
 
     def __post_init__(self) -> None:
         self.narrator = Narrator(self.console)
@@ -140,6 +142,22 @@ class DemoRun:
         ) as notes:
             self.summary["notebooks"] = notebooks_demo.wait(notebook_runs, max(o.timeout, 300))
             notes.append(notebooks_demo.describe(self.summary["notebooks"]))
+        with n.step(
+            "devicelab", "Device lab: a pipeline hook runs a suite on device agents"
+        ) as notes:
+            self.devicelab = devicelab_demo.play(
+                url=url,
+                admin_token=self.summary["admin_token"],
+                agent_token=self.agent_token,
+                timeout=o.timeout,
+                fast=o.fast,
+            )
+            self.summary["devicelab"] = lab = self.devicelab.summary
+            notes.append(
+                f"{lab['agents']} agents ran {lab['executions']} tests: {lab['stage_status']}, "
+                f"{lab['failed']} failed ({lab['new_failures']} new, culprit {lab['culprit']}), "
+                f"{lab['flaky']} flaky; selection ran {100 * (lab['selected_fraction'] or 0):.0f} %"
+            )
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -287,6 +305,8 @@ class DemoRun:
             pids.update(self.triage.pids())
         if self.aws is not None and self.aws.process is not None:
             pids["aws"] = self.aws.process.pid
+        if self.devicelab is not None:
+            pids.update(self.devicelab.pids())
         from popcorn.config import get_settings
         from popcorn.jobs import embedded_redis_server
 
@@ -329,6 +349,8 @@ class DemoRun:
         with self.narrator.step("stop", "Stop everything the demo started"):
             if self.triage is not None:
                 self.triage.stop()
+            if self.devicelab is not None:
+                self.devicelab.stop()
             if self.agent is not None:
                 self.agent.stop()
             if self.platform is not None:
@@ -389,4 +411,6 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links["security"] = f"{url}/ui/security/accounts/{summary['security']['account']}"
     for name, found in summary.get("notebooks", {}).items():
         links[f"notebook_{name}"] = f"{url}/ui/notebooks/runs/{found['run_id']}"
+    if "devicelab" in summary:
+        links["devicelab_run"] = f"{url}/ui/devicelab/runs/{summary['devicelab']['run_id']}"
     return links

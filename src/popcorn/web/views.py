@@ -36,6 +36,7 @@ NAV = [
     ("ML", "web.ml", "popcorn.ml.service"),
     ("Security", "web.security", "popcorn.security.service"),
     ("Notebooks", "web.notebooks", "popcorn.notebooks.service"),
+    ("Device lab", "web.devicelab", "popcorn.devicelab.service"),
     ("Jobs", "web.jobs_page", None),
     ("Audit", "web.audit_page", None),
 ]

@@ -24,6 +24,7 @@ PAGES = {
     "ml": "popcorn.ml.service",
     "security": "popcorn.security.service",
     "notebooks": "popcorn.notebooks.service",
+    "devicelab": "popcorn.devicelab.service",
 }
 
 

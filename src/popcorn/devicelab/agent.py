@@ -1,0 +1,236 @@
+"""The device agent: a process that serves one (simulated) device.
+
+It registers over HTTP with an API token, then beats every `--heartbeat` seconds: each
+beat says what it is running and takes back what to stop and what to start. It runs each
+assigned test script for its expected duration (scaled by `--time-scale`) with the
+test's failure behaviour (its planted causes and flakiness), and reports the result.
+
+Trust: registration gives the agent a key and the platform's identity. The agent signs
+every request with that key and takes work only from an answer signed with the same key
+that names the same platform and device; anything else is refused and logged. A platform
+that has forgotten the agent (404) is registered with again.
+
+    python -m popcorn.devicelab.agent --url http://127.0.0.1:8000 --token T \\
+        --name tv-lab-01 --platform tv --family vendorA-2021 --hdr hdr10 --time-scale 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from popcorn.devicelab.prediction import outcome
+from popcorn.devicelab.protocol import API, SIGNATURE_HEADER, canonical, sign, verify
+
+log = logging.getLogger("popcorn.devicelab.agent")
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.url = args.url.rstrip("/")
+        self.client = httpx.Client(
+            timeout=10.0,
+            follow_redirects=False,
+            headers={"Authorization": f"Bearer {args.token}"},
+        )
+        self.key = ""
+        self.platform = ""
+        self.running: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.rng = random.Random(args.seed)
+        self.refused = 0
+
+    def device(self) -> dict[str, Any]:
+        a = self.args
+        return {
+            "name": a.name,
+            "platform": a.platform,
+            "model": a.model,
+            "family": a.family,
+            "os_version": a.os_version,
+            "firmware": a.firmware,
+            "resolution": a.resolution,
+            "hdr": a.hdr,
+            "drm_level": a.drm_level,
+            "sdk_version": a.sdk_version,
+            "tags": a.tag,
+            "pool": a.pool,
+            "site": a.site,
+            "slots": a.slots,
+        }
+
+    def register(self) -> None:
+        while not self.stop.is_set():
+            try:
+                response = self.client.post(
+                    f"{self.url}{API}/register", json={"device": self.device(), "version": "1"}
+                )
+                if response.status_code == 200:
+                    body = response.json()
+                    self.key, self.platform = body["agent_key"], body["platform_id"]
+                    log.info("registered %s with platform %s", self.args.name, self.platform)
+                    return
+                log.warning(
+                    "registration refused: HTTP %s %s", response.status_code, response.text[:300]
+                )
+                if response.status_code in (401, 403, 422):
+                    raise SystemExit(f"registration refused: {response.text[:300]}")
+            except httpx.HTTPError as exc:
+                log.warning("registration failed: %s", exc)
+            self.stop.wait(1.0)
+
+    def call(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        data = canonical(body)
+        return self.client.post(
+            f"{self.url}{API}/{self.args.name}/{path}",
+            content=data,
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.key, data)},
+        )
+
+    def trusted(self, response: httpx.Response) -> dict[str, Any] | None:
+        """The answer's body if the platform we registered with signed it for us."""
+        if not verify(self.key, response.content, response.headers.get(SIGNATURE_HEADER)):
+            self.refused += 1
+            log.error("refused work: the answer is not signed with this agent's key")
+            return None
+        body = response.json()
+        if body.get("platform_id") != self.platform or body.get("device") != self.args.name:
+            self.refused += 1
+            log.error("refused work: the answer names another platform or device")
+            return None
+        return dict(body)
+
+    def beat(self) -> None:
+        with self.lock:
+            running = sorted(self.running)
+        try:
+            response = self.call("poll", {"running": running})
+        except httpx.HTTPError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return
+        if response.status_code in (403, 404):
+            log.warning(
+                "platform does not know this agent (HTTP %s): registering again",
+                response.status_code,
+            )
+            self.register()
+            return
+        if response.status_code != 200:
+            log.warning("heartbeat refused: HTTP %s %s", response.status_code, response.text[:200])
+            return
+        body = self.trusted(response)
+        if body is None:
+            return
+        with self.lock:
+            for execution in body.get("cancel", []):
+                event = self.running.get(int(execution))
+                if event is not None:
+                    event.set()
+        for assignment in body.get("assignments", []):
+            cancel = threading.Event()
+            with self.lock:
+                self.running[int(assignment["execution"])] = cancel
+            threading.Thread(target=self.execute, args=(assignment, cancel), daemon=True).start()
+
+    def execute(self, assignment: dict[str, Any], cancel: threading.Event) -> None:
+        execution = int(assignment["execution"])
+        behaviour = assignment.get("behaviour") or {}
+        build = assignment.get("build") or {}
+        rng = random.Random(f"{self.args.seed}:{execution}")
+        key = f"{build.get('id')}:{assignment['test']}"
+        status, kind, message = outcome(
+            behaviour, key, self.args.family, build.get("components", []), rng
+        )
+        duration = float(assignment["expected_duration_s"]) * rng.uniform(0.8, 1.2)
+        if rng.random() < float(behaviour.get("hang_rate", 0.0)):
+            duration = float(assignment["timeout_s"]) * 3  # hangs: the platform times it out
+        started = time.monotonic()
+        cancelled = cancel.wait(duration * self.args.time_scale)
+        if not cancelled and not self.stop.is_set():
+            result = {
+                "execution": execution,
+                "status": status,
+                "duration_s": round(duration, 3),
+                "message": message,
+                "failure_kind": kind,
+            }
+            for _ in range(5):
+                try:
+                    response = self.call("results", result)
+                    if response.status_code < 500:
+                        if response.status_code >= 300:
+                            log.warning("result refused: %s", response.text[:200])
+                        break
+                except httpx.HTTPError as exc:
+                    log.warning("result not delivered yet: %s", exc)
+                time.sleep(0.5)
+        log.info(
+            "execution %s %s after %.2fs",
+            execution,
+            status if not cancelled else "cancelled",
+            time.monotonic() - started,
+        )
+        with self.lock:
+            self.running.pop(execution, None)
+
+    def serve(self) -> None:
+        self.register()
+        while not self.stop.is_set():
+            self.beat()
+            self.stop.wait(self.args.heartbeat)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="popcorn-devicelab-agent", description=__doc__.splitlines()[0])
+    p.add_argument("--url", default=os.environ.get("POPCORN_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--token", default=os.environ.get("POPCORN_TOKEN", ""))
+    p.add_argument("--name", required=True)
+    p.add_argument("--platform", default="tv")
+    p.add_argument("--model", default="")
+    p.add_argument("--family", default="")
+    p.add_argument("--os-version", default="")
+    p.add_argument("--firmware", default="")
+    p.add_argument("--resolution", default="1080p")
+    p.add_argument("--hdr", action="append", default=[])
+    p.add_argument("--drm-level", default="")
+    p.add_argument("--sdk-version", default="")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--pool", default="default")
+    p.add_argument("--site", default="")
+    p.add_argument("--slots", type=int, default=1)
+    p.add_argument("--heartbeat", type=float, default=2.0, help="Seconds between beats.")
+    p.add_argument("--time-scale", type=float, default=1.0, help="Multiplies test durations.")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.token:
+        print("error: an API token is needed (--token or POPCORN_TOKEN)", file=sys.stderr)
+        return 2
+    if not args.family:
+        args.family = f"{args.platform}-{args.model or 'generic'}"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    agent = Agent(args)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
+    try:
+        agent.serve()
+    except KeyboardInterrupt:
+        agent.stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,656 @@
+"""Builds and runs: a build asks for a suite on a set of devices; each test is queued once
+per device family in the set that can run it; agents' polls take work through the
+placement policy; results come back, flaky-looking failures are retried, timeouts and
+dead devices are caught by the sweep, and a finished run reports to its pipeline.
+
+Nothing is dropped: a test whose device goes silent is `lost` and queued again (a new
+attempt), or marked `error` with the reason once it has used its attempts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from popcorn.audit import record_change
+from popcorn.db import utcnow
+from popcorn.devicelab import placement, service
+from popcorn.devicelab import query as q
+from popcorn.devicelab.models import LabBuild, LabDevice, LabExecution, LabRun, LabTest
+from popcorn.devicelab.schemas import AgentResult, BuildCreate, RunCreate
+from popcorn.errors import Conflict, InvalidInput
+from popcorn.jobs import enqueue
+from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.lookup import get_by_id
+from popcorn.outbox import emit
+
+CALLBACK_TASK = "devicelab.callback"
+SWEEP_TASK = "devicelab.sweep"
+FLAKY_KINDS = ("infra", "network", "device", "timeout")
+RUN_FILTERS = {"status": LabRun.status, "build_id": LabRun.build_id, "suite": LabRun.suite}
+EXEC_FILTERS = {
+    "status": LabExecution.status,
+    "test_name": LabExecution.test_name,
+    "device_name": LabExecution.device_name,
+    "family": LabExecution.family,
+    "flaky": LabExecution.flaky,
+    "attribution": LabExecution.attribution,
+}
+_last_sweep = 0.0
+
+
+# --- builds -----------------------------------------------------------------------------------
+
+
+def create_build(*, session: Session, spec: BuildCreate) -> LabBuild:
+    from popcorn.context import current_actor
+
+    build = LabBuild(**spec.model_dump(), created_by=current_actor().name)
+    session.add(build)
+    session.flush()
+    record_change(session, "create", "devicelab_build", build.id, after=spec.model_dump())
+    emit(session, "devicelab.build.created", "devicelab_build", build.id, spec.model_dump())
+    return build
+
+
+def get_build(*, session: Session, ref: int | str) -> LabBuild:
+    return get_by_id(session, LabBuild, ref, label="build")
+
+
+def list_builds(*, session: Session, params: ListParams) -> PageResult:
+    return paginate(session, select(LabBuild), params, key=LabBuild.id)
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def get_run(*, session: Session, ref: int | str) -> LabRun:
+    return get_by_id(session, LabRun, ref, label="run")
+
+
+def list_runs(*, session: Session, params: ListParams) -> PageResult:
+    stmt = select(LabRun).where(*filter_clauses(params.filters, RUN_FILTERS))
+    return paginate(session, stmt, params, key=LabRun.id)
+
+
+def list_executions(*, session: Session, run: int | str, params: ListParams) -> PageResult:
+    found = get_run(session=session, ref=run)
+    stmt = select(LabExecution).where(
+        LabExecution.run_id == found.id, *filter_clauses(params.filters, EXEC_FILTERS)
+    )
+    return paginate(session, stmt, params, key=LabExecution.id)
+
+
+def run_devices(*, session: Session, devices: str) -> list[LabDevice]:
+    node = q.parse(devices, q.DEVICE_FIELDS)
+    rows = session.scalars(
+        select(LabDevice).where(LabDevice.health != "failed").order_by(LabDevice.id)
+    )
+    return [d for d in rows if q.matches(node, service.device_record(d))]
+
+
+def plan(
+    *, session: Session, tests: list[LabTest], devices: list[LabDevice], strict: bool = True
+) -> list[tuple[LabTest, str, list[int]]]:
+    """(test, family, candidate devices) for every test on every family that can run it.
+
+    A test no device of the set can run is refused with its requirement, before anything
+    is queued (or, not `strict`, left out).
+    """
+    by_family: dict[str, list[LabDevice]] = defaultdict(list)
+    for device in devices:
+        by_family[device.family].append(device)
+    caps = {d.id: service.capability_record(d) for d in devices}
+    out: list[tuple[LabTest, str, list[int]]] = []
+    unplaceable: list[dict[str, Any]] = []
+    for test in tests:
+        placed = False
+        for family, members in sorted(by_family.items()):
+            candidates = [d.id for d in members if placement.capable(test.requires, caps[d.id])]
+            if candidates:
+                out.append((test, family, candidates))
+                placed = True
+        if not placed:
+            unplaceable.append({"test": test.name, "requires": test.requires})
+    if unplaceable and strict:
+        first = unplaceable[0]
+        raise InvalidInput(
+            f"no device in the set has what {len(unplaceable)} test(s) require, "
+            f"e.g. {first['test']} needs {first['requires']}",
+            details={"unplaceable": unplaceable[:50]},
+        )
+    return out
+
+
+def start_run(
+    *,
+    session: Session,
+    spec: RunCreate,
+    hook_id: int | None = None,
+    callback_url: str = "",
+) -> LabRun:
+    """Queue a suite of a build on a device set (every test on every capable family)."""
+    from popcorn.context import current_actor
+    from popcorn.devicelab import analysis
+
+    if spec.build is None and spec.build_id is None:
+        raise InvalidInput("name a build (build_id) or describe one (build)")
+    if not spec.suite and not spec.query:
+        raise InvalidInput("name a suite or a test query")
+    tests = service.select_tests(session=session, query=spec.query, suite=spec.suite)
+    if not tests:
+        raise InvalidInput("the suite and query select no tests", details={"query": spec.query})
+    devices = run_devices(session=session, devices=spec.devices)
+    if not devices:
+        raise InvalidInput(
+            "the device query matches no usable device", details={"devices": spec.devices}
+        )
+    planned = plan(session=session, tests=tests, devices=devices)
+    build = (
+        create_build(session=session, spec=spec.build)
+        if spec.build is not None
+        else get_build(session=session, ref=spec.build_id or 0)
+    )
+    selection: dict[str, Any] = {"mode": spec.select, "planned": len(planned)}
+    probabilities: dict[tuple[int, str], float] = {}
+    if spec.select == "predicted":
+        chosen, probabilities, info = analysis.choose(
+            session=session, build=build, planned=planned, recall=spec.recall
+        )
+        selection.update(info)
+        skipped = [f"{t.name}@{fam}" for t, fam, _ in planned if (t.id, fam) not in chosen]
+        selection["skipped"] = skipped[:2000]
+        planned = [p for p in planned if (p[0].id, p[1]) in chosen]
+    run = LabRun(
+        build_id=build.id,
+        suite=spec.suite,
+        query=spec.query,
+        devices=spec.devices,
+        status="running",
+        retries=spec.retries,
+        max_attempts=spec.max_attempts,
+        selection=selection,
+        hook_id=hook_id,
+        callback_url=callback_url,
+        created_by=current_actor().name,
+    )
+    session.add(run)
+    session.flush()
+    now = utcnow()
+    session.add_all(
+        LabExecution(
+            run_id=run.id,
+            build_id=build.id,
+            test_id=test.id,
+            test_name=test.name,
+            family=family,
+            candidates=candidates,
+            timeout_s=test.timeout_s,
+            reason="first",
+            probability=probabilities.get((test.id, family)),
+            queued_at=now,
+        )
+        for test, family, candidates in planned
+    )
+    run.summary = {"executions": len(planned), "queued": len(planned)}
+    record_change(
+        session,
+        "create",
+        "devicelab_run",
+        run.id,
+        after={
+            "build": build.id,
+            "suite": spec.suite,
+            "query": spec.query,
+            "devices": spec.devices,
+            "executions": len(planned),
+            "selection": spec.select,
+        },
+    )
+    emit(
+        session,
+        "devicelab.run.started",
+        "devicelab_run",
+        run.id,
+        {"build": build.id, "executions": len(planned)},
+    )
+    return run
+
+
+def cancel_run(*, session: Session, ref: int | str) -> LabRun:
+    run = get_run(session=session, ref=ref)
+    if run.status not in ("queued", "running"):
+        raise Conflict(f"run {run.id} is already {run.status}")
+    session.execute(
+        update(LabExecution)
+        .where(
+            LabExecution.run_id == run.id,
+            LabExecution.status.in_(("queued", "assigned", "running")),
+        )
+        .values(status="cancelled", finished_at=utcnow(), message="run cancelled")
+    )
+    _finish(session, run, status="cancelled")
+    return run
+
+
+# --- agents: poll and results -----------------------------------------------------------------
+
+
+def _assignment(execution: LabExecution, test: LabTest, build: LabBuild) -> dict[str, Any]:
+    return {
+        "execution": execution.id,
+        "test": test.name,
+        "attempt": execution.attempt,
+        "expected_duration_s": test.expected_duration_s,
+        "timeout_s": execution.timeout_s,
+        "behaviour": test.behaviour,
+        "build": {"id": build.id, "app_version": build.app_version, "components": build.components},
+    }
+
+
+def poll(*, session: Session, device: LabDevice, running: list[int]) -> dict[str, Any]:
+    """An agent's beat: it is alive, here is what it runs; answer with what to stop and
+    what to start (only while the device is healthy and not reserved by a person)."""
+    service.mark_online(session=session, device=device)
+    maybe_sweep(session=session)
+    mine = set(
+        session.scalars(
+            select(LabExecution.id).where(
+                LabExecution.device_id == device.id, LabExecution.status.in_(service.ACTIVE)
+            )
+        )
+    )
+    cancel = sorted(set(running) - mine)
+    session.execute(
+        update(LabExecution)
+        .where(LabExecution.id.in_(list(set(running) & mine)), LabExecution.status == "assigned")
+        .values(status="running")
+    )
+    now = utcnow()
+    held = bool(device.reserved_by and device.reserved_until and device.reserved_until > now)
+    free = device.slots - len(mine)
+    assignments = []
+    if free > 0 and not held and device.health != "failed":
+        for execution in take_work(session=session, device=device, slots=free):
+            test = session.get(LabTest, execution.test_id)
+            build = session.get(LabBuild, execution.build_id)
+            assert test is not None and build is not None
+            assignments.append(_assignment(execution, test, build))
+    return {
+        "platform_id": service.platform_id(),
+        "device": device.name,
+        "cancel": cancel,
+        "assignments": assignments,
+    }
+
+
+def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExecution]:
+    """Claim up to `slots` queued executions for this device by the placement policy.
+
+    Only the columns placement needs are read for the queue; a claim is a conditional
+    update, so two devices polling at once never take the same execution.
+    """
+    queued = session.execute(
+        select(
+            LabExecution.id,
+            LabExecution.build_id,
+            LabExecution.candidates,
+            LabTest.expected_duration_s,
+        )
+        .join(LabRun, LabRun.id == LabExecution.run_id)
+        .join(LabTest, LabTest.id == LabExecution.test_id)
+        .where(
+            LabExecution.status == "queued",
+            LabExecution.family == device.family,  # candidates never cross families
+            LabRun.status == "running",
+        )
+        .order_by(LabExecution.id)
+        .limit(50_000)
+    ).all()
+    mine = [row for row in queued if device.id in row[2]]
+    if not mine:
+        return []
+    running = dict(
+        session.execute(
+            select(LabExecution.build_id, func.count())
+            .where(LabExecution.status.in_(service.ACTIVE))
+            .group_by(LabExecution.build_id)
+        ).all()
+    )
+    placer = placement.Placer()
+    for build in sorted({row[1] for row in mine}):
+        placer.build_order[build] = build
+    placer.running.update(running)
+    placer.add_all(placement.Job(i, b, frozenset(c), d) for i, b, c, d in mine)
+    claimed: list[LabExecution] = []
+    now = utcnow()
+    while len(claimed) < slots:
+        job = placer.take(device.id)
+        if job is None:
+            break
+        execution = session.get(LabExecution, job.id)
+        if execution is None:
+            continue
+        result = session.execute(
+            update(LabExecution)
+            .where(LabExecution.id == job.id, LabExecution.status == "queued")
+            .values(
+                status="assigned",
+                device_id=device.id,
+                device_name=device.name,
+                assigned_at=now,
+                deadline=now + timedelta(seconds=execution.timeout_s),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            session.refresh(execution)
+            claimed.append(execution)
+    if claimed:
+        emit(
+            session,
+            "devicelab.execution.assigned",
+            "devicelab_device",
+            device.id,
+            {"device": device.name, "executions": [e.id for e in claimed]},
+        )
+    return claimed
+
+
+def _looks_flaky(session: Session, execution: LabExecution, kind: str) -> bool:
+    if kind in FLAKY_KINDS:
+        return True
+    flaky_before = session.scalar(
+        select(func.count())
+        .select_from(LabExecution)
+        .where(LabExecution.test_id == execution.test_id, LabExecution.flaky.is_(True))
+    )
+    return bool(flaky_before)
+
+
+def _candidates(session: Session, execution: LabExecution) -> list[int]:
+    """The devices that may take a test again: its run's device set as it is now (a device
+    that joined since counts), of the same family, able to run it, and not offline."""
+    run = session.get(LabRun, execution.run_id)
+    test = session.get(LabTest, execution.test_id)
+    if run is None or test is None:
+        return list(execution.candidates)
+    fresh = [
+        d.id
+        for d in run_devices(session=session, devices=run.devices)
+        if d.family == execution.family
+        and d.agent_state != "offline"
+        and placement.capable(test.requires, service.capability_record(d))
+    ]
+    return fresh or list(execution.candidates)
+
+
+def adopt(*, session: Session, device: LabDevice) -> int:
+    """A device that (re)joins takes its share of queued tests it could run: those of its
+    family in running runs whose device set it matches."""
+    queued = session.scalars(
+        select(LabExecution)
+        .join(LabRun, LabRun.id == LabExecution.run_id)
+        .where(
+            LabExecution.status == "queued",
+            LabExecution.family == device.family,
+            LabRun.status == "running",
+        )
+    )
+    record, caps = service.device_record(device), service.capability_record(device)
+    adopted = 0
+    for execution in queued:
+        if device.id in execution.candidates:
+            continue
+        run = session.get(LabRun, execution.run_id)
+        test = session.get(LabTest, execution.test_id)
+        if run is None or test is None or device.health == "failed":
+            continue
+        if q.matches(q.parse(run.devices, q.DEVICE_FIELDS), record) and placement.capable(
+            test.requires, caps
+        ):
+            execution.candidates = [*execution.candidates, device.id]
+            adopted += 1
+    return adopted
+
+
+def _requeue(session: Session, execution: LabExecution, reason: str) -> LabExecution:
+    again = LabExecution(
+        run_id=execution.run_id,
+        build_id=execution.build_id,
+        test_id=execution.test_id,
+        test_name=execution.test_name,
+        family=execution.family,
+        candidates=_candidates(session, execution),
+        timeout_s=execution.timeout_s,
+        attempt=execution.attempt + 1,
+        reason=reason,
+        probability=execution.probability,
+        queued_at=utcnow(),
+    )
+    session.add(again)
+    return again
+
+
+def report_result(*, session: Session, device: LabDevice, result: AgentResult) -> LabExecution:
+    """Record what an agent ran; retry a flaky-looking failure while the run allows it."""
+    service.mark_online(session=session, device=device)
+    execution = session.get(LabExecution, result.execution, with_for_update=True)
+    if execution is None or execution.device_id != device.id:
+        raise Conflict(f"execution {result.execution} is not assigned to {device.name}")
+    if execution.status not in service.ACTIVE:
+        raise Conflict(
+            f"execution {execution.id} is already {execution.status} (rescheduled or timed out)",
+            details={"status": execution.status},
+        )
+    run = session.get(LabRun, execution.run_id)
+    assert run is not None
+    execution.status = result.status
+    execution.duration_s = result.duration_s
+    execution.message = result.message
+    execution.failure_kind = result.failure_kind
+    execution.finished_at = utcnow()
+    retry = result.status in ("failed", "error") and execution.attempt <= run.retries
+    if retry and _looks_flaky(session, execution, result.failure_kind):
+        _requeue(session, execution, "retry")
+    emit(
+        session,
+        "devicelab.execution.finished",
+        "devicelab_execution",
+        execution.id,
+        {
+            "run": run.id,
+            "test": execution.test_name,
+            "device": device.name,
+            "status": result.status,
+            "attempt": execution.attempt,
+        },
+    )
+    session.flush()
+    finish_if_done(session=session, run=run)
+    return execution
+
+
+def reschedule_device(*, session: Session, device: LabDevice, why: str) -> int:
+    """Every test assigned to a device that stopped (silent or restarted): lost, and queued
+    again while attempts remain, else marked `error` with the reason."""
+    active = list(
+        session.scalars(
+            select(LabExecution).where(
+                LabExecution.device_id == device.id, LabExecution.status.in_(service.ACTIVE)
+            )
+        )
+    )
+    runs = set()
+    for execution in active:
+        run = session.get(LabRun, execution.run_id)
+        assert run is not None
+        execution.status = "lost"
+        execution.finished_at = utcnow()
+        execution.message = f"device {device.name} stopped mid-test: {why}"
+        if execution.attempt < run.max_attempts:
+            _requeue(session, execution, "rescheduled")
+        else:
+            execution.status = "error"
+            execution.message += f" (after {execution.attempt} attempts)"
+        emit(
+            session,
+            "devicelab.execution.rescheduled",
+            "devicelab_execution",
+            execution.id,
+            {"device": device.name, "test": execution.test_name, "why": why},
+        )
+        runs.add(run)
+    session.flush()
+    for run in runs:
+        finish_if_done(session=session, run=run)
+    return len(active)
+
+
+def maybe_sweep(*, session: Session, every: float = 1.0) -> None:
+    global _last_sweep
+    if time.monotonic() - _last_sweep >= every:
+        _last_sweep = time.monotonic()
+        sweep(session=session)
+
+
+def sweep(*, session: Session) -> dict[str, int]:
+    """Offline devices, their tests rescheduled; timed-out tests; expired reservations."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=service.offline_after())
+    silent = list(
+        session.scalars(
+            select(LabDevice).where(
+                LabDevice.agent_state == "online", LabDevice.last_heartbeat < cutoff
+            )
+        )
+    )
+    moved = 0
+    for device in silent:
+        device.agent_state = "offline"
+        record_change(
+            session, "offline", "devicelab_device", device.id, after={"agent_state": "offline"}
+        )
+        emit(
+            session,
+            "devicelab.device.offline",
+            "devicelab_device",
+            device.id,
+            {"name": device.name},
+        )
+        moved += reschedule_device(session=session, device=device, why="no heartbeat")
+    late = list(
+        session.scalars(
+            select(LabExecution).where(
+                LabExecution.status.in_(service.ACTIVE), LabExecution.deadline < now
+            )
+        )
+    )
+    for execution in late:
+        run = session.get(LabRun, execution.run_id)
+        assert run is not None
+        execution.status = "timeout"
+        execution.failure_kind = "timeout"
+        execution.finished_at = now
+        execution.message = f"no result within the test's timeout of {execution.timeout_s:.0f} s"
+        if execution.attempt <= run.retries:
+            _requeue(session, execution, "retry")
+        emit(
+            session,
+            "devicelab.execution.timeout",
+            "devicelab_execution",
+            execution.id,
+            {"test": execution.test_name},
+        )
+        session.flush()
+        finish_if_done(session=session, run=run)
+    expired = service.expire_reservations(session=session)
+    return {
+        "offline": len(silent),
+        "rescheduled": moved,
+        "timeouts": len(late),
+        "reservations_expired": expired,
+    }
+
+
+# --- completion -------------------------------------------------------------------------------
+
+
+def finish_if_done(*, session: Session, run: LabRun) -> bool:
+    if run.status != "running":
+        return False
+    pending = session.scalar(
+        select(func.count())
+        .select_from(LabExecution)
+        .where(
+            LabExecution.run_id == run.id,
+            LabExecution.status.in_(("queued", "assigned", "running")),
+        )
+    )
+    if pending:
+        return False
+    from popcorn.devicelab import analysis
+
+    summary = analysis.summarise_run(session=session, run=run)
+    _finish(session, run, status="passed" if summary["failed"] == 0 else "failed", summary=summary)
+    return True
+
+
+def _finish(
+    session: Session, run: LabRun, *, status: str, summary: dict[str, Any] | None = None
+) -> None:
+    before = {"status": run.status}
+    run.status = status
+    run.finished_at = utcnow()
+    if summary is not None:
+        run.summary = summary
+    record_change(
+        session, "finish", "devicelab_run", run.id, before=before, after={"status": status}
+    )
+    emit(
+        session,
+        "devicelab.run.finished",
+        "devicelab_run",
+        run.id,
+        {"status": status, "build": run.build_id, "summary": run.summary},
+    )
+    if run.callback_url:
+        enqueue(session, CALLBACK_TASK, arguments={"run_id": run.id})
+
+
+def stage_status(run: LabRun) -> str:
+    """Spinnaker's webhook stage vocabulary: RUNNING, SUCCEEDED, TERMINAL or CANCELED."""
+    return {
+        "passed": "SUCCEEDED",
+        "failed": "TERMINAL",
+        "error": "TERMINAL",
+        "cancelled": "CANCELED",
+    }.get(run.status, "RUNNING")
+
+
+def run_status(*, session: Session, ref: int | str, base_url: str = "") -> dict[str, Any]:
+    run = get_run(session=session, ref=ref)
+    counts = dict(
+        session.execute(
+            select(LabExecution.status, func.count())
+            .where(LabExecution.run_id == run.id)
+            .group_by(LabExecution.status)
+        ).all()
+    )
+    summary = dict(run.summary)
+    summary["executions_by_status"] = counts
+    base = base_url.rstrip("/")
+    return {
+        "run": run.id,
+        "status": run.status,
+        "stage_status": stage_status(run),
+        "passed": None if run.status in ("queued", "running") else run.status == "passed",
+        "summary": summary,
+        "report_url": f"{base}/ui/devicelab/runs/{run.id}",
+        "junit_url": f"{base}/api/v1/devicelab/runs/{run.id}/junit",
+    }
