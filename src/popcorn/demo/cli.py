@@ -19,12 +19,13 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
     build = sum(
         timings.get(k, 0.0)
         for k in ("home", "generate", "inventory", "signals_store", "traffic", "rules",
-                  "certificates", "aws", "triage_hosts")
+                  "certificates", "aws", "triage_hosts", "security")
     )  # fmt: skip
     story = sum(
         timings.get(k, 0.0)
         for k in ("disk", "signals", "alert", "rules_match", "ranking", "bolt", "inventory_check",
-                  "shift", "evacuation", "execute", "return", "triage_collect", "triage_outliers")
+                  "shift", "evacuation", "execute", "return", "triage_collect", "triage_outliers",
+                  "ml", "notebooks_start", "notebooks", "devicelab")
     )  # fmt: skip
     console.print()
     console.print("[bold]Summary[/bold]")
@@ -37,6 +38,14 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
         ("evacuation plan", links.get("evacuation_plan", "")),
         ("review playlist", links.get("studio_playlist", "")),
         ("host triage", links.get("triage", "")),
+        ("security account", links.get("security", "")),
+        ("ML run", links.get("ml_run", "")),
+        *(
+            (f"notebook {key.removeprefix('notebook_')}", value)
+            for key, value in links.items()
+            if key.startswith("notebook_")
+        ),
+        ("device lab run", links.get("devicelab_run", "")),
         ("API docs", links.get("api_docs", "")),
         (
             "timings",
