@@ -80,8 +80,12 @@ def as_json(result: Result) -> Any:
 
 
 def test_collect_then_outliers_ranks_the_planted_hosts_first(devices: Fleet) -> None:
-    collection = as_json(triage("collect", "--role", "server", "--site", "ams1", "--json"))
+    # The web group: inventory's role `server`, tagged `web`, at ams1.
+    collection = as_json(
+        triage("collect", "--role", "server", "--tag", "web", "--site", "ams1", "--json")
+    )
     assert collection["status"] == "done"
+    assert collection["scope"] == {"role": "server", "tags": ["web"], "site": "ams1"}
 
     hosts = {h["device"]: h for h in as_json(triage("hosts", "--json"))}
     assert {d: h["status"] for d, h in hosts.items()} == {
@@ -221,9 +225,33 @@ def test_the_api_collects_as_a_job_and_viewers_only_read(devices: Fleet, api: An
     bad = api.post("/api/v1/triage/collections", json={"scope": {}}, role="operator")
     assert bad.status_code == 422
     nobody = api.post(
-        "/api/v1/triage/collections", json={"scope": {"role": "nosuchrole"}}, role="operator"
+        "/api/v1/triage/collections", json={"scope": {"role": "web"}}, role="operator"
     )
     assert nobody.status_code == 422
+    assert nobody.json["error"]["details"]["field"] == "scope.role"
+    assert "server" in nobody.json["error"]["details"]["roles"]
+    untagged = api.post(
+        "/api/v1/triage/collections",
+        json={"scope": {"role": "server", "tags": ["db"]}},
+        role="operator",
+    )
+    assert untagged.status_code == 422  # no device has the tag
+    by_model = api.post(
+        "/api/v1/triage/collections", json={"scope": {"model": "edge-1"}}, role="operator"
+    )
+    assert by_model.status_code == 202
+    assert by_model.json["scope"] == {"model": "edge-1"}
+    no_model = api.post(
+        "/api/v1/triage/collections", json={"scope": {"model": "nosuch"}}, role="operator"
+    )
+    assert no_model.status_code == 404
+
+
+def test_a_role_that_inventory_does_not_have_is_a_one_line_error(devices: Fleet) -> None:
+    result = CliRunner().invoke(cli, ["triage", "collect", "--role", "web", "--site", "ams1"])
+    assert result.exit_code != 0
+    assert "'web' is not an inventory role" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_the_triage_runbook_attaches_its_report_to_the_execution(devices: Fleet) -> None:

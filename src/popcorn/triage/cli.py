@@ -37,9 +37,11 @@ def _resolve(session: Any, ref: str) -> int:
 
 
 @group.command("collect")
-@click.option("--role", help="Inventory role of the hosts.")
+@click.option("--role", help="Inventory role of the hosts (server, storage-appliance...).")
 @click.option("--site", help="Site code.")
 @click.option("--region", help="Region name.")
+@click.option("--model", help="Device model slug.")
+@click.option("--tag", "tags", multiple=True, help="An inventory tag every host has (repeatable).")
 @click.option("--device", "devices", multiple=True, help="A device (repeatable).")
 @click.option("--table", "tables", multiple=True, type=click.Choice(TABLE_NAMES))
 @click.option("--name", default="", help="A name for the collection.")
@@ -53,6 +55,8 @@ def collect(
     role: str | None,
     site: str | None,
     region: str | None,
+    model: str | None,
+    tags: tuple[str, ...],
     devices: tuple[str, ...],
     tables: tuple[str, ...],
     name: str,
@@ -69,6 +73,8 @@ def collect(
                 "role": role,
                 "site": site,
                 "region": region,
+                "model": model,
+                "tags": list(tags) or None,
                 "devices": list(devices) or None,
             },
             "name": name,

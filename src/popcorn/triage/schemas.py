@@ -12,18 +12,25 @@ from popcorn.triage.tables import TABLE_NAMES, TableName
 
 
 class CollectionScope(Schema):
-    """The hosts to collect from, resolved through inventory (every given field must match)."""
+    """The hosts to collect from, resolved through inventory (every given field must match).
+
+    `role` is one of inventory's device roles (`server`, `storage-appliance`...); a group
+    such as "the web servers" is a role plus inventory tags (`tags: ["web"]`), a model
+    (device model slug), a site or region, or a list of devices.
+    """
 
     role: str | None = Field(default=None, max_length=100)
     site: str | None = Field(default=None, max_length=100)
     region: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, min_length=1, max_length=20)
     status: str | None = Field(default=None, max_length=40)
     devices: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
 
     @model_validator(mode="after")
     def _something(self) -> CollectionScope:
-        if not (self.role or self.site or self.region or self.devices):
-            raise ValueError("name a role, a site, a region or a list of devices")
+        if not (self.role or self.site or self.region or self.model or self.tags or self.devices):
+            raise ValueError("name a role, a site, a region, a model, tags or a list of devices")
         return self
 
 
