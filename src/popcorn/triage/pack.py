@@ -59,7 +59,7 @@ class TriageGroup(Runbook):
 
     @step(kind="diagnose", retries=0, timeout=3600, output=Collected)
     def collect(self, ctx: StepContext) -> Collected:
-        """Collect from the target devices (or the role/site/region/model/tag) and analyse the group."""
+        """Collect from the target devices (or role, site, region, model, tag); analyse."""
         from popcorn.triage import schemas, service
 
         inputs = ctx.inputs
