@@ -94,6 +94,10 @@ def test_collect_then_outliers_ranks_the_planted_hosts_first(devices: Fleet) -> 
     }  # fmt: skip
     assert "not a JSON object" in hosts["web-08"]["reason"]
     assert hosts["web-06"]["reason"]
+    # The five answering hosts are alike: one cluster, one baseline.
+    assert {d for d, h in hosts.items() if h["cluster"] == 0} == {f"web-0{i}" for i in range(1, 6)}
+    shown = as_json(triage("show", "--json"))
+    assert [(c["cluster"], c["hosts"]) for c in shown["summary"]["clusters"]] == [(0, 5)]
 
     outliers = as_json(triage("outliers", "--json"))
     top = {o["device"] for o in outliers[:3]}

@@ -14,8 +14,11 @@ from popcorn.triage import schemas as s
 from popcorn.triage.tables import TABLE_NAMES
 
 COLLECTION_COLUMNS = ["id", "name", "status", "hosts", "findings", "created_at", "finished_at"]
-HOST_COLUMNS = ["device", "status", "reason", "row_count", "source", "duration_s", "rank", "score"]
+HOST_COLUMNS = [
+    "device", "status", "reason", "row_count", "source", "duration_s", "cluster", "rank", "score",
+]  # fmt: skip
 ALL = ListParams(limit=100_000)
+SIMILARITY_HELP = "Cluster hosts this Jaccard-similar; each is ranked in its cluster (0: off)."
 
 
 @click.group("triage", cls=PopcornGroup)
@@ -48,6 +51,7 @@ def _resolve(session: Any, ref: str) -> int:
 @click.option("--concurrency", default=16, show_default=True, type=int)
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Per host.")
 @click.option("--rare-fraction", default=0.1, show_default=True, type=float)
+@click.option("--similarity", default=0.7, show_default=True, type=float, help=SIMILARITY_HELP)
 @click.option("--background", is_flag=True, help="Queue a job instead of collecting here.")
 @json_option
 @with_actor
@@ -63,6 +67,7 @@ def collect(
     concurrency: int,
     timeout: float,
     rare_fraction: float,
+    similarity: float,
     background: bool,
     as_json: bool,
 ) -> None:
@@ -82,6 +87,7 @@ def collect(
             "concurrency": concurrency,
             "timeout": timeout,
             "rare_fraction": rare_fraction,
+            "similarity": similarity,
         }
     )
     with session_scope() as session:
@@ -218,15 +224,19 @@ def rerun(collection: str, statuses: tuple[str, ...], background: bool, as_json:
 @group.command("analyse")
 @click.argument("collection", default="latest")
 @click.option("--rare-fraction", default=0.1, show_default=True, type=float)
+@click.option("--similarity", default=0.7, show_default=True, type=float, help=SIMILARITY_HELP)
 @json_option
 @with_actor
-def analyse(collection: str, rare_fraction: float, as_json: bool) -> None:
-    """Rebuild a collection's baseline and findings."""
-    body = s.AnalyseRequest(rare_fraction=rare_fraction)
+def analyse(collection: str, rare_fraction: float, similarity: float, as_json: bool) -> None:
+    """Rebuild a collection's clusters, baselines and findings."""
+    body = s.AnalyseRequest(rare_fraction=rare_fraction, similarity=similarity)
     with session_scope() as session:
         found = service.get_collection(session=session, ref=_resolve(session, collection))
         summary = analysis.analyse(
-            session=session, collection=found, rare_fraction=body.rare_fraction
+            session=session,
+            collection=found,
+            rare_fraction=body.rare_fraction,
+            similarity=body.similarity,
         )
     output(summary, as_json=as_json)
 

@@ -10,6 +10,11 @@ from pydantic import Field, model_validator
 from popcorn.schemas import Page, ReadSchema, Schema
 from popcorn.triage.tables import TABLE_NAMES, TableName
 
+SIMILARITY = (
+    "Hosts are clustered when their row sets are on average this Jaccard-similar; each is "
+    "ranked against its cluster (0: one cluster, the whole group)"
+)
+
 
 class CollectionScope(Schema):
     """The hosts to collect from, resolved through inventory (every given field must match).
@@ -42,6 +47,7 @@ class CollectionCreate(Schema):
     timeout: float = Field(default=120.0, gt=0, le=3600)
     recent_days: float = Field(default=7.0, gt=0, le=365)
     rare_fraction: float = Field(default=0.1, gt=0, le=0.5)
+    similarity: float = Field(default=0.7, ge=0, le=1, description=SIMILARITY)
 
 
 RerunStatus = Literal["missing", "error", "oversized"]
@@ -57,6 +63,7 @@ class RerunRequest(Schema):
 
 class AnalyseRequest(Schema):
     rare_fraction: float = Field(default=0.1, gt=0, le=0.5)
+    similarity: float = Field(default=0.7, ge=0, le=1, description=SIMILARITY)
 
 
 class CollectionRead(ReadSchema):
@@ -95,6 +102,7 @@ class HostRead(ReadSchema):
     collected_at: datetime | None
     score: float
     rank: int | None
+    cluster: int | None = None
 
 
 class HostPage(Page[HostRead]):
@@ -115,6 +123,7 @@ class OutlierRead(ReadSchema):
     device: str
     status: str
     score: float
+    cluster: int | None = None
     extra: int = 0
     missing: int = 0
     evidence: list[EvidenceRead]

@@ -181,6 +181,7 @@ def create_collection(
             "timeout": spec.timeout,
             "recent_days": spec.recent_days,
             "rare_fraction": spec.rare_fraction,
+            "similarity": spec.similarity,
         },
         concurrency=spec.concurrency,
         status="pending",
@@ -359,6 +360,7 @@ def run_collection(collection_id: int, *, progress: Progress | None = None) -> d
             session=session,
             collection=collection,
             rare_fraction=float(collection.options.get("rare_fraction", 0.1)),
+            similarity=float(collection.options.get("similarity", analysis.DEFAULT_SIMILARITY)),
         )
         collection.status = "done"
         collection.finished_at = utcnow()
