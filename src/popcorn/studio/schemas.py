@@ -23,7 +23,9 @@ class FindIn(Schema):
     )
     fields: list[str] | None = Field(default=None, description="Fields and linked paths to return")
     order: list[dict[str, Any]] | None = Field(
-        default=None, description='[{"field_name": "code", "direction": "asc"}]'
+        default=None,
+        description='[{"field_name": "entity.Shot.code", "direction": "asc"}] (fields and '
+        "linked paths)",
     )
     filter_operator: str | None = Field(default=None, description="all (default) or any")
     limit: int | None = Field(default=None, ge=1, description="Page size (see /limits)")
@@ -31,6 +33,12 @@ class FindIn(Schema):
     cursor: str | None = Field(default=None, description="The `next` of the previous page")
     retired_only: bool = False
     include_archived_projects: bool = True
+    additional_filter_presets: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='ShotGrid\'s presets: [{"preset_name": "LATEST", "latest_by": '
+        '"ENTITIES_CREATED_AT" or "BY_PIPELINE_STEP_NUMBER_AND_ENTITIES_CREATED_AT"}] '
+        "(Version, PublishedFile)",
+    )
 
 
 class EntityPage(BaseModel):
