@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apiflask.fields import UploadFile
 from pydantic import BaseModel, Field
 
 from popcorn.schemas import Schema
@@ -39,6 +40,17 @@ class FindIn(Schema):
         '"ENTITIES_CREATED_AT" or "BY_PIPELINE_STEP_NUMBER_AND_ENTITIES_CREATED_AT"}] '
         "(Version, PublishedFile)",
     )
+
+
+class UploadForm(BaseModel):
+    """The multipart form of an upload (shotgun_api3's `upload` arguments)."""
+
+    entity_type: str = Field(description=ENTITY_HELP)
+    entity_id: int = Field(gt=0, lt=2**63)
+    file: UploadFile = Field(description="The file's bytes (refused over max_upload_bytes)")
+    field_name: str | None = Field(default=None, description="A field to point at the file")
+    display_name: str | None = None
+    tag_list: str | None = Field(default=None, description="Comma-separated tags")
 
 
 class EntityPage(BaseModel):
@@ -118,6 +130,8 @@ class LimitsOut(BaseModel):
     default_page_size: int
     max_batch: int
     max_upload_bytes: int
+    rate_per_s: float = Field(description="Requests per second per token (0: no limit)")
+    rate_burst: int = Field(description="Requests a token may make at once")
 
 
 class WorkflowIn(Schema):

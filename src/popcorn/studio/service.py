@@ -38,14 +38,17 @@ def event_name(ent: Entity) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", ent.name).lower()
 
 
-def limits() -> dict[str, int]:
-    from popcorn.studio import storage
+def limits() -> dict[str, Any]:
+    from popcorn.studio import ratelimit, storage
 
+    rate, burst = ratelimit.settings()
     return {
         "max_page_size": MAX_PAGE_SIZE,
         "default_page_size": DEFAULT_PAGE_SIZE,
         "max_batch": MAX_BATCH,
         "max_upload_bytes": storage.upload_limit(),
+        "rate_per_s": rate,
+        "rate_burst": burst,
     }
 
 
