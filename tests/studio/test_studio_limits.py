@@ -60,3 +60,41 @@ def test_the_upload_form_is_in_the_openapi_document_and_checked(api: Any) -> Non
         )
         assert refused.status_code == 422, refused.json
         assert field in str(refused.json["error"]["details"]), refused.json
+
+
+def test_people_are_human_users_that_assignees_and_mentions_filter_on(
+    studio: Any, show: dict[str, Any]
+) -> None:
+    bo = studio.create("HumanUser", {"login": "bo", "name": "Bo Chen", "email": "bo@x.test"})
+    bo_ref = {"type": "HumanUser", "id": bo["id"]}
+    task = show["tasks"][0]
+    # Assignees take references or logins, as scripts name people.
+    studio.call(
+        "update",
+        {"entity_type": "Task", "entity_id": task["id"], "data": {"task_assignees": ["bo"]},
+         "multi_entity_update_modes": {"task_assignees": "add"}},
+    )  # fmt: skip
+    both = studio.find("Task", [["task_assignees", "is", bo_ref]], ["task_assignees"])
+    assert [t["id"] for t in both] == [task["id"]]
+    assert [a["name"] for a in both[0]["task_assignees"]] == ["Ana Lima", "Bo Chen"]
+    anas = studio.find("Task", [["task_assignees.HumanUser.login", "is", "ana"]], ["content"])
+    assert len(anas) == len(show["tasks"])
+    assert studio.find("Task", [["task_assignees", "not_in", [show["ana"]]]], ["id"]) == []
+    studio.create(
+        "Note",
+        {"project": show["proj"], "content": "@bo see comp", "addressings_to": [bo_ref]},
+    )
+    mentions = studio.find("Note", [["addressings_to.HumanUser.login", "is", "bo"]], ["content"])
+    assert [n["content"] for n in mentions] == ["@bo see comp"]
+    users = studio.find("HumanUser", [["login", "in", ["ana", "bo"]]], ["login", "tasks"])
+    assert {u["login"]: len(u["tasks"]) for u in users} == {"ana": len(show["tasks"]), "bo": 1}
+    # An unknown login is refused by field; logins are unique.
+    unknown = studio.call(
+        "update",
+        {"entity_type": "Task", "entity_id": task["id"], "data": {"task_assignees": ["zed"]}},
+        status=422,
+    )
+    assert unknown["error"]["details"]["field"] == "task_assignees"
+    assert "zed" in unknown["error"]["message"]
+    again = studio.call("create", {"entity_type": "HumanUser", "data": {"login": "bo"}}, status=409)
+    assert again["error"]["code"] == "conflict"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from popcorn.schemas import Schema
 
 ENTITY_HELP = (
-    "An entity type: Project, Episode, Sequence, Shot, Asset, Step, Task, Version, "
+    "An entity type: Project, Episode, Sequence, Shot, Asset, Step, Task, Version, HumanUser, "
     "PublishedFile, Playlist, Note, Attachment"
 )
 

@@ -177,12 +177,15 @@ class _Writer:
         cache = cache if cache is not None else {}
         self.workflows: dict[str, Any] = cache.setdefault("workflows", {})
         self.alive: set[tuple[str, int]] = cache.setdefault("alive", set())
+        self.users: dict[str, int] = cache.setdefault("users", {})
         self.pending_links: list[tuple[Field, Any, list[tuple[str, int]], str]] = []
 
     def bad(self, message: str, name: str, **extra: Any) -> InvalidInput:
         return InvalidInput(message, details={"field": name, "where": self.where, **extra})
 
     def reference(self, fld: Field, value: Any) -> tuple[str, int]:
+        if isinstance(value, str) and "HumanUser" in fld.targets:
+            return "HumanUser", self.user(fld, value)
         kind, ident = query.ref_of(value, fld.name, self.where, fld.targets)
         if (kind, ident) in self.alive:
             return kind, ident
@@ -198,6 +201,22 @@ class _Writer:
             )
         self.alive.add((kind, ident))
         return kind, ident
+
+    def user(self, fld: Field, login: str) -> int:
+        """A HumanUser by login (scripts may name people as shotgun_api3 users do)."""
+        found = self.users.get(login)
+        if found is None:
+            found = self.session.scalar(
+                select(m.StudioUser.id).where(
+                    m.StudioUser.login == login, m.StudioUser.retired_at.is_(None)
+                )
+            )
+            if found is None:
+                raise self.bad(
+                    f"{fld.name}: no HumanUser with login {login!r}", fld.name, login=login
+                )
+            self.users[login] = found
+        return found
 
     def apply(self, ent: Entity, row: Any, data: Any, modes: dict[str, str]) -> None:
         if not isinstance(data, dict):
