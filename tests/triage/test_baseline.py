@@ -181,3 +181,5 @@ def test_a_cluster_too_small_for_a_baseline_is_judged_by_the_whole_group() -> No
     assert ranking.extra[5] == 1  # the planted row still counts in its own cluster
     assert ranking.max_score[[h for h in range(27) if h != 5]].max() == 0
     assert (bl.cluster_hosts(base, threshold=0.0) == 0).all()  # 0: one cluster
+    few = group({h: [1, 2, 3] + ([9] if h < 3 else []) for h in range(10)})
+    assert (bl.cluster_hosts(few, threshold=0.9) == 0).all()  # too few rows to cluster on

@@ -289,6 +289,7 @@ def test_the_console_shows_a_collection_its_outliers_and_a_host_diff(
     page = text_of(viewer.page(f"/ui/triage/collections/{second['id']}"))
     assert "/usr/local/bin/.cache-helper" in page and "(1/5)" in page
     assert "missing" in page and "oversized" in page and "not a JSON object" in page
+    assert "#0: 5 hosts" in page  # one table of 3 rows: too few to cluster on
     host = text_of(viewer.page(f"/ui/triage/collections/{second['id']}/hosts/web-02"))
     assert "cache-helper" in host and "extra" in host
     same = text_of(

@@ -244,6 +244,7 @@ def findings(ranking: Ranking, *, limit: int = 100, seed: int = 7) -> list[Findi
 SPARSE_SHARE = 8  # a key on at most n/8 hosts (or lacking from at most n/8) goes sparse
 DENSE_CHUNK = 2048  # keys per dense block
 MAX_CLUSTER_HOSTS = 5000  # above this the group is one cluster (the distance matrix is n^2)
+MIN_CLUSTER_ROWS = 20  # hosts with fewer rows (median) are not clustered
 
 
 def similarity(base: Baseline) -> np.ndarray:
@@ -312,6 +313,10 @@ def cluster_hosts(base: Baseline, *, threshold: float = 0.7) -> np.ndarray:
     least `threshold` Jaccard-similar. Labels are 0.. by size, largest first."""
     n = base.n_hosts
     if n < 2 or n > MAX_CLUSTER_HOSTS:
+        return np.zeros(n, dtype=np.int64)
+    if np.median(np.bincount(base.pair_host, minlength=n)) < MIN_CLUSTER_ROWS:
+        # Over a handful of rows one planted row moves a host's similarity a lot, and
+        # hosts sharing it could become their own cluster and hide it: one group.
         return np.zeros(n, dtype=np.int64)
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
