@@ -35,7 +35,11 @@ class StoredObject:
 
 def check_key(key: str) -> str:
     """Keys are relative, slash-separated names: no `..`, no leading slash, no control bytes."""
-    if len(key) > MAX_KEY or not KEY.fullmatch(key) or any(p in {".", ".."} for p in key.split("/")):
+    if (
+        len(key) > MAX_KEY
+        or not KEY.fullmatch(key)
+        or any(p in {".", ".."} for p in key.split("/"))
+    ):
         raise InvalidInput(f"not a valid object key: {key[:80]!r}", details={"key": key[:200]})
     return key
 
