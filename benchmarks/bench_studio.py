@@ -272,7 +272,11 @@ def main() -> None:
 
     reader, writer = token("viewer"), token("operator")
     # Capacity is measured here: the per-token rate limit (50/s by default) is off.
-    server, base = serve({**env, "POPCORN_STUDIO_RATE_PER_S": "0"})
+    # A 10,000-create batch is one request: give it longer than Gunicorn's default 120 s
+    # on a loaded machine.
+    server, base = serve(
+        {**env, "POPCORN_STUDIO_RATE_PER_S": "0", "GUNICORN_CMD_ARGS": "--timeout 900"}
+    )
     rng = random.Random(11)
     pid = show["project_id"]
     sequences = show["sequence_codes"]
@@ -281,7 +285,7 @@ def main() -> None:
     page_ms: list[float] = []
     rows_seen = 0
     try:
-        with httpx.Client(base_url=base, timeout=120) as client:
+        with httpx.Client(base_url=base, timeout=900) as client:
             read = {"Authorization": f"Bearer {reader}"}
 
             def body(seq: str) -> dict[str, Any]:
