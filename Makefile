@@ -10,7 +10,7 @@ LINT_PATHS := src tests benchmarks scripts
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/popcorn_studio
 	touch $(STAMP)
 
 install: $(STAMP)

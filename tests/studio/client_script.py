@@ -123,6 +123,14 @@ version = register_version(
     published_files=[second],
 )
 out["version"] = version
+sg.create("Version", {"project": proj, "code": "SEQ010_0010_comp_v003", "entity": shot_ref})
+latest = [{"preset_name": "LATEST", "latest_by": "ENTITIES_CREATED_AT"}]
+out["latest"] = [
+    v["code"]
+    for v in sg.find(
+        "Version", [["entity", "is", shot_ref]], ["code"], additional_filter_presets=latest
+    )
+]
 out["playlist"] = sg.find_one("Playlist", [["id", "is", playlist["id"]]], ["versions"])["versions"]
 out["published_version"] = sg.find_one(
     "PublishedFile", [["id", "is", second["id"]]], ["version", "upstream_published_files"]

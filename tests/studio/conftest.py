@@ -38,6 +38,7 @@ def studio(api: Any) -> Studio:
 @pytest.fixture
 def show(studio: Studio) -> dict[str, Any]:
     """A project with two sequences of three shots, an asset cast in two shots, steps and tasks."""
+    ana = studio.create("HumanUser", {"login": "ana", "name": "Ana Lima"})
     project = studio.create("Project", {"name": "Popcorn Show"})
     proj = {"type": "Project", "id": project["id"]}
     seqs = [
@@ -99,4 +100,5 @@ def show(studio: Studio) -> dict[str, Any]:
         "asset": hero,
         "steps": [anim, comp],
         "tasks": tasks,
+        "ana": {"type": "HumanUser", "id": ana["id"]},
     }

@@ -417,7 +417,7 @@ def test_playlists_keep_their_order_and_notes_thread(studio: Any, show: dict[str
     )
     assert [n["id"] for n in thread] == [reply["id"]]
     on_version = studio.find("Note", [["note_links", "is", refs[1]]], ["subject", "addressings_to"])
-    assert on_version[0]["addressings_to"] == ["ana"]
+    assert on_version[0]["addressings_to"] == [{**show["ana"], "name": "Ana Lima"}]
 
 
 def test_upload_download_and_size_limit(

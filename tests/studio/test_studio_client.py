@@ -137,6 +137,7 @@ def test_a_pipeline_script_runs_with_no_site_packages(
     assert out["any"] == ["SEQ010_0020", "SEQ010_0050"]
     assert out["find_one"]["sg_cut_out"] == 1030
     assert out["limit"] == 2 and len(out["page2"]) == 2
+    assert out["latest"] == ["SEQ010_0010_comp_v003"]  # additional_filter_presets
     assert out["summary"]["summaries"] == {"id": 5}
     assert out["bad_operator"] == "sg_cut_in" and out["missing"] == 404
     assert out["publishes"] == [

@@ -111,3 +111,75 @@ def test_parsers_read_what_hosts_write() -> None:
     assert parse_proc_net(tcp, "tcp") == [
         {"protocol": "tcp", "address": "127.0.0.1", "port": 8080, "uid": 0, "inode": 123}
     ]
+
+
+# --- the clustered baseline -------------------------------------------------------------------
+
+
+def test_similarity_is_the_jaccard_index_of_the_hosts_row_sets() -> None:
+    """Rows on few hosts, on most hosts and on about half take three different paths."""
+    rng = np.random.default_rng(3)
+    n = 40
+    sets = {h: set() for h in range(n)}
+    for key in range(300):
+        share = (0.05, 0.5, 0.95)[key % 3]
+        for h in np.nonzero(rng.random(n) < share)[0]:
+            sets[int(h)].add(key)
+    sets[0] = set()  # a host with no rows at all
+    base = group({h: sorted(s) for h, s in sets.items()})
+    got = bl.similarity(base)
+    for a in range(n):
+        for b in range(n):
+            union = sets[a] | sets[b]
+            want = len(sets[a] & sets[b]) / len(union) if union else 1.0
+            assert abs(got[a, b] - want) < 1e-9, (a, b)
+
+
+def mixed_group() -> dict[int, list[int]]:
+    """27 web hosts and 3 database hosts; web host 5 has a planted row, database host 28
+    lacks one of the database rows."""
+    web, db = list(range(100, 140)), list(range(200, 240))
+    rows = {h: [*web, 1000 + h % 4] for h in range(27)}  # + a little drift
+    rows.update({h: [*db, 7] for h in range(27, 30)})
+    rows[5] = [*rows[5], 666]
+    rows[28] = [k for k in rows[28] if k != 210]
+    return rows
+
+
+def test_hosts_cluster_by_similarity_and_rank_against_their_own_cluster() -> None:
+    base = group(mixed_group())
+    labels = bl.cluster_hosts(base, threshold=0.7)
+    assert len(set(labels[:27])) == 1 and len(set(labels[27:])) == 1
+    assert labels[0] != labels[27]
+    # Against the whole group, every database host is odd: its own rows are rare, and it
+    # lacks every web row.
+    flat = bl.rank_hosts(base, rare_fraction=0.1)
+    assert (flat.max_score[[27, 28, 29]] > 0).all()
+    assert (flat.extra[27], flat.missing[27]) == (41, 40)  # its rows, and the web rows
+    clustered = bl.rank_clustered(base, labels, rare_fraction=0.1)
+    top = [int(h) for h in clustered.order[:2]]
+    assert set(top) == {5, 28}
+    ev = clustered.evidence
+    planted = (ev.host == 5) & (ev.kind == bl.EXTRA)
+    assert base.keys[ev.code[planted]].tolist() == [666]
+    assert (ev.count[planted], ev.peers[planted]) == ([1], [27])
+    lacking = ev.host == 28
+    assert base.keys[ev.code[lacking]].tolist() == [210]
+    assert (ev.kind[lacking], ev.count[lacking], ev.peers[lacking]) == ([bl.MISSING], [2], [3])
+    assert set(np.unique(ev.host).tolist()) == {5, 28}
+
+
+def test_a_cluster_too_small_for_a_baseline_is_judged_by_the_whole_group() -> None:
+    rows = mixed_group()
+    rows.pop(29)  # two database hosts: too few to be each other's baseline
+    base = group(rows)
+    labels = bl.cluster_hosts(base, threshold=0.7)
+    ranking = bl.rank_clustered(base, labels, rare_fraction=0.1)
+    assert set(ranking.order[:3].tolist()) == {5, 27, 28}
+    assert ranking.extra[27] >= 40 and ranking.extra[28] >= 40  # unlike the group
+    assert ranking.evidence.peers[ranking.evidence.host == 27].max() == 29
+    assert ranking.extra[5] == 1  # the planted row still counts in its own cluster
+    assert ranking.max_score[[h for h in range(27) if h != 5]].max() == 0
+    assert (bl.cluster_hosts(base, threshold=0.0) == 0).all()  # 0: one cluster
+    few = group({h: [1, 2, 3] + ([9] if h < 3 else []) for h in range(10)})
+    assert (bl.cluster_hosts(few, threshold=0.9) == 0).all()  # too few rows to cluster on

@@ -82,8 +82,12 @@ def as_json(result: Result) -> Any:
 
 
 def test_collect_then_outliers_ranks_the_planted_hosts_first(devices: Fleet) -> None:
-    collection = as_json(triage("collect", "--role", "server", "--site", "ams1", "--json"))
+    # The web group: inventory's role `server`, tagged `web`, at ams1.
+    collection = as_json(
+        triage("collect", "--role", "server", "--tag", "web", "--site", "ams1", "--json")
+    )
     assert collection["status"] == "done"
+    assert collection["scope"] == {"role": "server", "tags": ["web"], "site": "ams1"}
 
     hosts = {h["device"]: h for h in as_json(triage("hosts", "--json"))}
     assert {d: h["status"] for d, h in hosts.items()} == {
@@ -92,6 +96,10 @@ def test_collect_then_outliers_ranks_the_planted_hosts_first(devices: Fleet) -> 
     }  # fmt: skip
     assert "not a JSON object" in hosts["web-08"]["reason"]
     assert hosts["web-06"]["reason"]
+    # The five answering hosts are alike: one cluster, one baseline.
+    assert {d for d, h in hosts.items() if h["cluster"] == 0} == {f"web-0{i}" for i in range(1, 6)}
+    shown = as_json(triage("show", "--json"))
+    assert [(c["cluster"], c["hosts"]) for c in shown["summary"]["clusters"]] == [(0, 5)]
 
     outliers = as_json(triage("outliers", "--json"))
     top = {o["device"] for o in outliers[:3]}
@@ -223,9 +231,33 @@ def test_the_api_collects_as_a_job_and_viewers_only_read(devices: Fleet, api: An
     bad = api.post("/api/v1/triage/collections", json={"scope": {}}, role="operator")
     assert bad.status_code == 422
     nobody = api.post(
-        "/api/v1/triage/collections", json={"scope": {"role": "nosuchrole"}}, role="operator"
+        "/api/v1/triage/collections", json={"scope": {"role": "web"}}, role="operator"
     )
     assert nobody.status_code == 422
+    assert nobody.json["error"]["details"]["field"] == "scope.role"
+    assert "server" in nobody.json["error"]["details"]["roles"]
+    untagged = api.post(
+        "/api/v1/triage/collections",
+        json={"scope": {"role": "server", "tags": ["db"]}},
+        role="operator",
+    )
+    assert untagged.status_code == 422  # no device has the tag
+    by_model = api.post(
+        "/api/v1/triage/collections", json={"scope": {"model": "edge-1"}}, role="operator"
+    )
+    assert by_model.status_code == 202
+    assert by_model.json["scope"] == {"model": "edge-1"}
+    no_model = api.post(
+        "/api/v1/triage/collections", json={"scope": {"model": "nosuch"}}, role="operator"
+    )
+    assert no_model.status_code == 404
+
+
+def test_a_role_that_inventory_does_not_have_is_a_one_line_error(devices: Fleet) -> None:
+    result = CliRunner().invoke(cli, ["triage", "collect", "--role", "web", "--site", "ams1"])
+    assert result.exit_code != 0
+    assert "'web' is not an inventory role" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_the_triage_runbook_attaches_its_report_to_the_execution(devices: Fleet) -> None:
@@ -259,6 +291,7 @@ def test_the_console_shows_a_collection_its_outliers_and_a_host_diff(
     page = text_of(viewer.page(f"/ui/triage/collections/{second['id']}"))
     assert "/usr/local/bin/.cache-helper" in page and "(1/5)" in page
     assert "missing" in page and "oversized" in page and "not a JSON object" in page
+    assert "#0: 5 hosts" in page  # one table of 3 rows: too few to cluster on
     host = text_of(viewer.page(f"/ui/triage/collections/{second['id']}/hosts/web-02"))
     assert "cache-helper" in host and "extra" in host
     same = text_of(

@@ -112,7 +112,7 @@ def register_devices(
             inventory.create_object(
                 session=session,
                 otype="device",
-                data={"name": name, "role": role, "model": "edge-1", "site": site},
+                data={"name": name, "role": role, "model": "edge-1", "site": site, "tags": ["web"]},
             )
             if url:
                 inventory_api.record_agent_heartbeat(

@@ -161,11 +161,6 @@ class Popcorn(object):
     ):
         # type: (str, List[Any], Optional[List[str]], Optional[List[Dict[str, str]]], Optional[str], int, bool, int, bool, Optional[List[Dict[str, Any]]]) -> List[Dict[str, Any]]
         """Entities matching `filters`; every page is fetched unless `limit` or `page` says otherwise."""
-        if additional_filter_presets:
-            raise ValidationFault(
-                "additional_filter_presets are not supported by Popcorn",
-                details={"field": "additional_filter_presets"},
-            )
         if isinstance(filters, dict):  # shotgun_api3 also takes {"filter_operator", "filters"}
             filter_operator = filters.get("filter_operator", filter_operator)
             filters = filters.get("filters", [])
@@ -178,6 +173,7 @@ class Popcorn(object):
             "filter_operator": filter_operator,
             "retired_only": retired_only,
             "include_archived_projects": include_archived_projects,
+            "additional_filter_presets": additional_filter_presets or None,
         }  # type: Dict[str, Any]
         if page:
             body.update(limit=min(limit or size, size), page=page)

@@ -31,6 +31,9 @@ def build() -> dict[str, Any]:
             create("Step", {"code": c, "short_name": s, "list_order": i})
             for i, (c, s) in enumerate(STEPS)
         ]
+        for login, name in (("ana", "Ana Lima"), ("bo", "Bo Chen"), ("chen", "Chen Wu"),
+                            ("dee", "Dee Okafor"), ("sup", "Sam Supervisor")):  # fmt: skip
+            create("HumanUser", {"login": login, "name": name, "email": f"{login}@studio.test"})
         requests: list[dict[str, Any]] = []
         sequences = [
             create("Sequence", {"project": proj, "code": f"SEQ{n:03d}"}) for n in (10, 20, 30)

@@ -24,6 +24,7 @@ __all__ = [
     "DeviceSummary",
     "SiteCapacity",
     "SiteSummary",
+    "device_roles",
     "devices_for_scope",
     "find_component",
     "get_device",
@@ -121,12 +122,23 @@ def devices_for_scope(
     role: str | Sequence[str] | None = None,
     device: str | int | Sequence[str | int] | None = None,
     status: str | Sequence[str] | None = None,
+    model: str | Sequence[str] | None = None,
+    tag: str | Sequence[str] | None = None,
 ) -> list[DeviceSummary]:
-    """Devices matching every given scope; unknown sites, regions or devices raise NotFound."""
+    """Devices matching every given scope (`model` by slug, every `tag` present); unknown
+    sites, regions, models or devices raise NotFound."""
     found = service.devices_for_scope(
-        session=session, site=site, region=region, role=role, device=device, status=status
-    )
+        session=session, site=site, region=region, role=role, device=device, status=status,
+        model=model, tag=tag,
+    )  # fmt: skip
     return [_device(session, d) for d in found]
+
+
+def device_roles() -> tuple[str, ...]:
+    """The roles a device may have (a fixed list: group hosts further with tags)."""
+    from popcorn.inventory.schemas import DEVICE_ROLES
+
+    return DEVICE_ROLES
 
 
 def get_device(*, session: Session, ref: int | str) -> DeviceSummary:

@@ -398,6 +398,8 @@ def devices_for_scope(
     role: str | Sequence[str] | None = None,
     device: str | int | Sequence[str | int] | None = None,
     status: str | Sequence[str] | None = None,
+    model: str | Sequence[str] | None = None,
+    tag: str | Sequence[str] | None = None,
 ) -> list[m.Device]:
     """Devices matching every given scope (each may be one value or several).
 
@@ -440,6 +442,28 @@ def devices_for_scope(
         stmt = stmt.where(m.Device.role.in_(many(role)))
     if status is not None:
         stmt = stmt.where(m.Device.status.in_(many(status)))
+    if model is not None:
+        slugs = [str(s) for s in many(model)]
+        known = set(
+            session.scalars(select(m.DeviceModel.slug).where(m.DeviceModel.slug.in_(slugs)))
+        )
+        for slug in slugs:
+            if slug not in known:
+                raise NotFound(f"no device model {slug!r}", details={"model": slug})
+        stmt = stmt.where(
+            m.Device.device_model_id.in_(
+                select(m.DeviceModel.id).where(m.DeviceModel.slug.in_(slugs))
+            )
+        )
+    if tag is not None:
+        for value in many(tag):  # every tag given must be on the device
+            stmt = stmt.where(
+                m.Device.id.in_(
+                    select(m.Tagging.object_id).where(
+                        m.Tagging.object_type == "device", m.Tagging.tag == str(value)
+                    )
+                )
+            )
     return list(session.scalars(stmt.order_by(m.Device.id)))
 
 

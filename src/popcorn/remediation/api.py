@@ -9,10 +9,8 @@ remediation is optional for them), never `remediation.service` or its tables.
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
@@ -95,8 +93,6 @@ def run_agent_action(
     `oversized`, nothing parsed). Unavailable (503) when no Bolt client certificate is
     installed: that is the platform's problem, not the host's.
     """
-    import httpx
-
     from popcorn.remediation.agent import AgentClient, AgentError, RunResult
     from popcorn.remediation.agents import agent_url_for
     from popcorn.remediation.engine import StepFailed, bolt_credentials
@@ -126,39 +122,25 @@ def run_agent_action(
         client = AgentClient(url, creds.cert, creds.key, creds.ca, timeout=min(timeout, 10.0))
     except AgentError as exc:
         raise Unavailable(exc.message, details={"device": device}) from exc
-    body = bytearray()
     try:
-        with (
-            client,
-            client._http.stream(
-                "POST",
-                f"/v1/actions/{quote(action, safe='')}",
-                json=arguments,
-                params={"timeout": f"{timeout:g}"},
-                timeout=httpx.Timeout(min(timeout, 10.0), read=timeout + 5.0),
-            ) as response,
-        ):
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    return answer(
-                        "oversized",
-                        f"the agent's answer is larger than {max_bytes} bytes",
-                        reachable=True,
-                        size_bytes=len(body),
-                    )
-            code = response.status_code
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        refused = _tls_failure(exc)
+        with client:
+            raw = client.run_bounded(action, arguments, timeout=timeout, max_bytes=max_bytes)
+    except AgentError as exc:
+        if exc.code == "unreachable":
+            return answer("unreachable", exc.message, reachable=False)
+        if exc.code == "refused":
+            return answer("refused", exc.message, reachable=True)
+        if exc.code == "timeout":
+            return answer("timeout", exc.message, reachable=True)
+        return answer("bad_response", exc.message, reachable=True)
+    if raw.oversized:
         return answer(
-            "refused" if refused else "unreachable",
-            f"cannot talk to the agent at {url}: {exc}",
-            reachable=refused,
+            "oversized",
+            f"the agent's answer is larger than {max_bytes} bytes",
+            reachable=True,
+            size_bytes=len(raw.body),
         )
-    except httpx.TimeoutException as exc:
-        return answer("timeout", f"the agent at {url} did not answer in time: {exc}", True)
-    except httpx.HTTPError as exc:
-        return answer("bad_response", f"the agent at {url} broke off: {exc}", reachable=True)
+    body, code = raw.body, raw.status_code
     size = len(body)
     try:
         parsed = json.loads(body)
@@ -187,13 +169,3 @@ def run_agent_action(
         duration_s=round(time.monotonic() - started, 3),
         size_bytes=size,
     )
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    """Whether a connection failed in the TLS handshake (the host is up, it refused us)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -39,6 +39,17 @@ class Tracked:
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class StudioUser(Tracked, Base):
+    """A person (ShotGrid's HumanUser): assigned to tasks, addressed by notes."""
+
+    __tablename__ = "studio_users"
+
+    login: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(10), default="act")
+
+
 class StudioProject(Tracked, Base):
     __tablename__ = "studio_projects"
 
@@ -129,7 +140,6 @@ class StudioTask(Tracked, Base):
     entity_type: Mapped[str | None] = mapped_column(String(40), nullable=True)
     entity_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(40), default="wtg")
-    assignees: Mapped[list[str]] = mapped_column(JSONType, default=list)
     start_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     est_in_mins: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -204,7 +214,6 @@ class StudioNote(Tracked, Base):
     reply_to_id: Mapped[int | None] = mapped_column(
         ForeignKey("studio_notes.id"), nullable=True, index=True
     )
-    addressings_to: Mapped[list[str]] = mapped_column(JSONType, default=list)
     status: Mapped[str] = mapped_column(String(40), default="opn")
 
 

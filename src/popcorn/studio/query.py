@@ -317,28 +317,6 @@ def base_query(
     return stmt
 
 
-def order_columns(ent: Entity, order: Any) -> list[Any]:
-    """`[{"field_name": "code", "direction": "desc"}]` as ORDER BY terms (id breaks ties)."""
-    if order is None:
-        order = []
-    if not isinstance(order, list):
-        raise _bad("order must be a list", "order", "order")
-    terms: list[Any] = []
-    for i, item in enumerate(order):
-        if not isinstance(item, dict) or not isinstance(item.get("field_name"), str):
-            raise _bad("each order item is {field_name, direction}", "order", f"order[{i}]")
-        fld = ent.field(item["field_name"])
-        if fld.attr is None or fld.kind in {"multi_entity", "names"}:
-            raise _bad(f"cannot order by {fld.name!r}", fld.name, f"order[{i}]")
-        direction = item.get("direction", "asc")
-        if direction not in {"asc", "desc"}:
-            raise _bad("direction is 'asc' or 'desc'", fld.name, f"order[{i}]")
-        col = column(ent, fld)
-        terms.append(col.desc() if direction == "desc" else col.asc())
-    terms.append(ent.model.id.asc())
-    return terms
-
-
 def check_fields(ent: Entity, fields: Any) -> list[str]:
     """The requested fields, each checked (linked paths included) before any query runs."""
     if fields is None:

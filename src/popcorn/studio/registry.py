@@ -93,6 +93,22 @@ ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in [
         _entity(
+            "HumanUser",
+            m.StudioUser,
+            "name",
+            [
+                Field("login", "text", "login"),
+                Field("name", "text", "name"),
+                Field("email", "text", "email"),
+                Field("sg_status_list", "list", "status", values=("act", "dis")),
+                Field(
+                    "tasks", "multi_entity", targets=("Task",), link="task_assignee", reverse=True
+                ),
+            ],
+            required=("login",),
+            with_project=False,
+        ),
+        _entity(
             "Project",
             m.StudioProject,
             "name",
@@ -183,7 +199,9 @@ ENTITIES: dict[str, Entity] = {
                 Field("step", "entity", "step_id", targets=("Step",)),
                 Field("entity", "entity", "entity_id", **POLY),  # type: ignore[arg-type]
                 Field("sg_status_list", "status_list", "status"),
-                Field("task_assignees", "names", "assignees"),
+                Field(
+                    "task_assignees", "multi_entity", targets=("HumanUser",), link="task_assignee"
+                ),
                 Field("start_date", "date", "start_date"),
                 Field("due_date", "date", "due_date"),
                 Field("est_in_mins", "number", "est_in_mins"),
@@ -278,7 +296,12 @@ ENTITIES: dict[str, Entity] = {
                 Field("content", "text", "content"),
                 Field("user", "text", "user"),
                 Field("reply_to", "entity", "reply_to_id", targets=("Note",)),
-                Field("addressings_to", "names", "addressings_to"),
+                Field(
+                    "addressings_to",
+                    "multi_entity",
+                    targets=("HumanUser",),
+                    link="note_addressing",
+                ),
                 Field("sg_status_list", "status_list", "status"),
                 Field(
                     "note_links",
@@ -321,6 +344,8 @@ LINK_SOURCES = {
     "playlist_version": "Playlist",
     "publish_dependency": "PublishedFile",
     "note_link": "Note",
+    "task_assignee": "Task",
+    "note_addressing": "Note",
 }
 
 OPERATORS: dict[str, set[str]] = {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from apiflask.fields import UploadFile
 from pydantic import BaseModel, Field
 
 from popcorn.schemas import Schema
 
 ENTITY_HELP = (
-    "An entity type: Project, Episode, Sequence, Shot, Asset, Step, Task, Version, "
+    "An entity type: Project, Episode, Sequence, Shot, Asset, Step, Task, Version, HumanUser, "
     "PublishedFile, Playlist, Note, Attachment"
 )
 
@@ -23,7 +24,9 @@ class FindIn(Schema):
     )
     fields: list[str] | None = Field(default=None, description="Fields and linked paths to return")
     order: list[dict[str, Any]] | None = Field(
-        default=None, description='[{"field_name": "code", "direction": "asc"}]'
+        default=None,
+        description='[{"field_name": "entity.Shot.code", "direction": "asc"}] (fields and '
+        "linked paths)",
     )
     filter_operator: str | None = Field(default=None, description="all (default) or any")
     limit: int | None = Field(default=None, ge=1, description="Page size (see /limits)")
@@ -31,6 +34,23 @@ class FindIn(Schema):
     cursor: str | None = Field(default=None, description="The `next` of the previous page")
     retired_only: bool = False
     include_archived_projects: bool = True
+    additional_filter_presets: list[dict[str, Any]] | None = Field(
+        default=None,
+        description='ShotGrid\'s presets: [{"preset_name": "LATEST", "latest_by": '
+        '"ENTITIES_CREATED_AT" or "BY_PIPELINE_STEP_NUMBER_AND_ENTITIES_CREATED_AT"}] '
+        "(Version, PublishedFile)",
+    )
+
+
+class UploadForm(BaseModel):
+    """The multipart form of an upload (shotgun_api3's `upload` arguments)."""
+
+    entity_type: str = Field(description=ENTITY_HELP)
+    entity_id: int = Field(gt=0, lt=2**63)
+    file: UploadFile = Field(description="The file's bytes (refused over max_upload_bytes)")
+    field_name: str | None = Field(default=None, description="A field to point at the file")
+    display_name: str | None = None
+    tag_list: str | None = Field(default=None, description="Comma-separated tags")
 
 
 class EntityPage(BaseModel):
@@ -110,6 +130,8 @@ class LimitsOut(BaseModel):
     default_page_size: int
     max_batch: int
     max_upload_bytes: int
+    rate_per_s: float = Field(description="Requests per second per token (0: no limit)")
+    rate_burst: int = Field(description="Requests a token may make at once")
 
 
 class WorkflowIn(Schema):

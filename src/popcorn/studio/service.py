@@ -24,7 +24,7 @@ from popcorn.db import utcnow
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.lookup import get_by_ref
 from popcorn.studio import models as m
-from popcorn.studio import query, workflows
+from popcorn.studio import ordering, query, workflows
 from popcorn.studio.registry import ENTITIES, LINK_SOURCES, Entity, Field, entity
 
 MAX_PAGE_SIZE = 5000
@@ -38,14 +38,17 @@ def event_name(ent: Entity) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", ent.name).lower()
 
 
-def limits() -> dict[str, int]:
-    from popcorn.studio import storage
+def limits() -> dict[str, Any]:
+    from popcorn.studio import ratelimit, storage
 
+    rate, burst = ratelimit.settings()
     return {
         "max_page_size": MAX_PAGE_SIZE,
         "default_page_size": DEFAULT_PAGE_SIZE,
         "max_batch": MAX_BATCH,
         "max_upload_bytes": storage.upload_limit(),
+        "rate_per_s": rate,
+        "rate_burst": burst,
     }
 
 
@@ -54,18 +57,6 @@ def limits() -> dict[str, int]:
 
 def _encode_cursor(data: dict[str, int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(raw: str) -> dict[str, int]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode((raw + "=" * (-len(raw) % 4)).encode()))
-        if not isinstance(data, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in data.values()
-        ):
-            raise ValueError(raw)
-        return data
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("invalid cursor", details={"field": "cursor"}) from exc
 
 
 def find(
@@ -81,11 +72,13 @@ def find(
     cursor: str | None = None,
     retired_only: bool = False,
     include_archived_projects: bool = True,
+    additional_filter_presets: Any = None,
 ) -> dict[str, Any]:
     """One page of matching entities and the cursor of the next (None on the last page).
 
-    Without `order` the cursor is a keyset on id (constant cost however deep);
-    with an `order` it carries an offset.
+    The cursor is a keyset: on id without `order`, else on the order values (linked
+    paths included) and id of the page's last row, so it stays right under any order
+    and costs the same however deep. `page` (with `limit`) is an offset.
     """
     ent = entity(entity_type)
     wanted = query.check_fields(ent, fields)
@@ -102,12 +95,22 @@ def find(
         retired_only=retired_only,
         include_archived_projects=include_archived_projects,
     )
-    terms = query.order_columns(ent, order)
-    keyset = not order
+    chosen = ordering.terms(ent, order)
+    stmt = stmt.where(*ordering.presets(ent, additional_filter_presets))
+    parts = {
+        "filters": filters,
+        "order": order,
+        "filter_operator": filter_operator,
+        "presets": additional_filter_presets,
+        "retired_only": retired_only,
+        "archived": include_archived_projects,
+    }
     offset = 0
     if cursor:
-        state = _decode_cursor(cursor)
-        if keyset and "after" in state:
+        state = ordering.decode(ent, parts, chosen, cursor)
+        if isinstance(state, tuple):
+            stmt = stmt.where(ordering.after(ent, chosen, *state))
+        elif "after" in state and not chosen:
             stmt = stmt.where(ent.model.id > state["after"])
         else:
             offset = state.get("offset", 0)
@@ -115,14 +118,21 @@ def find(
         if page < 1:
             raise InvalidInput("page counts from 1", details={"field": "page"})
         offset = (page - 1) * size
-    rows = list(session.scalars(stmt.order_by(*terms).offset(offset or None).limit(size + 1)))
+    clauses = ordering.order_by(ent, chosen)
+    rows = list(session.scalars(stmt.order_by(*clauses).offset(offset or None).limit(size + 1)))
     more = len(rows) > size
     rows = rows[:size]
     following = None
-    if more:
-        following = _encode_cursor(
-            {"after": rows[-1].id} if keyset and not page else {"offset": offset + size}
-        )
+    if more and (page or offset):
+        following = _encode_cursor({"offset": offset + size})
+    elif more and not chosen:
+        following = _encode_cursor({"after": rows[-1].id})
+    elif more:
+        last = rows[-1].id
+        values = session.execute(
+            select(*(t.expr for t in chosen)).where(ent.model.id == last)
+        ).one()
+        following = ordering.encode(ent, parts, list(values), last)
     return {"items": query.render(session, ent, rows, wanted), "next": following}
 
 
@@ -167,12 +177,15 @@ class _Writer:
         cache = cache if cache is not None else {}
         self.workflows: dict[str, Any] = cache.setdefault("workflows", {})
         self.alive: set[tuple[str, int]] = cache.setdefault("alive", set())
+        self.users: dict[str, int] = cache.setdefault("users", {})
         self.pending_links: list[tuple[Field, Any, list[tuple[str, int]], str]] = []
 
     def bad(self, message: str, name: str, **extra: Any) -> InvalidInput:
         return InvalidInput(message, details={"field": name, "where": self.where, **extra})
 
     def reference(self, fld: Field, value: Any) -> tuple[str, int]:
+        if isinstance(value, str) and "HumanUser" in fld.targets:
+            return "HumanUser", self.user(fld, value)
         kind, ident = query.ref_of(value, fld.name, self.where, fld.targets)
         if (kind, ident) in self.alive:
             return kind, ident
@@ -188,6 +201,22 @@ class _Writer:
             )
         self.alive.add((kind, ident))
         return kind, ident
+
+    def user(self, fld: Field, login: str) -> int:
+        """A HumanUser by login (scripts may name people as shotgun_api3 users do)."""
+        found = self.users.get(login)
+        if found is None:
+            found = self.session.scalar(
+                select(m.StudioUser.id).where(
+                    m.StudioUser.login == login, m.StudioUser.retired_at.is_(None)
+                )
+            )
+            if found is None:
+                raise self.bad(
+                    f"{fld.name}: no HumanUser with login {login!r}", fld.name, login=login
+                )
+            self.users[login] = found
+        return found
 
     def apply(self, ent: Entity, row: Any, data: Any, modes: dict[str, str]) -> None:
         if not isinstance(data, dict):

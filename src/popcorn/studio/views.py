@@ -6,19 +6,50 @@ JSON); changes need operator; workflows need admin.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, request, send_file
+from flask import Response, g, jsonify, send_file
 
 from popcorn.app import role
 from popcorn.db import session_scope
-from popcorn.errors import InvalidInput
-from popcorn.lookup import parse_id
-from popcorn.studio import registry, service, storage, workflows
+from popcorn.errors import envelope
+from popcorn.studio import ratelimit, registry, service, storage, workflows
 from popcorn.studio import schemas as s
 
 bp = APIBlueprint("studio", __name__, tag="studio")
+
+
+@bp.before_request
+def rate_limit() -> Any:
+    """One request from the caller's token bucket; 429 with Retry-After when empty."""
+    principal = getattr(g, "principal", None)
+    verdict = ratelimit.take(getattr(principal, "token_id", None))
+    g.studio_rate = verdict
+    if verdict is None or verdict.allowed:
+        return None
+    wait = max(1, math.ceil(verdict.retry_after_s))
+    response = jsonify(
+        envelope(
+            "rate_limited",
+            f"too many requests for this token: retry in {wait} s",
+            {"retry_after_s": round(verdict.retry_after_s, 3), "limit": verdict.limit},
+        )
+    )
+    response.status_code = 429
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+@bp.after_request
+def rate_headers(response: Response) -> Response:
+    verdict = getattr(g, "studio_rate", None)
+    if verdict is not None:
+        response.headers["X-RateLimit-Limit"] = str(verdict.limit)
+        response.headers["X-RateLimit-Remaining"] = str(verdict.remaining)
+    return response
+
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
@@ -96,30 +127,24 @@ def batch(body: s.BatchIn) -> Any:
 
 
 @bp.post("/upload")
+@bp.input(s.UploadForm, location="form_and_files", arg_name="form")
 @bp.output(s.UploadOut, status_code=201)
 @bp.doc(
     summary="Upload a file (multipart: entity_type, entity_id, file; optional field_name, "
     "display_name, tag_list); refused over the size limit (see /limits)"
 )
-def upload() -> Any:
-    form = request.form
-    ident = parse_id(form.get("entity_id", ""))
-    if ident is None:
-        raise InvalidInput("entity_id must be an integer id", details={"field": "entity_id"})
-    file = request.files.get("file")
-    if file is None:
-        raise InvalidInput("a multipart `file` part is required", details={"field": "file"})
+def upload(form: s.UploadForm) -> Any:
     with session_scope() as session:
         att = storage.upload(
             session=session,
-            entity_type=form.get("entity_type", ""),
-            entity_id=ident,
-            stream=file.stream,
-            filename=file.filename or "upload.bin",
-            content_type=file.mimetype or "application/octet-stream",
-            field_name=form.get("field_name") or None,
-            display_name=form.get("display_name") or None,
-            tag_list=form.get("tag_list") or None,
+            entity_type=form.entity_type,
+            entity_id=form.entity_id,
+            stream=form.file.stream,
+            filename=form.file.filename or "upload.bin",
+            content_type=form.file.mimetype or "application/octet-stream",
+            field_name=form.field_name or None,
+            display_name=form.display_name or None,
+            tag_list=form.tag_list or None,
         )
     return {"id": att, "type": "Attachment"}
 

@@ -1,5 +1,6 @@
-"""A collection's analysis: the group's baseline, hosts ranked by their rarest evidence,
-findings (hosts sharing the same odd rows), and diffs of one host.
+"""A collection's analysis: the group's hosts clustered by similarity, each host ranked
+against its cluster's baseline by its rarest evidence, findings (hosts sharing the same
+odd rows), and diffs of one host (against its cluster, or another collection).
 
 Only the row keys are loaded to build the baseline; the rows themselves are read for
 the few keys that end up as evidence.
@@ -26,6 +27,7 @@ EVIDENCE_PER_HOST = 20
 ROWS_PER_FINDING = 50
 MAX_FINDINGS = 100
 EVENTS_PER_ANALYSIS = 50
+DEFAULT_SIMILARITY = 0.7
 TABLE_INDEX = {name: i for i, name in enumerate(TABLE_NAMES)}
 
 
@@ -127,11 +129,17 @@ def _sample_rows(session: Session, data: Loaded, codes: np.ndarray) -> dict[int,
 
 
 def analyse(
-    *, session: Session, collection: TriageCollection, rare_fraction: float = 0.1
+    *,
+    session: Session,
+    collection: TriageCollection,
+    rare_fraction: float = 0.1,
+    similarity: float = DEFAULT_SIMILARITY,
 ) -> dict[str, Any]:
-    """Rank the collection's hosts and store findings; emit one event per finding."""
+    """Cluster the collection's hosts by similarity, rank each against its cluster, store
+    findings; emit one event per finding."""
     data = load(session, collection.id)
-    ranking = bl.rank_hosts(data.base, rare_fraction=rare_fraction)
+    labels = bl.cluster_hosts(data.base, threshold=similarity)
+    ranking = bl.rank_clustered(data.base, labels, rare_fraction=rare_fraction)
     groups = bl.findings(ranking, limit=MAX_FINDINGS)
     ev = ranking.evidence
     per_host = {i: bl.top_evidence(ranking, i, EVIDENCE_PER_HOST) for i in range(len(data.hosts))}
@@ -141,26 +149,34 @@ def analyse(
     samples = _sample_rows(session, data, codes)
     base = data.base
 
-    def evidence_of(code: int, kind: str, score: float) -> dict[str, Any]:
+    def evidence_of(code: int, kind: str, score: float, count: int, peers: int
+                    ) -> dict[str, Any]:  # fmt: skip
         sample = samples.get(code, {"table": TABLE_NAMES[base.key_table[code]], "row": {}})
         return {
             **sample,
             "kind": kind,
-            "hosts_with": int(base.counts[code]),
-            "peers": int(base.peers[code]),
+            "hosts_with": int(count),
+            "peers": int(peers),
             "score": round(float(score), 3),
         }
 
     for host in session.scalars(
         select(TriageHost).where(TriageHost.collection_id == collection.id)
     ):
-        host.score, host.rank, host.evidence = 0.0, None, []
+        host.score, host.rank, host.evidence, host.cluster = 0.0, None, [], None
     for position, i in enumerate(ranking.order[: len(data.hosts)]):
         host = data.hosts[int(i)]
         host.rank = position + 1
+        host.cluster = int(labels[i])
         host.score = round(float(ranking.max_score[i]), 3)
         host.evidence = [
-            evidence_of(int(ev.code[j]), bl.KINDS[int(ev.kind[j])], float(ev.score[j]))
+            evidence_of(
+                int(ev.code[j]),
+                bl.KINDS[int(ev.kind[j])],
+                float(ev.score[j]),
+                int(ev.count[j]),
+                int(ev.peers[j]),
+            )
             for j in per_host[int(i)]
         ]
     session.execute(delete(TriageFinding).where(TriageFinding.collection_id == collection.id))
@@ -168,7 +184,10 @@ def analyse(
     names = [h.device for h in data.hosts]
     for position, group in enumerate(groups):
         rows = [
-            evidence_of(int(c), group.kind, group.score) for c in group.codes[:ROWS_PER_FINDING]
+            evidence_of(int(c), group.kind, group.score, int(n), int(p))
+            for c, n, p in zip(
+                group.codes[:ROWS_PER_FINDING], group.counts, group.peers, strict=False
+            )
         ]
         finding = TriageFinding(
             collection_id=collection.id,
@@ -211,6 +230,8 @@ def analyse(
     summary = {
         "analysed_at": utcnow().isoformat(),
         "rare_fraction": rare_fraction,
+        "similarity": similarity,
+        "clusters": _clusters(labels, names),
         "hosts": host_counts(session, collection.id),
         "baseline_hosts": len(data.hosts),
         "distinct_rows": len(base.keys),
@@ -225,6 +246,16 @@ def analyse(
     }
     collection.summary = summary
     return summary
+
+
+def _clusters(labels: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """The clusters, largest first: size and (up to 20) members."""
+    out = []
+    for label in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = [names[i] for i in np.nonzero(labels == label)[0]]
+        out.append({"cluster": label, "hosts": len(members), "members": members[:20],
+                    "own_baseline": len(members) >= bl.MIN_HOSTS})  # fmt: skip
+    return out
 
 
 # --- diffs ------------------------------------------------------------------------------------
@@ -280,28 +311,35 @@ def host_vs_group(*, session: Session, collection: TriageCollection, device: str
             details={"device": device, "collection": collection.id},
         )
     me = names.index(device)
-    base = data.base
+    cluster = data.hosts[me].cluster
+    peers = [i for i, h in enumerate(data.hosts) if h.cluster == cluster]
+    if cluster is not None and len(peers) >= bl.MIN_HOSTS:
+        base = bl.subset(data.base, np.asarray(peers))
+        me, to_global = peers.index(me), base.keys
+    else:
+        base, to_global = data.base, np.arange(len(data.base.keys))
     mine = np.unique(base.pair_code[base.pair_host == me])
     has = np.zeros(len(base.keys), dtype=bool)
     has[mine] = True
     expected = base.host_tables[me][base.key_table]
     extra = np.nonzero(has & (2 * base.counts <= base.peers) & (base.counts < base.peers))[0]
     missing = np.nonzero(~has & expected & (2 * base.counts > base.peers))[0]
-    samples = _sample_rows(session, data, np.concatenate([extra, missing]))
+    samples = _sample_rows(session, data, to_global[np.concatenate([extra, missing])])
     changes = [
         {
-            **samples[int(code)],
+            **samples[int(to_global[code])],
             "change": change,
             "hosts_with": int(base.counts[code]),
             "peers": int(base.peers[code]),
         }
         for change, codes in (("extra", extra), ("missing", missing))
         for code in codes[np.argsort(base.counts[codes] * (1 if change == "extra" else -1))]
-        if int(code) in samples
+        if int(to_global[code]) in samples
     ]
     return {
         "device": device,
         "collection": collection.id,
+        "cluster": cluster,
         "changes": changes,
         "counts": _count(changes),
     }

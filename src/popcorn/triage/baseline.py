@@ -12,6 +12,11 @@ that lack it. Hosts rank by their rarest evidence, then by the sum of it. Keys t
 rare on exactly the same set of hosts form one finding: a cluster of hosts sharing odd
 rows reads as one story instead of many.
 
+The clustered baseline (what Diffy advertised and never built): hosts are first grouped
+by the Jaccard similarity of their row sets (average linkage, a threshold), and each host
+is scored against its own cluster, so a group mixing web and database hosts does not
+accuse every database host of lacking nginx.
+
 Everything is numpy/pandas over whole arrays; Python loops only touch the results (a
 few hundred hosts and findings), never the millions of rows.
 """
@@ -44,12 +49,15 @@ class Baseline:
 
 @dataclass
 class Evidence:
-    """One array entry per (host, key) piece of evidence."""
+    """One array entry per (host, key) piece of evidence; `count` hosts have the key among
+    `peers` (the host's cluster, or the group)."""
 
     host: np.ndarray
     code: np.ndarray
     kind: np.ndarray  # EXTRA or MISSING
     score: np.ndarray
+    count: np.ndarray
+    peers: np.ndarray
 
 
 @dataclass
@@ -68,6 +76,8 @@ class Finding:
     hosts: list[int]
     codes: np.ndarray  # keys of the finding, highest score first
     score: float
+    counts: np.ndarray  # per code: hosts having it...
+    peers: np.ndarray  # ...among how many
 
 
 def build_baseline(
@@ -157,9 +167,15 @@ def rank_hosts(base: Baseline, *, rare_fraction: float = 0.1) -> Ranking:
         [np.full(len(e_host), EXTRA, np.int8), np.full(len(m_host), MISSING, np.int8)]
     )
     score = np.concatenate([extra_score[e_code], missing_score[m_code]])
+    return _ranking(base.n_hosts, host, code, kind, score, base.counts[code], base.peers[code])
+
+
+def _ranking(n: int, host: np.ndarray, code: np.ndarray, kind: np.ndarray, score: np.ndarray,
+             count: np.ndarray, peers: np.ndarray) -> Ranking:  # fmt: skip
     order = np.lexsort((-score, host))
-    evidence = Evidence(host[order], code[order], kind[order], score[order])
-    n = base.n_hosts
+    evidence = Evidence(
+        host[order], code[order], kind[order], score[order], count[order], peers[order]
+    )
     max_score = np.zeros(n)
     np.maximum.at(max_score, evidence.host, evidence.score)
     total = np.bincount(evidence.host, weights=evidence.score, minlength=n)
@@ -187,6 +203,7 @@ def findings(ranking: Ranking, *, limit: int = 100, seed: int = 7) -> list[Findi
         return []
     order = np.lexsort((ev.host, ev.code, ev.kind))
     kind, code, host, score = ev.kind[order], ev.code[order], ev.host[order], ev.score[order]
+    count, peers = ev.count[order], ev.peers[order]
     new = np.ones(total, dtype=bool)
     new[1:] = (kind[1:] != kind[:-1]) | (code[1:] != code[:-1])
     starts = np.nonzero(new)[0]
@@ -218,9 +235,152 @@ def findings(ranking: Ranking, *, limit: int = 100, seed: int = 7) -> list[Findi
                 hosts=sorted(int(h) for h in host[first : first + sizes[keys[0]]]),
                 codes=code[starts[keys]],
                 score=float(group_score[g]),
+                counts=count[starts[keys]],
+                peers=peers[starts[keys]],
             )
         )
     return out
+
+
+# --- the clustered baseline -------------------------------------------------------------------
+
+SPARSE_SHARE = 8  # a key on at most n/8 hosts (or lacking from at most n/8) goes sparse
+DENSE_CHUNK = 2048  # keys per dense block
+MAX_CLUSTER_HOSTS = 5000  # above this the group is one cluster (the distance matrix is n^2)
+MIN_CLUSTER_ROWS = 20  # hosts with fewer rows (median) are not clustered
+
+
+def similarity(base: Baseline) -> np.ndarray:
+    """Jaccard similarity of every pair of hosts over their sets of row keys (n x n).
+
+    Intersections are counted three ways so that no step costs n^2 per key: keys few
+    hosts have as a sparse presence product, keys few hosts lack as a sparse absence
+    product (|both| = |K| - |a lacks| - |b lacks| + |both lack|), the rest as dense
+    float32 blocks through BLAS.
+    """
+    from scipy import sparse
+
+    n = base.n_hosts
+    counts = base.counts
+    sizes = np.bincount(base.pair_host, minlength=n).astype(np.float64)
+    inter = np.zeros((n, n), dtype=np.float64)
+    few = n // SPARSE_SHARE
+    rare = counts <= few
+    common = (n - counts <= few) & ~rare
+    dense = ~rare & ~common
+
+    def columns(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        slot = np.full(len(counts), -1, dtype=np.int64)
+        picked = np.nonzero(chosen)[0]
+        slot[picked] = np.arange(len(picked))
+        cols = slot[base.pair_code]
+        keep = cols >= 0
+        return base.pair_host[keep].astype(np.int64), cols[keep], len(picked)
+
+    hosts, cols, width = columns(rare)
+    if width:
+        m = sparse.csr_matrix((np.ones(len(hosts), np.float32), (hosts, cols)), shape=(n, width))
+        inter += (m @ m.T).toarray()
+    hosts, cols, width = columns(common)
+    if width:
+        absent_h, absent_c = [], []
+        step = max(1, MISSING_CHUNK // max(n, 1))
+        for start in range(0, width, step):
+            stop = min(start + step, width)
+            grid = np.zeros((stop - start, n), dtype=bool)
+            inside = (cols >= start) & (cols < stop)
+            grid[cols[inside] - start, hosts[inside]] = True
+            c, h = np.nonzero(~grid)
+            absent_c.append(c + start)
+            absent_h.append(h)
+        ah, ac = np.concatenate(absent_h), np.concatenate(absent_c)
+        lacks = np.bincount(ah, minlength=n).astype(np.float64)
+        a = sparse.csr_matrix((np.ones(len(ah), np.float32), (ah, ac)), shape=(n, width))
+        inter += width - lacks[:, None] - lacks[None, :] + (a @ a.T).toarray()
+    hosts, cols, width = columns(dense)
+    for start in range(0, width, DENSE_CHUNK):
+        stop = min(start + DENSE_CHUNK, width)
+        block = np.zeros((n, stop - start), dtype=np.float32)
+        inside = (cols >= start) & (cols < stop)
+        block[hosts[inside], cols[inside] - start] = 1.0
+        inter += block @ block.T
+    union = sizes[:, None] + sizes[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    np.fill_diagonal(result, 1.0)
+    return result
+
+
+def cluster_hosts(base: Baseline, *, threshold: float = 0.7) -> np.ndarray:
+    """A cluster label per host: average-linkage clusters whose members are on average at
+    least `threshold` Jaccard-similar. Labels are 0.. by size, largest first."""
+    n = base.n_hosts
+    if n < 2 or n > MAX_CLUSTER_HOSTS:
+        return np.zeros(n, dtype=np.int64)
+    if np.median(np.bincount(base.pair_host, minlength=n)) < MIN_CLUSTER_ROWS:
+        # Over a handful of rows one planted row moves a host's similarity a lot, and
+        # hosts sharing it could become their own cluster and hide it: one group.
+        return np.zeros(n, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    distance = 1.0 - similarity(base)
+    np.fill_diagonal(distance, 0.0)
+    distance = np.clip((distance + distance.T) / 2, 0.0, 1.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    raw = fcluster(tree, t=1.0 - threshold, criterion="distance") - 1
+    sizes = np.bincount(raw)
+    order = np.lexsort((np.arange(len(sizes)), -sizes))  # largest first, stable
+    relabel = np.empty(len(sizes), dtype=np.int64)
+    relabel[order] = np.arange(len(sizes))
+    return relabel[raw]
+
+
+def subset(base: Baseline, hosts: np.ndarray) -> Baseline:
+    """The baseline of some hosts only; its `keys` are the parent's key codes."""
+    hosts = np.sort(np.asarray(hosts, dtype=np.int64))
+    local = np.full(base.n_hosts, -1, dtype=np.int64)
+    local[hosts] = np.arange(len(hosts))
+    keep = local[base.pair_host] >= 0
+    codes, inverse = np.unique(base.pair_code[keep], return_inverse=True)
+    reported = base.host_tables[hosts]
+    return Baseline(
+        n_hosts=len(hosts),
+        keys=codes,
+        key_table=base.key_table[codes],
+        counts=np.bincount(inverse, minlength=len(codes)).astype(np.int64),
+        peers=reported.sum(axis=0).astype(np.int64)[base.key_table[codes]],
+        pair_host=local[base.pair_host[keep]].astype(np.int32),
+        pair_code=inverse.astype(np.int64),
+        host_tables=reported,
+    )
+
+
+def rank_clustered(base: Baseline, labels: np.ndarray, *, rare_fraction: float = 0.1) -> Ranking:
+    """Rank each host against its own cluster; hosts of clusters smaller than MIN_HOSTS
+    (nobody, or too few, look like them) are ranked against the whole group."""
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    if len(sizes) <= 1:
+        return rank_hosts(base, rare_fraction=rare_fraction)
+    parts: list[tuple[np.ndarray, ...]] = []
+    small = np.isin(labels, np.nonzero(sizes < MIN_HOSTS)[0])
+    if small.any():
+        whole = rank_hosts(base, rare_fraction=rare_fraction).evidence
+        chosen = small[whole.host]
+        parts.append(tuple(getattr(whole, f)[chosen] for f in EVIDENCE_FIELDS))
+    for label in np.nonzero(sizes >= MIN_HOSTS)[0]:
+        members = np.nonzero(labels == label)[0]
+        sub = subset(base, members)
+        ev = rank_hosts(sub, rare_fraction=rare_fraction).evidence
+        parts.append((members[ev.host], sub.keys[ev.code], ev.kind, ev.score, ev.count, ev.peers))
+    host, code, kind, score, count, peers = (
+        np.concatenate([p[i] for p in parts]) for i in range(len(EVIDENCE_FIELDS))
+    )
+    return _ranking(base.n_hosts, host.astype(np.int64), code.astype(np.int64),
+                    kind.astype(np.int8), score, count, peers)  # fmt: skip
+
+
+EVIDENCE_FIELDS = ("host", "code", "kind", "score", "count", "peers")
 
 
 def naive_pairwise(

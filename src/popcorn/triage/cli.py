@@ -14,8 +14,11 @@ from popcorn.triage import schemas as s
 from popcorn.triage.tables import TABLE_NAMES
 
 COLLECTION_COLUMNS = ["id", "name", "status", "hosts", "findings", "created_at", "finished_at"]
-HOST_COLUMNS = ["device", "status", "reason", "row_count", "source", "duration_s", "rank", "score"]
+HOST_COLUMNS = [
+    "device", "status", "reason", "row_count", "source", "duration_s", "cluster", "rank", "score",
+]  # fmt: skip
 ALL = ListParams(limit=100_000)
+SIMILARITY_HELP = "Cluster hosts this Jaccard-similar; each is ranked in its cluster (0: off)."
 
 
 @click.group("triage", cls=PopcornGroup)
@@ -37,15 +40,18 @@ def _resolve(session: Any, ref: str) -> int:
 
 
 @group.command("collect")
-@click.option("--role", help="Inventory role of the hosts.")
+@click.option("--role", help="Inventory role of the hosts (server, storage-appliance...).")
 @click.option("--site", help="Site code.")
 @click.option("--region", help="Region name.")
+@click.option("--model", help="Device model slug.")
+@click.option("--tag", "tags", multiple=True, help="An inventory tag every host has (repeatable).")
 @click.option("--device", "devices", multiple=True, help="A device (repeatable).")
 @click.option("--table", "tables", multiple=True, type=click.Choice(TABLE_NAMES))
 @click.option("--name", default="", help="A name for the collection.")
 @click.option("--concurrency", default=16, show_default=True, type=int)
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Per host.")
 @click.option("--rare-fraction", default=0.1, show_default=True, type=float)
+@click.option("--similarity", default=0.7, show_default=True, type=float, help=SIMILARITY_HELP)
 @click.option("--background", is_flag=True, help="Queue a job instead of collecting here.")
 @json_option
 @with_actor
@@ -53,12 +59,15 @@ def collect(
     role: str | None,
     site: str | None,
     region: str | None,
+    model: str | None,
+    tags: tuple[str, ...],
     devices: tuple[str, ...],
     tables: tuple[str, ...],
     name: str,
     concurrency: int,
     timeout: float,
     rare_fraction: float,
+    similarity: float,
     background: bool,
     as_json: bool,
 ) -> None:
@@ -69,6 +78,8 @@ def collect(
                 "role": role,
                 "site": site,
                 "region": region,
+                "model": model,
+                "tags": list(tags) or None,
                 "devices": list(devices) or None,
             },
             "name": name,
@@ -76,6 +87,7 @@ def collect(
             "concurrency": concurrency,
             "timeout": timeout,
             "rare_fraction": rare_fraction,
+            "similarity": similarity,
         }
     )
     with session_scope() as session:
@@ -212,15 +224,19 @@ def rerun(collection: str, statuses: tuple[str, ...], background: bool, as_json:
 @group.command("analyse")
 @click.argument("collection", default="latest")
 @click.option("--rare-fraction", default=0.1, show_default=True, type=float)
+@click.option("--similarity", default=0.7, show_default=True, type=float, help=SIMILARITY_HELP)
 @json_option
 @with_actor
-def analyse(collection: str, rare_fraction: float, as_json: bool) -> None:
-    """Rebuild a collection's baseline and findings."""
-    body = s.AnalyseRequest(rare_fraction=rare_fraction)
+def analyse(collection: str, rare_fraction: float, similarity: float, as_json: bool) -> None:
+    """Rebuild a collection's clusters, baselines and findings."""
+    body = s.AnalyseRequest(rare_fraction=rare_fraction, similarity=similarity)
     with session_scope() as session:
         found = service.get_collection(session=session, ref=_resolve(session, collection))
         summary = analysis.analyse(
-            session=session, collection=found, rare_fraction=body.rare_fraction
+            session=session,
+            collection=found,
+            rare_fraction=body.rare_fraction,
+            similarity=body.similarity,
         )
     output(summary, as_json=as_json)
 

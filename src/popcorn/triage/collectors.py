@@ -9,7 +9,8 @@ runs a shell, or follows a caller-given path: the caller only picks tables and l
 `triage.collect` returns every requested table in one answer, capped at the agent's
 `output_cap_bytes` (rows past the cap are dropped and the table marked truncated);
 `triage.<table>` returns one table. When `osqueryi` is installed and the root is `/`,
-the tables osquery knows come from it instead, in the same shape.
+the tables osquery knows come from it instead, in the same shape. Packages come from
+dpkg's status file and the rpm database (`popcorn.triage.rpmdb`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from pydantic import Field
 
 from popcorn.remediation.agent import ActionArgs, ActionContext, ActionFailed, action
+from popcorn.triage import rpmdb
 from popcorn.triage.tables import TABLE_NAMES, TableName
 
 ROOT_ENV = "POPCORN_TRIAGE_ROOT"
@@ -447,7 +449,29 @@ def parse_dpkg_status(text: str) -> Iterator[Row]:
 
 
 def read_packages(ctx: ActionContext, host: Host, opts: CollectOptions) -> Iterator[Row]:
-    yield from parse_dpkg_status(host.read("/var/lib/dpkg/status") or "")
+    """dpkg's status file, then the rpm database (through `rpm` when installed, else the
+    sqlite rpmdb directly); a host with both lists both, each row naming its manager."""
+    for row in parse_dpkg_status(host.read("/var/lib/dpkg/status") or ""):
+        yield {**row, "manager": "dpkg"}
+    found = rpmdb.find_dbpath(host.root)
+    if found is None:
+        return
+    dbpath, kind = found
+    binary = shutil.which("rpm")
+    if binary is not None:
+        argv = [binary, "--root", str(host.root), "--dbpath", dbpath, "-qa",
+                "--queryformat", rpmdb.QUERY_FORMAT]  # fmt: skip
+        done = ctx.run_process(argv, capture=True, timeout=min(60.0, ctx.remaining()))
+        if done.exit_code == 0 and not done.truncated:
+            yield from rpmdb.parse_query_output(done.stdout)
+            return
+        if kind != "sqlite":
+            raise rpmdb.RpmDbError(
+                f"rpm could not read the {kind} database in {dbpath}: {done.stderr.strip()[:200]}"
+            )
+    if kind != "sqlite":
+        raise rpmdb.RpmDbError(f"the rpm database in {dbpath} is {kind}: reading it needs rpm")
+    yield from rpmdb.read_sqlite(host.path(dbpath) / rpmdb.SQLITE_NAME)
 
 
 # --- file system walks ------------------------------------------------------------------------
@@ -547,13 +571,42 @@ OSQUERY: dict[str, str] = {
     ),
     "users": "SELECT username AS name, uid, gid, directory AS home, shell FROM users",
     "kernel_modules": (
-        "SELECT name, size, used_by AS refcount, '' AS used_by, status AS state FROM kernel_modules"
+        "SELECT name, size, NULL AS refcount, used_by, status AS state FROM kernel_modules"
     ),
     "packages": (
-        "SELECT name, version, arch, status FROM deb_packages WHERE status LIKE '%installed'"
+        "SELECT name, version, arch, status, 'dpkg' AS manager FROM deb_packages "
+        "WHERE status LIKE '%installed' UNION ALL SELECT name, "
+        "CASE WHEN CAST(epoch AS INTEGER) > 0 THEN epoch || ':' ELSE '' END || version || '-' "
+        "|| release AS version, arch, 'installed' AS status, 'rpm' AS manager FROM rpm_packages"
     ),
 }
 INT_COLUMNS = {"pid", "ppid", "port", "inode", "uid", "gid", "size", "refcount"}
+
+
+def parse_osquery(table: str, stdout: str) -> list[Row] | None:
+    """`osqueryi --json` output in the collectors' shape, None when it is not a row list.
+
+    osquery prints every value as a string and SQL NULL as "": integer columns become
+    ints (or None), a module's `used_by` ("-" or "a,b,") a sorted list.
+    """
+    try:
+        rows = json.loads(stdout)
+    except ValueError:
+        return None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        return None
+    for row in rows:
+        for column in INT_COLUMNS & row.keys():
+            value = row[column]
+            row[column] = int(value) if isinstance(value, str) and value.lstrip("-").isdecimal() \
+                else value if isinstance(value, int) else None  # fmt: skip
+        if table == "kernel_modules":
+            used = str(row.get("used_by") or "")
+            row["used_by"] = sorted(u for u in used.split(",") if u.strip() and u != "-")
+        for column, value in row.items():
+            if value == "":
+                row[column] = None
+    return rows
 
 
 def _osquery(ctx: ActionContext, binary: str, table: str) -> list[Row] | None:
@@ -563,20 +616,7 @@ def _osquery(ctx: ActionContext, binary: str, table: str) -> list[Row] | None:
     )
     if done.exit_code != 0 or done.truncated:
         return None
-    try:
-        rows = json.loads(done.stdout)
-    except ValueError:
-        return None
-    if not isinstance(rows, list):
-        return None
-    for row in rows:
-        for column in INT_COLUMNS & row.keys():
-            value = row[column]
-            row[column] = int(value) if isinstance(value, str) and value.lstrip("-").isdecimal() \
-                else None  # fmt: skip
-        if table == "kernel_modules":
-            row["used_by"] = []
-    return rows
+    return parse_osquery(table, done.stdout)
 
 
 # --- the actions ------------------------------------------------------------------------------

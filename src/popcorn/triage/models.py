@@ -72,6 +72,7 @@ class TriageHost(Base):
     collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     score: Mapped[float] = mapped_column(Float, default=0.0)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cluster: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 0 = the largest
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
 
     collection: Mapped[TriageCollection] = relationship(back_populates="hosts")

@@ -28,6 +28,8 @@ class GroupInputs(BaseModel):
     role: str | None = Field(default=None, max_length=100)
     site: str | None = Field(default=None, max_length=100)
     region: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    tag: str | None = Field(default=None, max_length=100)
     tables: list[TableName] | None = None
     rare_fraction: float = Field(default=0.1, gt=0, le=0.5)
     concurrency: int = Field(default=16, ge=1, le=256)
@@ -57,7 +59,7 @@ class TriageGroup(Runbook):
 
     @step(kind="diagnose", retries=0, timeout=3600, output=Collected)
     def collect(self, ctx: StepContext) -> Collected:
-        """Collect from the target devices (or the role/site/region) and analyse the group."""
+        """Collect from the target devices (or role, site, region, model, tag); analyse."""
         from popcorn.triage import schemas, service
 
         inputs = ctx.inputs
@@ -68,6 +70,8 @@ class TriageGroup(Runbook):
                     "role": inputs.role,
                     "site": inputs.site,
                     "region": inputs.region,
+                    "model": inputs.model,
+                    "tags": [inputs.tag] if inputs.tag else None,
                     "devices": devices,
                 },
                 "name": f"runbook execution {ctx.execution_id}",

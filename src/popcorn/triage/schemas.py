@@ -10,20 +10,32 @@ from pydantic import Field, model_validator
 from popcorn.schemas import Page, ReadSchema, Schema
 from popcorn.triage.tables import TABLE_NAMES, TableName
 
+SIMILARITY = (
+    "Hosts are clustered when their row sets are on average this Jaccard-similar; each is "
+    "ranked against its cluster (0: one cluster, the whole group)"
+)
+
 
 class CollectionScope(Schema):
-    """The hosts to collect from, resolved through inventory (every given field must match)."""
+    """The hosts to collect from, resolved through inventory (every given field must match).
+
+    `role` is one of inventory's device roles (`server`, `storage-appliance`...); a group
+    such as "the web servers" is a role plus inventory tags (`tags: ["web"]`), a model
+    (device model slug), a site or region, or a list of devices.
+    """
 
     role: str | None = Field(default=None, max_length=100)
     site: str | None = Field(default=None, max_length=100)
     region: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, min_length=1, max_length=20)
     status: str | None = Field(default=None, max_length=40)
     devices: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
 
     @model_validator(mode="after")
     def _something(self) -> CollectionScope:
-        if not (self.role or self.site or self.region or self.devices):
-            raise ValueError("name a role, a site, a region or a list of devices")
+        if not (self.role or self.site or self.region or self.model or self.tags or self.devices):
+            raise ValueError("name a role, a site, a region, a model, tags or a list of devices")
         return self
 
 
@@ -35,6 +47,7 @@ class CollectionCreate(Schema):
     timeout: float = Field(default=120.0, gt=0, le=3600)
     recent_days: float = Field(default=7.0, gt=0, le=365)
     rare_fraction: float = Field(default=0.1, gt=0, le=0.5)
+    similarity: float = Field(default=0.7, ge=0, le=1, description=SIMILARITY)
 
 
 RerunStatus = Literal["missing", "error", "oversized"]
@@ -50,6 +63,7 @@ class RerunRequest(Schema):
 
 class AnalyseRequest(Schema):
     rare_fraction: float = Field(default=0.1, gt=0, le=0.5)
+    similarity: float = Field(default=0.7, ge=0, le=1, description=SIMILARITY)
 
 
 class CollectionRead(ReadSchema):
@@ -88,6 +102,7 @@ class HostRead(ReadSchema):
     collected_at: datetime | None
     score: float
     rank: int | None
+    cluster: int | None = None
 
 
 class HostPage(Page[HostRead]):
@@ -108,6 +123,7 @@ class OutlierRead(ReadSchema):
     device: str
     status: str
     score: float
+    cluster: int | None = None
     extra: int = 0
     missing: int = 0
     evidence: list[EvidenceRead]

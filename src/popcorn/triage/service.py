@@ -152,12 +152,21 @@ def create_collection(
     from popcorn.inventory import api as inventory_api
 
     scope = spec.scope
+    roles = inventory_api.device_roles()
+    if scope.role is not None and scope.role not in roles:
+        raise InvalidInput(
+            f"{scope.role!r} is not an inventory role (roles: {', '.join(roles)}); "
+            "name a group with a role and tags, a model, a site or devices",
+            details={"field": "scope.role", "role": scope.role, "roles": list(roles)},
+        )
     devices = inventory_api.devices_for_scope(
         session=session,
         role=scope.role,
         site=scope.site,
         region=scope.region,
         status=scope.status,
+        model=scope.model,
+        tag=scope.tags,
         device=scope.devices,
     )
     if not devices:
@@ -172,6 +181,7 @@ def create_collection(
             "timeout": spec.timeout,
             "recent_days": spec.recent_days,
             "rare_fraction": spec.rare_fraction,
+            "similarity": spec.similarity,
         },
         concurrency=spec.concurrency,
         status="pending",
@@ -350,6 +360,7 @@ def run_collection(collection_id: int, *, progress: Progress | None = None) -> d
             session=session,
             collection=collection,
             rare_fraction=float(collection.options.get("rare_fraction", 0.1)),
+            similarity=float(collection.options.get("similarity", analysis.DEFAULT_SIMILARITY)),
         )
         collection.status = "done"
         collection.finished_at = utcnow()

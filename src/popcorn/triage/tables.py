@@ -97,8 +97,8 @@ TABLES: dict[str, TableSpec] = {
         ),
         TableSpec(
             "packages",
-            "installed packages (dpkg status)",
-            ("name", "version", "arch", "status"),
+            "installed packages (dpkg status, the rpm database)",
+            ("name", "version", "arch", "status", "manager"),
             ("name", "version", "arch"),
         ),
         TableSpec(

@@ -70,7 +70,12 @@ def rerun_collection(collection_id: int, body: s.RerunRequest) -> Any:
 def analyse_collection(collection_id: int, body: s.AnalyseRequest) -> Any:
     with session_scope() as session:
         found = service.get_collection(session=session, ref=collection_id)
-        analysis.analyse(session=session, collection=found, rare_fraction=body.rare_fraction)
+        analysis.analyse(
+            session=session,
+            collection=found,
+            rare_fraction=body.rare_fraction,
+            similarity=body.similarity,
+        )
         return found
 
 

@@ -388,6 +388,29 @@ def test_output_over_the_cap_is_truncated_and_flagged(client: AgentClient) -> No
     assert (small.truncated, len(small.stdout)) == (False, 100)
 
 
+def test_a_bounded_run_reads_no_more_than_asked_and_names_transport_failures(
+    agent: RunningAgent, pki: Pki, client: AgentClient
+) -> None:
+    whole = client.run_bounded("chatty", {"size": 100}, timeout=20, max_bytes=1_000_000)
+    assert (whole.status_code, whole.oversized) == (200, False)
+    assert json.loads(whole.body)["status"] == "ok"
+    cut = client.run_bounded("chatty", {"size": 3000}, timeout=20, max_bytes=500)
+    assert cut.oversized and 500 < len(cut.body) <= 500 + 65536
+    refused = client.run_bounded("no_such_action", {}, timeout=20, max_bytes=10_000)
+    assert refused.status_code == 404
+    with pytest.raises(AgentError) as rogue:
+        agent.client(pki.rogue).run_bounded("disk_usage", timeout=5, max_bytes=1000)
+    # TLS 1.3 refuses a client certificate after the handshake: the host is up either way.
+    assert rogue.value.code in ("refused", "transport_error")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    down = AgentClient(f"https://127.0.0.1:{port}", pki.client.cert, pki.client.key, pki.ca)
+    with down, pytest.raises(AgentError) as nobody:
+        down.run_bounded("disk_usage", timeout=5, max_bytes=1000)
+    assert nobody.value.code == "unreachable"
+
+
 def test_a_failing_script_is_reported_with_its_exit_status(client: AgentClient) -> None:
     run = client.run("fails")
     assert (run.status, run.exit_code) == ("failed", 3)

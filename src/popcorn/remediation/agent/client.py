@@ -44,6 +44,16 @@ class RunResult(BaseModel):
         return self.status == "ok"
 
 
+class BoundedAnswer(BaseModel):
+    """An action's raw answer read up to a byte limit (`oversized`: the limit was passed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status_code: int
+    body: bytes
+    oversized: bool = False
+
+
 class AgentClient:
     def __init__(
         self,
@@ -148,6 +158,45 @@ class AgentClient:
                 "the agent's stream ended before the run finished", code="bad_response"
             )
 
+    def run_bounded(
+        self, name: str, args: dict[str, Any] | None = None, *, timeout: float, max_bytes: int
+    ) -> BoundedAnswer:
+        """Run an action and read at most `max_bytes` of its answer, unparsed, so a caller
+        can tell a huge or garbled answer from a failed run (triage does, per host).
+
+        Transport failures raise AgentError with code `unreachable` (nothing answered),
+        `refused` (the TLS handshake failed: the host is up and refused us), `timeout`
+        (no answer in time) or `transport_error` (the answer broke off).
+        """
+        body = bytearray()
+        try:
+            with self._http.stream(
+                "POST",
+                f"/v1/actions/{quote(name, safe='')}",
+                json=args or {},
+                params=self._params(timeout),
+                timeout=httpx.Timeout(min(timeout, self._timeout), read=timeout + 5.0),
+            ) as response:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        return BoundedAnswer(
+                            status_code=response.status_code, body=bytes(body), oversized=True
+                        )
+                return BoundedAnswer(status_code=response.status_code, body=bytes(body))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            refused = _tls_failure(exc)
+            raise AgentError(
+                f"cannot talk to the agent at {self.base_url}: {exc}",
+                code="refused" if refused else "unreachable",
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise AgentError(
+                f"the agent at {self.base_url} did not answer in time: {exc}", code="timeout"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise AgentError(f"the agent at {self.base_url} broke off: {exc}") from exc
+
     # --- plumbing --------------------------------------------------------------------------
 
     def _params(self, timeout: float | None) -> dict[str, str]:
@@ -196,3 +245,13 @@ class AgentClient:
                 details=error.get("details") if isinstance(error.get("details"), dict) else {},
             )
         return body
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failed in the TLS handshake (the host is up, it refused us)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
