@@ -206,6 +206,7 @@ def test_a_flat_then_noisy_row_reports_its_variance_change() -> None:
     assert [(cp.index, cp.direction) for cp in row.changes] == [(40, "up")]
 
 
+@pytest.mark.slow
 def test_a_smooth_daily_cycle_is_not_a_series_of_changes(rng: np.random.Generator) -> None:
     t = np.arange(2880)
     cycle = 40 * np.sin(2 * np.pi * t / 1440) + 10 * np.sin(4 * np.pi * t / 1440 + 1)
