@@ -176,7 +176,7 @@ def main() -> None:
     md = f"""## CLI start-up
 
 Machine: {machine()}. Load average while measuring: {min(loads):.1f} to {max(loads):.1f}
-(the machine was shared with other work). {args.runs} runs of each command, interleaved,
+(above 2 on 2 cores means other work competed). {args.runs} runs of each command, interleaved,
 median wall time and median CPU time (user + system) per run; embedded defaults (SQLite,
 {count} devices in the list). The bare click program registers the same {len(names)} command
 names for `--help` and, for the lists, reads 50 rows of the same table with SQLAlchemy Core

@@ -95,7 +95,7 @@ def main() -> None:
 Machine: {machine()}. World: {size}, embedded defaults (SQLite, embedded Redis). One run each,
 one after the other, in the same session; "before" is the checkout given with `--before` (the
 demo as it was before the start-up work). Load is the highest load average seen during the
-run: the machine was shared with other work, which slows every figure here.
+run (above the core count, other work competed and slowed every figure).
 
 | demo | world built | platform up | story | to the summary | stop | wall clock | load |
 |---|---:|---:|---:|---:|---:|---:|---:|

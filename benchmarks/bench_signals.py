@@ -10,9 +10,12 @@ it) and the process's maximum RSS with getrusage.
 
 Accuracy: F1 (5-sample margin) and segmentation cover, TCPDBench definitions, of Popcorn's
 detector, KernelCPD and Pelt on labelled generated series, on the raw series and with the
-previous day subtracted.
+previous day subtracted; then, with default settings and no history, on the operations mix
+(``generate_operations``: short, 720-sample and long series, a third with an exactly flat
+stretch, seasonal ones), where the goal is F1 >= 0.75 and cover >= 0.70.
 
     .venv/bin/python benchmarks/bench_signals.py [--signals 10000] [--labelled 200]
+        [--operations 200]
 """
 
 from __future__ import annotations
@@ -36,7 +39,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import LoadWatch, git_revision, machine, write_result
 from popcorn.signals.detect import DetectOptions, change_points, prepare
 from popcorn.signals.evaluate import Evaluation, evaluate
-from popcorn.signals.generate import LabelledSeries, generate_incident, generate_labelled
+from popcorn.signals.generate import (
+    LabelledSeries,
+    generate_incident,
+    generate_labelled,
+    generate_operations,
+)
 from popcorn.signals.rank import analyze_block
 
 
@@ -73,6 +81,7 @@ def main() -> None:
     parser.add_argument("--signals", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1440)
     parser.add_argument("--labelled", type=int, default=200)
+    parser.add_argument("--operations", type=int, default=200)
     parser.add_argument("--kernel-sample", type=int, default=300)
     parser.add_argument("--pelt-sample", type=int, default=30)
     parser.add_argument("--runs", type=int, default=3)
@@ -152,6 +161,22 @@ def main() -> None:
             f"  {name}: F1 {raw.f1:.3f} / {hist.f1:.3f}, cover {raw.cover:.3f} / {hist.cover:.3f}"
         )
 
+    print(f"accuracy on the operations mix of {args.operations} series ...", flush=True)
+    mix = generate_operations(args.operations, seed=7)
+    mix_table = [
+        evaluate(change_points, mix, "Popcorn fast (default)"),
+        evaluate(ruptures_detector("kernel"), mix, "ruptures KernelCPD linear"),
+    ]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(mix):
+        size = "short" if s.values.size < 100 else "720" if s.values.size == 720 else "long"
+        groups.setdefault(f"{size} samples", []).append(i)
+        if "-" in s.name:
+            groups.setdefault("flat stretch", []).append(i)
+        groups.setdefault("seasonal" if s.seasonal else "not seasonal", []).append(i)
+    for ev in mix_table:
+        print(f"  {ev.name}: F1 {ev.f1:.3f}, cover {ev.cover:.3f}")
+
     kernel_total = kernel_each * args.signals
     pelt_total = pelt_each * args.signals
     lines = [
@@ -196,6 +221,29 @@ def main() -> None:
             f"| {name} | {raw.f1:.3f} | {raw.cover:.3f} | {hist.f1:.3f} | {hist.cover:.3f} "
             f"| {hist.precision:.2f} / {hist.recall:.2f} |"
         )
+    sizes = [s.values.size for s in mix]
+    ours = mix_table[0]
+    lines += [
+        "",
+        f"Accuracy goal, default settings, no history: the operations mix of {len(mix)} series "
+        f"({sum(n < 100 for n in sizes)} short of 30-80 samples, {sizes.count(720)} of 720, "
+        f"{sum(n >= 2000 for n in sizes)} long of 2,000-5,000; "
+        f"{len(groups.get('flat stretch', []))} with an exactly flat stretch: idle, stopped or "
+        f"saturated; {len(groups.get('seasonal', []))} seasonal; level, trend and variance "
+        "changes). Goal: F1 >= 0.75 and cover >= 0.70.",
+        "",
+        "| detector | F1 | cover | precision | recall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for ev in mix_table:
+        lines.append(
+            f"| {ev.name} | {ev.f1:.3f} | {ev.cover:.3f} | {ev.precision:.2f} | {ev.recall:.2f} |"
+        )
+    lines += ["", "Popcorn by kind of series (F1 / cover):", ""]
+    for label, idx in groups.items():
+        f1 = float(np.mean([ours.per_series[i][0] for i in idx]))
+        cover = float(np.mean([ours.per_series[i][1] for i in idx]))
+        lines.append(f"- {label} ({len(idx)}): {f1:.3f} / {cover:.3f}")
     lines += [
         "",
         f"- machine: {machine()}; {watch.note()}; revision {git_revision()}",

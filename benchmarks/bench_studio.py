@@ -425,8 +425,8 @@ shots, {s["tasks"]:,} tasks, {s["versions"]:,} versions.
 (both answers checked equal). Ordered paging: the first {result["ordered_pages"]} pages of
 the project's versions in review through the cursor, no version on two pages.
 The per-token rate limit is off for this run (capacity is what is measured). Load
-average at the end of the run (1, 5, 15 min): {result["load_average"]}, on a machine
-shared with other work.
+average at the end of the run (1, 5, 15 min): {result["load_average"]}
+(above the core count, other work competed).
 
 A `batch` of {args.batch:,} Version creates through the API: {result["batch"]["seconds"]} s
 ({result["batch"]["per_second"]:,}/s, one transaction, each audited and announced);

@@ -294,3 +294,27 @@ def test_every_certificates_route_declares_what_it_answers(client: Any) -> None:
         )
     ]
     assert undeclared == []
+
+
+def test_an_intermediate_with_defaults_right_after_its_root_is_valid(api: Any) -> None:
+    root = api.post(f"{API}/authorities", json={"name": "d-root", "path_length": 1})
+    assert root.status_code == 201, root.json
+    inter = api.post(
+        f"{API}/authorities", json={"name": "d-issuing", "kind": "intermediate", "parent": "d-root"}
+    )
+    assert inter.status_code == 201, inter.json
+    assert inter.json["not_after"] < root.json["not_after"]  # five years inside the root's ten
+    short = api.post(
+        f"{API}/authorities", json={"name": "s-root", "path_length": 1, "validity_days": 30}
+    )
+    clipped = api.post(
+        f"{API}/authorities", json={"name": "s-issuing", "kind": "intermediate", "parent": "s-root"}
+    )
+    assert clipped.status_code == 201, clipped.json
+    assert clipped.json["not_after"] == short.json["not_after"]  # ends with its parent
+    too_long = api.post(
+        f"{API}/authorities",
+        json={"name": "x", "kind": "intermediate", "parent": "s-root", "validity_days": 31},
+    )
+    assert too_long.status_code == 422
+    assert "would end after the parent expires" in too_long.json["error"]["message"]

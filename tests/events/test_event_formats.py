@@ -169,7 +169,8 @@ def test_alertmanager_one_event_per_alert(alertmanager_payload: dict[str, Any]) 
         "alertmanager.alert.resolved",
     ]
     first, _, resolved = events
-    assert first.source == "http://alertmanager.ams1.example.net:9093"
+    assert first.source == "alertmanager"
+    assert first.data["externalURL"] == "http://alertmanager.ams1.example.net:9093"
     assert first.subject == "CacheDiskFull"
     assert first.labels["instance"] == "oca-ams-017:9100"
     assert first.time == datetime(2024, 5, 6, 7, 55, 12, 345678, tzinfo=UTC)

@@ -365,7 +365,7 @@ def test_alert_is_matched_and_its_actions_recorded(
             "event": items[0]["id"],
             "event_id": items[0]["event_id"],
             "type": "alertmanager.alert.firing",
-            "source": "http://alertmanager.ams1.example.net:9093",
+            "source": "alertmanager",
             "rule": "disk-runbook",
             "action_run": run["id"],
             "hops": 1,

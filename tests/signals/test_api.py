@@ -69,9 +69,9 @@ def test_ingest_then_query_with_gaps(api: Any) -> None:
     )
     assert res.status_code == 200, res.json
     ams, lhr = res.json["series"]
-    assert ams["timestamps"] == [T0 + 60 * i for i in range(5)]
-    assert ams["values"] == [0.9, 0.8, None, None, 0.7]
-    assert lhr["values"] == [0.5, None, None, None, None]
+    assert ams["timestamps"] == [T0 + 60 * i for i in range(6)]  # `end` inclusive
+    assert ams["values"] == [0.9, 0.8, None, None, 0.7, None]
+    assert lhr["values"] == [0.5, None, None, None, None, None]
     scraped = api.get("/metrics", role=None).data.decode()
     assert "popcorn_signals_series 2.0" in scraped and "popcorn_signals_samples 4.0" in scraped
 

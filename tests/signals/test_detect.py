@@ -188,3 +188,30 @@ def test_at_least_as_accurate_as_exact_l2_segmentation() -> None:
     theirs = evaluate(kernel, data)
     assert ours.f1 >= theirs.f1
     assert ours.cover >= theirs.cover - 0.02
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_jump_from_an_exactly_flat_segment_is_found(seed: int) -> None:
+    """Idle counters and pinned gauges have zero variance: 20 zeros, then N(100, 30)."""
+    rng = np.random.default_rng(seed)
+    values = np.r_[np.zeros(20), rng.normal(100, 30, 40)]
+    assert change_points(values) == [20]
+    stopped = np.r_[rng.normal(250, 20, 60), np.zeros(30), rng.normal(250, 20, 60)]
+    assert change_points(stopped) == [60, 90]
+
+
+def test_a_flat_then_noisy_row_reports_its_variance_change() -> None:
+    rng = np.random.default_rng(1)
+    row = detect_block(np.r_[np.full(40, 7.0), 7.0 + rng.normal(0, 3, 60)])[0]
+    assert [(cp.index, cp.direction) for cp in row.changes] == [(40, "up")]
+
+
+@pytest.mark.slow
+def test_a_smooth_daily_cycle_is_not_a_series_of_changes(rng: np.random.Generator) -> None:
+    t = np.arange(2880)
+    cycle = 40 * np.sin(2 * np.pi * t / 1440) + 10 * np.sin(4 * np.pi * t / 1440 + 1)
+    values = 200 + cycle + rng.normal(0, 3, t.size)
+    values[2000:] += 30  # one real shift on top of two days of cycle
+    assert [c for c in change_points(values) if abs(c - 2000) > 5] == []
+    assert any(abs(c - 2000) <= 5 for c in change_points(values))
+    assert change_points(values, seasonal=False) != change_points(values)

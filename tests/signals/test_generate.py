@@ -51,3 +51,17 @@ def test_bad_parameters_are_refused() -> None:
         generate_incident(10)
     with pytest.raises(ValueError, match="n"):
         generate_series(1, n=20)
+
+
+def test_operations_mix_has_short_long_flat_and_seasonal_series() -> None:
+    from popcorn.signals.generate import generate_operations
+
+    data = generate_operations(40, seed=2)
+    sizes = [s.values.size for s in data]
+    assert min(sizes) <= 80 and max(sizes) >= 2000 and 720 in sizes
+    flat = [s for s in data if "-" in s.name]
+    assert flat and any(s.seasonal for s in data)
+    for s in flat:  # an exactly flat stretch, and both its ends are labelled changes
+        run = np.flatnonzero(np.diff(s.values) == 0)
+        assert run.size >= 7
+        assert all(0 < t < s.values.size for t in s.truth)

@@ -150,7 +150,6 @@ def test_openmetrics_timestamps_are_seconds() -> None:
     [
         ("ok 1\nm{a=1} 3\n", 'line 2: expected =" after label a'),
         ("ok 1\nm abc\n", "line 2: value 'abc' is not a number"),
-        ("ok 1\n\nm NaN\n", "line 3: value NaN is not a finite number"),
         ('m{a="x} 3\n', "line 1: unterminated label value"),
         ("m 1 12:00\n", "line 1: timestamp '12:00' is not a number"),
         ('m{a="1",a="2"} 1\n', "label a given twice"),
@@ -187,7 +186,8 @@ def test_cli_ingests_csv_with_label_columns_and_queries(tmp_path: Path) -> None:
         "--json",
     )
     assert code == 0, out
-    assert json.loads(out)["series"][0]["values"] == [11.0, 13.0, 15.0]
+    # `end` is inclusive, as in Prometheus: a point at T0 + 180, empty here.
+    assert json.loads(out)["series"][0]["values"] == [11.0, 13.0, 15.0, None]
     code, out = run("query", "edge_rps", "--start", str(T0), "--end", str(T0 + 180), "--step", "1m")
     assert code == 0 and "edge_rps" in out
 
@@ -255,3 +255,17 @@ def test_cli_detect_finds_a_level_shift(tmp_path: Path) -> None:
     data.write_text(json.dumps({"values": ["a", 1]}))
     code, out = run("detect", str(data))
     assert code == 1 and "values must be numbers" in out
+
+
+def test_prometheus_text_skips_non_finite_samples_and_counts_them() -> None:
+    text = (
+        "# TYPE rpc_duration_seconds summary\n"
+        'rpc_duration_seconds{quantile="0.5"} NaN\n'
+        'rpc_duration_seconds{quantile="0.99"} +Inf\n'
+        "rpc_duration_seconds_sum 0\n"
+        "rpc_duration_seconds_count 0\n"
+    )
+    batch = parse_prometheus_text(text, default_ms=T0 * 1000)
+    assert (batch.samples, batch.skipped) == (2, 2)
+    assert [name for name, _ in batch.series] == ["rpc_duration_seconds_sum",
+                                                  "rpc_duration_seconds_count"]  # fmt: skip

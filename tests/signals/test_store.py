@@ -56,7 +56,8 @@ def test_round_trip_resamples_with_nan_gaps() -> None:
 
     res = query('edge_rps{site="ams1"}', T0, T0 + 600, step="1m")
     got = res.values[0]
-    assert len(got) == 10
+    assert len(got) == 11  # `end` is inclusive, as in Prometheus: a point at T0 + 600
+    assert res.timestamps[0][-1] == T0 + 600 and np.isnan(got[-1])
     assert np.isnan(got[3]) and np.isnan(got[4])
     assert got[0] == pytest.approx(1.5)  # mean of 0, 1, 2, 3
     assert query("edge_rps", T0, T0 + 600, step="1m", agg="max").values[0][0] == 3
@@ -159,8 +160,9 @@ def test_selectors_follow_prometheus_matching() -> None:
         query('http_errors{site="nowhere"}', T0, T0 + 60)
     with pytest.raises(NotFound, match="no samples"):
         query("http_errors", T0 + 3600, T0 + 7200)
-    with pytest.raises(InvalidInput, match="end: must be after start"):
-        query("http_errors", T0, T0)
+    with pytest.raises(InvalidInput, match="end: must not be before start"):
+        query("http_errors", T0, T0 - 60)
+    assert query("http_errors", T0, T0).values[0].size == 1  # an instant, as in Prometheus
 
 
 def test_a_batch_spanning_midnight_writes_one_file_per_day() -> None:

@@ -66,7 +66,12 @@ def authority() -> None:
     default="ecdsa-p384",
     show_default=True,
 )
-@click.option("--validity-days", type=int, default=3650, show_default=True)
+@click.option(
+    "--validity-days",
+    type=int,
+    default=None,
+    help="Default: 3650 for a root; 1825 for an intermediate, clipped to its parent's expiry.",
+)
 @click.option("--path-length", type=int, default=None)
 @click.option("--max-validity-days", type=int, default=397, show_default=True)
 @click.option("--allow-dns", multiple=True, help="Allowed DNS suffix (repeat); default any.")
@@ -85,7 +90,7 @@ def authority_create(
     common_name: str | None,
     organization: str | None,
     key_type: str,
-    validity_days: int,
+    validity_days: int | None,
     path_length: int | None,
     max_validity_days: int,
     allow_dns: tuple[str, ...],

@@ -41,7 +41,13 @@ class AuthorityCreate(_Policy):
     organizational_unit: str | None = None
     country: str | None = None
     key_type: KeyTypeName = "ecdsa-p384"
-    validity_days: int = Field(default=3650, ge=1, le=36500)
+    validity_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Default: 3650 for a root; for an intermediate 1825, clipped to its "
+        "parent's expiry.",
+    )
     path_length: int | None = Field(default=None, ge=0, le=10)
     parent: Ref | None = None
     certificate_pem: str | None = None

@@ -8,8 +8,11 @@ example ``alerts[2].labels``), so a client learns exactly what to fix; no JSON
 input makes a parser fail in any other way.
 
 Alertmanager alerts get a deterministic id (fingerprint, start time and
-status), so a re-delivered notification yields the same event ids and is
-deduplicated downstream.
+status) and one source, ``alertmanager``, whichever replica sent them: a
+re-delivered notification, or the same one from every replica of an HA
+Alertmanager cluster (each with its own ``externalURL``), yields the same
+(source, id) and is deduplicated downstream. The sender's ``externalURL``
+stays in ``data``.
 """
 
 from __future__ import annotations
@@ -496,7 +499,8 @@ def _alert_event(alert: Any, path: str, group: dict[str, Any]) -> Event:
     return Event(
         id=f"am-{digest[:32]}",
         type=f"alertmanager.alert.{status}",
-        source=group["externalURL"] or ALERTMANAGER_SOURCE,
+        # Not the replica's externalURL: HA replicas all send the same alert.
+        source=ALERTMANAGER_SOURCE,
         subject=labels.get("alertname") or None,
         time=ends if status == "resolved" and ends is not None else starts,
         data=data,

@@ -78,7 +78,9 @@ def ingest() -> dict[str, Any]:
     description="Point an Alertmanager `webhook_configs` entry here with a Popcorn token "
     "(operator role) as `http_config.authorization.credentials`. Each alert becomes an "
     "event `alertmanager.alert.firing` or `.resolved` whose id is derived from the "
-    "fingerprint, start time and status, so re-delivered notifications are duplicates.",
+    "fingerprint, start time and status and whose source is `alertmanager`, so "
+    "re-delivered notifications, and the same alert from every replica of an HA "
+    "Alertmanager cluster, are duplicates.",
 )
 def alertmanager() -> dict[str, Any]:
     with session_scope() as session:

@@ -85,7 +85,8 @@ def ingest_cmd(
         with session_scope() as session:
             result = service.ingest_file(session=session, path=path, fmt=fmt)
         results.append({"file": str(path), **result.as_dict()})
-    columns = ["file", "samples", "series", "new_series", "duplicates", "first_time", "last_time"]
+    columns = ["file", "samples", "series", "new_series", "duplicates", "skipped", "replaced",
+               "first_time", "last_time"]  # fmt: skip
     output(results, as_json=as_json, columns=columns)
 
 

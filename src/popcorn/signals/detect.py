@@ -46,7 +46,11 @@ on pure noise it flags well under 1 % of series. To tune:
 - ``min_effect`` (default 1.0) drops level changes smaller than that many noise units,
   however significant: a long quiet window makes tiny shifts significant but not useful.
 - ``despike=False`` keeps one- and two-sample excursions as data; ``variance=False`` skips
-  the search for changes in noise level.
+  the search for changes in noise level; ``seasonal=False`` skips the check that a smooth
+  cycle (two harmonics of the strongest periodogram frequency) explains a row with several
+  changes better than the changes do.
+- An exactly flat segment (zero variance: an idle counter, a saturated gauge) is weighted as
+  if it had a quarter of the row's noise, so a jump from it to a noisy level is found.
 For the ruptures costs other than ``l2``/``normal``/``ar`` the penalty is rescaled by a rough
 factor (see ``COST_PENALTY_SCALE``); pass ``penalty`` when using them seriously.
 """
@@ -92,6 +96,9 @@ COST_PENALTY_SCALE = {
 KERNEL_PENALTY_SCALE = {"linear": 1.0, "rbf": 0.3, "cosine": 0.3}
 
 _MAD = 1.4826
+# Smallest noise scale (in units of the row's noise) a segment is weighted by: see
+# _variance_search.
+_FLAT_FLOOR = 0.25
 _CHUNK_ROWS = 512
 
 
@@ -115,6 +122,7 @@ class DetectOptions:
     variance: bool = True
     window_width: int = 40
     screen_fraction: float = 0.5
+    seasonal: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -444,7 +452,10 @@ def _variance_search(
             for a, b in _segments_of(cps_x, m):
                 seg = d[max(a, 1) - 1 : max(b - 1, a)]
                 s = _MAD * float(np.median(np.abs(seg - np.median(seg)))) if seg.size else 0.0
-                weights[row, a:b] = 1.0 / max(s * s / 2.0, 1e-6)
+                # An exactly flat segment (an idle counter, a saturated gauge) has no noise;
+                # unfloored, its weight would drown every other segment and hide the change.
+                s = max(s, _FLAT_FLOOR)
+                weights[row, a:b] = 1.0 / (s * s / 2.0)
             weights[row] /= weights[row].mean()
     return found, weights
 
@@ -522,8 +533,11 @@ def _describe(
             continue
         s_before = _MAD * float(np.median(np.abs(left - np.median(left)))) / math.sqrt(2)
         s_after = _MAD * float(np.median(np.abs(right - np.median(right)))) / math.sqrt(2)
-        if s_before <= 0 or s_after <= 0:
+        if s_before <= 0 and s_after <= 0:
             continue
+        # Flat on one side (no noise at all): the change is real; bound its size.
+        s_before = max(s_before, 0.05 * s_after)
+        s_after = max(s_after, 0.05 * s_before)
         ratio = s_after / s_before
         out.append(ChangePoint(c, "variance", 3.0 * abs(math.log(ratio)), ratio, s_before, s_after))
     out.sort(key=lambda cp: cp.index)
@@ -605,7 +619,89 @@ def _detect_chunk(
     for j, r in enumerate(rows):
         level = _refine(sw[j], swy[j], raw[j], float(pen[j]), opts.min_size, m, opts.min_effect)
         level, trends = _collapse_trends(y[j], level, float(pen[j]), opts.min_size)
+        if opts.seasonal and len(level) + len(trends) >= 2:
+            level, trends = _seasonal_alternative(y[j], level, trends, float(pen[j]), opts)
         results[r].changes = _describe(x[j], y[j], level, var_found[j], trends)
+
+
+def _design(m: int, level: Sequence[int], trends: Sequence[_Trend]) -> FloatArray:
+    """Columns of the piecewise model: intercept, one step per level change, one ramp per trend."""
+    t = np.arange(m, dtype=np.float64)
+    cols = [np.ones(m)]
+    cols += [(t >= c).astype(np.float64) for c in level]
+    cols += [np.clip(t - tr.index, 0.0, float(tr.end - tr.index)) for tr in trends]
+    return np.column_stack(cols)
+
+
+def _rss(y: FloatArray, design: FloatArray) -> float:
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    return float(resid @ resid)
+
+
+def _cycle(t: FloatArray, freq: float) -> FloatArray:
+    """Two harmonics of ``freq`` cycles per window."""
+    w = 2.0 * math.pi * freq / t.size
+    return np.column_stack([np.sin(w * t), np.cos(w * t), np.sin(2 * w * t), np.cos(2 * w * t)])
+
+
+def _best_cycle(y: FloatArray, t: FloatArray, k: int) -> FloatArray:
+    """The cycle near ``k`` periods per window that fits best: real periods rarely divide it."""
+    best: tuple[float, FloatArray] | None = None
+    for freq in np.arange(max(k - 0.5, 0.5), k + 0.51, 0.1):
+        cycle = _cycle(t, float(freq))
+        rss = _rss(y, np.column_stack([np.ones(t.size), cycle]))
+        if best is None or rss < best[0]:
+            best = (rss, cycle)
+    assert best is not None
+    return best[1]
+
+
+def _seasonal_alternative(
+    y: FloatArray, level: list[int], trends: list[_Trend], pen: float, opts: DetectOptions
+) -> tuple[list[int], list[_Trend]]:
+    """Changes found after taking out a smooth cycle, when that explains the row better.
+
+    Segmentation carves a daily cycle (or any smooth oscillation) into shifts. Candidate
+    cycle frequencies are the strongest of the periodogram (periods of 10 samples up to the
+    window) of the row and of what the changes leave unexplained; two harmonics of one cost
+    as much as two changes. The cycle is fitted alone and together with the changes, the
+    segmentation redone on the row without it, and whichever model (steps alone, or cycle
+    plus steps) has the lowest penalised residual wins.
+    """
+    m = y.size
+    top = min(m // 10, m // 2)
+    if top < 1:
+        return level, trends
+    steps = _design(m, level, trends)
+    coef, *_ = np.linalg.lstsq(steps, y, rcond=None)
+    unexplained = y - steps @ coef
+    t = np.arange(m, dtype=np.float64)
+    cycles: list[FloatArray] = []
+    for row in (y - y.mean(), unexplained):
+        spectrum = np.abs(np.fft.rfft(row))[1 : top + 1]
+        cycles += [_best_cycle(row, t, 1 + int(i)) for i in np.argsort(spectrum)[-2:]]
+    best_cost = _rss(y, steps) + pen * (len(level) + len(trends))
+    best = (level, trends)
+    for cycle in cycles:
+        for design in (np.ones((m, 1)), steps):
+            # Fit the cycle with the changes, segment what is left, and once more: a
+            # change fitted as part of the cycle (or the reverse) is put right.
+            for _ in range(3):
+                full = np.column_stack([design, cycle])
+                coef, *_ = np.linalg.lstsq(full, y, rcond=None)
+                rest = y - cycle @ coef[design.shape[1] :]
+                raw = _binseg(rest[None, :], None, np.array([pen * opts.screen_fraction]),
+                              opts.min_size, opts.max_changes)[0]  # fmt: skip
+                sw, swy = _prefix(rest[None, :], None)
+                alt = _refine(sw[0], swy[0], raw, pen, opts.min_size, m, opts.min_effect)
+                alt, alt_trends = _collapse_trends(rest, alt, pen, opts.min_size)
+                design = _design(m, alt, alt_trends)
+                cost = _rss(y, np.column_stack([design, cycle]))
+                cost += pen * (len(alt) + len(alt_trends) + 2)
+                if cost < best_cost:
+                    best_cost, best = cost, (alt, alt_trends)
+    return best
 
 
 def detect_block(values: npt.ArrayLike, **options: Any) -> list[RowDetection]:

@@ -114,6 +114,9 @@ def _positions(rng: np.random.Generator, n: int, count: int, spacing: int) -> li
     return []
 
 
+FLAT_KINDS = ("idle", "stopped", "saturated")
+
+
 def generate_series(
     seed: int,
     n: int = 720,
@@ -121,17 +124,29 @@ def generate_series(
     period: int | None = None,
     annotators: int = 5,
     max_changes: int = 4,
+    flat: str | None = None,
 ) -> LabelledSeries:
-    """One labelled series of ``n`` samples; ``period`` is the seasonal period in samples."""
-    if n < 100:
-        raise ValueError(f"n: must be at least 100 samples, got {n}")
+    """One labelled series of ``n`` samples; ``period`` is the seasonal period in samples.
+
+    ``flat`` adds an exactly flat stretch, as real monitoring data has them: ``idle`` (a rate
+    of exactly 0 before it starts), ``stopped`` (it drops to exactly 0 for a while, then comes
+    back) or ``saturated`` (a gauge pinned at its maximum for a while). Both ends of the
+    stretch are changes.
+    """
+    if n < 24:
+        raise ValueError(f"n: must be at least 24 samples, got {n}")
+    if flat is not None and flat not in FLAT_KINDS:
+        raise ValueError(f"flat: must be one of {', '.join(FLAT_KINDS)}, got {flat!r}")
     rng = np.random.default_rng(seed)
     period = period or n
     level = float(rng.uniform(0, 100))
     sigma = float(rng.uniform(0.5, 5.0))
     t = np.arange(n, dtype=np.float64)
     count = int(rng.choice(np.arange(max_changes + 1), p=_change_count_weights(max_changes)))
-    truth = _positions(rng, n, count, spacing=40)
+    spacing = 40 if n >= 200 else max(8, n // 5)
+    if n < 200:
+        count = min(count, max(0, n // spacing - 2))
+    truth = _positions(rng, n, count, spacing=spacing)
     kinds = [str(rng.choice(CHANGE_KINDS, p=[0.6, 0.2, 0.2])) for _ in truth]
     mean = np.full(n, level)
     scale = np.ones(n)
@@ -141,7 +156,7 @@ def generate_series(
             mean[pos:] += sign * rng.uniform(2.5, 8.0) * sigma
         elif kind == "trend":
             rise = sign * rng.uniform(6.0, 14.0) * sigma  # over 120 samples, then on
-            mean[pos:] += rise * (t[pos:] - pos) / 120.0
+            mean[pos:] += rise * (t[pos:] - pos) / min(120.0, max(n / 3.0, 20.0))
         else:
             factor = rng.uniform(2.5, 4.0)
             scale[pos:] *= factor if rng.random() < 0.6 else 1.0 / factor
@@ -156,10 +171,54 @@ def generate_series(
     history = level + season + _noise(rng, n, sigma)
     _add_spikes(rng, values, sigma, forbidden=truth)
     if rng.random() < 0.3:
-        start = int(rng.integers(10, n - 40))
-        values[start : start + int(rng.integers(3, 25))] = np.nan
+        if n >= 200:
+            start = int(rng.integers(10, n - 40))
+            values[start : start + int(rng.integers(3, 25))] = np.nan
+        else:  # a short series loses a sample or two, not a segment
+            start = int(rng.integers(3, n - 5))
+            values[start : start + int(rng.integers(1, 3))] = np.nan
+    if flat is not None:
+        values, truth, kinds = _flatten(rng, values, truth, kinds, flat, sigma, spacing)
     annotations = _annotate(rng, truth, kinds, annotators)
-    return LabelledSeries(values, truth, kinds, annotations, history, seasonal_flag, f"s{seed}")
+    name = f"s{seed}" if flat is None else f"s{seed}-{flat}"
+    return LabelledSeries(values, truth, kinds, annotations, history, seasonal_flag, name)
+
+
+def _flatten(
+    rng: np.random.Generator,
+    values: FloatArray,
+    truth: list[int],
+    kinds: list[str],
+    flat: str,
+    sigma: float,
+    spacing: int,
+) -> tuple[FloatArray, list[int], list[str]]:
+    """Make one stretch exactly flat; its ends replace the planted changes they come near."""
+    n = values.size
+    values = values.copy()
+    if flat == "idle":  # nothing before the service starts, then its usual noisy level
+        end = int(rng.integers(max(spacing, n // 6), max(spacing + 1, n // 3)))
+        start = 0
+        values[:end] = 0.0
+        values[end:] += max(0.0, 8.0 * sigma - float(np.nanmin(values[end:])))  # off zero
+    else:
+        width = int(rng.integers(spacing, max(spacing + 1, n // 4)))
+        start = int(rng.integers(spacing, max(spacing + 1, n - spacing - width)))
+        end = start + width
+        if flat == "stopped":
+            values[start:end] = 0.0
+            values += max(0.0, 8.0 * sigma - float(np.nanmin(np.r_[values[:start], values[end:]])))
+            values[start:end] = 0.0
+        else:  # saturated: pinned a few noise units above the usual level
+            values[start:end] = float(np.nanmax(values)) + float(rng.uniform(3.0, 8.0)) * sigma
+    ends = [p for p in (start, end) if 0 < p < n]
+    keep = [
+        (p, k)
+        for p, k in zip(truth, kinds, strict=True)
+        if not (start - spacing < p < end + spacing)
+    ]
+    merged = sorted([*keep, *((p, "level") for p in ends)])
+    return values, [p for p, _ in merged], [k for _, k in merged]
 
 
 def _change_count_weights(max_changes: int) -> FloatArray:
@@ -200,6 +259,27 @@ def _annotate(
 def generate_labelled(count: int, seed: int = 0, n: int = 720) -> list[LabelledSeries]:
     """A reproducible data set of ``count`` labelled series."""
     return [generate_series(seed * 100_003 + i, n) for i in range(count)]
+
+
+def generate_operations(count: int, seed: int = 0) -> list[LabelledSeries]:
+    """A reproducible mix of the series users bring from monitoring, for the accuracy goal.
+
+    Lengths: a quarter short (30 to 80 samples), half of 720, a quarter long (2,000 to
+    5,000). A third carry an exactly flat stretch (idle, stopped or saturated); the rest
+    have level, trend and variance changes, seasonality, spikes, gaps and AR or heavy-tailed
+    noise as ``generate_series`` makes them.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        size = rng.random()
+        n = int(rng.integers(30, 81)) if size < 0.25 else 720 if size < 0.75 else 0
+        if n == 0:
+            n = int(rng.integers(2000, 5001))
+        flat = str(rng.choice(FLAT_KINDS)) if rng.random() < 1 / 3 else None
+        period = n if n <= 720 else 1440
+        out.append(generate_series(seed * 100_003 + i, n, period=period, flat=flat))
+    return out
 
 
 def _names(rng: np.random.Generator, count: int) -> list[str]:

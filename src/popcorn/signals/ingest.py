@@ -429,7 +429,9 @@ def parse_prometheus_text(text: str, default_ms: int | None = None) -> Batch:
     """The text exposition format (0.0.4) and OpenMetrics (recognised by `# EOF`).
 
     Samples without a timestamp get `default_ms` (the time of ingest). Exposition
-    timestamps are milliseconds; OpenMetrics ones are seconds.
+    timestamps are milliseconds; OpenMetrics ones are seconds. Non-finite values (NaN,
+    ±Inf: a summary without observations, Prometheus's own /metrics has them) are skipped
+    and counted in `Batch.skipped`, as the pull does.
     """
     import time
 
@@ -441,6 +443,7 @@ def parse_prometheus_text(text: str, default_ms: int | None = None) -> Batch:
     stamps: list[int] = []
     values: list[float] = []
     where_line: list[int] = []
+    skipped = 0
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -455,7 +458,8 @@ def parse_prometheus_text(text: str, default_ms: int | None = None) -> Batch:
         except ValueError:
             raise IngestError(f"{where}: value {fields[0]!r} is not a number") from None
         if not math.isfinite(value):
-            raise IngestError(f"{where}: value {fields[0]} is not a finite number")
+            skipped += 1
+            continue
         ts = default_ms
         if len(fields) > 1 and not fields[1].startswith("#"):
             try:
@@ -470,7 +474,7 @@ def parse_prometheus_text(text: str, default_ms: int | None = None) -> Batch:
     ts_arr = np.asarray(stamps, dtype=np.int64)
     val_arr = np.asarray(values, dtype=np.float64)
     check_samples(ts_arr, val_arr, lambda i: f"line {where_line[i]}")
-    return Batch(list(keys), np.asarray(index, dtype=np.int64), ts_arr, val_arr)
+    return Batch(list(keys), np.asarray(index, dtype=np.int64), ts_arr, val_arr, skipped)
 
 
 def _parse_sample_head(line: str, where: str) -> tuple[str, dict[str, str], str]:
@@ -547,8 +551,8 @@ def pull_prometheus(
     from popcorn.outbound import check_url
 
     parse_selector(match)  # fail on a bad selector before any network call
-    if end <= start:
-        raise InvalidInput("end: must be after start", details={"start": start, "end": end})
+    if end < start:
+        raise InvalidInput("end: must not be before start", details={"start": start, "end": end})
     base = url.rstrip("/")
     check_url(base, purpose="prometheus pull")
     with httpx.Client(

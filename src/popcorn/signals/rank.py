@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -404,7 +404,9 @@ def analyze_block(
     presence = [_presence(prep, r, opts, m) for r in range(n)]
     skip = np.array([p[0] == "not_analysable" for p in presence], dtype=bool)
     prep.constant = prep.constant | skip
-    detections = detect_prepared(prep, opts.detect)
+    # Seasonality is this analysis's own business (history or the daily fit above); the
+    # per-row cycle check of single-series detection would cost seconds on 10,000 rows.
+    detections = detect_prepared(prep, replace(opts.detect, seasonal=False))
     findings = _findings(block, prep, detections, presence, ctx, names, prox, index_offset)
     if trigger_row is not None:
         own = findings[trigger_row]

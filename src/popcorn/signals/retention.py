@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
@@ -111,27 +111,20 @@ def apply_retention(*, session: Session, now: datetime | None = None) -> dict[st
 def compact(
     *, session: Session, grace_seconds: float = store.COMPACT_GRACE_SECONDS
 ) -> dict[str, Any]:
-    """Merge each day's settled files into one; drop duplicate samples and fix counts."""
+    """Merge each day's settled files into one and drop the samples later writes replaced.
+
+    Series counts need no fixing here: ingest counts a sample at an already stored
+    timestamp as a replacement, not as a new sample.
+    """
     days = 0
-    duplicates: dict[int, int] = {}
+    duplicates = 0
     for _day, path in store.partitions():
         if len(store._files(path)) < 2:
             continue
         removed = store.compact_day(path, grace_seconds)
         days += 1
-        for s, n in removed.items():
-            duplicates[s] = duplicates.get(s, 0) + n
-    for fp, n in duplicates.items():
-        session.execute(
-            update(Series)
-            .where(Series.fingerprint == fp)
-            .values(sample_count=func.max(Series.sample_count - n, 0))
-            if session.get_bind().dialect.name == "sqlite"
-            else update(Series)
-            .where(Series.fingerprint == fp)
-            .values(sample_count=func.greatest(Series.sample_count - n, 0))
-        )
-    return {"days": days, "duplicates_removed": int(sum(duplicates.values()))}
+        duplicates += sum(removed.values())
+    return {"days": days, "duplicates_removed": int(duplicates)}
 
 
 def storage_stats(*, session: Session) -> dict[str, Any]:

@@ -34,7 +34,12 @@ class IngestRead(BaseModel):
     series: int
     new_series: int
     duplicates: int = Field(description="Repeated timestamps in the batch; the last one won.")
-    skipped: int
+    skipped: int = Field(
+        description="Non-finite samples (NaN, ±Inf) left out: Prometheus text and pulls."
+    )
+    replaced: int = Field(
+        default=0, description="Samples at an already stored timestamp; the new value won."
+    )
     files: int
     first_time: str | None
     last_time: str | None

@@ -7,7 +7,6 @@ Series metadata lives in the `signals_series` table and samples in the Parquet s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -225,9 +224,9 @@ def resample(
 
 def _window(start: Any, end: Any) -> tuple[datetime, datetime]:
     start_dt, end_dt = parse_time(start, "start"), parse_time(end, "end")
-    if end_dt <= start_dt:
+    if end_dt < start_dt:
         raise InvalidInput(
-            "end: must be after start", details={"start": str(start_dt), "end": str(end_dt)}
+            "end: must not be before start", details={"start": str(start_dt), "end": str(end_dt)}
         )
     return start_dt, end_dt
 
@@ -242,10 +241,13 @@ def query(
     agg: str = "mean",
     max_series: int = MAX_QUERY_SERIES,
 ) -> QueryResult:
-    """Samples of every matching series in `[start, end)`, raw or resampled to `step`.
+    """Samples of every matching series in `[start, end]`, raw or resampled to `step`.
 
-    Resampled series share one grid starting at `start`; cells without samples are NaN
-    (gaps stay visible). No matching series, or no sample in the window, is a NotFound.
+    `end` is inclusive, as in Prometheus's range queries: a sample at `end` is returned, and
+    the grid has a point at `end` when `end - start` is a multiple of `step`. Resampled
+    series share one grid `start, start + step, ... <= end`; each point aggregates the
+    samples from it to the next (up to `end`); cells without samples are NaN (gaps stay
+    visible). No matching series, or no sample in the window, is a NotFound.
     """
     if agg not in AGGREGATIONS:
         raise InvalidInput(f"agg: {agg!r} is not one of {', '.join(AGGREGATIONS)}")
@@ -255,7 +257,7 @@ def query(
     start_ms, end_ms = to_ms(start_dt), to_ms(end_dt)
     n = 0
     if step_s is not None:
-        n = math.ceil((end_ms - start_ms) / (step_s * 1000))
+        n = (end_ms - start_ms) // round(step_s * 1000) + 1
         if n > MAX_QUERY_POINTS:
             raise InvalidInput(
                 f"step: {n} points per series is more than {MAX_QUERY_POINTS}; use a larger step",
@@ -269,7 +271,7 @@ def query(
             f"selector {sel} matches more than {max_series} series; narrow it",
             details={"selector": str(sel), "max_series": max_series},
         )
-    samples = store.read([s.fingerprint for s in series], start_ms, end_ms)
+    samples = store.read([s.fingerprint for s in series], start_ms, end_ms + 1)
     if samples.ts.size == 0:
         raise NotFound(
             f"no samples for {sel} between {start_dt.isoformat()} and {end_dt.isoformat()}",

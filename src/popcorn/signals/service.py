@@ -122,6 +122,7 @@ class IngestResult:
     files: int
     duplicates: int = 0
     skipped: int = 0
+    replaced: int = 0
     first_time: datetime | None = None
     last_time: datetime | None = None
     batch_id: str = ""
@@ -134,6 +135,7 @@ class IngestResult:
             "new_series": self.new_series,
             "duplicates": self.duplicates,
             "skipped": self.skipped,
+            "replaced": self.replaced,
             "files": self.files,
             "first_time": self.first_time.isoformat() if self.first_time else None,
             "last_time": self.last_time.isoformat() if self.last_time else None,
@@ -149,6 +151,7 @@ class _Staged:
     samples: int = 0
     duplicates: int = 0
     skipped: int = 0
+    replaced: int = 0
     files: int = 0
 
     def add(self, session: Session, batch: parsers.Batch) -> None:
@@ -163,10 +166,12 @@ class _Staged:
         sid = prints[batch.index]
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
+        stored = _already_stored(sid, ts)  # read before writing: these samples replace them
         self.files += store.write_sorted(session, sid, ts, values)
         cuts = np.flatnonzero(np.diff(sid)) + 1
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
-            p, first, last, count = int(sid[a]), int(ts[a]), int(ts[b - 1]), int(b - a)
+            p, first, last = int(sid[a]), int(ts[a]), int(ts[b - 1])
+            count = int(b - a) - stored.get(p, 0)
             if p in self.stats:
                 f0, l0, c0 = self.stats[p]
                 first, last, count = min(f0, first), max(l0, last), c0 + count
@@ -175,6 +180,7 @@ class _Staged:
             self.keys.setdefault(p, key)
         self.samples += int(sid.size)
         self.duplicates += int(batch.samples - sid.size)
+        self.replaced += sum(stored.values())
 
     def commit(self, session: Session, source: str) -> IngestResult:
         """Record the series and the audit entry in the caller's transaction."""
@@ -189,6 +195,7 @@ class _Staged:
             files=self.files,
             duplicates=self.duplicates,
             skipped=self.skipped,
+            replaced=self.replaced,
             first_time=from_ms(min(v[0] for v in self.stats.values())),
             last_time=from_ms(max(v[1] for v in self.stats.values())),
             batch_id=batch_id,
@@ -203,6 +210,28 @@ class _Staged:
         if new:
             ensure_retention_schedule(session=session)
         return result
+
+
+def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, int]:
+    """Per series, how many of these (sorted) samples have a timestamp already stored.
+
+    A sample at a stored timestamp replaces the stored one (later writes win on read), so
+    it must not count again: overlapping pulls keep `sample_count` true.
+    """
+    if sid.size == 0:
+        return {}
+    found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1)
+    if found.ts.size == 0:
+        return {}
+    hit = np.isin(ts, found.ts)  # a cheap pre-filter on timestamps alone
+    out: dict[int, int] = {}
+    if not hit.any():
+        return out
+    existing = set(zip(found.sid.tolist(), found.ts.tolist(), strict=True))
+    for s, t in zip(sid[hit].tolist(), ts[hit].tolist(), strict=True):
+        if (s, t) in existing:
+            out[s] = out.get(s, 0) + 1
+    return out
 
 
 def ingest_batch(*, session: Session, batch: parsers.Batch, source: str) -> IngestResult:
@@ -314,16 +343,27 @@ def pull_from_prometheus(
     progress: Callable[[int, int], None] | None = None,
     transport: Any = None,
 ) -> IngestResult:
-    """Copy a range of a Prometheus-compatible server's series into Popcorn, all or nothing."""
+    """Copy a range of a Prometheus-compatible server's series into Popcorn, all or nothing.
+
+    The window is aligned to the step (start rounded up, end down to a multiple of it, as
+    Grafana does), so pulls with a relative start (`now-5m`) land on one grid, and a pull
+    that overlaps an earlier one replaces its samples instead of adding to them.
+    """
     start_dt, end_dt = parse_time(start, "start"), parse_time(end, "end")
     step_s = parse_duration(step, "step")
     if end_dt <= start_dt:
         raise InvalidInput("end: must be after start", details={"start": str(start_dt)})
+    first = math.ceil(start_dt.timestamp() / step_s) * step_s
+    last = math.floor(end_dt.timestamp() / step_s) * step_s
+    if last < first:
+        raise InvalidInput(
+            f"start, end: no multiple of the step ({step_s:g} s) between them",
+            details={"start": str(start_dt), "end": str(end_dt), "step": step_s},
+        )
+    start_dt, end_dt = from_ms(round(first * 1000)), from_ms(round(last * 1000))
     total_chunks = math.ceil((end_dt - start_dt).total_seconds() / (step_s * 10_000)) or 1
     staged = _Staged()
-    pulled = parsers.pull_prometheus(
-        url, match, start_dt.timestamp(), end_dt.timestamp(), step_s, transport=transport
-    )
+    pulled = parsers.pull_prometheus(url, match, first, last, step_s, transport=transport)
     # Files are written chunk by chunk with no database lock held; the series table is
     # updated once at the end, so the whole pull commits or vanishes as one.
     for done, batch in enumerate(pulled, start=1):

@@ -82,6 +82,16 @@ def run(
         plan = session.get(m.Plan, row.plan_id)
         assert plan is not None
         resumed = row.status == "running"
+        restore: dict[str, Any] = {}
+        if plan.kind == "return" and plan.parent_id is not None:
+            # What was live before the evacuation ran: the state a return goes back to.
+            before = session.scalar(
+                select(m.Execution.snapshot)
+                .where(m.Execution.plan_id == plan.parent_id, m.Execution.status == "succeeded")
+                .order_by(m.Execution.id.desc())
+                .limit(1)
+            )
+            restore = dict(before or {})
         context = _Context(
             execution_id=row.id,
             plan_id=plan.id,
@@ -92,6 +102,7 @@ def run(
             snapshot=dict(row.snapshot or {}),
             total=row.total_steps,
             position=len(row.steps),
+            restore=restore,
         )
         if not resumed:
             if row.cancel_requested:
@@ -145,6 +156,7 @@ class _Context:
     snapshot: dict[str, Any]
     total: int
     position: int
+    restore: dict[str, Any]  # a return: the evacuation's capture (what was live before it)
 
 
 class _Runner:
@@ -175,7 +187,7 @@ class _Runner:
             self._credentials = {}
             if self.profile:
                 try:
-                    found = boto3.Session(profile_name=self.profile).get_credentials()
+                    found = aws_session(self.profile).get_credentials()
                 except BotoCoreError as exc:
                     raise AwsActionError(f"AWS profile {self.profile!r}: {exc}") from exc
                 if found is None:
@@ -259,8 +271,7 @@ class _Runner:
             assert row is not None
             if counted:
                 self.done += 1
-                if shift_index is not None:
-                    row.current_step = shift_index
+                row.current_step = self.done  # "step N of total_steps" counts every kind
                 emit(
                     session,
                     "traffic.execution.stepped",
@@ -324,18 +335,22 @@ class _Runner:
     def capture(self) -> None:
         """Read and store everything the run may change, before changing anything."""
         step = self._start_step("capture", "capture weights and capacities", {})
-        records = {}
-        for key, entry in self._records().items():
-            found = get_weights(self.route53(), entry["zone_id"], entry["record_name"])
-            records[key] = {
-                "zone_id": entry["zone_id"],
-                "record_name": entry["record_name"],
-                "records": {ident: r.to_dict() for ident, r in found.items()},
-            }
-        capacities = {}
-        for region in self._scaled_regions():
-            state = get_capacity(self.autoscaling(region), self.bindings[region]["asg_name"])
-            capacities[region] = state.to_dict()
+        try:
+            records = {}
+            for key, entry in self._records().items():
+                found = get_weights(self.route53(), entry["zone_id"], entry["record_name"])
+                records[key] = {
+                    "zone_id": entry["zone_id"],
+                    "record_name": entry["record_name"],
+                    "records": {ident: r.to_dict() for ident, r in found.items()},
+                }
+            capacities = {}
+            for region in self._scaled_regions():
+                state = get_capacity(self.autoscaling(region), self.bindings[region]["asg_name"])
+                capacities[region] = state.to_dict()
+        except Exception as exc:
+            self._end_step(step, "failed", {}, error=f"{type(exc).__name__}: {exc}")
+            raise
         snapshot = {"records": records, "capacities": capacities}
         with session_scope() as session:
             row = session.get(m.Execution, self.ctx.execution_id)
@@ -414,17 +429,9 @@ class _Runner:
                 {"index": index, "fraction": step_data["fraction"], "loads": step_data["loads"]},
             )
             try:
-                for entry in records.values():
+                for key, entry in records.items():
                     members = entry["members"]
-                    shares = {
-                        b["set_identifier"]: float(step_data["weights"].get(region, 0.0))
-                        for region, b in members.items()
-                    }
-                    weights = (
-                        weights_from_shares(shares)
-                        if sum(shares.values()) > 0
-                        else {ident: 0 for ident in shares}
-                    )
+                    weights = self._step_weights(key, members, step_data, steps[-1])
                     targets = (
                         {b["set_identifier"]: b["target"] for b in members.values() if b["target"]}
                         if first
@@ -470,11 +477,55 @@ class _Runner:
                 raise Aborted(reason)
             self._end_step(step, "succeeded", detail, counted=True, shift_index=index)
 
+    def _step_weights(
+        self,
+        key: str,
+        members: Mapping[str, Mapping[str, Any]],
+        step_data: Mapping[str, Any],
+        last: Mapping[str, Any],
+    ) -> dict[str, int]:
+        """The weights of one record at one step, ramped from what was live at capture.
+
+        The target is the plan's last step; for a return, the weights that were live before
+        the evacuation ran (its capture), written exactly at the last step.
+        """
+        idents = {b["set_identifier"] for b in members.values()}
+        captured = (self.ctx.snapshot.get("records") or {}).get(key, {}).get("records", {})
+        live = {i: int(r["weight"]) for i, r in captured.items() if i in idents}
+        before = (self.ctx.restore.get("records") or {}).get(key, {}).get("records", {})
+        restore = {i: int(r["weight"]) for i, r in before.items() if i in idents}
+        fraction = float(step_data.get("fraction", 1.0))
+        if restore and fraction >= 1.0:
+            return {i: restore.get(i, 0) for i in idents}
+        if restore:
+            target: dict[str, float] = {i: float(w) for i, w in restore.items()}
+        else:
+            target = {
+                b["set_identifier"]: float(last["weights"].get(region, 0.0))
+                for region, b in members.items()
+            }
+        if not any(live.values()):  # nothing live to start from (new records): the plan's own
+            shares = {
+                b["set_identifier"]: float(step_data["weights"].get(region, 0.0))
+                for region, b in members.items()
+            }
+        else:
+            shares = ramp_weights(live, target, fraction)
+        if sum(shares.values()) <= 0:
+            return {ident: 0 for ident in shares}
+        return weights_from_shares(shares)
+
     def scale_down(self) -> None:
-        """Release the instances a return no longer needs (no wait: traffic has left)."""
+        """Release the instances a return no longer needs (no wait: traffic has left).
+
+        A return goes back to the capacities captured before its evacuation ran, when known.
+        """
+        before = self.ctx.restore.get("capacities") or {}
         for action in self.ctx.result.get("scale_down", []):
             self._check_cancel()
             region, target = action["region"], int(action["to_instances"])
+            if region in before:
+                target = int(before[region]["desired"])
             asg = self.bindings[region]["asg_name"]
             step = self._start_step(
                 "scale_down", f"scale {region} to {target}", {"region": region, "asg": asg}
@@ -512,6 +563,16 @@ class _Runner:
     def abort(self, reason: str, *, canceled: bool = False) -> dict[str, Any]:
         """Restore every captured weight and capacity; the execution ends canceled (operator),
         aborted (failure) or rollback_failed (the restore itself failed: act by hand)."""
+        with session_scope() as session:  # no step of an ended execution stays "running"
+            for left in session.scalars(
+                select(m.ExecutionStep).where(
+                    m.ExecutionStep.execution_id == self.ctx.execution_id,
+                    m.ExecutionStep.status == "running",
+                )
+            ):
+                left.status = "abandoned"
+                left.error = left.error or reason
+                left.ended_at = utcnow()
         step = self._start_step("rollback", "restore captured weights and capacities", {})
         errors: list[str] = []
         restored: dict[str, Any] = {"records": [], "capacities": {}}
@@ -652,3 +713,42 @@ def _sandbox_group(
             )
     except (ClientError, BotoCoreError) as exc:
         raise AwsActionError(f"cannot create auto scaling group {name}: {exc}") from exc
+
+
+def aws_session(profile: str | None) -> boto3.Session:
+    """A boto3 session for `profile`, reading this installation's own AWS files first.
+
+    Workers started by `popcorn up` inherit no shell environment worth relying on, so an
+    installation keeps `<home>/aws/credentials` and `<home>/aws/config` (profiles as in
+    `~/.aws/`); without them boto3's usual chain applies (environment, `~/.aws`, instance role).
+    """
+    import botocore.session
+
+    from popcorn.config import get_settings
+
+    core = botocore.session.Session()
+    folder = get_settings().home / "aws"
+    if (folder / "credentials").is_file():
+        core.set_config_variable("credentials_file", str(folder / "credentials"))
+    if (folder / "config").is_file():
+        core.set_config_variable("config_file", str(folder / "config"))
+    return boto3.Session(botocore_session=core, profile_name=profile)
+
+
+def ramp_weights(
+    live: Mapping[str, int], target: Mapping[str, float], fraction: float
+) -> dict[str, float]:
+    """Shares `fraction` of the way from the live weights to the target shares.
+
+    Both sides are normalised first (Route 53 weights are relative), so a ramp that starts
+    at the live 85/85/85 moves by the plan's fraction instead of jumping to the plan's model.
+    """
+    keys = sorted(set(live) | set(target))
+    live_total = float(sum(max(0, int(live.get(k, 0))) for k in keys))
+    target_total = float(sum(max(0.0, float(target.get(k, 0.0))) for k in keys))
+    out = {}
+    for k in keys:
+        a = max(0, int(live.get(k, 0))) / live_total if live_total > 0 else 0.0
+        b = max(0.0, float(target.get(k, 0.0))) / target_total if target_total > 0 else 0.0
+        out[k] = (1.0 - fraction) * a + fraction * b
+    return out

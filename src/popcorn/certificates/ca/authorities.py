@@ -258,17 +258,25 @@ def _authority_name(subject: Subject) -> x509.Name:
         raise AuthorityError(str(exc)) from None
 
 
+INTERMEDIATE_VALIDITY_DAYS = 1825  # five years, clipped to the parent's expiry
+
+
 def create_intermediate_authority(
     parent: Authority,
     subject: Subject | str,
     *,
     key_type: KeyType | str = KeyType.EC_P256,
-    validity_days: int = 1825,
+    validity_days: int | None = None,
     path_length: int | None = 0,
     policy: AuthorityPolicy | None = None,
     now: dt.datetime | None = None,
 ) -> Authority:
-    """Create an intermediate CA signed by `parent`, within its lifetime and path length."""
+    """Create an intermediate CA signed by `parent`, within its lifetime and path length.
+
+    Without `validity_days` it lives `INTERMEDIATE_VALIDITY_DAYS` clipped to the parent's
+    expiry, so an intermediate made with defaults right after its root is valid; an
+    explicit `validity_days` that outlives the parent is refused rather than shortened.
+    """
     subject = Subject(subject) if isinstance(subject, str) else subject
     parent_len = _path_length(parent.certificate)
     if parent_len == 0:
@@ -279,15 +287,21 @@ def create_intermediate_authority(
         raise AuthorityError("path_length: must be zero or positive")
     if parent_len is not None and (path_length is None or path_length >= parent_len):
         raise AuthorityError(f"path_length: must be below the parent's path length {parent_len}")
-    if validity_days < 1:
+    if validity_days is not None and validity_days < 1:
         raise AuthorityError("validity_days: must be at least 1")
     start = _now(now)
-    end = start + dt.timedelta(days=validity_days)
-    if end > parent.certificate.not_valid_after_utc:
-        raise AuthorityError(
-            f"validity_days: would end after the parent expires "
-            f"({parent.certificate.not_valid_after_utc.isoformat()})"
-        )
+    parent_end = parent.certificate.not_valid_after_utc
+    if validity_days is None:
+        end = min(start + dt.timedelta(days=INTERMEDIATE_VALIDITY_DAYS), parent_end)
+        if end <= start:
+            raise AuthorityError(f"parent: {parent.name} has expired ({parent_end.isoformat()})")
+    else:
+        end = start + dt.timedelta(days=validity_days)
+        if end > parent_end:
+            raise AuthorityError(
+                f"validity_days: would end after the parent expires ({parent_end.isoformat()}); "
+                "leave it out to end with the parent"
+            )
     key = generate_private_key(key_type)
     builder = (
         x509.CertificateBuilder()

@@ -31,6 +31,8 @@ from popcorn.outbox import emit
 
 # --------------------------------------------------------------------------- authorities
 
+ROOT_VALIDITY_DAYS = 3650
+
 
 def get_authority(*, session: Session, ref: int | str, lock: bool = False) -> Authority:
     """An authority by name, else by id; anything else (huge, Unicode digits) is a 404."""
@@ -148,7 +150,7 @@ def create_authority(*, session: Session, spec: AuthorityCreate) -> Authority:
             made = ca.create_root_authority(
                 subject,
                 key_type=spec.key_type,
-                validity_days=spec.validity_days,
+                validity_days=spec.validity_days or ROOT_VALIDITY_DAYS,
                 path_length=spec.path_length,
             )
             _store_authority(row, made)
