@@ -333,7 +333,7 @@ def main() -> None:
         ),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
-    md = f"""# Security: poll and audit, CloudTrail usage, repo computation
+    md = f"""## Security: poll and audit, CloudTrail usage, repo computation
 
 Machine: {machine()}; revision {git_revision()}; SQLite; load average {load_before:.1f} before,
 {load_after:.1f} after (shared machine: other work ran during the run).

@@ -5,8 +5,9 @@ of each action by each role; and service-level last access from the IAM Access A
 Why this query shape: `read_json_objects` + one multi-path `json_extract_string` per record,
 aggregated in the same query per batch of files, parses each record once and never
 materialises the records. The earlier typed `read_json` (STRUCT columns, temp table per
-batch of 64) was 2.5x slower than a plain `json.load` loop; this is faster than that loop
-(benchmarks/bench_security.py, figures in docs/security.md).
+batch of 64) was 2.5x slower than a plain `json.load` loop; this is 1.8-2.75x faster than
+that loop at 1 M records (benchmarks/bench_security.py, figures in docs/security.md), for
+about 200 MiB peak memory against the loop's 34 MiB.
 
 Records that are not objects or lack the role, source, name or a parseable time are skipped
 and counted; a file that is not JSON at all is skipped and counted. Calls AWS refused
