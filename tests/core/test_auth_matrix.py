@@ -20,6 +20,8 @@ ROLES = ("viewer", "operator", "admin")
 READ_ONLY_POSTS = {
     ("POST", "/api/v1/studio/find"),
     ("POST", "/api/v1/studio/summarize"),
+    ("POST", "/api/v1/devicelab/query"),  # parses a query, touches no table
+    ("POST", "/api/v1/devicelab/predictions"),  # a read-only session over history
 }
 
 

@@ -261,7 +261,7 @@ def test_cli_runs_shows_lists_and_cancels() -> None:
     assert shown.exit_code == 0
     assert "succeeded" in shown.output and "think" in shown.output
     listed = runner.invoke(group, ["executions", "list", "--status", "succeeded", "--json"])
-    assert [e["id"] for e in json.loads(listed.output)] == [execution_id]
+    assert [e["id"] for e in json.loads(listed.output)["items"]] == [execution_id]
     bad = runner.invoke(group, ["run", "testing.trivial", "-i", "n=lots"])
     assert bad.exit_code == 1 and "inputs.n" in bad.output and "Traceback" not in bad.output
     unknown = runner.invoke(group, ["run", "no.such"])

@@ -45,8 +45,9 @@ def test_explorer_charts_the_matching_series_with_gaps(console: Callable[[str], 
         re.search(r'data-figure="([^"]+)"', html).group(1).replace("&#34;", '"')  # type: ignore[union-attr]
     )
     (trace,) = figure["data"]
-    assert trace["x"] == [(T0 + 60 * i) * 1000 for i in range(5)]
-    assert trace["y"] == [0.9, 0.8, None, None, 0.7]  # the gap stays visible
+    # `end` is inclusive, as in Prometheus: the grid runs from T0 to T0 + 300.
+    assert trace["x"] == [(T0 + 60 * i) * 1000 for i in range(6)]
+    assert trace["y"] == [0.9, 0.8, None, None, 0.7, None]  # the gaps stay visible
     assert "plotly.min.js" in html
     bad = text_of(ui.page("/ui/signals?query=cache_hit_ratio&start=yesterday"))
     assert "start: 'yesterday' is not a time" in bad

@@ -23,8 +23,18 @@ def play(client: Any, *, timeout: float, fast: bool = False) -> dict[str, Any]:
         run = client.get(f"/api/v1/ml/runs/{run['id']}")
     if run["status"] != "succeeded":
         raise RuntimeError(f"ML run {run['id']} failed at {run['failed_step']}: {run['error']}")
-    model = client.get("/api/v1/ml/models/recommendations")
-    promoted = next(v for v in model["versions"] if v["promoted"])
+    # A run is stored as succeeded before its automatic promotion is tried (a model that
+    # cannot be promoted stays a note on the run), so wait for one or the other.
+    while True:
+        promoted = _promoted(client, "recommendations")
+        if promoted is not None:
+            break
+        run = client.get(f"/api/v1/ml/runs/{run['id']}")
+        if "not promoted" in (run.get("error") or ""):
+            raise RuntimeError(f"ML run {run['id']} {run['error']}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ML run {run['id']} succeeded but no version was promoted")
+        time.sleep(0.5)
     answer = client.post(
         "/api/v1/ml/models/recommendations/predict", json={"rows": [{"member": 7}]}
     )
@@ -35,6 +45,18 @@ def play(client: Any, *, timeout: float, fast: bool = False) -> dict[str, Any]:
         "evaluation": promoted["evaluation"],
         "member_7": answer["predictions"][0][:5],
     }
+
+
+def _promoted(client: Any, name: str) -> dict[str, Any] | None:
+    from popcorn.client import PopcornAPIError
+
+    try:
+        model = client.get(f"/api/v1/ml/models/{name}")
+    except PopcornAPIError as error:
+        if error.status == 404:
+            return None
+        raise
+    return next((v for v in model["versions"] if v["promoted"]), None)
 
 
 def describe(found: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from popcorn import domains
+from popcorn import domains, jobs
 from popcorn.audit import record_change
 from popcorn.config import get_settings
 from popcorn.db import utcnow
@@ -355,6 +355,15 @@ def register_agent(*, session: Session, spec: AgentRegister) -> dict[str, Any]:
     device.last_heartbeat = utcnow()
     session.flush()
     scheduling.adopt(session=session, device=device)
+    # Silent devices are found by a sweep; agents' beats run it too, but when every agent
+    # has died none beats, so a schedule runs it as well (made with the first agent).
+    jobs.ensure_schedule(
+        session=session,
+        name=scheduling.SWEEP_TASK,
+        task=scheduling.SWEEP_TASK,
+        queue="high",
+        interval_seconds=max(5, int(offline_after() / 2)),
+    )
     emit(
         session,
         "devicelab.agent.registered",

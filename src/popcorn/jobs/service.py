@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -164,6 +165,37 @@ def create_schedule(
         after={"name": name, "task": task, "cron": cron, "interval_seconds": interval_seconds},
     )
     return sched
+
+
+def ensure_schedule(
+    *,
+    session: Session,
+    name: str,
+    task: str,
+    queue: str = "default",
+    cron: str | None = None,
+    interval_seconds: int | None = None,
+) -> bool:
+    """A domain's own repeating job exists; made the first time it is needed.
+
+    Safe when two requests make it at once: the loser's insert rolls back to a savepoint
+    and the winner's schedule stands. Returns whether this call made it.
+    """
+    if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            create_schedule(
+                session=session,
+                name=name,
+                task=task,
+                queue=queue,
+                cron=cron,
+                interval_seconds=interval_seconds,
+            )
+    except (IntegrityError, Conflict):
+        return False
+    return True
 
 
 def delete_schedule(*, session: Session, name: str) -> Schedule:

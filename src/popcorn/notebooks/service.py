@@ -199,19 +199,13 @@ def _store_source(data: bytes, suffix: str) -> str:
 
 def ensure_tick(session: Session) -> None:
     """The periodic job that fires due schedules exists (made with the first schedule)."""
-    if session.scalar(select(jobs.Schedule.id).where(jobs.Schedule.name == TICK_SCHEDULE)):
-        return
-    try:
-        with session.begin_nested():
-            jobs.create_schedule(
-                session=session,
-                name=TICK_SCHEDULE,
-                task=TICK_TASK,
-                queue="high",
-                interval_seconds=TICK_SECONDS,
-            )
-    except (IntegrityError, Conflict):
-        pass
+    jobs.ensure_schedule(
+        session=session,
+        name=TICK_SCHEDULE,
+        task=TICK_TASK,
+        queue="high",
+        interval_seconds=TICK_SECONDS,
+    )
 
 
 def definition_source(session: Session, definition: NotebookDefinition) -> tuple[bytes, str]:

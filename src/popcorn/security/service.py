@@ -48,10 +48,9 @@ def ensure_schedule(
     session: Session, name: str, task: str, *, cron: str | None = None, interval: int | None = None
 ) -> None:
     """Create one of the domain's own repeating jobs the first time it is needed."""
-    if not any(x.name == name for x in jobs.list_schedules(session=session)):
-        jobs.create_schedule(
-            session=session, name=name, task=task, queue="low", cron=cron, interval_seconds=interval
-        )
+    jobs.ensure_schedule(
+        session=session, name=name, task=task, queue="low", cron=cron, interval_seconds=interval
+    )
 
 
 def daily_reports(*, session: Session) -> list[dict[str, Any]]:
