@@ -91,6 +91,21 @@ class Watcher:
         raise NotImplementedError
 
 
+def principal_policies(clients: Clients, kind: str, name: str) -> dict[str, Any]:
+    """A role's, user's or group's inline policy documents and attached managed policy ARNs."""
+    iam = clients("iam")
+    key = {f"{kind.capitalize()}Name": name}
+    inline = {}
+    for pname in clients.pages("iam", f"list_{kind}_policies", "PolicyNames", **key):
+        doc = clients.call(partial(getattr(iam, f"get_{kind}_policy"), PolicyName=pname, **key))
+        inline[pname] = document(doc["PolicyDocument"])
+    attached = clients.pages("iam", f"list_attached_{kind}_policies", "AttachedPolicies", **key)
+    return {
+        "inline_policies": inline,
+        "managed_policies": sorted(p["PolicyArn"] for p in attached),
+    }
+
+
 class IAMRoleWatcher(Watcher):
     kind = "iam_role"
     title = "IAM roles"
@@ -101,20 +116,12 @@ class IAMRoleWatcher(Watcher):
         out = []
         for role in clients.pages("iam", "list_roles", "Roles"):
             name = role["RoleName"]
-            inline = {}
-            for pname in clients.pages("iam", "list_role_policies", "PolicyNames", RoleName=name):
-                doc = clients.call(partial(iam.get_role_policy, RoleName=name, PolicyName=pname))
-                inline[pname] = document(doc["PolicyDocument"])
-            attached = clients.pages(
-                "iam", "list_attached_role_policies", "AttachedPolicies", RoleName=name
-            )
             tags = clients.call(partial(iam.list_role_tags, RoleName=name)).get("Tags", [])
             config = {
                 "arn": role["Arn"],
                 "path": role.get("Path", "/"),
                 "trust_policy": document(role.get("AssumeRolePolicyDocument", {})),
-                "inline_policies": inline,
-                "managed_policies": sorted(p["PolicyArn"] for p in attached),
+                **principal_policies(clients, "role", name),
                 "tags": {t["Key"]: t["Value"] for t in tags},
                 "max_session_duration": role.get("MaxSessionDuration"),
                 "created": role["CreateDate"].isoformat() if "CreateDate" in role else None,
@@ -133,19 +140,11 @@ class IAMUserWatcher(Watcher):
         out = []
         for user in clients.pages("iam", "list_users", "Users"):
             name = user["UserName"]
-            inline = {}
-            for pname in clients.pages("iam", "list_user_policies", "PolicyNames", UserName=name):
-                doc = clients.call(partial(iam.get_user_policy, UserName=name, PolicyName=pname))
-                inline[pname] = document(doc["PolicyDocument"])
             keys = clients.call(partial(iam.list_access_keys, UserName=name))["AccessKeyMetadata"]
             groups = clients.call(partial(iam.list_groups_for_user, UserName=name))["Groups"]
-            attached = clients.pages(
-                "iam", "list_attached_user_policies", "AttachedPolicies", UserName=name
-            )
             config = {
                 "arn": user["Arn"],
-                "inline_policies": inline,
-                "managed_policies": sorted(p["PolicyArn"] for p in attached),
+                **principal_policies(clients, "user", name),
                 "groups": sorted(g["GroupName"] for g in groups),
                 # A key's creation date is part of the item: it is what makes a key stale.
                 "access_keys": sorted(
@@ -174,18 +173,10 @@ class IAMGroupWatcher(Watcher):
         out = []
         for group in clients.pages("iam", "list_groups", "Groups"):
             name = group["GroupName"]
-            inline = {}
-            for pname in clients.pages("iam", "list_group_policies", "PolicyNames", GroupName=name):
-                doc = clients.call(partial(iam.get_group_policy, GroupName=name, PolicyName=pname))
-                inline[pname] = document(doc["PolicyDocument"])
             members = clients.call(partial(iam.get_group, GroupName=name))["Users"]
-            attached = clients.pages(
-                "iam", "list_attached_group_policies", "AttachedPolicies", GroupName=name
-            )
             config = {
                 "arn": group["Arn"],
-                "inline_policies": inline,
-                "managed_policies": sorted(p["PolicyArn"] for p in attached),
+                **principal_policies(clients, "group", name),
                 "members": sorted(u["UserName"] for u in members),
             }
             out.append(Observed(group["Arn"], name, config))
