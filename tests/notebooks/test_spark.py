@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nbkit
@@ -28,6 +29,9 @@ def test_a_spark_job_whose_master_is_down_fails_with_the_reason(api: Api) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("java") is None, reason="Spark needs a Java runtime (default-jre-headless)"
+)
 def test_a_spark_word_count_runs_in_local_mode(api: Api, tmp_path: Path) -> None:
     words = ["popcorn"] * 30 + ["kernel"] * 20 + ["spark"] * 10 + ["ops"] * 5
     text = tmp_path / "words.txt"
