@@ -251,6 +251,15 @@ def _finish_run(
         run.progress = {**run.progress, "done": len(set(watch.finished))}
         if code == 0 and not killed:
             _end(run, "succeeded")
+            if run.auto_promote:
+                # In the same transaction, so a client never sees the run succeeded while its
+                # promotion is still to come; a model that cannot be promoted stays a note.
+                try:
+                    with session.begin_nested():
+                        registry.auto_promote(session=session, run=run)
+                except PopcornError as exc:
+                    log.warning("run %s was not promoted: %s", run_id, exc.message)
+                    run.error = f"not promoted: {exc.message}"
         else:
             failed = tracking.failure(pathspec(run)) if run.metaflow_run_id else None
             step = (failed or {}).get("step") or (watch.started[-1] if watch.started else "")
@@ -270,16 +279,6 @@ def _finish_run(
             {"flow": run.flow, "pathspec": pathspec(run), "failed_step": run.failed_step},
         )
         outcome = {"run": run.id, "status": run.status, "pathspec": pathspec(run)}
-        promote = run.status == "succeeded" and run.auto_promote
-    if promote:  # after the outcome is stored: a model that cannot be promoted stays a note
-        try:
-            with session_scope() as session:
-                run = get_run(session=session, ref=run_id)
-                registry.auto_promote(session=session, run=run)
-        except PopcornError as exc:
-            log.warning("run %s was not promoted: %s", run_id, exc.message)
-            with session_scope() as session:
-                get_run(session=session, ref=run_id).error = f"not promoted: {exc.message}"
     return outcome
 
 
