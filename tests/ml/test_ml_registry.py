@@ -195,6 +195,26 @@ def test_traffic_placement_plans_from_predicted_demand(api: Api, recorded: int) 
         )
         plan = placements.create_placement(session=session, spec=spec)
         assert 0 < plan.local_share < 1
+    # The API plans from the same predictions when asked, and says what it used.
+    body = {
+        "demand": "predicted",
+        "site_regions": regions,
+        "sizes": [{"title": t, "size": 5.0} for t in titles],
+        "storage": [{"site": site, "storage": 100.0} for site in regions],
+    }
+    made = api.post("/api/v1/traffic/placements", json=body)
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["summary"]["demand"] == "predicted"
+    assert made.get_json()["local_share"] == plan.local_share
+    unknown = api.post(
+        "/api/v1/traffic/placements", json={**body, "site_regions": {"iad-1": "mars"}}
+    )
+    assert (
+        unknown.status_code == 422
+        and "promote a recommendations" in unknown.get_json()["error"]["message"]
+    )
+    missing = api.post("/api/v1/traffic/placements", json={**body, "site_regions": {}})
+    assert missing.status_code == 422 and "site_regions" in missing.get_json()["error"]["message"]
 
 
 def test_metrics_show_runs_and_the_served_version(api: Api, recorded: int) -> None:

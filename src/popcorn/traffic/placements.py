@@ -61,7 +61,18 @@ def ml_popularity(
 def create_placement(*, session: Session, spec: s.PlacementCreate) -> m.Placement:
     """Fill each site's storage with the titles serving most of its region's requests; the
     popularity-only greedy is computed beside it as the baseline. Site storage (GB) comes from
-    the upload, else the traffic region, else inventory (storage_tb)."""
+    the upload, else the traffic region, else inventory (storage_tb). With `demand: predicted`
+    the requests are ML's predicted demand for the sized titles."""
+    if spec.demand == "predicted":
+        titles_sized = [item.title for item in spec.sizes]
+        predicted = ml_popularity(session=session, regions=spec.site_regions, titles=titles_sized)
+        if not predicted:
+            raise InvalidInput(
+                "no predicted demand for these regions and titles: promote a recommendations "
+                "model first (`popcorn ml run recommendations`)",
+                details={"regions": sorted(set(spec.site_regions.values()))[:50]},
+            )
+        spec = spec.model_copy(update={"popularity": predicted})
     sites = sorted({row.site for row in spec.popularity})
     size_of: dict[str, float] = {}
     for item in spec.sizes:
@@ -103,6 +114,7 @@ def create_placement(*, session: Session, spec: s.PlacementCreate) -> m.Placemen
             "sites": len(sites),
             "titles": len(titles),
             "requests": float(plan.requests.sum()),
+            "demand": spec.demand,
             "storage": dict(zip(sites, storage, strict=True)),
         },
         result=json_safe(plan.to_dict(include_titles=True)),

@@ -286,12 +286,33 @@ class StorageRow(Schema):
 
 class PlacementCreate(Schema):
     name: str = Field(default="", max_length=200)
-    popularity: list[PopularityRow] = Field(min_length=1)
+    popularity: list[PopularityRow] = Field(
+        default_factory=list,
+        description="Requests per (site, title); leave empty with `demand: predicted`.",
+    )
+    demand: Literal["observed", "predicted"] = Field(
+        default="observed",
+        description="`predicted`: each site's requests are ML's predicted title demand in its "
+        "region (`site_regions`), from the promoted recommendations model.",
+    )
+    site_regions: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="Site -> the region ML predicts demand for (with `demand: predicted`).",
+    )
     sizes: list[SizeRow] = Field(min_length=1)
     storage: list[StorageRow] | None = Field(
         default=None, description="GB per site; default: the site's region storage or inventory."
     )
     strategy: Literal["density", "popularity"] = "density"
+
+    @model_validator(mode="after")
+    def _demand_source(self) -> PlacementCreate:
+        if self.demand == "observed" and not self.popularity:
+            raise ValueError("popularity needs at least one row (or `demand: predicted`)")
+        if self.demand == "predicted" and not self.site_regions:
+            raise ValueError("`demand: predicted` needs `site_regions` (site -> region)")
+        return self
 
 
 class PlacementRead(ReadSchema):
