@@ -106,3 +106,16 @@ def test_operators_change_status_fail_parts_and_write_notes(
     )
     overview = text_of(operator.page("/ui/"))
     assert "oca-ams1-01: failed disk0" in overview
+
+
+def test_the_site_list_has_its_own_url_with_search_and_capacity(
+    console: Callable[[str], Console],
+) -> None:
+    build_world()
+    ui = console("viewer")
+    page = text_of(ui.page("/ui/inventory/sites"))
+    assert "ams1" in page and "bru-isp1" in page and "active devices" in page
+    found = text_of(ui.page("/ui/inventory/sites?q=bru"))
+    assert "bru-isp1" in found and "ams1" not in found
+    bad = text_of(ui.page("/ui/inventory/sites?region=atlantis", status=422))
+    assert "no region 'atlantis'" in bad

@@ -81,6 +81,25 @@ def inventory_devices() -> Any:
     ), 422 if error else 200
 
 
+@bp.get("/inventory/sites")
+def inventory_sites() -> Any:
+    """Every site with its active capacity, a page at a time (search by code, name or region)."""
+    args = request.args
+    form = {k: args.get(k, "").strip() for k in ("q", "region")}
+    filters = {k: v for k, v in form.items() if v}
+    error = None
+    sites: dict[str, Any] = {"items": [], "count": 0, "offset": 0, "limit": 100}
+    with session_scope(readonly=True) as session:
+        try:
+            sites = _listing(session, "site", filters, 100, _offset(args))
+        except PopcornError as exc:
+            error = helpers.error_details(exc)
+        capacity = {row["site"]: row for row in service.site_capacity(session=session)}
+    return render_template(
+        "inventory/sites.html", form=form, sites=sites, capacity=capacity, error=error
+    ), 422 if error else 200
+
+
 @bp.get("/inventory/sites/<ref>")
 def inventory_site(ref: str) -> str:
     offset = _offset(request.args)
