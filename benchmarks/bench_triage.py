@@ -126,7 +126,7 @@ def main() -> None:
         "Goal: under 5 s for the baseline and ranking of 5 M rows.",
         "",
         f"Load average at the end (1, 5, 15 min): {[round(x, 2) for x in os.getloadavg()]}"
-        " on this shared machine; both methods ran in the same conditions.",
+        "; both methods ran in the same conditions.",
     ]
     text = "\n".join(lines)
     print(text)
