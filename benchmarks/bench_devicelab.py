@@ -245,12 +245,12 @@ def main() -> None:
         )
 
     lines = [
-        "# Device lab: a simulated day, and test selection",
+        "## Device lab: a simulated day, and test selection",
         "",
         f"Machine: {machine()}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         f"(shared); revision {git_revision()}.",
         "",
-        f"## One lab day: {total:,} tests, {agents} device agents, {n_builds} builds",
+        f"### One lab day: {total:,} tests, {agents} device agents, {n_builds} builds",
         "",
         "Simulated time (tests last 2 to 30 min; builds arrive over 16 h, every tenth a "
         "nightly 8x the size of the others); the placement code is the service's own.",
@@ -270,7 +270,7 @@ def main() -> None:
         f"polled and reported by {10 if options.quick else 40} agents in {path['seconds']:.1f} s, "
         f"{path['per_s']:.0f} assignments/s.",
         "",
-        "## Test selection at 99 % failure recall",
+        "### Test selection at 99 % failure recall",
         "",
         f"Generated history: {sel['records']:,} (test, family, build) results with planted "
         f"causes; threshold calibrated on builds 60-80 %, measured on the last 20 % "

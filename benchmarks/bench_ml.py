@@ -208,11 +208,11 @@ def main() -> None:
     load = os.getloadavg()
 
     m, b = trained["model"], trained["baseline"]
-    text = f"""# ML: recommender training, serving, Metaflow's overhead
+    text = f"""## ML: recommender training, serving, Metaflow's overhead
 
 Machine: {machine()}; revision {git_revision()}; load average during the run {load[0]:.1f}.
 
-## Training (ALS, 16 factors, {trained["iterations"]} iterations)
+### Training (ALS, 16 factors, {trained["iterations"]} iterations)
 
 {trained["members"]:,} members x {trained["titles"]:,} titles, {trained["plays"]:,} plays
 generated ({trained["train_plays"]:,} member-title pairs in the training weeks), 8 taste
@@ -225,7 +225,7 @@ clusters, Zipf popularity; test on the last 7 days.
 
 recall@20 ratio ALS / popularity: {m["recall@20"] / b["recall@20"]:.2f}x over {int(m["members"]):,} sampled test members (evaluation {trained["eval_seconds"]:.1f} s).
 
-## Serving (one member per request, {requests:,} sequential requests)
+### Serving (one member per request, {requests:,} sequential requests)
 
 | path | requests/s | p50 | p99 |
 |---|---:|---:|---:|
@@ -234,7 +234,7 @@ recall@20 ratio ALS / popularity: {m["recall@20"] / b["recall@20"]:.2f}x over {i
 
 The API serves version {served["version"]} and costs {served["p50"] / local["p50"]:.0f}x the in-process call at the median (HTTP, auth, a database read of the promoted version, JSON).
 
-## Metaflow's overhead ({flow_size["members"]:,} members, {flow_size["titles"]:,} titles, {flow_size["plays"]:,} plays)
+### Metaflow's overhead ({flow_size["members"]:,} members, {flow_size["titles"]:,} titles, {flow_size["plays"]:,} plays)
 
 | run | wall time |
 |---|---:|

@@ -250,7 +250,7 @@ def main() -> None:
     ratio = cost["popcorn"] / cost["bare"]
     write_result(
         "notebooks",
-        f"""# Notebooks: scheduler overhead and lateness
+        f"""## Notebooks: scheduler overhead and lateness
 
 Machine: {machine()}; revision {git_revision()}; SQLite and the embedded Redis; {load}.
 

@@ -407,7 +407,7 @@ def main() -> None:
     def row(label: str, values: tuple[float, float]) -> str:
         return f"| {label} | {values[0]} ms | {values[1]} ms |"
 
-    markdown = f"""# Studio: find and batch at show scale
+    markdown = f"""## Studio: find and batch at show scale
 
 Machine: {machine()}; revision {git_revision()}; {backend}; scale {args.scale};
 {"no ANALYZE after the load" if args.no_analyze else "ANALYZE after the load"}.

@@ -94,7 +94,7 @@ def main() -> None:
     naive_cluster = sorted(int(np.nonzero(naive_order == h)[0][0]) + 1 for h in CLUSTER)
     cluster_ranks = sorted(int(np.nonzero(ranking.order == h)[0][0]) + 1 for h in CLUSTER)
     lines = [
-        "# Triage: baseline and outlier ranking",
+        "## Triage: baseline and outlier ranking",
         "",
         f"Machine: {machine()}; revision {git_revision()}.",
         "",
