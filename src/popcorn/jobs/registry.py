@@ -67,6 +67,16 @@ def task(
     return decorate
 
 
+BEFORE_FORK: list[Callable[[], None]] = []
+
+
+def before_fork(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register work a worker does once before it forks (slow imports a domain's jobs need),
+    so every work horse inherits it instead of redoing it."""
+    BEFORE_FORK.append(fn)
+    return fn
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         import popcorn.domains

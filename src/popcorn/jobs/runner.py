@@ -73,14 +73,12 @@ def warm_up() -> None:
     from sqlalchemy.orm import configure_mappers
 
     import popcorn.domains
+    from popcorn.jobs.registry import BEFORE_FORK
     from popcorn.jobs.worker import prepare_statements
 
     popcorn.domains.load_tasks()
-    # A tasks module's `prefork()` does its slow imports once here, not in every work horse.
-    for domain in popcorn.domains.DOMAINS:
-        prefork = getattr(sys.modules.get(f"popcorn.{domain}.tasks"), "prefork", None)
-        if prefork is not None:
-            prefork()
+    for prepare in BEFORE_FORK:  # domains' slow imports, once here, not in every work horse
+        prepare()
     popcorn.domains.load_models()
     configure_mappers()  # else each work horse configures every mapper on first use
     prepare_statements()

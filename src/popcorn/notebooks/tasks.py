@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from popcorn.jobs import task
+from popcorn.jobs import before_fork, task
 from popcorn.notebooks import service
 
 
@@ -23,6 +23,7 @@ def tick() -> dict[str, int]:
     return service.tick()
 
 
+@before_fork
 def prefork() -> None:
     """Import papermill, nbclient and jupyter_client once in the worker (seconds of imports),
     so each forked work horse starts its kernel without importing them again; only where
