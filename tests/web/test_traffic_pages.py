@@ -43,6 +43,7 @@ def test_evacuation_plan_charts_every_step(console: Callable[[str], Console]) ->
     html = console("viewer").page(f"/ui/traffic/plans/{ids['evacuation']}")
     page = text_of(html)
     assert "Evacuation plan" in page and "us-east-1" in page and "drill" in page
+    assert "req/s" in page and "demand units" not in page  # cloud demand has a unit
     figure = figure_of(html)
     east = next(t for t in figure["data"] if t["name"] == "us-east-1")  # type: ignore[attr-defined]
     assert east["x"] == ["start", "step 1", "step 2", "step 3", "step 4"]

@@ -76,9 +76,11 @@ def regions_list(filters: tuple[str, ...], as_json: bool) -> None:
 def _region_options(func: Any) -> Any:
     options = [
         click.option("--kind", type=click.Choice(["cloud", "cdn"])),
-        click.option("--capacity", type=float, help="Measured capacity."),
+        click.option(
+            "--capacity", type=float, help="Measured capacity (req/s; Gbps for a CDN site)."
+        ),
         click.option("--instances", type=int),
-        click.option("--throughput-per-instance", type=float),
+        click.option("--throughput-per-instance", type=float, help="req/s per instance."),
         click.option("--headroom", type=float, help="Share of capacity kept free, 0..1."),
         click.option("--max-instances", type=int),
         click.option("--readiness-seconds", type=float),
@@ -168,7 +170,7 @@ def groups_list(filters: tuple[str, ...], as_json: bool) -> None:
 def _group_options(func: Any) -> Any:
     options = [
         click.option("--kind", type=click.Choice(["country", "isp", "network", "other"])),
-        click.option("--demand", type=float),
+        click.option("--demand", type=float, help="Requests per second (Gbps for CDN demand)."),
         click.option("--selector", "demand_selector", help="Signals selector for the demand."),
         click.option("--demand-source", type=click.Choice(["given", "signals", "forecast"])),
         click.option("--set", "extra", multiple=True, help="Any other field as key=value."),

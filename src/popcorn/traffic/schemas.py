@@ -19,9 +19,15 @@ Method = Literal["auto", "full", "decomposed"]
 
 class RegionFields(Schema):
     kind: RegionKind | None = None
-    capacity: float | None = Field(default=None, ge=0, description="Measured capacity.")
+    capacity: float | None = Field(
+        default=None,
+        ge=0,
+        description="Measured capacity: req/s for a cloud region, Gbps for a CDN site.",
+    )
     instances: int | None = Field(default=None, ge=0)
-    throughput_per_instance: float | None = Field(default=None, gt=0)
+    throughput_per_instance: float | None = Field(
+        default=None, gt=0, description="req/s per instance."
+    )
     headroom: float | None = Field(default=None, ge=0, lt=1, description="Share kept free.")
     max_instances: int | None = Field(default=None, ge=0)
     readiness_seconds: float | None = Field(default=None, ge=0)
