@@ -105,6 +105,26 @@ class Settings(BaseSettings):
         description="A directory of your own Metaflow flow files (`*.py`) that `popcorn ml` "
         "lists and runs beside the shipped ones.",
     )
+    packs_dir: str = Field(
+        default="",
+        description="Directories of your own runbook packs, joined with `:`; `<home>/packs` if "
+        "empty.",
+    )
+    bolt_dir: str = Field(
+        default="",
+        description="Where the runbook client's certificate for Bolt agents lives (client.pem, "
+        "client.key, ca.pem); `<home>/bolt` if empty.",
+    )
+    studio_rate_per_s: float = Field(
+        default=50.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Studio API requests a token may make per second, refilled into its bucket; "
+        "0 turns the limit off.",
+    )
+    studio_rate_burst: int = Field(
+        default=200, ge=1, description="Studio API requests a token may make at once."
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "

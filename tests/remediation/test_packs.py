@@ -183,3 +183,31 @@ def test_cli_lists_packs_and_shows_a_runbook() -> None:
     assert "testing.flaky" in table.output
     missing = runner.invoke(group, ["runbooks", "show", "nope"])
     assert missing.exit_code == 1 and "no runbook named 'nope'" in missing.output
+
+
+def test_packs_dir_setting_reads_several_directories_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rescan: None
+) -> None:
+    """`packs_dir` in popcorn.toml names directories joined with `:`; each pack there loads."""
+    dirs = [tmp_path / "team-a", tmp_path / "team-b"]
+    for index, folder in enumerate(dirs):
+        folder.mkdir()
+        (folder / f"team{index}.py").write_text(
+            "from popcorn.remediation.engine import Pack\n"
+            f"pack = Pack('team{index}', version='1.0.{index}')\n"
+        )
+    config = tmp_path / "popcorn.toml"
+    config.write_text(f'[popcorn]\npacks_dir = "{dirs[0]}:{dirs[1]}"\n')
+    monkeypatch.setenv("POPCORN_CONFIG", str(config))
+    monkeypatch.delenv("POPCORN_PACKS_DIR", raising=False)
+    from popcorn.config import reset_settings
+
+    reset_settings()
+    try:
+        assert packs.packs_dirs() == dirs
+        found = packs.reload()
+        assert found.packs["team0"].version == "1.0.0"
+        assert found.packs["team1"].version == "1.0.1"
+    finally:
+        monkeypatch.delenv("POPCORN_CONFIG")
+        reset_settings()

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from popcorn.config import reset_settings
+
 FIND = {"entity_type": "Project", "filters": []}
 
 
@@ -15,6 +17,7 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_and_others_do_not(
 ) -> None:
     monkeypatch.setenv("POPCORN_STUDIO_RATE_PER_S", "0.5")
     monkeypatch.setenv("POPCORN_STUDIO_RATE_BURST", "3")
+    reset_settings()
     limits = api.get("/api/v1/studio/limits", role="viewer")  # the first of three
     assert (limits.json["rate_per_s"], limits.json["rate_burst"]) == (0.5, 3)
     assert limits.headers["X-RateLimit-Limit"] == "3"
@@ -35,6 +38,7 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_and_others_do_not(
 def test_a_zero_rate_turns_the_limit_off(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POPCORN_STUDIO_RATE_PER_S", "0")
     monkeypatch.setenv("POPCORN_STUDIO_RATE_BURST", "1")
+    reset_settings()
     for _ in range(5):
         answer = api.post("/api/v1/studio/find", json=FIND, role="viewer")
         assert answer.status_code == 200

@@ -40,7 +40,6 @@ every step; `call_step()` here runs one step with its timeout and cancellation.
 from __future__ import annotations
 
 import contextvars
-import os
 import re
 import threading
 import time
@@ -361,13 +360,11 @@ class BoltCredentials:
 
 
 def bolt_dir() -> Path:
-    """Where the runbook client's certificate for Bolt agents lives (POPCORN_HOME/bolt)."""
-    explicit = os.environ.get("POPCORN_BOLT_DIR")
-    if explicit:
-        return Path(explicit)
+    """Where the runbook client's certificate for Bolt agents lives (setting `bolt_dir`)."""
     from popcorn.config import get_settings
 
-    return get_settings().home / "bolt"
+    settings = get_settings()
+    return Path(settings.bolt_dir) if settings.bolt_dir else settings.home / "bolt"
 
 
 def bolt_credentials() -> BoltCredentials:

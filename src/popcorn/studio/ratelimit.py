@@ -1,7 +1,7 @@
 """Per-token rate limits on the studio API, as ShotGrid has them for scripts.
 
 A token bucket per API token in Redis (shared by every server process): it holds
-`POPCORN_STUDIO_RATE_BURST` requests (200) and refills at `POPCORN_STUDIO_RATE_PER_S`
+`studio_rate_burst` requests (200) and refills at `studio_rate_per_s`
 (50 a second; 0 turns the limit off). A request over the limit is refused with 429,
 the error envelope (`rate_limited`, the wait in `details.retry_after_s`) and a
 `Retry-After` header in whole seconds, which `popcorn_studio` (and shotgun_api3-style
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 
+from popcorn.config import get_settings
+
 log = logging.getLogger("popcorn.studio")
 
-DEFAULT_RATE = 50.0
-DEFAULT_BURST = 200
 KEY = "popcorn:studio:rate:{token}:{rate:g}:{burst}"
 
 # Atomic take-one from a bucket: (allowed, tokens left, seconds until one is back).
@@ -56,16 +55,9 @@ class Verdict:
 
 
 def settings() -> tuple[float, int]:
-    """(requests per second, burst) from the environment; bad values mean the defaults."""
-    try:
-        rate = float(os.environ.get("POPCORN_STUDIO_RATE_PER_S", "") or DEFAULT_RATE)
-    except ValueError:
-        rate = DEFAULT_RATE
-    try:
-        burst = int(os.environ.get("POPCORN_STUDIO_RATE_BURST", "") or DEFAULT_BURST)
-    except ValueError:
-        burst = DEFAULT_BURST
-    return max(rate, 0.0), max(burst, 1)
+    """(requests per second, burst): settings `studio_rate_per_s` and `studio_rate_burst`."""
+    current = get_settings()
+    return current.studio_rate_per_s, current.studio_rate_burst
 
 
 def take(token_id: int | None) -> Verdict | None:

@@ -7,7 +7,7 @@ of the same name is reported, not loaded):
    each installed domain, `popcorn.<domain>.pack`);
 2. the `popcorn.packs` entry-point group of installed distributions: each
    entry point names a `Pack` or a module with a `pack` attribute;
-3. the packs directory, `POPCORN_PACKS_DIR` (several joined with `:`) or
+3. the packs directories, the setting `packs_dir` (several joined with `:`) or
    POPCORN_HOME/packs: each `NAME.py` file or `NAME/__init__.py` package there
    is a module with a `pack` attribute;
 4. `register_pack()` from code (plugins named in POPCORN_PLUGINS).
@@ -83,12 +83,12 @@ _lock = threading.RLock()
 
 
 def packs_dirs() -> list[Path]:
-    explicit = os.environ.get("POPCORN_PACKS_DIR")
-    if explicit:
-        return [Path(p) for p in explicit.split(os.pathsep) if p]
     from popcorn.config import get_settings
 
-    return [get_settings().home / "packs"]
+    settings = get_settings()
+    if settings.packs_dir:
+        return [Path(p) for p in settings.packs_dir.split(os.pathsep) if p]
+    return [settings.home / "packs"]
 
 
 def _packs_of(module: ModuleType) -> list[Pack]:
