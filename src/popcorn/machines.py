@@ -1,9 +1,10 @@
 """The machines an installation runs on, and the startup check that needs them.
 
 Every `popcorn up`, `serve`, `worker` and `scheduler` records its host in the `machines`
-table. Files written to a local-directory object store are seen by one machine only, so
-once a second machine has registered on a shared (external) database, processes refuse to
-start with a local-directory store instead of analysing data the other machine cannot see.
+table (`machine_name`, or the hostname). Files written to a local-directory object store are
+seen by one machine only, so once a second machine has registered on a shared (external)
+database, processes refuse to start with a local-directory store instead of analysing data
+the other machine cannot see.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Machine(Base):
 
 def register(role: str, hostname: str | None = None) -> None:
     """Record that this host runs `role` now."""
-    name = (hostname or socket.gethostname())[:255]
+    name = (hostname or get_settings().machine_name or socket.gethostname())[:255]
     location = get_store().location[:1000]
     for _attempt in range(2):  # two processes of a new host may insert at once
         try:

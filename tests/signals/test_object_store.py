@@ -106,6 +106,12 @@ def test_an_object_no_transaction_listed_is_never_read_and_is_swept(backend: str
         seq=1,
     )
     assert values() == [1.0]
+    # a compaction's output is named like an old object until it is listed: while another
+    # machine holds the day's lease, the day's unlisted objects are left alone
+    assert jobs.acquire_lease("signals.compact:2026-03-02", "other-machine", 60)
+    assert service.compact(grace_seconds=0, orphan_grace_seconds=0)["orphans_removed"] == 0
+    assert orphan.key in objects()
+    jobs.release_lease("signals.compact:2026-03-02", "other-machine")
     assert service.compact(grace_seconds=0, orphan_grace_seconds=0)["orphans_removed"] == 1
     assert orphan.key not in objects() and len(objects()) == 1
     assert values() == [1.0]
