@@ -144,3 +144,26 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path, installation: dict
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_backup_of_the_running_installation(tmp_path: Path) -> None:
+    """The suite's own installation: SQLite by default, PostgreSQL (through pg_dump) when
+    the suite runs on a server; a restore onto it is refused, it is not empty."""
+    from popcorn import backup
+    from popcorn.errors import Conflict
+    from popcorn.storage import get_store
+
+    get_store().put("reports/weekly.html", b"<p>week 49</p>")
+    seen: list[str] = []
+    summary = backup.backup(tmp_path / "b.tar", lambda done, total, what: seen.append(what))
+    assert summary["objects"] >= 1 and seen[0] == "database" and "reports/weekly.html" in seen
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        member = tar.extractfile(manifest["database"]["member"]).read()
+    if summary["database"] == "postgresql":
+        assert member.startswith(b"PGDMP")  # pg_dump's custom format
+    else:
+        assert member.startswith(b"SQLite format 3")
+    with pytest.raises(Conflict, match="restore needs an empty"):
+        backup.restore(tmp_path / "b.tar")
+    get_store().delete("reports/weekly.html")
