@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -360,3 +361,43 @@ def test_service_takes_plain_dicts_and_records_changes(world: None) -> None:
 
         actions = [r.action for r in records_for(session, "prefix", made["id"])]
     assert actions == ["create", "update"]
+
+
+def test_cli_lists_allocates_and_cables(world: None) -> None:
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.inventory.cli import group
+
+    cli.add_command(group)
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["inventory", *args], catch_exceptions=False)
+
+    assert run("create", "prefix", "prefix=10.20.0.0/16", "status=container").exit_code == 0
+    made = run(
+        "next-prefix", "10.20.0.0/16", "--length", "24", "--count", "2", "--create", "--json"
+    )
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["items"] == ["10.20.0.0/24", "10.20.1.0/24"]
+    ips = run("next-ip", "10.20.1.0/24", "--json")
+    assert json.loads(ips.output)["items"] == ["10.20.1.1/24"]
+    listed = run("list", "prefixes", "status=container", "--json")
+    items = json.loads(listed.output)["items"]
+    assert [(p["prefix"], p["children"]) for p in items] == [("10.20.0.0/16", 2)]
+    table = run("list", "prefixes")
+    assert "0.781%" in table.output  # two /24 of a /16, for people
+    run("create", "provider", "name=Lumen")
+    run("create", "circuit-type", "name=Transit")
+    run("create", "circuit", "cid=L-1", "provider=lumen", "type=transit", "commit_rate=10000000")
+    assert "10 Gbps" in run("list", "circuits").output
+    term = run("create", "circuit-termination", "circuit=L-1", "term_side=A", "site=fra1", "--json")
+    ident = str(json.loads(term.output)["id"])
+    cabled = run("cable", "circuit-termination", ident, "device=oca1", "interface=eth1", "--json")
+    assert cabled.exit_code == 0 and json.loads(cabled.output)["connected_device"] == "oca1"
+    bad = runner.invoke(cli, ["inventory", "create", "prefix", "prefix=nope"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    dup = runner.invoke(cli, ["inventory", "create", "prefix", "prefix=10.20.0.0/16"])
+    assert dup.exit_code != 0 and "already exists" in dup.output
+    assert run("delete", "prefixes", "10.20.0.0/24").exit_code == 0

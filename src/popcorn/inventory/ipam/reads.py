@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from popcorn.inventory import models as dcim
 from popcorn.inventory.ipam import addressing
 from popcorn.inventory.ipam import models as m
+from popcorn.numbers import quantity
 
 HIDDEN = {"start_key", "end_key", "host_key"}
 
@@ -297,3 +298,11 @@ def end_names(session: Session, end_type: str, ids: Iterable[int]) -> dict[int, 
         if found is not None:
             names[ident] = found["name"]
     return names
+
+
+def human_rate(kbps: int | None) -> str:
+    """A circuit's rate for people: 10,000,000 kbps reads `10 Gbps`."""
+    for scale, unit in ((10**9, "Tbps"), (10**6, "Gbps"), (10**3, "Mbps")):
+        if kbps is not None and kbps >= scale:
+            return quantity(kbps / scale, unit)
+    return quantity(kbps, "kbps")
