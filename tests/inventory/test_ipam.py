@@ -401,3 +401,31 @@ def test_cli_lists_allocates_and_cables(world: None) -> None:
     dup = runner.invoke(cli, ["inventory", "create", "prefix", "prefix=10.20.0.0/16"])
     assert dup.exit_code != 0 and "already exists" in dup.output
     assert run("delete", "prefixes", "10.20.0.0/24").exit_code == 0
+
+
+def test_facade_gives_other_domains_addresses_circuits_and_feeds(world: None, api: Any) -> None:
+    from popcorn.inventory import api as inventory_api
+
+    four = post(
+        api, "ip-addresses", {"address": "203.0.113.5/24", "device": "oca1", "interface": "eth0"}
+    )
+    post(api, f"ip-addresses/{four['id']}/primary", None, status=200)
+    post(api, "providers", {"name": "DE-CIX"})
+    post(api, "circuit-types", {"name": "IX port"})
+    post(api, "circuits", {"cid": "DX-9", "provider": "de-cix", "type": "ix-port"})
+    a = post(api, "circuit-terminations", {"circuit": "DX-9", "term_side": "A", "site": "fra1"})
+    post(api, "circuit-terminations", {"circuit": "DX-9", "term_side": "Z", "site": "ams1"})
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "oca1", "interface": "eth1"})
+    post(api, "power-panels", {"site": "fra1", "name": "PP-1"})
+    feed = post(api, "power-feeds", {"power_panel": "PP-1", "name": "F1", "voltage": 230})
+    post(api, f"power-feeds/{feed['id']}/cable", {"device": "oca1", "port": "PSU1"})
+    with session_scope(readonly=True) as session:
+        addresses = inventory_api.device_addresses(session=session, device="oca1")
+        primary = inventory_api.primary_address(session=session, device="oca1")
+        circuits = inventory_api.device_circuits(session=session, device="oca1")
+        feeds = inventory_api.power_feeds(session=session, site="fra1")
+        assert inventory_api.power_feeds(session=session, site="ams1") == []
+    assert [(a.address, a.primary) for a in addresses] == [("203.0.113.5/24", True)]
+    assert primary == "203.0.113.5"
+    assert [(c.cid, c.interface, c.far_site) for c in circuits] == [("DX-9", "eth1", "ams1")]
+    assert [(f.name, f.allocated_draw) for f in feeds] == [("F1", 450)]

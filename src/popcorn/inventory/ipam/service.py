@@ -11,7 +11,7 @@ inventory: one audit record (`object_type` is the kind, e.g. "prefix") and one
 - free space: `available_prefixes`, `available_addresses` (optionally creating them).
 - cables: `connect` / `disconnect` a circuit termination or power feed to a device's
   interface or power port; `trace` then follows them (see `inventory.tracing`).
-- devices: `set_primary_ip`, `device_addresses`.
+- devices: `set_primary_ip`, `device_addresses`, `device_circuits`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "create_object",
     "delete_object",
     "device_addresses",
+    "device_circuits",
     "disconnect",
     "get_object",
     "kind_of",
@@ -245,6 +246,15 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
             m.Prefix.family == parent.version,
             m.Prefix.start_key >= rules.key(parent.network_address),
             m.Prefix.end_key <= rules.key(parent.broadcast_address),
+        )
+    if kind.name == "power_feed" and "site" in filters:
+        sites = [
+            rules.get(session, "site", v).id for raw in filters.pop("site") for v in raw.split(",")
+        ]
+        stmt = stmt.where(
+            m.PowerFeed.power_panel_id.in_(
+                select(m.PowerPanel.id).where(m.PowerPanel.site_id.in_(sites))
+            )
         )
     if kind.name == "ip_address" and "device" in filters:
         names = [v for raw in filters.pop("device") for v in raw.split(",")]
@@ -524,3 +534,40 @@ def device_addresses(*, session: Session, device: int | str) -> list[dict[str, A
         s.IpAddressRead.model_validate(r).model_dump(mode="json")
         for r in reads.read(session, "ip_address", list(rows))
     ]
+
+
+def device_circuits(*, session: Session, device: int | str) -> list[dict[str, Any]]:
+    """The circuits cabled to a device's interfaces, with the interface and the far side."""
+    owner = rules.get(session, "device", device)
+    links = session.execute(
+        select(dcim.Link.a_type, dcim.Link.a_id, dcim.Link.b_type, dcim.Link.b_id).where(
+            or_(
+                and_(dcim.Link.a_device_id == owner.id, dcim.Link.b_type == "circuit_termination"),
+                and_(dcim.Link.b_device_id == owner.id, dcim.Link.a_type == "circuit_termination"),
+            )
+        )
+    ).all()
+    ends = {
+        (b_id if b_type == "circuit_termination" else a_id): (
+            a_id if b_type == "circuit_termination" else b_id
+        )
+        for a_type, a_id, b_type, b_id in links
+    }
+    out: list[dict[str, Any]] = []
+    for term in session.scalars(
+        select(m.CircuitTermination)
+        .where(m.CircuitTermination.id.in_(list(ends)))
+        .order_by(m.CircuitTermination.id)
+    ):
+        circuit = session.get(m.Circuit, term.circuit_id)
+        interface = session.get(dcim.Interface, ends[term.id])
+        far = reads.other_termination(session, term.id)
+        far_end = reads.cable_end(session, "circuit_termination", far) if far else None
+        row = read_one(session=session, otype="circuit", obj=circuit)
+        row.update(
+            interface=interface.name if interface is not None else None,
+            term_side=term.term_side,
+            far_site=far_end["site"] if far_end else None,
+        )
+        out.append(row)
+    return out
