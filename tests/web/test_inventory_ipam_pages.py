@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from console_kit import Console, text_of
 
@@ -29,7 +30,7 @@ devices:
 def _world() -> None:
     with session_scope() as session:
         dcim.import_files(session=session, files=[("w.yaml", WORLD)])
-    rows = [
+    rows: list[tuple[str, dict[str, Any]]] = [
         ("prefix", {"prefix": "10.0.0.0/16", "status": "container"}),
         ("prefix", {"prefix": "10.0.0.0/24", "site": "fra1"}),
         ("ip_address", {"address": "10.0.0.1/24", "device": "oca1", "interface": "eth0"}),
