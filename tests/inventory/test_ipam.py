@@ -429,3 +429,21 @@ def test_facade_gives_other_domains_addresses_circuits_and_feeds(world: None, ap
     assert primary == "203.0.113.5"
     assert [(c.cid, c.interface, c.far_site) for c in circuits] == [("DX-9", "eth1", "ams1")]
     assert [(f.name, f.allocated_draw) for f in feeds] == [("F1", 450)]
+
+
+def test_cli_trace_names_the_circuit(world: None, api: Any) -> None:
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.inventory.cli import group
+
+    cli.add_command(group)
+    post(api, "providers", {"name": "Arelion"})
+    post(api, "circuit-types", {"name": "Transit"})
+    post(api, "circuits", {"cid": "AR-1", "provider": "arelion", "type": "transit"})
+    a = post(api, "circuit-terminations", {"circuit": "AR-1", "term_side": "A", "site": "fra1"})
+    post(api, "circuit-terminations", {"circuit": "AR-1", "term_side": "Z", "site": "ams1"})
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "oca1", "interface": "eth0"})
+    shown = CliRunner().invoke(cli, ["inventory", "trace", "oca1", "eth0"])
+    assert shown.exit_code == 0, shown.output
+    assert "circuit Arelion AR-1" in shown.output and "Arelion AR-1 Z @ ams1" in shown.output
