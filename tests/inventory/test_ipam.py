@@ -447,3 +447,14 @@ def test_cli_trace_names_the_circuit(world: None, api: Any) -> None:
     shown = CliRunner().invoke(cli, ["inventory", "trace", "oca1", "eth0"])
     assert shown.exit_code == 0, shown.output
     assert "circuit Arelion AR-1" in shown.output and "Arelion AR-1 Z @ ams1" in shown.output
+
+
+def test_file_export_leaves_out_cables_to_feeds_and_reimports(world: None, api: Any) -> None:
+    post(api, "power-panels", {"site": "fra1", "name": "PP-1"})
+    feed = post(api, "power-feeds", {"power_panel": "PP-1", "name": "F1"})
+    post(api, f"power-feeds/{feed['id']}/cable", {"device": "oca1", "port": "PSU1"})
+    exported = api.get(f"{BASE}/export?format=yaml")
+    assert exported.status_code == 200
+    again = api.post(f"{BASE}/import?format=yaml", data=exported.data, role="operator")
+    assert again.status_code == 200, again.json
+    assert api.get(f"{BASE}/power-feeds/{feed['id']}").json["allocated_draw"] == 450
