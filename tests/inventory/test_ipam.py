@@ -458,3 +458,43 @@ def test_file_export_leaves_out_cables_to_feeds_and_reimports(world: None, api: 
     again = api.post(f"{BASE}/import?format=yaml", data=exported.data, role="operator")
     assert again.status_code == 200, again.json
     assert api.get(f"{BASE}/power-feeds/{feed['id']}").json["allocated_draw"] == 450
+
+
+def test_upsert_by_natural_key_is_idempotent(world: None, api: Any) -> None:
+    rows = [
+        ("vrf", {"name": "transit", "rd": "65000:9"}),
+        ("prefix", {"prefix": "100.64.0.0/10", "vrf": "65000:9", "status": "container"}),
+        ("ip_address", {"address": "100.64.0.1/10", "vrf": "65000:9", "device": "oca1",
+                        "interface": "eth0"}),
+        ("vlan_group", {"name": "AMS", "site": "ams1"}),
+        ("vlan", {"vid": 7, "name": "seven", "group": "ams"}),
+        ("provider", {"name": "Cogent"}),
+        ("circuit_type", {"name": "Transit"}),
+        ("circuit", {"cid": "C-1", "provider": "cogent", "type": "transit"}),
+        ("circuit_termination", {"circuit": "C-1", "provider": "cogent", "term_side": "A"}),
+        ("power_panel", {"site": "fra1", "name": "P"}),
+        ("power_feed", {"power_panel": "P", "site": "fra1", "name": "F", "amperage": 16}),
+        ("asn", {"asn": 64512}),
+        ("rir", {"name": "RFC 6996", "is_private": True}),
+        ("ip_range", {"start_address": "100.64.1.1/10", "end_address": "100.64.1.9/10"}),
+    ]  # fmt: skip
+    with session_scope() as session:
+        first = [service.upsert_object(session=session, otype=o, data=d)[1] for o, d in rows]
+    events = api.get("/api/v1/audit?limit=1000").json["count"]
+    with session_scope() as session:
+        second = [service.upsert_object(session=session, otype=o, data=d)[1] for o, d in rows]
+        _, created = service.upsert_object(
+            session=session, otype="power_feed",
+            data={"power_panel": "P", "site": "fra1", "name": "F", "amperage": 32},
+        )  # fmt: skip
+    assert all(first) and not any(second) and not created
+    assert api.get("/api/v1/audit?limit=1000").json["count"] == events + 1
+    feeds = api.get(f"{BASE}/power-feeds").json["items"]
+    assert [(f["name"], f["amperage"]) for f in feeds] == [("F", 32)]
+    bulk = api.post(
+        f"{BASE}/vlans/bulk?mode=upsert",
+        role="operator",
+        json=[{"vid": 7, "name": "seven", "group": "ams", "status": "reserved"}],
+    )
+    assert bulk.status_code == 201, bulk.json
+    assert api.get(f"{BASE}/vlans").json["items"][0]["status"] == "reserved"

@@ -6,8 +6,9 @@ by `rules` before anything is written, then recorded like the rest of the
 inventory: one audit record (`object_type` is the kind, e.g. "prefix") and one
 `inventory.<kind>.created|updated|deleted` event per object.
 
-- objects: `create_object`, `update_object`, `delete_object`, `get_object`,
-  `read_one`, `list_objects`, `bulk_apply` (all or nothing).
+- objects: `create_object`, `update_object`, `upsert_object` (by natural key, for
+  importers), `delete_object`, `get_object`, `read_one`, `list_objects`,
+  `bulk_apply` (all or nothing).
 - free space: `available_prefixes`, `available_addresses` (optionally creating them).
 - cables: `connect` / `disconnect` a circuit termination or power feed to a device's
   interface or power port; `trace` then follows them (see `inventory.tracing`).
@@ -55,6 +56,7 @@ __all__ = [
     "read_one",
     "set_primary_ip",
     "update_object",
+    "upsert_object",
 ]
 
 _PATCHES: dict[str, type[Schema]] = {}
@@ -166,12 +168,32 @@ def create_object(*, session: Session, otype: str, data: Mapping[str, Any]) -> d
     return read_one(session=session, otype=kind.name, obj=obj)
 
 
+def upsert_object(
+    *, session: Session, otype: str, data: Mapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Create an object, or update the stored one with the same natural key (see
+    `rules.existing`); returns it and whether it was created. Running the same input
+    twice changes nothing the second time (no audit record, no event)."""
+    kind = kind_of(otype)
+    full = validate(kind.schema, data)
+    found = rules.existing(session, kind.name, full)
+    if found is None:
+        return create_object(session=session, otype=kind.name, data=data), True
+    return _update(session, kind, found, data, ""), False
+
+
 def update_object(
     *, session: Session, otype: str, ref: int | str, data: Mapping[str, Any], reason: str = ""
 ) -> dict[str, Any]:
     """Change the given fields of one object; the rest stay as they are."""
     kind = kind_of(otype)
     obj = get_object(session=session, otype=kind.name, ref=ref)
+    return _update(session, kind, obj, data, reason)
+
+
+def _update(
+    session: Session, kind: Kind, obj: Any, data: Mapping[str, Any], reason: str
+) -> dict[str, Any]:
     given = {k: v for k, v in validate(patch_schema(kind), data).items() if k != "id"}
     required = [n for n, f in kind.schema.model_fields.items() if f.is_required()]
     cleared = [n for n in required if n in given and given[n] is None]
@@ -283,7 +305,10 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
 def bulk_apply(
     *, session: Session, otype: str, items: Sequence[Any], mode: str = "create"
 ) -> dict[str, Any]:
-    """Create (or, with `id`, update) many objects, all or nothing, every error reported."""
+    """Create (or, with `id`, update) many objects, all or nothing, every error reported.
+
+    `mode="upsert"` updates the stored object with the same natural key instead of
+    refusing a duplicate."""
     kind = kind_of(otype)
     if not isinstance(items, list) or not items:
         raise InvalidInput("expected a non-empty JSON list of objects")
@@ -292,7 +317,9 @@ def bulk_apply(
     for index, item in enumerate(items):
         try:
             with session.begin_nested():
-                if mode == "update" or (isinstance(item, dict) and "id" in item):
+                if mode == "upsert" and isinstance(item, dict) and "id" not in item:
+                    done, _ = upsert_object(session=session, otype=kind.name, data=item)
+                elif mode == "update" or (isinstance(item, dict) and "id" in item):
                     if not isinstance(item, dict) or "id" not in item:
                         raise InvalidInput("id: required to update")
                     rest = {k: v for k, v in item.items() if k != "id"}

@@ -109,14 +109,18 @@ def _register_kind(bp: APIBlueprint, kind: Kind) -> None:
         if not isinstance(body, list):
             raise InvalidInput("expected a JSON list")
         with session_scope() as session:
-            return service.bulk_apply(session=session, otype=otype, items=body), 201
+            mode = request.args.get("mode", "create")
+            if mode not in ("create", "upsert"):
+                raise InvalidInput("mode: create or upsert")
+            return service.bulk_apply(session=session, otype=otype, items=body, mode=mode), 201
 
     bp.post(f"{path}/bulk")(
         bp.output(BulkCreated, status_code=201)(
             bp.doc(
                 summary=f"Create or update many {kind.path.replace('-', ' ')}",
-                description="Body: a JSON list; items with `id` update. All or nothing: any "
-                "bad item rejects the whole list with every error.",
+                description="Body: a JSON list; items with `id` update. `?mode=upsert` updates "
+                "the object with the same natural key instead of refusing a duplicate. All or "
+                "nothing: any bad item rejects the whole list with every error.",
             )(_named(f"bulk_{otype}", bulk_view))
         )
     )
