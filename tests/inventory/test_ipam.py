@@ -154,6 +154,12 @@ def test_addresses_on_interfaces_and_primary_ip(world: None, api: Any) -> None:
     assert (device["primary_ip4"], device["primary_ip6"]) == ("198.51.100.10", "2001:db8::10")
     listed = api.get(f"{BASE}/devices/oca1/ip-addresses").json["items"]
     assert [a["address"] for a in listed] == ["198.51.100.10/24", "2001:db8::10/64"]
+    assert all(a["primary"] for a in listed)
+    # moving or deleting a primary address clears the device's primary, as in NetBox
+    api.patch(f"{BASE}/ip-addresses/{six['id']}", json={"interface": None}, role="operator")
+    assert api.get(f"{BASE}/devices/oca1").json["primary_ip6"] is None
+    assert api.delete(f"{BASE}/ip-addresses/{four['id']}", role="operator").status_code == 204
+    assert api.get(f"{BASE}/devices/oca1").json["primary_ip4"] is None
     loose = post(api, "ip-addresses", {"address": "198.51.100.11/24"})
     refused = api.post(f"{BASE}/ip-addresses/{loose['id']}/primary", role="operator")
     assert refused.status_code == 422

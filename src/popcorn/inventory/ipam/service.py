@@ -203,6 +203,10 @@ def _update(
         )
     before = _stored(obj)
     cols = rules.columns(session, kind.name, given, obj)
+    if kind.name == "ip_address" and any(
+        cols.get(k, before[k]) != before[k] for k in ("address", "interface_id", "vrf_id")
+    ):
+        _release_primary(session, obj)
     for name, value in cols.items():
         setattr(obj, name, value)
     _write(session, obj)
@@ -226,6 +230,8 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
     kind = kind_of(otype)
     obj = get_object(session=session, otype=kind.name, ref=ref)
     before = _stored(obj)
+    if kind.name == "ip_address":
+        _release_primary(session, obj)
     if kind.name in ("circuit_termination", "power_feed") and obj.link_id is not None:
         disconnect(session=session, otype=kind.name, ref=obj.id)
     if kind.name == "circuit":
@@ -546,6 +552,31 @@ def set_primary_ip(*, session: Session, ref: int | str) -> dict[str, Any]:
             {"name": device.name, "changed": [column]},
         )
     return read_one(session=session, otype="ip_address", obj=address)
+
+
+def _release_primary(session: Session, address: m.IpAddress) -> None:
+    """An address leaving its interface (moved, changed, deleted) stops being the primary."""
+    if address.interface_id is None:
+        return
+    interface = session.get(dcim.Interface, address.interface_id)
+    device = session.get(dcim.Device, interface.device_id) if interface is not None else None
+    if device is None:
+        return
+    host = str(ipaddress.ip_interface(address.address).ip)
+    column = "primary_ip4" if address.family == 4 else "primary_ip6"
+    if getattr(device, column) == host:
+        setattr(device, column, None)
+        session.flush()
+        record_change(
+            session, "update", "device", device.id, before={column: host}, after={column: None}
+        )
+        emit(
+            session,
+            "inventory.device.updated",
+            "device",
+            device.id,
+            {"name": device.name, "changed": [column]},
+        )
 
 
 def device_addresses(*, session: Session, device: int | str) -> list[dict[str, Any]]:
