@@ -321,6 +321,8 @@ def test_bad_input_and_roles(world: None, api: Any) -> None:
     assert api.get(f"{BASE}/rirs", role=None).status_code == 401
     assert api.get(f"{BASE}/prefixes/99999").status_code == 404
     assert api.get(f"{BASE}/prefixes?colour=red").status_code == 422
+    assert api.get(f"{BASE}/prefixes?within=nope").status_code == 422
+    assert api.get(f"{BASE}/asns/x1").status_code == 404
     assert api.get(f"{BASE}/circuits?provider=nobody").status_code == 404
     reversed_range = api.post(
         f"{BASE}/ip-ranges",

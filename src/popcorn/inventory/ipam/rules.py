@@ -116,7 +116,12 @@ def get(session: Session, kind: str, ref: Any, *, where: Mapping[str, Any] | Non
         if found is not None and all(getattr(found, k) == v for k, v in (where or {}).items()):
             return found
     for key in keys:
-        stmt = select(model).where(getattr(model, key) == (int(text) if key == "asn" else text))
+        value: Any = text
+        if key == "asn":
+            if not (text.isascii() and text.isdigit() and int(text) <= 4294967295):
+                continue
+            value = int(text)
+        stmt = select(model).where(getattr(model, key) == value)
         for column, value in (where or {}).items():
             stmt = stmt.where(getattr(model, column) == value)
         rows = session.scalars(stmt.limit(2)).all()

@@ -269,7 +269,13 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
                 clause = or_(clause, column.is_(None))
             stmt = stmt.where(clause)
     if kind.name == "prefix" and "within" in filters:
-        parent = ipaddress.ip_network(filters.pop("within")[-1].strip(), strict=False)
+        raw = filters.pop("within")[-1].strip()
+        try:
+            parent = ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            raise InvalidInput(
+                f"within: {raw!r} is not a prefix", details={"within": raw}
+            ) from None
         stmt = stmt.where(
             m.Prefix.family == parent.version,
             m.Prefix.start_key >= rules.key(parent.network_address),
