@@ -59,15 +59,15 @@ def _all_vrfs(prefix: m.Prefix) -> bool:
     return prefix.vrf_id is None and prefix.status == "container"
 
 
-def child_prefixes(session: Session, prefix: m.Prefix) -> list[m.Prefix]:
-    """Prefixes strictly inside this one (every VRF's, for a global container)."""
-    rows = session.scalars(
-        select(m.Prefix)
+def child_spans(session: Session, prefix: m.Prefix) -> list[tuple[int, int]]:
+    """First and last address of each prefix strictly inside this one (every VRF's, for a
+    global container), read as keys only: a /8 may hold a hundred thousand."""
+    rows = session.execute(
+        select(m.Prefix.start_key, m.Prefix.end_key)
         .where(*_in(m.Prefix, prefix.start_key, prefix.end_key, prefix, any_vrf=_all_vrfs(prefix)))
         .where(m.Prefix.prefix != prefix.prefix)
-        .order_by(m.Prefix.start_key, m.Prefix.end_key.desc())
     )
-    return list(rows)
+    return [(int(start, 16), int(end, 16)) for start, end in rows]
 
 
 def figures(session: Session, prefix: m.Prefix) -> Figures:
@@ -85,7 +85,7 @@ def figures(session: Session, prefix: m.Prefix) -> Figures:
             else m.Prefix.vrf_id == prefix.vrf_id,
         )
     )
-    children = child_prefixes(session, prefix)
+    children = child_spans(session, prefix)
     return Figures(int(depth or 0), len(children), utilization(session, prefix, children))
 
 
@@ -136,14 +136,13 @@ def _usable(prefix: m.Prefix, network: Network) -> tuple[int, int]:
 
 
 def utilization(
-    session: Session, prefix: m.Prefix, children: list[m.Prefix] | None = None
+    session: Session, prefix: m.Prefix, children: list[tuple[int, int]] | None = None
 ) -> float:
     if prefix.mark_utilized:
         return 1.0
     network = _network(prefix)
     if prefix.status == "container":
-        kids = children if children is not None else child_prefixes(session, prefix)
-        spans = [(int(k.start_key, 16), int(k.end_key, 16)) for k in kids]
+        spans = children if children is not None else child_spans(session, prefix)
         return _covered(spans) / network.num_addresses
     low, high = _usable(prefix, network)
     return min(1.0, _covered(_used(session, prefix, all_ranges=False)) / max(1, high - low + 1))
@@ -167,7 +166,7 @@ def _gaps(low: int, high: int, used: list[tuple[int, int]]) -> Iterator[tuple[in
 def available_prefixes(session: Session, prefix: m.Prefix) -> list[Network]:
     """The free space of a prefix as the fewest CIDR blocks, lowest first."""
     network = _network(prefix)
-    taken = [(int(k.start_key, 16), int(k.end_key, 16)) for k in child_prefixes(session, prefix)]
+    taken = child_spans(session, prefix)
     make = ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
     free: list[Network] = []
     for low, high in _gaps(int(network.network_address), int(network.broadcast_address), taken):
