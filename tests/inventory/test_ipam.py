@@ -245,6 +245,12 @@ def test_trace_from_an_appliance_through_a_circuit(world: None, api: Any) -> Non
         ("rtr1", "circuit_termination"),
     }
 
+    again = api.post(
+        f"{BASE}/circuit-terminations/{a['id']}/cable",
+        role="operator",
+        json={"device": "oca1", "interface": "eth0"},
+    )
+    assert again.status_code == 201 and again.json["link_id"] == connected["link_id"]
     busy = api.post(
         f"{BASE}/circuit-terminations/{a['id']}/cable",
         role="operator",
@@ -506,3 +512,43 @@ def test_upsert_by_natural_key_is_idempotent(world: None, api: Any) -> None:
     )
     assert bulk.status_code == 201, bulk.json
     assert api.get(f"{BASE}/vlans").json["items"][0]["status"] == "reserved"
+
+
+PANEL = """
+device_models:
+  - manufacturer: Generic
+    model: LC panel
+    slug: lc-panel
+    front-ports:
+      - {name: F1, type: lc, rear_port: R1}
+    rear-ports:
+      - {name: R1, type: lc}
+devices:
+  - {name: pp1, role: patch-panel, model: lc-panel, site: fra1}
+links:
+  - {a_device: oca1, a_name: eth1, b_device: pp1, b_kind: front-port, b_name: F1}
+"""
+
+
+def test_trace_through_a_patch_panel_to_a_circuit(world: None, api: Any) -> None:
+    assert api.post(f"{BASE}/import?format=yaml", data=PANEL).status_code == 200
+    post(api, "providers", {"name": "AMS-IX"})
+    post(api, "circuit-types", {"name": "IX port"})
+    post(api, "circuits", {"cid": "AMSIX-4", "provider": "ams-ix", "type": "ix-port"})
+    a = post(api, "circuit-terminations", {"circuit": "AMSIX-4", "term_side": "A", "site": "fra1"})
+    post(api, "circuit-terminations", {"circuit": "AMSIX-4", "term_side": "Z", "site": "ams1"})
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "pp1", "port": "R1"})
+    path = api.get(f"{BASE}/devices/oca1/trace?interface=eth1").json
+    steps = [(h["near"]["name"], h["far"]["name"]) for h in path["hops"]]
+    assert steps == [
+        ("eth1", "F1"),
+        ("R1", "AMS-IX AMSIX-4 A"),
+        ("AMS-IX AMSIX-4 A", "AMS-IX AMSIX-4 Z"),
+    ]
+    assert path["complete"] and path["destination"]["site"] == "ams1"
+    power = api.post(
+        f"{BASE}/circuit-terminations/{a['id']}/cable",
+        role="operator",
+        json={"device": "oca1", "port": "PSU1"},
+    )
+    assert power.status_code == 404  # a circuit does not land on a power port

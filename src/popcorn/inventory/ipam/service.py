@@ -439,39 +439,46 @@ def _cable_end(session: Session, otype: str, ref: int | str) -> Any:
     return get_object(session=session, otype=kind.name, ref=ref)
 
 
+def _near_end(session: Session, kind: str, device: Any, given: Mapping[str, Any]) -> Any:
+    """The device end a cable to `kind` may take: for a circuit termination an interface or
+    a front/rear port (patch panel), for a power feed a power port."""
+    if kind == "circuit_termination" and given.get("interface") is not None:
+        return session.get(
+            dcim.Interface, rules.interface_id(session, device.id, given["interface"])
+        )
+    if given.get("port") is None:
+        field = "interface" if kind == "circuit_termination" else "port"
+        raise InvalidInput(f"{field}: required", details={"fields": {field: ["required"]}})
+    kinds = ("front-port", "rear-port") if kind == "circuit_termination" else ("power-port",)
+    text = str(given["port"]).strip()
+    ident = parse_id(text)
+    found = session.scalars(
+        select(dcim.Port).where(
+            dcim.Port.device_id == device.id,
+            dcim.Port.kind.in_(kinds),
+            or_(dcim.Port.name == text, dcim.Port.id == (ident or 0)),
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"device {device.name!r} has no {' or '.join(kinds)} {text!r}")
+    return found
+
+
 def connect(
     *, session: Session, otype: str, ref: int | str, data: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Cable a circuit termination to a device interface, or a power feed to a power port."""
+    """Cable a circuit termination to a device's interface (or patch panel port), or a power
+    feed to a power port. Cabling the same two ends again changes nothing."""
     end = _cable_end(session, otype, ref)
     kind = kind_of(otype).name
     given = validate(s.ConnectIn, data)
+    device = rules.get(session, "device", given["device"])
+    near = _near_end(session, kind, device, given)
+    near_type = "interface" if isinstance(near, dcim.Interface) else "port"
+    if end.link_id is not None and end.link_id == near.link_id:
+        return read_one(session=session, otype=kind, obj=end)
     if end.link_id is not None:
         raise Conflict(f"this {kind.replace('_', ' ')} is already connected (link {end.link_id})")
-    device = rules.get(session, "device", given["device"])
-    near: Any
-    if kind == "circuit_termination":
-        if given.get("interface") is None:
-            raise InvalidInput(
-                "interface: required", details={"fields": {"interface": ["required"]}}
-            )
-        near = session.get(
-            dcim.Interface, rules.interface_id(session, device.id, given["interface"])
-        )
-        near_type = "interface"
-    else:
-        if given.get("port") is None:
-            raise InvalidInput("port: required", details={"fields": {"port": ["required"]}})
-        text = str(given["port"]).strip()
-        stmt = select(dcim.Port).where(
-            dcim.Port.device_id == device.id, dcim.Port.kind == "power-port"
-        )
-        ident = parse_id(text)
-        near = session.scalar(stmt.where(or_(dcim.Port.name == text, dcim.Port.id == (ident or 0))))
-        if near is None:
-            raise NotFound(f"device {device.name!r} has no power port {text!r}")
-        near_type = "port"
-    assert near is not None
     if near.link_id is not None:
         raise Conflict(
             f"{near.name!r} on {device.name!r} is already connected (link {near.link_id})"
