@@ -552,3 +552,7 @@ def test_trace_through_a_patch_panel_to_a_circuit(world: None, api: Any) -> None
         json={"device": "oca1", "port": "PSU1"},
     )
     assert power.status_code == 404  # a circuit does not land on a power port
+    # deleting the panel takes its cable to the circuit with it
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "pp1", "port": "R1"})
+    assert api.delete(f"{BASE}/devices/pp1", role="operator").status_code == 204
+    assert api.get(f"{BASE}/circuit-terminations/{a['id']}").json["link_id"] is None
