@@ -503,6 +503,10 @@ def test_upsert_by_natural_key_is_idempotent(world: None, api: Any) -> None:
         )  # fmt: skip
     assert all(first) and not any(second) and not created
     assert api.get("/api/v1/audit?limit=1000").json["count"] == events + 1
+    feed_id = api.get(f"{BASE}/power-feeds").json["items"][0]["id"]
+    history = api.get(f"{BASE}/power-feeds/{feed_id}/history", role="viewer").json["items"]
+    assert [h["action"] for h in history] == ["create", "update"]
+    assert "amperage" in history[1]["diff"]
     feeds = api.get(f"{BASE}/power-feeds").json["items"]
     assert [(f["name"], f["amperage"]) for f in feeds] == [("F", 32)]
     bulk = api.post(
@@ -556,3 +560,17 @@ def test_trace_through_a_patch_panel_to_a_circuit(world: None, api: Any) -> None
     post(api, f"circuit-terminations/{a['id']}/cable", {"device": "pp1", "port": "R1"})
     assert api.delete(f"{BASE}/devices/pp1", role="operator").status_code == 204
     assert api.get(f"{BASE}/circuit-terminations/{a['id']}").json["link_id"] is None
+
+
+def test_cli_history_of_a_prefix(world: None, api: Any) -> None:
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.inventory.cli import group
+
+    cli.add_command(group)
+    made = post(api, "prefixes", {"prefix": "10.30.0.0/24"})
+    api.patch(f"{BASE}/prefixes/{made['id']}", json={"status": "reserved"}, role="operator")
+    shown = CliRunner().invoke(cli, ["inventory", "history", "prefixes", str(made["id"]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [r["action"] for r in json.loads(shown.output)["items"]] == ["create", "update"]

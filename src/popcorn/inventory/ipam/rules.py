@@ -86,6 +86,13 @@ KINDS: dict[str, Kind] = {
 BY_PATH = {k.path: k.name for k in KINDS.values()}
 
 
+def is_kind(name: str) -> bool:
+    """Whether `name` (e.g. "prefix", "prefixes", "ip-addresses") is an IPAM, circuit or
+    power type."""
+    key = name.strip().lower()
+    return key.replace("-", "_") in KINDS or key.replace("_", "-") in BY_PATH
+
+
 def kind_of(name: str) -> Kind:
     key = name.strip().lower()
     found = KINDS.get(key.replace("-", "_")) or KINDS.get(BY_PATH.get(key, ""))

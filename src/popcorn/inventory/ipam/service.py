@@ -27,13 +27,13 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn.audit import record_change
+from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.inventory import models as dcim
 from popcorn.inventory.ipam import addressing, reads, rules
 from popcorn.inventory.ipam import models as m
 from popcorn.inventory.ipam import schemas as s
-from popcorn.inventory.ipam.rules import KINDS, Kind, kind_of
+from popcorn.inventory.ipam.rules import KINDS, Kind, is_kind, kind_of
 from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
 from popcorn.lookup import parse_id
 from popcorn.outbox import emit
@@ -51,6 +51,8 @@ __all__ = [
     "device_circuits",
     "disconnect",
     "get_object",
+    "history",
+    "is_kind",
     "kind_of",
     "list_objects",
     "read_one",
@@ -250,6 +252,13 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
         ) from None
     record_change(session, "delete", kind.name, before["id"], before=before)
     emit(session, f"inventory.{kind.name}.deleted", kind.name, before["id"], _payload(kind, obj))
+
+
+def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
+    """The change history of one object, oldest first."""
+    kind = kind_of(otype)
+    obj = get_object(session=session, otype=kind.name, ref=ref)
+    return records_for(session, kind.name, obj.id)
 
 
 def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request
 
+from popcorn.audit import AuditRead
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam import service
 from popcorn.inventory.ipam.rules import Kind
-from popcorn.schemas import Schema
+from popcorn.listing import PageResult
+from popcorn.schemas import Page, Schema
 
 LIST_HELP = (
     "Filters: `field=value` (repeat for OR) and lookups `__in __n __ic __isw __gt __gte __lt "
@@ -26,6 +28,10 @@ LIST_HELP = (
     "prefixes also `within=10.0.0.0/8`, addresses `device=NAME`; paging with `limit` and "
     "`cursor` or `offset`."
 )
+
+
+class HistoryPage(Page[AuditRead]):
+    pass
 
 
 class BulkCreated(Schema):
@@ -101,6 +107,17 @@ def _register_kind(bp: APIBlueprint, kind: Kind) -> None:
     bp.delete(f"{path}/<ref>")(
         bp.output({}, status_code=204)(
             bp.doc(summary=f"Delete a {label}")(_named(f"delete_{otype}", delete_view))
+        )
+    )
+
+    def history_view(ref: str) -> dict[str, Any]:
+        with session_scope(readonly=True) as session:
+            records = service.history(session=session, otype=otype, ref=ref)
+            return PageResult.whole(records).serialize(AuditRead)
+
+    bp.get(f"{path}/<ref>/history")(
+        bp.output(HistoryPage)(
+            bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
         )
     )
 
