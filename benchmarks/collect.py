@@ -10,6 +10,7 @@ ORDER = [
     "cli",
     "demo",
     "inventory",
+    "ipam",
     "signals",
     "signals-ingest",
     "signals-objstore",

@@ -46,6 +46,7 @@ from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
 from popcorn.inventory.files import export, import_files, import_library, import_paths
 from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
+from popcorn.inventory.ipam import service as ipam_service
 from popcorn.inventory.reports import (
     COUNT_BY,
     EXPECTED_LIFE_YEARS,
@@ -307,8 +308,9 @@ def _drop_orphan_links(session: Session, device_ids: list[int]) -> None:
     ).all()
     ends: dict[str, set[int]] = {"interface": set(), "port": set()}
     for _, a_type, a_id, b_type, b_id in links:
-        ends[a_type].add(a_id)
-        ends[b_type].add(b_id)
+        for end_type, end_id in ((a_type, a_id), (b_type, b_id)):
+            if end_type in ends:  # circuit terminations and feeds outlive a device
+                ends[end_type].add(end_id)
     alive = {
         end_type: set(
             session.scalars(
@@ -320,7 +322,7 @@ def _drop_orphan_links(session: Session, device_ids: list[int]) -> None:
     gone = [
         link_id
         for link_id, a_type, a_id, b_type, b_id in links
-        if a_id not in alive[a_type] or b_id not in alive[b_type]
+        if a_id not in alive.get(a_type, {a_id}) or b_id not in alive.get(b_type, {b_id})
     ]
     if gone:
         session.execute(delete(m.Link).where(m.Link.id.in_(gone)))
@@ -560,6 +562,8 @@ def trace(
 
 
 def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
+    if ipam_service.is_kind(otype):
+        return ipam_service.history(session=session, otype=otype, ref=ref)
     otype = resolve_type(otype)
     obj = get_object(session=session, otype=otype, ref=ref)
     return records_for(session, otype, obj.id)
