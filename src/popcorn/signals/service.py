@@ -1,10 +1,11 @@
 """Signals: ingest here, and every other behaviour of the domain under one name.
 
-Every function takes `session=` and is what the API, the CLI and the jobs call. Samples go
-to the Parquet store (store.py) while the series' metadata lives in the `signals_series`
-table; an ingest writes both in one all-or-nothing step. The other sections live beside
-this module and are re-exported here: series lookup and queries (series.py), retention
-(retention.py) and alert analysis (analysis.py). Other domains use `signals.api` only.
+Every function takes `session=` and is what the API, the CLI and the jobs call. Samples are
+Parquet objects in the object store (store.py) while the series' metadata lives in the
+`signals_series` table; an ingest writes both in one all-or-nothing step. The other sections
+live beside this module and are re-exported here: series lookup and queries (series.py),
+retention (retention.py) and alert analysis (analysis.py). Other domains use `signals.api`
+only.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from popcorn.signals.retention import (
     compact,
     ensure_retention_schedule,
     get_settings_view,
+    run_retention,
     run_retention_now,
     set_retention,
     storage_stats,
@@ -101,6 +103,7 @@ __all__ = [
     "pull_from_prometheus",
     "query",
     "resample",
+    "run_retention",
     "run_retention_now",
     "save_chunk",
     "series_dict",
@@ -164,7 +167,9 @@ class _Staged:
         sid = prints[batch.index]
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
-        stored = _already_stored(sid, ts)  # read before writing: these samples replace them
+        stored = _already_stored(
+            session, sid, ts
+        )  # read before writing: these samples replace them
         self.files += store.write_sorted(session, sid, ts, values)
         cuts = np.flatnonzero(np.diff(sid)) + 1
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
@@ -210,7 +215,9 @@ class _Staged:
         return result
 
 
-def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, int]:
+def _already_stored(
+    session: Session, sid: parsers.IntArray, ts: parsers.IntArray
+) -> dict[int, int]:
     """Per series, how many of these (sorted) samples have a timestamp already stored.
 
     A sample at a stored timestamp replaces the stored one (later writes win on read), so
@@ -218,7 +225,7 @@ def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, in
     """
     if sid.size == 0:
         return {}
-    found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1)
+    found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1, session=session)
     if found.ts.size == 0:
         return {}
     hit = np.isin(ts, found.ts)  # a cheap pre-filter on timestamps alone
