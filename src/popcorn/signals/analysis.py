@@ -105,7 +105,12 @@ def analyze_alert(
     if trigger_series is not None:
         candidates = [s for s in candidates if s.id != trigger_series.id]
     start_dt, end_dt = from_ms(start_ms), from_ms(end_ms)
-    with_data = [s for s in candidates if s.last_at >= start_dt and s.first_at < end_dt]
+    # In storage order (samples are sorted by fingerprint), so that each chunk's series sit
+    # together in the stored row groups and a chunk reads only its own.
+    with_data = sorted(
+        (s for s in candidates if s.last_at >= start_dt and s.first_at < end_dt),
+        key=lambda s: s.fingerprint,
+    )
     if not with_data:
         raise NotFound(
             f"no candidate signal has samples between {start_dt.isoformat()} and "
