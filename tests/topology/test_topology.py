@@ -147,14 +147,12 @@ def cluster(installation: dict[str, str], moto_endpoint: str, tmp_path: Path) ->
         "AWS_DEFAULT_REGION": "us-east-1",
         "POPCORN_SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
         "POPCORN_JOB_LOST_AFTER": "10",
-        "POPCORN_SIGNALS_CHUNK_SIZE": "500",
     }
     from popcorn.jobs import get_redis
 
     get_redis().flushdb()  # the cluster uses the suite's Redis; nothing else runs meanwhile
     machines: list[Machine] = []
     clients: list[Client] = []
-    balancer: RoundRobin | None = None
     try:
         for name in ("a", "b"):
             home = tmp_path / name
