@@ -4,10 +4,14 @@ one day runs on one machine at a time."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import boto3
 import pyarrow as pa
@@ -102,6 +106,12 @@ def test_an_object_no_transaction_listed_is_never_read_and_is_swept(backend: str
         seq=1,
     )
     assert values() == [1.0]
+    # a compaction's output is named like an old object until it is listed: while another
+    # machine holds the day's lease, the day's unlisted objects are left alone
+    assert jobs.acquire_lease("signals.compact:2026-03-02", "other-machine", 60)
+    assert service.compact(grace_seconds=0, orphan_grace_seconds=0)["orphans_removed"] == 0
+    assert orphan.key in objects()
+    jobs.release_lease("signals.compact:2026-03-02", "other-machine")
     assert service.compact(grace_seconds=0, orphan_grace_seconds=0)["orphans_removed"] == 1
     assert orphan.key not in objects() and len(objects()) == 1
     assert values() == [1.0]
@@ -136,3 +146,35 @@ def test_compaction_of_a_day_runs_once_at_a_time(backend: str) -> None:
     assert len(merged) == 1 and sum(merged[0].values()) == 3  # T0 written four times
     assert len(objects()) == 1
     assert values() == [13.0, 1.0, 2.0, 3.0]
+
+
+LEGACY = """
+import pyarrow as pa, pyarrow.parquet as pq
+from alembic import command
+from popcorn.config import get_settings
+from popcorn.db import alembic_config, upgrade
+from popcorn.signals import store
+
+command.upgrade(alembic_config(), "signals_0001")
+folder = get_settings().home / "signals" / "samples" / "day=2026-03-02"
+folder.mkdir(parents=True)
+sid = store.fingerprint("m", {})
+for seq, value in ((1, 1.0), (2, 2.0)):
+    table = pa.table({"sid": [sid], "ts": [T0_MS], "value": [value]}, schema=store.SCHEMA)
+    pq.write_table(table, folder / f"part-{seq:020d}-abc.parquet")
+upgrade()
+print(store.read([sid], T0_MS, T0_MS + 1).value.tolist())
+""".replace("T0_MS", str(T0 * 1000))
+
+
+def test_samples_written_before_the_object_store_are_adopted(
+    tmp_path: Path, installation: dict[str, str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POPCORN_")}
+    env.update(POPCORN_HOME=str(tmp_path), POPCORN_REDIS_URL=installation["POPCORN_REDIS_URL"])
+    done = subprocess.run(
+        [sys.executable, "-c", LEGACY], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[2.0]"]  # both files listed, the later one wins
+    assert len(list((tmp_path / "objects" / store.PREFIX).rglob("*.parquet"))) == 2

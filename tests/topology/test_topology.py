@@ -157,7 +157,9 @@ def cluster(installation: dict[str, str], moto_endpoint: str, tmp_path: Path) ->
         for name in ("a", "b"):
             home = tmp_path / name
             home.mkdir()
-            procs = Processes({**shared, "POPCORN_HOME": str(home)})
+            procs = Processes(
+                {**shared, "POPCORN_HOME": str(home), "POPCORN_MACHINE_NAME": f"machine-{name}"}
+            )
             machines.append(Machine(name, procs, f"http://127.0.0.1:{free_port()}"))
         first = machines[0].processes
         migrate = first.start("db", "upgrade", log=tmp_path / "upgrade.log")
@@ -325,6 +327,13 @@ def _jobs(cluster: Cluster) -> list[Any]:
         return rows
 
 
+def _machines(cluster: Cluster) -> set[str]:
+    from popcorn.machines import Machine as Registered
+
+    with session_scope(cluster.database_url, readonly=True) as session:
+        return set(session.scalars(select(Registered.hostname)))
+
+
 def _outbox_delivered(cluster: Cluster) -> bool:
     """Every domain event reached the events subscriber (one events record each)."""
     from popcorn.events.models import EventRecord
@@ -347,6 +356,7 @@ def test_two_machines_play_the_incident_and_survive_the_active_scheduler_dying(
     cluster: Cluster,
 ) -> None:
     lb = cluster.lb
+    assert {"machine-a", "machine-b"} <= _machines(cluster)  # both registered, store shared
     rules = (resources.files("popcorn.events") / "rules.d" / "alertmanager.yaml").read_text()
     lb.events.load_rules(rules.replace("mode: monitor", "mode: enforce"), file="alertmanager.yaml")
 

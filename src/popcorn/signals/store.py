@@ -80,15 +80,15 @@ def _seq_of(key: str) -> int | None:
         return None
 
 
-def _listed(session: Session, first: date, last: date) -> list[SampleFile]:
-    """The objects listed for these days in `session`'s view, in write order."""
-    return list(
-        session.scalars(
-            select(SampleFile)
-            .where(SampleFile.day >= first, SampleFile.day <= last)
-            .order_by(SampleFile.day, SampleFile.seq, SampleFile.key)
-        )
+def _listed(session: Session, first: date, last: date, *, lock: bool = False) -> list[SampleFile]:
+    """The objects listed for these days in `session`'s view, in write order; `lock` holds
+    their rows until `session` ends (retention and compaction of one day wait for each other)."""
+    query = (
+        select(SampleFile)
+        .where(SampleFile.day >= first, SampleFile.day <= last)
+        .order_by(SampleFile.day, SampleFile.seq, SampleFile.key)
     )
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
 def _visible(first: date, last: date, session: Session | None) -> list[str]:
@@ -357,7 +357,7 @@ def compact_day(day: date, grace_seconds: float = COMPACT_GRACE_SECONDS) -> dict
         cutoff = time.time_ns() - int(grace_seconds * 1e9)
         with session_scope() as session:
             prefix: list[SampleFile] = []
-            for file in _listed(session, day, day):
+            for file in _listed(session, day, day, lock=True):
                 if file.seq > cutoff:
                     break
                 prefix.append(file)
@@ -387,18 +387,37 @@ def compact_day(day: date, grace_seconds: float = COMPACT_GRACE_SECONDS) -> dict
 
 
 def sweep_orphans(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> int:
-    """Delete objects no transaction listed (a crash between write and commit or rollback)."""
-    objects = get_store().list(f"{PREFIX}/")
-    with session_scope(readonly=True) as session:
-        listed = set(session.scalars(select(SampleFile.key)))
+    """Delete objects no transaction listed (a crash between write and commit or rollback).
+
+    A batch's objects are named by their write time, so `grace_seconds` covers transactions
+    still open; a compaction's output carries an old name, so each day is swept under the
+    day's lease, which the compaction holds until its output is listed.
+    """
     cutoff = time.time_ns() - int(grace_seconds * 1e9)
-    orphans = [
-        o.key
-        for o in objects
-        if o.key not in listed and (seq := _seq_of(o.key)) is not None and seq < cutoff
-    ]
-    _delete(orphans)
-    return len(orphans)
+    candidates: dict[date, list[str]] = {}
+    for obj in get_store().list(f"{PREFIX}/"):
+        seq = _seq_of(obj.key)
+        day = _day_of_key(obj.key)
+        if seq is not None and seq < cutoff and day is not None:
+            candidates.setdefault(day, []).append(obj.key)
+    swept = 0
+    for day, keys in sorted(candidates.items()):
+        with day_lease(day) as held:
+            if not held:
+                continue
+            with session_scope(readonly=True) as session:
+                listed = {f.key for f in _listed(session, day, day)}
+            orphans = [k for k in keys if k not in listed]
+            _delete(orphans)
+            swept += len(orphans)
+    return swept
+
+
+def _day_of_key(key: str) -> date | None:
+    try:
+        return date.fromisoformat(key.split("/")[-2].removeprefix("day="))
+    except (IndexError, ValueError):
+        return None
 
 
 def bytes_used(session: Session) -> int:
