@@ -105,8 +105,8 @@ def analyze_alert(
     if trigger_series is not None:
         candidates = [s for s in candidates if s.id != trigger_series.id]
     start_dt, end_dt = from_ms(start_ms), from_ms(end_ms)
-    # In storage order (samples are sorted by fingerprint), so that each chunk's series sit
-    # together in the stored row groups and a chunk reads only its own.
+    # In the store's order (samples are sorted by fingerprint), so that a chunk's series share
+    # row groups instead of spreading over all of them.
     with_data = sorted(
         (s for s in candidates if s.last_at >= start_dt and s.first_at < end_dt),
         key=lambda s: s.fingerprint,
