@@ -5,7 +5,9 @@ database (`database.sqlite3`, taken with SQLite's online backup API while the pl
 runs, or `database.dump` from `pg_dump --format=custom`), every object of the store under
 `objects/<key>`, and the generated secret key if the installation uses one (sealed secrets
 in the database cannot be read without it, so the archive is as sensitive as the home).
-Queues in Redis are not kept: jobs are recorded in the database.
+Queues in Redis are not kept: jobs are recorded in the database. Neither is Metaflow's own
+datastore (`metaflow/` in an S3 store, `<home>/metaflow` otherwise): it is Metaflow's record
+of its runs, while the models Popcorn serves are stored objects (`ml/models/`) and kept.
 
 A restore goes into an empty installation only (no database tables, no objects), so it
 never mixes two installations; it checks every digest before it writes anything.
@@ -42,6 +44,7 @@ SQLITE_MEMBER = "database.sqlite3"
 PG_MEMBER = "database.dump"
 SECRET_MEMBER = "secret_key"
 OBJECTS = "objects/"
+SKIPPED_PREFIXES = ("metaflow/",)  # written by Metaflow itself, under its own key rules
 
 Progress = Callable[[int, int, str], None]
 
@@ -138,7 +141,7 @@ def backup(dest: Path, progress: Progress = _no_progress) -> dict[str, Any]:
     settings = get_settings()
     url = settings.effective_database_url
     store = get_store()
-    objects = store.list()
+    objects = [o for o in store.list() if not o.key.startswith(SKIPPED_PREFIXES)]
     total = len(objects) + 1
     secret_path = settings.home / SECRET_FILE_NAME
     with tempfile.TemporaryDirectory(prefix=".popcorn-backup-", dir=dest.parent) as tmp:
@@ -223,7 +226,7 @@ def _member_bytes(archive: tarfile.TarFile, name: str, sha256: str | None) -> by
 
 def _check_empty(secret: bytes | None) -> None:
     store = get_store()
-    if store.list():
+    if any(not o.key.startswith(SKIPPED_PREFIXES) for o in store.list()):
         raise Conflict(f"restore needs an empty object store; {store.location} holds objects")
     tables = inspect(get_engine()).get_table_names()
     if tables:

@@ -167,3 +167,33 @@ def test_backup_of_the_running_installation(tmp_path: Path) -> None:
     with pytest.raises(Conflict, match="restore needs an empty"):
         backup.restore(tmp_path / "b.tar")
     get_store().delete("reports/weekly.html")
+
+
+def test_backup_reads_an_s3_store(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from popcorn import backup
+    from popcorn.config import reset_settings
+    from popcorn.storage import get_store
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket="backup-source")
+    monkeypatch.setenv("POPCORN_STORAGE_URL", "s3://backup-source/popcorn")
+    monkeypatch.setenv("POPCORN_STORAGE_ENDPOINT_URL", moto_endpoint)
+    reset_settings()
+    try:
+        get_store().put("ml/models/demand/v1.pkl", b"model bytes")
+        # Metaflow's own datastore (its keys follow its rules, e.g. `_parameters`) is left out
+        s3.put_object(Bucket="backup-source", Key="popcorn/metaflow/F/1/_parameters/x", Body=b"")
+        summary = backup.backup(tmp_path / "s3.tar")
+        with tarfile.open(tmp_path / "s3.tar") as tar:
+            names = tar.getnames()
+        assert summary["objects"] == 1 and "objects/ml/models/demand/v1.pkl" in names
+    finally:
+        monkeypatch.undo()
+        reset_settings()
