@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -236,13 +237,14 @@ def main() -> None:
     os.environ.update(env)
     import boto3
 
-    boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="popcorn-bench")
     from popcorn.config import reset_settings
     from popcorn.db import dispose_engines, upgrade
     from popcorn.jobs import get_redis
 
     reset_settings()
     try:
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="popcorn-bench")
         upgrade()
         get_redis().flushdb()
         t0 = time.perf_counter()
@@ -271,6 +273,7 @@ def main() -> None:
         dispose_engines()
         drop_schema(database_url)
         moto.stop()
+        shutil.rmtree(base, ignore_errors=True)
     n = args.signals
 
     def row(label: str, seconds: float, note: str) -> str:
