@@ -14,6 +14,7 @@ ORDER = [
     "signals",
     "signals-ingest",
     "signals-objstore",
+    "signals-sharded",
     "rules",
     "runbooks",
     "agent",

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         description="Seconds after which a job whose worker went silent (no heartbeat while "
         "running, or claimed by rq but never started) is taken as lost and sent again.",
     )
+    scheduler_lease_seconds: float = Field(
+        default=15.0,
+        ge=1.0,
+        description="How long the active scheduler's lease (and the outbox dispatcher's) lasts "
+        "without renewal: a standby scheduler on another machine takes over within this.",
+    )
+    signals_chunk_size: int = Field(
+        default=500,
+        ge=10,
+        description="Signals per job when an alert analysis runs as jobs: larger analyses are "
+        "split into chunks that any worker runs, merged into one ranking.",
+    )
     log_level: str = Field(default="INFO")
     public_url: str | None = Field(
         default=None,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from popcorn_testing import wait_until
+from popcorn_testing import Processes, wait_until
 from sqlalchemy import select, update
 
 from popcorn import jobs
@@ -130,3 +131,84 @@ def test_a_failed_chunk_job_fails_the_analysis(api: Any, incident: Incident) -> 
     assert res.json["error"] == (
         f"job {first} (signals.analysis_chunk) failed: MemoryError: out of memory"
     )
+
+
+def analysis_jobs() -> list[jobs.JobRecord]:
+    with session_scope(readonly=True) as session:
+        found = list(
+            session.scalars(
+                select(jobs.JobRecord)
+                .where(jobs.JobRecord.task.like("signals.analysis_%"))
+                .order_by(jobs.JobRecord.id)
+            )
+        )
+        session.expunge_all()
+        return found
+
+
+def wait_finished(analysis_id: int) -> dict[str, Any]:
+    done = wait_until(
+        lambda: (d := load(analysis_id))["status"] in ("finished", "failed") and d, timeout=300
+    )
+    assert done["status"] == "finished", done["error"]
+    return done
+
+
+@pytest.mark.slow
+def test_two_workers_rank_small_chunks_like_one_job(
+    processes: Processes, incident: Incident
+) -> None:
+    ingest(incident)
+    inline = load(analyze(incident, inline=True))
+    processes.start("worker")
+    processes.start("worker")
+
+    whole_id = analyze(incident, inline=False, chunk_size=10**9)
+    whole = wait_finished(whole_id)
+    assert whole["chunks_total"] == 1
+    assert [r.task for r in analysis_jobs()] == ["signals.analysis_chunk"]  # no merge job
+
+    sharded = wait_finished(analyze(incident, inline=False, chunk_size=50))
+    assert sharded["chunks_total"] == sharded["chunks_done"] == 12
+    assert ranking(sharded) == ranking(whole) == ranking(inline)
+    assert sharded["result"]["clusters"] == whole["result"]["clusters"]
+    assert sharded["result"]["counts"] == whole["result"]["counts"]
+    records = analysis_jobs()[1:]
+    assert sorted(r.task for r in records) == (
+        ["signals.analysis_chunk"] * 12 + ["signals.analysis_merge"]
+    )
+    assert all(r.status == "finished" and r.attempts == 1 for r in records)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_saving_its_chunk_loses_and_doubles_nothing(
+    processes: Processes, incident: Incident, tmp_path: Path
+) -> None:
+    """The worker dies between storing a chunk's findings and marking its job finished:
+    the reaper runs the job again, the chunk counts once and one merge job ranks it all."""
+    import popcorn_test_plugins  # noqa: F401  (the pause points)
+
+    ingest(incident)
+    inline = load(analyze(incident, inline=True))
+    marker = tmp_path / "paused"
+    processes.env["POPCORN_JOB_LOST_AFTER"] = "4"
+    processes.env["POPCORN_TEST_PAUSE"] = f"result:{marker}"
+    processes.start("scheduler")
+    doomed = processes.start("worker")
+    analysis_id = analyze(incident, inline=False, chunk_size=100)
+    wait_until(marker.exists, timeout=120)
+    paused_job = next(r for r in analysis_jobs() if r.status == "running")
+    processes.kill(doomed)
+    processes.start("worker")
+
+    done = wait_finished(analysis_id)
+    assert done["chunks_total"] == done["chunks_done"] == 6
+    assert ranking(done) == ranking(inline)
+    assert done["result"]["counts"] == inline["result"]["counts"]
+    wait_until(lambda: all(r.status == "finished" for r in analysis_jobs()), timeout=120)
+    records = {r.id: r for r in analysis_jobs()}
+    assert records[paused_job.id].attempts == 2  # re-run after its worker was lost
+    assert sorted(r.task for r in records.values()) == (
+        ["signals.analysis_chunk"] * 6 + ["signals.analysis_merge"]
+    )
+    assert load(analysis_id)["result"] == done["result"]  # the re-run changed nothing

@@ -73,6 +73,8 @@ class Processes:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        from popcorn.lifeline import die_with_parent
+
         out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "popcorn", *args],
@@ -80,6 +82,7 @@ class Processes:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # none outlives a test run that is killed
         )
         self.procs.append(proc)
         return proc

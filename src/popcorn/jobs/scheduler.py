@@ -162,13 +162,19 @@ def next_run(schedule: Schedule, after: datetime) -> datetime:
 
 
 def run_due_schedules() -> int:
-    """Enqueue one job per due schedule; missed runs are not replayed in a burst."""
+    """Enqueue one job per due schedule; missed runs are not replayed in a burst.
+
+    Due rows are locked (skipping locked ones), so a scheduler that lost its lease while
+    ticking and the one that took over never fire the same run twice.
+    """
     now = utcnow()
     fired = 0
     with session_scope() as session:
         due = list(
             session.scalars(
-                select(Schedule).where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)
+                select(Schedule)
+                .where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)
+                .with_for_update(skip_locked=True)
             )
         )
         for sched in due:
@@ -228,14 +234,15 @@ def run_scheduler(stop: Callable[[], bool], *, interval: float = 0.5) -> None:
 
     popcorn.domains.load_subscribers()
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    ttl = get_settings().scheduler_lease_seconds
     dispatcher = threading.Thread(
-        target=_dispatch_loop, args=(stop, holder), name="popcorn-outbox", daemon=True
+        target=_dispatch_loop, args=(stop, holder, ttl), name="popcorn-outbox", daemon=True
     )
     dispatcher.start()
     try:
         while not stop():
             try:
-                if acquire_lease("scheduler", holder, ttl=15):
+                if acquire_lease("scheduler", holder, ttl=ttl):
                     scheduler_tick()
             except Exception:
                 log.exception("scheduler tick failed; retrying")
@@ -249,15 +256,15 @@ def run_scheduler(stop: Callable[[], bool], *, interval: float = 0.5) -> None:
                 log.warning("could not release lease %s", name)
 
 
-def _dispatch_loop(stop: Callable[[], bool], holder: str) -> None:
+def _dispatch_loop(stop: Callable[[], bool], holder: str, ttl: float) -> None:
     from popcorn import outbox
 
     last_renew = 0.0
     leased = False
     while not stop():
         try:
-            if time.monotonic() - last_renew > 5:
-                leased = acquire_lease("outbox", holder, ttl=15)
+            if time.monotonic() - last_renew > ttl / 3:
+                leased = acquire_lease("outbox", holder, ttl=ttl)
                 last_renew = time.monotonic()
             if leased and outbox.dispatch_once() > 0:
                 continue

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change
+from popcorn.config import get_settings
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
@@ -40,7 +41,6 @@ from popcorn.signals.series import (
 )
 
 INLINE_LIMIT = 500
-DEFAULT_CHUNK_SIZE = 500
 MAX_ANALYSIS_SIGNALS = 100_000
 HISTORY_OFFSETS_S = (86_400, 7 * 86_400)
 TOP_IN_EVENT = 5
@@ -58,7 +58,7 @@ def analyze_alert(
     step: Any = None,
     options: dict[str, Any] | None = None,
     inline: bool | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
 ) -> Analysis:
     """Rank the signals around an alert: which changed just before it, and together.
 
@@ -69,17 +69,20 @@ def analyze_alert(
     after it, on a grid of `step` (default one minute, coarser for long windows); the same
     window one day and one week earlier removes daily and weekly cycles where stored.
 
-    `inline=None` analyses up to INLINE_LIMIT signals now and larger sets as one rq job per
-    `chunk_size` signals plus a merge job; `True` always analyses now, `False` always uses
-    jobs. The returned Analysis is `finished` (inline) or `queued`.
+    `inline=None` analyses up to INLINE_LIMIT signals now and larger sets as jobs; `True`
+    always analyses now, `False` always uses jobs. Jobs take `chunk_size` signals each (the
+    signals_chunk_size setting by default), run on any worker, and a merge job ranks them
+    all once every chunk is in; a set that fits one chunk is one job with no merge. The
+    returned Analysis is `finished` (inline) or `queued`.
     """
     alert_dt = parse_time(alert_time, "alert_time")
     if not 5 <= int(window_minutes) <= 14 * 1440:
         raise InvalidInput("window_minutes: must be between 5 and 20160 (two weeks)")
     if not 0 <= int(after_minutes) <= 1440:
         raise InvalidInput("after_minutes: must be between 0 and 1440")
-    if not 10 <= int(chunk_size) <= 50_000:
-        raise InvalidInput("chunk_size: must be between 10 and 50000")
+    size = int(chunk_size) if chunk_size is not None else get_settings().signals_chunk_size
+    if size < 10:
+        raise InvalidInput("chunk_size: must be at least 10")
     total_s = (int(window_minutes) + int(after_minutes)) * 60
     step_s = (
         int(parse_duration(step, "step"))
@@ -102,7 +105,12 @@ def analyze_alert(
     if trigger_series is not None:
         candidates = [s for s in candidates if s.id != trigger_series.id]
     start_dt, end_dt = from_ms(start_ms), from_ms(end_ms)
-    with_data = [s for s in candidates if s.last_at >= start_dt and s.first_at < end_dt]
+    # In the store's order (samples are sorted by fingerprint), so that a chunk's series share
+    # row groups instead of spreading over all of them.
+    with_data = sorted(
+        (s for s in candidates if s.last_at >= start_dt and s.first_at < end_dt),
+        key=lambda s: s.fingerprint,
+    )
     if not with_data:
         raise NotFound(
             f"no candidate signal has samples between {start_dt.isoformat()} and "
@@ -157,9 +165,9 @@ def analyze_alert(
         _finish(session, analysis, result)
         return analysis
     ids = params["series_ids"]
-    for index, lo in enumerate(range(0, len(ids), int(chunk_size))):
+    for index, lo in enumerate(range(0, len(ids), size)):
         chunk = AnalysisChunk(
-            analysis_id=analysis.id, index=index, bounds=[lo, min(lo + int(chunk_size), len(ids))]
+            analysis_id=analysis.id, index=index, bounds=[lo, min(lo + size, len(ids))]
         )
         session.add(chunk)
         session.flush()
@@ -333,7 +341,8 @@ def _chunk_payload(result: Any) -> dict[str, Any]:
 def save_chunk(*, session: Session, analysis_id: int, index: int, result: Any) -> dict[str, Any]:
     """Record one chunk's findings; the last chunk in enqueues the merge job.
 
-    Idempotent: a chunk re-run by a retry counts once.
+    An analysis of one chunk finishes here (no merge job). Idempotent: a chunk re-run by a
+    retry (its worker died after saving) counts once, and only one merge job is enqueued.
     """
     analysis = session.get(Analysis, analysis_id, with_for_update=True)
     if analysis is None or analysis.status in ("finished", "failed"):
@@ -351,6 +360,9 @@ def save_chunk(*, session: Session, analysis_id: int, index: int, result: Any) -
         chunk.finished_at = utcnow()
         analysis.chunks_done += 1
     analysis.status = "running"
+    if analysis.chunks_total == 1:
+        _finish(session, analysis, _merge_parts([chunk.result or {}]))
+        return {"analysis_id": analysis_id, "chunk": index, "chunks_done": 1, "chunks_total": 1}
     done = list(
         session.scalars(
             select(AnalysisChunk.result).where(

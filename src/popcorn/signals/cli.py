@@ -198,7 +198,9 @@ def stats_cmd(as_json: bool) -> None:
 @click.option("--after", "after_minutes", default=15, show_default=True, help="Minutes after.")
 @click.option("--step", help="Grid step (default 60s, coarser for long windows).")
 @click.option("--inline/--jobs", "inline", default=None, help="Force now or rq jobs.")
-@click.option("--chunk-size", default=service.DEFAULT_CHUNK_SIZE, show_default=True)
+@click.option(
+    "--chunk-size", type=int, default=None, help="Signals per job (default: signals_chunk_size)."
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for jobs.")
 @click.option("--top", default=20, show_default=True, help="Rows to show.")
 @json_option
@@ -212,7 +214,7 @@ def analyze_cmd(
     after_minutes: int,
     step: str | None,
     inline: bool | None,
-    chunk_size: int,
+    chunk_size: int | None,
     wait: bool,
     top: int,
     as_json: bool,

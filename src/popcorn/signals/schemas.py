@@ -84,7 +84,12 @@ class AnalysisCreate(Schema):
         default=None,
         description="true: analyse now; false: as jobs; unset: now up to 500 signals.",
     )
-    chunk_size: int = Field(default=500, ge=10, le=50000)
+    chunk_size: int | None = Field(
+        default=None,
+        ge=10,
+        le=1_000_000_000,
+        description="Signals per job when run as jobs (default: the signals_chunk_size setting).",
+    )
 
 
 class AnalysisBrief(BaseModel):

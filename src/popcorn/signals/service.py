@@ -28,7 +28,6 @@ from popcorn.errors import InvalidInput, NotFound
 from popcorn.signals import ingest as parsers
 from popcorn.signals import store
 from popcorn.signals.analysis import (
-    DEFAULT_CHUNK_SIZE,
     INLINE_LIMIT,
     analysis_dict,
     analysis_series,
@@ -75,7 +74,6 @@ from popcorn.signals.series import (
 
 __all__ = [
     "AGGREGATIONS",
-    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_RETENTION_DAYS",
     "INLINE_LIMIT",
     "RETENTION_SCHEDULE",
