@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         description="A directory of your own Metaflow flow files (`*.py`) that `popcorn ml` "
         "lists and runs beside the shipped ones.",
     )
+    devicelab_offline_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        description="Seconds without an agent heartbeat after which the device lab marks a "
+        "device offline and reschedules its running tests.",
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "

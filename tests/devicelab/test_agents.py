@@ -100,9 +100,11 @@ def fleet(
     from werkzeug.serving import make_server
 
     from popcorn.auth import create_token
+    from popcorn.config import reset_settings
     from popcorn.db import session_scope
 
     os.environ["POPCORN_DEVICELAB_OFFLINE_S"] = "1.5"
+    reset_settings()
     with session_scope() as session:
         _, operator = create_token(session=session, name="agents", role="operator")
         _, admin = create_token(session=session, name="pipeline-admin", role="admin")
@@ -141,6 +143,7 @@ def fleet(
         fleet.stop()
         server.shutdown()
         os.environ.pop("POPCORN_DEVICELAB_OFFLINE_S", None)
+        reset_settings()
         _clean()
 
 
