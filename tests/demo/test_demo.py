@@ -135,6 +135,8 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     lab = summary["devicelab"]
     assert lab["stage_status"] in ("SUCCEEDED", "TERMINAL") and lab["culprit"] == "CL-2001"
     assert lab["failed"] > 0 and 0 < lab["selected_fraction"] < 1
+    assert lab["model"].startswith("test-failure v")  # selection used ML's promoted model
+    assert summary["links"]["failure_model_run"].endswith(f"/ui/ml/runs/{lab['model_run_id']}")
     assert summary["links"]["devicelab_run"].endswith(f"/ui/devicelab/runs/{lab['run_id']}")
     assert sum(1 for p in summary["processes"] if p.startswith("devicelab-")) == lab["agents"]
     execution = summary["disk_failure"]["execution_id"]

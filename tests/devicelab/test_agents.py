@@ -223,11 +223,27 @@ def test_an_agent_killed_mid_test_has_its_test_rescheduled(fleet: Fleet) -> None
 
 
 def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
+    from popcorn.db import session_scope
     from popcorn.demo import devicelab as devicelab_demo
+    from popcorn.ml import schemas as ml_schemas
+    from popcorn.ml import service as ml_service
+
+    def train_model() -> dict[str, Any]:
+        """What the demo's ml workers do: run the test-failure flow on the lab's history."""
+        with session_scope() as session:
+            spec = ml_schemas.RunCreate(flow="test-failure", parameters={"source": "lab"})
+            run_id = ml_service.start_run(session=session, spec=spec, queue_job=False).id
+        ml_service.execute_run(run_id)
+        return {"run_id": run_id}
 
     try:
         lab = devicelab_demo.play(
-            url=fleet.url, admin_token=fleet.admin, agent_token=fleet.token, timeout=60, fast=True
+            url=fleet.url,
+            admin_token=fleet.admin,
+            agent_token=fleet.token,
+            timeout=60,
+            fast=True,
+            train_model=train_model,
         )
     except TimeoutError:
         runs = fleet.get("/runs?status=running")["items"]
@@ -247,5 +263,6 @@ def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
         # the change touches drm and playback: planted breaks make new failures, blamed on it
         assert summary["failed"] > 0 and summary["culprit"] == "CL-2001"
         assert 0 < summary["selected_fraction"] < 1
+        assert summary["model"] == "test-failure v1"  # ML's promoted model chose the tests
     finally:
         lab.stop()

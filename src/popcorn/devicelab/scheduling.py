@@ -159,13 +159,17 @@ def start_run(
     selection: dict[str, Any] = {"mode": spec.select, "planned": len(planned)}
     probabilities: dict[tuple[int, str], float] = {}
     if spec.select == "predicted":
-        chosen, probabilities, info = analysis.choose(
-            session=session, build=build, planned=planned, recall=spec.recall
-        )
-        selection.update(info)
-        skipped = [f"{t.name}@{fam}" for t, fam, _ in planned if (t.id, fam) not in chosen]
-        selection["skipped"] = skipped[:2000]
-        planned = [p for p in planned if (p[0].id, p[1]) in chosen]
+        found = analysis.choose(session=session, build=build, planned=planned, recall=spec.recall)
+        if found is None:
+            selection["fallback"] = (
+                f"no promoted {analysis.MODEL} model: every test runs; {analysis.TRAIN_HINT}"
+            )
+        else:
+            chosen, probabilities, info = found
+            selection.update(info)
+            skipped = [f"{t.name}@{fam}" for t, fam, _ in planned if (t.id, fam) not in chosen]
+            selection["skipped"] = skipped[:2000]
+            planned = [p for p in planned if (p[0].id, p[1]) in chosen]
     run = LabRun(
         build_id=build.id,
         suite=spec.suite,
