@@ -217,6 +217,34 @@ def test_traffic_placement_plans_from_predicted_demand(api: Api, recorded: int) 
     assert missing.status_code == 422 and "site_regions" in missing.get_json()["error"]["message"]
 
 
+def test_traffic_cli_plans_placement_from_predicted_demand(
+    api: Api, recorded: int, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.traffic.cli import group
+
+    cli.add_command(group)
+    api.post("/api/v1/ml/models/promote", json={"run": recorded})
+    sizes = tmp_path / "sizes.csv"
+    sizes.write_text("title,size\n" + "".join(f"title-{i},5\n" for i in range(200)))
+    args = ["traffic", "placement", "--sizes", str(sizes), "--demand", "predicted",
+            "--site-region", "iad-1=us-east", "--site-region", "lhr-1=eu-west"]  # fmt: skip
+    storage = tmp_path / "storage.csv"
+    storage.write_text("site,storage\niad-1,100\nlhr-1,100\n")
+    done = CliRunner().invoke(cli, [*args, "--storage", str(storage), "--json"])
+    assert done.exit_code == 0, done.output
+    plan = json.loads(done.output)
+    assert plan["summary"]["demand"] == "predicted" and 0 < plan["local_share"] < 1
+    bad = CliRunner().invoke(cli, [*args[:-1], "iad-1"])
+    assert bad.exit_code != 0 and "SITE=REGION" in bad.output and "Traceback" not in bad.output
+    both = CliRunner().invoke(cli, [*args, "--popularity", str(sizes)])
+    assert both.exit_code != 0 and "--popularity" in both.output
+
+
 def test_metrics_show_runs_and_the_served_version(api: Api, recorded: int) -> None:
     api.post("/api/v1/ml/models/promote", json={"run": recorded})
     text = api.get("/metrics").get_data(as_text=True)

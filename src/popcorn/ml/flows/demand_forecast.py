@@ -23,6 +23,9 @@ class DemandForecastFlow(FlowSpec):
         from popcorn.ml import forecast, platform
 
         names = [r.strip() for r in self.regions.split(",") if r.strip()]
+        # Both histories end at this hour (signals are read up to it; the generated one
+        # stands in for the weeks before it), so traffic can ask for wall-clock hours.
+        self.ends_at = platform.this_hour()
         found = platform.region_history(names, weeks=self.weeks)
         self.source = "signals" if found else "generated"
         self.history = found or forecast.generate_history(names, weeks=self.weeks, seed=self.seed)
@@ -32,7 +35,7 @@ class DemandForecastFlow(FlowSpec):
     def train(self) -> None:
         from popcorn.ml import forecast
 
-        self.model = forecast.SeasonalProfile().fit(self.history)
+        self.model = forecast.SeasonalProfile(ends_at=self.ends_at).fit(self.history)
         self.input_schema = {"region": "str", "hours_ahead": "int"}
         self.next(self.evaluate)
 
