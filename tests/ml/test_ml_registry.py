@@ -225,12 +225,16 @@ def test_traffic_cli_plans_placement_from_predicted_demand(
     from click.testing import CliRunner
 
     from popcorn.cli import cli
+    from popcorn.db import session_scope
+    from popcorn.ml import api as ml_api
     from popcorn.traffic.cli import group
 
     cli.add_command(group)
     api.post("/api/v1/ml/models/promote", json={"run": recorded})
     sizes = tmp_path / "sizes.csv"
-    sizes.write_text("title,size\n" + "".join(f"title-{i},5\n" for i in range(200)))
+    with session_scope(readonly=True) as session:
+        titles = sorted(ml_api.title_demand(session=session, region="us-east"))
+    sizes.write_text("title,size\n" + "".join(f"{title},5\n" for title in titles))
     args = ["traffic", "placement", "--sizes", str(sizes), "--demand", "predicted",
             "--site-region", "iad-1=us-east", "--site-region", "lhr-1=eu-west"]  # fmt: skip
     storage = tmp_path / "storage.csv"
