@@ -254,3 +254,31 @@ def test_metrics_show_runs_and_the_served_version(api: Api, recorded: int) -> No
     text = api.get("/metrics").get_data(as_text=True)
     assert 'popcorn_ml_runs{flow="recommendations",status="succeeded"} 1.0' in text
     assert 'popcorn_ml_model_promoted_version{model="recommendations"} 1.0' in text
+
+
+def test_python_client_ml_section(app: Any, tokens: dict[str, str], recorded: int) -> None:
+    import httpx
+
+    from popcorn.client import Client, PopcornAPIError
+
+    transport = httpx.WSGITransport(app=app)
+    with Client("http://popcorn", tokens["operator"], transport=transport) as client:
+        assert "recommendations" in {f["name"] for f in client.ml.flows()}
+        assert [r["id"] for r in client.ml.runs(flow="recommendations")] == [recorded]
+        with pytest.raises(PopcornAPIError) as none:
+            client.ml.predict("recommendations", [{"member": 1}])
+        assert none.value.status == 404
+        promoted = client.ml.promote(recorded)
+        assert promoted["promoted_version"] == 1
+        assert client.ml.models()[0]["name"] == "recommendations"
+        answer = client.ml.predict("recommendations", [{"member": 3}])
+        assert answer["version"] == 1 and len(answer["predictions"][0]) == 10
+        assert "beats the baseline" in client.ml.card(recorded, "evaluate")
+        with pytest.raises(PopcornAPIError) as bad:
+            client.ml.predict("recommendations", [{"member": "x"}])
+        assert bad.value.status == 422 and bad.value.details["field"] == "rows[0].member"
+        made = client.ml.schedule("nightly-recs", "recommendations", cron="0 3 * * *")
+        assert made["name"] == "nightly-recs"
+        assert [s["name"] for s in client.ml.schedules()] == ["nightly-recs"]
+        client.ml.unschedule("nightly-recs")
+        assert client.ml.schedules() == []
