@@ -53,6 +53,8 @@ def test_forecast_and_artwork_flows_train_promote_and_serve(api: Api) -> None:
         found = api.get(f"/api/v1/ml/runs/{run_id}").json
         assert found["status"] == "succeeded", found["error"]
         assert found["promoted_version"] == 1  # beat its baseline
+    card = api.get(f"/api/v1/ml/runs/{forecast_run}/cards/evaluate").get_data(as_text=True)
+    assert "data:image/png;base64," in card  # the next week's chart, drawn on the server
     answer = api.post(
         "/api/v1/ml/models/demand-forecast/predict",
         json={"rows": [{"region": "eu-west", "hours_ahead": 6}]},

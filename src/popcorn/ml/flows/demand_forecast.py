@@ -42,7 +42,9 @@ class DemandForecastFlow(FlowSpec):
     @card(type="blank")
     @step
     def evaluate(self) -> None:
-        from popcorn.ml import cards, forecast
+        from metaflow.cards import VegaChart
+
+        from popcorn.ml import cards, charts, forecast
 
         self.backtest = forecast.backtest(self.history)
         self.evaluation = {
@@ -70,6 +72,14 @@ class DemandForecastFlow(FlowSpec):
                 ),
                 (f"Next hours (history: {self.source})", ["region", "+1 h", "+24 h"], rows),
             ],
+        )
+        week = [
+            {"hours ahead": h, "requests/s": round(self.model.forecast(r, h), 1), "region": r}
+            for r in self.history
+            for h in range(1, 24 * 7 + 1)
+        ]
+        current.card.append(
+            VegaChart(charts.line_spec("Next week", week, "hours ahead", "requests/s", "region"))
         )
         self.next(self.end)
 
