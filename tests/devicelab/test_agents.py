@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from console_kit import Console  # type: ignore[import-not-found]
 from popcorn_testing import free_port, wait_until
 
 from popcorn.devicelab.protocol import canonical, sign
@@ -222,7 +223,7 @@ def test_an_agent_killed_mid_test_has_its_test_rescheduled(fleet: Fleet) -> None
     assert fleet.get("/devices/console-1")["agent_state"] == "offline"
 
 
-def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
+def test_the_demo_part_plays_on_the_fleet(fleet: Fleet, app: Any) -> None:
     from popcorn.db import session_scope
     from popcorn.demo import devicelab as devicelab_demo
     from popcorn.ml import schemas as ml_schemas
@@ -264,5 +265,12 @@ def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
         assert summary["failed"] > 0 and summary["culprit"] == "CL-2001"
         assert 0 < summary["selected_fraction"] < 1
         assert summary["model"] == "test-failure v1"  # ML's promoted model chose the tests
+        console = Console(app.test_client(), fleet.admin)
+        run_page = console.page(f"/ui/devicelab/runs/{summary['selected_run_id']}")
+        assert "by test-failure v1" in run_page
+        predictions = console.page("/ui/devicelab/predictions")
+        assert "test-failure v1" in predictions and f"/ui/ml/runs/{summary['model_run_id']}" in (
+            predictions
+        )
     finally:
         lab.stop()

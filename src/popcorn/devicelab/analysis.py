@@ -235,7 +235,9 @@ def choose(
         "model": f"{MODEL} v{model.version}",
         "model_run": model.run_id,
         "held_out": {
-            k: model.evaluation[k] for k in ("metric", "model", "baseline") if k in model.evaluation
+            k: model.evaluation[k]
+            for k in ("metric", "model", "baseline", "recall")
+            if k in model.evaluation
         },
     }
     return chosen, probabilities, info

@@ -68,6 +68,7 @@ class TestFailureFlow(FlowSpec):
             # Device lab test selection reads these: the score at or above which a
             # (test, family) runs, per recall target, calibrated on held-out builds.
             "recall_target": self.recall,
+            "recall": round(m["recall"], 5),
             "thresholds": m["thresholds"],
         }
         # The card (Metaflow's own), and the same report as static HTML for the console.
