@@ -29,7 +29,7 @@ def demo_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_demo(home: Path, *args: str, timeout: float = 420) -> tuple[int, str, str, set[int]]:
+def run_demo(home: Path, *args: str, timeout: float = 540) -> tuple[int, str, str, set[int]]:
     """Run `python -m popcorn demo ARGS`; returns its exit code, stdout, stderr and the pids
     of every process it had under it while it ran."""
     out, err = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
