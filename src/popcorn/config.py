@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     studio_rate_burst: int = Field(
         default=200, ge=1, description="Studio API requests a token may make at once."
     )
+    devicelab_offline_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        description="Seconds without an agent heartbeat after which the device lab marks a "
+        "device offline and reschedules its running tests.",
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "

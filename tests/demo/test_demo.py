@@ -29,7 +29,7 @@ def demo_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_demo(home: Path, *args: str, timeout: float = 420) -> tuple[int, str, str, set[int]]:
+def run_demo(home: Path, *args: str, timeout: float = 540) -> tuple[int, str, str, set[int]]:
     """Run `python -m popcorn demo ARGS`; returns its exit code, stdout, stderr and the pids
     of every process it had under it while it ran."""
     out, err = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
@@ -135,6 +135,8 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     lab = summary["devicelab"]
     assert lab["stage_status"] in ("SUCCEEDED", "TERMINAL") and lab["culprit"] == "CL-2001"
     assert lab["failed"] > 0 and 0 < lab["selected_fraction"] < 1
+    assert lab["model"].startswith("test-failure v")  # selection used ML's promoted model
+    assert summary["links"]["failure_model_run"].endswith(f"/ui/ml/runs/{lab['model_run_id']}")
     assert summary["links"]["devicelab_run"].endswith(f"/ui/devicelab/runs/{lab['run_id']}")
     assert sum(1 for p in summary["processes"] if p.startswith("devicelab-")) == lab["agents"]
     execution = summary["disk_failure"]["execution_id"]

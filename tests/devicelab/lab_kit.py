@@ -79,8 +79,10 @@ class FakeAgent:
             },
         )
 
-    def poll(self, running: list[int] | None = None) -> dict[str, Any]:
-        response = self.call("poll", {"running": running or []})
+    def poll(
+        self, running: list[int] | None = None, results: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        response = self.call("poll", {"running": running or [], "results": results or []})
         assert response.status_code == 200, response.json
         assert verify(self.key, response.data, response.headers.get(SIGNATURE_HEADER))
         return dict(json.loads(response.data))

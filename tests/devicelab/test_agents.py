@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from console_kit import Console  # type: ignore[import-not-found]
 from popcorn_testing import free_port, wait_until
 
 from popcorn.devicelab.protocol import canonical, sign
@@ -100,9 +101,11 @@ def fleet(
     from werkzeug.serving import make_server
 
     from popcorn.auth import create_token
+    from popcorn.config import reset_settings
     from popcorn.db import session_scope
 
     os.environ["POPCORN_DEVICELAB_OFFLINE_S"] = "1.5"
+    reset_settings()
     with session_scope() as session:
         _, operator = create_token(session=session, name="agents", role="operator")
         _, admin = create_token(session=session, name="pipeline-admin", role="admin")
@@ -141,6 +144,7 @@ def fleet(
         fleet.stop()
         server.shutdown()
         os.environ.pop("POPCORN_DEVICELAB_OFFLINE_S", None)
+        reset_settings()
         _clean()
 
 
@@ -219,12 +223,28 @@ def test_an_agent_killed_mid_test_has_its_test_rescheduled(fleet: Fleet) -> None
     assert fleet.get("/devices/console-1")["agent_state"] == "offline"
 
 
-def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
+def test_the_demo_part_plays_on_the_fleet(fleet: Fleet, app: Any) -> None:
+    from popcorn.db import session_scope
     from popcorn.demo import devicelab as devicelab_demo
+    from popcorn.ml import schemas as ml_schemas
+    from popcorn.ml import service as ml_service
+
+    def train_model() -> dict[str, Any]:
+        """What the demo's ml workers do: run the test-failure flow on the lab's history."""
+        with session_scope() as session:
+            spec = ml_schemas.RunCreate(flow="test-failure", parameters={"source": "lab"})
+            run_id = ml_service.start_run(session=session, spec=spec, queue_job=False).id
+        ml_service.execute_run(run_id)
+        return {"run_id": run_id}
 
     try:
         lab = devicelab_demo.play(
-            url=fleet.url, admin_token=fleet.admin, agent_token=fleet.token, timeout=60, fast=True
+            url=fleet.url,
+            admin_token=fleet.admin,
+            agent_token=fleet.token,
+            timeout=60,
+            fast=True,
+            train_model=train_model,
         )
     except TimeoutError:
         runs = fleet.get("/runs?status=running")["items"]
@@ -244,5 +264,13 @@ def test_the_demo_part_plays_on_the_fleet(fleet: Fleet) -> None:
         # the change touches drm and playback: planted breaks make new failures, blamed on it
         assert summary["failed"] > 0 and summary["culprit"] == "CL-2001"
         assert 0 < summary["selected_fraction"] < 1
+        assert summary["model"] == "test-failure v1"  # ML's promoted model chose the tests
+        console = Console(app.test_client(), fleet.admin)
+        run_page = console.page(f"/ui/devicelab/runs/{summary['selected_run_id']}")
+        assert "by test-failure v1" in run_page
+        predictions = console.page("/ui/devicelab/predictions")
+        assert "test-failure v1" in predictions and f"/ui/ml/runs/{summary['model_run_id']}" in (
+            predictions
+        )
     finally:
         lab.stop()

@@ -158,6 +158,39 @@ def test_a_run_spreads_over_capable_devices_and_reports_junit(
     )
 
 
+def test_results_ride_on_the_beat_and_are_audited_once_per_batch(
+    api: Any, lab: dict[str, FakeAgent]
+) -> None:
+    big = FakeAgent(api, device("tv9", "tv-a", hdr=["dolby_vision"], slots=3))
+    run = _start(api, devices="name:tv9")
+    given = big.poll()["assignments"]
+    assert len(given) == 3  # the smoke suite's three tests, one beat, three slots
+    ids = sorted(item["execution"] for item in given)
+    results = [
+        {"execution": i, "status": "passed", "duration_s": 2.0, "message": "", "failure_kind": ""}
+        for i in ids
+    ]
+    beat = big.poll(running=[], results=results)
+    assert sorted(beat["recorded"]) == ids and beat["refused"] == [] and beat["cancel"] == []
+    assert api.get(f"{API}/runs/{run['id']}", role="viewer").json["status"] == "passed"
+    audit = api.get("/api/v1/audit?object_type=devicelab_device&limit=100", role="admin").json
+    mine = [r for r in audit["items"] if r["object_id"] == str(_device_id(api, "tv9"))]
+    assigned = [r for r in mine if r["action"] == "assign"]
+    reported = [r for r in mine if r["action"] == "results"]
+    assert len(assigned) == 1 and sorted(assigned[0]["after"]["executions"]) == ids
+    assert len(reported) == 1 and reported[0]["after"]["results"] == {str(i): "passed" for i in ids}
+    # A result sent again (its answer lost) is refused, never recorded twice.
+    again = big.poll(results=results[:1])
+    assert again["recorded"] == [] and again["refused"][0]["execution"] == ids[0]
+    assert "already passed" in again["refused"][0]["reason"]
+    bad = big.call("poll", {"running": [], "results": [{"execution": 1, "status": "maybe"}]})
+    assert bad.status_code == 422 and "results.0" in bad.json["error"]["message"]
+
+
+def _device_id(api: Any, name: str) -> int:
+    return int(api.get(f"{API}/devices/{name}", role="viewer").json["id"])
+
+
 def test_a_real_failure_is_attributed_to_the_change(api: Any, lab: dict[str, FakeAgent]) -> None:
     run = _start(api, query="component:ui", suite="", retries=0)
     for agent in lab.values():

@@ -48,3 +48,17 @@ def test_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
     assert code == 1 and "dv.only" in out and "no device" in out
     code, out = run("runs", "--json")
     assert json.loads(out) == {"items": []}
+
+
+def test_selection_without_a_promoted_model_runs_everything_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({"tests": catalog()}))
+    assert run("tests", "import", str(path))[0] == 0
+    run("devices", "add", "tv-z", "--platform", "tv", "--hdr", "dolby_vision")
+    args = ["runs", "start", "--app-version", "2.0", "--suite", "smoke", "--select", "predicted"]
+    code, out = run(*args)
+    assert code == 0 and "no promoted test-failure model: every test runs" in out
+    started = json.loads(run(*args, "--json")[1])
+    assert started["selection"]["fallback"].startswith("no promoted test-failure model")
+    code, out = run("predict", "--build", str(started["build_id"]), "--suite", "smoke")
+    assert code == 1 and "popcorn ml run test-failure" in out and "Traceback" not in out

@@ -53,6 +53,8 @@ def test_forecast_and_artwork_flows_train_promote_and_serve(api: Api) -> None:
         found = api.get(f"/api/v1/ml/runs/{run_id}").json
         assert found["status"] == "succeeded", found["error"]
         assert found["promoted_version"] == 1  # beat its baseline
+    card = api.get(f"/api/v1/ml/runs/{forecast_run}/cards/evaluate").get_data(as_text=True)
+    assert "data:image/png;base64," in card  # the next week's chart, drawn on the server
     answer = api.post(
         "/api/v1/ml/models/demand-forecast/predict",
         json={"rows": [{"region": "eu-west", "hours_ahead": 6}]},
@@ -68,3 +70,36 @@ def test_forecast_and_artwork_flows_train_promote_and_serve(api: Api) -> None:
         json={"rows": [{"region": "eu-west", "hours_ahead": 1.5}]},
     )
     assert bad.status_code == 422 and bad.json["error"]["details"]["field"] == "rows[0].hours_ahead"
+
+    # Traffic's predictive scaling plans a region from the promoted forecast.
+    region = {"name": "eu-west", "instances": 2, "throughput_per_instance": 400.0}
+    assert api.post("/api/v1/traffic/regions", json=region).status_code == 201
+    made = api.post("/api/v1/traffic/forecasts", json={"region": "eu-west", "demand": "predicted"})
+    assert made.status_code == 201, made.json
+    plan = api.get(f"/api/v1/traffic/forecasts/{made.json['id']}").json
+    assert plan["source"] == "ml" and plan["step_seconds"] == 3600 and len(plan["values"]) == 48
+    assert "demand-forecast v1" in plan["backtest"]["mape"]
+    assert plan["scaling"]["actions"]  # ~2,000 req/s at 400 per instance: it scales up
+    assert plan["values"][0] == answer_for(api, "eu-west", plan["start"])
+    unknown = api.post("/api/v1/traffic/regions", json={"name": "mars", "instances": 1})
+    assert unknown.status_code == 201
+    refused = api.post("/api/v1/traffic/forecasts", json={"region": "mars", "demand": "predicted"})
+    assert refused.status_code == 422 and "no predicted demand" in refused.json["error"]["message"]
+    five_minutes = {"region": "eu-west", "demand": "predicted", "step_seconds": 300}
+    assert api.post("/api/v1/traffic/forecasts", json=five_minutes).status_code == 422
+
+
+def answer_for(api: Api, region: str, start: str) -> float:
+    """The model's own answer for the first hour after `start`, through the predict API."""
+    from datetime import UTC, datetime
+
+    from popcorn.db import session_scope
+    from popcorn.ml import api as ml_api
+
+    when = datetime.fromisoformat(start)
+    with session_scope(readonly=True) as session:
+        found = ml_api.region_demand(
+            session=session, region=region, hours=1, start=when.replace(tzinfo=when.tzinfo or UTC)
+        )
+    assert found is not None
+    return found.values[0]

@@ -217,8 +217,68 @@ def test_traffic_placement_plans_from_predicted_demand(api: Api, recorded: int) 
     assert missing.status_code == 422 and "site_regions" in missing.get_json()["error"]["message"]
 
 
+def test_traffic_cli_plans_placement_from_predicted_demand(
+    api: Api, recorded: int, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.db import session_scope
+    from popcorn.ml import api as ml_api
+    from popcorn.traffic.cli import group
+
+    cli.add_command(group)
+    api.post("/api/v1/ml/models/promote", json={"run": recorded})
+    sizes = tmp_path / "sizes.csv"
+    with session_scope(readonly=True) as session:
+        titles = sorted(ml_api.title_demand(session=session, region="us-east"))
+    sizes.write_text("title,size\n" + "".join(f"{title},5\n" for title in titles))
+    args = ["traffic", "placement", "--sizes", str(sizes), "--demand", "predicted",
+            "--site-region", "iad-1=us-east", "--site-region", "lhr-1=eu-west"]  # fmt: skip
+    storage = tmp_path / "storage.csv"
+    storage.write_text("site,storage\niad-1,100\nlhr-1,100\n")
+    done = CliRunner().invoke(cli, [*args, "--storage", str(storage), "--json"])
+    assert done.exit_code == 0, done.output
+    plan = json.loads(done.output)
+    assert plan["summary"]["demand"] == "predicted" and 0 < plan["local_share"] < 1
+    bad = CliRunner().invoke(cli, [*args[:-1], "iad-1"])
+    assert bad.exit_code != 0 and "SITE=REGION" in bad.output and "Traceback" not in bad.output
+    both = CliRunner().invoke(cli, [*args, "--popularity", str(sizes)])
+    assert both.exit_code != 0 and "--popularity" in both.output
+
+
 def test_metrics_show_runs_and_the_served_version(api: Api, recorded: int) -> None:
     api.post("/api/v1/ml/models/promote", json={"run": recorded})
     text = api.get("/metrics").get_data(as_text=True)
     assert 'popcorn_ml_runs{flow="recommendations",status="succeeded"} 1.0' in text
     assert 'popcorn_ml_model_promoted_version{model="recommendations"} 1.0' in text
+
+
+def test_python_client_ml_section(app: Any, tokens: dict[str, str], recorded: int) -> None:
+    import httpx
+
+    from popcorn.client import Client, PopcornAPIError
+
+    transport = httpx.WSGITransport(app=app)
+    with Client("http://popcorn", tokens["operator"], transport=transport) as client:
+        assert "recommendations" in {f["name"] for f in client.ml.flows()}
+        assert [r["id"] for r in client.ml.runs(flow="recommendations")] == [recorded]
+        with pytest.raises(PopcornAPIError) as none:
+            client.ml.predict("recommendations", [{"member": 1}])
+        assert none.value.status == 404
+        promoted = client.ml.promote(recorded)
+        assert promoted["promoted_version"] == 1
+        assert client.ml.models()[0]["name"] == "recommendations"
+        answer = client.ml.predict("recommendations", [{"member": 3}])
+        assert answer["version"] == 1 and len(answer["predictions"][0]) == 10
+        assert "beats the baseline" in client.ml.card(recorded, "evaluate")
+        with pytest.raises(PopcornAPIError) as bad:
+            client.ml.predict("recommendations", [{"member": "x"}])
+        assert bad.value.status == 422 and bad.value.details["field"] == "rows[0].member"
+        made = client.ml.schedule("nightly-recs", "recommendations", cron="0 3 * * *")
+        assert made["name"] == "nightly-recs"
+        assert [s["name"] for s in client.ml.schedules()] == ["nightly-recs"]
+        client.ml.unschedule("nightly-recs")
+        assert client.ml.schedules() == []

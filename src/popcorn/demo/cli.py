@@ -46,6 +46,7 @@ def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> No
             if key.startswith("notebook_")
         ),
         ("device lab run", links.get("devicelab_run", "")),
+        ("failure model run", links.get("failure_model_run", "")),
         ("API docs", links.get("api_docs", "")),
         (
             "timings",

@@ -1,7 +1,8 @@
 """The device lab's part of the demo: a catalog with planted failure causes, a history of
 past builds (so the failure model has something to learn from), a fleet of real device
 agent processes, a signed pipeline hook that starts a build's suite, its JUnit report,
-flaky tests and the likely culprit, then a second build run with test selection.
+flaky tests and the likely culprit; then ML's `test-failure` flow trains the failure model
+on that history and a second build runs with test selection by the promoted model.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,8 +122,18 @@ def start(lab: DeviceLab, *, url: str, token: str, agents: int) -> None:
         log.close()
 
 
-def play(*, url: str, admin_token: str, agent_token: str, timeout: float, fast: bool) -> DeviceLab:
-    """Run the device lab's story; the fleet keeps running until `stop()`."""
+def play(
+    *,
+    url: str,
+    admin_token: str,
+    agent_token: str,
+    timeout: float,
+    fast: bool,
+    train_model: Callable[[], dict[str, Any]],
+) -> DeviceLab:
+    """Run the device lab's story; the fleet keeps running until `stop()`. `train_model`
+    trains and promotes ML's `test-failure` model on the lab's history (with the ml
+    domain's workers) before the build that uses test selection."""
     import httpx
 
     from popcorn.config import get_settings
@@ -173,6 +185,7 @@ def play(*, url: str, admin_token: str, agent_token: str, timeout: float, fast: 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report)
         summary = status["summary"]
+        model = train_model()
         selected = api.post(
             "/runs",
             json={"build": {"app_version": "7.0.1", "change": "CL-2002", "branch": "feature/ui",
@@ -202,6 +215,8 @@ def play(*, url: str, admin_token: str, agent_token: str, timeout: float, fast: 
                 "selected_run_id": second["id"],
                 "selected_fraction": second["selection"].get("fraction"),
                 "selected_of": second["selection"].get("planned"),
+                "model": second["selection"].get("model"),
+                "model_run_id": model.get("run_id"),
             }
         )
     except BaseException:

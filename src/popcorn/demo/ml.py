@@ -1,6 +1,7 @@
 """The demo's ML part: train the recommendations flow at a small size on the platform's
 workers (a real Metaflow run), let it promote itself when it beats popularity, and ask the
-API for a member's recommendations from the promoted version."""
+API for a member's recommendations from the promoted version. The device lab's part trains
+its failure model (the `test-failure` flow) the same way, through `train`."""
 
 from __future__ import annotations
 
@@ -13,19 +14,9 @@ FAST = {"members": "1500", "titles": "300", "plays": "20000", "iterations": "4"}
 
 def play(client: Any, *, timeout: float, fast: bool = False) -> dict[str, Any]:
     """Run, wait, predict; returns what the summary shows (ids for its links)."""
-    size = FAST if fast else SIZE
-    run = client.post("/api/v1/ml/runs", json={"flow": "recommendations", "parameters": size})
-    deadline = time.monotonic() + max(timeout, 300)
-    while run["status"] not in ("succeeded", "failed"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"ML run {run['id']} still {run['status']}")
-        time.sleep(1.0)
-        run = client.get(f"/api/v1/ml/runs/{run['id']}")
-    if run["status"] != "succeeded":
-        raise RuntimeError(f"ML run {run['id']} failed at {run['failed_step']}: {run['error']}")
-    promoted = _promoted(client, "recommendations")  # promoted with the run's success
-    if promoted is None:
-        raise RuntimeError(f"ML run {run['id']} was not promoted: {run.get('error')}")
+    run, promoted = train(
+        client, "recommendations", FAST if fast else SIZE, timeout=max(timeout, 300)
+    )
     answer = client.post(
         "/api/v1/ml/models/recommendations/predict", json={"rows": [{"member": 7}]}
     )
@@ -36,6 +27,26 @@ def play(client: Any, *, timeout: float, fast: bool = False) -> dict[str, Any]:
         "evaluation": promoted["evaluation"],
         "member_7": answer["predictions"][0][:5],
     }
+
+
+def train(
+    client: Any, flow: str, parameters: dict[str, str], *, timeout: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a flow on the workers and wait for it to succeed and promote its model (it
+    promotes itself when it beats its baseline): (the run, the promoted version)."""
+    run = client.post("/api/v1/ml/runs", json={"flow": flow, "parameters": parameters})
+    deadline = time.monotonic() + timeout
+    while run["status"] not in ("succeeded", "failed"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ML run {run['id']} still {run['status']}")
+        time.sleep(1.0)
+        run = client.get(f"/api/v1/ml/runs/{run['id']}")
+    if run["status"] != "succeeded":
+        raise RuntimeError(f"ML run {run['id']} failed at {run['failed_step']}: {run['error']}")
+    promoted = _promoted(client, flow)  # promoted with the run's success
+    if promoted is None or promoted["run_id"] != run["id"]:
+        raise RuntimeError(f"ML run {run['id']} ({flow}) was not promoted: {run.get('error')}")
+    return run, promoted
 
 
 def _promoted(client: Any, name: str) -> dict[str, Any] | None:

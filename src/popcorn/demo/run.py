@@ -145,18 +145,28 @@ class DemoRun:
         with n.step(
             "devicelab", "Device lab: a pipeline hook runs a suite on device agents"
         ) as notes:
-            self.devicelab = devicelab_demo.play(
-                url=url,
-                admin_token=self.summary["admin_token"],
-                agent_token=self.agent_token,
-                timeout=o.timeout,
-                fast=o.fast,
-            )
+            with Client(url, self.summary["admin_token"], timeout=120) as client:
+
+                def train_model() -> dict[str, Any]:
+                    run, _ = ml_demo.train(
+                        client, "test-failure", {"source": "lab"}, timeout=max(o.timeout, 300)
+                    )
+                    return {"run_id": run["id"]}
+
+                self.devicelab = devicelab_demo.play(
+                    url=url,
+                    admin_token=self.summary["admin_token"],
+                    agent_token=self.agent_token,
+                    timeout=o.timeout,
+                    fast=o.fast,
+                    train_model=train_model,
+                )
             self.summary["devicelab"] = lab = self.devicelab.summary
             notes.append(
                 f"{lab['agents']} agents ran {lab['executions']} tests: {lab['stage_status']}, "
                 f"{lab['failed']} failed ({lab['new_failures']} new, culprit {lab['culprit']}), "
-                f"{lab['flaky']} flaky; selection ran {100 * (lab['selected_fraction'] or 0):.0f} %"
+                f"{lab['flaky']} flaky; selection by ML's {lab['model']} (run "
+                f"{lab['model_run_id']}) ran {100 * (lab['selected_fraction'] or 0):.0f} %"
             )
         self.summary["timings"] = {
             **n.timings,
@@ -413,4 +423,5 @@ def _links(url: str, summary: dict[str, Any]) -> dict[str, str]:
         links[f"notebook_{name}"] = f"{url}/ui/notebooks/runs/{found['run_id']}"
     if "devicelab" in summary:
         links["devicelab_run"] = f"{url}/ui/devicelab/runs/{summary['devicelab']['run_id']}"
+        links["failure_model_run"] = f"{url}/ui/ml/runs/{summary['devicelab']['model_run_id']}"
     return links

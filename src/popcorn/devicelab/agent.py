@@ -1,9 +1,11 @@
 """The device agent: a process that serves one (simulated) device.
 
-It registers over HTTP with an API token, then beats every `--heartbeat` seconds: each
-beat says what it is running and takes back what to stop and what to start. It runs each
+It registers over HTTP with an API token, then beats every `--heartbeat` seconds (and at
+once when a test finishes): each beat hands in the results finished since the last one,
+says what it is running, and takes back what to stop and what to start. It runs each
 assigned test script for its expected duration (scaled by `--time-scale`) with the
-test's failure behaviour (its planted causes and flakiness), and reports the result.
+test's failure behaviour (its planted causes and flakiness). A result stays with the agent
+until a beat's answer says it was recorded (or refused), so a failed beat loses nothing.
 
 Trust: registration gives the agent a key and the platform's identity. The agent signs
 every request with that key and takes work only from an answer signed with the same key
@@ -46,6 +48,8 @@ class Agent:
         self.key = ""
         self.platform = ""
         self.running: dict[int, threading.Event] = {}
+        self.finished: dict[int, dict[str, Any]] = {}  # results not yet recorded
+        self.wake = threading.Event()
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.rng = random.Random(args.seed)
@@ -114,8 +118,9 @@ class Agent:
     def beat(self) -> None:
         with self.lock:
             running = sorted(self.running)
+            results = [self.finished[k] for k in sorted(self.finished)][:256]
         try:
-            response = self.call("poll", {"running": running})
+            response = self.call("poll", {"running": running, "results": results})
         except httpx.HTTPError as exc:
             log.warning("heartbeat failed: %s", exc)
             return
@@ -133,6 +138,11 @@ class Agent:
         if body is None:
             return
         with self.lock:
+            for refused in body.get("refused", []):
+                log.warning("result refused: %s", refused)
+                self.finished.pop(int(refused["execution"]), None)
+            for execution in body.get("recorded", []):
+                self.finished.pop(int(execution), None)
             for execution in body.get("cancel", []):
                 event = self.running.get(int(execution))
                 if event is not None:
@@ -157,38 +167,34 @@ class Agent:
             duration = float(assignment["timeout_s"]) * 3  # hangs: the platform times it out
         started = time.monotonic()
         cancelled = cancel.wait(duration * self.args.time_scale)
-        if not cancelled and not self.stop.is_set():
-            result = {
-                "execution": execution,
-                "status": status,
-                "duration_s": round(duration, 3),
-                "message": message,
-                "failure_kind": kind,
-            }
-            for _ in range(5):
-                try:
-                    response = self.call("results", result)
-                    if response.status_code < 500:
-                        if response.status_code >= 300:
-                            log.warning("result refused: %s", response.text[:200])
-                        break
-                except httpx.HTTPError as exc:
-                    log.warning("result not delivered yet: %s", exc)
-                time.sleep(0.5)
+        with self.lock:
+            self.running.pop(execution, None)
+            if not cancelled and not self.stop.is_set():
+                self.finished[execution] = {
+                    "execution": execution,
+                    "status": status,
+                    "duration_s": round(duration, 3),
+                    "message": message,
+                    "failure_kind": kind,
+                }
+                self.wake.set()  # hand it in now rather than at the next beat
         log.info(
             "execution %s %s after %.2fs",
             execution,
             status if not cancelled else "cancelled",
             time.monotonic() - started,
         )
-        with self.lock:
-            self.running.pop(execution, None)
 
     def serve(self) -> None:
         self.register()
         while not self.stop.is_set():
+            self.wake.clear()
             self.beat()
-            self.stop.wait(self.args.heartbeat)
+            self.wake.wait(self.args.heartbeat)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -224,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         args.family = f"{args.platform}-{args.model or 'generic'}"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     agent = Agent(args)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: agent.shutdown())
     try:
         agent.serve()
     except KeyboardInterrupt:
-        agent.stop.set()
+        agent.shutdown()
     return 0
 
 

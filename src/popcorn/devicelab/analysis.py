@@ -3,30 +3,32 @@ same build both passing and failing), failure attribution (new with this change,
 already failing on main), JUnit reports in and out, and test selection with the
 failure model.
 
-The model is trained in this process from the lab's own history (cached per history
-size); serving a promoted model from the ml domain is not wired yet.
+The model is ML's: the `test-failure` flow (in `flows/`) trains it on this lab's history,
+the ml domain promotes and serves it, and selection scores rows through `popcorn.ml.api`.
+With no promoted model, a run asking for selection runs every test and says why.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from popcorn import domains
 from popcorn.audit import record_change
 from popcorn.db import utcnow
 from popcorn.devicelab import junit, prediction, scheduling, service
 from popcorn.devicelab.models import LabBuild, LabExecution, LabRun, LabTest
 from popcorn.devicelab.schemas import TestCreate
-from popcorn.errors import InvalidInput
+from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.outbox import emit
 
+if TYPE_CHECKING:
+    from popcorn.ml.api import PromotedModel
+
 FAILED = ("failed", "error", "timeout", "lost")
-_model_lock = threading.Lock()
-_model_cache: dict[str, Any] = {}
 
 
 def _final(executions: list[LabExecution]) -> dict[tuple[str, str], list[LabExecution]]:
@@ -174,21 +176,25 @@ def history_records(*, session: Session) -> list[dict[str, Any]]:
     return records
 
 
-def current_model(
-    *, session: Session, recall: float
-) -> tuple[prediction.FailureModel, prediction.History]:
-    """The failure model trained on this lab's history (retrained when history grows)."""
-    records = history_records(session=session)
-    key = f"{len(records)}:{recall}"
-    with _model_lock:
-        cached = _model_cache.get("model")
-        if cached is None or cached[0] != key:
-            model, _ = prediction.fit_and_evaluate(records, recall=recall)
-            history = prediction.History()
-            for rec in sorted(records, key=lambda r: r["build"]):
-                history.add(rec)
-            _model_cache["model"] = (key, model, history)
-        return _model_cache["model"][1], _model_cache["model"][2]
+MODEL = "test-failure"
+TRAIN_HINT = "train and promote one: `popcorn ml run test-failure`"
+
+
+def lab_history(*, session: Session) -> prediction.History:
+    """Running counts over every finished result, from which a new build's rows are read."""
+    history = prediction.History()
+    for rec in sorted(history_records(session=session), key=lambda r: r["build"]):
+        history.add(rec)
+    return history
+
+
+def promoted_model(*, session: Session) -> PromotedModel | None:
+    """ML's promoted failure model (the `test-failure` flow's), or None."""
+    if not domains.installed("ml"):
+        return None
+    from popcorn.ml import api as ml_api
+
+    return ml_api.promoted(session=session, name=MODEL)
 
 
 def choose(
@@ -197,24 +203,42 @@ def choose(
     build: LabBuild,
     planned: list[tuple[LabTest, str, list[int]]],
     recall: float,
-) -> tuple[set[tuple[int, str]], dict[tuple[int, str], float], dict[str, Any]]:
-    """The (test, family) pairs to run for a build: those the model scores at or above the
-    threshold that kept `recall` of failures on held-out history."""
+) -> tuple[set[tuple[int, str]], dict[tuple[int, str], float], dict[str, Any]] | None:
+    """The (test, family) pairs to run for a build: those ML's promoted failure model scores
+    at or above the threshold that kept `recall` of failures on held-out builds. None when
+    no model is promoted (the caller runs everything and says so)."""
+    model = promoted_model(session=session)
+    if model is None:
+        return None
     try:
-        model, history = current_model(session=session, recall=recall)
-    except ValueError as exc:
-        raise InvalidInput(f"cannot select tests yet: {exc}; run the full suite first") from None
+        target, threshold = prediction.threshold_at(
+            dict(model.evaluation.get("thresholds") or {}), recall
+        )
+    except ValueError:
+        raise Conflict(
+            f"the promoted {MODEL} model v{model.version} carries no calibrated thresholds; "
+            + TRAIN_HINT
+        ) from None
+    from popcorn.ml import api as ml_api
+
+    history = lab_history(session=session)
     rows = [history.features(t.name, t.components, fam, build.components) for t, fam, _ in planned]
-    scores = model.predict(rows)
-    probabilities = {(t.id, fam): s for (t, fam, _), s in zip(planned, scores, strict=True)}
-    chosen = {key for key, s in probabilities.items() if s >= model.threshold}
+    scores = ml_api.predict(session=session, name=MODEL, rows=rows).predictions if rows else []
+    probabilities = {(t.id, fam): float(s) for (t, fam, _), s in zip(planned, scores, strict=True)}
+    chosen = {key for key, s in probabilities.items() if s >= threshold}
     info = {
         "recall_target": recall,
-        "threshold": model.threshold,
+        "calibrated_target": target,
+        "threshold": threshold,
         "selected": len(chosen),
         "fraction": round(len(chosen) / max(1, len(planned)), 4),
-        "model": model.kind,
-        "held_out": model.metrics,
+        "model": f"{MODEL} v{model.version}",
+        "model_run": model.run_id,
+        "held_out": {
+            k: model.evaluation[k]
+            for k in ("metric", "model", "baseline", "recall")
+            if k in model.evaluation
+        },
     }
     return chosen, probabilities, info
 
@@ -231,9 +255,10 @@ def predictions(
         devices=scheduling.run_devices(session=session, devices=devices),
         strict=False,
     )
-    chosen, probabilities, info = choose(
-        session=session, build=build, planned=planned, recall=recall
-    )
+    found = choose(session=session, build=build, planned=planned, recall=recall)
+    if found is None:
+        raise NotFound(f"no promoted {MODEL} model to predict with; {TRAIN_HINT}")
+    chosen, probabilities, info = found
     items: list[dict[str, Any]] = [
         {
             "test": t.name,

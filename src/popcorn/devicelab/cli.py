@@ -280,6 +280,9 @@ def start(
     with session_scope() as session:
         run = scheduling.start_run(session=session, spec=spec)
         output(_run_row(run), as_json=as_json)
+        fallback = (run.selection or {}).get("fallback")
+        if fallback and not as_json:
+            click.echo(f"note: {fallback}")
 
 
 @runs.command("show")
@@ -393,7 +396,7 @@ def predict(
     share = f"{100 * found['fraction']:.1f} %"
     click.echo(
         f"selected {found['selected']} of {len(found['items'])} ({share}) "
-        f"at a {100 * recall:.0f} % recall target"
+        f"at a {100 * recall:.0f} % recall target, by ML's {found['model']}"
     )
     rows = [dict(r, probability=f"{100 * r['probability']:.2f} %") for r in found["items"][:limit]]
     output(rows, as_json=False, columns=["test", "family", "probability", "selected"])

@@ -31,6 +31,7 @@ INPUT_SCHEMA: dict[str, str] = {
     "runs_seen": "int",
 }
 FEATURES = list(INPUT_SCHEMA)
+RECALL_TARGETS = (0.9, 0.95, 0.98, 0.99, 0.995)  # thresholds a trained model carries
 COMPONENTS = [
     "playback", "drm", "ui", "search", "login", "audio", "subtitles", "downloads",
     "profiles", "billing", "network", "player-controls", "hdr", "ads", "recommendations",
@@ -169,6 +170,15 @@ def train(rows: Sequence[dict[str, Any]], labels: Sequence[int], *, seed: int = 
     return FailureModel(estimator=estimator)
 
 
+def threshold_at(thresholds: dict[str, float], recall: float) -> tuple[float, float]:
+    """(target, threshold) of the lowest calibrated recall target at or above `recall`;
+    the highest target's when `recall` is above all of them."""
+    targets = sorted((float(k), float(v)) for k, v in thresholds.items())
+    if not targets:
+        raise ValueError("the model carries no calibrated thresholds")
+    return next(((k, v) for k, v in targets if k >= recall - 1e-9), targets[-1])
+
+
 def threshold_for_recall(scores: Sequence[float], labels: Sequence[int], recall: float) -> float:
     """The highest score threshold that keeps at least `recall` of the failures above it."""
     failing = sorted((s for s, y in zip(scores, labels, strict=True) if y), reverse=True)
@@ -235,13 +245,22 @@ def fit_and_evaluate(
     measured["touched_fraction"] = sum(touched) / max(1, len(touched))
     measured["touched_recall"] = fraction_at_recall(touched, test_labels, 1.0)["recall"]
     final = train(rows, labels, seed=seed)
-    # The refit model scores the calibration builds as seen; keep its own threshold there.
-    final.threshold = threshold_for_recall(final.predict(calib_rows), calib_labels, recall)
-    final.threshold = min(final.threshold, threshold)
+    # The refit model scores the calibration builds as seen; keep the lower of its own
+    # threshold there and the held-out one, for the target and for the other usual targets.
+    first_scores, final_scores = model.predict(calib_rows), final.predict(calib_rows)
+    thresholds = {
+        f"{target:g}": min(
+            threshold_for_recall(final_scores, calib_labels, target),
+            threshold_for_recall(first_scores, calib_labels, target),
+        )
+        for target in sorted({*RECALL_TARGETS, recall})
+    }
+    final.threshold = thresholds[f"{recall:g}"]
     final.recall_target = recall
     final.metrics = {k: float(v) for k, v in measured.items()}
     return final, {
         "threshold": threshold,
+        "thresholds": thresholds,
         **measured,
         "builds": len(order),
         "train_rows": len(part["train"]),

@@ -1,7 +1,8 @@
 """Builds and runs: a build asks for a suite on a set of devices; each test is queued once
-per device family in the set that can run it; agents' polls take work through the
-placement policy; results come back, flaky-looking failures are retried, timeouts and
-dead devices are caught by the sweep, and a finished run reports to its pipeline.
+per device family in the set that can run it; agents' beats take work through the
+placement policy and bring results back (`dispatch.py`), flaky-looking failures are
+retried, timeouts and dead devices are caught by the sweep, and a finished run reports to
+its pipeline.
 
 Nothing is dropped: a test whose device goes silent is `lost` and queued again (a new
 attempt), or marked `error` with the reason once it has used its attempts.
@@ -22,7 +23,7 @@ from popcorn.db import utcnow
 from popcorn.devicelab import placement, service
 from popcorn.devicelab import query as q
 from popcorn.devicelab.models import LabBuild, LabDevice, LabExecution, LabRun, LabTest
-from popcorn.devicelab.schemas import AgentResult, BuildCreate, RunCreate
+from popcorn.devicelab.schemas import BuildCreate, RunCreate
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.jobs import enqueue
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
@@ -31,7 +32,6 @@ from popcorn.outbox import emit
 
 CALLBACK_TASK = "devicelab.callback"
 SWEEP_TASK = "devicelab.sweep"
-FLAKY_KINDS = ("infra", "network", "device", "timeout")
 RUN_FILTERS = {"status": LabRun.status, "build_id": LabRun.build_id, "suite": LabRun.suite}
 EXEC_FILTERS = {
     "status": LabExecution.status,
@@ -159,13 +159,17 @@ def start_run(
     selection: dict[str, Any] = {"mode": spec.select, "planned": len(planned)}
     probabilities: dict[tuple[int, str], float] = {}
     if spec.select == "predicted":
-        chosen, probabilities, info = analysis.choose(
-            session=session, build=build, planned=planned, recall=spec.recall
-        )
-        selection.update(info)
-        skipped = [f"{t.name}@{fam}" for t, fam, _ in planned if (t.id, fam) not in chosen]
-        selection["skipped"] = skipped[:2000]
-        planned = [p for p in planned if (p[0].id, p[1]) in chosen]
+        found = analysis.choose(session=session, build=build, planned=planned, recall=spec.recall)
+        if found is None:
+            selection["fallback"] = (
+                f"no promoted {analysis.MODEL} model: every test runs; {analysis.TRAIN_HINT}"
+            )
+        else:
+            chosen, probabilities, info = found
+            selection.update(info)
+            skipped = [f"{t.name}@{fam}" for t, fam, _ in planned if (t.id, fam) not in chosen]
+            selection["skipped"] = skipped[:2000]
+            planned = [p for p in planned if (p[0].id, p[1]) in chosen]
     run = LabRun(
         build_id=build.id,
         suite=spec.suite,
@@ -238,139 +242,7 @@ def cancel_run(*, session: Session, ref: int | str) -> LabRun:
     return run
 
 
-# --- agents: poll and results -----------------------------------------------------------------
-
-
-def _assignment(execution: LabExecution, test: LabTest, build: LabBuild) -> dict[str, Any]:
-    return {
-        "execution": execution.id,
-        "test": test.name,
-        "attempt": execution.attempt,
-        "expected_duration_s": test.expected_duration_s,
-        "timeout_s": execution.timeout_s,
-        "behaviour": test.behaviour,
-        "build": {"id": build.id, "app_version": build.app_version, "components": build.components},
-    }
-
-
-def poll(*, session: Session, device: LabDevice, running: list[int]) -> dict[str, Any]:
-    """An agent's beat: it is alive, here is what it runs; answer with what to stop and
-    what to start (only while the device is healthy and not reserved by a person)."""
-    service.mark_online(session=session, device=device)
-    maybe_sweep(session=session)
-    mine = set(
-        session.scalars(
-            select(LabExecution.id).where(
-                LabExecution.device_id == device.id, LabExecution.status.in_(service.ACTIVE)
-            )
-        )
-    )
-    cancel = sorted(set(running) - mine)
-    session.execute(
-        update(LabExecution)
-        .where(LabExecution.id.in_(list(set(running) & mine)), LabExecution.status == "assigned")
-        .values(status="running")
-    )
-    now = utcnow()
-    held = bool(device.reserved_by and device.reserved_until and device.reserved_until > now)
-    free = device.slots - len(mine)
-    assignments = []
-    if free > 0 and not held and device.health != "failed":
-        for execution in take_work(session=session, device=device, slots=free):
-            test = session.get(LabTest, execution.test_id)
-            build = session.get(LabBuild, execution.build_id)
-            assert test is not None and build is not None
-            assignments.append(_assignment(execution, test, build))
-    return {
-        "platform_id": service.platform_id(),
-        "device": device.name,
-        "cancel": cancel,
-        "assignments": assignments,
-    }
-
-
-def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExecution]:
-    """Claim up to `slots` queued executions for this device by the placement policy.
-
-    Only the columns placement needs are read for the queue; a claim is a conditional
-    update, so two devices polling at once never take the same execution.
-    """
-    queued = session.execute(
-        select(
-            LabExecution.id,
-            LabExecution.build_id,
-            LabExecution.candidates,
-            LabTest.expected_duration_s,
-        )
-        .join(LabRun, LabRun.id == LabExecution.run_id)
-        .join(LabTest, LabTest.id == LabExecution.test_id)
-        .where(
-            LabExecution.status == "queued",
-            LabExecution.family == device.family,  # candidates never cross families
-            LabRun.status == "running",
-        )
-        .order_by(LabExecution.id)
-        .limit(50_000)
-    ).all()
-    mine = [row for row in queued if device.id in row[2]]
-    if not mine:
-        return []
-    running = dict(
-        session.execute(
-            select(LabExecution.build_id, func.count())
-            .where(LabExecution.status.in_(service.ACTIVE))
-            .group_by(LabExecution.build_id)
-        ).all()
-    )
-    placer = placement.Placer()
-    for build in sorted({row[1] for row in mine}):
-        placer.build_order[build] = build
-    placer.running.update(running)
-    placer.add_all(placement.Job(i, b, frozenset(c), d) for i, b, c, d in mine)
-    claimed: list[LabExecution] = []
-    now = utcnow()
-    while len(claimed) < slots:
-        job = placer.take(device.id)
-        if job is None:
-            break
-        execution = session.get(LabExecution, job.id)
-        if execution is None:
-            continue
-        result = session.execute(
-            update(LabExecution)
-            .where(LabExecution.id == job.id, LabExecution.status == "queued")
-            .values(
-                status="assigned",
-                device_id=device.id,
-                device_name=device.name,
-                assigned_at=now,
-                deadline=now + timedelta(seconds=execution.timeout_s),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            session.refresh(execution)
-            claimed.append(execution)
-    if claimed:
-        emit(
-            session,
-            "devicelab.execution.assigned",
-            "devicelab_device",
-            device.id,
-            {"device": device.name, "executions": [e.id for e in claimed]},
-        )
-    return claimed
-
-
-def _looks_flaky(session: Session, execution: LabExecution, kind: str) -> bool:
-    if kind in FLAKY_KINDS:
-        return True
-    flaky_before = session.scalar(
-        select(func.count())
-        .select_from(LabExecution)
-        .where(LabExecution.test_id == execution.test_id, LabExecution.flaky.is_(True))
-    )
-    return bool(flaky_before)
+# --- rescheduling -----------------------------------------------------------------------------
 
 
 def _candidates(session: Session, execution: LabExecution) -> list[int]:
@@ -419,7 +291,7 @@ def adopt(*, session: Session, device: LabDevice) -> int:
     return adopted
 
 
-def _requeue(session: Session, execution: LabExecution, reason: str) -> LabExecution:
+def requeue(session: Session, execution: LabExecution, reason: str) -> LabExecution:
     again = LabExecution(
         run_id=execution.run_id,
         build_id=execution.build_id,
@@ -435,45 +307,6 @@ def _requeue(session: Session, execution: LabExecution, reason: str) -> LabExecu
     )
     session.add(again)
     return again
-
-
-def report_result(*, session: Session, device: LabDevice, result: AgentResult) -> LabExecution:
-    """Record what an agent ran; retry a flaky-looking failure while the run allows it."""
-    service.mark_online(session=session, device=device)
-    execution = session.get(LabExecution, result.execution, with_for_update=True)
-    if execution is None or execution.device_id != device.id:
-        raise Conflict(f"execution {result.execution} is not assigned to {device.name}")
-    if execution.status not in service.ACTIVE:
-        raise Conflict(
-            f"execution {execution.id} is already {execution.status} (rescheduled or timed out)",
-            details={"status": execution.status},
-        )
-    run = session.get(LabRun, execution.run_id)
-    assert run is not None
-    execution.status = result.status
-    execution.duration_s = result.duration_s
-    execution.message = result.message
-    execution.failure_kind = result.failure_kind
-    execution.finished_at = utcnow()
-    retry = result.status in ("failed", "error") and execution.attempt <= run.retries
-    if retry and _looks_flaky(session, execution, result.failure_kind):
-        _requeue(session, execution, "retry")
-    emit(
-        session,
-        "devicelab.execution.finished",
-        "devicelab_execution",
-        execution.id,
-        {
-            "run": run.id,
-            "test": execution.test_name,
-            "device": device.name,
-            "status": result.status,
-            "attempt": execution.attempt,
-        },
-    )
-    session.flush()
-    finish_if_done(session=session, run=run)
-    return execution
 
 
 def reschedule_device(*, session: Session, device: LabDevice, why: str) -> int:
@@ -494,7 +327,7 @@ def reschedule_device(*, session: Session, device: LabDevice, why: str) -> int:
         execution.finished_at = utcnow()
         execution.message = f"device {device.name} stopped mid-test: {why}"
         if execution.attempt < run.max_attempts:
-            _requeue(session, execution, "rescheduled")
+            requeue(session, execution, "rescheduled")
         else:
             execution.status = "error"
             execution.message += f" (after {execution.attempt} attempts)"
@@ -559,7 +392,7 @@ def sweep(*, session: Session) -> dict[str, int]:
         execution.finished_at = now
         execution.message = f"no result within the test's timeout of {execution.timeout_s:.0f} s"
         if execution.attempt <= run.retries:
-            _requeue(session, execution, "retry")
+            requeue(session, execution, "retry")
         emit(
             session,
             "devicelab.execution.timeout",

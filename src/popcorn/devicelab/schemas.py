@@ -95,16 +95,21 @@ class AgentRegistered(ReadSchema):
     offline_after_s: float
 
 
-class AgentHeartbeat(Schema):
-    running: list[int] = Field(default_factory=list, max_length=64)
-
-
 class AgentResult(Schema):
     execution: int = Field(ge=1)
     status: Literal["passed", "failed", "error"]
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     message: str = Field(default="", max_length=4000)
     failure_kind: str = Field(default="", max_length=40)
+
+
+class AgentHeartbeat(Schema):
+    running: list[int] = Field(default_factory=list, max_length=64)
+    results: list[AgentResult] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Results finished since the last beat, recorded in the beat's transaction.",
+    )
 
 
 class TestCreate(Schema):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -55,11 +54,8 @@ ACTIVE = ("assigned", "running")
 
 
 def offline_after() -> float:
-    """Seconds without a heartbeat before a device is offline (POPCORN_DEVICELAB_OFFLINE_S)."""
-    try:
-        return max(0.5, float(os.environ.get("POPCORN_DEVICELAB_OFFLINE_S", "30")))
-    except ValueError:
-        return 30.0
+    """Seconds without a heartbeat before a device is offline (`devicelab_offline_s`)."""
+    return get_settings().devicelab_offline_s
 
 
 def _keystore() -> KeyStore:

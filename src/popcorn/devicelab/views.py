@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from popcorn.app import role
 from popcorn.context import current_actor
 from popcorn.db import session_scope
-from popcorn.devicelab import analysis, hooks, protocol, scheduling, service
+from popcorn.devicelab import analysis, dispatch, hooks, protocol, scheduling, service
 from popcorn.devicelab import query as q
 from popcorn.devicelab import schemas as s
 from popcorn.errors import InvalidInput
@@ -139,7 +139,9 @@ def agent_poll(name: str) -> Response:
             signature=request.headers.get(protocol.SIGNATURE_HEADER),
         )
         beat = _parse(s.AgentHeartbeat, data)
-        answer = scheduling.poll(session=session, device=device, running=beat.running)
+        answer = dispatch.poll(
+            session=session, device=device, running=beat.running, results=beat.results
+        )
         key = service.agent_key(device)
     return _signed(key, answer)
 
@@ -156,7 +158,7 @@ def agent_result(name: str) -> Response:
             signature=request.headers.get(protocol.SIGNATURE_HEADER),
         )
         result = _parse(s.AgentResult, data)
-        execution = scheduling.report_result(session=session, device=device, result=result)
+        execution = dispatch.report_result(session=session, device=device, result=result)
         answer = {
             "platform_id": service.platform_id(),
             "device": device.name,

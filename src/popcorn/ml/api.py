@@ -60,6 +60,48 @@ def predict(*, session: Session, name: str, rows: list[dict[str, Any]]) -> Predi
     return Prediction(name=name, version=answer["version"], predictions=answer["predictions"])
 
 
+class RegionForecast(BaseModel):
+    """Hourly demand of a region from the promoted demand-forecast model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    region: str
+    start: datetime
+    step_seconds: int
+    values: list[float]
+    evaluation: dict[str, Any]
+
+
+def region_demand(
+    *, session: Session, region: str, hours: int, start: datetime
+) -> RegionForecast | None:
+    """The next `hours` hours of demand (requests per second, hourly) of a region from
+    `start`, from the promoted demand-forecast model; None when nothing is promoted or the
+    model does not know the region."""
+    from popcorn.errors import NotFound
+
+    name = "demand-forecast"
+    try:
+        version = registry.promoted_version(session=session, name=name)
+        model = registry.load_promoted(session=session, name=name)
+    except NotFound:
+        return None
+    values = model.ahead(region, start, hours) if hasattr(model, "ahead") else None
+    if values is None:
+        return None
+    return RegionForecast(
+        name=name,
+        version=version.version,
+        region=region,
+        start=start,
+        step_seconds=3600,
+        values=[float(v) for v in values],
+        evaluation=dict(version.evaluation),
+    )
+
+
 def title_demand(*, session: Session, region: str) -> dict[str, float]:
     """Predicted plays per title in a region over the next week, from the promoted
     recommendations model (empty when none is promoted or the region is unknown to it)."""

@@ -3,7 +3,8 @@
 Metaflow's cards are a JavaScript app over JSON embedded in the page. Popcorn shows cards
 in a sandbox that runs no script, so it reads that JSON (through the client API's card
 HTML) and renders the components as static HTML here: pages, sections, titles, text,
-markdown, tables, artifacts, logs, code and data-URI images. The flows write their verdict
+markdown, tables, artifacts, logs, code, data-URI images, value boxes, progress bars and
+Vega-Lite charts (drawn on the server as PNGs, `charts.py`). The flows write their verdict
 (model against baseline) and their metrics tables with `report`.
 """
 
@@ -123,9 +124,61 @@ def _component(item: Any, depth: int = 0) -> str:
         return head
     if kind == "html":
         return head + str(item.get("data", ""))  # shown under a CSP that runs no script
+    if kind == "vegaChart":
+        return head + _chart(item.get("spec"))
+    if kind == "progressBar":
+        return head + _progress(item)
+    if kind == "valueBox":
+        return _value_box(item)
     if kind == "dag":
         return ""
     return f"{head}<p><i>({escape(str(kind))} not shown without scripts)</i></p>"
+
+
+def _chart(spec: Any) -> str:
+    from popcorn.ml.charts import vega_png
+
+    try:
+        png = vega_png(spec)
+    except (TypeError, ValueError, OverflowError):  # data a chart cannot be drawn from
+        png = None
+    if png is None:
+        return "<p><i>(a chart beyond what Popcorn draws without scripts)</i></p>"
+    title = escape(str((spec or {}).get("title") or "chart")) if isinstance(spec, dict) else ""
+    data = base64.b64encode(png).decode()
+    return f"<img alt='{title}' src='data:image/png;base64,{data}'>"
+
+
+def _number(value: Any, default: float) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    )
+
+
+def _progress(item: dict[str, Any]) -> str:
+    top = max(_number(item.get("max"), 100.0), 1e-12)
+    value = min(max(_number(item.get("value"), 0.0), 0.0), top)
+    label = escape(str(item.get("label") or ""))
+    unit = escape(str(item.get("unit") or ""))
+    details = escape(str(item.get("details") or ""))
+    return (
+        f"<p>{label} <progress max='{top:g}' value='{value:g}'></progress> "
+        f"{value:g} / {top:g} {unit} <i>{details}</i></p>"
+    )
+
+
+def _value_box(item: dict[str, Any]) -> str:
+    parts = [
+        f"<div style='font-size:.9em;color:#555'>{escape(str(item.get('title') or ''))}</div>",
+        f"<div style='font-size:1.8em;font-weight:600'>{escape(str(item.get('value', '')))}</div>",
+    ]
+    for key in ("subtitle", "change_indicator"):
+        if item.get(key):
+            parts.append(f"<div style='font-size:.85em'>{escape(str(item[key]))}</div>")
+    return (
+        "<div style='display:inline-block;border:1px solid #ccc;border-radius:6px;"
+        f"padding:.6em 1em;margin:.3em'>{''.join(parts)}</div>"
+    )
 
 
 def render_static(card_html: str, *, title: str = "card") -> str:

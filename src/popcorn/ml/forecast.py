@@ -9,6 +9,7 @@ before it) beside seasonal-naive (the same hour one week earlier).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,15 @@ def generate_history(
 
 
 class SeasonalProfile:
-    """Per region: forecast(h) = level x profile[hour of week], level from the last week."""
+    """Per region: forecast(h) = level x profile[hour of week], level from the last week.
 
-    def __init__(self, weeks: int = 4) -> None:
+    `ends_at` is the hour the history ends (the flow reads it up to the hour it runs), so
+    a forecast for wall-clock hours (`ahead`) knows how far past the history they are.
+    """
+
+    def __init__(self, weeks: int = 4, ends_at: datetime | None = None) -> None:
         self.weeks = weeks
+        self.ends_at = ends_at
         self.profile: dict[str, NDArray[np.float64]] = {}
         self.level: dict[str, float] = {}
         self.growth: dict[str, float] = {}
@@ -68,6 +74,15 @@ class SeasonalProfile:
         hour = (hours_ahead - 1) % WEEK
         weekly_growth = self.growth[region] ** ((hours_ahead + WEEK / 2) / WEEK)
         return float(self.level[region] * weekly_growth * self.profile[region][hour])
+
+    def ahead(self, region: str, start: datetime, hours: int) -> list[float] | None:
+        """Hourly forecasts for the `hours` hours from `start` (None: region unknown)."""
+        if region not in self.profile:
+            return None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        ends_at = getattr(self, "ends_at", None) or start
+        skip = max(0, int((start - ends_at).total_seconds() // 3600))
+        return [round(self.forecast(region, skip + h + 1), 2) for h in range(hours)]
 
     def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
         answers: list[Any] = []

@@ -11,6 +11,10 @@ SERIES = "requests_per_second"
 MIN_WEEKS = 3
 
 
+def this_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def region_history(regions: list[str], *, weeks: int) -> dict[str, list[float]] | None:
     """Hourly `requests_per_second{region=...}` per region from signals, or None when
     signals is absent or holds less than three weeks for any region."""
@@ -20,7 +24,7 @@ def region_history(regions: list[str], *, weeks: int) -> dict[str, list[float]] 
     from popcorn.errors import NotFound
     from popcorn.signals import api as signals_api
 
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    end = this_hour()
     start = end - timedelta(weeks=weeks)
     history: dict[str, list[float]] = {}
     with session_scope(readonly=True) as session:

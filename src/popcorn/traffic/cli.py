@@ -601,9 +601,17 @@ def cancel_command(execution_id: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="History file: JSON list, or CSV/JSON/Parquet with a value column.",
 )
-@click.option("--step-seconds", type=int, default=300, show_default=True)
-@click.option("--horizon", type=int, default=288, show_default=True)
+@click.option("--step-seconds", type=int, help="Sample step (default 300; 3600 predicted).")
+@click.option("--horizon", type=int, help="Steps ahead (default 288; 48 predicted).")
 @click.option("--days", type=float, default=28.0, show_default=True)
+@click.option(
+    "--demand",
+    type=click.Choice(["history", "predicted"]),
+    default="history",
+    show_default=True,
+    help="predicted: the region's demand from ML's promoted demand-forecast model.",
+)
+@click.option("--ml-region", default="", help="The region's name in ML's model (default: region).")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Write the plot.")
 @json_option
 @with_actor
@@ -611,9 +619,11 @@ def forecast_command(
     region: str | None,
     selector: str | None,
     history: Path | None,
-    step_seconds: int,
-    horizon: int,
+    step_seconds: int | None,
+    horizon: int | None,
     days: float,
+    demand: str,
+    ml_region: str,
     png: Path | None,
     as_json: bool,
 ) -> None:
@@ -621,10 +631,13 @@ def forecast_command(
     data: dict[str, Any] = {
         "region": region,
         "selector": selector,
-        "step_seconds": step_seconds,
-        "horizon": horizon,
         "days": days,
+        "demand": demand,
+        "ml_region": ml_region,
     }
+    for key, value in (("step_seconds", step_seconds), ("horizon", horizon)):
+        if value is not None:
+            data[key] = value
     if history is not None:
         data["history"] = forecast_service.read_history(history.read_bytes(), filename=history.name)
     spec = s.ForecastCreate.model_validate(data)
@@ -655,8 +668,21 @@ def forecast_command(
 @click.option(
     "--popularity",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="site,title,requests (CSV, JSON or Parquet).",
+    help="site,title,requests (CSV, JSON or Parquet); not with --demand predicted.",
+)
+@click.option(
+    "--demand",
+    type=click.Choice(["observed", "predicted"]),
+    default="observed",
+    show_default=True,
+    help="predicted: requests are ML's predicted title demand in each site's region.",
+)
+@click.option(
+    "--site-region",
+    "site_regions",
+    multiple=True,
+    metavar="SITE=REGION",
+    help="With --demand predicted: the region ML predicts a site's demand for (repeat).",
 )
 @click.option(
     "--sizes",
@@ -674,22 +700,38 @@ def forecast_command(
 @json_option
 @with_actor
 def placement_command(
-    popularity: Path,
+    popularity: Path | None,
+    demand: str,
+    site_regions: tuple[str, ...],
     sizes: Path,
     storage: Path | None,
     strategy: str,
     name: str,
     as_json: bool,
 ) -> None:
-    """Plan which titles each CDN site holds (fill order per site)."""
+    """Plan which titles each CDN site holds (fill order per site), from observed requests
+    or from ML's predicted demand."""
+    if (popularity is None) == (demand == "observed"):
+        raise click.UsageError("give --popularity with observed demand, and only then")
+    if site_regions and demand != "predicted":
+        raise click.UsageError("--site-region goes with --demand predicted")
+    regions: dict[str, str] = {}
+    for pair in site_regions:
+        site, sep, region = pair.partition("=")
+        if not sep or not site.strip() or not region.strip():
+            raise click.BadParameter(f"{pair!r} is not SITE=REGION", param_hint="--site-region")
+        regions[site.strip()] = region.strip()
     data: dict[str, Any] = {
         "name": name,
         "strategy": strategy,
-        "popularity": service.read_table(
-            popularity.read_bytes(), name="popularity", filename=popularity.name
-        ),
+        "demand": demand,
+        "site_regions": regions,
         "sizes": service.read_table(sizes.read_bytes(), name="sizes", filename=sizes.name),
     }
+    if popularity is not None:
+        data["popularity"] = service.read_table(
+            popularity.read_bytes(), name="popularity", filename=popularity.name
+        )
     if storage is not None:
         data["storage"] = service.read_table(
             storage.read_bytes(), name="storage", filename=storage.name

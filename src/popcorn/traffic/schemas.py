@@ -246,9 +246,28 @@ class ForecastCreate(Schema):
     folds: int = Field(default=3, ge=1, le=20)
     min_instances: int = Field(default=1, ge=0)
     band: float = Field(default=0.1, ge=0, lt=1)
+    demand: Literal["history", "predicted"] = Field(
+        default="history",
+        description="`predicted`: the region's hourly demand from ML's promoted demand-forecast "
+        "model (no selector or history; steps are hours, horizon default 48).",
+    )
+    ml_region: str = Field(
+        default="", max_length=200, description="The region's name in ML's model (default: region)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ForecastCreate:
+        if self.demand == "predicted":
+            if not self.region:
+                raise ValueError("`demand: predicted` needs the region to scale")
+            if self.selector is not None or self.history is not None:
+                raise ValueError("`demand: predicted` takes no selector or history")
+            if "step_seconds" in self.model_fields_set and self.step_seconds != 3600:
+                raise ValueError("`demand: predicted` is hourly: step_seconds must be 3600")
+            self.step_seconds = 3600
+            if "horizon" not in self.model_fields_set:
+                self.horizon = 48
+            return self
         if (self.selector is None) == (self.history is None):
             raise ValueError("give exactly one of selector and history")
         return self

@@ -65,6 +65,11 @@ class TestFailureFlow(FlowSpec):
             "model": round(m["fraction_run"], 5),
             "baseline": round(m["random_fraction"], 5),
             "higher_is_better": False,
+            # Device lab test selection reads these: the score at or above which a
+            # (test, family) runs, per recall target, calibrated on held-out builds.
+            "recall_target": self.recall,
+            "recall": round(m["recall"], 5),
+            "thresholds": m["thresholds"],
         }
         # The card (Metaflow's own), and the same report as static HTML for the console.
         self.html = prediction.card_html(self.evaluation, m, self.keras, self.history_source)

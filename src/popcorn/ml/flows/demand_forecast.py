@@ -23,6 +23,9 @@ class DemandForecastFlow(FlowSpec):
         from popcorn.ml import forecast, platform
 
         names = [r.strip() for r in self.regions.split(",") if r.strip()]
+        # Both histories end at this hour (signals are read up to it; the generated one
+        # stands in for the weeks before it), so traffic can ask for wall-clock hours.
+        self.ends_at = platform.this_hour()
         found = platform.region_history(names, weeks=self.weeks)
         self.source = "signals" if found else "generated"
         self.history = found or forecast.generate_history(names, weeks=self.weeks, seed=self.seed)
@@ -32,14 +35,16 @@ class DemandForecastFlow(FlowSpec):
     def train(self) -> None:
         from popcorn.ml import forecast
 
-        self.model = forecast.SeasonalProfile().fit(self.history)
+        self.model = forecast.SeasonalProfile(ends_at=self.ends_at).fit(self.history)
         self.input_schema = {"region": "str", "hours_ahead": "int"}
         self.next(self.evaluate)
 
     @card(type="blank")
     @step
     def evaluate(self) -> None:
-        from popcorn.ml import cards, forecast
+        from metaflow.cards import VegaChart
+
+        from popcorn.ml import cards, charts, forecast
 
         self.backtest = forecast.backtest(self.history)
         self.evaluation = {
@@ -67,6 +72,14 @@ class DemandForecastFlow(FlowSpec):
                 ),
                 (f"Next hours (history: {self.source})", ["region", "+1 h", "+24 h"], rows),
             ],
+        )
+        week = [
+            {"hours ahead": h, "requests/s": round(self.model.forecast(r, h), 1), "region": r}
+            for r in self.history
+            for h in range(1, 24 * 7 + 1)
+        ]
+        current.card.append(
+            VegaChart(charts.line_spec("Next week", week, "hours ahead", "requests/s", "region"))
         )
         self.next(self.end)
 
