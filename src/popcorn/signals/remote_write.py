@@ -62,7 +62,7 @@ class WriteResult:
 
 
 @cache
-def _write_request() -> Any:
+def message_class() -> Any:
     """The `WriteRequest` message class, built from a descriptor of prompb's field numbers.
 
     Only what is stored is declared: exemplars, metadata and fields of later versions are
@@ -149,7 +149,7 @@ def decode(body: bytes, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> Any:
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
         raise RejectedWrite(f"body: corrupt snappy block ({exc})") from None
-    request = _write_request()()
+    request = message_class()()
     try:
         request.ParseFromString(raw)
     except DecodeError:
@@ -158,64 +158,66 @@ def decode(body: bytes, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> Any:
 
 
 def to_batch(request: Any) -> tuple[parsers.Batch, WriteResult]:
-    """The samples of a WriteRequest as one batch; non-finite values skipped and counted."""
+    """The samples of a WriteRequest as one batch; non-finite values skipped and counted.
+
+    Prometheus sends one TimeSeries per sample, so a series' labels are validated once per
+    request (cached by their raw pairs) and samples gather in flat lists, not per series.
+    """
     keys: dict[parsers.SeriesKey, int] = {}
-    index_parts: list[parsers.IntArray] = []
-    ts_parts: list[parsers.IntArray] = []
-    value_parts: list[parsers.FloatArray] = []
-    offsets: list[tuple[int, str]] = []
-    total = 0
-    counts = WriteResult(received=0, stale=0, non_finite=0, histograms=0, stored=None)
+    seen: dict[tuple[tuple[str, str], ...], int] = {}
+    index: list[int] = []
+    stamps: list[int] = []
+    values: list[float] = []
+    origin: list[int] = []
+    histograms = 0
     for n, series in enumerate(request.timeseries):
-        where = f"timeseries[{n}]"
-        counts.histograms += len(series.histograms)
+        histograms += len(series.histograms)
         samples = series.samples
         if not samples:
             continue
-        key = parsers.series_key(*_metric_and_labels(series.labels, where), where)
-        values = np.fromiter((s.value for s in samples), np.float64, len(samples))
-        stamps = np.fromiter((s.timestamp for s in samples), np.int64, len(samples))
-        counts.received += values.size
-        finite = np.isfinite(values)
-        if not finite.all():
-            stale = int((values.view(np.uint64) == STALE_NAN_BITS).sum())
-            counts.stale += stale
-            counts.non_finite += int(values.size - finite.sum()) - stale
-            values, stamps = values[finite], stamps[finite]
-            if not values.size:
-                continue
-        idx = keys.setdefault(key, len(keys))
-        offsets.append((total, where))
-        total += values.size
-        index_parts.append(np.full(values.size, idx, np.int64))
-        ts_parts.append(stamps)
-        value_parts.append(values)
-    if ts_parts:
-        batch = parsers.Batch(
-            list(keys),
-            np.concatenate(index_parts),
-            np.concatenate(ts_parts),
-            np.concatenate(value_parts),
-        )
-    else:
-        batch = parsers.Batch([], np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    batch.skipped = counts.stale + counts.non_finite
-    starts = np.array([o for o, _ in offsets], dtype=np.int64)
-
-    def locate(i: int) -> str:
-        start, where = offsets[int(np.searchsorted(starts, i, side="right")) - 1]
-        return f"{where} sample {i - start}"
-
-    parsers.check_samples(batch.ts, batch.value, locate)
+        pairs = tuple((label.name, label.value) for label in series.labels)
+        idx = seen.get(pairs)
+        if idx is None:
+            where = f"timeseries[{n}]"
+            key = parsers.series_key(*_metric_and_labels(pairs, where), where)
+            idx = seen[pairs] = keys.setdefault(key, len(keys))
+        for sample in samples:
+            index.append(idx)
+            stamps.append(sample.timestamp)
+            values.append(sample.value)
+            origin.append(n)
+    value_arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(value_arr)
+    stale = int((value_arr[~finite].view(np.uint64) == STALE_NAN_BITS).sum())
+    counts = WriteResult(
+        received=value_arr.size,
+        stale=stale,
+        non_finite=int(value_arr.size - finite.sum()) - stale,
+        histograms=histograms,
+        stored=None,
+    )
+    kept = np.flatnonzero(finite)
+    batch = parsers.Batch(
+        list(keys),
+        np.asarray(index, dtype=np.int64)[kept],
+        np.asarray(stamps, dtype=np.int64)[kept],
+        value_arr[kept],
+        skipped=counts.stale + counts.non_finite,
+    )
+    parsers.check_samples(
+        batch.ts, batch.value, lambda i: f"timeseries[{origin[int(kept[i])]}] sample"
+    )
     return batch, counts
 
 
-def _metric_and_labels(labels: Any, where: str) -> tuple[str | None, dict[str, str]]:
+def _metric_and_labels(
+    pairs: tuple[tuple[str, str], ...], where: str
+) -> tuple[str | None, dict[str, str]]:
     found: dict[str, str] = {}
-    for label in labels:
-        if label.name in found:
-            raise parsers.IngestError(f"{where}: label {label.name!r} given twice")
-        found[label.name] = label.value
+    for name, value in pairs:
+        if name in found:
+            raise parsers.IngestError(f"{where}: label {name!r} given twice")
+        found[name] = value
     metric = found.pop("__name__", None)
     if metric is None:
         raise parsers.IngestError(f"{where}: no __name__ label")

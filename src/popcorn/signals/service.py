@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.signals import ingest as parsers
 from popcorn.signals import store
@@ -216,10 +217,16 @@ def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, in
     """Per series, how many of these (sorted) samples have a timestamp already stored.
 
     A sample at a stored timestamp replaces the stored one (later writes win on read), so
-    it must not count again: overlapping pulls keep `sample_count` true.
+    it must not count again: overlapping pulls keep `sample_count` true. Only samples
+    within their series' stored [first_at, last_at] can be there, so the files are read
+    for those alone: a stream of new samples (remote write, a scrape) reads none.
     """
     if sid.size == 0:
         return {}
+    maybe = _within_stored_span(sid, ts)
+    if not maybe.any():
+        return {}
+    sid, ts = sid[maybe], ts[maybe]
     found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1)
     if found.ts.size == 0:
         return {}
@@ -232,6 +239,30 @@ def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, in
         if (s, t) in existing:
             out[s] = out.get(s, 0) + 1
     return out
+
+
+def _within_stored_span(sid: parsers.IntArray, ts: parsers.IntArray) -> npt.NDArray[np.bool_]:
+    """Which samples fall inside their series' committed span.
+
+    Its own read-only session: the caller's would take SQLite's write lock this early and
+    hold it while files are written (and a job's progress updates wait on it).
+    """
+    prints = np.unique(sid)
+    first = np.full(prints.size, np.iinfo(np.int64).max, np.int64)
+    last = np.full(prints.size, np.iinfo(np.int64).min, np.int64)
+    chunks = [prints[lo : lo + 500].tolist() for lo in range(0, prints.size, 500)]
+    with session_scope(readonly=True) as reader:
+        for chunk in chunks:
+            rows = reader.execute(
+                select(Series.fingerprint, Series.first_at, Series.last_at).where(
+                    Series.fingerprint.in_(chunk)
+                )
+            )
+            for fp, first_at, last_at in rows:
+                at = int(np.searchsorted(prints, fp))
+                first[at], last[at] = to_ms(first_at), to_ms(last_at)
+    pos = np.searchsorted(prints, sid)
+    return (ts >= first[pos]) & (ts <= last[pos])
 
 
 def ingest_batch(*, session: Session, batch: parsers.Batch, source: str) -> IngestResult:
