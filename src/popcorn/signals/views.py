@@ -82,7 +82,13 @@ def ingest() -> Any:
         "(the sender drops the batch); 503 is retried. Samples at a stored timestamp replace "
         "it; NaN and stale markers are skipped."
     ),
-    responses={204: "stored", 400: "bad body", 413: "too large", 415: "not remote write 1.0"},
+    responses={
+        204: "stored",
+        400: "bad body",
+        413: "too large",
+        415: "not remote write 1.0",
+        503: "cannot store now: retry",
+    },
 )
 def remote_write_receive() -> Any:
     body = request.get_data(cache=False)
