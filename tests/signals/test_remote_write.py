@@ -52,12 +52,13 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def timeseries(labels: list[tuple[str, str]], samples: Samples) -> bytes:
+def timeseries(labels: list[tuple[str, str]], samples: Samples, extra: bytes = b"") -> bytes:
+    """A TimeSeries (field 1 of WriteRequest): labels = 1, samples = 2, then `extra`."""
     body = b"".join(_field(1, _field(1, n.encode()) + _field(2, v.encode())) for n, v in labels)
     for ts, value in samples:
         sample = b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts)
         body += _field(2, sample)
-    return _field(1, body)
+    return _field(1, body + extra)
 
 
 def write_request(*series: bytes, metadata: bytes = b"") -> bytes:
@@ -125,17 +126,23 @@ def test_resent_and_out_of_order_batches_count_each_timestamp_once(api: Any) -> 
 
 
 def test_stale_markers_and_nan_are_skipped_and_counted(api: Any) -> None:
+    # a native histogram (field 4) and an exemplar (field 3): neither is stored
+    exemplar = _field(1, _field(1, b"trace_id") + _field(2, b"abc")) + b"\x11" + bytes(8)
+    histogram = timeseries(
+        [("__name__", "latency")], [], extra=_field(3, exemplar) + _field(4, b"\x08\x01")
+    )
     body = write_request(
         timeseries(UP, [(T0_MS, 1.0), (T0_MS + 15_000, STALE)]),
         timeseries([("__name__", "ratio")], [(T0_MS, float("nan")), (T0_MS, float("inf"))]),
+        histogram,
     )
     with session_scope() as session:
         headers = remote_write.Headers(HEADERS["Content-Type"], HEADERS["Content-Encoding"], "")
         result = remote_write.receive(session=session, body=body, headers=headers)
-    assert (result.received, result.stale, result.non_finite) == (4, 1, 2)
+    assert (result.received, result.stale, result.non_finite, result.histograms) == (4, 1, 2, 1)
     assert result.stored is not None and result.stored.samples == 1
     assert result.stored.skipped == 3
-    assert stored("ratio") == {}  # a series with no finite sample is not created
+    assert stored("ratio") == stored("latency") == {}  # no finite sample: no series
     only_stale = write_request(timeseries(UP, [(T0_MS + 30_000, STALE)]))
     assert post(api, only_stale).status_code == 204  # nothing to store is still a success
     assert post(api, write_request(metadata=_field(2, b"up"))).status_code == 204
