@@ -223,7 +223,11 @@ def main() -> None:
     )
 
     def rate(seconds: float, n: int = total) -> str:
-        return f"{n / seconds / 1e6:.2f} M/s"
+        return f"{n / seconds / 1e6:.2f} M/s" if n / seconds >= 1e5 else f"{n / seconds:,.0f}/s"
+
+    def versus(seconds: float) -> str:
+        ratio = naive_s / seconds
+        return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
 
     lines = [
         "## Signals ingest (samples per second)",
@@ -235,17 +239,17 @@ def main() -> None:
         "| path | time | samples/s | vs one SQL row per sample |",
         "|---|---:|---:|---:|",
         f"| Popcorn, Parquet file (`signals ingest x.parquet`) | {parquet_s:.2f} s | "
-        f"{rate(parquet_s)} | {naive_s / parquet_s:.1f}x faster |",
+        f"{rate(parquet_s)} | {versus(parquet_s)} |",
         f"| Popcorn, JSON batches of {batch_series * per_series:,} samples, service "
         f"(incl. `json.loads`) | {json_s:.2f} s | {rate(json_s)} | "
-        f"{naive_s / json_s:.1f}x faster |",
+        f"{versus(json_s)} |",
         f"| Popcorn, same JSON batches through the Flask app ({json_mb:.0f} MiB of bodies) | "
-        f"{http_s:.2f} s | {rate(http_s)} | {naive_s / http_s:.1f}x faster |",
+        f"{http_s:.2f} s | {rate(http_s)} | {versus(http_s)} |",
         f"| Popcorn, Prometheus remote write, {rw_requests} WriteRequests of "
         f"{total // rw_requests:,} samples through the Flask app ({rw_mb:.0f} MiB snappy) | "
-        f"{rw_app_s:.2f} s | {rate(rw_app_s)} | {naive_s / rw_app_s:.1f}x |",
+        f"{rw_app_s:.2f} s | {rate(rw_app_s)} | {versus(rw_app_s)} |",
         f"| Popcorn, same WriteRequests over HTTP to `popcorn serve` (1 worker, 1 sender) | "
-        f"{rw_http_s:.2f} s | {rate(rw_http_s)} | {naive_s / rw_http_s:.1f}x |",
+        f"{rw_http_s:.2f} s | {rate(rw_http_s)} | {versus(rw_http_s)} |",
         f"| baseline: SQLite `executemany`, one row per sample, keyed (series, ts) | "
         f"{naive_s:.2f} s | {rate(naive_s)} | 1.0x |",
         "",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -284,11 +284,11 @@ def _upsert_series(
     """Create missing series (racing writers tolerated) and widen the existing ones."""
     now = utcnow()
     prints = sorted(stats)
-    existing: dict[int, Series] = {}
+    # Columns and Core statements, not entities: a remote-write request touches a
+    # thousand series or more, and ORM bookkeeping per row cost more than the SQL.
+    existing: dict[int, Any] = {}
     for lo in range(0, len(prints), 500):
-        chunk = prints[lo : lo + 500]
-        stmt = select(Series).where(Series.fingerprint.in_(chunk)).order_by(Series.id)
-        existing.update({s.fingerprint: s for s in session.scalars(stmt.with_for_update())})
+        existing.update(_lock_series(session, prints[lo : lo + 500]))
     missing = [p for p in keys if p in stats and p not in existing]  # ids in batch order
     if missing:
         rows = []
@@ -321,27 +321,40 @@ def _upsert_series(
             created = set(missing)
         raced = [p for p in missing if p not in created]
         if raced:  # another writer created them between our select and insert
-            stmt = select(Series).where(Series.fingerprint.in_(raced)).with_for_update()
-            existing.update({s.fingerprint: s for s in session.scalars(stmt)})
+            existing.update(_lock_series(session, raced))
     else:
         created = set()
     updates = []
-    for p, series in existing.items():
+    for p, row in existing.items():
         first, last, count = stats[p]
         updates.append(
             {
-                "id": series.id,
-                "first_at": min(series.first_at, from_ms(first)),
-                "last_at": max(series.last_at, from_ms(last)),
-                "sample_count": series.sample_count + count,
+                "row_id": row.id,
+                "first_at": min(row.first_at, from_ms(first)),
+                "last_at": max(row.last_at, from_ms(last)),
+                "sample_count": row.sample_count + count,
                 "updated_at": now,
             }
         )
     if updates:
-        session.execute(update(Series), updates)
-        for series in existing.values():
-            session.expire(series)
+        stmt = update(Series).where(Series.id == bindparam("row_id"))
+        session.connection().execute(stmt, updates)  # Core executemany: no ORM sync
+        ids = {u["row_id"] for u in updates}
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, Series) and obj.id in ids:
+                session.expire(obj)  # loaded earlier by the caller: read the new values
     return len(created)
+
+
+def _lock_series(session: Session, prints: list[int]) -> dict[int, Any]:
+    """The series rows of these fingerprints, locked for update, by fingerprint."""
+    stmt = (
+        select(Series.id, Series.fingerprint, Series.first_at, Series.last_at, Series.sample_count)
+        .where(Series.fingerprint.in_(prints))
+        .order_by(Series.id)
+        .with_for_update()
+    )
+    return {row.fingerprint: row for row in session.execute(stmt)}
 
 
 def ingest_json(*, session: Session, payload: Any) -> IngestResult:
