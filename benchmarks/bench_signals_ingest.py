@@ -76,7 +76,7 @@ def main() -> None:
     from popcorn.auth import create_token
     from popcorn.db import session_scope, upgrade
     from popcorn.signals import service, store
-    from popcorn.signals.models import Series
+    from popcorn.signals.models import SampleFile, Series
 
     upgrade()
     rng = np.random.default_rng(0)
@@ -87,6 +87,7 @@ def main() -> None:
         shutil.rmtree(store.root(), ignore_errors=True)
         with session_scope() as session:
             session.execute(delete(Series))
+            session.execute(delete(SampleFile))
             session.execute(delete(AuditRecord))
 
     # --- Parquet file ---------------------------------------------------------------
@@ -109,7 +110,8 @@ def main() -> None:
         assert result.samples == total
 
     parquet_s = best(runs, ingest_parquet, reset)
-    stored_bytes = store.bytes_used()
+    with session_scope(readonly=True) as session:
+        stored_bytes = store.bytes_used(session)
 
     # --- JSON batches (service) -------------------------------------------------------
     batch_series = 100

@@ -12,6 +12,7 @@ ORDER = [
     "inventory",
     "signals",
     "signals-ingest",
+    "signals-objstore",
     "rules",
     "runbooks",
     "agent",

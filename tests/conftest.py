@@ -118,7 +118,7 @@ def clean_tables() -> Iterator[None]:
     get_redis().flushdb()
     from popcorn.config import get_settings
 
-    shutil.rmtree(get_settings().home / "signals", ignore_errors=True)
+    shutil.rmtree(get_settings().home / "objects" / "signals", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

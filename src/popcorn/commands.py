@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
-from popcorn import audit, auth, jobs
-from popcorn.cli import json_option, output, parse_kv, with_actor
+from popcorn import audit, auth, jobs, machines
+from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.config import get_settings
 from popcorn.db import session_scope, upgrade
 from popcorn.jobs.schemas import JobRead, ScheduleRead
@@ -46,6 +49,7 @@ def up(
     from popcorn.supervisor import Supervisor
 
     upgrade()
+    machines.startup("up")
     click.echo(f"Popcorn at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if admin_token:
         click.echo(f"admin token: {_fresh_admin_token()}")
@@ -72,6 +76,7 @@ def serve(host: str, port: int, web_workers: int) -> None:
     """Run the API under Gunicorn (one part of a multi-machine deployment)."""
     from popcorn.supervisor import exec_gunicorn
 
+    machines.startup("serve")
     exec_gunicorn(host, port, web_workers)
 
 
@@ -90,6 +95,7 @@ def serve(host: str, port: int, web_workers: int) -> None:
 )
 def worker(queues: tuple[str, ...], burst: bool, no_fork: bool) -> None:
     """Run an rq worker on this installation's Redis."""
+    machines.startup("worker")
     jobs.run_worker(list(queues) or None, burst=burst, fork=not no_fork, exit_process=True)
 
 
@@ -98,6 +104,7 @@ def scheduler() -> None:
     """Run the scheduler (delayed and cron jobs, relay, reaper) and the outbox dispatcher."""
     from popcorn.supervisor import stop_flag
 
+    machines.startup("scheduler")
     stop = stop_flag()
     jobs.run_scheduler(stop)
 
@@ -114,6 +121,40 @@ def db_upgrade() -> None:
 
     upgrade()
     click.echo("database at " + ", ".join(sorted(current_revisions())))
+
+
+@click.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def backup_command(dest: Path, as_json: bool) -> None:
+    """Write the database and every stored object to one archive (a new tar file)."""
+    from popcorn import backup
+
+    with _progress_bar("backing up") as report:
+        done = backup.backup(dest, report)
+    output(done, as_json=as_json)
+
+
+@click.command("restore")
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def restore_command(src: Path, as_json: bool) -> None:
+    """Load a `popcorn backup` archive into this empty installation."""
+    from popcorn import backup
+
+    with _progress_bar("restoring") as report:
+        done = backup.restore(src, report)
+    output(done, as_json=as_json)
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    with progress(None, description) as bar:
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(bar.task_ids[0], completed=done, total=total, description=what[-40:])
+
+        yield report
 
 
 @click.group()
@@ -384,6 +425,8 @@ COMMANDS = [
     worker,
     scheduler,
     db,
+    backup_command,
+    restore_command,
     token,
     config,
     jobs_group,

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     storage_profile: str = Field(
         default="", description="AWS profile for the object store; the default chain if empty."
     )
+    machine_name: str = Field(
+        default="",
+        description="This machine's name in the machines table (default: the hostname); give "
+        "containers whose hostname changes at each start a stable one.",
+    )
     ml_flows_dir: str = Field(
         default="",
         description="A directory of your own Metaflow flow files (`*.py`) that `popcorn ml` "

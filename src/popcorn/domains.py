@@ -74,6 +74,7 @@ def load_models() -> None:
     import popcorn.audit
     import popcorn.auth
     import popcorn.jobs
+    import popcorn.machines
     import popcorn.outbox  # noqa: F401
 
     _each("models")

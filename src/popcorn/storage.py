@@ -1,9 +1,12 @@
-"""Object storage: where the files the platform keeps live (notebook outputs, model artifacts).
+"""Object storage: where the files the platform keeps live (signal samples, notebook outputs,
+model artifacts, studio uploads).
 
 A directory under the installation's home by default. With `storage_url = "s3://bucket/prefix"`
 it is an S3-compatible bucket (`storage_endpoint_url` for MinIO, Ceph or moto; credentials from
 `storage_profile` or the usual AWS chain), so every process on every machine sees the same
 objects. Callers name objects by key and never by path, so the two behave the same.
+Parquet readers get a pyarrow filesystem and base path (`arrow()`) so that they still skip
+row groups by their statistics instead of fetching whole objects.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from popcorn.config import PRIVATE_DIR, get_settings
 from popcorn.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import pyarrow.fs
 
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+@-]*(/[A-Za-z0-9][A-Za-z0-9._=+@-]*)*$")
 MAX_KEY = 1024
@@ -66,6 +72,10 @@ class ObjectStore(Protocol):
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
         """A file holding the object, for programs that need a path (kernels, loaders)."""
+        ...
+
+    def arrow(self) -> tuple[pyarrow.fs.FileSystem, str]:
+        """A pyarrow filesystem and the base path that keys are relative to."""
         ...
 
 
@@ -138,6 +148,11 @@ class LocalStore:
             raise NotFound(f"no stored object {key}", details={"key": key})
         yield path
 
+    def arrow(self) -> tuple[pyarrow.fs.FileSystem, str]:
+        import pyarrow.fs
+
+        return pyarrow.fs.LocalFileSystem(), str(self.root)
+
 
 class S3Store:
     """Objects in an S3-compatible bucket under a prefix."""
@@ -151,8 +166,10 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.location = url
-        session = boto3.session.Session(profile_name=profile or None)
-        self.client: Any = session.client("s3", endpoint_url=endpoint_url or None)
+        self.endpoint_url = endpoint_url or None
+        self.session = boto3.session.Session(profile_name=profile or None)
+        self.client: Any = self.session.client("s3", endpoint_url=self.endpoint_url)
+        self._arrow: tuple[int, pyarrow.fs.FileSystem] | None = None
 
     def _name(self, key: str) -> str:
         check_key(key)
@@ -210,6 +227,29 @@ class S3Store:
             path = Path(folder) / Path(key).name
             path.write_bytes(self.get(key))
             yield path
+
+    def arrow(self) -> tuple[pyarrow.fs.FileSystem, str]:
+        """pyarrow's own S3 client with boto3's credentials, one per process (not fork-safe)."""
+        import pyarrow.fs
+
+        base = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+        if self._arrow is not None and self._arrow[0] == os.getpid():
+            return self._arrow[1], base
+        credentials = self.session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials else None
+        options: dict[str, Any] = {"region": self.session.region_name or "us-east-1"}
+        if frozen is not None:
+            options.update(
+                access_key=frozen.access_key,
+                secret_key=frozen.secret_key,
+                session_token=frozen.token,
+            )
+        if self.endpoint_url:
+            scheme, _, host = self.endpoint_url.partition("://")
+            options.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+        filesystem = pyarrow.fs.S3FileSystem(**options)
+        self._arrow = (os.getpid(), filesystem)
+        return filesystem, base
 
 
 @lru_cache(maxsize=4)

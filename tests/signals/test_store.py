@@ -83,8 +83,7 @@ def test_unsorted_and_repeated_timestamps_keep_the_last_value() -> None:
 
     ingest([{"metric": "m", "samples": [[T0, 7]]}])  # a later batch replaces the sample
     assert query("m", T0, T0 + 120).values[0].tolist() == [7.0, 5.0]
-    with session_scope() as session:
-        assert service.compact(session=session, grace_seconds=0)["duplicates_removed"] == 1
+    assert service.compact(grace_seconds=0)["duplicates_removed"] == 1
     assert query("m", T0, T0 + 120).values[0].tolist() == [7.0, 5.0]
     with session_scope(readonly=True) as session:
         assert session.scalars(select(Series.sample_count)).one() == 2
@@ -177,7 +176,8 @@ def test_a_batch_spanning_midnight_writes_one_file_per_day() -> None:
         ]
     )
     assert result.files == 2
-    assert [d.isoformat() for d, _ in store.partitions()] == ["2026-03-02", "2026-03-03"]
+    with session_scope(readonly=True) as session:
+        assert [d.isoformat() for d in store.partitions(session)] == ["2026-03-02", "2026-03-03"]
     assert query("m", midnight - 120, midnight + 120).values[0].tolist() == [1, 2, 3]
 
 

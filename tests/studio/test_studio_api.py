@@ -534,3 +534,38 @@ def test_text_patterns_match_literally(studio: Any, show: dict[str, Any]) -> Non
     assert studio.find("Shot", [["code", "starts_with", "it's_1000"]], ["code"]) == []
     assert studio.find("Shot", [["code", "contains", "'; DROP TABLE studio_shots; --"]]) == []
     assert len(studio.find("Shot", [["code", "ends_with", "0010"]], ["code"])) == 2
+
+
+def test_attachments_live_in_the_shared_object_store(
+    studio: Any, api: Any, show: dict[str, Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from popcorn.config import reset_settings
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket="studio-files")
+    monkeypatch.setenv("POPCORN_STORAGE_URL", "s3://studio-files/popcorn")
+    monkeypatch.setenv("POPCORN_STORAGE_ENDPOINT_URL", moto_endpoint)
+    reset_settings()
+    try:
+        version = studio.create("Version", {"project": show["proj"], "code": "v002"})
+        form = {
+            "entity_type": "Version",
+            "entity_id": str(version["id"]),
+            "file": (io.BytesIO(b"frame 1001"), "frame.exr"),
+        }
+        response = api.post(
+            "/api/v1/studio/upload", data=form, content_type="multipart/form-data", role="operator"
+        )
+        assert response.status_code == 201, response.json
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="studio-files")["Contents"]]
+        assert len(keys) == 1 and keys[0].startswith("popcorn/studio/attachments/")
+        got = api.get(f"/api/v1/studio/attachments/{response.json['id']}/download", role="viewer")
+        assert got.status_code == 200 and got.data == b"frame 1001"
+    finally:
+        monkeypatch.undo()
+        reset_settings()

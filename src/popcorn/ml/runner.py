@@ -1,7 +1,9 @@
 """Running a flow file as a subprocess with Metaflow's local runtime, and watching it.
 
 Metaflow's datastore, metadata and cards live under `<POPCORN_HOME>/metaflow` (the
-subprocess runs in that folder, so nothing lands in anyone's working directory). The
+subprocess runs in that folder, so nothing lands in anyone's working directory). With an
+S3 object store (`storage_url = "s3://..."`) the datastore (artifacts and cards) goes to
+`<storage_url>/metaflow` instead; Metaflow's local metadata stays on the machine. The
 subprocess gets the installation's settings (home, database, Redis) so a flow can read
 platform data through the domain facades. It runs in its own session: cancelling a run
 kills the whole process group, Metaflow's task processes included.
@@ -39,6 +41,7 @@ def metaflow_root() -> Path:
 def metaflow_env() -> dict[str, str]:
     """Metaflow's local datastore and metadata under the home; an admin's own METAFLOW_*
     settings (an S3 datastore for Kubernetes or Batch) win over these defaults."""
+    settings = get_settings()
     root = str(metaflow_root())
     defaults = {
         "METAFLOW_DEFAULT_DATASTORE": "local",
@@ -46,6 +49,13 @@ def metaflow_env() -> dict[str, str]:
         "METAFLOW_DEFAULT_METADATA": "local",
         "USERNAME": os.environ.get("USERNAME") or "popcorn",
     }
+    if settings.storage_url.startswith("s3://"):
+        defaults["METAFLOW_DEFAULT_DATASTORE"] = "s3"
+        defaults["METAFLOW_DATASTORE_SYSROOT_S3"] = settings.storage_url.rstrip("/") + "/metaflow"
+        if settings.storage_endpoint_url:
+            defaults["METAFLOW_S3_ENDPOINT_URL"] = settings.storage_endpoint_url
+        if settings.storage_profile:
+            defaults["AWS_PROFILE"] = settings.storage_profile
     return {k: os.environ.get(k) or v for k, v in defaults.items()}
 
 

@@ -177,8 +177,7 @@ def retention_cmd(days: int | None, run: bool, as_json: bool) -> None:
             else service.get_settings_view(session=session)
         )
     if run:
-        with session_scope() as session:
-            data = {**data, **service.apply_retention(session=session)}
+        data = {**data, **service.run_retention()}
     output(data, as_json=as_json)
 
 

@@ -1,11 +1,20 @@
-"""Signal metadata and analyses; the samples themselves live in Parquet (see store.py)."""
+"""Signal metadata and analyses; the samples themselves are Parquet objects (see store.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from popcorn.db import Base, JSONType, UTCDateTime, utcnow
@@ -82,3 +91,19 @@ class Setting(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SampleFile(Base):
+    """One Parquet object of samples: readers see exactly the objects listed here, so a
+    batch's files appear with its commit and an object of a rolled-back batch is never read."""
+
+    __tablename__ = "signals_sample_files"
+    __table_args__ = (Index("ix_signals_sample_files_day_seq", "day", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    seq: Mapped[int] = mapped_column(BigInteger)  # write order: later files win
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change, recording_update
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.signals import store
 from popcorn.signals.models import Series, Setting
@@ -66,15 +66,23 @@ def ensure_retention_schedule(*, session: Session) -> None:
     )
 
 
+def run_retention() -> dict[str, Any]:
+    """Retention in its own transaction, then compaction (which takes its own, per day)."""
+    with session_scope() as session:
+        summary = apply_retention(session=session)
+    compacted = compact()
+    return {**summary, "compacted_days": compacted["days"]}
+
+
 def apply_retention(*, session: Session, now: datetime | None = None) -> dict[str, Any]:
-    """Delete day partitions older than the retention, fix the series they touched, compact.
+    """Delete days older than the retention and fix the series they touched.
 
     Series left without samples are removed; the others get their first time and sample
-    count from what remains.
+    count from what remains. The objects are deleted once `session` commits.
     """
     days = int(_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))
     cutoff = store.cutoff_day(days, now)
-    dropped, removed = store.drop_days_before(cutoff)
+    dropped, removed = store.drop_days_before(session, cutoff)
     cutoff_dt = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
     deleted_series = 0
     if removed:
@@ -88,20 +96,18 @@ def apply_retention(*, session: Session, now: datetime | None = None) -> dict[st
         if gone:
             session.execute(delete(Series).where(Series.id.in_([s.id for s in gone])))
             deleted_series = len(gone)
-        firsts = store.first_timestamps(s.fingerprint for s in keep)
+        firsts = store.first_timestamps(session, (s.fingerprint for s in keep))
         for s in keep:
             s.sample_count = max(0, s.sample_count - removed.get(s.fingerprint, 0))
             if s.fingerprint in firsts:
                 s.first_at = from_ms(firsts[s.fingerprint])
             s.updated_at = utcnow()
-    compacted = compact(session=session)
     summary = {
         "retention_days": days,
         "cutoff": cutoff.isoformat(),
         "dropped_days": [d.isoformat() for d in dropped],
         "samples_removed": int(sum(removed.values())),
         "series_removed": deleted_series,
-        "compacted_days": compacted["days"],
     }
     if dropped:
         record_change(session, "delete", "signals_partitions", cutoff.isoformat(), after=summary)
@@ -109,34 +115,45 @@ def apply_retention(*, session: Session, now: datetime | None = None) -> dict[st
 
 
 def compact(
-    *, session: Session, grace_seconds: float = store.COMPACT_GRACE_SECONDS
+    *,
+    grace_seconds: float = store.COMPACT_GRACE_SECONDS,
+    orphan_grace_seconds: float = store.ORPHAN_GRACE_SECONDS,
 ) -> dict[str, Any]:
-    """Merge each day's settled files into one and drop the samples later writes replaced.
+    """Merge each day's settled objects into one, drop the samples later writes replaced,
+    and delete objects no transaction listed. Each day commits on its own under a lease, so
+    this runs beside ingest and beside compactions on other machines.
 
     Series counts need no fixing here: ingest counts a sample at an already stored
     timestamp as a replacement, not as a new sample.
     """
     days = 0
     duplicates = 0
-    for _day, path in store.partitions():
-        if len(store._files(path)) < 2:
+    busy: list[str] = []
+    for day in store.days_to_compact():
+        removed = store.compact_day(day, grace_seconds)
+        if removed is None:
+            busy.append(day.isoformat())
             continue
-        removed = store.compact_day(path, grace_seconds)
         days += 1
         duplicates += sum(removed.values())
-    return {"days": days, "duplicates_removed": int(duplicates)}
+    return {
+        "days": days,
+        "duplicates_removed": int(duplicates),
+        "busy_days": busy,
+        "orphans_removed": store.sweep_orphans(orphan_grace_seconds),
+    }
 
 
 def storage_stats(*, session: Session) -> dict[str, Any]:
-    parts = store.partitions()
+    parts = store.partitions(session)
     return {
         "series": int(session.scalar(select(func.count(Series.id))) or 0),
         "samples": int(
             session.scalar(select(func.coalesce(func.sum(Series.sample_count), 0))) or 0
         ),
-        "bytes": store.bytes_used(),
+        "bytes": store.bytes_used(session),
         "partitions": len(parts),
-        "oldest_day": parts[0][0].isoformat() if parts else None,
-        "newest_day": parts[-1][0].isoformat() if parts else None,
+        "oldest_day": parts[0].isoformat() if parts else None,
+        "newest_day": parts[-1].isoformat() if parts else None,
         **get_settings_view(session=session),
     }

@@ -1,10 +1,11 @@
 """Signals: ingest here, and every other behaviour of the domain under one name.
 
-Every function takes `session=` and is what the API, the CLI and the jobs call. Samples go
-to the Parquet store (store.py) while the series' metadata lives in the `signals_series`
-table; an ingest writes both in one all-or-nothing step. The other sections live beside
-this module and are re-exported here: series lookup and queries (series.py), retention
-(retention.py) and alert analysis (analysis.py). Other domains use `signals.api` only.
+Every function takes `session=` and is what the API, the CLI and the jobs call. Samples are
+Parquet objects in the object store (store.py) while the series' metadata lives in the
+`signals_series` table; an ingest writes both in one all-or-nothing step. The other sections
+live beside this module and are re-exported here: series lookup and queries (series.py),
+retention (retention.py) and alert analysis (analysis.py). Other domains use `signals.api`
+only.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from popcorn.signals.retention import (
     compact,
     ensure_retention_schedule,
     get_settings_view,
+    run_retention,
     run_retention_now,
     set_retention,
     storage_stats,
@@ -104,6 +106,7 @@ __all__ = [
     "pull_from_prometheus",
     "query",
     "resample",
+    "run_retention",
     "run_retention_now",
     "save_chunk",
     "series_dict",
@@ -167,7 +170,8 @@ class _Staged:
         sid = prints[batch.index]
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
-        stored = _already_stored(sid, ts)  # read before writing: these samples replace them
+        # read before writing: these samples replace them
+        stored = _already_stored(session, sid, ts, pending=self.stats)
         self.files += store.write_sorted(session, sid, ts, values)
         cuts = np.flatnonzero(np.diff(sid)) + 1
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
@@ -213,21 +217,27 @@ class _Staged:
         return result
 
 
-def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, int]:
+def _already_stored(
+    session: Session,
+    sid: parsers.IntArray,
+    ts: parsers.IntArray,
+    pending: dict[int, tuple[int, int, int]] | None = None,
+) -> dict[int, int]:
     """Per series, how many of these (sorted) samples have a timestamp already stored.
 
     A sample at a stored timestamp replaces the stored one (later writes win on read), so
     it must not count again: overlapping pulls keep `sample_count` true. Only samples
     within their series' stored [first_at, last_at] can be there, so the files are read
     for those alone: a stream of new samples (remote write, a scrape) reads none.
+    `pending` holds the spans this transaction already wrote (earlier chunks of a pull).
     """
     if sid.size == 0:
         return {}
-    maybe = _within_stored_span(sid, ts)
+    maybe = _within_stored_span(sid, ts, pending or {})
     if not maybe.any():
         return {}
     sid, ts = sid[maybe], ts[maybe]
-    found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1)
+    found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1, session=session)
     if found.ts.size == 0:
         return {}
     hit = np.isin(ts, found.ts)  # a cheap pre-filter on timestamps alone
@@ -241,8 +251,10 @@ def _already_stored(sid: parsers.IntArray, ts: parsers.IntArray) -> dict[int, in
     return out
 
 
-def _within_stored_span(sid: parsers.IntArray, ts: parsers.IntArray) -> npt.NDArray[np.bool_]:
-    """Which samples fall inside their series' committed span.
+def _within_stored_span(
+    sid: parsers.IntArray, ts: parsers.IntArray, pending: dict[int, tuple[int, int, int]]
+) -> npt.NDArray[np.bool_]:
+    """Which samples fall inside their series' committed span (or `pending`, not yet committed).
 
     Its own read-only session: the caller's would take SQLite's write lock this early and
     hold it while files are written (and a job's progress updates wait on it).
@@ -261,6 +273,10 @@ def _within_stored_span(sid: parsers.IntArray, ts: parsers.IntArray) -> npt.NDAr
             for fp, first_at, last_at in rows:
                 at = int(np.searchsorted(prints, fp))
                 first[at], last[at] = to_ms(first_at), to_ms(last_at)
+    for at, fp in enumerate(prints.tolist()):
+        if fp in pending:
+            first[at] = min(first[at], pending[fp][0])
+            last[at] = max(last[at], pending[fp][1])
     pos = np.searchsorted(prints, sid)
     return (ts >= first[pos]) & (ts <= last[pos])
 

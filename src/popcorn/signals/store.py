@@ -1,16 +1,19 @@
-"""The sample store: Parquet files under POPCORN_HOME/signals/samples, one directory per day.
+"""The sample store: Parquet objects in the platform's object store, one prefix per UTC day.
 
-Samples are never rows in SQL. Each ingest batch writes one file per UTC day it touches,
-holding three columns (`sid`: the series' 64-bit fingerprint, `ts`: int64 milliseconds,
-`value`: float64) sorted by series then time, in row groups whose statistics let a read
-skip the series it does not want. Files are named by a write sequence; when two files hold
-the same series and timestamp, the later file wins (a re-ingested sample replaces the old
-one). Compaction merges a day's files into one, applying that rule; retention deletes whole
-days. Because files are keyed by fingerprint, not by database id, a file never points at
-the wrong series even if a database transaction rolled back around it.
+Samples are never rows in SQL. Each ingest batch writes one object per UTC day it touches
+(`signals/samples/day=YYYY-MM-DD/part-<seq>-<id>.parquet` in `popcorn.storage`), holding three
+columns (`sid`: the series' 64-bit fingerprint, `ts`: int64 milliseconds, `value`: float64)
+sorted by series then time, in row groups whose statistics let a read skip the series it does
+not want (reads go through pyarrow's filesystem for the store, local or S3, so they fetch only
+the row groups they need). Objects are ordered by a write sequence; when two hold the same
+series and timestamp, the later one wins (a re-ingested sample replaces the old one).
 
-A batch is all-or-nothing with its database transaction: its files become visible just
-before the commit and are deleted again if the transaction rolls back.
+Which objects exist for readers is decided by the database, not by listing the store: every
+object is recorded in `signals_sample_files` in the batch's own transaction, and readers read
+only listed objects. So a batch becomes visible with its commit and never if it rolls back;
+the objects of a rolled-back batch are deleted at once, and any a crash left behind are swept
+by compaction. Compaction merges a day's objects into one under a database lease per day, so
+two machines never compact the same day; retention deletes whole days.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,11 +35,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import event
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
-from popcorn.config import get_settings
-from popcorn.db import on_commit
+from popcorn import jobs
+from popcorn.db import on_commit, session_scope, utcnow
+from popcorn.signals.models import SampleFile
+from popcorn.storage import get_store
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -44,12 +49,16 @@ FloatArray = npt.NDArray[np.float64]
 DAY_MS = 86_400_000
 ROW_GROUP_ROWS = 131_072
 COMPACT_GRACE_SECONDS = 300.0
+ORPHAN_GRACE_SECONDS = 3600.0  # an object this old and unlisted belongs to no open batch
+LEASE_SECONDS = 900.0
+PREFIX = "signals/samples"
 SCHEMA = pa.schema([("sid", pa.int64()), ("ts", pa.int64()), ("value", pa.float64())])
-_CLEANUP_KEY = "signals_staged_files"
+_STAGED = "signals_staged_objects"
 
 
 def root() -> Path:
-    return get_settings().home.resolve() / "signals" / "samples"
+    """Where the sample objects are when the store is a local directory."""
+    return Path(get_store().location) / PREFIX
 
 
 def fingerprint(metric: str, labels: dict[str, str]) -> int:
@@ -63,62 +72,72 @@ def day_of(ts_ms: int) -> date:
     return datetime.fromtimestamp(ts_ms // DAY_MS * 86_400, UTC).date()
 
 
-def _day_dir(day: date) -> Path:
-    return root() / f"day={day.isoformat()}"
+def _seq_of(key: str) -> int | None:
+    """The write sequence in an object's name (nanoseconds since the epoch)."""
+    try:
+        return int(key.rsplit("/", 1)[-1].split("-")[1])
+    except (IndexError, ValueError):
+        return None
 
 
-def _files(day_dir: Path) -> list[Path]:
-    """A day's visible files in write order (names carry a zero-padded sequence)."""
-    return sorted(day_dir.glob("part-*.parquet"))
+def _listed(session: Session, first: date, last: date, *, lock: bool = False) -> list[SampleFile]:
+    """The objects listed for these days in `session`'s view, in write order; `lock` holds
+    their rows until `session` ends (retention and compaction of one day wait for each other)."""
+    query = (
+        select(SampleFile)
+        .where(SampleFile.day >= first, SampleFile.day <= last)
+        .order_by(SampleFile.day, SampleFile.seq, SampleFile.key)
+    )
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
-def partitions() -> list[tuple[date, Path]]:
-    base = root()
-    if not base.is_dir():
-        return []
-    out = []
-    for path in base.glob("day=*"):
-        try:
-            out.append((date.fromisoformat(path.name[4:]), path))
-        except ValueError:
-            continue
-    return sorted(out)
+def _visible(first: date, last: date, session: Session | None) -> list[str]:
+    """Keys a reader may read: what is committed, plus what `session` wrote so far.
+
+    The committed list comes from a session of its own, so `session` sends no statement
+    and takes no lock (on SQLite a writer's lock would stall the job's progress reports).
+    """
+    with session_scope(readonly=True) as fresh:
+        found = {(f.day, f.seq, f.key) for f in _listed(fresh, first, last)}
+    if session is not None:
+        staged: list[SampleFile] = session.info.get(_STAGED, [])
+        found |= {(f.day, f.seq, f.key) for f in staged if first <= f.day <= last}
+    return [key for _day, _seq, key in sorted(found)]
 
 
-def _write_file(day_dir: Path, table: pa.Table, seq: int | None = None) -> Path:
-    """Write to a hidden name, fsync, then rename into view: readers never see half a file."""
-    day_dir.mkdir(parents=True, exist_ok=True)
+def partitions(session: Session) -> list[date]:
+    """The days that have samples, oldest first."""
+    return list(session.scalars(select(SampleFile.day).distinct().order_by(SampleFile.day)))
+
+
+def _put_table(day: date, table: pa.Table, seq: int | None = None) -> SampleFile:
+    """Write one object (the store makes it whole or absent); the caller lists it."""
     seq = seq if seq is not None else time.time_ns()
-    name = f"part-{seq:020d}-{uuid.uuid4().hex[:12]}.parquet"
-    staged = day_dir / f".{name}.tmp"
+    key = f"{PREFIX}/day={day.isoformat()}/part-{seq:020d}-{uuid.uuid4().hex[:12]}.parquet"
+    sink = pa.BufferOutputStream()
     pq.write_table(
         table,
-        staged,
+        sink,
         row_group_size=ROW_GROUP_ROWS,
         compression="zstd",
         compression_level=1,
         use_dictionary=["sid"],
         write_statistics=True,
     )
-    fd = os.open(staged, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    final = day_dir / name
-    os.replace(staged, final)
-    return final
+    data = sink.getvalue().to_pybytes()
+    get_store().put(key, data)
+    return SampleFile(
+        day=day, seq=seq, key=key, rows=table.num_rows, bytes=len(data), created_at=utcnow()
+    )
 
 
 def write_sorted(session: Session, sid: IntArray, ts: IntArray, values: FloatArray) -> int:
-    """Write samples sorted by (sid, ts); files vanish again if `session` rolls back.
-
-    Returns the number of files written (one per UTC day touched).
-    """
+    """Write samples sorted by (sid, ts); they are visible with `session`'s commit and their
+    objects are deleted if it rolls back. Returns the number of objects (one per UTC day)."""
     if sid.size == 0:
         return 0
     days = ts // DAY_MS
-    written: list[Path] = []
+    written: list[SampleFile] = []
     try:
         if days.min() == days.max():
             groups: Iterable[tuple[int, npt.NDArray[np.intp] | slice]] = [
@@ -134,25 +153,37 @@ def write_sorted(session: Session, sid: IntArray, ts: IntArray, values: FloatArr
                 {"sid": sid[index], "ts": ts[index], "value": values[index]}, schema=SCHEMA
             )
             day = datetime.fromtimestamp(day_number * 86_400, UTC).date()
-            written.append(_write_file(_day_dir(day), table))
+            written.append(_put_table(day, table))
     except BaseException:
-        _unlink(written)
+        _delete(f.key for f in written)
         raise
-    staged: list[Path] = session.info.setdefault(_CLEANUP_KEY, [])
-    staged.extend(written)
-    on_commit(session, lambda: session.info.pop(_CLEANUP_KEY, None))
+    _stage(session, written)
     return len(written)
+
+
+def _stage(session: Session, files: list[SampleFile]) -> None:
+    """List the objects in `session`: they are deleted again if it rolls back."""
+    session.add_all(files)
+    staged: list[SampleFile] = session.info.setdefault(_STAGED, [])
+    staged.extend(files)
+    on_commit(session, lambda: session.info.pop(_STAGED, None))
 
 
 @event.listens_for(Session, "after_rollback")
 def _remove_rolled_back(session: Session) -> None:
-    _unlink(session.info.pop(_CLEANUP_KEY, []))
+    _delete(f.key for f in session.info.pop(_STAGED, []))
 
 
-def _unlink(paths: Iterable[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+def _delete(keys: Iterable[str]) -> None:
+    store = get_store()
+    for key in keys:
+        with contextlib.suppress(Exception):  # a leftover is swept later; never mask the cause
+            store.delete(key)
+
+
+def _read_table(key: str, **options: object) -> pa.Table:
+    filesystem, base = get_store().arrow()
+    return pq.read_table(f"{base}/{key}", filesystem=filesystem, schema=SCHEMA, **options)
 
 
 @dataclass
@@ -187,8 +218,13 @@ def dedupe_sorted(sid: IntArray, ts: IntArray, order_key: IntArray | None = None
     return order[last]
 
 
-def read(sids: Iterable[int], start_ms: int, end_ms: int) -> Samples:
-    """Samples of the given series with start_ms <= ts < end_ms, later writes winning."""
+def read(
+    sids: Iterable[int], start_ms: int, end_ms: int, *, session: Session | None = None
+) -> Samples:
+    """Samples of the given series with start_ms <= ts < end_ms, later writes winning.
+
+    Reads what is committed, or with `session` also what that transaction wrote.
+    """
     wanted = sorted(set(sids))
     empty = Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
     if not wanted or end_ms <= start_ms:
@@ -197,31 +233,27 @@ def read(sids: Iterable[int], start_ms: int, end_ms: int) -> Samples:
     last_day = day_of(end_ms - 1)
     for attempt in range(5):
         try:
-            return _read_once(wanted, start_ms, end_ms, first_day, last_day)
+            keys = _visible(first_day, last_day, session)
+            return _read_once(wanted, start_ms, end_ms, keys)
         except FileNotFoundError:
             if attempt == 4:
                 raise
-            time.sleep(0.05)  # compaction or retention replaced a file under us: list again
+            time.sleep(0.05)  # compaction or retention replaced an object under us: list again
     return empty
 
 
-def _read_once(wanted: list[int], start_ms: int, end_ms: int, first: date, last: date) -> Samples:
+def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -> Samples:
     wanted_arr = pa.array(wanted, pa.int64())
     flt = (
         pc.field("sid").isin(wanted_arr) & (pc.field("ts") >= start_ms) & (pc.field("ts") < end_ms)
     )
     tables: list[pa.Table] = []
     ranks: list[IntArray] = []
-    rank = 0
-    for day, path in partitions():
-        if day < first or day > last:
-            continue
-        for file in _files(path):
-            table = pq.read_table(file, filters=flt, schema=SCHEMA)
-            if table.num_rows:
-                tables.append(table)
-                ranks.append(np.full(table.num_rows, rank, np.int64))
-            rank += 1
+    for rank, key in enumerate(keys):
+        table = _read_table(key, filters=flt)
+        if table.num_rows:
+            tables.append(table)
+            ranks.append(np.full(table.num_rows, rank, np.int64))
     if not tables:
         return Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
     merged = pa.concat_tables(tables)
@@ -232,11 +264,11 @@ def _read_once(wanted: list[int], start_ms: int, end_ms: int, first: date, last:
     return Samples(sid[keep], ts[keep], value[keep])
 
 
-def count_by_series(paths: Iterable[Path]) -> dict[int, int]:
-    """Stored rows per series in the given files (duplicates included)."""
+def count_by_series(keys: Iterable[str]) -> dict[int, int]:
+    """Stored rows per series in the given objects (duplicates included)."""
     counts: dict[int, int] = {}
-    for file in paths:
-        column = pq.read_table(file, columns=["sid"]).column("sid")
+    for key in keys:
+        column = _read_table(key, columns=["sid"]).column("sid")
         grouped = pa.table({"sid": column}).group_by("sid").aggregate([("sid", "count")])
         for s, n in zip(
             grouped.column("sid").to_pylist(), grouped.column("sid_count").to_pylist(), strict=True
@@ -245,34 +277,36 @@ def count_by_series(paths: Iterable[Path]) -> dict[int, int]:
     return counts
 
 
-def drop_days_before(cutoff: date) -> tuple[list[date], dict[int, int]]:
-    """Delete every day partition older than `cutoff`; returns the days and rows removed."""
-    dropped: list[date] = []
-    removed: dict[int, int] = {}
-    for day, path in partitions():
-        if day >= cutoff:
-            break
-        for s, n in count_by_series(_files(path)).items():
-            removed[s] = removed.get(s, 0) + n
-        shutil.rmtree(path, ignore_errors=True)
-        dropped.append(day)
-    return dropped, removed
+def drop_days_before(session: Session, cutoff: date) -> tuple[list[date], dict[int, int]]:
+    """Unlist every day older than `cutoff` in `session` (objects go once it commits);
+    returns the days and the rows removed per series."""
+    files = list(
+        session.scalars(
+            select(SampleFile)
+            .where(SampleFile.day < cutoff)
+            .order_by(SampleFile.day, SampleFile.seq)
+            .with_for_update()
+        )
+    )
+    if not files:
+        return [], {}
+    removed = count_by_series(f.key for f in files)
+    keys = [f.key for f in files]
+    session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in files])))
+    on_commit(session, lambda: _delete(keys))
+    return sorted({f.day for f in files}), removed
 
 
-def first_timestamps(sids: Iterable[int]) -> dict[int, int]:
+def first_timestamps(session: Session, sids: Iterable[int]) -> dict[int, int]:
     """The oldest stored timestamp of each series, looking at the oldest days first."""
     todo = set(sids)
     found: dict[int, int] = {}
-    for _day, path in partitions():
+    for day in partitions(session):
         if not todo:
             break
-        files = _files(path)
-        if not files:
-            continue
+        keys = [f.key for f in _listed(session, day, day)]
         flt = pc.field("sid").isin(pa.array(sorted(todo), pa.int64()))
-        table = pa.concat_tables(
-            [pq.read_table(f, columns=["sid", "ts"], filters=flt, schema=SCHEMA) for f in files]
-        )
+        table = pa.concat_tables([_read_table(k, columns=["sid", "ts"], filters=flt) for k in keys])
         if table.num_rows == 0:
             continue
         grouped = table.group_by("sid").aggregate([("ts", "min")])
@@ -284,43 +318,110 @@ def first_timestamps(sids: Iterable[int]) -> dict[int, int]:
     return found
 
 
-def compact_day(day_dir: Path, grace_seconds: float = COMPACT_GRACE_SECONDS) -> dict[int, int]:
-    """Merge the day's settled files into one; returns duplicate rows removed per series.
+def days_to_compact() -> list[date]:
+    """Days listing more than one object."""
+    with session_scope(readonly=True) as session:
+        return list(
+            session.scalars(
+                select(SampleFile.day)
+                .group_by(SampleFile.day)
+                .having(func.count(SampleFile.id) > 1)
+                .order_by(SampleFile.day)
+            )
+        )
 
-    Only a prefix of files (in write order) older than `grace_seconds` is merged, so a batch
-    whose transaction is still open is never folded in, and newer files keep winning.
+
+@contextlib.contextmanager
+def day_lease(day: date) -> Iterator[bool]:
+    """Hold the database lease on one day's objects (False: another process holds it)."""
+    name = f"signals.compact:{day.isoformat()}"
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    held = jobs.acquire_lease(name, holder, LEASE_SECONDS)
+    try:
+        yield held
+    finally:
+        if held:
+            jobs.release_lease(name, holder)
+
+
+def compact_day(day: date, grace_seconds: float = COMPACT_GRACE_SECONDS) -> dict[int, int] | None:
+    """Merge the day's settled objects into one; returns duplicate rows removed per series,
+    or None when another process is compacting the day.
+
+    Only a prefix of objects (in write order) older than `grace_seconds` is merged, so a
+    batch whose transaction is still open never ends up older than the merged object.
     """
-    files = _files(day_dir)
-    cutoff = time.time() - grace_seconds
-    prefix: list[Path] = []
-    for file in files:
-        if file.stat().st_mtime > cutoff:
-            break
-        prefix.append(file)
-    if len(prefix) < 2:
-        return {}
-    tables = [pq.read_table(f, schema=SCHEMA) for f in prefix]
-    ranks = np.concatenate([np.full(t.num_rows, i, np.int64) for i, t in enumerate(tables)])
-    merged = pa.concat_tables(tables)
-    sid = merged.column("sid").to_numpy()
-    ts = merged.column("ts").to_numpy()
-    keep = dedupe_sorted(sid, ts, ranks)
-    removed: dict[int, int] = {}
-    if keep.size < sid.size:
-        before = dict(zip(*np.unique(sid, return_counts=True), strict=True))
-        after = dict(zip(*np.unique(sid[keep], return_counts=True), strict=True))
-        removed = {
-            int(s): int(n - after.get(s, 0)) for s, n in before.items() if n > after.get(s, 0)
-        }
-    seq = int(prefix[-1].name.split("-")[1])
-    _write_file(day_dir, merged.take(pa.array(keep)), seq=seq)
-    _unlink(prefix)
-    return removed
+    with day_lease(day) as held:
+        if not held:
+            return None
+        cutoff = time.time_ns() - int(grace_seconds * 1e9)
+        with session_scope() as session:
+            prefix: list[SampleFile] = []
+            for file in _listed(session, day, day, lock=True):
+                if file.seq > cutoff:
+                    break
+                prefix.append(file)
+            if len(prefix) < 2:
+                return {}
+            tables = [_read_table(f.key) for f in prefix]
+            ranks = np.concatenate([np.full(t.num_rows, i, np.int64) for i, t in enumerate(tables)])
+            merged = pa.concat_tables(tables)
+            sid = merged.column("sid").to_numpy()
+            ts = merged.column("ts").to_numpy()
+            keep = dedupe_sorted(sid, ts, ranks)
+            removed: dict[int, int] = {}
+            if keep.size < sid.size:
+                before = dict(zip(*np.unique(sid, return_counts=True), strict=True))
+                after = dict(zip(*np.unique(sid[keep], return_counts=True), strict=True))
+                removed = {
+                    int(s): int(n - after.get(s, 0))
+                    for s, n in before.items()
+                    if n > after.get(s, 0)
+                }
+            output = _put_table(day, merged.take(pa.array(keep)), seq=prefix[-1].seq)
+            old = [f.key for f in prefix]
+            _stage(session, [output])
+            session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in prefix])))
+        _delete(old)
+        return removed
 
 
-def bytes_used() -> int:
-    base = root()
-    return sum(p.stat().st_size for p in base.rglob("*.parquet")) if base.is_dir() else 0
+def sweep_orphans(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> int:
+    """Delete objects no transaction listed (a crash between write and commit or rollback).
+
+    A batch's objects are named by their write time, so `grace_seconds` covers transactions
+    still open; a compaction's output carries an old name, so each day is swept under the
+    day's lease, which the compaction holds until its output is listed.
+    """
+    cutoff = time.time_ns() - int(grace_seconds * 1e9)
+    candidates: dict[date, list[str]] = {}
+    for obj in get_store().list(f"{PREFIX}/"):
+        seq = _seq_of(obj.key)
+        day = _day_of_key(obj.key)
+        if seq is not None and seq < cutoff and day is not None:
+            candidates.setdefault(day, []).append(obj.key)
+    swept = 0
+    for day, keys in sorted(candidates.items()):
+        with day_lease(day) as held:
+            if not held:
+                continue
+            with session_scope(readonly=True) as session:
+                listed = {f.key for f in _listed(session, day, day)}
+            orphans = [k for k in keys if k not in listed]
+            _delete(orphans)
+            swept += len(orphans)
+    return swept
+
+
+def _day_of_key(key: str) -> date | None:
+    try:
+        return date.fromisoformat(key.split("/")[-2].removeprefix("day="))
+    except (IndexError, ValueError):
+        return None
+
+
+def bytes_used(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.sum(SampleFile.bytes), 0))) or 0)
 
 
 def cutoff_day(retention_days: int, now: datetime | None = None) -> date:

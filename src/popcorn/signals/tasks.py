@@ -15,8 +15,7 @@ from popcorn.signals import service
 @jobs.task("signals.retention", queue="low", retries=2, timeout=3600)
 def retention() -> dict[str, Any]:
     """Drop day partitions past the retention and compact the rest (scheduled hourly)."""
-    with session_scope() as session:
-        return service.apply_retention(session=session)
+    return service.run_retention()
 
 
 class PullArguments(BaseModel):

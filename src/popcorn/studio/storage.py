@@ -1,7 +1,8 @@
-"""Attachments: files stored under the installation's home, content-addressed, with a size limit.
+"""Attachments: files in the platform's object store, content-addressed, with a size limit.
 
 An upload streams to a temporary file while it is hashed and counted, so a file over
-the limit is refused (413 naming the `file` field) before anything is recorded.
+the limit is refused (413 naming the `file` field) before anything is recorded; then it
+goes to the object store (`studio/attachments/<sha256>`), which every machine shares.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from popcorn import audit, outbox
 from popcorn.config import get_settings
 from popcorn.context import current_actor
 from popcorn.errors import InvalidInput, NotFound, PopcornError
+from popcorn.storage import get_store
 from popcorn.studio import models as m
 from popcorn.studio import query
 from popcorn.studio.registry import ENTITIES, entity
@@ -42,35 +44,30 @@ def upload_limit() -> int:
     return max(1, min(wanted, body))
 
 
-def root() -> Path:
-    return get_settings().home.resolve() / "studio" / "attachments"
+PREFIX = "studio/attachments"
+
+
+def _key(sha: str) -> str:
+    return f"{PREFIX}/{sha[:2]}/{sha}"
 
 
 def _store(stream: IO[bytes], limit: int) -> tuple[str, int]:
-    base = root()
-    base.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp = tempfile.mkstemp(dir=base, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(
-                        f"file: the upload is over the {limit}-byte limit",
-                        details={"field": "file", "max_upload_bytes": limit},
-                    )
-                digest.update(chunk)
-                out.write(chunk)
+    with tempfile.TemporaryFile(prefix="popcorn-upload-") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(
+                    f"file: the upload is over the {limit}-byte limit",
+                    details={"field": "file", "max_upload_bytes": limit},
+                )
+            digest.update(chunk)
+            out.write(chunk)
         sha = digest.hexdigest()
-        final = base / sha[:2] / sha
-        final.parent.mkdir(exist_ok=True)
-        os.replace(tmp, final)
-        return sha, size
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        out.seek(0)
+        get_store().put(_key(sha), out.read(), immutable=True)  # same bytes, same object
+    return sha, size
 
 
 def upload(
@@ -134,10 +131,13 @@ def upload(
     return att.id
 
 
-def attachment_file(*, session: Session, attachment_id: Any) -> tuple[Path, str, str]:
-    """The stored file of an attachment: (path, filename, content type)."""
+def attachment_file(*, session: Session, attachment_id: Any) -> tuple[bytes, str, str]:
+    """The stored file of an attachment: (content, filename, content type)."""
     att = get_row(session, ENTITIES["Attachment"], attachment_id)
-    path = root() / att.sha256[:2] / att.sha256
-    if not path.is_file():
-        raise NotFound(f"the file of attachment {att.id} is missing", details={"id": att.id})
-    return path, att.filename, att.content_type
+    try:
+        data = get_store().get(_key(att.sha256))
+    except NotFound:
+        raise NotFound(
+            f"the file of attachment {att.id} is missing", details={"id": att.id}
+        ) from None
+    return data, att.filename, att.content_type

@@ -6,6 +6,7 @@ JSON); changes need operator; workflows need admin.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -153,10 +154,12 @@ def upload(form: s.UploadForm) -> Any:
 @bp.doc(summary="The stored file of an attachment", responses=DOWNLOAD_RESPONSES)
 def download(attachment_id: int) -> Response:
     with session_scope(readonly=True) as session:
-        path, filename, content_type = storage.attachment_file(
+        data, filename, content_type = storage.attachment_file(
             session=session, attachment_id=attachment_id
         )
-    return send_file(path, mimetype=content_type, as_attachment=True, download_name=filename)
+    return send_file(
+        io.BytesIO(data), mimetype=content_type, as_attachment=True, download_name=filename
+    )
 
 
 @bp.get("/schema")
