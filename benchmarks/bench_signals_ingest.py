@@ -6,6 +6,10 @@ keeps one metadata row per series. Measured, end to end with the commit:
 - a long-format Parquet file (`popcorn signals ingest file.parquet`),
 - JSON batches as the API receives them (`json.loads` of the body, validation, storage),
   once through the service and once through the Flask app (HTTP framing without sockets),
+- Prometheus remote write: the same samples as Prometheus sends them (WriteRequests of
+  2,000 one-sample series, its default `max_samples_per_send`, snappy-compressed, one
+  sender after the other as one queue shard does), through the Flask app and over real
+  HTTP to `popcorn serve` (Gunicorn, one worker),
 - reading it back: one hour of every series resampled to one minute.
 
 Baseline, in the same run: what a naive store does, one SQLite row per sample
@@ -21,10 +25,12 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +155,33 @@ def main() -> None:
 
     http_s = best(runs, ingest_http, reset)
 
+    # --- Prometheus remote write ----------------------------------------------------------
+    rw_bodies = remote_write_bodies(ts, values)
+    rw_mb = sum(len(b) for b in rw_bodies) / 2**20
+    rw_headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
+
+    def remote_write_app() -> None:
+        for body in rw_bodies:
+            res = client.post("/api/v1/signals/write", data=body, headers=rw_headers)
+            assert res.status_code == 204, res.json
+
+    rw_app_s = best(runs, remote_write_app, reset)
+
+    with gunicorn(home) as http:
+
+        def remote_write_socket() -> None:
+            for body in rw_bodies:
+                res = http.post("/api/v1/signals/write", content=body, headers=rw_headers)
+                assert res.status_code == 204, res.text
+
+        rw_http_s = best(runs, remote_write_socket, reset)
+    rw_requests = len(rw_bodies)
+
     # --- read back ----------------------------------------------------------------------
     def read() -> None:
         with session_scope(readonly=True) as session:
@@ -192,7 +225,11 @@ def main() -> None:
     )
 
     def rate(seconds: float, n: int = total) -> str:
-        return f"{n / seconds / 1e6:.2f} M/s"
+        return f"{n / seconds / 1e6:.2f} M/s" if n / seconds >= 1e5 else f"{n / seconds:,.0f}/s"
+
+    def versus(seconds: float) -> str:
+        ratio = naive_s / seconds
+        return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
 
     lines = [
         "## Signals ingest (samples per second)",
@@ -204,12 +241,17 @@ def main() -> None:
         "| path | time | samples/s | vs one SQL row per sample |",
         "|---|---:|---:|---:|",
         f"| Popcorn, Parquet file (`signals ingest x.parquet`) | {parquet_s:.2f} s | "
-        f"{rate(parquet_s)} | {naive_s / parquet_s:.1f}x faster |",
+        f"{rate(parquet_s)} | {versus(parquet_s)} |",
         f"| Popcorn, JSON batches of {batch_series * per_series:,} samples, service "
         f"(incl. `json.loads`) | {json_s:.2f} s | {rate(json_s)} | "
-        f"{naive_s / json_s:.1f}x faster |",
+        f"{versus(json_s)} |",
         f"| Popcorn, same JSON batches through the Flask app ({json_mb:.0f} MiB of bodies) | "
-        f"{http_s:.2f} s | {rate(http_s)} | {naive_s / http_s:.1f}x faster |",
+        f"{http_s:.2f} s | {rate(http_s)} | {versus(http_s)} |",
+        f"| Popcorn, Prometheus remote write, {rw_requests} WriteRequests of "
+        f"{total // rw_requests:,} samples through the Flask app ({rw_mb:.0f} MiB snappy) | "
+        f"{rw_app_s:.2f} s | {rate(rw_app_s)} | {versus(rw_app_s)} |",
+        f"| Popcorn, same WriteRequests over HTTP to `popcorn serve` (1 worker, 1 sender) | "
+        f"{rw_http_s:.2f} s | {rate(rw_http_s)} | {versus(rw_http_s)} |",
         f"| baseline: SQLite `executemany`, one row per sample, keyed (series, ts) | "
         f"{naive_s:.2f} s | {rate(naive_s)} | 1.0x |",
         "",
@@ -218,6 +260,9 @@ def main() -> None:
         f"- on disk: Popcorn {stored_bytes / 2**20:.1f} MiB "
         f"({stored_bytes / total:.1f} bytes/sample); SQLite baseline "
         f"{naive_bytes / 2**20:.1f} MiB ({naive_bytes / total:.1f} bytes/sample)",
+        "- remote write pays per request what a file pays once: a sample file, a look-up of "
+        "the timestamps it may replace, a series update and an audit entry per WriteRequest "
+        f"({rw_http_s / rw_requests * 1000:.0f} ms a request over HTTP)",
         "- the baseline's time excludes building its Python rows; Popcorn's includes parsing "
         "and validating its input (finite values, timestamps, names) and sorting",
         f"- machine: {machine()}; {watch.note()}; revision {git_revision()}",
@@ -227,6 +272,67 @@ def main() -> None:
     if not args.quick:
         print(f"\nwritten to {write_result('signals-ingest', markdown)}")
     shutil.rmtree(home, ignore_errors=True)
+
+
+def remote_write_bodies(ts: np.ndarray, values: np.ndarray, per_request: int = 2000) -> list[bytes]:
+    """Snappy WriteRequests as Prometheus's queue sends them: scrape after scrape, one
+    sample per TimeSeries, `per_request` samples a request."""
+    import cramjam
+
+    from popcorn.signals.remote_write import message_class
+
+    n_series, per_series = values.shape
+    hosts = [f"oc-{i:04d}" for i in range(n_series)]
+    bodies = []
+    request = message_class()()
+    for j in range(per_series):
+        stamp = int(ts[j]) * 1000
+        for i in range(n_series):
+            series = request.timeseries.add()
+            for name, value in (("__name__", "edge_rps"), ("host", hosts[i]), ("job", "edge")):
+                label = series.labels.add()
+                label.name, label.value = name, value
+            sample = series.samples.add()
+            sample.value, sample.timestamp = float(values[i, j]), stamp
+            if len(request.timeseries) == per_request:
+                bodies.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
+                request = message_class()()
+    if len(request.timeseries):
+        bodies.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
+    return bodies
+
+
+@contextmanager
+def gunicorn(home: Path) -> Iterator[Any]:
+    """`popcorn serve` with one worker, and an httpx client with one keep-alive connection."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log = open(home / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popcorn", "serve", "--port", str(port), "--workers", "1"],
+        env={**os.environ, "POPCORN_LOG_LEVEL": "WARNING"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            for _ in range(600):
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            yield http
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 if __name__ == "__main__":

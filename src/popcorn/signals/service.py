@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select, update
+import numpy.typing as npt
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.signals import ingest as parsers
 from popcorn.signals import store
@@ -167,9 +168,8 @@ class _Staged:
         sid = prints[batch.index]
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
-        stored = _already_stored(
-            session, sid, ts
-        )  # read before writing: these samples replace them
+        # read before writing: these samples replace them
+        stored = _already_stored(session, sid, ts, pending=self.stats)
         self.files += store.write_sorted(session, sid, ts, values)
         cuts = np.flatnonzero(np.diff(sid)) + 1
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
@@ -216,15 +216,25 @@ class _Staged:
 
 
 def _already_stored(
-    session: Session, sid: parsers.IntArray, ts: parsers.IntArray
+    session: Session,
+    sid: parsers.IntArray,
+    ts: parsers.IntArray,
+    pending: dict[int, tuple[int, int, int]] | None = None,
 ) -> dict[int, int]:
     """Per series, how many of these (sorted) samples have a timestamp already stored.
 
     A sample at a stored timestamp replaces the stored one (later writes win on read), so
-    it must not count again: overlapping pulls keep `sample_count` true.
+    it must not count again: overlapping pulls keep `sample_count` true. Only samples
+    within their series' stored [first_at, last_at] can be there, so the files are read
+    for those alone: a stream of new samples (remote write, a scrape) reads none.
+    `pending` holds the spans this transaction already wrote (earlier chunks of a pull).
     """
     if sid.size == 0:
         return {}
+    maybe = _within_stored_span(sid, ts, pending or {})
+    if not maybe.any():
+        return {}
+    sid, ts = sid[maybe], ts[maybe]
     found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1, session=session)
     if found.ts.size == 0:
         return {}
@@ -237,6 +247,36 @@ def _already_stored(
         if (s, t) in existing:
             out[s] = out.get(s, 0) + 1
     return out
+
+
+def _within_stored_span(
+    sid: parsers.IntArray, ts: parsers.IntArray, pending: dict[int, tuple[int, int, int]]
+) -> npt.NDArray[np.bool_]:
+    """Which samples fall inside their series' committed span (or `pending`, not yet committed).
+
+    Its own read-only session: the caller's would take SQLite's write lock this early and
+    hold it while files are written (and a job's progress updates wait on it).
+    """
+    prints = np.unique(sid)
+    first = np.full(prints.size, np.iinfo(np.int64).max, np.int64)
+    last = np.full(prints.size, np.iinfo(np.int64).min, np.int64)
+    chunks = [prints[lo : lo + 500].tolist() for lo in range(0, prints.size, 500)]
+    with session_scope(readonly=True) as reader:
+        for chunk in chunks:
+            rows = reader.execute(
+                select(Series.fingerprint, Series.first_at, Series.last_at).where(
+                    Series.fingerprint.in_(chunk)
+                )
+            )
+            for fp, first_at, last_at in rows:
+                at = int(np.searchsorted(prints, fp))
+                first[at], last[at] = to_ms(first_at), to_ms(last_at)
+    for at, fp in enumerate(prints.tolist()):
+        if fp in pending:
+            first[at] = min(first[at], pending[fp][0])
+            last[at] = max(last[at], pending[fp][1])
+    pos = np.searchsorted(prints, sid)
+    return (ts >= first[pos]) & (ts <= last[pos])
 
 
 def ingest_batch(*, session: Session, batch: parsers.Batch, source: str) -> IngestResult:
@@ -258,11 +298,11 @@ def _upsert_series(
     """Create missing series (racing writers tolerated) and widen the existing ones."""
     now = utcnow()
     prints = sorted(stats)
-    existing: dict[int, Series] = {}
+    # Columns and Core statements, not entities: a remote-write request touches a
+    # thousand series or more, and ORM bookkeeping per row cost more than the SQL.
+    existing: dict[int, Any] = {}
     for lo in range(0, len(prints), 500):
-        chunk = prints[lo : lo + 500]
-        stmt = select(Series).where(Series.fingerprint.in_(chunk)).order_by(Series.id)
-        existing.update({s.fingerprint: s for s in session.scalars(stmt.with_for_update())})
+        existing.update(_lock_series(session, prints[lo : lo + 500]))
     missing = [p for p in keys if p in stats and p not in existing]  # ids in batch order
     if missing:
         rows = []
@@ -295,27 +335,40 @@ def _upsert_series(
             created = set(missing)
         raced = [p for p in missing if p not in created]
         if raced:  # another writer created them between our select and insert
-            stmt = select(Series).where(Series.fingerprint.in_(raced)).with_for_update()
-            existing.update({s.fingerprint: s for s in session.scalars(stmt)})
+            existing.update(_lock_series(session, raced))
     else:
         created = set()
     updates = []
-    for p, series in existing.items():
+    for p, row in existing.items():
         first, last, count = stats[p]
         updates.append(
             {
-                "id": series.id,
-                "first_at": min(series.first_at, from_ms(first)),
-                "last_at": max(series.last_at, from_ms(last)),
-                "sample_count": series.sample_count + count,
+                "row_id": row.id,
+                "first_at": min(row.first_at, from_ms(first)),
+                "last_at": max(row.last_at, from_ms(last)),
+                "sample_count": row.sample_count + count,
                 "updated_at": now,
             }
         )
     if updates:
-        session.execute(update(Series), updates)
-        for series in existing.values():
-            session.expire(series)
+        stmt = update(Series).where(Series.id == bindparam("row_id"))
+        session.connection().execute(stmt, updates)  # Core executemany: no ORM sync
+        ids = {u["row_id"] for u in updates}
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, Series) and obj.id in ids:
+                session.expire(obj)  # loaded earlier by the caller: read the new values
     return len(created)
+
+
+def _lock_series(session: Session, prints: list[int]) -> dict[int, Any]:
+    """The series rows of these fingerprints, locked for update, by fingerprint."""
+    stmt = (
+        select(Series.id, Series.fingerprint, Series.first_at, Series.last_at, Series.sample_count)
+        .where(Series.fingerprint.in_(prints))
+        .order_by(Series.id)
+        .with_for_update()
+    )
+    return {row.fingerprint: row for row in session.execute(stmt)}
 
 
 def ingest_json(*, session: Session, payload: Any) -> IngestResult:

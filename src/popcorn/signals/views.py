@@ -13,7 +13,7 @@ from popcorn.app import role
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.listing import parse_list_params
-from popcorn.signals import plots, service
+from popcorn.signals import plots, remote_write, service
 from popcorn.signals.promql import parse_time
 from popcorn.signals.schemas import (
     AnalysisBrief,
@@ -69,6 +69,37 @@ def ingest() -> Any:
                 details={"accepted": ["application/json", *PROMETHEUS_TYPES]},
             )
         return result.as_dict()
+
+
+@bp.post("/write")
+@bp.output({}, status_code=204)
+@bp.doc(
+    summary="Prometheus remote write 1.0 receiver (operator token)",
+    description=(
+        "A snappy-compressed protobuf `WriteRequest` (`Content-Type: application/x-protobuf`, "
+        "`Content-Encoding: snappy`, `X-Prometheus-Remote-Write-Version: 0.1.0`), as "
+        "Prometheus's `remote_write` sends it. 204 stored; 400, 413 and 415 are permanent "
+        "(the sender drops the batch); 503 is retried. Samples at a stored timestamp replace "
+        "it; NaN and stale markers are skipped."
+    ),
+    responses={
+        204: "stored",
+        400: "bad body",
+        413: "too large",
+        415: "not remote write 1.0",
+        503: "cannot store now: retry",
+    },
+)
+def remote_write_receive() -> Any:
+    body = request.get_data(cache=False)
+    headers = remote_write.Headers(
+        content_type=request.headers.get("Content-Type", ""),
+        content_encoding=request.headers.get("Content-Encoding", ""),
+        version=request.headers.get("X-Prometheus-Remote-Write-Version", ""),
+    )
+    with remote_write.retryable(), session_scope() as session:
+        remote_write.receive(session=session, body=body, headers=headers)
+    return ""
 
 
 @bp.get("/series")

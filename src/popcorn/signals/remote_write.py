@@ -1,0 +1,254 @@
+"""Prometheus remote write 1.0: what Prometheus, Grafana Alloy and the OpenTelemetry
+collector push, turned into one ingest batch.
+
+A request is a snappy block-compressed protobuf `WriteRequest`. The answers are the ones
+the protocol's senders act on: 204 stored; a 4xx other than 429 is permanent (the sender
+drops the batch: bad snappy, bad protobuf, invalid labels, too large, wrong type); a 5xx
+is retried (the database, Redis or the sample store cannot be reached right now).
+
+Samples go through `service.ingest_batch`, so series naming, last-value-wins dedupe and
+`sample_count` are the same as for every other ingest: a batch resent after a timeout
+replaces what it stored the first time instead of counting twice. NaN and ±Inf values,
+among them Prometheus's stale markers, are skipped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from popcorn.errors import PopcornError, Unavailable
+from popcorn.signals import ingest as parsers
+from popcorn.signals import service
+
+CONTENT_TYPE = "application/x-protobuf"
+MESSAGE = "prometheus.WriteRequest"
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024  # Prometheus sends well under 1 MiB a request
+STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus's marker for a series that disappeared
+
+
+class RejectedWrite(PopcornError):
+    """A request that will never be stored: the sender must drop it, not retry."""
+
+    status = 400
+    code = "bad_request"
+
+
+class TooLarge(RejectedWrite):
+    status = 413
+    code = "payload_too_large"
+
+
+class WrongType(RejectedWrite):
+    status = 415
+    code = "unsupported_media_type"
+
+
+@dataclass
+class WriteResult:
+    """What one request carried: stored samples (None when nothing was left to store)."""
+
+    received: int
+    stale: int
+    non_finite: int
+    histograms: int
+    stored: service.IngestResult | None
+
+
+@cache
+def message_class() -> Any:
+    """The `WriteRequest` message class, built from a descriptor of prompb's field numbers.
+
+    Only what is stored is declared: exemplars, metadata and fields of later versions are
+    unknown fields to the parser and cost nothing. Native histograms are declared as bytes
+    (wire-compatible with the message) so they can be counted as skipped.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    f = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="popcorn/signals/prompb_remote.proto", package="prometheus", syntax="proto3"
+    )
+
+    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
+        msg = proto.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            field = msg.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                field.type_name = type_name
+
+    one, many = f.LABEL_OPTIONAL, f.LABEL_REPEATED
+    message("Sample", ("value", 1, f.TYPE_DOUBLE, one, ""), ("timestamp", 2, f.TYPE_INT64, one, ""))
+    message("Label", ("name", 1, f.TYPE_STRING, one, ""), ("value", 2, f.TYPE_STRING, one, ""))
+    message(
+        "TimeSeries",
+        ("labels", 1, f.TYPE_MESSAGE, many, ".prometheus.Label"),
+        ("samples", 2, f.TYPE_MESSAGE, many, ".prometheus.Sample"),
+        ("histograms", 4, f.TYPE_BYTES, many, ""),
+    )
+    message("WriteRequest", ("timeseries", 1, f.TYPE_MESSAGE, many, ".prometheus.TimeSeries"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(MESSAGE))
+
+
+@dataclass(frozen=True)
+class Headers:
+    """The request headers the protocol defines (empty when not sent)."""
+
+    content_type: str
+    content_encoding: str
+    version: str
+
+
+def check_headers(headers: Headers) -> None:
+    """Remote write 1.0 only: protobuf, snappy, version 0.1.x (2.0 senders then fall back)."""
+    ctype, _, params = headers.content_type.partition(";")
+    options = dict(p.strip().split("=", 1) for p in params.split(";") if "=" in p)
+    if ctype.strip().lower() != CONTENT_TYPE or options.get("proto", MESSAGE) != MESSAGE:
+        raise WrongType(
+            f"Content-Type {headers.content_type[:80] or 'missing'}: send {CONTENT_TYPE} "
+            "(remote write 1.0, prometheus.WriteRequest)",
+            details={"accepted": [CONTENT_TYPE]},
+        )
+    encoding = headers.content_encoding.strip().lower()
+    if encoding != "snappy":
+        raise WrongType(
+            f"Content-Encoding {encoding[:40] or 'missing'}: send snappy (block format)",
+            details={"accepted": ["snappy"]},
+        )
+    version = headers.version.strip() or "0.1.0"
+    if not version.startswith("0.1."):
+        raise WrongType(
+            f"X-Prometheus-Remote-Write-Version {version[:20]}: only 0.1.x (1.0) is received",
+            details={"accepted": ["0.1.0"]},
+        )
+
+
+def decode(body: bytes, *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> Any:
+    """The WriteRequest in a snappy block, refusing before decompressing past `max_bytes`."""
+    import cramjam
+    from google.protobuf.message import DecodeError
+
+    try:
+        size = int(cramjam.snappy.decompress_raw_len(body))
+    except cramjam.DecompressionError:
+        raise RejectedWrite("body: not a snappy block (block format, not framed)") from None
+    if size > max_bytes:
+        raise TooLarge(
+            f"body: decompresses to {size:,} bytes, over the {max_bytes:,}-byte limit",
+            details={"decompressed_bytes": size, "limit": max_bytes},
+        )
+    try:
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise RejectedWrite(f"body: corrupt snappy block ({exc})") from None
+    request = message_class()()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError:
+        raise RejectedWrite("body: not a protobuf WriteRequest") from None
+    return request
+
+
+def to_batch(request: Any) -> tuple[parsers.Batch, WriteResult]:
+    """The samples of a WriteRequest as one batch; non-finite values skipped and counted.
+
+    Prometheus sends one TimeSeries per sample, so a series' labels are validated once per
+    request (cached by their raw pairs) and samples gather in flat lists, not per series.
+    """
+    keys: dict[parsers.SeriesKey, int] = {}
+    seen: dict[tuple[tuple[str, str], ...], int] = {}
+    index: list[int] = []
+    stamps: list[int] = []
+    values: list[float] = []
+    origin: list[int] = []
+    histograms = 0
+    for n, series in enumerate(request.timeseries):
+        histograms += len(series.histograms)
+        samples = series.samples
+        if not samples:
+            continue
+        pairs = tuple((label.name, label.value) for label in series.labels)
+        idx = seen.get(pairs)
+        if idx is None:
+            where = f"timeseries[{n}]"
+            key = parsers.series_key(*_metric_and_labels(pairs, where), where)
+            idx = seen[pairs] = keys.setdefault(key, len(keys))
+        for sample in samples:
+            index.append(idx)
+            stamps.append(sample.timestamp)
+            values.append(sample.value)
+            origin.append(n)
+    value_arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(value_arr)
+    stale = int((value_arr[~finite].view(np.uint64) == STALE_NAN_BITS).sum())
+    counts = WriteResult(
+        received=value_arr.size,
+        stale=stale,
+        non_finite=int(value_arr.size - finite.sum()) - stale,
+        histograms=histograms,
+        stored=None,
+    )
+    kept = np.flatnonzero(finite)
+    batch = parsers.Batch(
+        list(keys),
+        np.asarray(index, dtype=np.int64)[kept],
+        np.asarray(stamps, dtype=np.int64)[kept],
+        value_arr[kept],
+        skipped=counts.stale + counts.non_finite,
+    )
+    parsers.check_samples(
+        batch.ts, batch.value, lambda i: f"timeseries[{origin[int(kept[i])]}] sample"
+    )
+    return batch, counts
+
+
+def _metric_and_labels(
+    pairs: tuple[tuple[str, str], ...], where: str
+) -> tuple[str | None, dict[str, str]]:
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name in found:
+            raise parsers.IngestError(f"{where}: label {name!r} given twice")
+        found[name] = value
+    metric = found.pop("__name__", None)
+    if metric is None:
+        raise parsers.IngestError(f"{where}: no __name__ label")
+    return metric, found
+
+
+def receive(*, session: Session, body: bytes, headers: Headers) -> WriteResult:
+    """Store one remote-write request, all or nothing; a request of only stale markers,
+    histograms or metadata stores nothing and is still a success."""
+    check_headers(headers)
+    request = decode(body)
+    try:
+        batch, result = to_batch(request)
+    except parsers.IngestError as exc:
+        raise RejectedWrite(exc.message, details=exc.details) from None
+    if batch.samples:
+        result.stored = service.ingest_batch(session=session, batch=batch, source="remote_write")
+    return result
+
+
+@contextmanager
+def retryable() -> Iterator[None]:
+    """Turn a database, Redis or sample-store outage into 503, which senders retry."""
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import TimeoutError as RedisSlow
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError, RedisDown, RedisSlow, OSError) as exc:
+        raise Unavailable(
+            f"cannot store now ({type(exc).__name__}); retry later",
+            details={"retryable": True},
+        ) from None
