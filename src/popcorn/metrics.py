@@ -34,6 +34,9 @@ LATENCY = Histogram(
 
 # Domains add scrape-time collectors: callables yielding metric families.
 SCRAPE_COLLECTORS: list[Callable[[], Iterator[Any]]] = []
+# ... and their own counters and histograms, shown as they are in a single process (merged
+# across processes from PROMETHEUS_MULTIPROC_DIR otherwise).
+PROCESS_METRICS: list[Any] = [REQUESTS, LATENCY]
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -76,7 +79,7 @@ def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        for collector in (REQUESTS, LATENCY):
+        for collector in PROCESS_METRICS:
             registry.register(collector)
     registry.register(_ScrapeCollector())
     return generate_latest(registry), CONTENT_TYPE_LATEST

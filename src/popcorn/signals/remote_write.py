@@ -21,9 +21,11 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from popcorn.errors import PopcornError, Unavailable
+from popcorn.metrics import PROCESS_METRICS
 from popcorn.signals import ingest as parsers
 from popcorn.signals import service
 
@@ -31,6 +33,12 @@ CONTENT_TYPE = "application/x-protobuf"
 MESSAGE = "prometheus.WriteRequest"
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024  # Prometheus sends well under 1 MiB a request
 STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus's marker for a series that disappeared
+SAMPLES = Counter(
+    "popcorn_signals_remote_write_samples_total",
+    "Samples received by remote write, by outcome",
+    ["outcome"],
+)
+PROCESS_METRICS.append(SAMPLES)
 
 
 class RejectedWrite(PopcornError):
@@ -234,8 +242,20 @@ def receive(*, session: Session, body: bytes, headers: Headers) -> WriteResult:
     except parsers.IngestError as exc:
         raise RejectedWrite(exc.message, details=exc.details) from None
     if batch.samples:
-        result.stored = service.ingest_batch(session=session, batch=batch, source="remote_write")
+        result.stored = service.ingest_batch(
+            session=session, batch=batch, source="remote_write", audit=False
+        )
     return result
+
+
+def count(result: WriteResult) -> None:
+    """After the commit: a stream is counted in metrics, not audited request by request."""
+    stored = result.stored
+    SAMPLES.labels("stored").inc(stored.samples if stored else 0)
+    SAMPLES.labels("duplicate").inc(stored.duplicates if stored else 0)
+    SAMPLES.labels("stale").inc(result.stale)
+    SAMPLES.labels("non_finite").inc(result.non_finite)
+    SAMPLES.labels("histogram").inc(result.histograms)
 
 
 @contextmanager

@@ -185,8 +185,9 @@ class _Staged:
         self.duplicates += int(batch.samples - sid.size)
         self.replaced += sum(stored.values())
 
-    def commit(self, session: Session, source: str) -> IngestResult:
-        """Record the series and the audit entry in the caller's transaction."""
+    def commit(self, session: Session, source: str, *, audit: bool = True) -> IngestResult:
+        """Record the series (and, unless it is a stream, the audit entry) in the caller's
+        transaction."""
         if self.samples == 0:
             raise InvalidInput(f"{source}: no samples to ingest", details={"source": source})
         batch_id = uuid.uuid4().hex[:16]
@@ -203,13 +204,14 @@ class _Staged:
             last_time=from_ms(max(v[1] for v in self.stats.values())),
             batch_id=batch_id,
         )
-        record_change(
-            session,
-            "ingest",
-            "signals_batch",
-            batch_id,
-            after={"source": source, **result.as_dict()},
-        )
+        if audit:
+            record_change(
+                session,
+                "ingest",
+                "signals_batch",
+                batch_id,
+                after={"source": source, **result.as_dict()},
+            )
         if new:
             ensure_retention_schedule(session=session)
         return result
@@ -279,15 +281,19 @@ def _within_stored_span(
     return (ts >= first[pos]) & (ts <= last[pos])
 
 
-def ingest_batch(*, session: Session, batch: parsers.Batch, source: str) -> IngestResult:
+def ingest_batch(
+    *, session: Session, batch: parsers.Batch, source: str, audit: bool = True
+) -> IngestResult:
     """Store a validated batch: samples to Parquet, series metadata to the database.
 
     Out-of-order samples are sorted; a series' repeated timestamp keeps the value given last.
     Nothing is visible to others until the session commits, and on rollback the files go.
+    `audit=False` for streams (remote write every few seconds), which would otherwise add
+    an audit record per request; their volume is counted in metrics instead.
     """
     staged = _Staged()
     staged.add(session, batch)
-    return staged.commit(session, source)
+    return staged.commit(session, source, audit=audit)
 
 
 def _upsert_series(

@@ -98,7 +98,8 @@ def remote_write_receive() -> Any:
         version=request.headers.get("X-Prometheus-Remote-Write-Version", ""),
     )
     with remote_write.retryable(), session_scope() as session:
-        remote_write.receive(session=session, body=body, headers=headers)
+        result = remote_write.receive(session=session, body=body, headers=headers)
+    remote_write.count(result)
     return ""
 
 
