@@ -75,15 +75,28 @@ def _report_errors(exc: InvalidInput) -> None:
     help="File format (default: from the file name).",
 )
 @click.option("--dry-run", is_flag=True, help="Check everything and show counts; write nothing.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Library directories too: any problem (an unknown field included) and nothing is written.",
+)
 @json_option
 @with_actor
 def import_command(
-    paths: tuple[Path, ...], otype: str | None, fmt: str | None, dry_run: bool, as_json: bool
+    paths: tuple[Path, ...],
+    otype: str | None,
+    fmt: str | None,
+    dry_run: bool,
+    strict: bool,
+    as_json: bool,
 ) -> None:
-    """Import files (CSV, JSON, YAML) and device-type library directories, all or nothing.
+    """Import files (CSV, JSON, YAML) and device-type library directories.
 
-    Re-importing the same file changes nothing. A directory is read as a
-    device-type library checkout (device-types/…, module-types/…).
+    Files are all or nothing; re-importing the same file changes nothing. A
+    directory is read as a device-type library checkout (device-types/…,
+    module-types/…) file by file: fields Popcorn has no place for are warnings,
+    a broken file is skipped and named, and the command then exits 1.
+    `--strict` makes the library all or nothing too.
     """
     bar = progress(None, "reading")
     task = bar.tasks[0].id
@@ -91,20 +104,52 @@ def import_command(
     def report(done: int, total: int, phase: str) -> None:
         bar.update(task, completed=done, total=total, description=phase)
 
+    library = not strict and any(p.is_dir() for p in paths)
     try:
         with bar, session_scope() as session:
-            result = service.import_paths(
-                session=session,
-                paths=list(paths),
-                fmt=fmt,
-                otype=otype,
-                dry_run=dry_run,
-                progress=report,
-            )
+            if library:
+                found = service.import_library(
+                    session=session, paths=list(paths), dry_run=dry_run, progress=report
+                )
+            else:
+                result = service.import_paths(
+                    session=session,
+                    paths=list(paths),
+                    fmt=fmt,
+                    otype=otype,
+                    dry_run=dry_run,
+                    progress=report,
+                )
     except InvalidInput as exc:
         _report_errors(exc)
         return
-    _print_result(result, as_json)
+    if not library:
+        _print_result(result, as_json)
+        return
+    _print_library(found, as_json)
+    if found.skipped:
+        sys.exit(1)
+
+
+def _print_library(found: service.LibraryImport, as_json: bool) -> None:
+    if as_json:
+        output(found.as_dict(), as_json=True)
+    else:
+        for warning in found.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        for problem in found.problems:
+            click.echo(f"error: {problem}", err=True)
+        if found.result is not None:
+            _print_result(found.result, as_json=False)
+        click.echo(
+            f"{found.imported} of {found.files} library file(s) imported, "
+            f"{len(found.warnings)} warning(s)",
+            err=True,
+        )
+    if found.skipped:
+        click.echo(
+            f"error: {len(found.skipped)} file(s) skipped: {', '.join(found.skipped)}", err=True
+        )
 
 
 @group.command("export")

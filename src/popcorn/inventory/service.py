@@ -44,8 +44,9 @@ from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
-from popcorn.inventory.files import export, import_files, import_library, import_paths
+from popcorn.inventory.files import export, import_files, import_paths
 from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
+from popcorn.inventory.library import LibraryImport, import_library
 from popcorn.inventory.reports import (
     COUNT_BY,
     EXPECTED_LIFE_YEARS,
@@ -64,6 +65,7 @@ __all__ = [
     "COUNT_BY",
     "EXPECTED_LIFE_YEARS",
     "READ_SCHEMAS",
+    "LibraryImport",
     "add_journal",
     "bulk_apply",
     "bulk_change",
