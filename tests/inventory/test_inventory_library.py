@@ -130,7 +130,8 @@ def test_a_plain_file_beside_the_library_stays_all_or_nothing(
     sites = tmp_path / "devices.yaml"
     sites.write_text(
         "sites:\n  - {code: ams1, name: Amsterdam 1}\n"
-        "devices:\n  - {name: edge1, role: router, model: generic-24-port-lc-patch-panel, site: ams1}\n"
+        "devices:\n  - {name: edge1, role: router, site: ams1,\n"
+        "     model: generic-24-port-lc-patch-panel}\n"
     )
     result = run(str(checkout), str(sites))
     assert result.exit_code == 1
