@@ -266,15 +266,16 @@ class Link(Timestamps, Base):
     __tablename__ = "inventory_links"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    a_type: Mapped[str] = mapped_column(String(10))
+    # "interface" or "port" on a device; "circuit_termination" or "power_feed" have none.
+    a_type: Mapped[str] = mapped_column(String(20))
     a_id: Mapped[int] = mapped_column(Integer)
-    a_device_id: Mapped[int] = mapped_column(
-        ForeignKey("inventory_devices.id", ondelete="CASCADE"), index=True
+    a_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_devices.id", ondelete="CASCADE"), nullable=True, index=True
     )
-    b_type: Mapped[str] = mapped_column(String(10))
+    b_type: Mapped[str] = mapped_column(String(20))
     b_id: Mapped[int] = mapped_column(Integer)
-    b_device_id: Mapped[int] = mapped_column(
-        ForeignKey("inventory_devices.id", ondelete="CASCADE"), index=True
+    b_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_devices.id", ondelete="CASCADE"), nullable=True, index=True
     )
     type: Mapped[str] = mapped_column(String(20), default="")
     status: Mapped[str] = mapped_column(String(20), default="connected")
@@ -383,3 +384,7 @@ class JournalEntry(Base):
     comments: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# IPAM, circuits and power live in their own module; importing it here registers their tables.
+from popcorn.inventory.ipam import models as _ipam_models  # noqa: E402,F401
