@@ -152,6 +152,41 @@ def _print_library(found: service.LibraryImport, as_json: bool) -> None:
         )
 
 
+@group.command("import-netbox")
+@click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Map and check everything; write nothing.")
+@json_option
+@with_actor
+def import_netbox_command(dump: Path, dry_run: bool, as_json: bool) -> None:
+    """Import a NetBox database dump (`manage.py dumpdata` JSON, NetBox 3.x or 4.x).
+
+    All or nothing; importing the same dump again changes nothing, a newer dump
+    updates what changed. Models Popcorn does not hold are listed with counts.
+    """
+    from popcorn.inventory.netbox import import_netbox
+
+    bar = progress(None, "reading")
+    task = bar.tasks[0].id
+
+    def report(done: int, total: int, phase: str) -> None:
+        bar.update(task, completed=done, total=total, description=phase)
+
+    try:
+        with bar, session_scope() as session:
+            found = import_netbox(session=session, path=dump, dry_run=dry_run, progress=report)
+    except InvalidInput as exc:
+        _report_errors(exc)
+        return
+    if as_json:
+        output(found.as_dict(), as_json=True)
+        return
+    _print_result(found.result, as_json=False)
+    left_out = [{"netbox model": k, "records": v} for k, v in sorted(found.skipped.items())]
+    left_out += [{"netbox model": k, "records": v} for k, v in sorted(found.dropped.items())]
+    if left_out:
+        output(left_out, as_json=False, columns=["netbox model", "records"], title="not imported")
+
+
 @group.command("export")
 @click.option("--type", "otypes", multiple=True, help="Object type(s); default: everything.")
 @click.option(
