@@ -10,6 +10,7 @@ ORDER = [
     "cli",
     "demo",
     "inventory",
+    "inventory-import",
     "signals",
     "signals-ingest",
     "rules",
