@@ -18,18 +18,26 @@ from sqlalchemy.orm import Session
 
 from popcorn.inventory import models as m
 from popcorn.inventory import service
+from popcorn.inventory.ipam import service as ipam_service
 
 __all__ = [
+    "AddressSummary",
+    "CircuitSummary",
     "ComponentSummary",
     "DeviceSummary",
+    "PowerFeedSummary",
     "SiteCapacity",
     "SiteSummary",
+    "device_addresses",
+    "device_circuits",
     "device_roles",
     "devices_for_scope",
     "find_component",
     "get_device",
     "list_sites",
     "mark_component_failed",
+    "power_feeds",
+    "primary_address",
     "record_agent_heartbeat",
     "set_device_status",
     "site_capacity",
@@ -210,3 +218,91 @@ def record_agent_heartbeat(
     service.record_agent_heartbeat(
         session=session, device=device, url=url, version=version, actions=actions
     )
+
+
+# --- IPAM, circuits and power ------------------------------------------------------------
+
+
+class AddressSummary(_Summary):
+    """An address on one of a device's interfaces."""
+
+    address: str  # with its mask: "198.51.100.10/24"
+    family: int
+    vrf: str | None
+    interface: str | None
+    primary: bool
+    dns_name: str
+
+
+class CircuitSummary(_Summary):
+    """A circuit (transit, peering, IX port) cabled to a device's interface."""
+
+    id: int
+    cid: str
+    provider: str
+    type: str
+    status: str
+    commit_rate_kbps: int | None
+    interface: str | None
+    far_site: str | None  # site code of the circuit's other end
+
+
+class PowerFeedSummary(_Summary):
+    id: int
+    name: str
+    power_panel: str
+    site: str
+    rack: str | None
+    status: str
+    available_power: int  # VA
+    allocated_draw: int  # W
+    utilization: float  # 0..1
+
+
+def device_addresses(*, session: Session, device: int | str) -> list[AddressSummary]:
+    """Every address on a device's interfaces, IPv4 first; unknown devices raise NotFound."""
+    rows = ipam_service.device_addresses(session=session, device=device)
+    return [
+        AddressSummary(
+            address=r["address"], family=r["family"], vrf=r["vrf"], interface=r["interface"],
+            primary=r["primary"], dns_name=r["dns_name"],
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+def primary_address(*, session: Session, device: int | str, family: int = 4) -> str | None:
+    """A device's primary IPv4 (or, with family=6, IPv6) address without its mask."""
+    found = service.get_device(session=session, ref=device)
+    return found.primary_ip4 if family == 4 else found.primary_ip6
+
+
+def device_circuits(*, session: Session, device: int | str) -> list[CircuitSummary]:
+    """The circuits a device's interfaces are cabled to (its ISP and IX connections)."""
+    return [
+        CircuitSummary(
+            id=r["id"], cid=r["cid"], provider=r["provider"], type=r["type"],
+            status=r["status"], commit_rate_kbps=r["commit_rate"], interface=r["interface"],
+            far_site=r["far_site"],
+        )
+        for r in ipam_service.device_circuits(session=session, device=device)
+    ]  # fmt: skip
+
+
+def power_feeds(*, session: Session, site: str | None = None) -> list[PowerFeedSummary]:
+    """Power feeds (of one site, by code) with their utilisation from what they power."""
+    args = {"limit": "1000", **({"site": site} if site else {})}
+    feeds: list[PowerFeedSummary] = []
+    while True:
+        page = ipam_service.list_objects(session=session, otype="power_feed", args=args)
+        feeds += [
+            PowerFeedSummary(
+                id=r["id"], name=r["name"], power_panel=r["power_panel"], site=r["site"],
+                rack=r["rack"], status=r["status"], available_power=r["available_power"],
+                allocated_draw=r["allocated_draw"], utilization=r["utilization"],
+            )
+            for r in page["items"]
+        ]  # fmt: skip
+        if not page["next"]:
+            return feeds
+        args = {**args, "cursor": page["next"]}

@@ -18,6 +18,7 @@ from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES, BatchResult, resolve_type
+from popcorn.inventory.ipam import cli as ipam_cli
 
 COLUMNS: dict[str, list[str]] = {
     "custom_field": ["id", "object_type", "name", "type", "required"],
@@ -38,7 +39,7 @@ COLUMNS: dict[str, list[str]] = {
 
 @click.group("inventory")
 def group() -> None:
-    """Sites, device models, devices, components and cables."""
+    """Sites, device models, devices, components and cables; IPAM, circuits and power."""
 
 
 def _print_result(result: BatchResult, as_json: bool) -> None:
@@ -219,6 +220,9 @@ def export_command(
 
 
 def _list(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
+    if ipam_cli.handles(otype):
+        ipam_cli.list_objects(otype, args, limit, as_json)
+        return
     otype = resolve_type(otype)
     with session_scope(readonly=True) as session:
         page = service.list_objects(session=session, otype=otype, args={**args, "limit": limit})
@@ -371,6 +375,9 @@ def trace_command(device: str, name: str, kind: str, as_json: bool) -> None:
 @with_actor
 def create_command(otype: str, fields: tuple[str, ...], as_json: bool) -> None:
     """Create one object: `popcorn inventory create device name=r1 role=router model=mx204 …`."""
+    if ipam_cli.handles(otype):
+        ipam_cli.create(otype, parse_kv(fields), as_json)
+        return
     with session_scope() as session:
         created = service.create_object(session=session, otype=otype, data=parse_kv(fields))
     output(created, as_json=as_json)
@@ -384,6 +391,9 @@ def create_command(otype: str, fields: tuple[str, ...], as_json: bool) -> None:
 @with_actor
 def update_command(otype: str, ref: str, fields: tuple[str, ...], as_json: bool) -> None:
     """Change fields of one object (by id or natural key)."""
+    if ipam_cli.handles(otype):
+        ipam_cli.update(otype, ref, parse_kv(fields), as_json)
+        return
     with session_scope() as session:
         changed = service.update_object(
             session=session, otype=otype, ref=ref, data=parse_kv(fields)
@@ -397,6 +407,9 @@ def update_command(otype: str, ref: str, fields: tuple[str, ...], as_json: bool)
 @with_actor
 def delete_command(otype: str, refs: tuple[str, ...]) -> None:
     """Delete objects (all or nothing); a device takes its parts and cables with it."""
+    if ipam_cli.handles(otype):
+        ipam_cli.delete(otype, list(refs))
+        return
     with session_scope() as session:
         count = service.delete_objects(session=session, otype=otype, refs=list(refs))
     click.echo(f"deleted {count} {TYPES[resolve_type(otype)].plural.replace('_', ' ')}")
@@ -498,3 +511,6 @@ def journal_command(otype: str, ref: str, comments: str | None, kind: str, as_js
             for e in service.journal(session=session, otype=otype, ref=ref)
         ]
     output(rows, as_json=as_json, columns=["created_at", "created_by", "kind", "comments"])
+
+
+ipam_cli.register(group)

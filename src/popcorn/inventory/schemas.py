@@ -688,10 +688,11 @@ class BayRead(ReadSchema):
 
 
 class LinkRead(Stamped):
-    a_device: str
+    # No device when the end is a circuit termination or a power feed.
+    a_device: str | None
     a_name: str
     a_kind: str
-    b_device: str
+    b_device: str | None
     b_name: str
     b_kind: str
     type: str

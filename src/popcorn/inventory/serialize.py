@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from popcorn.inventory import devicetypes
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES
+from popcorn.inventory.ipam import reads as ipam_reads
 
 LABELS: dict[str, Any] = {
     "region": m.Region.slug,
@@ -236,6 +237,15 @@ def _link(session: Session, rows: list[dict[str, Any]], names: Names) -> list[di
                         name,
                         kind,
                     )
+        for end_type in ("circuit_termination", "power_feed"):
+            labels = ipam_reads.end_names(
+                session, end_type, (r[f"{side}_id"] for r in rows if r[f"{side}_type"] == end_type)
+            )
+            for row in rows:
+                if row[f"{side}_type"] == end_type:
+                    row[f"{side}_device"] = None
+                    row[f"{side}_name"] = labels.get(row[f"{side}_id"])
+                    row[f"{side}_kind"] = end_type
     return rows
 
 

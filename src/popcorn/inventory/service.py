@@ -309,8 +309,9 @@ def _drop_orphan_links(session: Session, device_ids: list[int]) -> None:
     ).all()
     ends: dict[str, set[int]] = {"interface": set(), "port": set()}
     for _, a_type, a_id, b_type, b_id in links:
-        ends[a_type].add(a_id)
-        ends[b_type].add(b_id)
+        for end_type, end_id in ((a_type, a_id), (b_type, b_id)):
+            if end_type in ends:  # circuit terminations and feeds outlive a device
+                ends[end_type].add(end_id)
     alive = {
         end_type: set(
             session.scalars(
@@ -322,7 +323,7 @@ def _drop_orphan_links(session: Session, device_ids: list[int]) -> None:
     gone = [
         link_id
         for link_id, a_type, a_id, b_type, b_id in links
-        if a_id not in alive[a_type] or b_id not in alive[b_type]
+        if a_id not in alive.get(a_type, {a_id}) or b_id not in alive.get(b_type, {b_id})
     ]
     if gone:
         session.execute(delete(m.Link).where(m.Link.id.in_(gone)))

@@ -1,4 +1,9 @@
-"""Following cables from an interface or port to the far end, through patch panels."""
+"""Following cables from an interface or port to the far end, through patch panels and circuits.
+
+A cable may end on a circuit termination or a power feed (`inventory.ipam`): a
+trace reaching a circuit's termination crosses the circuit to its other end and
+continues along that end's cable, if any; a power feed ends the trace.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,16 @@ from sqlalchemy.orm import Session
 from popcorn.errors import NotFound
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES
+from popcorn.inventory.ipam import reads as ipam_reads
 from popcorn.lookup import parse_id
 
 
 def _end(session: Session, end_type: str, end_id: int) -> dict[str, Any]:
+    if end_type not in TYPES:
+        found = ipam_reads.cable_end(session, end_type, end_id)
+        if found is None:
+            raise NotFound(f"no {end_type.replace('_', ' ')} {end_id}")
+        return found
     model = TYPES[end_type].model
     row = session.execute(
         select(model, m.Device.name)
@@ -39,7 +50,8 @@ def _end(session: Session, end_type: str, end_id: int) -> dict[str, Any]:
 
 
 def _public(end: dict[str, Any]) -> dict[str, Any]:
-    return {k: end[k] for k in ("type", "id", "kind", "device", "device_id", "name")}
+    keys = ("type", "id", "kind", "device", "device_id", "name", "site", "circuit")
+    return {k: end[k] for k in keys if k in end}
 
 
 def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any]:
@@ -51,11 +63,10 @@ def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any
     hops: list[dict[str, Any]] = []
     seen = {(end_type, end_id)}
     position: int | None = None
-    far: dict[str, Any] | None = None
+    destination: dict[str, Any] | None = None
     for _ in range(64):
         if current["link_id"] is None:
             hops.append({"near": _public(current), "link": None, "far": None})
-            far = None
             break
         link = session.get(m.Link, current["link_id"])
         assert link is not None
@@ -79,15 +90,20 @@ def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any
             }
         )
         following = _pass_through(session, far, position)
-        if following is None:
+        if following is not None and following[0]["type"] == "circuit_termination":
+            other = following[0]
+            # the hop across the circuit: its "link" is the circuit itself
+            hops.append({"near": _public(far), "far": _public(other), "link": far["circuit"]})
+            if other["link_id"] is None:  # the circuit's far end lands on no cable: it ends there
+                destination = _public(other)
+                break
+        elif following is None:
+            destination = _public(far)
             break
         current, position = following
         if (current["type"], current["id"]) in seen:
             break
         seen.add((current["type"], current["id"]))
-    destination = (
-        _public(far) if far is not None and _pass_through(session, far, position) is None else None
-    )
     return {
         "origin": origin,
         "hops": hops,
@@ -99,7 +115,10 @@ def trace_from(*, session: Session, end_type: str, end_id: int) -> dict[str, Any
 def _pass_through(
     session: Session, end: dict[str, Any], position: int | None
 ) -> tuple[dict[str, Any], int | None] | None:
-    """The port a signal continues from after reaching `end` (patch panels), if any."""
+    """Where a signal continues from after reaching `end` (patch panels, circuits), if anywhere."""
+    if end["type"] == "circuit_termination":
+        other = ipam_reads.other_termination(session, end["id"])
+        return None if other is None else (_end(session, "circuit_termination", other), None)
     if end["kind"] == "front-port" and end["peer_id"] is not None:
         return _end(session, "port", end["peer_id"]), end["peer_position"] or 1
     if end["kind"] == "rear-port":

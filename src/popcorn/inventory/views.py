@@ -24,6 +24,7 @@ from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES
+from popcorn.inventory.ipam import views as ipam_views
 from popcorn.listing import PageResult
 from popcorn.schemas import Page, Schema
 
@@ -454,3 +455,6 @@ def report_failed() -> dict[str, Any]:
 
 
 metrics.SCRAPE_COLLECTORS.append(service.collect_metrics)
+
+# IPAM, circuits and power: the same conventions, on this blueprint.
+ipam_views.register(bp)

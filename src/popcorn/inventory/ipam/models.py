@@ -4,8 +4,10 @@ Names follow NetBox (rir, asn, vrf, prefix, ip_range, ip_address, vlan_group,
 vlan, provider, circuit_type, circuit, circuit_termination, power_panel,
 power_feed) so a NetBox dump maps onto them field by field. Addresses and
 prefixes are stored as normalised text ("10.0.0.1/24", "2001:db8::/32") with
-their family; hierarchy, utilisation and free space are computed with Python's
-`ipaddress`, which handles IPv4 and IPv6 alike on SQLite and PostgreSQL.
+their family, plus sort keys: the address as 32 hex digits, so "which addresses
+lie in 10.1.0.0/16" is an indexed range query on SQLite and PostgreSQL alike
+for IPv4 and IPv6. Hierarchy, utilisation and free space are then computed with
+Python's `ipaddress`.
 Circuit terminations and power feeds are cable ends: a `Link` joins them to
 device interfaces and power ports, so the existing trace follows them.
 """
@@ -66,13 +68,22 @@ class Vrf(Timestamps, Base):
     description: Mapped[str] = mapped_column(String(200), default="")
 
 
+# "0a000000…" for 10.0.0.0: fixed-width hex sorts as the address does.
+KEY = String(32)
+
+
 class Prefix(Timestamps, Base):
     __tablename__ = "inventory_prefixes"
-    __table_args__ = (Index("ix_inventory_prefixes_vrf_prefix", "vrf_id", "family", "prefix"),)
+    __table_args__ = (
+        Index("ix_inventory_prefixes_vrf_start", "vrf_id", "family", "start_key"),
+        Index("ix_inventory_prefixes_prefix", "prefix"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prefix: Mapped[str] = mapped_column(String(43))
     family: Mapped[int] = mapped_column(Integer)
+    start_key: Mapped[str] = mapped_column(KEY)
+    end_key: Mapped[str] = mapped_column(KEY)
     vrf_id: Mapped[int | None] = mapped_column(ForeignKey("inventory_vrfs.id"), nullable=True)
     site_id: Mapped[int | None] = mapped_column(
         ForeignKey("inventory_sites.id"), nullable=True, index=True
@@ -91,6 +102,9 @@ class IpRange(Timestamps, Base):
     start_address: Mapped[str] = mapped_column(String(50))
     end_address: Mapped[str] = mapped_column(String(50))
     family: Mapped[int] = mapped_column(Integer)
+    start_key: Mapped[str] = mapped_column(KEY)
+    end_key: Mapped[str] = mapped_column(KEY)
+    mark_utilized: Mapped[bool] = mapped_column(Boolean, default=False)
     vrf_id: Mapped[int | None] = mapped_column(
         ForeignKey("inventory_vrfs.id"), nullable=True, index=True
     )
@@ -100,11 +114,15 @@ class IpRange(Timestamps, Base):
 
 class IpAddress(Timestamps, Base):
     __tablename__ = "inventory_ip_addresses"
-    __table_args__ = (Index("ix_inventory_ip_addresses_vrf_address", "vrf_id", "address"),)
+    __table_args__ = (
+        Index("ix_inventory_ip_addresses_vrf_host", "vrf_id", "family", "host_key"),
+        Index("ix_inventory_ip_addresses_address", "address"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     address: Mapped[str] = mapped_column(String(50))
     family: Mapped[int] = mapped_column(Integer)
+    host_key: Mapped[str] = mapped_column(KEY)
     vrf_id: Mapped[int | None] = mapped_column(ForeignKey("inventory_vrfs.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="active")
     role: Mapped[str | None] = mapped_column(String(20), nullable=True)

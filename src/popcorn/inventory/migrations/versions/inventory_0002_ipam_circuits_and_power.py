@@ -5,7 +5,7 @@ power feed, which belong to no device.
 
 Revision ID: inventory_0002
 Revises: inventory_0001
-Create Date: 2026-12-05 14:31:02.037880
+Create Date: 2026-12-05 14:33:24.559735
 """
 
 from __future__ import annotations
@@ -162,6 +162,9 @@ def upgrade() -> None:
         sa.Column("start_address", sa.String(length=50), nullable=False),
         sa.Column("end_address", sa.String(length=50), nullable=False),
         sa.Column("family", sa.Integer(), nullable=False),
+        sa.Column("start_key", sa.String(length=32), nullable=False),
+        sa.Column("end_key", sa.String(length=32), nullable=False),
+        sa.Column("mark_utilized", sa.Boolean(), nullable=False),
         sa.Column("vrf_id", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("description", sa.String(length=200), nullable=False),
@@ -250,6 +253,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("prefix", sa.String(length=43), nullable=False),
         sa.Column("family", sa.Integer(), nullable=False),
+        sa.Column("start_key", sa.String(length=32), nullable=False),
+        sa.Column("end_key", sa.String(length=32), nullable=False),
         sa.Column("vrf_id", sa.Integer(), nullable=True),
         sa.Column("site_id", sa.Integer(), nullable=True),
         sa.Column("vlan_id", sa.Integer(), nullable=True),
@@ -277,12 +282,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory_prefixes")),
     )
     with op.batch_alter_table("inventory_prefixes", schema=None) as batch_op:
+        batch_op.create_index("ix_inventory_prefixes_prefix", ["prefix"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_inventory_prefixes_site_id"), ["site_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_inventory_prefixes_status"), ["status"], unique=False)
         batch_op.create_index(
-            "ix_inventory_prefixes_vrf_prefix", ["vrf_id", "family", "prefix"], unique=False
+            "ix_inventory_prefixes_vrf_start", ["vrf_id", "family", "start_key"], unique=False
         )
 
     op.create_table(
@@ -381,6 +387,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("address", sa.String(length=50), nullable=False),
         sa.Column("family", sa.Integer(), nullable=False),
+        sa.Column("host_key", sa.String(length=32), nullable=False),
         sa.Column("vrf_id", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("role", sa.String(length=20), nullable=True),
@@ -403,11 +410,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inventory_ip_addresses")),
     )
     with op.batch_alter_table("inventory_ip_addresses", schema=None) as batch_op:
+        batch_op.create_index("ix_inventory_ip_addresses_address", ["address"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_inventory_ip_addresses_interface_id"), ["interface_id"], unique=False
         )
         batch_op.create_index(
-            "ix_inventory_ip_addresses_vrf_address", ["vrf_id", "address"], unique=False
+            "ix_inventory_ip_addresses_vrf_host", ["vrf_id", "family", "host_key"], unique=False
         )
 
     kept = _keep_cable_ends()
@@ -457,8 +465,9 @@ def downgrade() -> None:
         _restore_cable_ends()
 
     with op.batch_alter_table("inventory_ip_addresses", schema=None) as batch_op:
-        batch_op.drop_index("ix_inventory_ip_addresses_vrf_address")
+        batch_op.drop_index("ix_inventory_ip_addresses_vrf_host")
         batch_op.drop_index(batch_op.f("ix_inventory_ip_addresses_interface_id"))
+        batch_op.drop_index("ix_inventory_ip_addresses_address")
 
     op.drop_table("inventory_ip_addresses")
     with op.batch_alter_table("inventory_power_feeds", schema=None) as batch_op:
@@ -472,9 +481,10 @@ def downgrade() -> None:
 
     op.drop_table("inventory_circuit_terminations")
     with op.batch_alter_table("inventory_prefixes", schema=None) as batch_op:
-        batch_op.drop_index("ix_inventory_prefixes_vrf_prefix")
+        batch_op.drop_index("ix_inventory_prefixes_vrf_start")
         batch_op.drop_index(batch_op.f("ix_inventory_prefixes_status"))
         batch_op.drop_index(batch_op.f("ix_inventory_prefixes_site_id"))
+        batch_op.drop_index("ix_inventory_prefixes_prefix")
 
     op.drop_table("inventory_prefixes")
     with op.batch_alter_table("inventory_vlans", schema=None) as batch_op:
