@@ -6,8 +6,9 @@ fields' `content_types` and `choices`); `dump("4")` writes 4.x names (`role`,
 `dcim.cabletermination` rows, `dcim.macaddress` with `primary_mac_address`,
 `object_types` and a `choice_set`). Both describe one Open Connect site: a
 router and a storage appliance cabled together, a module in a bay, tags,
-a tenant, custom fields, and the records Popcorn leaves out (users,
-permissions, sessions, change log, site groups).
+a tenant, custom fields, an address in a VRF with its prefix, VLANs, an IX
+circuit cabled to the router, a power feed cabled to its power supply, and the
+records Popcorn leaves out (users, permissions, sessions, change log, site groups).
 """
 
 from __future__ import annotations
@@ -306,16 +307,17 @@ def dump(
             "ipam.ipaddress",
             1,
             address="192.0.2.1/31",
-            vrf=None,
+            vrf=1,
             tenant=None,
             status="active",
             role="",
             assigned_object_type=4,
-            assigned_object_id=1,
+            assigned_object_id=2,
             nat_inside=None,
-            dns_name="",
+            dns_name="mx1.ams1.example",
             description="",
         ),
+        *ipam(version),
     ]
     device_common = dict(
         tenant=1,
@@ -588,4 +590,72 @@ def dump(
                 **cable,
             )
         )
+    return out + late_cables(version, cable)
+
+
+def ipam(version: str) -> list[dict[str, Any]]:
+    """A VRF, its prefix, VLANs, an ASN, an IX circuit and a power feed (4.2: scopes)."""
+    prefix = dict(
+        prefix="192.0.2.0/24",
+        vrf=1,
+        vlan=None,
+        tenant=None,
+        status="active",
+        role=None,
+        is_pool=False,
+        mark_utilized=False,
+        description="",
+    )
+    if version.startswith("4.2"):
+        prefix.update(scope_type=CT["dcim.site"], scope_id=1)
+        site_end: dict[str, Any] = dict(termination_type=CT["dcim.site"], termination_id=1)
+    else:
+        prefix.update(site=1)
+        site_end = dict(site=1, provider_network=None)
+    return [
+        rec("ipam.rir", 1, name="RIPE NCC", slug="ripe", is_private=False, description=""),
+        rec("ipam.asn", 1, asn=2906, rir=1, tenant=None, description=""),
+        rec("ipam.vrf", 1, name="transit", rd="2906:1", tenant=None, enforce_unique=True,
+            description=""),
+        rec("ipam.vlangroup", 1, name="AMS1", slug="ams1", scope_type=CT["dcim.site"],
+            scope_id=1, description=""),
+        rec("ipam.vlan", 1, vid=100, name="peering", group=1, site=None, tenant=None,
+            status="active", role=None, description=""),
+        rec("ipam.prefix", 1, **prefix),
+        rec("circuits.provider", 1, name="AMS-IX", slug="ams-ix", description="", comments=""),
+        rec("circuits.circuittype", 1, name="IX port", slug="ix-port", description=""),
+        rec("circuits.circuit", 1, cid="AMSIX-12345", provider=1, type=1, status="active",
+            tenant=None, install_date="2021-04-01", termination_date=None,
+            commit_rate=100000000, description="", comments=""),
+        rec("circuits.circuittermination", 1, circuit=1, term_side="A", port_speed=100000000,
+            upstream_speed=None, xconnect_id="XC-77", pp_info="MMR 2 port 14", description="",
+            mark_connected=False, **site_end),
+        rec("dcim.powerpanel", 1, site=1, location=None, name="PP-A", description=""),
+        rec("dcim.powerfeed", 1, power_panel=1, rack=1, name="Feed A", status="active",
+            type="primary", supply="ac", phase="single-phase", voltage=230, amperage=16,
+            max_utilization=80, mark_connected=False, description="", comments=""),
+    ]  # fmt: skip
+
+
+def late_cables(version: str, cable: dict[str, Any]) -> list[dict[str, Any]]:
+    """mx1's et-0/0/1 to the IX circuit's A end, and its PEM0 to the power feed."""
+    circuit, feed = CT["circuits.circuittermination"], CT["dcim.powerfeed"]
+    ends = [
+        (2, {**cable, "label": "XC-77"}, (CT["dcim.interface"], 2), (circuit, 1)),
+        (3, {**cable, "type": "power", "label": "PWR-1"}, (CT["dcim.powerport"], 1), (feed, 1)),
+    ]
+    out = []
+    for pk, fields, (a_type, a_id), (b_type, b_id) in ends:
+        if version.startswith("4"):
+            out.append(rec("dcim.cable", pk, **fields))
+            for end, (ctype, ident) in (("A", (a_type, a_id)), ("B", (b_type, b_id))):
+                out.append(
+                    rec("dcim.cabletermination", 10 * pk + len(out), cable=pk, cable_end=end,
+                        termination_type=ctype, termination_id=ident)
+                )  # fmt: skip
+        else:
+            out.append(
+                rec("dcim.cable", pk, termination_a_type=a_type, termination_a_id=a_id,
+                    termination_b_type=b_type, termination_b_id=b_id, **fields)
+            )  # fmt: skip
     return out

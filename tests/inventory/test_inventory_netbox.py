@@ -37,13 +37,12 @@ def test_a_dump_becomes_an_inventory(tmp_path: Path, version: str, api: Any) -> 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["counts"]["devices"]["create"] == 2
-    assert report["counts"]["links"]["create"] == 1
+    assert report["counts"]["links"]["create"] == 3  # to the router, the circuit, the feed
     user = "users.user" if version.startswith("4") else "auth.user"
     assert report["skipped"] == {
         "auth.permission": 2,
         "dcim.sitegroup": 1,
         "extras.objectchange": 1,
-        "ipam.ipaddress": 1,
         "sessions.session": 1,
         user: 1,
     }
@@ -93,6 +92,38 @@ def test_a_dump_becomes_an_inventory(tmp_path: Path, version: str, api: Any) -> 
     assert (model.weight, pem.extra) == (9.89, {"maximum_draw": 525, "allocated_draw": 350})
     assert ids[("dcim.cable", 1)] == "link" and ids[("dcim.interface", 5)] == "interface"
     assert ids[("dcim.module", 1)] == "component" and ids[("dcim.rack", 1)] == "rack"
+    assert ids[("ipam.ipaddress", 1)] == "ip_address" and ids[("circuits.circuit", 1)] == "circuit"
+    assert ids[("dcim.cable", 2)] == "link" and ids[("dcim.powerfeed", 1)] == "power_feed"
+
+
+@pytest.mark.parametrize("version", ["3.2", "4.2"])
+def test_addresses_circuits_and_power_come_through(tmp_path: Path, version: str, api: Any) -> None:
+    with session_scope() as session:
+        found = import_netbox(session=session, path=write(tmp_path, dump(version)))
+    counts = found.result.counts
+    assert counts["ip_addresses"]["create"] == 1 and counts["circuits"]["create"] == 1
+    assert counts["power_feeds"]["create"] == 1 and counts["links"]["create"] == 3
+    address = api.get("/api/v1/inventory/ip-addresses?device=mx1-ams1").json["items"]
+    assert [(a["address"], a["dns_name"]) for a in address] == [
+        ("192.0.2.1/31", "mx1.ams1.example")
+    ]
+    prefix = api.get("/api/v1/inventory/prefixes").json["items"][0]
+    assert (prefix["prefix"], prefix["site"]) == ("192.0.2.0/24", "ams1")
+    circuit = api.get("/api/v1/inventory/circuits").json["items"][0]
+    assert (circuit["cid"], circuit["commit_rate"]) == ("AMSIX-12345", 100000000)
+    assert api.get("/api/v1/inventory/vlans").json["items"][0]["vid"] == 100
+    with session_scope(readonly=True) as session:
+        trace = service.trace(session=session, device="mx1-ams1", name="et-0/0/1", kind="interface")
+        power = service.trace(session=session, device="mx1-ams1", name="PEM0", kind="power-port")
+    # the appliance's interface, through the cable, to the IX circuit's termination
+    assert trace["hops"][0]["link"]["label"] == "XC-77"
+    assert trace["hops"][0]["far"]["type"] == "circuit_termination"
+    assert trace["hops"][0]["far"]["circuit"]["cid"] == "AMSIX-12345"
+    assert power["hops"][0]["far"]["type"] == "power_feed"
+    with session_scope() as session:
+        again = import_netbox(session=session, path=write(tmp_path, dump(version), "again.json"))
+    assert again.result.totals["create"] == 0 and again.result.totals["update"] == 0
+    assert again.ids == {"added": 0, "changed": 0}
 
 
 def test_the_same_dump_again_changes_nothing_and_a_newer_one_updates(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from popcorn.inventory import bulk
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import BatchResult, Progress
 from popcorn.inventory.netbox import dcim as _dcim  # noqa: F401  (registers the DCIM mappers)
-from popcorn.inventory.netbox.registry import ID_INDEXES, MAPPERS, USED, Dump, Plan
+from popcorn.inventory.netbox import ipam as late
+from popcorn.inventory.netbox.registry import LATE, MAPPERS, USED, Dump, Plan
 
 __all__ = ["NetboxImport", "import_netbox", "read_dump"]
 
@@ -64,15 +65,17 @@ def read_dump(path: Path) -> Dump:
 
 
 def plan_dump(dump: Dump) -> Plan:
+    """The DCIM rows of a dump (IPAM, circuits and power are written after them)."""
     plan = Plan()
     for model, records in dump.models.items():
         mapper = MAPPERS.get(model)
-        if mapper is None:
-            if model not in USED:
-                plan.skipped[model] += len(records)
-            continue
-        for pk, fields in records.items():
-            mapper(dump, pk, fields, plan)
+        if model in LATE:
+            plan.mapped[model] += len(records)
+        elif mapper is not None:
+            for pk, fields in records.items():
+                mapper(dump, pk, fields, plan)
+        elif model not in USED:
+            plan.skipped[model] += len(records)
     for (otype, name), label in sorted(plan.extra_fields.items()):
         plan.sections.setdefault("custom_field", []).append(
             bulk.Row({"object_type": otype, "name": name, "label": label}, where="import")
@@ -84,7 +87,8 @@ def import_netbox(
     *, session: Session, path: Path, dry_run: bool = False, progress: Progress | None = None
 ) -> NetboxImport:
     """Import a NetBox dump as one all-or-nothing batch; see the module docstring."""
-    plan = plan_dump(read_dump(path))
+    dump = read_dump(path)
+    plan = plan_dump(dump)
     result = bulk.apply(
         session,
         plan.sections,
@@ -94,32 +98,47 @@ def import_netbox(
         progress=progress,
     )
     found = NetboxImport(result, plan.mapped, plan.skipped, plan.dropped)
-    if not dry_run:
-        found.ids = record_ids(session, plan)
-    return found
-
-
-def record_ids(session: Session, plan: Plan) -> dict[str, int]:
-    """Note which object each NetBox record became; returns how many notes were added, changed."""
-    wanted: dict[str, set[tuple[Any, ...]]] = {}
-    for _, _, otype, key in plan.keys:
-        wanted.setdefault(otype, set()).add(key)
-    index = {otype: _index(session, otype) for otype in wanted}
     stored = {
         (r.netbox_model, r.netbox_id): (r.object_type, r.object_id)
         for r in session.scalars(select(m.NetboxId))
     }
-    added, changed = [], []
+    notes = {} if dry_run else resolve(session, plan)
+    ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
+    written = late.write(session, dump, ids, plan.late_cables, dry_run=dry_run)
+    for name, counts in written.counts.items():
+        into = result.counts.setdefault(name, {"create": 0, "update": 0, "unchanged": 0})
+        for what, n in counts.items():
+            into[what] = into.get(what, 0) + n
+    if not dry_run:
+        found.ids = save_ids(session, {**notes, **written.notes}, stored)
+    return found
+
+
+def resolve(session: Session, plan: Plan) -> dict[tuple[str, Any], tuple[str, int]]:
+    """NetBox (model, pk) -> (Popcorn type, id) of every row the batch wrote or confirmed."""
+    wanted = {otype for _, _, otype, _ in plan.keys}
+    index = {otype: _index(session, otype) for otype in wanted}
+    out = {}
     for model, pk, otype, key in plan.keys:
         ident = index[otype].get(key)
-        if ident is None or not isinstance(pk, int):
-            continue
-        now = (otype, ident)
-        before = stored.get((model, pk))
+        if ident is not None and isinstance(pk, int):
+            out[(model, pk)] = (otype, ident)
+    return out
+
+
+def save_ids(
+    session: Session,
+    notes: dict[tuple[str, Any], tuple[str, int]],
+    stored: dict[tuple[str, Any], tuple[str, int]],
+) -> dict[str, int]:
+    """Keep `inventory_netbox_ids` in step; returns how many notes were added and changed."""
+    added, changed = [], []
+    for (model, pk), (otype, ident) in notes.items():
         row = {"netbox_model": model, "netbox_id": pk, "object_type": otype, "object_id": ident}
+        before = stored.get((model, pk))
         if before is None:
             added.append(row)
-        elif before != now:
+        elif before != (otype, ident):
             changed.append(row)
     if added:
         session.execute(insert(m.NetboxId), added)
@@ -186,5 +205,5 @@ def _index(session: Session, otype: str) -> dict[tuple[Any, ...], int]:
             out[(row[0], row[1], row[2])] = row[3]
         return out
     else:
-        return ID_INDEXES[otype](session)
+        raise KeyError(otype)
     return {tuple(row[:-1]): row[-1] for row in session.execute(stmt)}

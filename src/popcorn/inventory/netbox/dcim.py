@@ -15,7 +15,7 @@ from typing import Any
 
 from popcorn.inventory import schemas as s
 from popcorn.inventory.netbox.registry import (
-    END_RESOLVERS,
+    LATE_ENDS,
     Dump,
     Plan,
     Record,
@@ -585,8 +585,7 @@ def cable_end(dump: Dump, model: str, pk: Any) -> Record | None:
             "name": text(record.get("name"), 100),
             "kind": kind,
         }
-    resolver = END_RESOLVERS.get(model)
-    return resolver(dump, pk) if resolver else None
+    return None
 
 
 @mapper("dcim.cable")
@@ -605,6 +604,11 @@ def cable(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
         }
     else:
         ends = dump.derived("terminations", _terminations).get(pk, {})
+    firsts = {side: terms[0] for side, terms in ends.items() if terms and terms[0][0]}
+    if len(firsts) == 2 and any(model in LATE_ENDS for model, _ in firsts.values()):
+        plan.late_cables.append((pk, fields, firsts))  # type: ignore[arg-type]
+        plan.mapped["dcim.cable"] += 1
+        return
     found: dict[str, Record] = {}
     for side in ("A", "B"):
         terms = ends.get(side) or []

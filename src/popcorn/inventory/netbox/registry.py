@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from popcorn.errors import InvalidInput
 from popcorn.inventory.bulk import Row
 
@@ -80,6 +78,8 @@ class Plan:
     skipped: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     extra_fields: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Cables with an end written late: (NetBox pk, fields, {"A"/"B": (model, pk)}).
+    late_cables: list[tuple[Any, Record, dict[str, tuple[str, Any]]]] = field(default_factory=list)
 
     def add(self, otype: str, data: Record, model: str, pk: Any, key: tuple[Any, ...]) -> None:
         """One Popcorn row from NetBox record `model` `pk`; `key` finds it again once written."""
@@ -101,10 +101,25 @@ Mapper = Callable[[Dump, Any, Record, Plan], None]
 MAPPERS: dict[str, Mapper] = {}
 # Models read by other models' mappers (templates, terminations, tags…): not "skipped".
 USED: set[str] = {"contenttypes.contenttype"}
-# Cable ends on models other than interfaces and ports: model -> end fields for a LinkIn row.
-END_RESOLVERS: dict[str, Callable[[Dump, Any], Record | None]] = {}
-# Natural key -> id of every object of a Popcorn type the core mappers do not cover.
-ID_INDEXES: dict[str, Callable[[Session], dict[tuple[Any, ...], int]]] = {}
+
+
+# Models written after the DCIM batch through their own service (IPAM, circuits, power), in
+# LATE_ORDER: each gives (Popcorn kind, input fields) with references as Popcorn ids, found
+# in the map of NetBox (model, pk) -> Popcorn id of everything written before it.
+LateMapper = Callable[[Dump, Any, Record, dict[tuple[str, Any], int]], tuple[str, Record]]
+LATE: dict[str, LateMapper] = {}
+LATE_ORDER: list[str] = []
+# Cable ends written late (a circuit termination, a power feed): NetBox model -> Popcorn kind.
+LATE_ENDS: dict[str, str] = {}
+
+
+def late(model: str) -> Callable[[LateMapper], LateMapper]:
+    def register(func: LateMapper) -> LateMapper:
+        LATE[model] = func
+        LATE_ORDER.append(model)
+        return func
+
+    return register
 
 
 def mapper(*models: str) -> Callable[[Mapper], Mapper]:
