@@ -12,6 +12,7 @@ baseline for `popcorn inventory import-netbox`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
@@ -403,9 +404,11 @@ def netbox_import(document: Path, sample: int, with_addresses: bool = True) -> d
                 )
                 if end is None:
                     continue
+                host = ipaddress.ip_interface(f["address"])
                 address = IpAddress(
-                    address=f["address"],
-                    family=6 if ":" in f["address"] else 4,
+                    address=str(host),
+                    family=host.version,
+                    host_key=f"{int(host.ip):032x}",
                     status=f["status"],
                     interface_id=end[0],
                 )

@@ -16,6 +16,7 @@ from popcorn.errors import InvalidInput
 from popcorn.inventory import models as m
 from popcorn.inventory import service
 from popcorn.inventory.cli import group
+from popcorn.inventory.ipam.models import IpAddress
 from popcorn.inventory.netbox import import_netbox
 
 cli.add_command(group)
@@ -146,6 +147,17 @@ def test_the_same_dump_again_changes_nothing_and_a_newer_one_updates(tmp_path: P
     assert found.ids["added"] == 1
     with session_scope(readonly=True) as session:
         assert session.query(m.Device).filter_by(name="mx1-ams1").one().serial == "JN9999"
+
+    renamed = dump("4.1")
+    for record in renamed:
+        if record["model"] == "ipam.ipaddress":
+            record["fields"]["dns_name"] = "edge1.ams1.example"
+    with session_scope() as session:
+        changed = import_netbox(session=session, path=write(tmp_path, renamed, "renamed.json"))
+    assert changed.result.counts["ip_addresses"] == {"create": 0, "update": 1, "unchanged": 0}
+    assert changed.result.counts["circuits"] == {"create": 0, "update": 0, "unchanged": 1}
+    with session_scope(readonly=True) as session:
+        assert session.query(IpAddress).one().dns_name == "edge1.ams1.example"
 
 
 def test_a_broken_dump_writes_nothing_and_names_the_record(tmp_path: Path) -> None:
