@@ -84,7 +84,7 @@ class Plan:
     def add(self, otype: str, data: Record, model: str, pk: Any, key: tuple[Any, ...]) -> None:
         """One Popcorn row from NetBox record `model` `pk`; `key` finds it again once written."""
         where = f"{model} {pk}"
-        self.sections.setdefault(otype, []).append(Row(data, where=where, source=where))
+        self.sections.setdefault(otype, []).append(Row(data, source=where))
         self.keys.append((model, pk, otype, key))
         self.mapped[model] += 1
 
