@@ -11,6 +11,7 @@ ORDER = [
     "demo",
     "inventory",
     "inventory-import",
+    "ipam",
     "signals",
     "signals-ingest",
     "rules",

@@ -154,6 +154,12 @@ def test_addresses_on_interfaces_and_primary_ip(world: None, api: Any) -> None:
     assert (device["primary_ip4"], device["primary_ip6"]) == ("198.51.100.10", "2001:db8::10")
     listed = api.get(f"{BASE}/devices/oca1/ip-addresses").json["items"]
     assert [a["address"] for a in listed] == ["198.51.100.10/24", "2001:db8::10/64"]
+    assert all(a["primary"] for a in listed)
+    # moving or deleting a primary address clears the device's primary, as in NetBox
+    api.patch(f"{BASE}/ip-addresses/{six['id']}", json={"interface": None}, role="operator")
+    assert api.get(f"{BASE}/devices/oca1").json["primary_ip6"] is None
+    assert api.delete(f"{BASE}/ip-addresses/{four['id']}", role="operator").status_code == 204
+    assert api.get(f"{BASE}/devices/oca1").json["primary_ip4"] is None
     loose = post(api, "ip-addresses", {"address": "198.51.100.11/24"})
     refused = api.post(f"{BASE}/ip-addresses/{loose['id']}/primary", role="operator")
     assert refused.status_code == 422
@@ -239,6 +245,12 @@ def test_trace_from_an_appliance_through_a_circuit(world: None, api: Any) -> Non
         ("rtr1", "circuit_termination"),
     }
 
+    again = api.post(
+        f"{BASE}/circuit-terminations/{a['id']}/cable",
+        role="operator",
+        json={"device": "oca1", "interface": "eth0"},
+    )
+    assert again.status_code == 201 and again.json["link_id"] == connected["link_id"]
     busy = api.post(
         f"{BASE}/circuit-terminations/{a['id']}/cable",
         role="operator",
@@ -315,6 +327,8 @@ def test_bad_input_and_roles(world: None, api: Any) -> None:
     assert api.get(f"{BASE}/rirs", role=None).status_code == 401
     assert api.get(f"{BASE}/prefixes/99999").status_code == 404
     assert api.get(f"{BASE}/prefixes?colour=red").status_code == 422
+    assert api.get(f"{BASE}/prefixes?within=nope").status_code == 422
+    assert api.get(f"{BASE}/asns/x1").status_code == 404
     assert api.get(f"{BASE}/circuits?provider=nobody").status_code == 404
     reversed_range = api.post(
         f"{BASE}/ip-ranges",
@@ -429,3 +443,134 @@ def test_facade_gives_other_domains_addresses_circuits_and_feeds(world: None, ap
     assert primary == "203.0.113.5"
     assert [(c.cid, c.interface, c.far_site) for c in circuits] == [("DX-9", "eth1", "ams1")]
     assert [(f.name, f.allocated_draw) for f in feeds] == [("F1", 450)]
+
+
+def test_cli_trace_names_the_circuit(world: None, api: Any) -> None:
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.inventory.cli import group
+
+    cli.add_command(group)
+    post(api, "providers", {"name": "Arelion"})
+    post(api, "circuit-types", {"name": "Transit"})
+    post(api, "circuits", {"cid": "AR-1", "provider": "arelion", "type": "transit"})
+    a = post(api, "circuit-terminations", {"circuit": "AR-1", "term_side": "A", "site": "fra1"})
+    post(api, "circuit-terminations", {"circuit": "AR-1", "term_side": "Z", "site": "ams1"})
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "oca1", "interface": "eth0"})
+    shown = CliRunner().invoke(cli, ["inventory", "trace", "oca1", "eth0"])
+    assert shown.exit_code == 0, shown.output
+    assert "circuit Arelion AR-1" in shown.output and "Arelion AR-1 Z @ ams1" in shown.output
+
+
+def test_file_export_leaves_out_cables_to_feeds_and_reimports(world: None, api: Any) -> None:
+    post(api, "power-panels", {"site": "fra1", "name": "PP-1"})
+    feed = post(api, "power-feeds", {"power_panel": "PP-1", "name": "F1"})
+    post(api, f"power-feeds/{feed['id']}/cable", {"device": "oca1", "port": "PSU1"})
+    exported = api.get(f"{BASE}/export?format=yaml")
+    assert exported.status_code == 200
+    again = api.post(f"{BASE}/import?format=yaml", data=exported.data, role="operator")
+    assert again.status_code == 200, again.json
+    assert api.get(f"{BASE}/power-feeds/{feed['id']}").json["allocated_draw"] == 450
+
+
+def test_upsert_by_natural_key_is_idempotent(world: None, api: Any) -> None:
+    rows = [
+        ("vrf", {"name": "transit", "rd": "65000:9"}),
+        ("prefix", {"prefix": "100.64.0.0/10", "vrf": "65000:9", "status": "container"}),
+        ("ip_address", {"address": "100.64.0.1/10", "vrf": "65000:9", "device": "oca1",
+                        "interface": "eth0"}),
+        ("vlan_group", {"name": "AMS", "site": "ams1"}),
+        ("vlan", {"vid": 7, "name": "seven", "group": "ams"}),
+        ("provider", {"name": "Cogent"}),
+        ("circuit_type", {"name": "Transit"}),
+        ("circuit", {"cid": "C-1", "provider": "cogent", "type": "transit"}),
+        ("circuit_termination", {"circuit": "C-1", "provider": "cogent", "term_side": "A"}),
+        ("power_panel", {"site": "fra1", "name": "P"}),
+        ("power_feed", {"power_panel": "P", "site": "fra1", "name": "F", "amperage": 16}),
+        ("asn", {"asn": 64512}),
+        ("rir", {"name": "RFC 6996", "is_private": True}),
+        ("ip_range", {"start_address": "100.64.1.1/10", "end_address": "100.64.1.9/10"}),
+    ]  # fmt: skip
+    with session_scope() as session:
+        first = [service.upsert_object(session=session, otype=o, data=d)[1] for o, d in rows]
+    events = api.get("/api/v1/audit?limit=1000").json["count"]
+    with session_scope() as session:
+        second = [service.upsert_object(session=session, otype=o, data=d)[1] for o, d in rows]
+        _, created = service.upsert_object(
+            session=session, otype="power_feed",
+            data={"power_panel": "P", "site": "fra1", "name": "F", "amperage": 32},
+        )  # fmt: skip
+    assert all(first) and not any(second) and not created
+    assert api.get("/api/v1/audit?limit=1000").json["count"] == events + 1
+    feed_id = api.get(f"{BASE}/power-feeds").json["items"][0]["id"]
+    history = api.get(f"{BASE}/power-feeds/{feed_id}/history", role="viewer").json["items"]
+    assert [h["action"] for h in history] == ["create", "update"]
+    assert "amperage" in history[1]["diff"]
+    feeds = api.get(f"{BASE}/power-feeds").json["items"]
+    assert [(f["name"], f["amperage"]) for f in feeds] == [("F", 32)]
+    bulk = api.post(
+        f"{BASE}/vlans/bulk?mode=upsert",
+        role="operator",
+        json=[{"vid": 7, "name": "seven", "group": "ams", "status": "reserved"}],
+    )
+    assert bulk.status_code == 201, bulk.json
+    assert api.get(f"{BASE}/vlans").json["items"][0]["status"] == "reserved"
+
+
+PANEL = """
+device_models:
+  - manufacturer: Generic
+    model: LC panel
+    slug: lc-panel
+    front-ports:
+      - {name: F1, type: lc, rear_port: R1}
+    rear-ports:
+      - {name: R1, type: lc}
+devices:
+  - {name: pp1, role: patch-panel, model: lc-panel, site: fra1}
+links:
+  - {a_device: oca1, a_name: eth1, b_device: pp1, b_kind: front-port, b_name: F1}
+"""
+
+
+def test_trace_through_a_patch_panel_to_a_circuit(world: None, api: Any) -> None:
+    assert api.post(f"{BASE}/import?format=yaml", data=PANEL).status_code == 200
+    post(api, "providers", {"name": "AMS-IX"})
+    post(api, "circuit-types", {"name": "IX port"})
+    post(api, "circuits", {"cid": "AMSIX-4", "provider": "ams-ix", "type": "ix-port"})
+    a = post(api, "circuit-terminations", {"circuit": "AMSIX-4", "term_side": "A", "site": "fra1"})
+    post(api, "circuit-terminations", {"circuit": "AMSIX-4", "term_side": "Z", "site": "ams1"})
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "pp1", "port": "R1"})
+    path = api.get(f"{BASE}/devices/oca1/trace?interface=eth1").json
+    steps = [(h["near"]["name"], h["far"]["name"]) for h in path["hops"]]
+    assert steps == [
+        ("eth1", "F1"),
+        ("R1", "AMS-IX AMSIX-4 A"),
+        ("AMS-IX AMSIX-4 A", "AMS-IX AMSIX-4 Z"),
+    ]
+    assert path["complete"] and path["destination"]["site"] == "ams1"
+    power = api.post(
+        f"{BASE}/circuit-terminations/{a['id']}/cable",
+        role="operator",
+        json={"device": "oca1", "port": "PSU1"},
+    )
+    assert power.status_code == 404  # a circuit does not land on a power port
+    # deleting the panel takes its cable to the circuit with it
+    post(api, f"circuit-terminations/{a['id']}/cable", {"device": "pp1", "port": "R1"})
+    assert api.delete(f"{BASE}/devices/pp1", role="operator").status_code == 204
+    assert api.get(f"{BASE}/circuit-terminations/{a['id']}").json["link_id"] is None
+
+
+def test_cli_history_of_a_prefix(world: None, api: Any) -> None:
+    from click.testing import CliRunner
+
+    from popcorn.cli import cli
+    from popcorn.inventory.cli import group
+
+    cli.add_command(group)
+    made = post(api, "prefixes", {"prefix": "10.30.0.0/24"})
+    api.patch(f"{BASE}/prefixes/{made['id']}", json={"status": "reserved"}, role="operator")
+    shown = CliRunner().invoke(cli, ["inventory", "history", "prefixes", str(made["id"]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [r["action"] for r in json.loads(shown.output)["items"]] == ["create", "update"]

@@ -337,6 +337,13 @@ def show_command(device: str, as_json: bool) -> None:
             )
 
 
+def _trace_end(end: dict[str, Any]) -> str:
+    """`device:eth0`, or for a circuit termination or power feed its name and site."""
+    if end["device"] is None:
+        return f"{end['name']} @ {end.get('site') or '?'}"
+    return f"{end['device']}:{end['name']}"
+
+
 @group.command("trace")
 @click.argument("device")
 @click.argument("name")
@@ -357,11 +364,17 @@ def trace_command(device: str, name: str, kind: str, as_json: bool) -> None:
     rows = []
     for hop in path["hops"]:
         near, far, link = hop["near"], hop["far"], hop["link"]
+        if link is None:
+            across = "(not connected)"
+        elif link["type"] == "circuit":
+            across = f"circuit {link['provider']} {link['cid']}"
+        else:
+            across = f"#{link['id']} {link['type']}".strip()
         rows.append(
             {
-                "from": f"{near['device']}:{near['name']}",
-                "link": f"#{link['id']} {link['type']}".strip() if link else "(not connected)",
-                "to": f"{far['device']}:{far['name']} ({far['kind']})" if far else "",
+                "from": _trace_end(near),
+                "link": across,
+                "to": f"{_trace_end(far)} ({far['kind']})" if far else "",
             }
         )
     state = "complete" if path["complete"] else "incomplete"

@@ -160,6 +160,10 @@ def _export_chunks(
 ) -> Iterable[list[dict[str, Any]]]:
     model = TYPES[otype].model
     stmt = filtered(session, otype, params) if params is not None else select(model)
+    if otype == "link":
+        # Cables to circuit terminations and power feeds are not in this format (no device
+        # ends); the IPAM, circuit and power API exports and recreates them.
+        stmt = stmt.where(m.Link.a_device_id.is_not(None), m.Link.b_device_id.is_not(None))
     if (
         otype in bulk.CHILDREN
         and (session.scalar(select(func.count()).select_from(m.Device)) or 0) > 20000

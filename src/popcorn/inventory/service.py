@@ -46,6 +46,7 @@ from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
 from popcorn.inventory.files import export, import_files, import_paths
 from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
+from popcorn.inventory.ipam import service as ipam_service
 from popcorn.inventory.library import LibraryImport, import_library
 from popcorn.inventory.reports import (
     COUNT_BY,
@@ -563,6 +564,8 @@ def trace(
 
 
 def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
+    if ipam_service.is_kind(otype):
+        return ipam_service.history(session=session, otype=otype, ref=ref)
     otype = resolve_type(otype)
     obj = get_object(session=session, otype=otype, ref=ref)
     return records_for(session, otype, obj.id)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from popcorn.errors import InvalidInput
 from popcorn.inventory.ipam import models as m
@@ -59,15 +59,15 @@ def _all_vrfs(prefix: m.Prefix) -> bool:
     return prefix.vrf_id is None and prefix.status == "container"
 
 
-def child_prefixes(session: Session, prefix: m.Prefix) -> list[m.Prefix]:
-    """Prefixes strictly inside this one (every VRF's, for a global container)."""
-    rows = session.scalars(
-        select(m.Prefix)
+def child_spans(session: Session, prefix: m.Prefix) -> list[tuple[int, int]]:
+    """First and last address of each prefix strictly inside this one (every VRF's, for a
+    global container), read as keys only: a /8 may hold a hundred thousand."""
+    rows = session.execute(
+        select(m.Prefix.start_key, m.Prefix.end_key)
         .where(*_in(m.Prefix, prefix.start_key, prefix.end_key, prefix, any_vrf=_all_vrfs(prefix)))
         .where(m.Prefix.prefix != prefix.prefix)
-        .order_by(m.Prefix.start_key, m.Prefix.end_key.desc())
     )
-    return list(rows)
+    return [(int(start, 16), int(end, 16)) for start, end in rows]
 
 
 def figures(session: Session, prefix: m.Prefix) -> Figures:
@@ -85,8 +85,90 @@ def figures(session: Session, prefix: m.Prefix) -> Figures:
             else m.Prefix.vrf_id == prefix.vrf_id,
         )
     )
-    children = child_prefixes(session, prefix)
+    children = child_spans(session, prefix)
     return Figures(int(depth or 0), len(children), utilization(session, prefix, children))
+
+
+def page_figures(session: Session, prefixes: list[m.Prefix]) -> dict[int, Figures]:
+    """`figures` for a page of prefixes in a few grouped queries (per VRF), not per row.
+
+    Containers and prefixes holding ranges marked utilised take the per-prefix path
+    (interval arithmetic); the rest are counts: supernets, subnets, distinct addresses.
+    """
+    found: dict[int, Figures] = {}
+    by_vrf: dict[int | None, list[m.Prefix]] = {}
+    for prefix in prefixes:
+        by_vrf.setdefault(prefix.vrf_id, []).append(prefix)
+    outer, inner = aliased(m.Prefix), aliased(m.Prefix)
+    for vrf_id, group in by_vrf.items():
+        ids = [p.id for p in group]
+
+        def same_vrf(model: Any, vrf: int | None = vrf_id) -> Any:
+            return model.vrf_id.is_(None) if vrf is None else model.vrf_id == vrf
+
+        def counted(on: Any, target: Any, what: Any, page: list[int] = ids) -> dict[int, int]:
+            rows = session.execute(
+                select(outer.id, what).join(target, on).where(outer.id.in_(page)).group_by(outer.id)
+            )
+            return {ident: int(n) for ident, n in rows}
+
+        depth = counted(
+            and_(
+                inner.family == outer.family,
+                inner.start_key <= outer.start_key,
+                inner.end_key >= outer.end_key,
+                inner.prefix != outer.prefix,
+                same_vrf(inner),
+            ),
+            inner,
+            func.count(inner.id),
+        )
+        children = counted(
+            and_(
+                inner.family == outer.family,
+                inner.start_key >= outer.start_key,
+                inner.end_key <= outer.end_key,
+                inner.prefix != outer.prefix,
+                same_vrf(inner),
+            ),
+            inner,
+            func.count(inner.id),
+        )
+        used = counted(
+            and_(
+                m.IpAddress.family == outer.family,
+                m.IpAddress.host_key >= outer.start_key,
+                m.IpAddress.host_key <= outer.end_key,
+                same_vrf(m.IpAddress),
+            ),
+            m.IpAddress,
+            func.count(func.distinct(m.IpAddress.host_key)),
+        )
+        ranged = set(
+            session.scalars(
+                select(outer.id)
+                .join(
+                    m.IpRange,
+                    and_(
+                        m.IpRange.family == outer.family,
+                        m.IpRange.start_key >= outer.start_key,
+                        m.IpRange.end_key <= outer.end_key,
+                        m.IpRange.mark_utilized.is_(True),
+                        same_vrf(m.IpRange),
+                    ),
+                )
+                .where(outer.id.in_(ids))
+                .distinct()
+            )
+        )
+        for prefix in group:
+            if prefix.status == "container" or prefix.id in ranged or prefix.mark_utilized:
+                found[prefix.id] = figures(session, prefix)
+                continue
+            low, high = _usable(prefix, _network(prefix))
+            share = min(1.0, used.get(prefix.id, 0) / max(1, high - low + 1))
+            found[prefix.id] = Figures(depth.get(prefix.id, 0), children.get(prefix.id, 0), share)
+    return found
 
 
 def _merge(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -136,14 +218,13 @@ def _usable(prefix: m.Prefix, network: Network) -> tuple[int, int]:
 
 
 def utilization(
-    session: Session, prefix: m.Prefix, children: list[m.Prefix] | None = None
+    session: Session, prefix: m.Prefix, children: list[tuple[int, int]] | None = None
 ) -> float:
     if prefix.mark_utilized:
         return 1.0
     network = _network(prefix)
     if prefix.status == "container":
-        kids = children if children is not None else child_prefixes(session, prefix)
-        spans = [(int(k.start_key, 16), int(k.end_key, 16)) for k in kids]
+        spans = children if children is not None else child_spans(session, prefix)
         return _covered(spans) / network.num_addresses
     low, high = _usable(prefix, network)
     return min(1.0, _covered(_used(session, prefix, all_ranges=False)) / max(1, high - low + 1))
@@ -167,7 +248,7 @@ def _gaps(low: int, high: int, used: list[tuple[int, int]]) -> Iterator[tuple[in
 def available_prefixes(session: Session, prefix: m.Prefix) -> list[Network]:
     """The free space of a prefix as the fewest CIDR blocks, lowest first."""
     network = _network(prefix)
-    taken = [(int(k.start_key, 16), int(k.end_key, 16)) for k in child_prefixes(session, prefix)]
+    taken = child_spans(session, prefix)
     make = ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
     free: list[Network] = []
     for low, high in _gaps(int(network.network_address), int(network.broadcast_address), taken):

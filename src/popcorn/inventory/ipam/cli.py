@@ -37,10 +37,7 @@ COLUMNS: dict[str, list[str]] = {
 
 def handles(otype: str) -> bool:
     """Whether `otype` (a name or plural, e.g. "prefixes", "ip-addresses") is one of ours."""
-    key = otype.strip().lower()
-    return key.replace("-", "_") in service.KINDS or key.replace("_", "-") in {
-        k.path for k in service.KINDS.values()
-    }
+    return service.is_kind(otype)
 
 
 def _human(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -118,9 +118,10 @@ def _asn(session: Session, rows: list[dict[str, Any]], objs: list[Any]) -> None:
 
 def _prefix(session: Session, rows: list[dict[str, Any]], objs: list[Any]) -> None:
     vlans = _names(session, m.Vlan.id, m.Vlan.vid, (r["vlan_id"] for r in rows))
-    for row, obj in zip(rows, objs, strict=True):
+    figures = addressing.page_figures(session, objs)
+    for row in rows:
         row["vlan"] = vlans.get(row["vlan_id"])
-        found = addressing.figures(session, obj)
+        found = figures[row["id"]]
         row.update(depth=found.depth, children=found.children, utilization=found.utilization)
 
 

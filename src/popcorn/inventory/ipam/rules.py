@@ -86,6 +86,13 @@ KINDS: dict[str, Kind] = {
 BY_PATH = {k.path: k.name for k in KINDS.values()}
 
 
+def is_kind(name: str) -> bool:
+    """Whether `name` (e.g. "prefix", "prefixes", "ip-addresses") is an IPAM, circuit or
+    power type."""
+    key = name.strip().lower()
+    return key.replace("-", "_") in KINDS or key.replace("_", "-") in BY_PATH
+
+
 def kind_of(name: str) -> Kind:
     key = name.strip().lower()
     found = KINDS.get(key.replace("-", "_")) or KINDS.get(BY_PATH.get(key, ""))
@@ -111,12 +118,17 @@ def get(session: Session, kind: str, ref: Any, *, where: Mapping[str, Any] | Non
         model, keys, label = KINDS[kind].model, KINDS[kind].keys, KINDS[kind].label
     text = str(ref).strip()
     ident = parse_id(ref) if isinstance(ref, int) or text.isdigit() else None
-    if ident is not None and kind != "asn":
+    if ident is not None:
         found = session.get(model, ident)
         if found is not None and all(getattr(found, k) == v for k, v in (where or {}).items()):
             return found
     for key in keys:
-        stmt = select(model).where(getattr(model, key) == (int(text) if key == "asn" else text))
+        value: Any = text
+        if key == "asn":
+            if not (text.isascii() and text.isdigit() and int(text) <= 4294967295):
+                continue
+            value = int(text)
+        stmt = select(model).where(getattr(model, key) == value)
         for column, value in (where or {}).items():
             stmt = stmt.where(getattr(model, column) == value)
         rows = session.scalars(stmt.limit(2)).all()
@@ -444,3 +456,97 @@ _RULES = {
     "power_panel": _power_panel,
     "power_feed": _power_feed,
 }
+
+
+# --- natural keys: finding the stored object an input describes -------------------------
+
+
+def _one(session: Session, stmt: Any) -> Any:
+    rows = session.scalars(stmt.limit(2)).all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def _vrf_id(session: Session, data: Mapping[str, Any]) -> int | None:
+    return _ref(session, "vrf", data.get("vrf"))
+
+
+def existing(session: Session, kind: str, data: Mapping[str, Any]) -> Any | None:
+    """The stored object a full input describes, by its natural key (None when new).
+
+    The key of each type: slug (RIRs, providers, circuit types, VLAN groups; from the name
+    when not given), ASN number, VRF RD (else name), prefix or address or range start
+    within its VRF, VLAN vid within its group (else site and name), circuit cid with its
+    provider, termination side of its circuit, panel name at its site, feed name on its panel.
+    """
+    model = KINDS[kind].model
+    if kind in ("rir", "provider", "circuit_type", "vlan_group"):
+        slug = data.get("slug") or slugify(data["name"])
+        return _one(session, select(model).where(model.slug == slug))
+    if kind == "asn":
+        return _one(session, select(m.Asn).where(m.Asn.asn == data["asn"]))
+    if kind == "vrf":
+        if data.get("rd"):
+            return _one(session, select(m.Vrf).where(m.Vrf.rd == data["rd"]))
+        return _one(session, select(m.Vrf).where(m.Vrf.name == data["name"], m.Vrf.rd.is_(None)))
+    if kind in ("prefix", "ip_range", "ip_address"):
+        column = {"prefix": "prefix", "ip_range": "start_address", "ip_address": "address"}[kind]
+        vrf_id = _vrf_id(session, data)
+        space = model.vrf_id.is_(None) if vrf_id is None else model.vrf_id == vrf_id
+        return _one(session, select(model).where(getattr(model, column) == data[column], space))
+    if kind == "vlan":
+        group_id = _ref(session, "vlan_group", data.get("group"))
+        if group_id is not None:
+            return _one(
+                session,
+                select(m.Vlan).where(m.Vlan.group_id == group_id, m.Vlan.vid == data["vid"]),
+            )
+        site_id = _ref(session, "site", data.get("site"))
+        return _one(
+            session,
+            select(m.Vlan).where(
+                m.Vlan.group_id.is_(None),
+                m.Vlan.site_id.is_(None) if site_id is None else m.Vlan.site_id == site_id,
+                m.Vlan.vid == data["vid"],
+                m.Vlan.name == data["name"],
+            ),
+        )
+    if kind == "circuit":
+        provider_id = _ref(session, "provider", data["provider"])
+        return _one(
+            session,
+            select(m.Circuit).where(
+                m.Circuit.provider_id == provider_id, m.Circuit.cid == data["cid"]
+            ),
+        )
+    if kind == "circuit_termination":
+        where = (
+            {"provider_id": _ref(session, "provider", data["provider"])}
+            if data.get("provider")
+            else {}
+        )
+        circuit_id = _ref(session, "circuit", data["circuit"], **where)
+        return _one(
+            session,
+            select(m.CircuitTermination).where(
+                m.CircuitTermination.circuit_id == circuit_id,
+                m.CircuitTermination.term_side == data["term_side"],
+            ),
+        )
+    if kind == "power_panel":
+        site_id = _ref(session, "site", data["site"])
+        return _one(
+            session,
+            select(m.PowerPanel).where(
+                m.PowerPanel.site_id == site_id, m.PowerPanel.name == data["name"]
+            ),
+        )
+    if kind == "power_feed":
+        where = {"site_id": _ref(session, "site", data["site"])} if data.get("site") else {}
+        panel_id = _ref(session, "power_panel", data["power_panel"], **where)
+        return _one(
+            session,
+            select(m.PowerFeed).where(
+                m.PowerFeed.power_panel_id == panel_id, m.PowerFeed.name == data["name"]
+            ),
+        )
+    return None

@@ -181,7 +181,9 @@ class ConnectIn(Schema):
 
     device: Ref
     interface: Ref | None = None
-    port: Ref | None = Field(default=None, description="a power port's id or name")
+    port: Ref | None = Field(
+        default=None, description="a power port (feeds) or front/rear port (circuits): id or name"
+    )
     type: Annotated[str, StringConstraints(max_length=20)] = ""
     label: Annotated[str, StringConstraints(max_length=100)] = ""
     description: Text200 = ""

@@ -6,8 +6,9 @@ by `rules` before anything is written, then recorded like the rest of the
 inventory: one audit record (`object_type` is the kind, e.g. "prefix") and one
 `inventory.<kind>.created|updated|deleted` event per object.
 
-- objects: `create_object`, `update_object`, `delete_object`, `get_object`,
-  `read_one`, `list_objects`, `bulk_apply` (all or nothing).
+- objects: `create_object`, `update_object`, `upsert_object` (by natural key, for
+  importers), `delete_object`, `get_object`, `read_one`, `list_objects`,
+  `bulk_apply` (all or nothing).
 - free space: `available_prefixes`, `available_addresses` (optionally creating them).
 - cables: `connect` / `disconnect` a circuit termination or power feed to a device's
   interface or power port; `trace` then follows them (see `inventory.tracing`).
@@ -26,13 +27,13 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn.audit import record_change
+from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.inventory import models as dcim
 from popcorn.inventory.ipam import addressing, reads, rules
 from popcorn.inventory.ipam import models as m
 from popcorn.inventory.ipam import schemas as s
-from popcorn.inventory.ipam.rules import KINDS, Kind, kind_of
+from popcorn.inventory.ipam.rules import KINDS, Kind, is_kind, kind_of
 from popcorn.listing import PageResult, filter_clauses, paginate, parse_list_params
 from popcorn.lookup import parse_id
 from popcorn.outbox import emit
@@ -50,11 +51,14 @@ __all__ = [
     "device_circuits",
     "disconnect",
     "get_object",
+    "history",
+    "is_kind",
     "kind_of",
     "list_objects",
     "read_one",
     "set_primary_ip",
     "update_object",
+    "upsert_object",
 ]
 
 _PATCHES: dict[str, type[Schema]] = {}
@@ -166,12 +170,32 @@ def create_object(*, session: Session, otype: str, data: Mapping[str, Any]) -> d
     return read_one(session=session, otype=kind.name, obj=obj)
 
 
+def upsert_object(
+    *, session: Session, otype: str, data: Mapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Create an object, or update the stored one with the same natural key (see
+    `rules.existing`); returns it and whether it was created. Running the same input
+    twice changes nothing the second time (no audit record, no event)."""
+    kind = kind_of(otype)
+    full = validate(kind.schema, data)
+    found = rules.existing(session, kind.name, full)
+    if found is None:
+        return create_object(session=session, otype=kind.name, data=data), True
+    return _update(session, kind, found, data, ""), False
+
+
 def update_object(
     *, session: Session, otype: str, ref: int | str, data: Mapping[str, Any], reason: str = ""
 ) -> dict[str, Any]:
     """Change the given fields of one object; the rest stay as they are."""
     kind = kind_of(otype)
     obj = get_object(session=session, otype=kind.name, ref=ref)
+    return _update(session, kind, obj, data, reason)
+
+
+def _update(
+    session: Session, kind: Kind, obj: Any, data: Mapping[str, Any], reason: str
+) -> dict[str, Any]:
     given = {k: v for k, v in validate(patch_schema(kind), data).items() if k != "id"}
     required = [n for n, f in kind.schema.model_fields.items() if f.is_required()]
     cleared = [n for n in required if n in given and given[n] is None]
@@ -181,6 +205,10 @@ def update_object(
         )
     before = _stored(obj)
     cols = rules.columns(session, kind.name, given, obj)
+    if kind.name == "ip_address" and any(
+        cols.get(k, before[k]) != before[k] for k in ("address", "interface_id", "vrf_id")
+    ):
+        _release_primary(session, obj)
     for name, value in cols.items():
         setattr(obj, name, value)
     _write(session, obj)
@@ -204,6 +232,8 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
     kind = kind_of(otype)
     obj = get_object(session=session, otype=kind.name, ref=ref)
     before = _stored(obj)
+    if kind.name == "ip_address":
+        _release_primary(session, obj)
     if kind.name in ("circuit_termination", "power_feed") and obj.link_id is not None:
         disconnect(session=session, otype=kind.name, ref=obj.id)
     if kind.name == "circuit":
@@ -224,6 +254,13 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
     emit(session, f"inventory.{kind.name}.deleted", kind.name, before["id"], _payload(kind, obj))
 
 
+def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
+    """The change history of one object, oldest first."""
+    kind = kind_of(otype)
+    obj = get_object(session=session, otype=kind.name, ref=ref)
+    return records_for(session, kind.name, obj.id)
+
+
 def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> dict[str, Any]:
     """One page of objects, NetBox-style filters (`field=`, lookups, `q`, references by name)."""
     kind = kind_of(otype)
@@ -241,7 +278,13 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
                 clause = or_(clause, column.is_(None))
             stmt = stmt.where(clause)
     if kind.name == "prefix" and "within" in filters:
-        parent = ipaddress.ip_network(filters.pop("within")[-1].strip(), strict=False)
+        raw = filters.pop("within")[-1].strip()
+        try:
+            parent = ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            raise InvalidInput(
+                f"within: {raw!r} is not a prefix", details={"within": raw}
+            ) from None
         stmt = stmt.where(
             m.Prefix.family == parent.version,
             m.Prefix.start_key >= rules.key(parent.network_address),
@@ -283,7 +326,10 @@ def list_objects(*, session: Session, otype: str, args: Mapping[str, Any]) -> di
 def bulk_apply(
     *, session: Session, otype: str, items: Sequence[Any], mode: str = "create"
 ) -> dict[str, Any]:
-    """Create (or, with `id`, update) many objects, all or nothing, every error reported."""
+    """Create (or, with `id`, update) many objects, all or nothing, every error reported.
+
+    `mode="upsert"` updates the stored object with the same natural key instead of
+    refusing a duplicate."""
     kind = kind_of(otype)
     if not isinstance(items, list) or not items:
         raise InvalidInput("expected a non-empty JSON list of objects")
@@ -292,7 +338,9 @@ def bulk_apply(
     for index, item in enumerate(items):
         try:
             with session.begin_nested():
-                if mode == "update" or (isinstance(item, dict) and "id" in item):
+                if mode == "upsert" and isinstance(item, dict) and "id" not in item:
+                    done, _ = upsert_object(session=session, otype=kind.name, data=item)
+                elif mode == "update" or (isinstance(item, dict) and "id" in item):
                     if not isinstance(item, dict) or "id" not in item:
                         raise InvalidInput("id: required to update")
                     rest = {k: v for k, v in item.items() if k != "id"}
@@ -400,39 +448,46 @@ def _cable_end(session: Session, otype: str, ref: int | str) -> Any:
     return get_object(session=session, otype=kind.name, ref=ref)
 
 
+def _near_end(session: Session, kind: str, device: Any, given: Mapping[str, Any]) -> Any:
+    """The device end a cable to `kind` may take: for a circuit termination an interface or
+    a front/rear port (patch panel), for a power feed a power port."""
+    if kind == "circuit_termination" and given.get("interface") is not None:
+        return session.get(
+            dcim.Interface, rules.interface_id(session, device.id, given["interface"])
+        )
+    if given.get("port") is None:
+        field = "interface" if kind == "circuit_termination" else "port"
+        raise InvalidInput(f"{field}: required", details={"fields": {field: ["required"]}})
+    kinds = ("front-port", "rear-port") if kind == "circuit_termination" else ("power-port",)
+    text = str(given["port"]).strip()
+    ident = parse_id(text)
+    found = session.scalars(
+        select(dcim.Port).where(
+            dcim.Port.device_id == device.id,
+            dcim.Port.kind.in_(kinds),
+            or_(dcim.Port.name == text, dcim.Port.id == (ident or 0)),
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"device {device.name!r} has no {' or '.join(kinds)} {text!r}")
+    return found
+
+
 def connect(
     *, session: Session, otype: str, ref: int | str, data: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Cable a circuit termination to a device interface, or a power feed to a power port."""
+    """Cable a circuit termination to a device's interface (or patch panel port), or a power
+    feed to a power port. Cabling the same two ends again changes nothing."""
     end = _cable_end(session, otype, ref)
     kind = kind_of(otype).name
     given = validate(s.ConnectIn, data)
+    device = rules.get(session, "device", given["device"])
+    near = _near_end(session, kind, device, given)
+    near_type = "interface" if isinstance(near, dcim.Interface) else "port"
+    if end.link_id is not None and end.link_id == near.link_id:
+        return read_one(session=session, otype=kind, obj=end)
     if end.link_id is not None:
         raise Conflict(f"this {kind.replace('_', ' ')} is already connected (link {end.link_id})")
-    device = rules.get(session, "device", given["device"])
-    near: Any
-    if kind == "circuit_termination":
-        if given.get("interface") is None:
-            raise InvalidInput(
-                "interface: required", details={"fields": {"interface": ["required"]}}
-            )
-        near = session.get(
-            dcim.Interface, rules.interface_id(session, device.id, given["interface"])
-        )
-        near_type = "interface"
-    else:
-        if given.get("port") is None:
-            raise InvalidInput("port: required", details={"fields": {"port": ["required"]}})
-        text = str(given["port"]).strip()
-        stmt = select(dcim.Port).where(
-            dcim.Port.device_id == device.id, dcim.Port.kind == "power-port"
-        )
-        ident = parse_id(text)
-        near = session.scalar(stmt.where(or_(dcim.Port.name == text, dcim.Port.id == (ident or 0))))
-        if near is None:
-            raise NotFound(f"device {device.name!r} has no power port {text!r}")
-        near_type = "port"
-    assert near is not None
     if near.link_id is not None:
         raise Conflict(
             f"{near.name!r} on {device.name!r} is already connected (link {near.link_id})"
@@ -519,6 +574,31 @@ def set_primary_ip(*, session: Session, ref: int | str) -> dict[str, Any]:
             {"name": device.name, "changed": [column]},
         )
     return read_one(session=session, otype="ip_address", obj=address)
+
+
+def _release_primary(session: Session, address: m.IpAddress) -> None:
+    """An address leaving its interface (moved, changed, deleted) stops being the primary."""
+    if address.interface_id is None:
+        return
+    interface = session.get(dcim.Interface, address.interface_id)
+    device = session.get(dcim.Device, interface.device_id) if interface is not None else None
+    if device is None:
+        return
+    host = str(ipaddress.ip_interface(address.address).ip)
+    column = "primary_ip4" if address.family == 4 else "primary_ip6"
+    if getattr(device, column) == host:
+        setattr(device, column, None)
+        session.flush()
+        record_change(
+            session, "update", "device", device.id, before={column: host}, after={column: None}
+        )
+        emit(
+            session,
+            "inventory.device.updated",
+            "device",
+            device.id,
+            {"name": device.name, "changed": [column]},
+        )
 
 
 def device_addresses(*, session: Session, device: int | str) -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request
 
+from popcorn.audit import AuditRead
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam import service
 from popcorn.inventory.ipam.rules import Kind
-from popcorn.schemas import Schema
+from popcorn.listing import PageResult
+from popcorn.schemas import Page, Schema
 
 LIST_HELP = (
     "Filters: `field=value` (repeat for OR) and lookups `__in __n __ic __isw __gt __gte __lt "
@@ -26,6 +28,10 @@ LIST_HELP = (
     "prefixes also `within=10.0.0.0/8`, addresses `device=NAME`; paging with `limit` and "
     "`cursor` or `offset`."
 )
+
+
+class HistoryPage(Page[AuditRead]):
+    pass
 
 
 class BulkCreated(Schema):
@@ -104,19 +110,34 @@ def _register_kind(bp: APIBlueprint, kind: Kind) -> None:
         )
     )
 
+    def history_view(ref: str) -> dict[str, Any]:
+        with session_scope(readonly=True) as session:
+            records = service.history(session=session, otype=otype, ref=ref)
+            return PageResult.whole(records).serialize(AuditRead)
+
+    bp.get(f"{path}/<ref>/history")(
+        bp.output(HistoryPage)(
+            bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
+        )
+    )
+
     def bulk_view() -> tuple[dict[str, Any], int]:
         body = request.get_json(silent=True)
         if not isinstance(body, list):
             raise InvalidInput("expected a JSON list")
         with session_scope() as session:
-            return service.bulk_apply(session=session, otype=otype, items=body), 201
+            mode = request.args.get("mode", "create")
+            if mode not in ("create", "upsert"):
+                raise InvalidInput("mode: create or upsert")
+            return service.bulk_apply(session=session, otype=otype, items=body, mode=mode), 201
 
     bp.post(f"{path}/bulk")(
         bp.output(BulkCreated, status_code=201)(
             bp.doc(
                 summary=f"Create or update many {kind.path.replace('-', ' ')}",
-                description="Body: a JSON list; items with `id` update. All or nothing: any "
-                "bad item rejects the whole list with every error.",
+                description="Body: a JSON list; items with `id` update. `?mode=upsert` updates "
+                "the object with the same natural key instead of refusing a duplicate. All or "
+                "nothing: any bad item rejects the whole list with every error.",
             )(_named(f"bulk_{otype}", bulk_view))
         )
     )

@@ -250,3 +250,7 @@ def inventory_panel(session: Session) -> dict[str, Any]:
 
 
 OVERVIEW_PANELS.append(inventory_panel)
+
+
+# IPAM, circuit and power list pages.
+from popcorn.web.pages import inventory_ipam  # noqa: E402,F401
