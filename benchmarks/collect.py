@@ -10,6 +10,7 @@ ORDER = [
     "cli",
     "demo",
     "inventory",
+    "inventory-import",
     "ipam",
     "signals",
     "signals-ingest",

@@ -175,6 +175,9 @@ def cli() -> None:
 
 
 def main() -> None:
+    from popcorn.db import check_schema_on_first_use
+
+    check_schema_on_first_use()
     cli(prog_name="popcorn")
 
 

@@ -152,6 +152,8 @@ def parse_module(source: str, module: str) -> list[Spec]:
                     specs[owner_node.id].children[added.name] = added
                 else:
                     loose_additions = True
+            elif any(isinstance(a, ast.Name) and a.id in specs for a in call.args):
+                loose_additions = True  # a helper given the group may add commands to it
         elif isinstance(node, ast.For | ast.While | ast.If | ast.With):
             loose_additions = loose_additions or "add_command" in ast.unparse(node)
     names = (["group"] if "group" in specs else []) + exports

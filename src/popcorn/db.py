@@ -149,6 +149,8 @@ def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator
     """
     url = url or get_settings().effective_database_url
     get_engine(url)
+    if _first_run_check and url not in _schema_ready:
+        _ensure_schema(url)
     session = _makers[(url, readonly)]()
     try:
         yield session
@@ -181,6 +183,46 @@ def _run_commit_callbacks(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_commit_callbacks(session: Session) -> None:
     session.info.pop("on_commit", None)
+
+
+# The CLI turns this on (`check_schema_on_first_use`): a command run against a
+# POPCORN_HOME (or database) that was never migrated must not end in "no such table".
+_first_run_check = False
+_schema_ready: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def check_schema_on_first_use() -> None:
+    """Before this process's first transaction on a database, make sure it has tables."""
+    global _first_run_check
+    _first_run_check = True
+
+
+def _ensure_schema(url: str) -> None:
+    """Migrate the embedded database on first use; refuse, in one line, an external one
+    that was never migrated (its schema is the operator's to change)."""
+    from sqlalchemy import inspect
+
+    from popcorn.errors import Unavailable
+
+    with _schema_lock:
+        if url in _schema_ready:
+            return
+        with get_engine(url).connect() as conn:
+            migrated = inspect(conn).has_table("alembic_version")
+        if not migrated:
+            if get_settings().database_url:
+                raise Unavailable(
+                    "the database has no Popcorn tables yet: run `popcorn db upgrade` first"
+                )
+            import sys
+
+            print(
+                f"first run: creating the embedded database in {get_settings().home}",
+                file=sys.stderr,
+            )
+            upgrade(url)
+        _schema_ready.add(url)
 
 
 MIGRATION_PACKAGES = ["popcorn.migrations"]

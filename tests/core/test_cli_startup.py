@@ -113,6 +113,22 @@ extra_groups = [more_grp]
     assert specs["things"].exact
 
 
+def test_parser_defers_to_click_when_a_helper_is_given_the_group() -> None:
+    source = '''
+import click
+
+from popcorn.example import more_cli
+
+@click.group("things")
+def group() -> None:
+    """Things."""
+
+more_cli.register(group)
+'''
+    (spec,) = clispec.parse_module(source, "popcorn.example.cli")
+    assert not spec.exact
+
+
 def test_parser_defers_to_click_when_commands_are_added_in_a_loop() -> None:
     source = '''
 import click

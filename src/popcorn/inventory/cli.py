@@ -76,16 +76,96 @@ def _report_errors(exc: InvalidInput) -> None:
     help="File format (default: from the file name).",
 )
 @click.option("--dry-run", is_flag=True, help="Check everything and show counts; write nothing.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Library directories too: any problem (an unknown field included) and nothing is written.",
+)
 @json_option
 @with_actor
 def import_command(
-    paths: tuple[Path, ...], otype: str | None, fmt: str | None, dry_run: bool, as_json: bool
+    paths: tuple[Path, ...],
+    otype: str | None,
+    fmt: str | None,
+    dry_run: bool,
+    strict: bool,
+    as_json: bool,
 ) -> None:
-    """Import files (CSV, JSON, YAML) and device-type library directories, all or nothing.
+    """Import files (CSV, JSON, YAML) and device-type library directories.
 
-    Re-importing the same file changes nothing. A directory is read as a
-    device-type library checkout (device-types/…, module-types/…).
+    Files are all or nothing; re-importing the same file changes nothing. A
+    directory is read as a device-type library checkout (device-types/…,
+    module-types/…) file by file: fields Popcorn has no place for are warnings,
+    a broken file is skipped and named, and the command then exits 1.
+    `--strict` makes the library all or nothing too.
     """
+    bar = progress(None, "reading")
+    task = bar.tasks[0].id
+
+    def report(done: int, total: int, phase: str) -> None:
+        bar.update(task, completed=done, total=total, description=phase)
+
+    library = not strict and any(p.is_dir() for p in paths)
+    try:
+        with bar, session_scope() as session:
+            if library:
+                found = service.import_library(
+                    session=session, paths=list(paths), dry_run=dry_run, progress=report
+                )
+            else:
+                result = service.import_paths(
+                    session=session,
+                    paths=list(paths),
+                    fmt=fmt,
+                    otype=otype,
+                    dry_run=dry_run,
+                    progress=report,
+                )
+    except InvalidInput as exc:
+        _report_errors(exc)
+        return
+    if not library:
+        _print_result(result, as_json)
+        return
+    _print_library(found, as_json)
+    if found.skipped:
+        sys.exit(1)
+
+
+def _print_library(found: service.LibraryImport, as_json: bool) -> None:
+    if as_json:
+        output(found.as_dict(), as_json=True)
+    else:
+        for warning in found.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        for problem in found.problems:
+            click.echo(f"error: {problem}", err=True)
+        if found.result is not None:
+            _print_result(found.result, as_json=False)
+        click.echo(
+            f"{found.imported} of {found.files} library file(s) imported, "
+            f"{len(found.warnings)} warning(s)",
+            err=True,
+        )
+    if found.skipped:
+        click.echo(
+            f"error: {len(found.skipped)} file(s) skipped: {', '.join(found.skipped)}", err=True
+        )
+
+
+@group.command("import-netbox")
+@click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Map and check everything; write nothing.")
+@json_option
+@with_actor
+def import_netbox_command(dump: Path, dry_run: bool, as_json: bool) -> None:
+    """Import a NetBox database dump (`manage.py dumpdata` JSON, NetBox 3.x or 4.x).
+
+    All or nothing; importing the same dump again changes nothing, a newer dump
+    updates what changed. Models Popcorn does not hold are listed with counts.
+    """
+    from popcorn.inventory.netbox import import_netbox
+
     bar = progress(None, "reading")
     task = bar.tasks[0].id
 
@@ -94,18 +174,18 @@ def import_command(
 
     try:
         with bar, session_scope() as session:
-            result = service.import_paths(
-                session=session,
-                paths=list(paths),
-                fmt=fmt,
-                otype=otype,
-                dry_run=dry_run,
-                progress=report,
-            )
+            found = import_netbox(session=session, path=dump, dry_run=dry_run, progress=report)
     except InvalidInput as exc:
         _report_errors(exc)
         return
-    _print_result(result, as_json)
+    if as_json:
+        output(found.as_dict(), as_json=True)
+        return
+    _print_result(found.result, as_json=False)
+    left_out = [{"netbox model": k, "records": v} for k, v in sorted(found.skipped.items())]
+    left_out += [{"netbox model": k, "records": v} for k, v in sorted(found.dropped.items())]
+    if left_out:
+        output(left_out, as_json=False, columns=["netbox model", "records"], title="not imported")
 
 
 @group.command("export")

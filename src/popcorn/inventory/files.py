@@ -93,13 +93,6 @@ def import_paths(
     )
 
 
-def import_library(
-    *, session: Session, root: Path, dry_run: bool = False, progress: Progress | None = None
-) -> BatchResult:
-    """Import a device-type library checkout (device-types/ and module-types/ trees) at once."""
-    return import_paths(session=session, paths=[root], dry_run=dry_run, progress=progress)
-
-
 def export(
     *,
     session: Session,

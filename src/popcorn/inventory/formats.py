@@ -63,7 +63,7 @@ def type_from_filename(filename: str) -> str | None:
         return None
 
 
-def _decode(content: bytes | str, filename: str) -> str:
+def decode(content: bytes | str, filename: str) -> str:
     if isinstance(content, str):
         return content
     try:
@@ -89,7 +89,7 @@ def _malformed(filename: str, line: int | None, message: str) -> InvalidInput:
 
 def parse_path(path: Path, *, fmt: str | None = None, otype: str | None = None) -> Sections:
     """Sections from a file on disk; its bytes are dropped as soon as they are decoded."""
-    text = _decode(path.read_bytes(), str(path))
+    text = decode(path.read_bytes(), str(path))
     return parse(text, filename=str(path), fmt=fmt, otype=otype)
 
 
@@ -102,7 +102,7 @@ def parse(
 ) -> Sections:
     """Sections of rows from one file; raises InvalidInput for a malformed file."""
     fmt = detect_format(filename, fmt)
-    text = _decode(content, filename)
+    text = decode(content, filename)
     del content
     otype = resolve_type(otype) if otype else None
     if fmt == "csv":
@@ -499,18 +499,22 @@ def _add(out: Sections, otype: str, value: Any, line: int | None, where: str, li
 def parse_library(root: Path) -> Iterator[tuple[Path, Sections]]:
     """Each file of a device-type library checkout, read as one device type or module type."""
     for kind, path in devicetypes.iter_library(root):
-        text = _decode(path.read_bytes(), str(path))
+        text = decode(path.read_bytes(), str(path))
         where = str(path.relative_to(root)) if path != root and root.is_dir() else path.name
         sections: Sections = {}
         for doc in load_yaml(text, where):
             if not isinstance(doc, dict):
                 raise _malformed(where, None, "a device-type file holds one mapping")
-            line = doc.pop(LINE, 1)
-            fields = doc.pop(FIELD_LINES, None)
-            library = devicetypes.split_library_document(doc)
-            row = Row(_strip_lines(library), line, source=where, field_lines=fields)
-            sections.setdefault(kind, []).append(row)
+            sections.setdefault(kind, []).append(library_row(doc, where))
         yield path, sections
+
+
+def library_row(doc: dict[str, Any], where: str) -> Row:
+    """A library file's mapping (as `load_yaml` read it) as one device-type or module-type row."""
+    line = doc.pop(LINE, 1)
+    fields = doc.pop(FIELD_LINES, None)
+    library = devicetypes.split_library_document(doc)
+    return Row(_strip_lines(library), line, source=where, field_lines=fields)
 
 
 # --- export --------------------------------------------------------------------

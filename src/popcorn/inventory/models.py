@@ -386,5 +386,21 @@ class JournalEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class NetboxId(Base):
+    """Which Popcorn object a NetBox record became (`popcorn inventory import-netbox`).
+
+    Kept so a later dump of the same NetBox updates the same objects, and so
+    anyone can go from a NetBox id to the Popcorn object and back.
+    """
+
+    __tablename__ = "inventory_netbox_ids"
+    __table_args__ = (Index("ix_inventory_netbox_ids_object", "object_type", "object_id"),)
+
+    netbox_model: Mapped[str] = mapped_column(String(60), primary_key=True)
+    netbox_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(30))
+    object_id: Mapped[int] = mapped_column(Integer)
+
+
 # IPAM, circuits and power live in their own module; importing it here registers their tables.
 from popcorn.inventory.ipam import models as _ipam_models  # noqa: E402,F401

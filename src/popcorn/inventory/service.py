@@ -44,9 +44,10 @@ from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
-from popcorn.inventory.files import export, import_files, import_library, import_paths
+from popcorn.inventory.files import export, import_files, import_paths
 from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
 from popcorn.inventory.ipam import service as ipam_service
+from popcorn.inventory.library import LibraryImport, import_library
 from popcorn.inventory.reports import (
     COUNT_BY,
     EXPECTED_LIFE_YEARS,
@@ -65,6 +66,7 @@ __all__ = [
     "COUNT_BY",
     "EXPECTED_LIFE_YEARS",
     "READ_SCHEMAS",
+    "LibraryImport",
     "add_journal",
     "bulk_apply",
     "bulk_change",

@@ -183,7 +183,8 @@ def _instantiate_devices(batch: Batch) -> None:
             batch.model_parts[model_id] = _template_columns(
                 batch, devicetypes.instantiate(batch.templates["device_model"].get(model_id, []))
             )
-    batch.template_devices.extend(batch.new_devices)
+    # A device whose model failed its own checks has no templates to plan (it is an error).
+    batch.template_devices.extend((d, model) for d, model in batch.new_devices if model is not None)
     batch.new_devices = []
 
 
