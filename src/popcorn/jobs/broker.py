@@ -146,14 +146,16 @@ def stop_embedded_redis() -> int | None:
     reset_redis()
     server, _embedded = _embedded, None
     pid = int(server.pid or 0) or None
-    # the server closing the connection is how a shutdown answers; the append-only
-    # file is flushed either way
-    with contextlib.suppress(redis.RedisError):
-        server.shutdown()
     if pid:
         from popcorn.lifeline import stop_redis
 
-        stop_redis(pid)  # one that refused (or never answered): SIGTERM, then SIGKILL
+        # SIGTERM (then SIGKILL if it will not go): Redis flushes its append-only file and
+        # exits in a tenth of a second, where a SHUTDOWN command took seconds, the client
+        # retrying the connection the server closes as its answer.
+        stop_redis(pid)
+    else:
+        with contextlib.suppress(redis.RedisError):
+            server.shutdown()
     return pid
 
 
