@@ -344,9 +344,12 @@ The authenticated route costs a token lookup (SHA-256 + indexed query) per reque
 context, request id, and metrics; the ratio is what those layers cost. Each Popcorn job also
 costs three small SQLite transactions (the record written at enqueue, the claim, the result),
 which the bare rq baseline does not have; that record is what lets a job survive a lost worker
-or a lost Redis. A Popcorn worker configures its database mappings and loads every task before
-it forks, so each work horse starts warm; its start-up is longer than bare rq's because it
-loads every domain's tasks.
+or a lost Redis. A Popcorn worker starts with the core only (its tables' mappings configured,
+the job statements compiled) and loads a domain's tasks when that domain's first job arrives,
+before forking, so no work horse imports a domain. A forked work horse still opens its own
+database connection (a connection never crosses a fork), and SQLite reads the whole schema
+of every domain on a connection's first statement: that, not the job, is most of the gap to
+bare rq's forking worker, which keeps no record.
 """
     print(md)
     write_result("core", md)

@@ -14,19 +14,34 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from popcorn.clispec import LazyGroup
 from popcorn.errors import PopcornError
 from popcorn.numbers import cell
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
+
+    console: Console
+    err_console: Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+
+@functools.cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def __getattr__(name: str) -> Any:
+    """`console` and `err_console` are made on first use: rich costs a list printed as
+    `--json`, or a command that prints nothing, tens of milliseconds for nothing."""
+    if name in ("console", "err_console"):
+        return _console(name == "err_console")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -52,26 +67,26 @@ def output(
 ) -> None:
     """Print rows as a table (people: numbers with units, data escaped) or JSON (raw values;
     a list as `{"items": [...]}`)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     data = _jsonable(data)
     if as_json:
         # one shape for every list: {"items": [...]} (a page's count and cursor kept beside)
         shown = {"items": data} if isinstance(data, list) else data
         click.echo(json.dumps(shown, indent=2, default=str))
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     if isinstance(data, dict) and columns is None:
         table = Table(show_header=False, title=title, box=None)
         table.add_column(style="bold cyan")
         table.add_column()
         for key, value in data.items():
             table.add_row(escape(str(key)), escape(cell(value, str(key))))
-        console.print(table)
+        _console(False).print(table)
         return
     rows = data if isinstance(data, list) else [data]
     if not rows:
-        console.print("[dim]nothing found[/dim]")
+        _console(False).print("[dim]nothing found[/dim]")
         return
     columns = list(columns or rows[0].keys())
     table = Table(title=title, header_style="bold")
@@ -79,7 +94,7 @@ def output(
         table.add_column(escape(column))
     for row in rows:
         table.add_row(*(escape(cell(row.get(column), column)) for column in columns))
-    console.print(table)
+    _console(False).print(table)
 
 
 def json_option(func: F) -> F:
@@ -97,8 +112,8 @@ def progress(total: int | None, description: str) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console,
-        disable=not err_console.is_terminal,
+        console=_console(True),
+        disable=not _console(True).is_terminal,
         transient=True,
     )
     bar.add_task(description, total=total)

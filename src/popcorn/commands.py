@@ -102,11 +102,13 @@ def worker(queues: tuple[str, ...], burst: bool, no_fork: bool) -> None:
 @click.command()
 def scheduler() -> None:
     """Run the scheduler (delayed and cron jobs, relay, reaper) and the outbox dispatcher."""
+    from popcorn.jobs.runner import leave_process
     from popcorn.supervisor import stop_flag
 
     machines.startup("scheduler")
     stop = stop_flag()
     jobs.run_scheduler(stop)
+    leave_process(0)  # its leases are released; skip tearing every domain down
 
 
 @click.group()

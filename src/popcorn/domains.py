@@ -93,6 +93,19 @@ def load_tasks() -> None:
     load_plugins()
 
 
+def load_tasks_of(task_name: str) -> None:
+    """Import the module that registers `task_name`: task names start with their domain's
+    name (`traffic.execute_plan`), so a worker imports only the domains whose jobs it
+    runs. A name no domain claims (a plugin's) loads every domain's tasks and the plugins."""
+    from popcorn.jobs.registry import TASKS
+
+    domain = task_name.split(".", 1)[0]
+    if domain in DOMAINS:
+        optional_module(f"popcorn.{domain}.tasks")
+    if task_name not in TASKS:
+        load_tasks()
+
+
 def load_subscribers() -> None:
     _each("subscribers")
     load_plugins()

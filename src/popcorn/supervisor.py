@@ -1,8 +1,9 @@
 """`popcorn up`: the API, workers and scheduler as supervised child processes.
 
 Children run in their own process groups so that Ctrl-C reaches only the
-supervisor, which then stops them in order: the API first (no new work), then
-workers with a warm shutdown (the running job finishes), then the scheduler.
+supervisor, which then asks them to stop in order: the API first (no new work), then
+workers with a warm shutdown (the running job finishes), then the scheduler, and waits
+for them all together.
 A child that dies is restarted with backoff. When no Redis URL is set the
 supervisor owns the embedded Redis, so it outlives every child, and starts it
 again (same socket, same configuration, data from its append-only file) if it
@@ -97,17 +98,36 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self) -> None:
-        if not self.alive():
+    def signal_stop(self) -> None:
+        """Ask the child to stop (it finishes what it is doing), without waiting."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(self.stop_signal)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for a child asked to stop until `deadline` (monotonic), then kill it."""
+        if self.process is None:
             return
-        assert self.process is not None
-        self.process.send_signal(self.stop_signal)
         try:
-            self.process.wait(self.stop_timeout)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop in %.0fs; killing it", self.name, self.stop_timeout)
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.wait_stopped(time.monotonic() + self.stop_timeout)
+
+
+def stop_all(children: list[Child]) -> None:
+    """Stop children together: every one is asked first, in order, then all are waited on,
+    so the stop takes as long as the slowest child rather than the sum of them."""
+    started = time.monotonic()
+    for child in children:
+        child.signal_stop()
+    for child in children:
+        child.wait_stopped(started + child.stop_timeout)
 
 
 @dataclass
@@ -163,8 +183,7 @@ class Supervisor:
                 time.sleep(0.5)
         finally:
             log.info("stopping")
-            for child in self.children:  # api, workers, then scheduler
-                child.stop()
+            stop_all(self.children)  # api, workers, then scheduler are asked in that order
             if redis_owner is not None:
                 from popcorn.jobs import stop_embedded_redis
 

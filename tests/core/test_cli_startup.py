@@ -21,8 +21,8 @@ from popcorn.cli import cli
 HEAVY = ("scipy", "pandas", "numpy", "matplotlib")
 
 
-def _imported_roots(args: list[str]) -> set[str]:
-    """Top-level packages a `python -m popcorn ...` run imported (from `-X importtime`)."""
+def _imported(args: list[str], shows: str = "Usage: popcorn") -> set[str]:
+    """The modules a `python -m popcorn ...` run imported (from `-X importtime`)."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "popcorn", *args],
         capture_output=True,
@@ -32,12 +32,17 @@ def _imported_roots(args: list[str]) -> set[str]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Usage: popcorn" in proc.stdout
-    roots = set()
-    for line in proc.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            roots.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    return roots
+    assert shows in proc.stdout
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def _imported_roots(args: list[str]) -> set[str]:
+    """Top-level packages a `python -m popcorn ...` run imported."""
+    return {name.split(".")[0] for name in _imported(args)}
 
 
 def _groups() -> list[str]:
@@ -60,6 +65,26 @@ def test_help_does_not_import_the_numerical_stack() -> None:
     for args in [["--help"], *([name, "--help"] for name in _groups())]:
         heavy = _imported_roots(args) & set(HEAVY)
         assert not heavy, f"`popcorn {' '.join(args)}` imported {sorted(heavy)}"
+
+
+@pytest.mark.parametrize(
+    ("args", "domain"),
+    [(["inventory", "devices", "--json"], "inventory"), (["jobs", "list", "--json"], None)],
+    ids=["inventory devices", "jobs list"],
+)
+def test_a_list_loads_only_its_own_domain(args: list[str], domain: str | None) -> None:
+    """A list reads the database: no numerical stack, no web app, no other domain."""
+    from popcorn.domains import DOMAINS, EXTRAS
+
+    modules = _imported(args, shows='"items"')
+    roots = {name.split(".")[0] for name in modules}
+    assert not roots & {*HEAVY, "flask", "rich"}, sorted(roots & {*HEAVY, "flask", "rich"})
+    others = {
+        name
+        for name in modules
+        if name.split(".")[:2] in ([["popcorn", d] for d in DOMAINS + EXTRAS if d != domain])
+    }
+    assert not others, sorted(others)
 
 
 @pytest.mark.parametrize("name", _groups())

@@ -19,7 +19,8 @@ from popcorn.demo.story import poll
 
 FAMILIES = [("tv", "tv-vendorA-2022"), ("tv", "tv-vendorB-2019"), ("console", "console-gen9"),
             ("stb", "stb-operatorX")]  # fmt: skip
-TIME_SCALE = 0.002  # a 10-minute test plays in 1.2 s
+TIME_SCALE = 0.001  # a 10-minute test plays in 0.6 s
+HEARTBEAT_SECONDS = "0.25"  # how often an agent asks for work
 
 
 @dataclass
@@ -31,10 +32,13 @@ class DeviceLab:
     def pids(self) -> dict[str, int]:
         return {f"devicelab-{name}": p.pid for name, p in self.procs.items()}
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
+
+    def stop(self) -> None:
+        self.signal_stop()
         for proc in self.procs.values():
             try:
                 proc.wait(10)
@@ -115,11 +119,21 @@ def start(lab: DeviceLab, *, url: str, token: str, agents: int) -> None:
         lab.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "popcorn.devicelab.agent", "--url", url, "--token", token,
              "--name", name, "--platform", platform_name, "--family", family,
-             "--pool", f"rack-{i % 2 + 1}", "--heartbeat", "0.5",
+             "--pool", f"rack-{i % 2 + 1}", "--heartbeat", HEARTBEAT_SECONDS,
              "--time-scale", str(TIME_SCALE), "--seed", str(i), *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.close()
+
+
+def launch(*, url: str, agent_token: str, fast: bool) -> DeviceLab:
+    """Start the fleet's agent processes without waiting for them: they start and register
+    while earlier parts of the story play."""
+    from popcorn.config import get_settings
+
+    lab = DeviceLab(home=get_settings().home)
+    start(lab, url=url, token=agent_token, agents=8 if fast else 12)
+    return lab
 
 
 def play(
@@ -130,18 +144,19 @@ def play(
     timeout: float,
     fast: bool,
     train_model: Callable[[], dict[str, Any]],
+    lab: DeviceLab | None = None,
 ) -> DeviceLab:
-    """Run the device lab's story; the fleet keeps running until `stop()`. `train_model`
-    trains and promotes ML's `test-failure` model on the lab's history (with the ml
-    domain's workers) before the build that uses test selection."""
+    """Run the device lab's story on `lab` (launched here when not given); the fleet keeps
+    running until `stop()`. `train_model` trains and promotes ML's `test-failure` model on
+    the lab's history (with the ml domain's workers) before the build that uses test
+    selection."""
     import httpx
 
-    from popcorn.config import get_settings
     from popcorn.devicelab.protocol import canonical, sign
 
-    lab = DeviceLab(home=get_settings().home)
+    if lab is None:
+        lab = launch(url=url, agent_token=agent_token, fast=fast)
     lab.summary.update(seed(fast=fast))
-    start(lab, url=url, token=agent_token, agents=8 if fast else 12)
     api = httpx.Client(
         base_url=f"{url}/api/v1/devicelab",
         headers={"Authorization": f"Bearer {admin_token}"},

@@ -234,6 +234,9 @@ class Platform:
             if c.process is not None and c.alive()
         }
 
+    def signal_stop(self) -> None:
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
@@ -281,9 +284,13 @@ class AwsSandbox:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         return self.endpoint
 
+    def signal_stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
+            self.signal_stop()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -345,6 +352,7 @@ class BoltAgent:
         self.write_disks(failing=None)
         self.env, self.log = env or {}, log
         self.process: subprocess.Popen[bytes] | None = None
+        self._signalled = False
 
     def write_disks(self, failing: str | None) -> None:
         """What the host's disks report: all healthy, or one failing (SMART says so)."""
@@ -365,6 +373,7 @@ class BoltAgent:
     def start(self) -> None:
         log = home() / "logs" / self.log
         env = {**os.environ, "POPCORN_HOME": str(home()), **self.env}
+        self._signalled = False
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "popcorn.remediation.agent", "--config", str(self.config)],
@@ -377,10 +386,16 @@ class BoltAgent:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def signal_stop(self) -> None:
+        if self.alive() and not self._signalled:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            self._signalled = True
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.signal_stop()
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:

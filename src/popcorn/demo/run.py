@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -117,6 +117,7 @@ class DemoRun:
             self.platform.wait_ready(o.timeout)
             pids = ", ".join(f"{name} {pid}" for name, pid in self.platform.pids().items())
             notes.append(f"{url}  (pids: {pids})")
+        self._launch_agents(world, url)
         with n.step("notebooks_start", "Define notebook jobs; their runs go to the workers"):
             notebook_runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
         self._start_agent(world, url)
@@ -133,6 +134,10 @@ class DemoRun:
                 triage=self.triage,
             )
             self.summary.update(story.play())
+            # the device lab's agents start and register while the ML part plays
+            self.devicelab = devicelab_demo.launch(
+                url=url, agent_token=self.agent_token, fast=o.fast
+            )
             title = "Train recommendations on Metaflow, promote it, predict through the API"
             with n.step("ml", title) as notes:
                 self.summary["ml"] = ml_demo.play(client, timeout=o.timeout, fast=o.fast)
@@ -153,13 +158,14 @@ class DemoRun:
                     )
                     return {"run_id": run["id"]}
 
-                self.devicelab = devicelab_demo.play(
+                devicelab_demo.play(
                     url=url,
                     admin_token=self.summary["admin_token"],
                     agent_token=self.agent_token,
                     timeout=o.timeout,
                     fast=o.fast,
                     train_model=train_model,
+                    lab=self.devicelab,
                 )
             self.summary["devicelab"] = lab = self.devicelab.summary
             notes.append(
@@ -261,18 +267,24 @@ class DemoRun:
         self.tls = tls
         return world
 
+    def _launch_agents(self, world: World, url: str) -> None:
+        """Start every Bolt agent process at once; `_start_agent` waits for their heartbeats
+        (their start-ups overlap each other and the steps in between)."""
+        assert self.tls is not None
+        self.agent = BoltAgent(
+            device=world.incident.device,
+            popcorn_url=url,
+            token=self.agent_token,
+            tls=self.tls,
+            disks=world.incident.disks,
+        )
+        self.agent.start()
+        if self.triage is not None:
+            triage_demo.start(self.triage, popcorn_url=url, token=self.agent_token)
+
     def _start_agent(self, world: World, url: str) -> None:
         with self.narrator.step("agent", "Start the appliance's Bolt agent") as notes:
-            assert self.tls is not None
-            self.agent = BoltAgent(
-                device=world.incident.device,
-                popcorn_url=url,
-                token=self.agent_token,
-                tls=self.tls,
-                disks=world.incident.disks,
-            )
-            self.agent.start()
-            agent = self.agent
+            agent = self._agent()
             from popcorn.client import Client
 
             with Client(url, self.summary["admin_token"]) as client:
@@ -289,7 +301,6 @@ class DemoRun:
         if fleet is None:
             return
         with self.narrator.step("triage_agents", "Start the triage hosts' Bolt agents") as notes:
-            triage_demo.start(fleet, popcorn_url=url, token=self.agent_token)
             with Client(url, self.summary["admin_token"]) as client:
                 poll(
                     "the triage agents' first heartbeats",
@@ -353,24 +364,28 @@ class DemoRun:
             self.console.print()
 
     def stop(self) -> None:
-        """Stop everything the demo started, in reverse order, and say so."""
+        """Stop everything the demo started, all at once, and say so."""
         if not self.prepared:
             return
         with self.narrator.step("stop", "Stop everything the demo started"):
-            if self.triage is not None:
-                self.triage.stop()
-            if self.devicelab is not None:
-                self.devicelab.stop()
-            if self.agent is not None:
-                self.agent.stop()
-            if self.platform is not None:
-                self.platform.stop()
-            if self.aws is not None:
-                self.aws.stop()
+            parts: list[_Stoppable | None] = [
+                self.triage, self.devicelab, self.agent, self.platform, self.aws
+            ]  # fmt: skip
+            running = [part for part in parts if part is not None]
+            for part in running:  # all are asked at once; then each is waited for
+                part.signal_stop()
+            for part in running:
+                part.stop()
             self.redis_pid = platform.stop_embedded_redis()
             from popcorn.db import dispose_engines
 
             dispose_engines()
+
+
+class _Stoppable(Protocol):
+    def signal_stop(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -122,7 +122,7 @@ class StepNotes(list[str]):
             self.bar.advance(self.task)
 
 
-def poll(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
+def poll(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
@@ -218,7 +218,7 @@ class Story:
         self.n = narrator
         self.timeout = timeout
         self.triage = triage
-        self.dwell = 1.0 if world.fast else 2.0
+        self.dwell = 0.5 if world.fast else 1.0
         self.out: dict[str, Any] = {}
 
     # --- the incident ----------------------------------------------------------------------

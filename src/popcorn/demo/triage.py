@@ -57,7 +57,12 @@ class TriageFleet:
             if a.process is not None and a.alive()
         }
 
+    def signal_stop(self) -> None:
+        for agent in self.agents:
+            agent.signal_stop()
+
     def stop(self) -> None:
+        self.signal_stop()
         for agent in self.agents:
             agent.stop()
 

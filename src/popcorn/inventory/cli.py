@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from popcorn.audit import AuditRead
-from popcorn.cli import err_console, json_option, output, parse_kv, progress, with_actor
+from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
@@ -216,7 +216,7 @@ def export_command(
                 count = service.export(
                     session=session, out=out, fmt=fmt, otypes=list(otypes) or None, args=args
                 )
-            err_console.print(f"exported {count} objects to {path}")
+            click.echo(f"exported {count} objects to {path}", err=True)
 
 
 def _list(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from popcorn.errors import InvalidInput, NotFound
-from popcorn.inventory import bulk, formats, serialize
+from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES, BatchResult, Progress, Row, resolve_type
 from popcorn.inventory.filters import filtered
@@ -33,6 +33,8 @@ def import_files(
     progress: Progress | None = None,
 ) -> BatchResult:
     """Import CSV, JSON or YAML files as one all-or-nothing batch, idempotent on natural keys."""
+    from popcorn.inventory import formats  # parsers load with the first file
+
     sections: dict[str, list[Row]] = {}
     for name, content in files:
         parsed = formats.parse(content, filename=name, fmt=fmt, otype=otype)
@@ -68,6 +70,8 @@ def import_paths(
     A directory is read as a library checkout: YAML files under `module-types/`
     are module types, the others device types.
     """
+    from popcorn.inventory import formats  # parsers load with the first file
+
     sections: dict[str, list[Row]] = {}
     for path in paths:
         if not path.exists():
@@ -102,6 +106,8 @@ def export(
     args: Mapping[str, Any] | None = None,
 ) -> int:
     """Write objects in the import shape; returns how many. Filters apply to a single type."""
+    from popcorn.inventory import formats  # parsers load with the first file
+
     fmt = formats.detect_format("", fmt)
     types = [resolve_type(t) for t in otypes] if otypes else list(bulk.ORDER)
     if fmt == "csv" and len(types) != 1:

@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -624,6 +623,8 @@ def journal(*, session: Session, otype: str, ref: int | str) -> list[m.JournalEn
 
 def collect_metrics() -> Iterator[Any]:
     """Scrape-time gauge: devices per lifecycle status."""
+    from prometheus_client.core import GaugeMetricFamily
+
     family = GaugeMetricFamily(
         "popcorn_inventory_devices", "Devices by lifecycle status", labels=["status"]
     )

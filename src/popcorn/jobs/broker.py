@@ -14,9 +14,8 @@ import subprocess
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from sqlalchemy.orm import Session
 
 from popcorn.config import get_settings
@@ -25,6 +24,9 @@ from popcorn.db import on_commit, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
+
+if TYPE_CHECKING:
+    import redis  # imported where used: a CLI listing jobs never talks to Redis
 
 log = logging.getLogger("popcorn.jobs")
 
@@ -105,6 +107,8 @@ def restart_embedded_redis(*, timeout: float = 30.0) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    import redis
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -119,6 +123,8 @@ def restart_embedded_redis(*, timeout: float = 30.0) -> None:
 
 
 def get_redis() -> redis.Redis:
+    import redis
+
     url = get_settings().redis_url
     key = url or "embedded"
     with _redis_lock:
@@ -146,14 +152,18 @@ def stop_embedded_redis() -> int | None:
     reset_redis()
     server, _embedded = _embedded, None
     pid = int(server.pid or 0) or None
-    # the server closing the connection is how a shutdown answers; the append-only
-    # file is flushed either way
-    with contextlib.suppress(redis.RedisError):
-        server.shutdown()
     if pid:
         from popcorn.lifeline import stop_redis
 
-        stop_redis(pid)  # one that refused (or never answered): SIGTERM, then SIGKILL
+        # SIGTERM (then SIGKILL if it will not go): Redis flushes its append-only file and
+        # exits in a tenth of a second, where a SHUTDOWN command took seconds, the client
+        # retrying the connection the server closes as its answer.
+        stop_redis(pid)
+    else:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            server.shutdown()
     return pid
 
 
@@ -223,12 +233,15 @@ def enqueue(
 
 def push_after_commit(session: Session, record: JobRecord) -> None:
     """Hand a pending record to rq once this transaction commits."""
-    snapshot = (record.id, record.queue, record.attempts, record.timeout)
+    snapshot = (record.id, record.queue, record.attempts, record.timeout, record.task)
     on_commit(session, lambda: push(*snapshot))
 
 
-def push(record_id: int, queue: str, attempt: int, timeout: int) -> None:
-    """Put one attempt of a record on its rq queue (the same id again replaces it)."""
+def push(record_id: int, queue: str, attempt: int, timeout: int, task: str) -> None:
+    """Put one attempt of a record on its rq queue (the same id again replaces it).
+
+    The task's name rides along so that a forking worker loads its domain before the fork.
+    """
     rq_queue(queue).enqueue_call(
         "popcorn.jobs.execute",
         args=(record_id,),
@@ -236,4 +249,5 @@ def push(record_id: int, queue: str, attempt: int, timeout: int) -> None:
         timeout=timeout,
         result_ttl=3600,
         failure_ttl=86400,
+        meta={"task": task},
     )

@@ -81,7 +81,7 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         import popcorn.domains
 
-        popcorn.domains.load_tasks()
+        popcorn.domains.load_tasks_of(name)
     try:
         return TASKS[name]
     except KeyError:

@@ -6,9 +6,10 @@ about a minute to exit after SIGTERM. Ours reads in short slices and stops
 within a second once it is told to; `leave_process` then skips the interpreter's
 teardown, which alone took several seconds on a busy machine.
 
-The worker also prepares, once and before any fork, what every job needs (the
-task registry, configured SQLAlchemy mappers), so a forked work horse starts
-with it instead of redoing it per job.
+The worker also prepares, once and before any fork, what every job needs
+(configured SQLAlchemy mappers, compiled statements), and a domain's tasks when
+its first job arrives, so a forked work horse starts with them instead of
+redoing them per job.
 """
 
 from __future__ import annotations
@@ -63,25 +64,56 @@ class _PromptStop:
 class PopcornWorker(_PromptStop, Worker):
     """Forks a work horse per job (isolation); the horse starts warm."""
 
+    def execute_job(self, job: Any, queue: Any) -> None:
+        # In the worker, before the fork: the first job of a domain loads that domain's
+        # tasks here, once, so no work horse imports it for itself.
+        prepare_for(job.meta.get("task"))
+        super().execute_job(job, queue)
+
 
 class PopcornSimpleWorker(_PromptStop, SimpleWorker):
     """Runs jobs in the worker process itself (what `popcorn up` runs by default)."""
 
 
 def warm_up() -> None:
-    """Everything every job needs, done once in the worker so forks inherit it."""
-    from sqlalchemy.orm import configure_mappers
-
+    """What every job needs, done once in the worker so forks inherit it: the core's
+    tables with their mappers configured, the job statements compiled, the plugins' tasks.
+    A domain's tasks load with its first job (`prepare_for`), not at start-up."""
+    import popcorn.audit
+    import popcorn.auth
     import popcorn.domains
-    from popcorn.jobs.registry import BEFORE_FORK
+    import popcorn.outbox  # the core's tables: jobs, audit, tokens, events
     from popcorn.jobs.worker import prepare_statements
 
-    popcorn.domains.load_tasks()
-    for prepare in BEFORE_FORK:  # domains' slow imports, once here, not in every work horse
-        prepare()
-    popcorn.domains.load_models()
-    configure_mappers()  # else each work horse configures every mapper on first use
+    popcorn.domains.load_plugins()
+    prepare_for(None)
     prepare_statements()
+
+
+_prepared = 0  # how many of BEFORE_FORK this process has run
+
+
+def prepare_for(task_name: str | None) -> None:
+    """Load what a job of `task_name` needs (its domain's tasks and their before-fork work)
+    and configure any new mappers; nothing when that is done already."""
+    global _prepared
+    from sqlalchemy.orm import configure_mappers
+
+    from popcorn.jobs.registry import BEFORE_FORK, TASKS
+
+    if task_name is not None:
+        if task_name in TASKS:
+            return
+        import popcorn.domains
+
+        try:
+            popcorn.domains.load_tasks_of(task_name)
+        except Exception:  # the work horse records the failure on the job
+            log.warning("could not load the tasks of %s", task_name, exc_info=True)
+    while _prepared < len(BEFORE_FORK):  # domains' slow imports, once here
+        BEFORE_FORK[_prepared]()
+        _prepared += 1
+    configure_mappers()  # else each work horse configures the new mappers on first use
     # What is loaded so far lives as long as the worker: keep the collector off it, so a
     # work horse's collections do not copy the parent's pages (the `gc.freeze` advice in
     # Python's documentation for processes that fork without exec).

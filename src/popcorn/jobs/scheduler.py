@@ -100,7 +100,13 @@ def resend_lost(
     with session_scope(readonly=True) as session:
         rows = list(
             session.execute(
-                select(JobRecord.id, JobRecord.queue, JobRecord.attempts, JobRecord.timeout)
+                select(
+                    JobRecord.id,
+                    JobRecord.queue,
+                    JobRecord.attempts,
+                    JobRecord.timeout,
+                    JobRecord.task,
+                )
                 .where(
                     JobRecord.status == "pending",
                     JobRecord.run_at <= now - timedelta(seconds=older_than),
@@ -129,7 +135,7 @@ def resend_lost(
         )
         if reason:
             log.warning("re-sending job %s: %s", row.id, reason)
-            push(row.id, row.queue, row.attempts, row.timeout)
+            push(row.id, row.queue, row.attempts, row.timeout, row.task)
             resent += 1
     return resent
 

@@ -33,9 +33,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.inventory.bulk import write
-from popcorn.inventory.bulk.batch import Batch
-from popcorn.inventory.bulk.registry import PLANNERS
 from popcorn.inventory.bulk.rows import BatchResult, Planner, Progress, Row, RowError
 from popcorn.inventory.bulk.types import (
     BY_PLURAL,
@@ -57,11 +54,9 @@ __all__ = [
     "CUSTOM",
     "ORDER",
     "PER_OBJECT_LIMIT",
-    "PLANNERS",
     "SECTION_ALIASES",
     "TAGGED",
     "TYPES",
-    "Batch",
     "BatchResult",
     "ObjectType",
     "Planner",
@@ -92,6 +87,11 @@ def apply(
 
     `summary=True` (file imports) always adds the one "import" audit record.
     """
+    # the checking and writing machinery loads with the first batch: reading the
+    # inventory (a list, a lookup) needs only the types
+    from popcorn.inventory.bulk import write
+    from popcorn.inventory.bulk.batch import Batch
+
     started = time.perf_counter()
     batch = Batch(session, mode=mode, source=source, reason=reason)
     batch.progress = progress
