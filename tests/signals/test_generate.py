@@ -46,6 +46,13 @@ def test_incident_plants_culprits_before_the_alert() -> None:
     assert ((inc.proximity >= 0) & (inc.proximity <= 1)).all()
 
 
+def test_the_smallest_allowed_window_still_plants_an_incident() -> None:
+    """200 samples is the documented minimum: every kind of signal must fit in it."""
+    for seed in range(5):
+        inc = generate_incident(300, 200, seed=seed)
+        assert inc.values.shape == (300, 200) and inc.culprits
+
+
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="n_signals"):
         generate_incident(10)

@@ -382,7 +382,7 @@ def generate_incident(
         expected[i] = "not_analysable"
     cursor += special
     for i in rest[cursor : cursor + special]:  # gaps in the middle of the day
-        gap = int(rng.integers(60, n_samples - 300))
+        gap = int(rng.integers(60, max(61, n_samples - 300)))
         values[i, gap : gap + int(rng.integers(5, 60))] = np.nan
     trigger_values = trigger + rng.normal(0, 0.05, n_samples)
     proximity = rng.uniform(0.0, 1.0, n_signals)
