@@ -23,6 +23,7 @@ ORDER = [
     "studio-postgresql",
     "ml",
     "security",
+    "security-cloudtrail",
     "notebooks",
     "devicelab",
 ]
