@@ -192,3 +192,49 @@ def test_exclusive_definitions_run_one_at_a_time(api: Api) -> None:
         definition = service.get_definition(session=session, ref="single")
         skipped = service.start_run(session=session, definition=definition, trigger="schedule")
         assert skipped.status == "skipped" and skipped.job_id is None
+
+
+def test_output_formats_are_stored_beside_the_notebook(
+    api: Api, client: Any, tokens: dict[str, str]
+) -> None:
+    """ipynb always; html and markdown through nbconvert; pdf through nbconvert's WebPDF
+    exporter with Debian's chromium (no download)."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("chromium") is None:
+        pytest.skip("PDF output needs chromium (Debian package, installed by .ci/run)")
+    define(api, "report", nbkit.GREETING, output_formats=["html", "markdown", "pdf"])
+    run_id = run(api, "report", {"who": "formats"})
+    assert execute.run_attempt(run_id)["status"] == "succeeded"
+    done = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert sorted(done["format_keys"]) == ["html", "markdown", "pdf"], done["format_errors"]
+    html = api.get(f"{BASE}/runs/{run_id}/output/html")
+    assert html.status_code == 200 and "hello formats x1" in html.get_data(as_text=True)
+    markdown = api.get(f"{BASE}/runs/{run_id}/output/markdown").get_data(as_text=True)
+    assert "```python" in markdown and "hello formats x1" in markdown
+    pdf = api.get(f"{BASE}/runs/{run_id}/output/pdf")
+    assert pdf.mimetype == "application/pdf" and pdf.get_data().startswith(b"%PDF")
+    assert "attachment" in pdf.headers["Content-Disposition"]
+    ipynb = api.get(f"{BASE}/runs/{run_id}/output/ipynb")
+    assert json.loads(ipynb.get_data())["cells"]
+
+    # a definition that asked for nothing has only the notebook; unknown formats are 4xx
+    define(api, "plain", nbkit.GREETING)
+    plain = run(api, "plain")
+    execute.run_attempt(plain)
+    missing = api.get(f"{BASE}/runs/{plain}/output/html")
+    assert missing.status_code == 404 and "did not ask" in missing.get_json()["error"]["message"]
+    assert api.get(f"{BASE}/runs/{plain}/output/docx").status_code == 422
+    bad = api.post(
+        f"{BASE}/definitions",
+        json={"name": "x", "kind": "callable", "callable": "p:f", "output_formats": ["html"]},
+    )
+    assert 400 <= bad.status_code < 500
+
+    console = Console(client, tokens["viewer"])
+    page = console.page(f"/ui/notebooks/runs/{run_id}")
+    assert f"/ui/notebooks/runs/{run_id}/output/pdf" in page
+    download = console.get(f"/ui/notebooks/runs/{run_id}/output/markdown")
+    assert download.status_code == 200 and b"hello formats x1" in download.get_data()

@@ -78,6 +78,22 @@ def notebooks_run_output(run_id: str) -> Response:
     return _sandboxed(render.stored_html(key, failed_cell=failed))
 
 
+@bp.get("/notebooks/runs/<run_id>/output/<fmt>")
+def notebooks_run_download(run_id: str, fmt: str) -> Response:
+    """One stored output format of a run, as a download (never rendered in the console)."""
+    from popcorn.notebooks.formats import SUFFIX
+
+    with session_scope(readonly=True) as session:
+        found = service.get_run(session=session, run_id=run_id)
+        data, media = service.run_output(found, fmt)
+    response = Response(data, mimetype=media)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="run-{found.id}.{SUFFIX[fmt]}"'
+    )
+    response.headers["Content-Security-Policy"] = render.OUTPUT_CSP
+    return response
+
+
 @bp.get("/notebooks/published/<slug>")
 def notebooks_published(slug: str) -> str:
     with session_scope(readonly=True) as session:
