@@ -259,6 +259,9 @@ def lateness(env: dict[str, str], definitions: int, kind: str) -> dict[str, Any]
     }
 
 
+from popcorn.notebooks.service import TICK_SECONDS  # noqa: E402
+
+
 def _late_line(late: dict[str, Any]) -> str:
     return (
         f"p50 {late['p50']:.1f} s, p95 {late['p95']:.1f} s, max {late['max']:.1f} s "
@@ -332,8 +335,10 @@ two consecutive minute ticks:
 | {_late_line(late)} |
 | {kernels["definitions"]:,} notebook jobs (a kernel per run) | {_late_line(kernels)} |
 
-The 1,000-definition figure is the scheduler's own: each tick records 1,000 runs (each once,
-in its own transaction) and two forking workers start them. With notebooks, two workers
+The {late["definitions"]:,}-definition figure is the scheduler's own: each tick records
+{late["definitions"]:,} runs (each once, in its own transaction) and two forking workers start
+them; the scheduler looks for due ticks every {TICK_SECONDS} s, so even an idle system starts a
+run up to that long after its tick. With notebooks, two workers
 start about {per_minute:.0f} kernels a minute here (papermill {cost["inner"]:.1f} s a run), so 1,000
 minute notebook definitions would fall behind by the minute: they need about
 {1000 / max(per_minute / 2, 1):.0f} workers (or fewer, longer schedules). 1,000 notebook
