@@ -588,43 +588,63 @@ def chain_after(session: Session, run: NotebookRun) -> list[NotebookRun]:
 # --- the scheduler tick ---------------------------------------------------------------------
 
 
+FIRE_BATCH = 100  # due definitions fired per transaction
+
+
 def fire_due(*, now: datetime | None = None) -> int:
     """Start one run per due schedule tick; a tick already recorded is never run again.
 
     Missed ticks (the scheduler was down) are not replayed in a burst: the next tick is
-    computed from now.
+    computed from now. Due definitions are fired in batches of FIRE_BATCH per transaction
+    (1,000 minute schedules are ten commits, not a thousand); a batch that meets a tick
+    another scheduler recorded meanwhile is fired again one definition at a time.
     """
     from popcorn.db import session_scope
 
     now = now or utcnow()
-    fired = 0
     with session_scope(readonly=True) as session:
         due = list(
             session.scalars(
-                select(NotebookDefinition.id).where(
+                select(NotebookDefinition.id)
+                .where(
                     NotebookDefinition.enabled.is_(True),
                     NotebookDefinition.cron.is_not(None),
                     NotebookDefinition.next_run_at <= now,
                 )
+                .order_by(NotebookDefinition.next_run_at, NotebookDefinition.id)
             )
         )
-    for definition_id in due:
+    fired = 0
+    for start in range(0, len(due), FIRE_BATCH):
+        batch = due[start : start + FIRE_BATCH]
         try:
-            with session_scope() as session:
-                definition = session.get(NotebookDefinition, definition_id, with_for_update=True)
-                if definition is None or definition.next_run_at is None or not definition.cron:
+            fired += _fire(batch, now)
+        except IntegrityError:  # a racing tick recorded one of these: one at a time
+            for definition_id in batch:
+                try:
+                    fired += _fire([definition_id], now)
+                except IntegrityError:
                     continue
-                if definition.next_run_at > now:
-                    continue  # another tick fired it meanwhile
-                tick = definition.next_run_at
-                with acting_as(f"schedule:{definition.name}"):
-                    start_run(session=session, definition=definition, trigger="schedule", tick=tick)
-                definition.next_run_at = next_tick(
-                    definition.cron, definition.timezone, max(tick, now)
-                )
-                fired += 1
-        except IntegrityError:
-            continue  # this tick's run exists: fired by a racing tick
+    return fired
+
+
+def _fire(definition_ids: list[int], now: datetime) -> int:
+    """Fire these due definitions in one transaction (all or none)."""
+    from popcorn.db import session_scope
+
+    fired = 0
+    with session_scope() as session:
+        for definition_id in definition_ids:
+            definition = session.get(NotebookDefinition, definition_id, with_for_update=True)
+            if definition is None or definition.next_run_at is None or not definition.cron:
+                continue
+            if definition.next_run_at > now:
+                continue  # another tick fired it meanwhile
+            tick = definition.next_run_at
+            with acting_as(f"schedule:{definition.name}"):
+                start_run(session=session, definition=definition, trigger="schedule", tick=tick)
+            definition.next_run_at = next_tick(definition.cron, definition.timezone, max(tick, now))
+            fired += 1
     return fired
 
 
