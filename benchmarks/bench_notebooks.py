@@ -352,7 +352,7 @@ two consecutive minute ticks:
 | {kernels["definitions"]:,} notebook jobs (a kernel per run) | {_late_line(kernels)} |
 
 The {late["definitions"]:,}-definition figure is the scheduler's own: each tick records
-{late["definitions"]:,} runs (each once, in its own transaction) and two forking workers start
+{late["definitions"]:,} runs (each once, in transactions of 100) and two forking workers start
 them; the scheduler looks for due ticks every {TICK_SECONDS} s, so even an idle system starts a
 run up to that long after its tick. With notebooks, two workers
 start about {per_minute:.0f} kernels a minute here (papermill {cost["inner"]:.1f} s a run), so 1,000
