@@ -27,6 +27,7 @@ ORDER = [
     "studio-postgresql",
     "ml",
     "security",
+    "security-cloudtrail",
     "notebooks",
     "devicelab",
 ]

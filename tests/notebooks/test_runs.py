@@ -192,3 +192,138 @@ def test_exclusive_definitions_run_one_at_a_time(api: Api) -> None:
         definition = service.get_definition(session=session, ref="single")
         skipped = service.start_run(session=session, definition=definition, trigger="schedule")
         assert skipped.status == "skipped" and skipped.job_id is None
+
+
+def test_output_formats_are_stored_beside_the_notebook(
+    api: Api, client: Any, tokens: dict[str, str]
+) -> None:
+    """ipynb always; html and markdown through nbconvert; pdf through nbconvert's WebPDF
+    exporter with Debian's chromium (no download)."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("chromium") is None:
+        pytest.skip("PDF output needs chromium (Debian package, installed by .ci/run)")
+    define(api, "report", nbkit.GREETING, output_formats=["html", "markdown", "pdf"])
+    run_id = run(api, "report", {"who": "formats"})
+    assert execute.run_attempt(run_id)["status"] == "succeeded"
+    done = api.get(f"{BASE}/runs/{run_id}").get_json()
+    assert sorted(done["format_keys"]) == ["html", "markdown", "pdf"], done["format_errors"]
+    html = api.get(f"{BASE}/runs/{run_id}/output/html")
+    assert html.status_code == 200 and "hello formats x1" in html.get_data(as_text=True)
+    markdown = api.get(f"{BASE}/runs/{run_id}/output/markdown").get_data(as_text=True)
+    assert "```python" in markdown and "hello formats x1" in markdown
+    pdf = api.get(f"{BASE}/runs/{run_id}/output/pdf")
+    assert pdf.mimetype == "application/pdf" and pdf.get_data().startswith(b"%PDF")
+    assert "attachment" in pdf.headers["Content-Disposition"]
+    ipynb = api.get(f"{BASE}/runs/{run_id}/output/ipynb")
+    assert json.loads(ipynb.get_data())["cells"]
+
+    # a definition that asked for nothing has only the notebook; unknown formats are 4xx
+    define(api, "plain", nbkit.GREETING)
+    plain = run(api, "plain")
+    execute.run_attempt(plain)
+    missing = api.get(f"{BASE}/runs/{plain}/output/html")
+    assert missing.status_code == 404 and "did not ask" in missing.get_json()["error"]["message"]
+    assert api.get(f"{BASE}/runs/{plain}/output/docx").status_code == 422
+    bad = api.post(
+        f"{BASE}/definitions",
+        json={"name": "x", "kind": "callable", "callable": "p:f", "output_formats": ["html"]},
+    )
+    assert 400 <= bad.status_code < 500
+
+    console = Console(client, tokens["viewer"])
+    page = console.page(f"/ui/notebooks/runs/{run_id}")
+    assert f"/ui/notebooks/runs/{run_id}/output/pdf" in page
+    download = console.get(f"/ui/notebooks/runs/{run_id}/output/markdown")
+    assert download.status_code == 200 and b"hello formats x1" in download.get_data()
+
+
+def test_console_forms_define_edit_and_run_now(
+    api: Api, client: Any, tokens: dict[str, str]
+) -> None:
+    """Operators define a job by uploading a notebook, edit it and run it now from the
+    console; forms need the CSRF token; viewers see no form and cannot post."""
+    import io
+
+    operator = Console(client, tokens["operator"])
+    form = operator.page("/ui/notebooks/new")
+    assert 'enctype="multipart/form-data"' in form and 'name="csrf"' in form
+
+    def create(**fields: Any) -> Any:
+        data = {
+            "csrf": operator.csrf,
+            "name": "console-job",
+            "kind": "notebook",
+            "parameters": '{"who": "console"}',
+            "timezone": "UTC",
+            "timeout": "120",
+            "retries": "1",
+            "tags": "daily, console",
+            "output_formats": ["html"],
+            "enabled": "on",
+            "notebook": (io.BytesIO(json.dumps(nbkit.GREETING).encode()), "greet.ipynb"),
+            **fields,
+        }
+        return client.post(
+            "/ui/notebooks/definitions", data=data, content_type="multipart/form-data"
+        )
+
+    refused = create(cron="61 * * * *")
+    assert refused.status_code == 422 and "does not parse" in refused.get_data(as_text=True)
+    assert 'value="console-job"' in refused.get_data(as_text=True)  # what was typed stays
+    bad_json = create(parameters="{who")
+    assert bad_json.status_code == 422 and "parameters: not JSON" in bad_json.get_data(as_text=True)
+    no_csrf = client.post(
+        "/ui/notebooks/definitions",
+        data={"name": "x", "notebook": (io.BytesIO(b"{}"), "x.ipynb")},
+        content_type="multipart/form-data",
+    )
+    assert no_csrf.status_code in (400, 403)
+    assert api.get(f"{BASE}/definitions").get_json()["items"] == []
+
+    made = create(cron="0 6 * * *", timezone="Europe/Amsterdam")
+    assert made.status_code == 302, made.get_data(as_text=True)[:2000]
+    [definition] = api.get(f"{BASE}/definitions").get_json()["items"]
+    assert definition["parameters"] == {"who": "console"} and definition["cron"] == "0 6 * * *"
+    assert definition["tags"] == ["console", "daily"] and definition["output_formats"] == ["html"]
+    assert definition["retries"] == 1 and definition["timezone"] == "Europe/Amsterdam"
+
+    edit = operator.page(f"/ui/notebooks/definitions/{definition['id']}/edit")
+    assert "Europe/Amsterdam" in edit
+    saved = operator.post(
+        f"/ui/notebooks/definitions/{definition['id']}/edit",
+        {
+            "parameters": '{"who": "edited"}',
+            "cron": "",
+            "timezone": "UTC",
+            "timeout": "60",
+            "retries": "0",
+            "tags": "console",
+            "enabled": "on",
+        },
+    )
+    assert saved.status_code == 302
+    changed = api.get(f"{BASE}/definitions/{definition['id']}").get_json()
+    assert changed["cron"] is None and changed["parameters"] == {"who": "edited"}
+    assert changed["timeout"] == 60 and changed["output_formats"] == []
+    wrong = operator.post(
+        f"/ui/notebooks/definitions/{definition['id']}/edit",
+        {"parameters": '{"whom": "x"}', "timezone": "UTC", "enabled": "on"},
+    )
+    assert wrong.status_code == 422 and "unknown parameter" in wrong.get_data(as_text=True)
+
+    started = operator.post(
+        f"/ui/notebooks/definitions/{definition['id']}/run", {"parameters": '{"times": 2}'}
+    )
+    assert started.status_code == 302 and "/ui/notebooks/runs/" in started.headers["Location"]
+    [queued] = api.get(f"{BASE}/runs").get_json()["items"]
+    assert queued["parameters"] == {"who": "edited", "times": 2} and queued["status"] == "queued"
+    assert execute.run_attempt(queued["id"])["status"] == "succeeded"
+
+    viewer = Console(client, tokens["viewer"])
+    page = viewer.page(f"/ui/notebooks/definitions/{definition['id']}")
+    assert "Run now" not in page and "/edit" not in page
+    assert viewer.post(f"/ui/notebooks/definitions/{definition['id']}/run", {}).status_code == 403
+    assert viewer.get("/ui/notebooks/new").status_code == 403

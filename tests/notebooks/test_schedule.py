@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from popcorn import jobs
 from popcorn.db import session_scope, utcnow
-from popcorn.notebooks import execute, service
+from popcorn.notebooks import execute, schemas, service
 from popcorn.notebooks.models import NotebookDefinition, NotebookRun
 
 BASE = "/api/v1/notebooks"
@@ -80,6 +80,35 @@ def test_a_tick_starts_exactly_one_run_and_missed_ticks_are_not_replayed(api: Ap
         session.execute(update(NotebookDefinition).values(next_run_at=tick))
     assert service.fire_due() == 0
     assert len(_runs(created["id"])) == 1
+
+
+def test_one_tick_at_a_time_and_many_due_schedules_fire_in_batches(api: Api) -> None:
+    """A tick that finds another one running returns at once (ticks do not pile up on the
+    queue); 150 due schedules fire in batches (of 100), one run each."""
+    from popcorn.jobs import get_redis
+    from popcorn.notebooks import tasks
+
+    tick = (utcnow() - timedelta(minutes=1)).replace(second=0, microsecond=0)
+    with session_scope() as session:
+        for n in range(150):
+            service.create_definition(
+                session=session,
+                spec=schemas.DefinitionCreate(
+                    name=f"m{n:03d}", notebook=nbkit.GREETING, cron="* * * * *"
+                ),
+            )
+        session.execute(update(NotebookDefinition).values(next_run_at=tick))
+    get_redis().set(tasks.TICK_LOCK, "another-worker", ex=60)
+    try:
+        assert tasks.tick() == {"fired": 0, "lost": 0, "busy": 1}
+    finally:
+        get_redis().delete(tasks.TICK_LOCK)
+    assert tasks.tick()["fired"] == 150
+    assert get_redis().get(tasks.TICK_LOCK) is None
+    with session_scope(readonly=True) as session:
+        ticks = list(session.scalars(select(NotebookRun.tick)))
+    assert len(ticks) == 150 and set(ticks) == {tick}
+    assert tasks.tick()["fired"] == 0
 
 
 def test_a_callable_job_runs_an_installed_plugins_function(api: Api, tmp_path: Path) -> None:

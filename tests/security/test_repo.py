@@ -269,3 +269,61 @@ def test_refused_rollback_leaves_the_role_as_it_was(sandbox: Any, app_role: dict
     assert out["state"] == "failed" and "AWS allows 10240" in out["reason"]
     assert _policies(sandbox, app_role["policy_arn"]) == (INLINE, MANAGED)
     assert _events("security.role.") == ["security.role.failed", "security.role.failed"]
+
+
+def test_a_managed_policy_left_empty_is_detached_and_proposed_for_deletion(
+    sandbox: Any, app_role: dict[str, Any]
+) -> None:
+    """A customer-managed policy the role uses nothing of is detached (not kept with its
+    unused grants); attached nowhere else, it is proposed for deletion; rollback re-attaches
+    it. A shared one the role does not use is only detached from this role."""
+    iam = sandbox.client("iam")
+    unused = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"}],
+    }
+    lone = iam.create_policy(PolicyName="app-sns", PolicyDocument=json.dumps(unused))["Policy"][
+        "Arn"
+    ]
+    shared = iam.create_policy(PolicyName="team-sns", PolicyDocument=json.dumps(unused))["Policy"][
+        "Arn"
+    ]
+    iam.create_user(UserName="someone")
+    for arn in (lone, shared):
+        iam.attach_role_policy(RoleName="app", PolicyArn=arn)
+    iam.attach_user_policy(UserName="someone", PolicyArn=shared)
+    with session_scope() as session:
+        roles.import_usage(
+            session=session, account_ref="prod", spec=s.UsageRequest(bucket=app_role["bucket"])
+        )
+        dry = roles.plan(session=session, account_ref="prod", name="app", rules=RULES)
+    assert sorted(dry["detach"]) == sorted([lone, shared])
+    assert dry["propose_delete"] == [lone]
+    assert "sns:publish" in dry["repoable"]
+    assert lone not in dry["policies"]["managed"] and shared not in dry["policies"]["managed"]
+
+    def attached() -> list[str]:
+        return sorted(
+            p["PolicyArn"]
+            for p in iam.list_attached_role_policies(RoleName="app")["AttachedPolicies"]
+        )
+
+    with session_scope() as session:
+        done = roles.repo_now(session=session, account_ref="prod", name="app", rules=RULES)
+    assert done["state"] == "repoed" and done["propose_delete"] == [lone]
+    assert f"managed {lone} detached" in done["changed"]
+    assert attached() == [app_role["policy_arn"]]
+    assert iam.get_policy(PolicyArn=lone)["Policy"]["AttachmentCount"] == 0  # still there
+    assert [
+        p["PolicyArn"]
+        for p in iam.list_attached_user_policies(UserName="someone")["AttachedPolicies"]
+    ] == [shared]
+    with session_scope() as session:
+        event = session.scalars(
+            select(OutboxEvent).where(OutboxEvent.type == "security.role.repoed")
+        ).one()
+        assert event.payload["propose_delete"] == [lone]
+        back = roles.rollback(session=session, account_ref="prod", name="app", version=1)
+    assert back["state"] == "rolled_back"
+    assert attached() == sorted([app_role["policy_arn"], lone, shared])
+    assert _policies(sandbox, app_role["policy_arn"]) == (INLINE, MANAGED)

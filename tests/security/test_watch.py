@@ -363,3 +363,13 @@ def test_daily_reports_are_events(sandbox: Any, world: dict[str, Any]) -> None:
         assert service.daily_reports(session=session) == [{"account": "prod", "total_score": 10}]
     [report] = _events("security.report.daily")
     assert report["items"][0]["name"] == "ssh" and report["items"][0]["score"] == 10
+
+
+@pytest.mark.slow
+def test_more_than_a_thousand_queues_are_all_listed(sandbox: Any) -> None:
+    """ListQueues answers 1,000 queues and no NextToken unless MaxResults is given."""
+    sqs = sandbox.client("sqs")
+    for n in range(1005):
+        sqs.create_queue(QueueName=f"q-{n:04d}")
+    account = _create(sandbox, watchers=["sqs_queue"])
+    assert service.poll(account)["sqs_queue"]["items"] == 1005

@@ -43,6 +43,7 @@ def start(folder: Path, seed: int) -> dict[str, int]:
                 timezone="Europe/Amsterdam",
                 tags=["demo", "traffic"],
                 exclusive=True,
+                output_formats=["html", "markdown"],  # stored beside the notebook
             ),
         )
         report.next_run_at = utcnow()  # its first tick is due now: the scheduler fires it

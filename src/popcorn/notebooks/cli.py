@@ -64,6 +64,17 @@ def definitions(limit: int = 100, as_json: bool = False) -> None:
         )
 
 
+def _conf_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`key=value` strings as given (values stay strings, as spark-submit takes them)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--spark-conf {pair!r}: give key=value")
+        out[key.strip()] = value
+    return out
+
+
 @group.command("create")
 @click.argument("name")
 @click.option("--notebook", "notebook_file", type=click.Path(exists=True, dir_okay=False))
@@ -87,7 +98,21 @@ def definitions(limit: int = 100, as_json: bool = False) -> None:
 @click.option("--tag", "tags", multiple=True)
 @click.option("--exclusive", is_flag=True, help="At most one run at a time.")
 @click.option("--after", default=None, help="Run after this definition succeeds.")
-@click.option("--spark-master", default="", help="spark://host:port (default local[2]).")
+@click.option(
+    "--spark-master",
+    default="",
+    help="local[N] (default local[2]), spark://host:port, yarn or k8s://https://host:port.",
+)
+@click.option(
+    "--spark-conf", "spark_conf", multiple=True, help="spark-submit --conf key=value (repeatable)."
+)
+@click.option(
+    "--output-format",
+    "output_formats",
+    multiple=True,
+    type=click.Choice(["html", "markdown", "pdf"]),
+    help="Also store the output as this (the notebook is always stored; repeatable).",
+)
 @json_option
 @with_actor
 def create(
@@ -107,6 +132,8 @@ def create(
     exclusive: bool,
     after: str | None,
     spark_master: str,
+    spark_conf: tuple[str, ...],
+    output_formats: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Define a job from a notebook file, an archived path, a Spark script or a callable."""
@@ -136,6 +163,8 @@ def create(
             "exclusive": exclusive,
             "after": after,
             "spark_master": spark_master,
+            "spark_conf": {k: str(v) for k, v in _conf_pairs(spark_conf).items()},
+            "output_formats": list(output_formats),
         }
     )
     with session_scope() as session:
@@ -260,23 +289,34 @@ def cancel(run_id: str) -> None:
 @click.argument("run_id")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--html", is_flag=True, help="Rendered read-only HTML instead of the notebook.")
-def output_notebook(run_id: str, out: str | None, html: bool) -> None:
-    """The stored output notebook of a run."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "markdown", "pdf"]),
+    default=None,
+    help="A format the definition asked for, as stored by the run (pdf needs --out).",
+)
+def output_notebook(run_id: str, out: str | None, html: bool, fmt: str | None) -> None:
+    """The stored output notebook of a run (or one of its other output formats)."""
     with session_scope(readonly=True) as session:
         found = service.get_run(session=session, run_id=run_id)
         key, failed = found.output_key, found.failed_cell
+        stored = service.run_output(found, fmt)[0] if fmt else b""
     if not key:
         fail(f"run {run_id} stored no output notebook")
-    text = (
-        render.stored_html(key, failed_cell=failed)
-        if html
-        else json.dumps(render.notebook_json(key), indent=1)
-    )
+    if fmt == "pdf" and not out:
+        fail("a PDF goes to a file: give --out")
+    if fmt:
+        data = stored
+    elif html:
+        data = render.stored_html(key, failed_cell=failed).encode()
+    else:
+        data = json.dumps(render.notebook_json(key), indent=1).encode()
     if out:
-        Path(out).write_text(text)
+        Path(out).write_bytes(data)
         click.echo(f"wrote {out}")
     else:
-        click.echo(text)
+        click.echo(data.decode())
 
 
 @group.command("archive")

@@ -27,10 +27,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from popcorn.audit import record_change
 from popcorn.db import session_scope, utcnow
-from popcorn.notebooks import service
+from popcorn.notebooks import formats, service
 from popcorn.notebooks.models import NotebookDefinition, NotebookRun
 from popcorn.outbox import emit
 from popcorn.storage import get_store
@@ -68,6 +69,8 @@ class Attempt:
     master: str
     callable: str
     retries: int
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    output_formats: list[str] = field(default_factory=list)
 
 
 class Watch:
@@ -140,9 +143,20 @@ def _tracked_manager() -> type:
 
         async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
             kwargs.setdefault("env", job_environment())
+            if _is_ipykernel(self.kernel_spec.argv if self.kernel_spec else []):
+                # no IPython history database: parameters (which may hold secrets) are not
+                # written to the worker's home, and the kernel starts without the sqlite I/O
+                kwargs["extra_arguments"] = [*(kwargs.get("extra_arguments") or []), NO_HISTORY]
             await super().start_kernel(**kwargs)
 
     return TrackedKernelManager
+
+
+NO_HISTORY = "--HistoryManager.enabled=False"
+
+
+def _is_ipykernel(argv: list[str]) -> bool:
+    return any("ipykernel" in part for part in argv)
 
 
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "PRIVATE")
@@ -186,6 +200,8 @@ def _begin(run_id: int) -> Attempt | None:
         params = dict(run.parameters)
         if definition.kind == "spark" and not definition.source_key.endswith(".py"):
             params.setdefault("spark_master", definition.spark_master or service.LOCAL_MASTER)
+            if definition.spark_conf:
+                params.setdefault("spark_conf", dict(definition.spark_conf))
         return Attempt(
             run_id=run.id,
             number=run.attempts,
@@ -197,6 +213,8 @@ def _begin(run_id: int) -> Attempt | None:
             master=definition.spark_master or service.LOCAL_MASTER,
             callable=definition.callable,
             retries=definition.retries,
+            spark_conf=dict(definition.spark_conf or {}),
+            output_formats=list(definition.output_formats or []),
         )
 
 
@@ -231,8 +249,14 @@ def _finish(attempt: Attempt, outcome: Outcome, seconds: float) -> bool:
     # a fresh suffix: run ids can come again (a new database), stored objects never change
     prefix = f"{RUNS}/{attempt.run_id}/attempt-{attempt.number}-{uuid.uuid4().hex[:12]}"
     output_key = log_key = ""
+    format_keys: dict[str, str] = {}
+    format_errors: dict[str, str] = {}
     if outcome.output is not None:
         output_key = store.put(f"{prefix}.ipynb", outcome.output, immutable=True).key
+        converted, format_errors = formats.convert_all(outcome.output, attempt.output_formats)
+        for fmt, data in converted.items():
+            key = f"{prefix}.{formats.SUFFIX[fmt]}"
+            format_keys[fmt] = store.put(key, data, immutable=True).key
     if outcome.log is not None:
         log_key = store.put(f"{prefix}.log", outcome.log[-MAX_LOG:], immutable=True).key
     with session_scope() as session:
@@ -241,6 +265,8 @@ def _finish(attempt: Attempt, outcome: Outcome, seconds: float) -> bool:
             return False
         run.output_key = output_key or run.output_key
         run.log_key = log_key or run.log_key
+        if outcome.output is not None:
+            run.format_keys, run.format_errors = format_keys, format_errors
         run.duration_s = round(seconds, 3)
         run.ended_at = utcnow()
         if run.status == "canceled":
@@ -332,6 +358,9 @@ def _run_notebook(attempt: Attempt) -> Outcome:
                     execution_timeout=attempt.timeout,
                     cwd=folder,
                     kernel_manager_class=_tracked_manager(),
+                    # the output is complete when the last cell ends: stop the kernel at
+                    # once instead of waiting for its graceful exit (a few tenths per run)
+                    shutdown_kernel="immediate",
                 )
             except PapermillExecutionError as exc:
                 outcome = Outcome(
@@ -377,15 +406,40 @@ def _plain(text: str) -> str:
 
 
 def master_unreachable(master: str) -> str:
-    """Why a standalone Spark master cannot be used (empty when it can, or when local)."""
-    if not master.startswith("spark://"):
+    """Why a cluster master cannot be used (empty when it can, or when local): a standalone
+    master or Kubernetes API server that does not answer, YARN without its configuration."""
+    if master == "yarn":
+        if not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+            return "YARN master: set HADOOP_CONF_DIR or YARN_CONF_DIR in the workers' environment"
         return ""
-    host, _, port = master.removeprefix("spark://").rpartition(":")
+    if master.startswith("k8s://"):
+        api = master.removeprefix("k8s://")
+        url = urlsplit(api if "://" in api else "https://" + api)
+        host, port = url.hostname or "", str(url.port or (443 if url.scheme == "https" else 80))
+    elif master.startswith("spark://"):
+        host, _, port = master.removeprefix("spark://").rpartition(":")
+    else:
+        return ""
     try:
         with socket.create_connection((host, int(port)), timeout=5):
             return ""
     except OSError as exc:
         return f"Spark master {master} is not reachable: {exc.strerror or exc}"
+
+
+def submit_command(attempt: Attempt, script: Path) -> list[str]:
+    """spark-submit's arguments: the master, the definition's --conf pairs, the script and
+    its parameters as one JSON argument (an argument list: no shell)."""
+    conf = {"spark.ui.enabled": "false", **attempt.spark_conf}
+    pairs = [arg for key, value in sorted(conf.items()) for arg in ("--conf", f"{key}={value}")]
+    return [
+        spark_submit(),
+        "--master",
+        attempt.master,
+        *pairs,
+        str(script),
+        json.dumps(attempt.parameters),
+    ]
 
 
 def spark_submit() -> str:
@@ -422,15 +476,7 @@ def _run_script(attempt: Attempt) -> Outcome:
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         }
-        command = [
-            spark_submit(),
-            "--master",
-            attempt.master,
-            "--conf",
-            "spark.ui.enabled=false",
-            str(script),
-            json.dumps(attempt.parameters),
-        ]
+        command = submit_command(attempt, script)
         with Watch(attempt) as watch, open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 command,

@@ -38,6 +38,10 @@ class NotebookDefinition(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     exclusive: Mapped[bool] = mapped_column(default=False)
     spark_master: Mapped[str] = mapped_column(String(300), default="")
+    # Spark configuration passed to spark-submit as --conf (yarn, k8s:// masters need it)
+    spark_conf: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # besides the output notebook, always stored: html, markdown, pdf
+    output_formats: Mapped[list[str]] = mapped_column(JSONType, default=list)
     after_id: Mapped[int | None] = mapped_column(
         ForeignKey("notebooks_definitions.id", ondelete="SET NULL"), nullable=True, index=True
     )
@@ -68,6 +72,8 @@ class NotebookRun(Base):
     retryable: Mapped[bool] = mapped_column(default=False)
     output_key: Mapped[str] = mapped_column(String(1024), default="")
     log_key: Mapped[str] = mapped_column(String(1024), default="")
+    format_keys: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    format_errors: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     kernel_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     failed_cell: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")

@@ -10,6 +10,7 @@ from pydantic import Field
 from popcorn.schemas import Page, ReadSchema, Schema
 
 Kind = Literal["notebook", "spark", "callable"]
+Format = Literal["html", "markdown", "pdf"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"
 
 
@@ -33,7 +34,15 @@ class DefinitionCreate(Schema):
     retries: int = Field(default=0, ge=0, le=5)
     tags: list[str] = Field(default_factory=list, max_length=20)
     exclusive: bool = False
-    spark_master: str = Field(default="", max_length=300)
+    spark_master: str = Field(
+        default="", max_length=300, description="local[N], spark://host:port, yarn, k8s://..."
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, max_length=100, description="--conf pairs for spark-submit"
+    )
+    output_formats: list[Format] = Field(
+        default_factory=list, description="Besides the output notebook (always stored)."
+    )
     after: str | None = Field(default=None, description="Run after this definition succeeds.")
     enabled: bool = True
 
@@ -47,6 +56,9 @@ class DefinitionUpdate(Schema):
     tags: list[str] | None = Field(default=None, max_length=20)
     exclusive: bool | None = None
     enabled: bool | None = None
+    spark_master: str | None = Field(default=None, max_length=300)
+    spark_conf: dict[str, str] | None = Field(default=None, max_length=100)
+    output_formats: list[Format] | None = None
 
 
 class DefinitionRead(ReadSchema):
@@ -66,6 +78,8 @@ class DefinitionRead(ReadSchema):
     tags: list[str]
     exclusive: bool
     spark_master: str
+    spark_conf: dict[str, str]
+    output_formats: list[str]
     after_id: int | None
     enabled: bool
     next_run_at: datetime | None
@@ -93,6 +107,8 @@ class RunRead(ReadSchema):
     retryable: bool
     output_key: str
     log_key: str
+    format_keys: dict[str, str]
+    format_errors: dict[str, str]
     failed_cell: int | None
     error: str
     traceback: str

@@ -29,7 +29,7 @@ from popcorn.audit import record_change
 from popcorn.config import get_settings
 from popcorn.context import acting_as, current_actor
 from popcorn.db import utcnow
-from popcorn.errors import Conflict, InvalidInput
+from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id, get_by_ref
 from popcorn.notebooks import archive
@@ -44,7 +44,13 @@ TICK_SCHEDULE = "notebooks.tick"
 TICK_SECONDS = 5
 SOURCES = "notebooks/sources"
 LOCAL_MASTER = "local[2]"
-MASTER = re.compile(r"^(local(\[(\d{1,3}|\*)\])?|spark://[A-Za-z0-9.-]{1,253}:\d{1,5})$")
+SPARK_PARAMETERS = {"spark_master", "spark_conf"}  # given to a Spark notebook by Popcorn
+MASTER = re.compile(
+    r"^(local(\[(\d{1,3}|\*)\])?|spark://[A-Za-z0-9.-]{1,253}:\d{1,5}|yarn"
+    r"|k8s://(https?://)?[A-Za-z0-9.-]{1,253}(:\d{1,5})?)$"
+)
+CONF_KEY = re.compile(r"^spark\.[A-Za-z0-9._-]{1,200}$")
+K8S_IMAGE = "spark.kubernetes.container.image"
 CALLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*[:.][A-Za-z_][A-Za-z0-9_]*$")
 DEFINITION_FILTERS = {
     "name": NotebookDefinition.name,
@@ -153,16 +159,34 @@ def check_schedule(cron: str | None, timezone: str) -> None:
             raise InvalidInput(f"cron expression {cron!r} does not parse", details={"cron": cron})
 
 
-def check_master(master: str) -> None:
+def check_master(master: str, conf: dict[str, str] | None = None) -> None:
+    """A master spark-submit takes (local, standalone, YARN, Kubernetes) and its --conf
+    pairs; cluster endpoints go through the outbound allow-list."""
     if master and not MASTER.fullmatch(master):
         raise InvalidInput(
-            f"Spark master {master!r} must be local, local[N] or spark://host:port",
+            f"Spark master {master!r} must be local, local[N], spark://host:port, yarn "
+            "or k8s://https://host:port",
             details={"spark_master": master},
         )
-    if master.startswith("spark://"):
-        from popcorn.outbound import check_url
+    conf = conf or {}
+    for key, value in conf.items():
+        if not CONF_KEY.fullmatch(key) or not isinstance(value, str) or "\n" in value:
+            raise InvalidInput(
+                f"Spark conf {key!r}: keys are spark.* and values one-line strings",
+                details={"spark_conf": key},
+            )
+    from popcorn.outbound import check_url
 
+    if master.startswith("spark://"):
         check_url("http://" + master.removeprefix("spark://"), purpose="Spark master")
+    if master.startswith("k8s://"):
+        api = master.removeprefix("k8s://")
+        check_url(api if "://" in api else "https://" + api, purpose="Kubernetes API server")
+        if not conf.get(K8S_IMAGE):
+            raise InvalidInput(
+                f"a k8s:// master needs {K8S_IMAGE} in spark_conf (the driver and executor image)",
+                details={"spark_conf": K8S_IMAGE},
+            )
 
 
 def check_callable(path: str) -> None:
@@ -235,6 +259,8 @@ def create_definition(*, session: Session, spec: DefinitionCreate) -> NotebookDe
         tags=sorted(set(spec.tags)),
         exclusive=spec.exclusive,
         spark_master=spec.spark_master,
+        spark_conf=dict(spec.spark_conf),
+        output_formats=list(dict.fromkeys(spec.output_formats)),
         enabled=spec.enabled,
         created_by=current_actor().name,
     )
@@ -262,13 +288,17 @@ def create_definition(*, session: Session, spec: DefinitionCreate) -> NotebookDe
             else:
                 data = json.dumps(spec.notebook).encode()
             node = parse_notebook(data)
-            extra = {"spark_master"} if spec.kind == "spark" else set()
+            extra = SPARK_PARAMETERS if spec.kind == "spark" else set()
             check_parameters(node, spec.parameters, extra=extra)
             check_kernel(spec.kernel)
             if not spec.workspace_path:
                 row.source_key = _store_source(data, "ipynb")
         if spec.kind == "spark":
-            check_master(spec.spark_master)
+            check_master(spec.spark_master, spec.spark_conf)
+        elif spec.spark_master or spec.spark_conf:
+            raise InvalidInput("spark_master and spark_conf belong to Spark jobs")
+    if spec.output_formats and (spec.kind == "callable" or spec.script is not None):
+        raise InvalidInput("output formats are made from an output notebook: notebook jobs only")
     if spec.after:
         row.after_id = get_definition(session=session, ref=spec.after).id
     if row.cron:
@@ -307,8 +337,17 @@ def update_definition(
     if "parameters" in fields and row.kind != "callable" and fields["parameters"]:
         data, _ = definition_source(session, row)
         if row.source_key.endswith(".ipynb") or row.workspace_path:
-            extra = {"spark_master"} if row.kind == "spark" else set()
+            extra = SPARK_PARAMETERS if row.kind == "spark" else set()
             check_parameters(parse_notebook(data), fields["parameters"], extra=extra)
+    if "spark_master" in fields or "spark_conf" in fields:
+        if row.kind != "spark":
+            raise InvalidInput("spark_master and spark_conf belong to Spark jobs")
+        check_master(
+            fields.get("spark_master") or row.spark_master,
+            fields["spark_conf"] if fields.get("spark_conf") is not None else row.spark_conf,
+        )
+    if fields.get("output_formats") and (row.kind == "callable" or row.source_key.endswith(".py")):
+        raise InvalidInput("output formats are made from an output notebook: notebook jobs only")
     for name, value in fields.items():
         if name == "tags":
             value = sorted(set(value or []))
@@ -369,7 +408,7 @@ def start_run(
     if parameters and definition.kind != "callable" and trigger in ("manual", "rerun"):
         data, _ = definition_source(session, definition)
         if data and (definition.workspace_path or definition.source_key.endswith(".ipynb")):
-            extra = {"spark_master"} if definition.kind == "spark" else set()
+            extra = SPARK_PARAMETERS if definition.kind == "spark" else set()
             check_parameters(parse_notebook(data), parameters, extra=extra)
     run = NotebookRun(
         definition_id=definition.id,
@@ -454,6 +493,25 @@ def recent_runs(
     return list(session.scalars(stmt.order_by(NotebookRun.id.desc()).limit(limit)))
 
 
+def run_output(run: NotebookRun, fmt: str) -> tuple[bytes, str]:
+    """A run's stored output in one format, with its media type."""
+    from popcorn.notebooks.formats import MEDIA
+
+    if fmt not in MEDIA:
+        raise InvalidInput(
+            f"unknown format {fmt!r} (one of {', '.join(MEDIA)})", details={"format": fmt}
+        )
+    key = run.output_key if fmt == "ipynb" else (run.format_keys or {}).get(fmt, "")
+    if not key:
+        why = (run.format_errors or {}).get(fmt) or (
+            "the run stored no output notebook"
+            if not run.output_key
+            else "its definition did not ask for it"
+        )
+        raise NotFound(f"run {run.id} has no {fmt} output: {why}", details={"format": fmt})
+    return get_store().get(key), MEDIA[fmt]
+
+
 def rerun(
     *, session: Session, run_id: int | str, parameters: dict[str, Any] | None = None
 ) -> NotebookRun:
@@ -530,43 +588,63 @@ def chain_after(session: Session, run: NotebookRun) -> list[NotebookRun]:
 # --- the scheduler tick ---------------------------------------------------------------------
 
 
+FIRE_BATCH = 100  # due definitions fired per transaction
+
+
 def fire_due(*, now: datetime | None = None) -> int:
     """Start one run per due schedule tick; a tick already recorded is never run again.
 
     Missed ticks (the scheduler was down) are not replayed in a burst: the next tick is
-    computed from now.
+    computed from now. Due definitions are fired in batches of FIRE_BATCH per transaction
+    (1,000 minute schedules are ten commits, not a thousand); a batch that meets a tick
+    another scheduler recorded meanwhile is fired again one definition at a time.
     """
     from popcorn.db import session_scope
 
     now = now or utcnow()
-    fired = 0
     with session_scope(readonly=True) as session:
         due = list(
             session.scalars(
-                select(NotebookDefinition.id).where(
+                select(NotebookDefinition.id)
+                .where(
                     NotebookDefinition.enabled.is_(True),
                     NotebookDefinition.cron.is_not(None),
                     NotebookDefinition.next_run_at <= now,
                 )
+                .order_by(NotebookDefinition.next_run_at, NotebookDefinition.id)
             )
         )
-    for definition_id in due:
+    fired = 0
+    for start in range(0, len(due), FIRE_BATCH):
+        batch = due[start : start + FIRE_BATCH]
         try:
-            with session_scope() as session:
-                definition = session.get(NotebookDefinition, definition_id, with_for_update=True)
-                if definition is None or definition.next_run_at is None or not definition.cron:
+            fired += _fire(batch, now)
+        except IntegrityError:  # a racing tick recorded one of these: one at a time
+            for definition_id in batch:
+                try:
+                    fired += _fire([definition_id], now)
+                except IntegrityError:
                     continue
-                if definition.next_run_at > now:
-                    continue  # another tick fired it meanwhile
-                tick = definition.next_run_at
-                with acting_as(f"schedule:{definition.name}"):
-                    start_run(session=session, definition=definition, trigger="schedule", tick=tick)
-                definition.next_run_at = next_tick(
-                    definition.cron, definition.timezone, max(tick, now)
-                )
-                fired += 1
-        except IntegrityError:
-            continue  # this tick's run exists: fired by a racing tick
+    return fired
+
+
+def _fire(definition_ids: list[int], now: datetime) -> int:
+    """Fire these due definitions in one transaction (all or none)."""
+    from popcorn.db import session_scope
+
+    fired = 0
+    with session_scope() as session:
+        for definition_id in definition_ids:
+            definition = session.get(NotebookDefinition, definition_id, with_for_update=True)
+            if definition is None or definition.next_run_at is None or not definition.cron:
+                continue
+            if definition.next_run_at > now:
+                continue  # another tick fired it meanwhile
+            tick = definition.next_run_at
+            with acting_as(f"schedule:{definition.name}"):
+                start_run(session=session, definition=definition, trigger="schedule", tick=tick)
+            definition.next_run_at = next_tick(definition.cron, definition.timezone, max(tick, now))
+            fired += 1
     return fired
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from popcorn.jobs import before_fork, task
+from popcorn.jobs import before_fork, get_redis, task
 from popcorn.notebooks import service
 
 
@@ -17,10 +18,26 @@ def run(run_id: int) -> dict[str, Any]:
     return execute.run_attempt(int(run_id))
 
 
-@task(service.TICK_TASK, queue="high", retries=0, timeout=60)
+TICK_LOCK = "popcorn:notebooks:tick"
+
+
+@task(service.TICK_TASK, queue="high", retries=0, timeout=120)
 def tick() -> dict[str, int]:
-    """Start the runs of due schedule ticks (each once) and end runs that lost their worker."""
-    return service.tick()
+    """Start the runs of due schedule ticks (each once) and end runs that lost their worker.
+
+    One tick at a time: the scheduler enqueues one every few seconds, and when firing takes
+    longer (a thousand schedules due at once) the next ones return at once instead of
+    piling up on the high queue and keeping every worker from the runs themselves.
+    """
+    redis = get_redis()
+    owner = uuid.uuid4().hex
+    if not redis.set(TICK_LOCK, owner, nx=True, ex=130):
+        return {"fired": 0, "lost": 0, "busy": 1}
+    try:
+        return service.tick()
+    finally:
+        if redis.get(TICK_LOCK) in (owner, owner.encode()):
+            redis.delete(TICK_LOCK)
 
 
 @before_fork

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import request
+from flask import Response, request
 
 from popcorn import metrics
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.listing import parse_list_params
 from popcorn.lookup import require_id
-from popcorn.notebooks import archive, render, service
+from popcorn.notebooks import archive, formats, render, service
 from popcorn.notebooks import schemas as s
 
 bp = APIBlueprint("notebooks", __name__, tag="notebooks")
@@ -129,6 +129,22 @@ def run_output(run_id: str) -> Any:
     with session_scope(readonly=True) as session:
         run = service.get_run(session=session, run_id=run_id)
         return render.notebook_json(run.output_key)
+
+
+@bp.get("/runs/<run_id>/output/<fmt>")
+@bp.doc(summary="The run's output as ipynb, or html/markdown/pdf if the definition asked")
+def run_output_format(run_id: str, fmt: str) -> Any:
+    with session_scope(readonly=True) as session:
+        run = service.get_run(session=session, run_id=run_id)
+        data, media = service.run_output(run, fmt)
+    return Response(
+        data,
+        mimetype=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="run-{run.id}.{formats.SUFFIX[fmt]}"',
+            "Content-Security-Policy": render.OUTPUT_CSP,
+        },
+    )
 
 
 @bp.get("/versions")

@@ -319,6 +319,14 @@ class GitRepositoryAuditor(Auditor):
         if config.get("branch_protection") is False:
             self.add(f"default branch {config.get('default_branch')} is not protected", 5)
 
+    def check_force_push(self, config: dict[str, Any]) -> None:
+        rules = config.get("branch_protection")
+        if isinstance(rules, dict) and rules.get("force_pushes"):
+            self.add(
+                f"force pushes are allowed on the protected branch {config.get('default_branch')}",
+                3,
+            )
+
 
 def _ports(rule: dict[str, Any]) -> str:
     if rule.get("protocol") in ("-1", None):

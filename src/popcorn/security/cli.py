@@ -57,6 +57,23 @@ def accounts(as_json: bool) -> None:
     multiple=True,
     help="A Git repository (path or URL); makes a Git account.",
 )
+@click.option(
+    "--git-host",
+    type=click.Choice(["github", "gitlab"]),
+    default=None,
+    help="The Git host's API to read branch protection from (with --git-api-url).",
+)
+@click.option(
+    "--git-api-url",
+    default="",
+    help="e.g. https://api.github.com or https://gitlab.example.com/api/v4 (allowed by the admin).",
+)
+@click.option(
+    "--git-token",
+    default="",
+    envvar="POPCORN_GIT_TOKEN",
+    help="API token for the Git host, sealed at rest (or POPCORN_GIT_TOKEN).",
+)
 @click.option("--role-arn", default="", help="Role to assume in the account.")
 @click.option("--profile", default="", help="AWS profile to use.")
 @click.option("--access-key-id", default="", help="Access key id (the secret is sealed at rest).")
@@ -81,6 +98,9 @@ def accounts(as_json: bool) -> None:
 def add_account(
     name: str,
     repositories: tuple[str, ...],
+    git_host: str | None,
+    git_api_url: str,
+    git_token: str,
     role_arn: str,
     profile: str,
     access_key_id: str,
@@ -99,6 +119,9 @@ def add_account(
             "name": name,
             "kind": "git" if repositories else "aws",
             "repositories": list(repositories),
+            "git_host": git_host or "",
+            "git_api_url": git_api_url,
+            "git_token": git_token,
             "role_arn": role_arn,
             "profile": profile,
             "access_key_id": access_key_id,

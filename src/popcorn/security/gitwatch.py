@@ -1,6 +1,7 @@
 """The Git watcher: one item per repository (a local path or a clone URL the machine can
 reach), with its default branch, committers, files that look like secrets and, where the
-host exposes it, default-branch protection (a plain Git host does not: reported as unknown).
+account names the host's API (GitHub or GitLab, `githost.py`), default-branch protection
+(without one it is reported as unknown: a plain Git remote does not expose it).
 
 Everything runs the real `git` with argument lists; what is read is bounded (commits,
 files, bytes per file) and the secret patterns are fixed, linear-time expressions.
@@ -16,6 +17,7 @@ from typing import Any
 
 from popcorn.errors import InvalidInput
 from popcorn.outbound import check_url
+from popcorn.security import githost
 from popcorn.security.watchers import Observed
 
 MAX_COMMITS = 2000
@@ -66,20 +68,28 @@ def check_repository(spec: str) -> None:
         raise InvalidInput(f"repository {spec!r}: give a local path or an http(s) URL")
 
 
-def observe(spec: str) -> Observed:
+def observe(spec: str, api: githost.HostApi | None = None) -> Observed:
     """Clone (bare, when remote) and describe one repository."""
     check_repository(spec)
     if spec.startswith(("http://", "https://")):
         with tempfile.TemporaryDirectory(prefix="popcorn-git-") as tmp:
             _git(["clone", "--bare", "--quiet", "--", spec, tmp])
-            return _describe(spec, tmp)
+            return _describe(spec, tmp, api, spec)
     path = Path(spec).expanduser()
     if not path.exists():
         raise InvalidInput(f"repository {spec!r} does not exist")
-    return _describe(spec, str(path))
+    return _describe(spec, str(path), api, _origin(str(path)))
 
 
-def _describe(spec: str, where: str) -> Observed:
+def _origin(where: str) -> str:
+    """The clone URL of a local checkout's `origin` remote ('' when it has none)."""
+    try:
+        return _git(["config", "--get", "remote.origin.url"], cwd=where).strip()
+    except InvalidInput:
+        return ""
+
+
+def _describe(spec: str, where: str, api: githost.HostApi | None, remote: str) -> Observed:
     head = _git(["symbolic-ref", "--short", "HEAD"], cwd=where).strip()
     try:
         _git(["rev-parse", "--verify", "--quiet", "HEAD"], cwd=where)
@@ -95,7 +105,10 @@ def _describe(spec: str, where: str) -> Observed:
         "committers": sorted(set(line for line in log.splitlines() if line)),
         "files": len(files),
         "secret_files": _secrets(files, where),
-        "branch_protection": None,  # a plain Git host does not expose it
+        # None: unknown (no host API named); False: not protected; else the rules
+        "branch_protection": githost.protection(api, githost.project_path(remote), head)
+        if api
+        else None,
     }
     return Observed(spec, _name(spec), config)
 

@@ -38,6 +38,9 @@ class SecurityAccount(Base):
     regions: Mapped[list[str]] = mapped_column(JSONType, default=list)
     endpoint_url: Mapped[str] = mapped_column(String(500), default="")
     repositories: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # A Git account may name its host's API (github|gitlab): the API URL is kept in
+    # endpoint_url and the token sealed in secret_sealed.
+    git_host: Mapped[str] = mapped_column(String(10), default="", server_default="")
     watchers: Mapped[list[str]] = mapped_column(JSONType, default=list)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=3600)
     friendly_accounts: Mapped[list[str]] = mapped_column(JSONType, default=list)

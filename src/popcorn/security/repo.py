@@ -6,7 +6,10 @@ customer-managed policies to what it uses, with every version kept for rollback.
   CloudTrail shows no use in the window and the Access Advisor does not vouch for its
   service; Deny, NotAction and NOREPO statements are kept as they are.
 - A managed policy is rewritten (a new default version) only when this role is its one
-  attachment; a shared one is left alone and reported.
+  attachment; a shared one is left alone and reported. A managed policy the role uses
+  nothing of is detached from the role; when no other principal has it attached, it is
+  proposed for deletion (listed, never deleted: the policy and its versions stay in AWS,
+  so a rollback re-attaches it).
 - Applying checks AWS's size limits first; if AWS refuses a document anyway, what was
   already changed is put back, so the role is left as it was, and the reason is kept.
 """
@@ -53,6 +56,8 @@ class Plan:
     managed: dict[str, Any] = field(default_factory=dict)
     repoable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    detach: list[str] = field(default_factory=list)  # managed ARNs the role no longer needs
+    propose_delete: list[str] = field(default_factory=list)  # of those, attached nowhere else
 
     def documents(self) -> dict[str, Any]:
         return {"inline": self.inline, "managed": self.managed}
@@ -137,18 +142,35 @@ def compute(
         if new is not None:
             plan.inline[name] = new
     for arn, doc in role.managed.items():
-        if arn in role.shared:
+        new = _rewrite(doc, used, vouched, set() if arn in role.shared else removed)
+        if new is None:
+            plan.detach.append(arn)
+            if arn in role.shared:
+                plan.notes.append(f"{arn} is not used by this role: detached (others keep it)")
+            else:
+                plan.propose_delete.append(arn)
+                plan.notes.append(
+                    f"{arn} would be empty: detached, and proposed for deletion "
+                    "(attached to nothing else)"
+                )
+            removed.update(_allowed(doc))
+        elif arn in role.shared:
             plan.managed[arn] = doc
             plan.notes.append(f"{arn} is attached to other principals too: kept as it is")
-            continue
-        new = _rewrite(doc, used, vouched, removed)
-        if new is None:
-            plan.managed[arn] = doc
-            plan.notes.append(f"{arn} would be empty: kept (detach it by hand)")
         else:
             plan.managed[arn] = new
     plan.repoable = sorted(removed)
     return plan
+
+
+def _allowed(doc: Any) -> set[str]:
+    """The actions a document's removable Allow statements grant (lower case)."""
+    return {
+        str(a).lower()
+        for stmt in statements(doc)
+        if stmt.get("Effect") == "Allow" and "Action" in stmt
+        for a in as_list(stmt["Action"])
+    }
 
 
 def _rewrite(doc: Any, used: list[str], vouched: set[str], removed: set[str]) -> Any:
@@ -233,11 +255,23 @@ def apply(clients: Clients, role: RolePolicies, target: dict[str, Any]) -> list[
             undo.append(("inline", name, role.inline[name]))
             done.append(f"inline {name} deleted")
         for arn, doc in target["managed"].items():
-            if role.managed.get(arn) == doc or arn not in role.managed:
+            if arn not in role.managed:
+                clients.call(partial(iam.attach_role_policy, RoleName=role.name, PolicyArn=arn))
+                undo.append(("attach", arn, None))
+                done.append(f"managed {arn} attached")
+                if _default_document(clients, arn) != doc:
+                    _new_default_version(clients, arn, doc)
+                    done.append(f"managed {arn} new default version")
+                continue
+            if role.managed[arn] == doc:
                 continue
             _new_default_version(clients, arn, doc)
             undo.append(("managed", arn, role.managed[arn]))
             done.append(f"managed {arn} new default version")
+        for arn in sorted(set(role.managed) - set(target["managed"])):
+            clients.call(partial(iam.detach_role_policy, RoleName=role.name, PolicyArn=arn))
+            undo.append(("detach", arn, None))
+            done.append(f"managed {arn} detached")
     except CloudFailed:
         for kind, name, old in reversed(undo):
             try:
@@ -254,12 +288,29 @@ def apply(clients: Clients, role: RolePolicies, target: dict[str, Any]) -> list[
                             PolicyDocument=json.dumps(old),
                         )
                     )
+                elif kind == "attach":
+                    clients.call(
+                        partial(iam.detach_role_policy, RoleName=role.name, PolicyArn=name)
+                    )
+                elif kind == "detach":
+                    clients.call(
+                        partial(iam.attach_role_policy, RoleName=role.name, PolicyArn=name)
+                    )
                 else:
                     _new_default_version(clients, name, old)
             except CloudFailed:
                 continue
         raise
     return done
+
+
+def _default_document(clients: Clients, arn: str) -> Any:
+    iam = clients("iam")
+    policy = clients.call(partial(iam.get_policy, PolicyArn=arn))["Policy"]
+    version = clients.call(
+        partial(iam.get_policy_version, PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+    )
+    return _doc(version["PolicyVersion"]["Document"])
 
 
 def _new_default_version(clients: Clients, arn: str, doc: Any) -> None:

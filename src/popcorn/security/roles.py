@@ -169,6 +169,8 @@ def plan(
         "skipped": computed.skipped,
         "repoable": computed.repoable,
         "notes": computed.notes,
+        "detach": computed.detach,
+        "propose_delete": computed.propose_delete,
         "diff": ""
         if computed.skipped
         else repo.policy_diff(live.documents(), computed.documents(), name),
@@ -268,7 +270,18 @@ def repo_now(
     if computed.skipped:
         return _fail(session, account, row, f"not repoable: {computed.skipped}")
     wanted = computed.documents()
-    return _apply(session, account, row, clients, live, wanted, "repo", "repoed", computed.repoable)
+    return _apply(
+        session,
+        account,
+        row,
+        clients,
+        live,
+        wanted,
+        "repo",
+        "repoed",
+        computed.repoable,
+        propose_delete=computed.propose_delete,
+    )
 
 
 def rollback(
@@ -290,7 +303,7 @@ def rollback(
     live = _read(clients, name)
     wanted = {
         "inline": stored.inline,
-        "managed": {a: d for a, d in stored.managed.items() if a in live.managed},
+        "managed": stored.managed,  # a policy the repo detached is attached again
     }
     return _apply(
         session, account, row, clients, live, wanted, "rollback", "rolled_back", [], version=version
@@ -327,7 +340,10 @@ def _apply(
     state: str,
     removed: list[str],
     version: int | None = None,
+    propose_delete: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`propose_delete`: managed policies the repo detached that nothing else has attached
+    (named in the event and the result so an owner can delete them; Popcorn does not)."""
     if live.documents() == wanted:
         if row.state == "scheduled":
             row.state, row.repo_after = state, None
@@ -369,6 +385,7 @@ def _apply(
             "version": kept.number,
             "removed": removed,
             "from_version": version,
+            "propose_delete": propose_delete or [],
         },
     )
     return {
@@ -377,6 +394,7 @@ def _apply(
         "changed": changed,
         "version": kept.number,
         "removed": removed,
+        "propose_delete": propose_delete or [],
     }
 
 

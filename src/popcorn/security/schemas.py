@@ -26,6 +26,9 @@ class AccountCreate(Schema):
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"], max_length=40)
     endpoint_url: str = Field(default="", max_length=500)
     repositories: list[str] = Field(default_factory=list, max_length=500)
+    git_host: Literal["", "github", "gitlab"] = ""
+    git_api_url: str = Field(default="", max_length=500)
+    git_token: str = Field(default="", max_length=512, repr=False)
     watchers: list[str] | None = Field(default=None, max_length=20)
     interval_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
     friendly_accounts: list[str] = Field(default_factory=list, max_length=1000)
@@ -36,9 +39,17 @@ class AccountCreate(Schema):
         if self.kind == "git":
             if not self.repositories:
                 raise ValueError("a git account needs at least one repository")
+            if bool(self.git_host) != bool(self.git_api_url):
+                raise ValueError("give both git_host and git_api_url, or neither")
+            if self.git_token and not self.git_host:
+                raise ValueError("a git_token needs git_host and git_api_url")
+            if self.access_key_id or self.secret_access_key or self.endpoint_url:
+                raise ValueError("AWS keys and endpoint_url belong to an AWS account")
             return self
-        if self.repositories:
-            raise ValueError("repositories belong to a git account")
+        if self.repositories or self.git_host or self.git_api_url or self.git_token:
+            raise ValueError(
+                "repositories and git_host/git_api_url/git_token belong to a git account"
+            )
         if bool(self.access_key_id) != bool(self.secret_access_key):
             raise ValueError("give both access_key_id and secret_access_key, or neither")
         if self.profile and self.access_key_id:
@@ -73,6 +84,7 @@ class AccountRead(ReadSchema):
     regions: list[str]
     endpoint_url: str
     repositories: list[str]
+    git_host: str
     watchers: list[str]
     interval_seconds: int
     friendly_accounts: list[str]

@@ -27,7 +27,7 @@ from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id, get_by_ref
 from popcorn.outbound import check_url
 from popcorn.outbox import emit
-from popcorn.security import gitwatch, issues
+from popcorn.security import githost, gitwatch, issues
 from popcorn.security import schemas as s
 from popcorn.security.auditors import Context, networks
 from popcorn.security.cloud import CredentialsFailed, Target, keystore
@@ -75,6 +75,7 @@ def account_snapshot(a: SecurityAccount) -> dict[str, Any]:
         "regions": list(a.regions),
         "endpoint_url": a.endpoint_url,
         "repositories": list(a.repositories),
+        "git_host": a.git_host,
         "watchers": list(a.watchers),
         "interval_seconds": a.interval_seconds,
         "friendly_accounts": list(a.friendly_accounts),
@@ -93,6 +94,11 @@ def _check_networks(cidrs: Sequence[str]) -> None:
         raise InvalidInput(f"allowed_networks: {exc}") from None
 
 
+def _secret(spec: s.AccountCreate) -> str:
+    """The one secret an account seals: AWS secret key, or the Git host API token."""
+    return spec.git_token if spec.kind == "git" else spec.secret_access_key
+
+
 def create_account(*, session: Session, spec: s.AccountCreate) -> SecurityAccount:
     if session.scalar(select(SecurityAccount.id).where(SecurityAccount.name == spec.name)):
         from popcorn.errors import Conflict
@@ -100,6 +106,8 @@ def create_account(*, session: Session, spec: s.AccountCreate) -> SecurityAccoun
         raise Conflict(f"an account named {spec.name!r} exists", details={"name": spec.name})
     if spec.endpoint_url:
         check_url(spec.endpoint_url, purpose="AWS endpoint")
+    if spec.git_api_url:
+        check_url(spec.git_api_url, purpose="Git host API")
     for repo in spec.repositories:
         gitwatch.check_repository(repo)
     _check_networks(spec.allowed_networks)
@@ -110,11 +118,12 @@ def create_account(*, session: Session, spec: s.AccountCreate) -> SecurityAccoun
         aws_account_id=spec.aws_account_id,
         profile=spec.profile,
         access_key_id=spec.access_key_id,
-        secret_sealed=keystore().encrypt(spec.secret_access_key) if spec.secret_access_key else "",
+        secret_sealed=keystore().encrypt(secret) if (secret := _secret(spec)) else "",
         role_arn=spec.role_arn,
         regions=list(dict.fromkeys(spec.regions)) if spec.kind == "aws" else [],
-        endpoint_url=spec.endpoint_url,
+        endpoint_url=spec.git_api_url if spec.kind == "git" else spec.endpoint_url,
         repositories=list(spec.repositories),
+        git_host=spec.git_host,
         watchers=watchers,
         interval_seconds=spec.interval_seconds,
         friendly_accounts=list(spec.friendly_accounts),
@@ -251,10 +260,11 @@ def poll(account_id: int, watchers: Sequence[str] | None = None) -> dict[str, An
             list(account.repositories),
             target(account),
         )
+        api = _host_api(account)
     results: dict[str, Any] = {}
     if kind == "git":
         for watcher in chosen:
-            results[watcher] = _poll_git(account_id, repos)
+            results[watcher] = _poll_git(account_id, repos, api)
         return results
     if tgt.endpoint_url:
         try:  # the admin's allow-list may have changed since the account was made
@@ -361,13 +371,20 @@ def _poll_watcher(account_id: int, watcher: str, clients: dict[str, Any]) -> dic
         }
 
 
-def _poll_git(account_id: int, repos: Sequence[str]) -> dict[str, Any]:
+def _host_api(account: SecurityAccount) -> githost.HostApi | None:
+    if account.kind != "git" or not account.git_host:
+        return None
+    token = keystore().decrypt_text(account.secret_sealed) if account.secret_sealed else ""
+    return githost.HostApi(kind=account.git_host, url=account.endpoint_url, token=token)
+
+
+def _poll_git(account_id: int, repos: Sequence[str], api: githost.HostApi | None) -> dict[str, Any]:
     started = time.monotonic()
     observed: list[Observed] = []
     errors: list[str] = []
     for repo in repos:
         try:
-            observed.append(gitwatch.observe(repo))
+            observed.append(gitwatch.observe(repo, api))
         except Exception as exc:
             errors.append(f"{repo}: {exc}"[:500])
     with session_scope() as session:

@@ -74,6 +74,7 @@ def read_cloudtrail(paths: Sequence[Path], *, threads: int = 2) -> dict[str, Any
     import duckdb
 
     con = duckdb.connect(config={"threads": threads})
+    con.execute("SET enable_progress_bar = false")  # no terminal noise from the CLI
     usage: dict[str, dict[str, datetime]] = {}
     stats = {"files": 0, "files_skipped": 0, "records": 0, "skipped": 0, "denied": 0}
     denied = "(" + ", ".join(f"'{d}'" for d in DENIED) + ")"

@@ -370,7 +370,8 @@ class SQSQueueWatcher(Watcher):
     def observe(self, clients: Clients) -> list[Observed]:
         sqs = clients("sqs")
         out = []
-        for url in clients.pages("sqs", "list_queues", "QueueUrls"):
+        # without MaxResults, ListQueues answers the first 1,000 queues and no NextToken
+        for url in clients.pages("sqs", "list_queues", "QueueUrls", MaxResults=1000):
             attrs = clients.call(
                 partial(sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["All"])
             ).get("Attributes", {})
