@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,19 +39,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import LoadWatch, git_revision, machine, write_result
+from common import LoadWatch, best, git_revision, machine, write_result
 
 T0 = 1_772_409_600  # 2026-03-02T00:00:00Z
-
-
-def best(runs: int, fn: Callable[[], Any], reset: Callable[[], None]) -> float:
-    times = []
-    for _ in range(runs):
-        reset()
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:

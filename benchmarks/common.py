@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -68,3 +71,14 @@ class LoadWatch:
             f"load average {self.before:.1f} before, {after:.1f} after "
             f"({os.cpu_count()} cores; above {os.cpu_count()} means other work was competing)"
         )
+
+
+def best(runs: int, fn: Callable[[], Any], reset: Callable[[], None]) -> float:
+    """The fastest of `runs` timings of `fn`, each after `reset` (the least disturbed one)."""
+    times = []
+    for _ in range(runs):
+        reset()
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)

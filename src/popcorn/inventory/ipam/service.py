@@ -559,21 +559,26 @@ def set_primary_ip(*, session: Session, ref: int | str) -> dict[str, Any]:
     assert device is not None
     host = str(ipaddress.ip_interface(address.address).ip)
     column = "primary_ip4" if address.family == 4 else "primary_ip6"
-    before = getattr(device, column)
-    if before != host:
-        setattr(device, column, host)
-        session.flush()
-        record_change(
-            session, "update", "device", device.id, before={column: before}, after={column: host}
-        )
-        emit(
-            session,
-            "inventory.device.updated",
-            "device",
-            device.id,
-            {"name": device.name, "changed": [column]},
-        )
+    if getattr(device, column) != host:
+        _set_primary(session, device, column, host)
     return read_one(session=session, otype="ip_address", obj=address)
+
+
+def _set_primary(session: Session, device: dcim.Device, column: str, value: str | None) -> None:
+    """Change a device's primary address column, audited and announced like any change."""
+    before = getattr(device, column)
+    setattr(device, column, value)
+    session.flush()
+    record_change(
+        session, "update", "device", device.id, before={column: before}, after={column: value}
+    )
+    emit(
+        session,
+        "inventory.device.updated",
+        "device",
+        device.id,
+        {"name": device.name, "changed": [column]},
+    )
 
 
 def _release_primary(session: Session, address: m.IpAddress) -> None:
@@ -587,18 +592,7 @@ def _release_primary(session: Session, address: m.IpAddress) -> None:
     host = str(ipaddress.ip_interface(address.address).ip)
     column = "primary_ip4" if address.family == 4 else "primary_ip6"
     if getattr(device, column) == host:
-        setattr(device, column, None)
-        session.flush()
-        record_change(
-            session, "update", "device", device.id, before={column: host}, after={column: None}
-        )
-        emit(
-            session,
-            "inventory.device.updated",
-            "device",
-            device.id,
-            {"name": device.name, "changed": [column]},
-        )
+        _set_primary(session, device, column, None)
 
 
 def device_addresses(*, session: Session, device: int | str) -> list[dict[str, Any]]:
