@@ -83,6 +83,7 @@ def dump(
             level=1,
         ),
         rec("dcim.sitegroup", 1, name="Tier 1", slug="tier-1", parent=None, description=""),
+        rec("dcim.sitegroup", 2, name="Tier 1 EU", slug="tier-1-eu", parent=1, description="EU"),
         rec(
             "dcim.site",
             1,
@@ -90,7 +91,7 @@ def dump(
             slug="ams1",
             status="active",
             region=2,
-            group=1,
+            group=2,
             tenant=1,
             facility="AM5",
             time_zone="Europe/Amsterdam",

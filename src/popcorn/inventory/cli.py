@@ -23,8 +23,9 @@ from popcorn.inventory.ipam import cli as ipam_cli
 COLUMNS: dict[str, list[str]] = {
     "custom_field": ["id", "object_type", "name", "type", "required"],
     "region": ["id", "slug", "name", "parent"],
+    "site_group": ["id", "slug", "name", "parent"],
     "manufacturer": ["id", "slug", "name"],
-    "site": ["id", "code", "name", "region", "kind", "status", "country", "city"],
+    "site": ["id", "code", "name", "region", "group", "kind", "status", "country", "city"],
     "rack": ["id", "site", "name", "u_height", "status"],
     "device_model": ["id", "slug", "manufacturer", "model", "u_height", "part_number"],
     "module_type": ["id", "manufacturer", "model", "part_number"],
@@ -284,15 +285,22 @@ def devices_command(
 
 @group.command("sites")
 @click.option("--region")
+@click.option("--site-group", "site_group", help="Site group slug; includes its sub-groups.")
 @click.option("--kind", type=click.Choice(s.SITE_KINDS))
 @click.argument("filters", nargs=-1)
 @limit_option
 @json_option
 def sites_command(
-    region: str | None, kind: str | None, filters: tuple[str, ...], limit: int, as_json: bool
+    region: str | None,
+    site_group: str | None,
+    kind: str | None,
+    filters: tuple[str, ...],
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List sites."""
-    _list("site", _filters(filters, region=region, kind=kind), limit, as_json)
+    args = _filters(filters, region=region, site_group=site_group, kind=kind)
+    _list("site", args, limit, as_json)
 
 
 @group.command("models")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.inventory import bulk, search, serialize
+from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, resolve_type
@@ -41,6 +42,12 @@ _DIRECT: dict[str, dict[str, Any]] = {
         "name": m.Region.name,
         "parent_id": m.Region.parent_id,
     },
+    "site_group": {
+        "id": m.SiteGroup.id,
+        "slug": m.SiteGroup.slug,
+        "name": m.SiteGroup.name,
+        "parent_id": m.SiteGroup.parent_id,
+    },
     "manufacturer": {
         "id": m.Manufacturer.id,
         "slug": m.Manufacturer.slug,
@@ -50,6 +57,7 @@ _DIRECT: dict[str, dict[str, Any]] = {
         "id": m.Site.id,
         "code": m.Site.code,
         "name": m.Site.name,
+        "group_id": m.Site.group_id,
         "kind": m.Site.kind,
         "status": m.Site.status,
         "country": m.Site.country,
@@ -204,6 +212,7 @@ _JOINED["component"]["manufacturer"] = (
 _SEARCH: dict[str, tuple[Any, ...]] = {
     "custom_field": (m.CustomField.name, m.CustomField.label),
     "region": (m.Region.slug, m.Region.name),
+    "site_group": (m.SiteGroup.slug, m.SiteGroup.name),
     "manufacturer": (m.Manufacturer.name, m.Manufacturer.slug),
     "site": (m.Site.code, m.Site.name, m.Site.city, m.Site.description),
     "rack": (m.Rack.name, m.Rack.description),
@@ -236,7 +245,16 @@ _SEARCH: dict[str, tuple[Any, ...]] = {
 
 def region_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
     """Ids of the given regions (by id, slug or name) and all regions below them."""
-    rows = session.execute(select(m.Region.id, m.Region.slug, m.Region.name, m.Region.parent_id))
+    return _nested_ids(session, m.Region, "region", refs)
+
+
+def site_group_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
+    """Ids of the given site groups (by id, slug or name) and all groups below them."""
+    return _nested_ids(session, m.SiteGroup, "site_group", refs)
+
+
+def _nested_ids(session: Session, model: Any, key: str, refs: Iterable[str | int]) -> set[int]:
+    rows = session.execute(select(model.id, model.slug, model.name, model.parent_id))
     children: dict[int | None, list[int]] = defaultdict(list)
     by_key: dict[str, int] = {}
     for ident, slug, name, parent in rows:
@@ -248,7 +266,8 @@ def region_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
         text = str(ref).strip()
         found = by_key.get(text) or by_key.get(text.lower())
         if found is None:
-            raise NotFound(f"no region {text!r}", details={"region": text})
+            label = key.replace("_", " ")
+            raise NotFound(f"no {label} {text!r}", details={key: text})
         stack = [found]
         while stack:
             current = stack.pop()
@@ -303,6 +322,15 @@ def _check_ranges(
                 )
 
 
+# Filters on a site's region or group, by id, slug or name, including everything below it.
+_NESTED: dict[str, tuple[Any, Any]] = {
+    "region": (region_ids, m.Site.region_id),
+    "region_id": (region_ids, m.Site.region_id),
+    "site_group": (site_group_ids, m.Site.group_id),
+    "site_group_id": (site_group_ids, m.Site.group_id),
+}
+
+
 def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
     """The list query for a type with NetBox-style filters, `tag`, `region` and `q`."""
     model = TYPES[otype].model
@@ -318,12 +346,13 @@ def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
                 m.Tagging.object_type == otype, m.Tagging.tag == value
             )
             stmt = stmt.where(model.id.not_in(tagged) if lookup else model.id.in_(tagged))
-    for key in [k for k in filters if k in ("region", "region_id")]:
-        ids = region_ids(session, [v for raw in filters.pop(key) for v in raw.split(",")])
+    for key in [k for k in filters if k in _NESTED]:
+        find, column = _NESTED[key]
+        ids = find(session, [v for raw in filters.pop(key) for v in raw.split(",")])
         if otype == "site":
-            stmt = stmt.where(m.Site.region_id.in_(ids))
+            stmt = stmt.where(column.in_(ids))
         elif otype in ("device", "rack"):
-            stmt = stmt.where(model.site_id.in_(select(m.Site.id).where(m.Site.region_id.in_(ids))))
+            stmt = stmt.where(model.site_id.in_(select(m.Site.id).where(column.in_(ids))))
         else:
             raise InvalidInput(f"unknown filter {key!r}", details={"filter": key})
     if otype == "link" and "device" in filters:
@@ -397,6 +426,7 @@ def shape(otype: str, items: list[dict[str, Any]], args: Mapping[str, Any]) -> l
 READ_SCHEMAS: dict[str, type[s.ReadSchema]] = {
     "custom_field": s.CustomFieldRead,
     "region": s.RegionRead,
+    "site_group": gs.SiteGroupRead,
     "manufacturer": s.ManufacturerRead,
     "site": s.SiteRead,
     "rack": s.RackRead,

@@ -60,6 +60,20 @@ class Region(Timestamps, Base):
     description: Mapped[str] = mapped_column(String(200), default="")
 
 
+class SiteGroup(Timestamps, Base):
+    """A functional grouping of sites (NetBox's site group), nested like regions."""
+
+    __tablename__ = "inventory_site_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_site_groups.id"), nullable=True, index=True
+    )
+    description: Mapped[str] = mapped_column(String(200), default="")
+
+
 class Site(Timestamps, Base):
     __tablename__ = "inventory_sites"
 
@@ -68,6 +82,9 @@ class Site(Timestamps, Base):
     name: Mapped[str] = mapped_column(String(100))
     region_id: Mapped[int | None] = mapped_column(
         ForeignKey("inventory_regions.id"), nullable=True, index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_site_groups.id"), nullable=True, index=True
     )
     kind: Mapped[str] = mapped_column(String(20), default="datacenter")
     status: Mapped[str] = mapped_column(String(20), default="active", index=True)

@@ -298,6 +298,7 @@ class SiteIn(Schema):
     code: Slug = Field(description="Short unique code, e.g. ams1 or isp-comcast-den2.")
     name: Name
     region: OptName = Field(default=None, description="Region slug or name.")
+    group: OptName = Field(default=None, description="Site group slug or name.")
     kind: Literal[SITE_KINDS] = "datacenter"  # type: ignore[valid-type]
     status: Literal[SITE_STATUSES] = "active"  # type: ignore[valid-type]
     country: Country = None
@@ -527,6 +528,8 @@ class SiteRead(Stamped):
     name: str
     region: str | None
     region_id: int | None
+    group: str | None = None
+    group_id: int | None = None
     kind: str
     status: str
     country: str | None

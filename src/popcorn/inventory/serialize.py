@@ -21,6 +21,7 @@ from popcorn.inventory.ipam import reads as ipam_reads
 
 LABELS: dict[str, Any] = {
     "region": m.Region.slug,
+    "site_group": m.SiteGroup.slug,
     "site": m.Site.code,
     "rack": m.Rack.name,
     "manufacturer": m.Manufacturer.name,
@@ -113,8 +114,14 @@ def _region(session: Session, rows: list[dict[str, Any]], names: Names) -> list[
     return rows
 
 
+def _site_group(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
+    _ref(rows, names, "parent_id", "site_group", "parent")
+    return rows
+
+
 def _site(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
     _ref(rows, names, "region_id", "region", "region")
+    _ref(rows, names, "group_id", "site_group", "group")
     for row in rows:
         row["custom_fields"] = row["custom_fields"] or {}
     return rows
@@ -252,6 +259,7 @@ def _link(session: Session, rows: list[dict[str, Any]], names: Names) -> list[di
 _SHAPES = {
     "custom_field": _plain,
     "region": _region,
+    "site_group": _site_group,
     "manufacturer": _plain,
     "site": _site,
     "rack": _rack,
@@ -291,6 +299,7 @@ def brief(otype: str, row: dict[str, Any]) -> dict[str, Any]:
 BRIEF: dict[str, tuple[str, ...]] = {
     "custom_field": ("id", "object_type", "name"),
     "region": ("id", "slug", "name"),
+    "site_group": ("id", "slug", "name"),
     "manufacturer": ("id", "slug", "name"),
     "site": ("id", "code", "name", "status"),
     "rack": ("id", "site", "name"),

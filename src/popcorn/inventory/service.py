@@ -108,6 +108,7 @@ __all__ = [
 
 _KEY_COLUMNS: dict[str, tuple[Any, ...]] = {
     "region": (m.Region.slug, m.Region.name),
+    "site_group": (m.SiteGroup.slug, m.SiteGroup.name),
     "site": (m.Site.code,),
     "manufacturer": (m.Manufacturer.slug, m.Manufacturer.name),
     "device_model": (m.DeviceModel.slug,),
@@ -219,6 +220,7 @@ def bulk_delete(*, session: Session, otype: str, items: Sequence[Any]) -> int:
 
 _BLOCKERS: dict[str, list[tuple[Any, str]]] = {
     "region": [(m.Region.parent_id, "regions"), (m.Site.region_id, "sites")],
+    "site_group": [(m.SiteGroup.parent_id, "site groups"), (m.Site.group_id, "sites")],
     "site": [(m.Device.site_id, "devices"), (m.Rack.site_id, "racks")],
     "rack": [(m.Device.rack_id, "devices")],
     "manufacturer": [

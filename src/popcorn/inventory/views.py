@@ -33,6 +33,7 @@ bp = APIBlueprint("inventory", __name__, tag="inventory")
 PATHS = {
     "custom_field": "custom-fields",
     "region": "regions",
+    "site_group": "site-groups",
     "manufacturer": "manufacturers",
     "site": "sites",
     "rack": "racks",

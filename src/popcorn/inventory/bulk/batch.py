@@ -170,7 +170,7 @@ class Batch:
     def key_of(otype: str, row: Mapping[Any, Any]) -> Any:
         if otype == "custom_field":
             return (row["object_type"], row["name"])
-        if otype == "region":
+        if otype in ("region", "site_group"):
             return row["slug"]
         if otype == "manufacturer":
             return row["slug"]
@@ -252,7 +252,7 @@ class Batch:
                 self.load_devices([value])
                 found = self.index["device"].get(value)
             return found
-        if otype in ("region", "manufacturer"):
+        if otype in ("region", "site_group", "manufacturer"):
             self.load_all(otype)
             found = self.index[otype].get(value)
             if found is None:

@@ -1,5 +1,5 @@
-"""Planners for where things are and what describes them: custom fields, regions, manufacturers,
-sites and racks.
+"""Planners for where things are and what describes them: custom fields, regions, site groups,
+manufacturers, sites and racks.
 """
 
 from __future__ import annotations
@@ -29,27 +29,40 @@ def plan_custom_field(batch: Batch, row: Row) -> None:
     batch.commit("custom_field", row, existing, cols, key)
 
 
-def plan_region(batch: Batch, row: Row) -> None:
-    batch.load_all("region")
+def _plan_nested(otype: str, batch: Batch, row: Row) -> None:
+    """A region or site group: keyed by slug, found by name too, with a parent of its kind."""
+    batch.load_all(otype)
     d = row.data
-    ok, existing = batch.identify("region", row, d.get("slug"), "slug")
-    data = batch.creating("region", row, existing) if ok else None
+    ok, existing = batch.identify(otype, row, d.get("slug"), "slug")
+    data = batch.creating(otype, row, existing) if ok else None
     if data is None:
-        batch.failed["region"].add(d.get("slug"))
+        batch.failed[otype].add(d.get("slug"))
         return
-    cols = {k: data[k] for k in SIMPLE["region"] if k in data}
-    ident = batch.commit("region", row, existing, cols, cols.get("slug", d.get("slug")))
+    cols = {k: data[k] for k in SIMPLE[otype] if k in data}
+    ident = batch.commit(otype, row, existing, cols, cols.get("slug", d.get("slug")))
     if "parent" in data:
         if data["parent"] is None:
-            batch.set_column("region", ident, "parent_id", None)
+            batch.set_column(otype, ident, "parent_id", None)
         else:
-            batch.defer(row, "region", ident, "parent_id", "region", data["parent"], "parent")
+            batch.defer(row, otype, ident, "parent_id", otype, data["parent"], "parent")
     elif existing is None:
-        batch.planned["region"][ident]["parent_id"] = None
+        batch.planned[otype][ident]["parent_id"] = None
+
+
+def plan_region(batch: Batch, row: Row) -> None:
+    _plan_nested("region", batch, row)
 
 
 def finish_region(batch: Batch) -> None:
     batch.check_loops("region", "parent_id")
+
+
+def plan_site_group(batch: Batch, row: Row) -> None:
+    _plan_nested("site_group", batch, row)
+
+
+def finish_site_group(batch: Batch) -> None:
+    batch.check_loops("site_group", "parent_id")
 
 
 def plan_manufacturer(batch: Batch, row: Row) -> None:
@@ -83,6 +96,11 @@ def plan_site(batch: Batch, row: Row) -> None:
         region = data["region"]
         cols["region_id"] = (
             None if region is None else batch.ref("site", row, "region", "region", region)
+        )
+    if "group" in data:
+        group = data["group"]
+        cols["group_id"] = (
+            None if group is None else batch.ref("site", row, "group", "site_group", group)
         )
     batch.tags(data, cols)
     batch.custom_fields("site", row, data, cols, existing)
@@ -126,6 +144,7 @@ def plan_rack(batch: Batch, row: Row) -> None:
 PLANNERS: dict[str, Planner] = {
     "custom_field": Planner(plan=plan_custom_field),
     "region": Planner(plan=plan_region, finish=finish_region),
+    "site_group": Planner(plan=plan_site_group, finish=finish_site_group),
     "manufacturer": Planner(plan=plan_manufacturer),
     "site": Planner(plan=plan_site),
     "rack": Planner(plan=plan_rack),

@@ -13,6 +13,7 @@ from sqlalchemy import Table, select
 from typing_extensions import TypedDict
 
 from popcorn.errors import InvalidInput
+from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 
@@ -44,6 +45,7 @@ TYPES: dict[str, ObjectType] = {
         ObjectType(
             "manufacturer", "manufacturers", m.Manufacturer, s.ManufacturerIn, "manufacturer"
         ),
+        ObjectType("site_group", "site_groups", m.SiteGroup, gs.SiteGroupIn, "site group"),
         ObjectType("site", "sites", m.Site, s.SiteIn, "site"),
         ObjectType("rack", "racks", m.Rack, s.RackIn, "rack"),
         ObjectType("device_model", "device_models", m.DeviceModel, s.DeviceModelIn, "device model"),
@@ -70,6 +72,7 @@ TAGGED = ("site", "rack", "device_model", "device")
 CUSTOM = ("site", "rack", "device_model", "device", "component")
 TIMESTAMPED = {
     "region",
+    "site_group",
     "manufacturer",
     "site",
     "rack",
@@ -83,7 +86,8 @@ CHILDREN = ("bay", "component", "interface", "port")
 # Foreign keys that may point at objects created in the same batch.
 FKS: dict[str, dict[str, str]] = {
     "region": {"parent_id": "region"},
-    "site": {"region_id": "region"},
+    "site_group": {"parent_id": "site_group"},
+    "site": {"region_id": "region", "group_id": "site_group"},
     "rack": {"site_id": "site"},
     "device_model": {"manufacturer_id": "manufacturer"},
     "module_type": {"manufacturer_id": "manufacturer"},
@@ -100,7 +104,12 @@ FKS: dict[str, dict[str, str]] = {
     "port": {"device_id": "device", "module_id": "component", "peer_id": "port"},
     "link": {"a_device_id": "device", "b_device_id": "device"},
 }
-SELF_FK = {"region": "parent_id", "component": "parent_id", "port": "peer_id"}
+SELF_FK = {
+    "region": "parent_id",
+    "site_group": "parent_id",
+    "component": "parent_id",
+    "port": "peer_id",
+}
 # Fields whose values repeat across rows (part numbers, firmware, dates, kinds): one copy
 # each per batch instead of one per row, which matters with a million components.
 SHARED: dict[str, frozenset[str]] = {
@@ -127,11 +136,17 @@ SHARED: dict[str, frozenset[str]] = {
     "bay": frozenset(("kind", "name", "label", "position")),
 }
 # Besides their key, some objects are found by a second name ("Cisco", "Europe", a model name).
-ALIAS_FIELD = {"region": "name", "manufacturer": "name", "device_model": "model"}
+ALIAS_FIELD = {
+    "region": "name",
+    "site_group": "name",
+    "manufacturer": "name",
+    "device_model": "model",
+}
 AMBIGUOUS = 0
 SIMPLE: dict[str, tuple[str, ...]] = {
     "custom_field": ("object_type", "name", "label", "type", "required", "choices", "description"),
     "region": ("slug", "name", "description"),
+    "site_group": ("slug", "name", "description"),
     "manufacturer": ("name", "slug", "description"),
     "site": (
         "code",
@@ -233,6 +248,8 @@ def resolve_type(name: str) -> str:
         return BY_PLURAL[key]
     if name in SECTION_ALIASES:
         return SECTION_ALIASES[name]
+    if key.replace("-", "_") in TYPES:
+        return key.replace("-", "_")
     if key.replace("-", "_") in BY_PLURAL:
         return BY_PLURAL[key.replace("-", "_")]
     raise InvalidInput(

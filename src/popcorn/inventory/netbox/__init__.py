@@ -160,6 +160,8 @@ def _index(session: Session, otype: str) -> dict[tuple[Any, ...], int]:
     stmt: Any
     if otype == "region":
         stmt = select(m.Region.slug, m.Region.id)
+    elif otype == "site_group":
+        stmt = select(m.SiteGroup.slug, m.SiteGroup.id)
     elif otype == "manufacturer":
         stmt = select(m.Manufacturer.name, m.Manufacturer.id)
     elif otype == "site":

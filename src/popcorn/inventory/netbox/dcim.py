@@ -241,12 +241,25 @@ def region(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
     plan.add("region", data, "dcim.region", pk, (fields.get("slug"),))
 
 
+@mapper("dcim.sitegroup")
+def site_group(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
+    parent = dump.field("dcim.sitegroup", fields.get("parent"), "slug")
+    data = {
+        "slug": fields.get("slug"),
+        "name": text(fields.get("name"), 100),
+        "parent": parent,
+        "description": text(fields.get("description")),
+    }
+    plan.add("site_group", data, "dcim.sitegroup", pk, (fields.get("slug"),))
+
+
 @mapper("dcim.site")
 def site(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
     data = {
         "code": fields.get("slug"),
         "name": text(fields.get("name"), 100),
         "region": dump.field("dcim.region", fields.get("region"), "slug"),
+        "group": dump.field("dcim.sitegroup", fields.get("group"), "slug"),
         "status": choice(fields.get("status"), s.SITE_STATUSES, "active"),
         "latitude": number(fields.get("latitude")),
         "longitude": number(fields.get("longitude")),

@@ -1,0 +1,28 @@
+"""Input and output shapes of site groups: NetBox's functional grouping of sites.
+
+Kept beside schemas.py (one shape per type, shared by the API, the CLI and
+imports); a group nests like a region and a site names at most one.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from popcorn.inventory.schemas import Name, OptName, Slug, Stamped, Text200
+from popcorn.schemas import Schema
+
+
+class SiteGroupIn(Schema):
+    id: int | None = None
+    slug: Slug
+    name: Name
+    parent: OptName = Field(default=None, description="Parent site group slug or name.")
+    description: Text200 = ""
+
+
+class SiteGroupRead(Stamped):
+    slug: str
+    name: str
+    parent: str | None
+    parent_id: int | None
+    description: str
