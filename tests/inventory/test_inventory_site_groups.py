@@ -96,7 +96,13 @@ def test_import_and_cli(tmp_path: Path) -> None:
     made = run("create", "site-group", "slug=edge", "name=Edge", "parent=tier-1", "--json")
     assert made.exit_code == 0, made.output
     assert json.loads(made.output)["parent"] == "tier-1"
+    exported = tmp_path / "export.yaml"
+    assert run("export", "-o", str(exported)).exit_code == 0
+    text = exported.read_text()
+    assert "site_groups:" in text and "group: tier-1-eu" in text
+    same = json.loads(run("import", str(exported), "--json").output)
+    assert same["totals"]["create"] == 0 and same["totals"]["update"] == 0
     bad = runner.invoke(
         cli, ["inventory", "create", "site-group", "slug=x", "name=X", "parent=nope"]
     )
-    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and "unknown site group 'nope'" in bad.output
