@@ -28,6 +28,8 @@ def prepare_device(batch: Batch, rows: list[Row]) -> None:
     batch.prefetch_unique("device", "asset_tag", tags)
     if any(r.data.get("rack") for r in rows):
         batch.load_all("rack")
+    if any(r.data.get("location") for r in rows):
+        batch.load_all("location")
 
 
 def plan_device(batch: Batch, row: Row) -> None:
@@ -46,6 +48,15 @@ def plan_device(batch: Batch, row: Row) -> None:
     if "site" in data:
         cols["site_id"] = batch.ref("device", row, "site", "site", data["site"])
     site_id = cols.get("site_id", before["site_id"] if before else None)
+    if "location" in data:
+        cols["location_id"] = batch.location_ref("device", row, data, site_id)
+    elif before is not None and before["location_id"] is not None and site_id != before["site_id"]:
+        batch.error(
+            "device",
+            row,
+            "location",
+            "the device moves to another site: give its location there, or an empty location",
+        )
     if "rack" in data:
         rack = data["rack"]
         if rack is None:
