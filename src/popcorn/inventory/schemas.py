@@ -374,10 +374,10 @@ class DeviceIn(Schema):
     role: Literal[DEVICE_ROLES]  # type: ignore[valid-type]
     model: Name = Field(description="Device model slug.")
     site: Name = Field(description="Site code.")
-    location: OptName = Field(default=None, description="Location slug or name in the site.")
     rack: OptName = None
     position: Annotated[float | None, Field(ge=0.5, le=100), BeforeValidator(_blank_none)] = None
     face: Literal["front", "rear"] | None = None
+    location: OptName = Field(default=None, description="Location slug or name in the site.")
     serial: OptName = None
     asset_tag: OptName = None
     platform: Text100 = ""
