@@ -57,11 +57,32 @@ def test_locations_nest_in_a_site_and_place_racks_and_devices(world: Any, api: A
     assert wrong.status_code == 422
     assert "no location 'cage-a' in site 'bru-isp1'" in json.dumps(wrong.json)
     assert api.get(f"{BASE}/devices/oca-bru-01").json["location"] is None
+    # A device in a rack is where its rack is.
+    elsewhere = api.patch(f"{BASE}/devices/oca-ams1-02", json={"location": "floor-1"})
+    assert elsewhere.status_code == 422
+    assert "rack 'R01' is in location 'cage-a'" in json.dumps(elsewhere.json)
+    racked = api.post(
+        f"{BASE}/devices",
+        json={
+            "name": "oca-ams1-03",
+            "role": "storage-appliance",
+            "model": "oca-storage-gen4",
+            "site": "ams1",
+            "rack": "R01",
+            "position": 5,
+        },
+    )
+    assert racked.status_code == 201 and racked.json["location"] == "cage-a"
 
     # Filters take in sub-locations, by slug, name or id.
-    assert names(api, "devices", "location=floor-1") == ["oca-ams1-01", "rtr-ams1-01"]
-    assert names(api, "devices", "location=cage-a") == ["oca-ams1-01"]
-    assert names(api, "devices", f"location_id={cage.json['id']}") == ["oca-ams1-01"]
+    assert names(api, "devices", "location=floor-1") == [
+        "oca-ams1-01",
+        "oca-ams1-03",
+        "rtr-ams1-01",
+    ]
+    assert names(api, "devices", "location=cage-a") == ["oca-ams1-01", "oca-ams1-03"]
+    in_cage = names(api, "devices", f"location_id={cage.json['id']}")
+    assert in_cage == ["oca-ams1-01", "oca-ams1-03"]
     assert names(api, "racks", "location=Floor 1") == ["R01"]
     assert api.get(f"{BASE}/devices?location=nowhere").status_code == 404
     assert api.get(f"{BASE}/sites?location=floor-1").status_code == 422
