@@ -5,10 +5,11 @@
 fields' `content_types` and `choices`); `dump("4")` writes 4.x names (`role`,
 `dcim.cabletermination` rows, `dcim.macaddress` with `primary_mac_address`,
 `object_types` and a `choice_set`). Both describe one Open Connect site: a
-router and a storage appliance cabled together, a module in a bay, tags,
-a tenant, custom fields, an address in a VRF with its prefix, VLANs, an IX
-circuit cabled to the router, a power feed cabled to its power supply, and the
-records Popcorn leaves out (users, permissions, sessions, change log, site groups).
+router and a storage appliance cabled together in a rack in a cage within a
+floor (nested locations), a module in a bay, tags, a tenant, custom fields, an
+address in a VRF with its prefix, VLANs, an IX circuit cabled to the router, a
+power feed cabled to its power supply, and the records Popcorn leaves out
+(users, permissions, sessions, change log).
 """
 
 from __future__ import annotations
@@ -103,6 +104,36 @@ def dump(
             comments="",
             custom_field_data={},
         ),
+        rec(
+            "dcim.location",
+            1,
+            name="Floor 1",
+            slug="floor-1",
+            site=1,
+            parent=None,
+            status="active",
+            tenant=None,
+            description="",
+            lft=1,
+            rght=4,
+            tree_id=1,
+            level=0,
+        ),
+        rec(
+            "dcim.location",
+            2,
+            name="Cage A",
+            slug="cage-a",
+            site=1,
+            parent=1,
+            status="active",
+            tenant=None,
+            description="cage",
+            lft=2,
+            rght=3,
+            tree_id=1,
+            level=1,
+        ),
         rec("dcim.rackrole", 1, name="CDN", slug="cdn", color="ff0000", description=""),
         rec(
             "dcim.rack",
@@ -110,7 +141,7 @@ def dump(
             name="R101",
             facility_id=None,
             site=1,
-            location=None,
+            location=2,
             tenant=None,
             status="reserved",
             role=1,
@@ -322,7 +353,7 @@ def dump(
     ]
     device_common = dict(
         tenant=1,
-        location=None,
+        location=2,
         cluster=None,
         virtual_chassis=None,
         vc_position=None,
@@ -561,7 +592,7 @@ def dump(
                 termination_id=1,
                 _device=1,
                 _rack=1,
-                _location=None,
+                _location=2,
                 _site=1,
             ),
             rec(
@@ -573,7 +604,7 @@ def dump(
                 termination_id=5,
                 _device=2,
                 _rack=1,
-                _location=None,
+                _location=2,
                 _site=1,
             ),
         ]

@@ -80,6 +80,17 @@ def test_a_dump_becomes_an_inventory(tmp_path: Path, version: str, api: Any) -> 
     }
     in_tier_1 = api.get("/api/v1/inventory/sites?site_group=tier-1").json["items"]
     assert [s["code"] for s in in_tier_1] == ["ams1"]
+    locations = api.get("/api/v1/inventory/locations?site=ams1").json["items"]
+    assert {x["slug"]: (x["parent"], x["name"]) for x in locations} == {
+        "floor-1": (None, "Floor 1"),
+        "cage-a": ("floor-1", "Cage A"),
+    }
+    assert (oca["location"], api.get("/api/v1/inventory/racks").json["items"][0]["location"]) == (
+        "cage-a",
+        "cage-a",
+    )
+    on_floor = api.get("/api/v1/inventory/devices?location=floor-1").json["items"]
+    assert sorted(d["name"] for d in on_floor) == ["mx1-ams1", "oca1-ams1"]
     ens = api.get("/api/v1/inventory/interfaces?device=oca1-ams1&name=ens1f0").json["items"][0]
     assert (ens["mac_address"], ens["mtu"]) == ("0C:C4:7A:00:00:01", 9000)
     with session_scope(readonly=True) as session:
@@ -101,6 +112,7 @@ def test_a_dump_becomes_an_inventory(tmp_path: Path, version: str, api: Any) -> 
     assert ids[("dcim.cable", 1)] == "link" and ids[("dcim.interface", 5)] == "interface"
     assert ids[("dcim.module", 1)] == "component" and ids[("dcim.rack", 1)] == "rack"
     assert ids[("dcim.sitegroup", 2)] == "site_group"
+    assert ids[("dcim.location", 2)] == "location"
     assert ids[("ipam.ipaddress", 1)] == "ip_address" and ids[("circuits.circuit", 1)] == "circuit"
     assert ids[("dcim.cable", 2)] == "link" and ids[("dcim.powerfeed", 1)] == "power_feed"
 

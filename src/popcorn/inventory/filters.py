@@ -68,6 +68,14 @@ _DIRECT: dict[str, dict[str, Any]] = {
         "created_at": m.Site.created_at,
         "updated_at": m.Site.updated_at,
     },
+    "location": {
+        "id": m.Location.id,
+        "site_id": m.Location.site_id,
+        "slug": m.Location.slug,
+        "name": m.Location.name,
+        "parent_id": m.Location.parent_id,
+        "status": m.Location.status,
+    },
     "rack": {
         "id": m.Rack.id,
         "site_id": m.Rack.site_id,
@@ -171,6 +179,7 @@ _JOINED: dict[str, dict[str, tuple[Any, list[tuple[Any, Any]]]]] = {
             [(m.Manufacturer, m.Manufacturer.id == m.DeviceModel.manufacturer_id)],
         )
     },
+    "location": {"site": (m.Site.code, [(m.Site, m.Site.id == m.Location.site_id)])},
     "module_type": {
         "manufacturer": (
             m.Manufacturer.slug,
@@ -213,6 +222,7 @@ _SEARCH: dict[str, tuple[Any, ...]] = {
     "custom_field": (m.CustomField.name, m.CustomField.label),
     "region": (m.Region.slug, m.Region.name),
     "site_group": (m.SiteGroup.slug, m.SiteGroup.name),
+    "location": (m.Location.slug, m.Location.name, m.Location.description),
     "manufacturer": (m.Manufacturer.name, m.Manufacturer.slug),
     "site": (m.Site.code, m.Site.name, m.Site.city, m.Site.description),
     "rack": (m.Rack.name, m.Rack.description),
@@ -269,6 +279,31 @@ def _nested_ids(session: Session, model: Any, key: str, refs: Iterable[str | int
             label = key.replace("_", " ")
             raise NotFound(f"no {label} {text!r}", details={key: text})
         stack = [found]
+        while stack:
+            current = stack.pop()
+            if current not in out:
+                out.add(current)
+                stack.extend(children.get(current, []))
+    return out
+
+
+def location_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
+    """Ids of the given locations (by id, slug or name, in any site) and all below them."""
+    rows = session.execute(
+        select(m.Location.id, m.Location.slug, m.Location.name, m.Location.parent_id)
+    )
+    children: dict[int | None, list[int]] = defaultdict(list)
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for ident, slug, name, parent in rows:
+        children[parent].append(ident)
+        for key in {str(ident), slug, name.lower()}:
+            by_key[key].append(ident)
+    out: set[int] = set()
+    for ref in refs:
+        text = str(ref).strip()
+        stack = list(by_key.get(text) or by_key.get(text.lower()) or [])
+        if not stack:
+            raise NotFound(f"no location {text!r}", details={"location": text})
         while stack:
             current = stack.pop()
             if current not in out:
@@ -355,6 +390,11 @@ def filtered(session: Session, otype: str, params: ListParams) -> Select[Any]:
             stmt = stmt.where(model.site_id.in_(select(m.Site.id).where(column.in_(ids))))
         else:
             raise InvalidInput(f"unknown filter {key!r}", details={"filter": key})
+    for key in [k for k in filters if k in ("location", "location_id")]:
+        if otype not in ("device", "rack"):
+            raise InvalidInput(f"unknown filter {key!r}", details={"filter": key})
+        ids = location_ids(session, [v for raw in filters.pop(key) for v in raw.split(",")])
+        stmt = stmt.where(model.location_id.in_(ids))
     if otype == "link" and "device" in filters:
         names = [v for raw in filters.pop("device") for v in raw.split(",")]
         ids_stmt = select(m.Device.id).where(m.Device.name.in_(names))
@@ -427,6 +467,7 @@ READ_SCHEMAS: dict[str, type[s.ReadSchema]] = {
     "custom_field": s.CustomFieldRead,
     "region": s.RegionRead,
     "site_group": gs.SiteGroupRead,
+    "location": gs.LocationRead,
     "manufacturer": s.ManufacturerRead,
     "site": s.SiteRead,
     "rack": s.RackRead,

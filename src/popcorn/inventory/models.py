@@ -98,12 +98,32 @@ class Site(Timestamps, Base):
     custom_fields: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
 
 
+class Location(Timestamps, Base):
+    """A room, floor or cage inside one site (NetBox's location), nested within that site."""
+
+    __tablename__ = "inventory_locations"
+    __table_args__ = (UniqueConstraint("site_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("inventory_sites.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_locations.id"), nullable=True, index=True
+    )
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    description: Mapped[str] = mapped_column(String(200), default="")
+
+
 class Rack(Timestamps, Base):
     __tablename__ = "inventory_racks"
     __table_args__ = (UniqueConstraint("site_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("inventory_sites.id"), index=True)
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_locations.id"), nullable=True, index=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     u_height: Mapped[int] = mapped_column(Integer, default=42)
     status: Mapped[str] = mapped_column(String(20), default="active")
@@ -186,7 +206,10 @@ class ComponentTemplate(Base):
 
 class Device(Timestamps, Base):
     __tablename__ = "inventory_devices"
-    __table_args__ = (_partial("ix_inventory_devices_rack_id", "rack_id", "rack_id IS NOT NULL"),)
+    __table_args__ = (
+        _partial("ix_inventory_devices_rack_id", "rack_id", "rack_id IS NOT NULL"),
+        _partial("ix_inventory_devices_location_id", "location_id", "location_id IS NOT NULL"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -196,6 +219,9 @@ class Device(Timestamps, Base):
     )
     site_id: Mapped[int] = mapped_column(ForeignKey("inventory_sites.id"), index=True)
     rack_id: Mapped[int | None] = mapped_column(ForeignKey("inventory_racks.id"), nullable=True)
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_locations.id"), nullable=True
+    )
     position: Mapped[float | None] = mapped_column(Float, nullable=True)
     face: Mapped[str | None] = mapped_column(String(5), nullable=True)
     serial: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)

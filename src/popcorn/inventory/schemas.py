@@ -1,9 +1,8 @@
 """Input and output shapes of the inventory, shared by the API, the CLI and imports.
 
-One input schema per object type serves every path in: the API body, a CLI
-`key=value` list and each row of a CSV, JSON or YAML import, so a value that
-is valid in one is valid in all. Quantities take units ("100G", "3.84TB",
-"1.1kW") and a wrong unit is a clear error on that field.
+One input schema per object type serves every path in: the API body, a CLI `key=value`
+list and each row of a CSV, JSON or YAML import, so a value valid in one is valid in all.
+Quantities take units ("100G", "3.84TB", "1.1kW"); a wrong unit is an error on that field.
 """
 
 from __future__ import annotations
@@ -315,6 +314,7 @@ class RackIn(Schema):
     id: int | None = None
     site: Name
     name: Name
+    location: OptName = Field(default=None, description="Location slug or name in the site.")
     u_height: Annotated[int, Field(ge=1, le=100)] = 42
     status: Literal[RACK_STATUSES] = "active"  # type: ignore[valid-type]
     description: Text200 = ""
@@ -377,6 +377,7 @@ class DeviceIn(Schema):
     rack: OptName = None
     position: Annotated[float | None, Field(ge=0.5, le=100), BeforeValidator(_blank_none)] = None
     face: Literal["front", "rear"] | None = None
+    location: OptName = Field(default=None, description="Location slug or name in the site.")
     serial: OptName = None
     asset_tag: OptName = None
     platform: Text100 = ""
@@ -545,6 +546,8 @@ class SiteRead(Stamped):
 class RackRead(Stamped):
     site: str
     site_id: int
+    location: str | None = None
+    location_id: int | None = None
     name: str
     u_height: int
     status: str
@@ -598,6 +601,8 @@ class DeviceRead(Stamped):
     model_id: int
     site: str
     site_id: int
+    location: str | None = None
+    location_id: int | None = None
     rack: str | None
     rack_id: int | None
     position: float | None

@@ -23,6 +23,7 @@ LABELS: dict[str, Any] = {
     "region": m.Region.slug,
     "site_group": m.SiteGroup.slug,
     "site": m.Site.code,
+    "location": m.Location.slug,
     "rack": m.Rack.name,
     "manufacturer": m.Manufacturer.name,
     "device_model": m.DeviceModel.slug,
@@ -127,8 +128,15 @@ def _site(session: Session, rows: list[dict[str, Any]], names: Names) -> list[di
     return rows
 
 
+def _location(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
+    _ref(rows, names, "site_id", "site", "site")
+    _ref(rows, names, "parent_id", "location", "parent")
+    return rows
+
+
 def _rack(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
     _ref(rows, names, "site_id", "site", "site")
+    _ref(rows, names, "location_id", "location", "location")
     for row in rows:
         row["custom_fields"] = row["custom_fields"] or {}
     return rows
@@ -188,6 +196,7 @@ def _module_type(
 def _device(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
     _ref(rows, names, "device_model_id", "device_model", "model")
     _ref(rows, names, "site_id", "site", "site")
+    _ref(rows, names, "location_id", "location", "location")
     _ref(rows, names, "rack_id", "rack", "rack")
     for row in rows:
         row["model_id"] = row["device_model_id"]
@@ -262,6 +271,7 @@ _SHAPES = {
     "site_group": _site_group,
     "manufacturer": _plain,
     "site": _site,
+    "location": _location,
     "rack": _rack,
     "device_model": _device_model,
     "module_type": _module_type,
@@ -302,6 +312,7 @@ BRIEF: dict[str, tuple[str, ...]] = {
     "site_group": ("id", "slug", "name"),
     "manufacturer": ("id", "slug", "name"),
     "site": ("id", "code", "name", "status"),
+    "location": ("id", "site", "slug", "name"),
     "rack": ("id", "site", "name"),
     "device_model": ("id", "slug", "manufacturer", "model"),
     "module_type": ("id", "manufacturer", "model"),

@@ -221,7 +221,16 @@ def bulk_delete(*, session: Session, otype: str, items: Sequence[Any]) -> int:
 _BLOCKERS: dict[str, list[tuple[Any, str]]] = {
     "region": [(m.Region.parent_id, "regions"), (m.Site.region_id, "sites")],
     "site_group": [(m.SiteGroup.parent_id, "site groups"), (m.Site.group_id, "sites")],
-    "site": [(m.Device.site_id, "devices"), (m.Rack.site_id, "racks")],
+    "site": [
+        (m.Device.site_id, "devices"),
+        (m.Rack.site_id, "racks"),
+        (m.Location.site_id, "locations"),
+    ],
+    "location": [
+        (m.Location.parent_id, "locations"),
+        (m.Rack.location_id, "racks"),
+        (m.Device.location_id, "devices"),
+    ],
     "rack": [(m.Device.rack_id, "devices")],
     "manufacturer": [
         (m.DeviceModel.manufacturer_id, "device models"),

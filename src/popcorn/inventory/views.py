@@ -36,6 +36,7 @@ PATHS = {
     "site_group": "site-groups",
     "manufacturer": "manufacturers",
     "site": "sites",
+    "location": "locations",
     "rack": "racks",
     "device_model": "device-models",
     "module_type": "module-types",

@@ -19,8 +19,8 @@ instead of a few per device:
 The package reads top to bottom: `types` (object types and their fields),
 `rows` (input rows, errors, results, the `Planner` shape), `batch` (the
 shared checking machinery), one planner module per family of types behind
-`registry.PLANNERS` (`organisation`: custom fields, regions, manufacturers,
-sites, racks; `device_types`: device models and module types; `devices`;
+`registry.PLANNERS` (`organisation`: custom fields, regions, site groups,
+manufacturers, sites, locations, racks; `device_types`: device models and module types; `devices`;
 `parts`: bays, components, interfaces, ports; `cables`: links), and `write`.
 """
 

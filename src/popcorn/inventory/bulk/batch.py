@@ -57,7 +57,7 @@ class Batch:
         self.sections: dict[str, list[Row]] = {t: [] for t in ORDER}
         self.errors: list[RowError] = []
         self.index: dict[str, dict[Any, int]] = {t: {} for t in ORDER}
-        self.alias: dict[str, dict[str, int]] = {t: {} for t in ALIAS_FIELD}
+        self.alias: dict[str, dict[str, int]] = {t: {} for t in (*ALIAS_FIELD, "location")}
         self.before: dict[str, dict[int, Mapping[Any, Any]]] = {t: {} for t in ORDER}
         self.planned: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in ORDER}
         self.changes: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in ORDER}
@@ -160,6 +160,8 @@ class Batch:
         self.index[otype][self.key_of(otype, row)] = row["id"]
         if otype in ALIAS_FIELD:
             self._alias(otype, row[ALIAS_FIELD[otype]], row["id"])
+        elif otype == "location":
+            self._alias(otype, f"{row['site_id']}/{row['name']}", row["id"])
 
     def _alias(self, otype: str, value: str, ident: int) -> None:
         aliases = self.alias[otype]
@@ -178,6 +180,8 @@ class Batch:
             return row["code"]
         if otype == "rack":
             return (row["site_id"], row["name"])
+        if otype == "location":
+            return (row["site_id"], row["slug"])
         if otype == "device_model":
             return row["slug"]
         if otype == "module_type":
@@ -285,6 +289,30 @@ class Batch:
                     return self.index["module_type"].get((maker_id, model))
             return None
         raise KeyError(otype)
+
+    def find_location(self, site_id: int, value: str) -> int | None:
+        """A location of one site by slug or name: all locations are loaded once, then each
+        lookup is a dict hit (a device import names the same few locations many times)."""
+        self.load_all("location")
+        found = self.index["location"].get((site_id, value))
+        if found is None:
+            found = self.alias["location"].get(f"{site_id}/{value}".lower()) or None
+        return found
+
+    def location_ref(
+        self, otype: str, row: Row, data: dict[str, Any], site_id: int | None
+    ) -> int | None:
+        """The location a rack or device names, which must be in its own site."""
+        value = data["location"]
+        if value is None or site_id is None:
+            return None
+        found = self.find_location(site_id, value)
+        if found is None:
+            site = self.state("site", site_id)["code"]
+            self.error(
+                otype, row, "location", f"no location {value!r} in site {site!r}", code="unknown"
+            )
+        return found
 
     def ref(self, otype: str, row: Row, fieldname: str, target: str, value: str) -> int | None:
         found = self.find(target, value)
@@ -415,6 +443,8 @@ class Batch:
             self.index[otype][key] = ident
             if otype in ALIAS_FIELD and cols.get(ALIAS_FIELD[otype]):
                 self._alias(otype, cols[ALIAS_FIELD[otype]], ident)
+            elif otype == "location":
+                self._alias(otype, f"{cols['site_id']}/{cols['name']}", ident)
             return ident
         if existing < 0:
             planned = self.planned[otype][existing]
@@ -572,7 +602,12 @@ class Batch:
 
     def _resolve_deferred(self) -> None:
         for row, otype, ident, column, target, key, fieldname in self.deferred:
-            found = self.child(target, key) if target in CHILDREN else self.find(target, key)
+            if target in CHILDREN:
+                found = self.child(target, key)
+            elif target == "location":  # a parent location, in the same site
+                found = self.find_location(*key)
+            else:
+                found = self.find(target, key)
             if found is None:
                 self.error(
                     otype,

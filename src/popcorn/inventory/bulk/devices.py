@@ -28,6 +28,8 @@ def prepare_device(batch: Batch, rows: list[Row]) -> None:
     batch.prefetch_unique("device", "asset_tag", tags)
     if any(r.data.get("rack") for r in rows):
         batch.load_all("rack")
+    if any(r.data.get("location") for r in rows):
+        batch.load_all("location")
 
 
 def plan_device(batch: Batch, row: Row) -> None:
@@ -46,6 +48,15 @@ def plan_device(batch: Batch, row: Row) -> None:
     if "site" in data:
         cols["site_id"] = batch.ref("device", row, "site", "site", data["site"])
     site_id = cols.get("site_id", before["site_id"] if before else None)
+    if "location" in data:
+        cols["location_id"] = batch.location_ref("device", row, data, site_id)
+    elif before is not None and before["location_id"] is not None and site_id != before["site_id"]:
+        batch.error(
+            "device",
+            row,
+            "location",
+            "the device moves to another site: give its location there, or an empty location",
+        )
     if "rack" in data:
         rack = data["rack"]
         if rack is None:
@@ -70,6 +81,8 @@ def plan_device(batch: Batch, row: Row) -> None:
             "the device moves to another site: give its rack there, or an empty rack",
         )
     rack_id = cols.get("rack_id", before["rack_id"] if before else None)
+    if rack_id is not None and ("rack_id" in cols or "location_id" in cols):
+        _check_location(batch, row, cols, before, rack_id)
     position = cols.get("position", before["position"] if before else None)
     if position is not None and rack_id is None:
         batch.error("device", row, "position", "a position needs a rack")
@@ -104,6 +117,30 @@ def plan_device(batch: Batch, row: Row) -> None:
         batch.new_devices.append((ident, cols["device_model_id"]))
     if placed:
         batch.rack_moves.append((row, ident))
+
+
+def _check_location(
+    batch: Batch,
+    row: Row,
+    cols: dict[str, Any],
+    before: Mapping[str, Any] | None,
+    rack_id: int,
+) -> None:
+    """A device in a rack is where its rack is: a new one takes the rack's location, and a
+    different location is refused (as NetBox does)."""
+    batch.load_all("rack")
+    rack_location = batch.state("rack", rack_id)["location_id"]
+    if rack_location is None:
+        return
+    batch.load_all("location")
+    if "location_id" not in cols and before is None:
+        cols["location_id"] = rack_location
+        return
+    location_id = cols.get("location_id", before["location_id"] if before else None)
+    if location_id is not None and location_id != rack_location:
+        rack = batch.state("rack", rack_id)["name"]
+        where = batch.state("location", rack_location)["slug"]
+        batch.error("device", row, "location", f"rack {rack!r} is in location {where!r}")
 
 
 def _site_code(batch: Batch, site_id: int) -> str:

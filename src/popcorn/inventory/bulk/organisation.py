@@ -1,5 +1,5 @@
 """Planners for where things are and what describes them: custom fields, regions, site groups,
-manufacturers, sites and racks.
+manufacturers, sites, locations and racks.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from popcorn.inventory.bulk.rows import Planner, Row
-from popcorn.inventory.bulk.types import SIMPLE, slugify
+from popcorn.inventory.bulk.types import SIMPLE, TYPES, slugify
 
 if TYPE_CHECKING:
     from popcorn.inventory.bulk.batch import Batch
@@ -110,6 +110,60 @@ def plan_site(batch: Batch, row: Row) -> None:
     batch.commit("site", row, existing, cols, cols.get("code", d.get("code")))
 
 
+def _site_of(batch: Batch, otype: str, row: Row) -> int | None:
+    """The site a rack or location names, or the one it is in when a row gives only its id."""
+    d = row.data
+    if d.get("site"):
+        return batch.ref(otype, row, "site", "site", d["site"])
+    found = batch.load_by_id(otype, d["id"]) if d.get("id") is not None else None
+    if found is None:
+        label = TYPES[otype].label
+        batch.error(
+            otype,
+            row,
+            "site" if d.get("id") is None else "id",
+            "required" if d.get("id") is None else f"no {label} with id {d['id']}",
+        )
+        return None
+    site_id: int = found["site_id"]
+    return site_id
+
+
+def plan_location(batch: Batch, row: Row) -> None:
+    batch.load_all("location")
+    d = row.data
+    site_id = _site_of(batch, "location", row)
+    if site_id is None:
+        batch.failed["location"].add(d.get("slug"))
+        return
+    key = (site_id, d.get("slug"))
+    ok, existing = batch.identify("location", row, key, "slug")
+    data = batch.creating("location", row, existing) if ok else None
+    if data is None:
+        batch.failed["location"].add(d.get("slug"))
+        return
+    if existing is not None and batch.state("location", existing)["site_id"] != site_id:
+        batch.error("location", row, "site", "a location cannot move to another site")
+        return
+    cols = {k: data[k] for k in SIMPLE["location"] if k in data}
+    cols["site_id"] = site_id
+    ident = batch.commit(
+        "location", row, existing, cols, (site_id, cols.get("slug", d.get("slug")))
+    )
+    if "parent" in data:
+        if data["parent"] is None:
+            batch.set_column("location", ident, "parent_id", None)
+        else:
+            parent = (site_id, data["parent"])
+            batch.defer(row, "location", ident, "parent_id", "location", parent, "parent")
+    elif existing is None:
+        batch.planned["location"][ident]["parent_id"] = None
+
+
+def finish_location(batch: Batch) -> None:
+    batch.check_loops("location", "parent_id")
+
+
 def plan_rack(batch: Batch, row: Row) -> None:
     batch.load_all("rack")
     d = row.data
@@ -135,6 +189,17 @@ def plan_rack(batch: Batch, row: Row) -> None:
     errors = len(batch.errors)
     cols = {k: data[k] for k in SIMPLE["rack"] if k in data}
     cols["site_id"] = site_id
+    if "location" in data:
+        cols["location_id"] = batch.location_ref("rack", row, data, site_id)
+    elif existing is not None:
+        before = batch.state("rack", existing)
+        if before["site_id"] != site_id and before["location_id"] is not None:
+            batch.error(
+                "rack",
+                row,
+                "location",
+                "the rack moves to another site: give its location there, or an empty location",
+            )
     batch.tags(data, cols)
     batch.custom_fields("rack", row, data, cols, existing)
     if len(batch.errors) == errors:
@@ -147,5 +212,6 @@ PLANNERS: dict[str, Planner] = {
     "site_group": Planner(plan=plan_site_group, finish=finish_site_group),
     "manufacturer": Planner(plan=plan_manufacturer),
     "site": Planner(plan=plan_site),
+    "location": Planner(plan=plan_location, finish=finish_location),
     "rack": Planner(plan=plan_rack),
 }

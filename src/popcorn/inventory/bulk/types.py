@@ -47,6 +47,7 @@ TYPES: dict[str, ObjectType] = {
         ),
         ObjectType("site_group", "site_groups", m.SiteGroup, gs.SiteGroupIn, "site group"),
         ObjectType("site", "sites", m.Site, s.SiteIn, "site"),
+        ObjectType("location", "locations", m.Location, gs.LocationIn, "location"),
         ObjectType("rack", "racks", m.Rack, s.RackIn, "rack"),
         ObjectType("device_model", "device_models", m.DeviceModel, s.DeviceModelIn, "device model"),
         ObjectType("module_type", "module_types", m.ModuleType, s.ModuleTypeIn, "module type"),
@@ -73,6 +74,7 @@ CUSTOM = ("site", "rack", "device_model", "device", "component")
 TIMESTAMPED = {
     "region",
     "site_group",
+    "location",
     "manufacturer",
     "site",
     "rack",
@@ -88,10 +90,16 @@ FKS: dict[str, dict[str, str]] = {
     "region": {"parent_id": "region"},
     "site_group": {"parent_id": "site_group"},
     "site": {"region_id": "region", "group_id": "site_group"},
-    "rack": {"site_id": "site"},
+    "location": {"site_id": "site", "parent_id": "location"},
+    "rack": {"site_id": "site", "location_id": "location"},
     "device_model": {"manufacturer_id": "manufacturer"},
     "module_type": {"manufacturer_id": "manufacturer"},
-    "device": {"device_model_id": "device_model", "site_id": "site", "rack_id": "rack"},
+    "device": {
+        "device_model_id": "device_model",
+        "site_id": "site",
+        "location_id": "location",
+        "rack_id": "rack",
+    },
     "bay": {"device_id": "device", "installed_device_id": "device"},
     "component": {
         "device_id": "device",
@@ -107,6 +115,7 @@ FKS: dict[str, dict[str, str]] = {
 SELF_FK = {
     "region": "parent_id",
     "site_group": "parent_id",
+    "location": "parent_id",
     "component": "parent_id",
     "port": "peer_id",
 }
@@ -147,6 +156,7 @@ SIMPLE: dict[str, tuple[str, ...]] = {
     "custom_field": ("object_type", "name", "label", "type", "required", "choices", "description"),
     "region": ("slug", "name", "description"),
     "site_group": ("slug", "name", "description"),
+    "location": ("slug", "name", "status", "description"),
     "manufacturer": ("name", "slug", "description"),
     "site": (
         "code",

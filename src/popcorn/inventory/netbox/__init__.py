@@ -166,6 +166,10 @@ def _index(session: Session, otype: str) -> dict[tuple[Any, ...], int]:
         stmt = select(m.Manufacturer.name, m.Manufacturer.id)
     elif otype == "site":
         stmt = select(m.Site.code, m.Site.id)
+    elif otype == "location":
+        stmt = select(m.Site.code, m.Location.slug, m.Location.id).join(
+            m.Site, m.Site.id == m.Location.site_id
+        )
     elif otype == "rack":
         stmt = select(m.Site.code, m.Rack.name, m.Rack.id).join(m.Site, m.Site.id == m.Rack.site_id)
     elif otype == "device_model":

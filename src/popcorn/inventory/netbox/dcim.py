@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import schemas as s
 from popcorn.inventory.netbox.registry import (
     LATE_ENDS,
@@ -272,6 +273,20 @@ def site(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
     plan.add("site", compact(data), "dcim.site", pk, (fields.get("slug"),))
 
 
+@mapper("dcim.location")
+def location(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
+    site_code = dump.field("dcim.site", fields.get("site"), "slug")
+    data = {
+        "site": site_code,
+        "slug": fields.get("slug"),
+        "name": text(fields.get("name"), 100),
+        "parent": dump.field("dcim.location", fields.get("parent"), "slug"),
+        "status": choice(fields.get("status"), gs.LOCATION_STATUSES, "active"),
+        "description": text(fields.get("description")),
+    }
+    plan.add("location", data, "dcim.location", pk, (site_code, fields.get("slug")))
+
+
 @mapper("dcim.rack")
 def rack(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
     status = str(fields.get("status") or "")
@@ -283,6 +298,7 @@ def rack(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
     site_code = dump.field("dcim.site", fields.get("site"), "slug")
     data = {
         "site": site_code,
+        "location": dump.field("dcim.location", fields.get("location"), "slug"),
         "name": text(fields.get("name"), 100),
         "u_height": fields.get("u_height") or 42,
         "status": RACK_STATUS.get(status, choice(status, s.RACK_STATUSES, "active")),
@@ -418,6 +434,7 @@ def device(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
         "role": _role(role_slug),
         "model": dump.field("dcim.devicetype", fields.get("device_type"), "slug"),
         "site": dump.field("dcim.site", fields.get("site"), "slug"),
+        "location": dump.field("dcim.location", fields.get("location"), "slug"),
         "rack": dump.field("dcim.rack", fields.get("rack")),
         "position": number(fields.get("position")),
         "face": fields.get("face") or None,
