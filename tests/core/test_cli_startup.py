@@ -67,6 +67,12 @@ def test_help_does_not_import_the_numerical_stack() -> None:
         assert not heavy, f"`popcorn {' '.join(args)}` imported {sorted(heavy)}"
 
 
+def test_root_help_does_not_open_the_database() -> None:
+    """`popcorn --help` needs neither SQLAlchemy nor the settings."""
+    modules = _imported(["--help"])
+    assert not {"sqlalchemy", "popcorn.db", "popcorn.config"} & modules
+
+
 # What the inventory's list path never needs: imports, exports, the device-type
 # library, reports, traces and the IPAM service with its rules and schemas.
 INVENTORY_WRITE_SIDE = {

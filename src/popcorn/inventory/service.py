@@ -10,7 +10,9 @@ and leave the same audit records and events. Where to look:
   `bulk.devices.plan_device`; a site: `bulk.organisation.plan_site`).
 - lists and filters: `filters` (`list_objects`, `filtered`, `shape`).
 - file imports and exports: `files`; cable traces: `tracing`; reports: `reports`.
-  Their public functions are re-exported here, so `service.X` finds them all.
+  Their public functions are re-exported here, so `service.X` finds them all;
+  files, library, reports and tracing load on first use (`_LAZY`), so a list
+  command never imports them.
 
 Other domains use the typed facade `popcorn.inventory.api`, built on:
 
