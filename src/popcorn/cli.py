@@ -190,9 +190,13 @@ def cli() -> None:
 
 
 def main() -> None:
-    from popcorn.db import check_schema_on_first_use
+    # Help and --version never open the database: they skip popcorn.db (SQLAlchemy and
+    # the settings, about 0.25 s of imports) and so the first-use schema check.
+    args = sys.argv[1:]
+    if args and not {"-h", "--help", "--version"} & set(args):
+        from popcorn.db import check_schema_on_first_use
 
-    check_schema_on_first_use()
+        check_schema_on_first_use()
     cli(prog_name="popcorn")
 
 

@@ -67,18 +67,47 @@ def test_help_does_not_import_the_numerical_stack() -> None:
         assert not heavy, f"`popcorn {' '.join(args)}` imported {sorted(heavy)}"
 
 
+def test_root_help_does_not_open_the_database() -> None:
+    """`popcorn --help` needs neither SQLAlchemy nor the settings."""
+    modules = _imported(["--help"])
+    assert not {"sqlalchemy", "popcorn.db", "popcorn.config"} & modules
+
+
+# What the inventory's list path never needs: imports, exports, the device-type
+# library, reports, traces and the IPAM service with its rules and schemas.
+INVENTORY_WRITE_SIDE = {
+    "yaml",
+    "popcorn.inventory.files",
+    "popcorn.inventory.formats",
+    "popcorn.inventory.library",
+    "popcorn.inventory.reports",
+    "popcorn.inventory.tracing",
+    "popcorn.inventory.ipam.service",
+    "popcorn.inventory.ipam.rules",
+    "popcorn.inventory.ipam.schemas",
+}
+
+
 @pytest.mark.parametrize(
-    ("args", "domain"),
-    [(["inventory", "devices", "--json"], "inventory"), (["jobs", "list", "--json"], None)],
-    ids=["inventory devices", "jobs list"],
+    ("args", "domain", "unneeded"),
+    [
+        (["inventory", "devices", "--json"], "inventory", INVENTORY_WRITE_SIDE),
+        (["inventory", "sites", "--json"], "inventory", INVENTORY_WRITE_SIDE),
+        (["jobs", "list", "--json"], None, set()),
+    ],
+    ids=["inventory devices", "inventory sites", "jobs list"],
 )
-def test_a_list_loads_only_its_own_domain(args: list[str], domain: str | None) -> None:
-    """A list reads the database: no numerical stack, no web app, no other domain."""
+def test_a_list_loads_only_its_own_domain(
+    args: list[str], domain: str | None, unneeded: set[str]
+) -> None:
+    """A list reads the database: no numerical stack, no web app, no other domain, and
+    none of its own domain's write-side modules."""
     from popcorn.domains import DOMAINS, EXTRAS
 
     modules = _imported(args, shows='"items"')
     roots = {name.split(".")[0] for name in modules}
     assert not roots & {*HEAVY, "flask", "rich"}, sorted(roots & {*HEAVY, "flask", "rich"})
+    assert not modules & unneeded, sorted(modules & unneeded)
     others = {
         name
         for name in modules

@@ -222,10 +222,15 @@ def export_command(
 
 
 def _list(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
+    """List any inventory type by name: an IPAM, circuit or power type goes to its CLI."""
     if ipam_cli.handles(otype):
         ipam_cli.list_objects(otype, args, limit, as_json)
         return
-    otype = resolve_type(otype)
+    _list_dcim(resolve_type(otype), args, limit, as_json)
+
+
+def _list_dcim(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
+    """List a DCIM type (`TYPES`) without loading the IPAM service."""
     with session_scope(readonly=True) as session:
         page = service.list_objects(session=session, otype=otype, args={**args, "limit": limit})
     if as_json:
@@ -281,7 +286,7 @@ def devices_command(
     args = _filters(
         filters, site=site, region=region, role=role, status=status, model=model, tag=tag, q=query
     )
-    _list("device", args, limit, as_json)
+    _list_dcim("device", args, limit, as_json)
 
 
 @group.command("sites")
@@ -301,7 +306,7 @@ def sites_command(
 ) -> None:
     """List sites."""
     args = _filters(filters, region=region, site_group=site_group, kind=kind)
-    _list("site", args, limit, as_json)
+    _list_dcim("site", args, limit, as_json)
 
 
 @group.command("models")
@@ -313,7 +318,7 @@ def models_command(
     manufacturer: str | None, filters: tuple[str, ...], limit: int, as_json: bool
 ) -> None:
     """List device models (device types)."""
-    _list("device_model", _filters(filters, manufacturer=manufacturer), limit, as_json)
+    _list_dcim("device_model", _filters(filters, manufacturer=manufacturer), limit, as_json)
 
 
 @group.command("show")

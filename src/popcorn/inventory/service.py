@@ -10,7 +10,9 @@ and leave the same audit records and events. Where to look:
   `bulk.devices.plan_device`; a site: `bulk.organisation.plan_site`).
 - lists and filters: `filters` (`list_objects`, `filtered`, `shape`).
 - file imports and exports: `files`; cable traces: `tracing`; reports: `reports`.
-  Their public functions are re-exported here, so `service.X` finds them all.
+  Their public functions are re-exported here, so `service.X` finds them all;
+  files, library, reports and tracing load on first use (`_LAZY`), so a list
+  command never imports them.
 
 Other domains use the typed facade `popcorn.inventory.api`, built on:
 
@@ -30,7 +32,7 @@ Other domains use the typed facade `popcorn.inventory.api`, built on:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -43,23 +45,42 @@ from popcorn.inventory import bulk, serialize
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, BatchResult, Row, resolve_type
-from popcorn.inventory.files import export, import_files, import_paths
 from popcorn.inventory.filters import READ_SCHEMAS, filtered, list_objects, region_ids, shape
-from popcorn.inventory.ipam import service as ipam_service
-from popcorn.inventory.library import LibraryImport, import_library
-from popcorn.inventory.reports import (
-    COUNT_BY,
-    EXPECTED_LIFE_YEARS,
-    capacity,
-    device_counts,
-    end_of_life,
-    failed_components,
-    site_capacity,
-)
-from popcorn.inventory.tracing import trace_from
 from popcorn.listing import PageResult
 from popcorn.lookup import get_by_id, parse_id
 from popcorn.outbox import emit
+
+if TYPE_CHECKING:
+    from popcorn.inventory.files import export, import_files, import_paths
+    from popcorn.inventory.library import LibraryImport, import_library
+    from popcorn.inventory.reports import (
+        COUNT_BY,
+        EXPECTED_LIFE_YEARS,
+        capacity,
+        device_counts,
+        end_of_life,
+        failed_components,
+        site_capacity,
+    )
+    from popcorn.inventory.tracing import trace_from
+
+# Re-exported names whose modules load on first use: a list command never pays for
+# the file formats, the device-type library, reports or traces (see `__getattr__`).
+_LAZY = {
+    "export": "files",
+    "import_files": "files",
+    "import_paths": "files",
+    "LibraryImport": "library",
+    "import_library": "library",
+    "COUNT_BY": "reports",
+    "EXPECTED_LIFE_YEARS": "reports",
+    "capacity": "reports",
+    "device_counts": "reports",
+    "end_of_life": "reports",
+    "failed_components": "reports",
+    "site_capacity": "reports",
+    "trace_from": "tracing",
+}
 
 __all__ = [
     "COUNT_BY",
@@ -102,6 +123,17 @@ __all__ = [
     "trace_from",
     "update_object",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a lazily re-exported name (`_LAZY`) from its module on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"popcorn.inventory.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 # --- looking objects up --------------------------------------------------------
@@ -567,6 +599,8 @@ def trace(
         end_type = "port"
     if end_id is None:
         raise NotFound(f"device {owner.name!r} has no {kind} {name!r}")
+    from popcorn.inventory.tracing import trace_from
+
     return trace_from(session=session, end_type=end_type, end_id=end_id)
 
 
@@ -574,6 +608,8 @@ def trace(
 
 
 def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
+    from popcorn.inventory.ipam import service as ipam_service
+
     if ipam_service.is_kind(otype):
         return ipam_service.history(session=session, otype=otype, ref=ref)
     otype = resolve_type(otype)

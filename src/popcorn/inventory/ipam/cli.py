@@ -13,9 +13,11 @@ import click
 
 from popcorn.cli import output, parse_kv, with_actor
 from popcorn.db import session_scope
-from popcorn.inventory.ipam import service
 from popcorn.inventory.ipam.reads import human_rate
 from popcorn.numbers import quantity
+
+# The IPAM service (its rules and schemas) loads inside the commands that use it, so
+# `popcorn inventory devices` and the other DCIM commands never pay for it.
 
 COLUMNS: dict[str, list[str]] = {
     "rir": ["id", "name", "slug", "is_private"],
@@ -37,6 +39,8 @@ COLUMNS: dict[str, list[str]] = {
 
 def handles(otype: str) -> bool:
     """Whether `otype` (a name or plural, e.g. "prefixes", "ip-addresses") is one of ours."""
+    from popcorn.inventory.ipam import service
+
     return service.is_kind(otype)
 
 
@@ -54,6 +58,8 @@ def _human(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def list_objects(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
+    from popcorn.inventory.ipam import service
+
     kind = service.kind_of(otype)
     with session_scope(readonly=True) as session:
         page = service.list_objects(session=session, otype=kind.name, args={**args, "limit": limit})
@@ -65,18 +71,24 @@ def list_objects(otype: str, args: dict[str, Any], limit: int, as_json: bool) ->
 
 
 def create(otype: str, data: dict[str, Any], as_json: bool) -> None:
+    from popcorn.inventory.ipam import service
+
     with session_scope() as session:
         created = service.create_object(session=session, otype=otype, data=data)
     output(created, as_json=as_json)
 
 
 def update(otype: str, ref: str, data: dict[str, Any], as_json: bool) -> None:
+    from popcorn.inventory.ipam import service
+
     with session_scope() as session:
         changed = service.update_object(session=session, otype=otype, ref=ref, data=data)
     output(changed, as_json=as_json)
 
 
 def delete(otype: str, refs: list[str]) -> None:
+    from popcorn.inventory.ipam import service
+
     kind = service.kind_of(otype)
     with session_scope() as session:
         for ref in refs:
@@ -105,6 +117,8 @@ def register(group: click.Group) -> None:
     @with_actor
     def next_prefix(prefix: str, length: int, count: int, create: bool, as_json: bool) -> None:
         """The next free prefixes of a length inside PREFIX (id or text, e.g. 10.0.0.0/16)."""
+        from popcorn.inventory.ipam import service
+
         data = {"prefix_length": length, "count": count, "create": create}
         with session_scope(readonly=not create) as session:
             result = service.available_prefixes(session=session, ref=prefix, data=data)
@@ -118,6 +132,8 @@ def register(group: click.Group) -> None:
     @with_actor
     def next_ip(prefix: str, count: int, create: bool, as_json: bool) -> None:
         """The next free addresses of PREFIX, outside its IP ranges."""
+        from popcorn.inventory.ipam import service
+
         data = {"count": count, "create": create}
         with session_scope(readonly=not create) as session:
             result = service.available_addresses(session=session, ref=prefix, data=data)
@@ -131,6 +147,8 @@ def register(group: click.Group) -> None:
     @with_actor
     def cable(otype: str, ref: str, fields: tuple[str, ...], as_json: bool) -> None:
         """Cable a circuit termination (device=… interface=…) or a feed (device=… port=…)."""
+        from popcorn.inventory.ipam import service
+
         with session_scope() as session:
             done = service.connect(session=session, otype=otype, ref=ref, data=parse_kv(fields))
         output(done, as_json=as_json)
@@ -141,6 +159,8 @@ def register(group: click.Group) -> None:
     @with_actor
     def uncable(otype: str, ref: str) -> None:
         """Remove the cable of a circuit termination or power feed."""
+        from popcorn.inventory.ipam import service
+
         with session_scope() as session:
             service.disconnect(session=session, otype=otype, ref=ref)
         click.echo(f"{otype} {ref}: cable removed")
@@ -151,6 +171,8 @@ def register(group: click.Group) -> None:
     @with_actor
     def primary_ip(address: str, as_json: bool) -> None:
         """Make ADDRESS (id or text) its device's primary IPv4 or IPv6."""
+        from popcorn.inventory.ipam import service
+
         with session_scope() as session:
             done = service.set_primary_ip(session=session, ref=address)
         output(done, as_json=as_json)
