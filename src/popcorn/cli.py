@@ -150,6 +150,33 @@ class PopcornGroup(click.Group):
         except (PopcornError, ValueError, OSError, TimeoutError) as exc:
             # pydantic's ValidationError is a ValueError
             raise click.ClickException(_one_line(exc)) from exc
+        except Exception as exc:
+            message = _database_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+_OLD_SCHEMA = ("no such table", "no such column", "does not exist", "undefinedcolumn")
+
+
+def _database_error(exc: BaseException) -> str | None:
+    """One line for a database that is unreachable or older than this code (a new release
+    run before `popcorn db upgrade`); None for anything else. SQLAlchemy is recognised by
+    module so that commands which never touch the database do not import it."""
+    kind = type(exc).__name__
+    if not type(exc).__module__.startswith("sqlalchemy") or kind not in {
+        "OperationalError",
+        "ProgrammingError",
+        "InterfaceError",
+    }:
+        return None
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+    if any(marker in detail.lower() for marker in _OLD_SCHEMA):
+        return (
+            f"the database schema is older than this Popcorn ({detail}): run `popcorn db upgrade`"
+        )
+    return f"database error: {detail}"
 
 
 def parse_kv(pairs: Iterable[str]) -> dict[str, Any]:

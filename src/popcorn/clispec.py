@@ -26,6 +26,8 @@ import click
 
 EXPORT_LISTS = ("extra_groups", "COMMANDS")
 _HARMLESS_DECORATORS = {"pass_context", "pass_obj"}
+# Keywords of `@click.group(...)` that do not change what `--help` prints.
+_HELP_NEUTRAL_KEYWORDS = {"name", "cls", "help", "short_help", "invoke_without_command"}
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Spec:
     hidden: bool = False
     is_group: bool = False
     own_params: bool = False
+    optional_command: bool = False  # `invoke_without_command=True`: usage says `[COMMAND]`
     children: dict[str, Spec] = field(default_factory=dict)
     exact: bool = True  # False when the source may hold commands the parser cannot see
 
@@ -49,7 +52,12 @@ class Spec:
 
     def help_group(self) -> click.Group:
         """A stand-in group that prints the same `--help` as the real one."""
-        group = click.Group(self.name, help=self.help, short_help=self.short_help)
+        group = click.Group(
+            self.name,
+            help=self.help,
+            short_help=self.short_help,
+            invoke_without_command=self.optional_command,
+        )
         for child in self.children.values():
             group.add_command(
                 click.Command(
@@ -63,6 +71,10 @@ def _const_str(node: ast.expr | None) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     return None
+
+
+def _is_true(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
 
 
 def _default_name(function: str) -> str:
@@ -99,10 +111,28 @@ def _spec_of(function: ast.FunctionDef, decorator: ast.expr, kind: str, module: 
         module=module,
         help=_const_str(keywords.get("help")) or ast.get_docstring(function, clean=False),
         short_help=_const_str(keywords.get("short_help")),
-        hidden=isinstance(hidden, ast.Constant) and hidden.value is True,
+        hidden=_is_true(hidden),
         is_group=kind == "group",
-        own_params=own_params or bool(set(keywords) - {"name", "cls", "help", "short_help"}),
+        own_params=own_params or bool(set(keywords) - _HELP_NEUTRAL_KEYWORDS),
+        optional_command=_is_true(keywords.get("invoke_without_command")),
     )
+
+
+def _imported_commands(module: str, names: set[str]) -> dict[str, Spec]:
+    """Commands defined at the top of another popcorn module, by variable name (those a CLI
+    module imports to `add_command` them); empty when that file cannot be read."""
+    source = _source(module)
+    if source is None:
+        return {}
+    found: dict[str, Spec] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            for decorator in node.decorator_list:
+                call = _click_call(decorator)
+                if call is not None and call[0] == "click":
+                    found[node.name] = _spec_of(node, decorator, call[1], module)
+                    break
+    return found
 
 
 def parse_module(source: str, module: str) -> list[Spec]:
@@ -112,6 +142,10 @@ def parse_module(source: str, module: str) -> list[Spec]:
     exports: list[str] = []
     loose_additions = False
     for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("popcorn."):
+            wanted = {a.asname or a.name for a in node.names if a.asname is None}
+            specs.update(_imported_commands(str(node.module), wanted))
+            continue
         if isinstance(node, ast.FunctionDef):
             for decorator in node.decorator_list:
                 found = _click_call(decorator)

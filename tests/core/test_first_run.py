@@ -54,3 +54,18 @@ def test_external_database_without_tables_asks_for_db_upgrade(tmp_path: Path) ->
     upgraded = _popcorn(tmp_path, "db", "upgrade", database_url=url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert _popcorn(tmp_path, "inventory", "devices", database_url=url).returncode == 0
+
+
+def test_a_database_older_than_the_code_asks_for_db_upgrade(tmp_path: Path) -> None:
+    """A new release run before `popcorn db upgrade`: one line, never a traceback."""
+    import sqlite3
+
+    assert _popcorn(tmp_path, "jobs", "list").returncode == 0  # migrates itself
+    with sqlite3.connect(tmp_path / "popcorn.db") as conn:  # a column a later migration added
+        conn.execute("ALTER TABLE inventory_devices DROP COLUMN primary_ip4")
+    proc = _popcorn(tmp_path, "inventory", "devices", "--json")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "primary_ip4" in lines[0] and "popcorn db upgrade" in lines[0]

@@ -19,6 +19,7 @@ from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES, BatchResult, resolve_type
 from popcorn.inventory.ipam import cli as ipam_cli
+from popcorn.inventory.ipam.cli import cable, next_ip, next_prefix, primary_ip, uncable
 
 COLUMNS: dict[str, list[str]] = {
     "custom_field": ["id", "object_type", "name", "type", "required"],
@@ -540,4 +541,8 @@ def journal_command(otype: str, ref: str, comments: str | None, kind: str, as_js
     output(rows, as_json=as_json, columns=["created_at", "created_by", "kind", "comments"])
 
 
-ipam_cli.register(group)
+group.add_command(next_prefix)
+group.add_command(next_ip)
+group.add_command(cable)
+group.add_command(uncable)
+group.add_command(primary_ip)

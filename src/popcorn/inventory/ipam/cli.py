@@ -105,74 +105,75 @@ def _free(result: dict[str, Any], as_json: bool, what: str) -> None:
     output(rows, as_json=False, columns=[what], title=f"{verb} in {result['parent']}")
 
 
-def register(group: click.Group) -> None:
-    """Add the IPAM, circuit and power commands to `popcorn inventory`."""
+@click.command("next-prefix")
+@click.argument("prefix")
+@click.option("--length", "length", type=int, required=True, help="Prefix length wanted.")
+@click.option("--count", default=1, show_default=True, help="How many.")
+@click.option("--create", is_flag=True, help="Create them (status active).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_actor
+def next_prefix(prefix: str, length: int, count: int, create: bool, as_json: bool) -> None:
+    """The next free prefixes of a length inside PREFIX (id or text, e.g. 10.0.0.0/16)."""
+    from popcorn.inventory.ipam import service
 
-    @group.command("next-prefix")
-    @click.argument("prefix")
-    @click.option("--length", "length", type=int, required=True, help="Prefix length wanted.")
-    @click.option("--count", default=1, show_default=True, help="How many.")
-    @click.option("--create", is_flag=True, help="Create them (status active).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    @with_actor
-    def next_prefix(prefix: str, length: int, count: int, create: bool, as_json: bool) -> None:
-        """The next free prefixes of a length inside PREFIX (id or text, e.g. 10.0.0.0/16)."""
-        from popcorn.inventory.ipam import service
+    data = {"prefix_length": length, "count": count, "create": create}
+    with session_scope(readonly=not create) as session:
+        result = service.available_prefixes(session=session, ref=prefix, data=data)
+    _free(result, as_json, "prefix")
 
-        data = {"prefix_length": length, "count": count, "create": create}
-        with session_scope(readonly=not create) as session:
-            result = service.available_prefixes(session=session, ref=prefix, data=data)
-        _free(result, as_json, "prefix")
 
-    @group.command("next-ip")
-    @click.argument("prefix")
-    @click.option("--count", default=1, show_default=True, help="How many.")
-    @click.option("--create", is_flag=True, help="Create them (status active).")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    @with_actor
-    def next_ip(prefix: str, count: int, create: bool, as_json: bool) -> None:
-        """The next free addresses of PREFIX, outside its IP ranges."""
-        from popcorn.inventory.ipam import service
+@click.command("next-ip")
+@click.argument("prefix")
+@click.option("--count", default=1, show_default=True, help="How many.")
+@click.option("--create", is_flag=True, help="Create them (status active).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_actor
+def next_ip(prefix: str, count: int, create: bool, as_json: bool) -> None:
+    """The next free addresses of PREFIX, outside its IP ranges."""
+    from popcorn.inventory.ipam import service
 
-        data = {"count": count, "create": create}
-        with session_scope(readonly=not create) as session:
-            result = service.available_addresses(session=session, ref=prefix, data=data)
-        _free(result, as_json, "address")
+    data = {"count": count, "create": create}
+    with session_scope(readonly=not create) as session:
+        result = service.available_addresses(session=session, ref=prefix, data=data)
+    _free(result, as_json, "address")
 
-    @group.command("cable")
-    @click.argument("otype", type=click.Choice(["circuit-termination", "power-feed"]))
-    @click.argument("ref")
-    @click.argument("fields", nargs=-1, required=True)
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    @with_actor
-    def cable(otype: str, ref: str, fields: tuple[str, ...], as_json: bool) -> None:
-        """Cable a circuit termination (device=… interface=…) or a feed (device=… port=…)."""
-        from popcorn.inventory.ipam import service
 
-        with session_scope() as session:
-            done = service.connect(session=session, otype=otype, ref=ref, data=parse_kv(fields))
-        output(done, as_json=as_json)
+@click.command("cable")
+@click.argument("otype", type=click.Choice(["circuit-termination", "power-feed"]))
+@click.argument("ref")
+@click.argument("fields", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_actor
+def cable(otype: str, ref: str, fields: tuple[str, ...], as_json: bool) -> None:
+    """Cable a circuit termination (device=… interface=…) or a feed (device=… port=…)."""
+    from popcorn.inventory.ipam import service
 
-    @group.command("uncable")
-    @click.argument("otype", type=click.Choice(["circuit-termination", "power-feed"]))
-    @click.argument("ref")
-    @with_actor
-    def uncable(otype: str, ref: str) -> None:
-        """Remove the cable of a circuit termination or power feed."""
-        from popcorn.inventory.ipam import service
+    with session_scope() as session:
+        done = service.connect(session=session, otype=otype, ref=ref, data=parse_kv(fields))
+    output(done, as_json=as_json)
 
-        with session_scope() as session:
-            service.disconnect(session=session, otype=otype, ref=ref)
-        click.echo(f"{otype} {ref}: cable removed")
 
-    @group.command("primary-ip")
-    @click.argument("address")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-    @with_actor
-    def primary_ip(address: str, as_json: bool) -> None:
-        """Make ADDRESS (id or text) its device's primary IPv4 or IPv6."""
-        from popcorn.inventory.ipam import service
+@click.command("uncable")
+@click.argument("otype", type=click.Choice(["circuit-termination", "power-feed"]))
+@click.argument("ref")
+@with_actor
+def uncable(otype: str, ref: str) -> None:
+    """Remove the cable of a circuit termination or power feed."""
+    from popcorn.inventory.ipam import service
 
-        with session_scope() as session:
-            done = service.set_primary_ip(session=session, ref=address)
-        output(done, as_json=as_json)
+    with session_scope() as session:
+        service.disconnect(session=session, otype=otype, ref=ref)
+    click.echo(f"{otype} {ref}: cable removed")
+
+
+@click.command("primary-ip")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_actor
+def primary_ip(address: str, as_json: bool) -> None:
+    """Make ADDRESS (id or text) its device's primary IPv4 or IPv6."""
+    from popcorn.inventory.ipam import service
+
+    with session_scope() as session:
+        done = service.set_primary_ip(session=session, ref=address)
+    output(done, as_json=as_json)
