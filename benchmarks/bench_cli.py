@@ -203,8 +203,8 @@ and prints them with rich: the floor for a Python CLI doing that work.{before_no
 
 `--help` reads the command names and help texts from the CLI modules' source and imports no
 domain, nor SQLAlchemy or the settings (the first-use schema check is armed only when a
-command runs); a group whose commands a helper adds (`inventory`, via `ipam_cli.register`)
-takes its help from click and so imports its CLI module. A command imports its own
+command runs), including commands a group takes from another module (`inventory`'s IPAM
+commands) and groups that list by default. A command imports its own
 domain's CLI and services only. A list imports no other
 domain, no Flask app, no Redis client, no scipy, pandas or matplotlib, and no rich when it
 prints `--json` (tests/core/test_cli_startup.py holds this). An inventory list also leaves

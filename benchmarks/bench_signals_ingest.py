@@ -251,7 +251,7 @@ def main() -> None:
         f"({stored_bytes / total:.1f} bytes/sample); SQLite baseline "
         f"{naive_bytes / 2**20:.1f} MiB ({naive_bytes / total:.1f} bytes/sample)",
         "- remote write pays per request what a file pays once: a sample file, a look-up of "
-        "the timestamps it may replace, a series update and an audit entry per WriteRequest "
+        "the timestamps it may replace and a series update per WriteRequest "
         f"({rw_http_s / rw_requests * 1000:.0f} ms a request over HTTP)",
         "- the baseline's time excludes building its Python rows; Popcorn's includes parsing "
         "and validating its input (finite values, timestamps, names) and sorting",

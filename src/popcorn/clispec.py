@@ -140,11 +140,11 @@ def parse_module(source: str, module: str) -> list[Spec]:
     tree = ast.parse(source)
     specs: dict[str, Spec] = {}  # by Python variable name
     exports: list[str] = []
+    imported: dict[str, str] = {}  # `from popcorn.x import name`: name -> popcorn.x
     loose_additions = False
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("popcorn."):
-            wanted = {a.asname or a.name for a in node.names if a.asname is None}
-            specs.update(_imported_commands(str(node.module), wanted))
+            imported.update({a.name: str(node.module) for a in node.names if a.asname is None})
             continue
         if isinstance(node, ast.FunctionDef):
             for decorator in node.decorator_list:
@@ -173,6 +173,8 @@ def parse_module(source: str, module: str) -> list[Spec]:
             if isinstance(call.func, ast.Attribute) and call.func.attr == "add_command":
                 owner_node = call.func.value
                 child = call.args[0] if call.args else None
+                if isinstance(child, ast.Name) and child.id not in specs and child.id in imported:
+                    specs.update(_imported_commands(imported[child.id], {child.id}))
                 if (
                     isinstance(owner_node, ast.Name)
                     and owner_node.id in specs
