@@ -230,28 +230,25 @@ def templates(dump: Dump, model: str, pk: Any) -> dict[str, list[Record]]:
 # --- organisation ------------------------------------------------------------------------
 
 
-@mapper("dcim.region")
-def region(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
-    parent = dump.field("dcim.region", fields.get("parent"), "slug")
+def _nested(dump: Dump, pk: Any, fields: Record, plan: Plan, model: str, otype: str) -> None:
+    """A region or site group: a tree of slugs, each naming its parent by slug."""
     data = {
         "slug": fields.get("slug"),
         "name": text(fields.get("name"), 100),
-        "parent": parent,
+        "parent": dump.field(model, fields.get("parent"), "slug"),
         "description": text(fields.get("description")),
     }
-    plan.add("region", data, "dcim.region", pk, (fields.get("slug"),))
+    plan.add(otype, data, model, pk, (fields.get("slug"),))
+
+
+@mapper("dcim.region")
+def region(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
+    _nested(dump, pk, fields, plan, "dcim.region", "region")
 
 
 @mapper("dcim.sitegroup")
 def site_group(dump: Dump, pk: Any, fields: Record, plan: Plan) -> None:
-    parent = dump.field("dcim.sitegroup", fields.get("parent"), "slug")
-    data = {
-        "slug": fields.get("slug"),
-        "name": text(fields.get("name"), 100),
-        "parent": parent,
-        "description": text(fields.get("description")),
-    }
-    plan.add("site_group", data, "dcim.sitegroup", pk, (fields.get("slug"),))
+    _nested(dump, pk, fields, plan, "dcim.sitegroup", "site_group")
 
 
 @mapper("dcim.site")
