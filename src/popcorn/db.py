@@ -227,6 +227,18 @@ def _ensure_schema(url: str) -> None:
 
 MIGRATION_PACKAGES = ["popcorn.migrations"]
 
+# An index's `info` key naming the only dialects it exists on (a PostgreSQL GIN index, say):
+# its migration creates it there alone, and comparing models with a database skips it elsewhere.
+ONLY_ON_DIALECTS = "only_on_dialects"
+
+
+def in_schema_on(obj: object, type_: str, dialect: str) -> bool:
+    """Whether a model object belongs in the schema of a database of this dialect."""
+    if type_ != "index":
+        return True
+    dialects = getattr(obj, "info", {}).get(ONLY_ON_DIALECTS)
+    return dialects is None or dialect in dialects
+
 
 def register_migrations(package: str) -> None:
     """Domains add their own Alembic version directory (a branch that depends on the core)."""

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from popcorn.db import Base, JSONType, UTCDateTime, utcnow
+from popcorn.db import ONLY_ON_DIALECTS, Base, JSONType, UTCDateTime, utcnow
 
 
 class EventRecord(Base):
@@ -19,6 +19,14 @@ class EventRecord(Base):
         UniqueConstraint("source", "event_id", name="uq_events_events_source_event_id"),
         Index("ix_events_events_status", "status", "id"),
         Index("ix_events_events_type_time", "type", "time"),
+        # `label=key:value` searches: a containment index where the database has one
+        # (SQLite searches labels with json_extract).
+        Index(
+            "ix_events_events_labels",
+            "labels",
+            postgresql_using="gin",
+            info={ONLY_ON_DIALECTS: ("postgresql",)},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from popcorn.db import Base, get_engine
+from popcorn.db import Base, get_engine, in_schema_on
 from popcorn.domains import load_models
 
 load_models()
@@ -14,17 +14,20 @@ url = config.attributes["database_url"]
 only_prefix = config.attributes.get("only_prefix")
 
 
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    if only_prefix is None or type_ != "table" or name is None:
-        return True
-    return name.startswith(only_prefix)
-
-
 def run() -> None:
     engine = get_engine(url)
     with engine.connect() as connection:
+        dialect = connection.dialect.name
+
+        def include_object(
+            obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+        ) -> bool:
+            if not reflected and not in_schema_on(obj, type_, dialect):
+                return False
+            if only_prefix is None or type_ != "table" or name is None:
+                return True
+            return name.startswith(only_prefix)
+
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
