@@ -134,6 +134,57 @@ def test_backup_and_restore_round_trip(tmp_path: Path, installation: dict[str, s
     assert "restore needs an empty" in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("POPCORN_TEST_DATABASE_URL"),
+    reason="needs a PostgreSQL server (runs on the server pass)",
+)
+def test_round_trip_between_postgresql_databases(
+    tmp_path: Path, installation: dict[str, str]
+) -> None:
+    """pg_dump's archive restored by pg_restore into another, empty database: the same rows."""
+    from sqlalchemy import create_engine, text
+
+    server = os.environ["POPCORN_TEST_DATABASE_URL"]
+    names = [f"{server.rsplit('/', 1)[1]}_backup_{side}" for side in ("a", "b")]
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        source, target = (
+            dict(popcorn_env(tmp_path / f"home-{side}", installation)) for side in ("a", "b")
+        )
+        source["POPCORN_DATABASE_URL"] = f"{server.rsplit('/', 1)[0]}/{names[0]}"
+        target["POPCORN_DATABASE_URL"] = f"{server.rsplit('/', 1)[0]}/{names[1]}"
+        done = run(source, "-c", SETUP)
+        assert done.returncode == 0, done.stderr
+        archive = tmp_path / "pg.tar"
+        done = run(source, "-m", "popcorn", "backup", str(archive), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["database"] == "postgresql"
+
+        done = run(target, "-m", "popcorn", "restore", str(archive), "--json")
+        assert done.returncode == 0, done.stderr
+        done = run(target, "-c", CHECK)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {
+            "device": "oca-1",
+            "site": True,
+            "samples": [2.0, 12.0],
+            "notebook": {"x": 1},
+        }
+        done = run(target, "-m", "popcorn", "restore", str(archive))
+        assert done.returncode == 1
+        assert "restore needs an empty" in done.stderr.strip().splitlines()[-1]
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def test_restore_refuses_what_is_not_a_backup(tmp_path: Path, installation: dict[str, str]) -> None:
     env = popcorn_env(tmp_path / "home", installation)
     bogus = tmp_path / "bogus.tar"
