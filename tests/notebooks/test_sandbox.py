@@ -217,3 +217,36 @@ def test_a_kernel_run_as_the_user_cannot_read_the_platforms_files(
         assert ran.output_key  # the output notebook is stored
         assert failed.error.startswith("PermissionError"), failed.error
         assert failed.failed_cell is not None and failed.output_key
+
+
+def test_a_pdf_output_never_loads_a_file_the_notebook_names(tmp_path: Path) -> None:
+    """The PDF is printed by a Chromium with the worker's rights: a notebook's HTML (an
+    operator's parameter shown as HTML is enough) must not make it load a worker's file."""
+    import nbformat
+
+    from popcorn.notebooks import formats
+
+    if not formats.chromium():
+        pytest.skip("no chromium for PDF output")
+    secret = tmp_path / "secret_key"
+    secret.write_text("not for operators")
+
+    def read_since_reset() -> bool:
+        return secret.stat().st_atime > 0
+
+    def reset() -> None:  # relatime updates an access time older than the change time
+        os.utime(secret, (0, secret.stat().st_mtime))
+
+    reset()
+    secret.read_text()
+    if not read_since_reset():
+        pytest.skip("this file system does not record reads (noatime)")
+    url = secret.as_uri()
+    tags = f'<iframe src="{url}"></iframe><img src="{url}"><object data="{url}"></object>'
+    cell = nbformat.v4.new_code_cell("show()")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": tags})]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(tags), cell])
+    reset()
+    pdf = formats.convert(nbformat.writes(nb).encode(), "pdf")
+    assert pdf.startswith(b"%PDF")
+    assert not read_since_reset()

@@ -7,6 +7,9 @@ it behind. A watcher thread here stops the kernel (or the Spark process group) w
 run is canceled or passes its timeout; a kernel that dies is noticed by nbclient, and the
 run ends failed with the cell it was in, never hung. Every output notebook (or log) goes
 to the object store, immutable, one per attempt.
+
+With `notebooks_run_as`, kernels and spark-submit run as that OS user (`popcorn.runas`), in
+a work folder of their own inside the run's folder, which stays the worker's.
 """
 
 from __future__ import annotations
