@@ -145,6 +145,8 @@ def work_folder(parent: Path, account: Account | None) -> Path:
 
 
 def hand_over(path: Path, account: Account | None) -> None:
-    """Give a file the worker wrote for the child (a script, a connection file) to `account`."""
+    """Give a file the worker wrote for the child (a script, a connection file) to `account`.
+    The file must be in the worker's folder, never the child's: there the child (or one it
+    left running) could have put a link for the worker to write through."""
     if account is not None:
-        os.chown(path, account.uid, account.gid)
+        os.chown(path, account.uid, account.gid, follow_symlinks=False)

@@ -174,9 +174,12 @@ PROBE = nbkit.notebook(
     "import os\nopen('made.txt', 'w').write('mine')\nrefused = []\n"
     "for path in private:\n"
     "    try:\n        open(path, 'rb').read(1)\n"
-    "    except PermissionError:\n        refused.append(path)",
+    "    except PermissionError:\n        refused.append(path)\n"
+    "try:\n    os.symlink('/etc/passwd', '../output.ipynb.new')\n    planted = True\n"
+    "except PermissionError:\n    planted = False",
     parameters="private = []",
-    outputs="{'uid': os.getuid(), 'refused': refused, 'files': sorted(os.listdir('.'))}",
+    outputs="{'uid': os.getuid(), 'refused': refused, 'planted': planted, "
+    "'files': sorted(os.listdir('.'))}",
 )
 PRYING = nbkit.notebook("data = open(secret, 'rb').read()", parameters="secret = ''")
 
@@ -214,6 +217,7 @@ def test_a_kernel_run_as_the_user_cannot_read_the_platforms_files(
         assert ran.outputs["uid"] == runas.lookup(USER).uid
         assert ran.outputs["refused"] == private
         assert "made.txt" in ran.outputs["files"]  # its own folder is writable
+        assert ran.outputs["planted"] is False  # the worker's folder is not
         assert ran.output_key  # the output notebook is stored
         assert failed.error.startswith("PermissionError"), failed.error
         assert failed.failed_cell is not None and failed.output_key

@@ -142,17 +142,18 @@ def run_account() -> runas.Account | None:
     return runas.lookup(name) if name else None
 
 
-def _tracked_manager(account: runas.Account | None, work: Path) -> type:
+def _tracked_manager(account: runas.Account | None, folder: Path, work: Path) -> type:
     """An AsyncKernelManager that hands itself to the current watch, so the watch can find
     the kernel's pid; nbclient still owns it and shuts it down. With an account, the kernel
-    runs as that user, its home and connection file in the run's work folder."""
+    runs as that user with the work folder as its home, and reads its connection file from
+    the run's folder (the worker's, where no link can be planted), given to that user."""
     from jupyter_client.manager import AsyncKernelManager
 
     class TrackedKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             if account is not None:
-                self.connection_file = str(work / "kernel.json")
+                self.connection_file = str(folder / "kernel.json")
             if _watch is not None:
                 _watch.km = self
 
@@ -383,7 +384,7 @@ def _run_notebook(attempt: Attempt) -> Outcome:
                     start_timeout=60,
                     execution_timeout=attempt.timeout,
                     cwd=str(work),
-                    kernel_manager_class=_tracked_manager(account, work),
+                    kernel_manager_class=_tracked_manager(account, Path(folder), work),
                     # the output is complete when the last cell ends: stop the kernel at
                     # once instead of waiting for its graceful exit (a few tenths per run)
                     shutdown_kernel="immediate",
@@ -495,7 +496,7 @@ def _run_script(attempt: Attempt) -> Outcome:
     account = run_account()
     with tempfile.TemporaryDirectory(prefix="popcorn-spark-") as folder:
         work = runas.work_folder(Path(folder), account)
-        script = work / "job.py"
+        script = Path(folder) / "job.py"  # the worker's folder: see runas.hand_over
         script.write_bytes(attempt.source)
         runas.hand_over(script, account)
         log_path = Path(folder) / "spark.log"  # the worker's: the driver only gets its fd
