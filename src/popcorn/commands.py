@@ -49,6 +49,7 @@ def up(
     from popcorn.supervisor import Supervisor
 
     upgrade()
+    check_run_as()
     machines.startup("up")
     click.echo(f"Popcorn at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if admin_token:
@@ -56,6 +57,18 @@ def up(
     Supervisor(
         host=host, port=port, web_workers=web_workers, job_workers=job_workers, fork_jobs=fork_jobs
     ).run()
+
+
+def check_run_as() -> None:
+    """A worker told to start operators' code as another user that cannot do so refuses to
+    start, in one line, rather than run that code with its own rights."""
+    name = get_settings().notebooks_run_as
+    if name:
+        from popcorn.runas import problem
+
+        reason = problem(name)
+        if reason:
+            raise click.ClickException(reason)
 
 
 def _fresh_admin_token() -> str:
@@ -95,6 +108,7 @@ def serve(host: str, port: int, web_workers: int) -> None:
 )
 def worker(queues: tuple[str, ...], burst: bool, no_fork: bool) -> None:
     """Run an rq worker on this installation's Redis."""
+    check_run_as()
     machines.startup("worker")
     jobs.run_worker(list(queues) or None, burst=burst, fork=not no_fork, exit_process=True)
 

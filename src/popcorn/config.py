@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         description="Seconds without an agent heartbeat after which the device lab marks a "
         "device offline and reschedules its running tests.",
     )
+    notebooks_run_as: str = Field(
+        default="",
+        description="An unprivileged OS user that notebook kernels and spark-submit run as, so "
+        "an operator's job cannot read POPCORN_HOME; workers then need root or CAP_SETUID, "
+        "CAP_SETGID and CAP_CHOWN. Empty: jobs run as the worker's user, and only admins may "
+        "create or change notebook and Spark jobs (callable jobs are always admins').",
+    )
     deploy_roots: str = Field(
         default="",
         description="Comma-separated directories under which directory destinations may "

@@ -17,6 +17,7 @@ from popcorn_testing import Processes, free_port, wait_until
 
 from popcorn.db import session_scope
 from popcorn.notebooks import execute, service
+from popcorn.notebooks.schemas import DefinitionCreate, DefinitionRead
 
 JUPYTER_TOKEN = "jupyter-test-token"
 
@@ -162,28 +163,27 @@ def test_save_archive_publish_clone_schedule_and_log_from_jupyter(servers: dict[
     )
     assert again.status_code == 409
 
-    # schedule the open notebook; bad input comes back as Popcorn's reason
-    bad = httpx.post(
+    # scheduling makes a job whose code would run with the worker's rights: the extension's
+    # operator token is refused, with Popcorn's reason; an admin defines it
+    refused = httpx.post(
         timeout=60,
         url=f"{base}/schedule",
-        json={"path": "report.ipynb", "cron": "every day"},
+        json={"path": "report.ipynb", "name": "report", "cron": "*/5 * * * *"},
         headers=auth,
     )
-    assert bad.status_code == 422 and "does not parse" in bad.json()["message"]
-    made = httpx.post(
-        timeout=60,
-        url=f"{base}/schedule",
-        json={
-            "path": "report.ipynb",
-            "name": "report",
-            "cron": "*/5 * * * *",
-            "timezone": "Europe/Paris",
-            "parameters": {"who": "jupyter"},
-        },
-        headers=auth,
-    )
-    assert made.status_code == 201, made.text
-    definition = made.json()
+    assert refused.status_code == 403 and "only an admin" in refused.json()["message"]
+    with session_scope() as session:
+        row = service.create_definition(
+            session=session,
+            spec=DefinitionCreate(
+                name="report",
+                workspace_path="report.ipynb",
+                cron="*/5 * * * *",
+                timezone="Europe/Paris",
+                parameters={"who": "jupyter"},
+            ),
+        )
+        definition = DefinitionRead.model_validate(row).model_dump(mode="json")
     assert definition["workspace_path"] == "report.ipynb" and definition["next_run_at"]
 
     # its tick comes: one run, executed on a real kernel, and the log shows it

@@ -243,17 +243,18 @@ def test_output_formats_are_stored_beside_the_notebook(
 def test_console_forms_define_edit_and_run_now(
     api: Api, client: Any, tokens: dict[str, str]
 ) -> None:
-    """Operators define a job by uploading a notebook, edit it and run it now from the
-    console; forms need the CSRF token; viewers see no form and cannot post."""
+    """An admin defines a job by uploading a notebook and edits it in the console; an
+    operator (kernels run as the worker's user) gets neither form but runs it now; forms
+    need the CSRF token; viewers see no form and cannot post."""
     import io
 
-    operator = Console(client, tokens["operator"])
-    form = operator.page("/ui/notebooks/new")
+    admin = Console(client, tokens["admin"])
+    form = admin.page("/ui/notebooks/new")
     assert 'enctype="multipart/form-data"' in form and 'name="csrf"' in form
 
     def create(**fields: Any) -> Any:
         data = {
-            "csrf": operator.csrf,
+            "csrf": admin.csrf,
             "name": "console-job",
             "kind": "notebook",
             "parameters": '{"who": "console"}',
@@ -290,9 +291,9 @@ def test_console_forms_define_edit_and_run_now(
     assert definition["tags"] == ["console", "daily"] and definition["output_formats"] == ["html"]
     assert definition["retries"] == 1 and definition["timezone"] == "Europe/Amsterdam"
 
-    edit = operator.page(f"/ui/notebooks/definitions/{definition['id']}/edit")
+    edit = admin.page(f"/ui/notebooks/definitions/{definition['id']}/edit")
     assert "Europe/Amsterdam" in edit
-    saved = operator.post(
+    saved = admin.post(
         f"/ui/notebooks/definitions/{definition['id']}/edit",
         {
             "parameters": '{"who": "edited"}',
@@ -308,12 +309,24 @@ def test_console_forms_define_edit_and_run_now(
     changed = api.get(f"{BASE}/definitions/{definition['id']}").get_json()
     assert changed["cron"] is None and changed["parameters"] == {"who": "edited"}
     assert changed["timeout"] == 60 and changed["output_formats"] == []
-    wrong = operator.post(
+    wrong = admin.post(
         f"/ui/notebooks/definitions/{definition['id']}/edit",
         {"parameters": '{"whom": "x"}', "timezone": "UTC", "enabled": "on"},
     )
     assert wrong.status_code == 422 and "unknown parameter" in wrong.get_data(as_text=True)
 
+    operator = Console(client, tokens["operator"])
+    page = operator.page(f"/ui/notebooks/definitions/{definition['id']}")
+    assert "Run now" in page and "/edit" not in page
+    assert "New job definition" not in operator.page("/ui/notebooks")
+    assert operator.get("/ui/notebooks/new").status_code == 403
+    assert operator.get(f"/ui/notebooks/definitions/{definition['id']}/edit").status_code == 403
+    refused_edit = operator.post(
+        f"/ui/notebooks/definitions/{definition['id']}/edit",
+        {"parameters": "{}", "timezone": "UTC", "timeout": "5", "enabled": "on"},
+    )
+    assert refused_edit.status_code == 403
+    assert api.get(f"{BASE}/definitions/{definition['id']}").get_json()["timeout"] == 60
     started = operator.post(
         f"/ui/notebooks/definitions/{definition['id']}/run", {"parameters": '{"times": 2}'}
     )

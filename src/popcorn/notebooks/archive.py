@@ -21,7 +21,7 @@ from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
-from popcorn.notebooks.models import NotebookPublication, NotebookVersion
+from popcorn.notebooks.models import NotebookDefinition, NotebookPublication, NotebookVersion
 from popcorn.outbox import emit
 from popcorn.storage import check_key, get_store
 
@@ -40,10 +40,18 @@ def check_path(path: str) -> str:
 
 
 def save_version(*, session: Session, path: str, notebook: dict[str, Any]) -> NotebookVersion:
-    """Archive one save; saving the same content as the latest version adds nothing."""
-    from popcorn.notebooks.service import parse_notebook
+    """Archive one save; saving the same content as the latest version adds nothing. A path
+    that job definitions run (their latest version) takes a new version only from someone
+    who may change those jobs."""
+    from popcorn.notebooks.service import parse_notebook, require_definer
 
     path = check_path(path)
+    for kind in set(
+        session.scalars(
+            select(NotebookDefinition.kind).where(NotebookDefinition.workspace_path == path)
+        )
+    ):
+        require_definer(kind)
     parse_notebook(notebook)
     data = json.dumps(notebook, sort_keys=True, indent=1).encode()
     digest = hashlib.sha256(data).hexdigest()

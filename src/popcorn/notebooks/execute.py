@@ -7,6 +7,9 @@ it behind. A watcher thread here stops the kernel (or the Spark process group) w
 run is canceled or passes its timeout; a kernel that dies is noticed by nbclient, and the
 run ends failed with the cell it was in, never hung. Every output notebook (or log) goes
 to the object store, immutable, one per attempt.
+
+With `notebooks_run_as`, kernels and spark-submit run as that OS user (`popcorn.runas`), in
+a work folder of their own inside the run's folder, which stays the worker's.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from popcorn import runas
 from popcorn.audit import record_change
+from popcorn.config import get_settings
 from popcorn.db import session_scope, utcnow
 from popcorn.notebooks import formats, service
 from popcorn.notebooks.models import NotebookDefinition, NotebookRun
@@ -130,19 +135,37 @@ class Watch:
 _watch: Watch | None = None
 
 
-def _tracked_manager() -> type:
+def run_account() -> runas.Account | None:
+    """The OS user kernels and spark-submit run as (`notebooks_run_as`), None for the
+    worker's own user."""
+    name = get_settings().notebooks_run_as
+    return runas.lookup(name) if name else None
+
+
+def _tracked_manager(account: runas.Account | None, folder: Path, work: Path) -> type:
     """An AsyncKernelManager that hands itself to the current watch, so the watch can find
-    the kernel's pid; nbclient still owns it and shuts it down."""
+    the kernel's pid; nbclient still owns it and shuts it down. With an account, the kernel
+    runs as that user with the work folder as its home, and reads its connection file from
+    the run's folder (the worker's, where no link can be planted), given to that user."""
     from jupyter_client.manager import AsyncKernelManager
 
     class TrackedKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
+            if account is not None:
+                self.connection_file = str(folder / "kernel.json")
             if _watch is not None:
                 _watch.km = self
 
+        def write_connection_file(self, **kwargs: Any) -> None:
+            super().write_connection_file(**kwargs)
+            runas.hand_over(Path(self.connection_file), account)
+
         async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]
             kwargs.setdefault("env", job_environment())
+            if account is not None:
+                kwargs["env"] = {**kwargs["env"], "HOME": str(work)}
+                kwargs.update(account.popen())
             if _is_ipykernel(self.kernel_spec.argv if self.kernel_spec else []):
                 # no IPython history database: parameters (which may hold secrets) are not
                 # written to the worker's home, and the kernel starts without the sqlite I/O
@@ -339,7 +362,11 @@ def _run_notebook(attempt: Attempt) -> Outcome:
     from papermill.exceptions import PapermillExecutionError
 
     global _watch
+    account = run_account()
     with tempfile.TemporaryDirectory(prefix="popcorn-run-") as folder:
+        # the kernel works in a folder of its own; the notebooks papermill reads and writes
+        # stay in the worker's, where code in the kernel cannot swap them for links
+        work = runas.work_folder(Path(folder), account)
         source = Path(folder) / "input.ipynb"
         target = Path(folder) / "output.ipynb"
         source.write_bytes(attempt.source)
@@ -356,8 +383,8 @@ def _run_notebook(attempt: Attempt) -> Outcome:
                     log_output=False,
                     start_timeout=60,
                     execution_timeout=attempt.timeout,
-                    cwd=folder,
-                    kernel_manager_class=_tracked_manager(),
+                    cwd=str(work),
+                    kernel_manager_class=_tracked_manager(account, Path(folder), work),
                     # the output is complete when the last cell ends: stop the kernel at
                     # once instead of waiting for its graceful exit (a few tenths per run)
                     shutdown_kernel="immediate",
@@ -466,26 +493,31 @@ def _run_script(attempt: Attempt) -> Outcome:
     reason = master_unreachable(attempt.master)
     if reason:
         return Outcome("failed", error=reason)
+    account = run_account()
     with tempfile.TemporaryDirectory(prefix="popcorn-spark-") as folder:
-        script = Path(folder) / "job.py"
+        work = runas.work_folder(Path(folder), account)
+        script = Path(folder) / "job.py"  # the worker's folder: see runas.hand_over
         script.write_bytes(attempt.source)
-        log_path = Path(folder) / "spark.log"
+        runas.hand_over(script, account)
+        log_path = Path(folder) / "spark.log"  # the worker's: the driver only gets its fd
         env = {
             **job_environment(),
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            **({"HOME": str(work)} if account is not None else {}),
         }
         command = submit_command(attempt, script)
         with Watch(attempt) as watch, open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 command,
-                cwd=folder,
+                cwd=work,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                **(account.popen() if account is not None else {}),
             )
             watch.pid = proc.pid
             code = proc.wait()

@@ -6,8 +6,9 @@ by nbconvert on the worker after the run and stored immutably beside the noteboo
 - markdown: nbconvert's MarkdownExporter (images it extracts are dropped: the notebook
   and the HTML keep them);
 - pdf: nbconvert's WebPDFExporter, with its browser launched from the system's Chromium
-  (Debian's `chromium`, or POPCORN_CHROMIUM) instead of a Playwright download, with no
-  network (a notebook's HTML never reaches out while it prints).
+  (Debian's `chromium`, or POPCORN_CHROMIUM) instead of a Playwright download, outputs
+  sanitised as for html, with no network and from an about:blank page (a notebook's HTML
+  never reaches out, nor loads a file:// URL of the worker's, while it prints).
 
 A conversion that fails is recorded on the run (`format_errors`); it never fails the run.
 """
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 FORMATS = ("html", "markdown", "pdf")
@@ -28,7 +27,7 @@ MEDIA = {
     "markdown": "text/markdown; charset=utf-8",
     "pdf": "application/pdf",
 }
-# Chromium resolves no name and opens no connection: the page is a local file.
+# Chromium resolves no name and opens no connection.
 NO_NETWORK = "--host-resolver-rules=MAP * ~NOTFOUND"
 
 
@@ -57,7 +56,7 @@ def convert(data: bytes, fmt: str) -> bytes:
         text, _ = MarkdownExporter().from_notebook_node(_node(data))
         return str(text).encode()
     if fmt == "pdf":
-        pdf, _ = _pdf_exporter()().from_notebook_node(_node(data))
+        pdf, _ = _pdf_exporter()(sanitize_html=True).from_notebook_node(_node(data))
         return bytes(pdf)
     raise ValueError(f"unknown output format {fmt!r} (one of {', '.join(FORMATS)})")
 
@@ -81,25 +80,24 @@ def _pdf_exporter() -> type:
             browser_path = chromium()
             if not browser_path:
                 raise RuntimeError("no Chromium for PDF output (install chromium)")
-            with tempfile.TemporaryDirectory(prefix="popcorn-pdf-") as folder:
-                page_file = Path(folder) / "notebook.html"
-                page_file.write_text(html)
-                with sync_playwright() as pw:
-                    browser = pw.chromium.launch(
-                        executable_path=browser_path,
-                        args=["--no-sandbox", NO_NETWORK],
-                        handle_sigint=False,
-                        handle_sigterm=False,
-                        handle_sighup=False,
-                    )
-                    try:
-                        page = browser.new_page()
-                        page.emulate_media(media="print")
-                        page.goto(page_file.as_uri(), wait_until="load", timeout=60_000)
-                        page.wait_for_timeout(self.page_render_timeout)
-                        return bytes(page.pdf(print_background=True))
-                    finally:
-                        browser.close()
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=browser_path,
+                    args=["--no-sandbox", NO_NETWORK],
+                    handle_sigint=False,
+                    handle_sigterm=False,
+                    handle_sighup=False,
+                )
+                try:
+                    page = browser.new_page()
+                    page.emulate_media(media="print")
+                    # an about:blank page, not a file:// one: the notebook's outputs may
+                    # name file:// URLs, which Chromium (the worker's user) would load
+                    page.set_content(html, wait_until="load", timeout=60_000)
+                    page.wait_for_timeout(self.page_render_timeout)
+                    return bytes(page.pdf(print_background=True))
+                finally:
+                    browser.close()
 
     return SystemChromiumPDF
 

@@ -13,7 +13,8 @@ behind the server's own authentication (token or cookie, with XSRF for browsers)
 - `POST clone {slug | path+version, target}` a published or archived version into the
   server's workspace (never over an existing file);
 - `POST schedule {path, name, cron?, timezone?, parameters?, ...}` a job definition that
-  runs the latest saved version of the notebook.
+  runs the latest saved version of the notebook (an admin token's right, or an operator's
+  when Popcorn runs kernels as `notebooks_run_as`; the refusal comes back as it is).
 """
 
 from __future__ import annotations

@@ -26,10 +26,11 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change
+from popcorn.auth import ROLE_RANK
 from popcorn.config import get_settings
 from popcorn.context import acting_as, current_actor
 from popcorn.db import utcnow
-from popcorn.errors import Conflict, InvalidInput, NotFound
+from popcorn.errors import Conflict, Forbidden, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id, get_by_ref
 from popcorn.notebooks import archive
@@ -65,6 +66,36 @@ RUN_FILTERS = {
     "trigger": NotebookRun.trigger,
     "created_at": NotebookRun.created_at,
 }
+
+
+# --- who may define code -------------------------------------------------------------------
+
+
+def definer_role(kind: str) -> str:
+    """The role that may create or change a job of this kind. A job's code runs on a worker:
+    operators may define notebook and Spark jobs only when their kernels and drivers run as
+    an unprivileged user (`notebooks_run_as`); a callable runs inside the worker itself, so
+    callable jobs are always an admin's. Running a definition stays an operator's right."""
+    if kind == "callable" or not get_settings().notebooks_run_as:
+        return "admin"
+    return "operator"
+
+
+def require_definer(kind: str) -> None:
+    """A 403 unless the acting user may create or change a `kind` job (every path: API,
+    console, Jupyter extension, facade callers acting as someone)."""
+    actor = current_actor()
+    needed = definer_role(kind)
+    if ROLE_RANK.get(actor.role, 0) < ROLE_RANK[needed]:
+        why = (
+            "a callable runs inside the worker"
+            if kind == "callable"
+            else "its code would run with the worker's rights (notebooks_run_as is not set)"
+        )
+        raise Forbidden(
+            f"only an admin may create or change a {kind} job: {why}",
+            details={"role": actor.role, "needed": needed, "kind": kind},
+        )
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -243,6 +274,7 @@ def definition_source(session: Session, definition: NotebookDefinition) -> tuple
 
 
 def create_definition(*, session: Session, spec: DefinitionCreate) -> NotebookDefinition:
+    require_definer(spec.kind)
     if session.scalar(select(NotebookDefinition.id).where(NotebookDefinition.name == spec.name)):
         raise Conflict(f"a definition named {spec.name!r} exists", details={"name": spec.name})
     check_schedule(spec.cron, spec.timezone)
@@ -329,6 +361,7 @@ def update_definition(
     *, session: Session, ref: int | str, spec: DefinitionUpdate
 ) -> NotebookDefinition:
     row = get_definition(session=session, ref=ref, lock=True)
+    require_definer(row.kind)
     before = DefinitionRead.model_validate(row).model_dump(mode="json")
     fields = spec.model_dump(exclude_unset=True)
     cron = fields.get("cron", row.cron) or None

@@ -1,5 +1,7 @@
 """Notebooks API (`/api/v1/notebooks`): definitions, runs and their output notebooks, the
-archive of saved versions and the published area. Reads need viewer; changes operator."""
+archive of saved versions and the published area. Reads need viewer; changes operator,
+except creating or changing a definition (its code), which the service keeps for admins
+unless kernels run as `notebooks_run_as`."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def list_definitions() -> dict[str, Any]:
 @bp.input(s.DefinitionCreate, arg_name="body")
 @bp.output(s.DefinitionRead, status_code=201)
 @bp.doc(
-    summary="Define a notebook, Spark or callable job (notebook, parameters, kernel, cron checked)"
+    summary="Define a notebook, Spark or callable job (notebook, parameters, kernel, cron "
+    "checked); admin, or operator for notebook and Spark jobs when notebooks_run_as is set"
 )
 def create_definition(body: s.DefinitionCreate) -> Any:
     with session_scope() as session:
@@ -51,7 +54,7 @@ def show_definition(ref: str) -> Any:
 @bp.patch("/definitions/<ref>")
 @bp.input(s.DefinitionUpdate, arg_name="body")
 @bp.output(s.DefinitionRead)
-@bp.doc(summary="Change a definition's defaults, schedule, limits or tags")
+@bp.doc(summary="Change a definition's defaults, schedule, limits or tags (who may: as create)")
 def update_definition(ref: str, body: s.DefinitionUpdate) -> Any:
     with session_scope() as session:
         return service.update_definition(session=session, ref=ref, spec=body)

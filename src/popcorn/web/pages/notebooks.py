@@ -1,7 +1,8 @@
 """Notebook pages: definitions, runs, one run with its output notebook, the published area.
 
-Operators define and edit job definitions in forms (a notebook or script uploaded, or an
-archived workspace path) and start a run now; the forms post with the console's CSRF token.
+Admins (operators too when kernels run as `notebooks_run_as`) define and edit job
+definitions in forms (a notebook or script uploaded, or an archived workspace path);
+operators start a run now. The forms post with the console's CSRF token.
 Stored notebooks are rendered by nbconvert into a separate, script-free page served with
 its own sandboxing Content-Security-Policy and shown in an `<iframe sandbox>`.
 """
@@ -44,6 +45,7 @@ def notebooks() -> str:
         runs=runs,
         names=names,
         published=published,
+        definer=service.definer_role("notebook"),
     )
 
 
@@ -56,7 +58,12 @@ def notebooks_definition(ref: str) -> str:
             _dump(schemas.RunRead, r)
             for r in service.recent_runs(session=session, limit=100, definition_id=found.id)
         ]
-    return render_template("notebooks/definition.html", definition=definition, runs=runs)
+    return render_template(
+        "notebooks/definition.html",
+        definition=definition,
+        runs=runs,
+        definer=service.definer_role(definition["kind"]),
+    )
 
 
 @bp.get("/notebooks/runs/<run_id>")
@@ -246,6 +253,7 @@ def _form_page(
 @bp.get("/notebooks/new")
 @console_auth.needs("operator")
 def notebooks_new() -> tuple[str, int]:
+    service.require_definer("notebook")
     return _form_page(
         {
             "kind": "notebook",
@@ -261,6 +269,7 @@ def notebooks_new() -> tuple[str, int]:
 @bp.post("/notebooks/definitions")
 @console_auth.needs("operator")
 def notebooks_create() -> Any:
+    service.require_definer(request.form.get("kind") or "notebook")
     try:
         spec = _create_spec(request.form)
         with session_scope() as session:
@@ -295,6 +304,7 @@ def _values(definition: dict[str, Any]) -> dict[str, Any]:
 def notebooks_edit(ref: str) -> tuple[str, int]:
     with session_scope(readonly=True) as session:
         definition = _dump(schemas.DefinitionRead, service.get_definition(session=session, ref=ref))
+    service.require_definer(definition["kind"])
     return _form_page(_values(definition), definition)
 
 
@@ -303,6 +313,7 @@ def notebooks_edit(ref: str) -> tuple[str, int]:
 def notebooks_update(ref: str) -> Any:
     with session_scope(readonly=True) as session:
         definition = _dump(schemas.DefinitionRead, service.get_definition(session=session, ref=ref))
+    service.require_definer(definition["kind"])
     try:
         spec = _update_spec(request.form, kind=definition["kind"])
         with session_scope() as session:
