@@ -37,6 +37,9 @@ pytest: $(STAMP)
 		$(BIN)/pytest -q -m "not embedded_only"; \
 	fi
 
+# Benchmarks that need the servers work in a schema (and a Redis database) of their own.
+bench: export POPCORN_BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+bench: export POPCORN_BENCH_REDIS_URL ?= redis://127.0.0.1:6379/15
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 	$(BIN)/python benchmarks/collect.py

@@ -14,13 +14,17 @@ In one run, on PostgreSQL (the database NetBox requires), with the same data twi
 Timed (median of `--repeat`): a page of 100 prefixes with depth, child count and
 utilisation; the next free /24 in the container; the next free address in a /24.
 
-    .venv/bin/python benchmarks/bench_ipam.py --database postgresql://…/db [--prefixes 1000]
+    .venv/bin/python benchmarks/bench_ipam.py [--database postgresql://…/db] [--prefixes 1000]
+
+The database defaults to $POPCORN_BENCH_DATABASE_URL (`make bench` sets it); the benchmark
+works in a schema of its own, made for the run and dropped after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import statistics
 import sys
 import time
@@ -33,8 +37,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import LoadWatch, git_revision, machine, write_result
-from popcorn.db import get_engine, upgrade, utcnow
+from common import LoadWatch, drop_schema, fresh_schema, git_revision, machine, write_result
+from popcorn.db import dispose_engines, get_engine, upgrade, utcnow
 from popcorn.inventory.ipam import models as m
 from popcorn.inventory.ipam import service
 from popcorn.inventory.ipam.rules import key
@@ -152,13 +156,28 @@ def timed(repeat: int, work: Callable[[], Any]) -> tuple[float, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--database", required=True, help="a PostgreSQL URL to fill and empty")
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("POPCORN_BENCH_DATABASE_URL", ""),
+        help="PostgreSQL; a fresh schema is made in it and dropped after",
+    )
     parser.add_argument("--prefixes", type=int, default=1000)
     parser.add_argument("--per-prefix", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    upgrade(args.database)
-    engine = get_engine(args.database)
+    if not args.database.startswith("postgresql"):
+        parser.error("--database (PostgreSQL) or POPCORN_BENCH_DATABASE_URL is required")
+    database = fresh_schema(args.database)
+    try:
+        run(args, database)
+    finally:
+        dispose_engines()
+        drop_schema(database)
+
+
+def run(args: argparse.Namespace, database: str) -> None:
+    upgrade(database)
+    engine = get_engine(database)
     watch = LoadWatch()
     with Session(engine) as session:
         session.execute(text("TRUNCATE inventory_ip_addresses, inventory_prefixes CASCADE"))

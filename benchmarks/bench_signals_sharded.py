@@ -36,37 +36,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import LoadWatch, git_revision, machine, write_result
+from common import LoadWatch, drop_schema, fresh_schema, git_revision, machine, write_result
 
 BLOCK = 5_000  # signals generated at a time (a 100,000-signal day does not fit in memory twice)
 WINDOW_MINUTES = 1_410
 AFTER_MINUTES = 30
-
-
-def fresh_schema(url: str) -> str:
-    """A new empty schema in `url`'s database; the returned URL works inside it."""
-    from sqlalchemy import create_engine, text
-
-    from popcorn.config import normalize_database_url
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(normalize_database_url(url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    engine.dispose()
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
-
-
-def drop_schema(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from popcorn.config import normalize_database_url
-
-    name = url.rsplit("%3D", 1)[1]
-    engine = create_engine(normalize_database_url(url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-    engine.dispose()
 
 
 def store(keys: list[Any], values: np.ndarray, timestamps: np.ndarray) -> None:

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,29 @@ def best(runs: int, fn: Callable[[], Any], reset: Callable[[], None]) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def fresh_schema(url: str) -> str:
+    """A new empty schema in `url`'s database; the returned URL works inside it."""
+    from sqlalchemy import create_engine, text
+
+    from popcorn.config import normalize_database_url
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(normalize_database_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {name}"))
+    engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+
+
+def drop_schema(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from popcorn.config import normalize_database_url
+
+    name = url.rsplit("%3D", 1)[1]
+    engine = create_engine(normalize_database_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    engine.dispose()
