@@ -271,16 +271,16 @@ def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -
 
 
 def count_by_series(keys: Iterable[str]) -> dict[int, int]:
-    """Stored rows per series in the given objects (duplicates included)."""
-    counts: dict[int, int] = {}
-    for key in keys:
-        column = _read_table(key, columns=["sid"]).column("sid")
-        grouped = pa.table({"sid": column}).group_by("sid").aggregate([("sid", "count")])
-        for s, n in zip(
-            grouped.column("sid").to_pylist(), grouped.column("sid_count").to_pylist(), strict=True
-        ):
-            counts[s] = counts.get(s, 0) + n
-    return counts
+    """Samples per series in the given objects of one day, a timestamp written twice (not
+    yet compacted) counted once, as ingest counted it."""
+    tables = [_read_table(key, columns=["sid", "ts"]) for key in keys]
+    if not tables:
+        return {}
+    merged = pa.concat_tables(tables)
+    sid = merged.column("sid").to_numpy()
+    keep = dedupe_sorted(sid, merged.column("ts").to_numpy())
+    prints, counts = np.unique(sid[keep], return_counts=True)
+    return dict(zip(prints.tolist(), counts.tolist(), strict=True))
 
 
 def drop_days_before(session: Session, cutoff: date) -> tuple[list[date], dict[int, int]]:
@@ -296,7 +296,10 @@ def drop_days_before(session: Session, cutoff: date) -> tuple[list[date], dict[i
     )
     if not files:
         return [], {}
-    removed = count_by_series(f.key for f in files)
+    removed: dict[int, int] = {}
+    for day in sorted({f.day for f in files}):
+        for s, n in count_by_series(f.key for f in files if f.day == day).items():
+            removed[s] = removed.get(s, 0) + n
     keys = [f.key for f in files]
     session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in files])))
     on_commit(session, lambda: _delete(keys))
