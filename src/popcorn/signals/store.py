@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
@@ -243,6 +244,9 @@ def read(
 
 
 def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -> Samples:
+    empty = Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    if not keys:
+        return empty
     wanted_arr = pa.array(wanted, pa.int64())
     # The sid bounds let pyarrow skip row groups by their statistics (`isin` alone cannot), so
     # a chunk of an analysis reads only the blocks holding its series.
@@ -253,20 +257,25 @@ def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -
         & (pc.field("ts") >= start_ms)
         & (pc.field("ts") < end_ms)
     )
-    tables: list[pa.Table] = []
+    # One scan over every object, on pyarrow's threads: the objects a day holds before
+    # compaction (one per remote-write request) are opened side by side, not one by one.
+    filesystem, base = get_store().arrow()
+    rank = {f"{base}/{key}": i for i, key in enumerate(keys)}
+    objects = ds.dataset(list(rank), schema=SCHEMA, format="parquet", filesystem=filesystem)
+    batches: list[pa.RecordBatch] = []
     ranks: list[IntArray] = []
-    for rank, key in enumerate(keys):
-        table = _read_table(key, filters=flt)
-        if table.num_rows:
-            tables.append(table)
-            ranks.append(np.full(table.num_rows, rank, np.int64))
-    if not tables:
-        return Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    merged = pa.concat_tables(tables)
+    for tagged in objects.scanner(filter=flt).scan_batches():
+        batch = tagged.record_batch
+        if batch.num_rows:
+            batches.append(batch)
+            ranks.append(np.full(batch.num_rows, rank[tagged.fragment.path], np.int64))
+    if not batches:
+        return empty
+    merged = pa.Table.from_batches(batches, schema=SCHEMA)
     sid = merged.column("sid").to_numpy()
     ts = merged.column("ts").to_numpy()
     value = merged.column("value").to_numpy()
-    keep = dedupe_sorted(sid, ts, np.concatenate(ranks) if len(tables) > 1 else None)
+    keep = dedupe_sorted(sid, ts, np.concatenate(ranks) if len(keys) > 1 else None)
     return Samples(sid[keep], ts[keep], value[keep])
 
 
