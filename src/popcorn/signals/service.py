@@ -220,6 +220,7 @@ class _Staged:
             )
         if new:
             ensure_retention_schedule(session=session)
+        store.order_at_commit(session)  # last: the caller commits next
         return result
 
     def _recount(self, rows: dict[int, Any]) -> None:
