@@ -158,3 +158,40 @@ def test_turns_are_shared_by_every_process_of_the_machine(max_inflight: Any) -> 
         holder.wait(30)
     with remote_write.turn(1, wait_seconds=0.05) as got:  # released when the holder ended
         assert got is True
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_answer_429_while_the_machine_s_turns_are_taken(
+    processes: Any, tokens: dict[str, str], tmp_path: Any
+) -> None:
+    """Over real HTTP to `popcorn serve` with two workers: this test process holds the one
+    turn, as a worker storing a long request would, and the workers refuse the excess."""
+    import httpx
+    from popcorn_testing import free_port, wait_until
+
+    processes.env["POPCORN_SIGNALS_REMOTE_WRITE_MAX_INFLIGHT"] = "1"
+    port = free_port()
+    processes.start("serve", "--port", str(port), "--workers", "2", log=tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=60)
+    headers = {**HEADERS, "Authorization": f"Bearer {tokens['operator']}"}
+
+    def send(second: int) -> httpx.Response:
+        body = write_request(timeseries(UP, [(T0_MS + 1000 * second, 1.0)]))
+        return httpx.post(url + WRITE, content=body, headers=headers, timeout=30)
+
+    with remote_write.turn(1) as held:
+        assert held
+        refused = [send(i) for i in range(2)]
+    assert [r.status_code for r in refused] == [429, 429]
+    assert all(r.headers["Retry-After"] == "1" for r in refused)
+    assert send(0).status_code == 204  # the sender's retry, once the turn is free
+    with session_scope(readonly=True) as session:
+        assert session.scalars(select(Series.sample_count)).all() == [1]
