@@ -122,3 +122,56 @@ def test_many_concurrent_resends_never_count_twice(monkeypatch: pytest.MonkeyPat
 
     union = sorted(set().union(*spans))
     assert recorded("resend") == truth("resend") == (len(union), union[0], union[-1])
+
+
+@pytest.mark.slow
+def test_an_ha_pair_remote_writing_over_http_counts_each_sample_once(
+    processes: Any, tokens: dict[str, str], tmp_path: Any
+) -> None:
+    """Two Prometheus replicas sending the same 1,000-series batches at once to two Gunicorn
+    workers (smaller batches are stored before the other replica looks)."""
+    import httpx
+    from popcorn_testing import free_port, wait_until
+    from test_remote_write import HEADERS, T0_MS, WRITE, timeseries, write_request
+
+    port = free_port()
+    processes.start("serve", "--port", str(port), "--workers", "2", log=tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=60)
+    headers = {**HEADERS, "Authorization": f"Bearer {tokens['operator']}"}
+    hosts = [f"oc-{i}" for i in range(1000)]
+    bodies = [
+        write_request(
+            *(
+                timeseries([("__name__", "ha_up"), ("host", h)], [(T0_MS + 15_000 * j, 1.0)])
+                for h in hosts
+            )
+        )
+        for j in range(20)
+    ]
+
+    together = threading.Barrier(2, timeout=60)
+
+    def replica(statuses: list[int]) -> None:
+        with httpx.Client(timeout=60) as client:
+            for body in bodies:
+                together.wait()  # both replicas send each batch at the same moment
+                statuses.append(client.post(url + WRITE, content=body, headers=headers).status_code)
+
+    answers: list[list[int]] = [[], []]
+    threads = [threading.Thread(target=replica, args=(a,)) for a in answers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert answers == [[204] * len(bodies)] * 2
+    with session_scope(readonly=True) as session:
+        counts = session.scalars(select(Series.sample_count).where(Series.metric == "ha_up"))
+        assert sorted(counts) == [len(bodies)] * len(hosts)
