@@ -14,6 +14,7 @@ ORDER = [
     "ipam",
     "signals",
     "signals-ingest",
+    "signals-smallobjects",
     "signals-objstore",
     "signals-sharded",
     "rules",

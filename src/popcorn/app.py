@@ -25,7 +25,7 @@ from popcorn.auth import authenticate, require, touch_due, touch_token
 from popcorn.config import get_settings
 from popcorn.context import Actor, set_actor
 from popcorn.db import session_scope
-from popcorn.errors import PopcornError, envelope
+from popcorn.errors import Overloaded, PopcornError, envelope
 
 log = logging.getLogger("popcorn.app")
 
@@ -258,6 +258,8 @@ def _install_errors(app: APIFlask) -> None:
         response = jsonify(error.envelope())
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="popcorn"'
+        if isinstance(error, Overloaded):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response, error.status
 
     @app.errorhandler(HTTPException)

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         description="Signals per job when an alert analysis runs as jobs: larger analyses are "
         "split into chunks that any worker runs, merged into one ranking.",
     )
+    signals_remote_write_max_inflight: int = Field(
+        default=2,
+        ge=0,
+        description="Remote-write requests this machine stores at once, all web workers "
+        "together; one more waits up to a second for a turn, then is answered 429 with "
+        "Retry-After (senders need retry_on_http_429). Keep it below the web workers so the "
+        "API stays served during a flood; 0 turns the limit off.",
+    )
     log_level: str = Field(default="INFO")
     public_url: str | None = Field(
         default=None,

@@ -55,6 +55,18 @@ class Unavailable(PopcornError):
     code = "unavailable"
 
 
+class Overloaded(PopcornError):
+    """The server is busy right now: HTTP 429 with Retry-After, which well-behaved senders
+    honour before they send again."""
+
+    status = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None):
+        super().__init__(message, details={"retry_after_s": retry_after, **(details or {})})
+        self.retry_after = retry_after
+
+
 def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 

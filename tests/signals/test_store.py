@@ -207,6 +207,23 @@ def test_retention_drops_old_days_and_fixes_metadata() -> None:
         service.set_retention(session=session, days=0)
 
 
+def test_retention_of_a_day_written_twice_keeps_the_count_true() -> None:
+    now = datetime.now(UTC)
+    old = int((now - timedelta(days=40)).timestamp())
+    recent = int((now - timedelta(hours=1)).timestamp())
+    batch = [{"metric": "resent", "samples": [[old, 1.0], [old + 60, 2.0], [recent, 3.0]]}]
+    ingest(batch)
+    ingest(batch)  # a sender retried: the old day now holds two objects of the same samples
+    with session_scope() as session:
+        service.set_retention(session=session, days=30)
+        summary = service.apply_retention(session=session)
+    assert summary["samples_removed"] == 2
+    with session_scope(readonly=True) as session:
+        (series,) = session.scalars(select(Series)).all()
+        left = store.read([series.fingerprint], (old - 60) * 1000, (recent + 60) * 1000)
+        assert series.sample_count == left.ts.size == 1
+
+
 def test_resample_aggregations() -> None:
     ts = np.array([0, 10, 20, 70, 200], dtype=np.int64) * 1000
     vals = np.array([1.0, 5.0, 3.0, 4.0, 9.0])

@@ -4,7 +4,13 @@ collector push, turned into one ingest batch.
 A request is a snappy block-compressed protobuf `WriteRequest`. The answers are the ones
 the protocol's senders act on: 204 stored; a 4xx other than 429 is permanent (the sender
 drops the batch: bad snappy, bad protobuf, invalid labels, too large, wrong type); a 5xx
-is retried (the database, Redis or the sample store cannot be reached right now).
+is retried (the database, Redis or the sample store cannot be reached right now); 429 with
+Retry-After says the machine already stores `signals_remote_write_max_inflight` requests
+(Prometheus retries it when `retry_on_http_429` is on, and drops the batch otherwise).
+
+The in-flight limit is per machine, not per process: Gunicorn's sync workers each hold one
+request, so a per-process count never passes one. Each turn is a lock file under
+`<home>/run/`, held with `flock` for the request; the kernel releases it if the worker dies.
 
 Samples go through `service.ingest_batch`, so series naming, last-value-wins dedupe and
 `sample_count` are the same as for every other ingest: a batch resent after a timeout
@@ -14,17 +20,22 @@ among them Prometheus's stale markers, are skipped and counted.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
-from popcorn.errors import PopcornError, Unavailable
+from popcorn.config import ensure_home, get_settings
+from popcorn.errors import Overloaded, PopcornError, Unavailable
 from popcorn.metrics import PROCESS_METRICS
 from popcorn.signals import ingest as parsers
 from popcorn.signals import service
@@ -38,7 +49,14 @@ SAMPLES = Counter(
     "Samples received by remote write, by outcome",
     ["outcome"],
 )
-PROCESS_METRICS.append(SAMPLES)
+REQUESTS = Counter(
+    "popcorn_signals_remote_write_requests_total",
+    "Remote-write requests, by outcome (accepted, throttled, rejected, unavailable, failed)",
+    ["outcome"],
+)
+PROCESS_METRICS.extend([SAMPLES, REQUESTS])
+TURN_WAIT_SECONDS = 1.0  # a short collision (an HA pair) waits; a flood is answered 429
+RETRY_AFTER_SECONDS = 1
 
 
 class RejectedWrite(PopcornError):
@@ -259,16 +277,70 @@ def count(result: WriteResult) -> None:
 
 
 @contextmanager
-def retryable() -> Iterator[None]:
-    """Turn a database, Redis or sample-store outage into 503, which senders retry."""
+def handling() -> Iterator[None]:
+    """One request: wait for a turn (429 when none frees), turn an outage of the database,
+    Redis or the sample store into 503 (senders retry both), count the outcome."""
     from redis.exceptions import ConnectionError as RedisDown
     from redis.exceptions import TimeoutError as RedisSlow
     from sqlalchemy.exc import InterfaceError, OperationalError
 
-    try:
-        yield
-    except (OperationalError, InterfaceError, RedisDown, RedisSlow, OSError) as exc:
-        raise Unavailable(
-            f"cannot store now ({type(exc).__name__}); retry later",
-            details={"retryable": True},
-        ) from None
+    limit = get_settings().signals_remote_write_max_inflight
+    with turn(limit) as admitted:
+        if not admitted:
+            REQUESTS.labels("throttled").inc()
+            raise Overloaded(
+                f"this machine is storing {limit} remote-write requests already; "
+                f"retry in {RETRY_AFTER_SECONDS} s",
+                retry_after=RETRY_AFTER_SECONDS,
+                details={"retryable": True, "max_inflight": limit},
+            )
+        try:
+            yield
+        except PopcornError as exc:
+            REQUESTS.labels("rejected" if exc.status < 500 else "unavailable").inc()
+            raise
+        except (OperationalError, InterfaceError, RedisDown, RedisSlow, OSError) as exc:
+            REQUESTS.labels("unavailable").inc()
+            raise Unavailable(
+                f"cannot store now ({type(exc).__name__}); retry later",
+                details={"retryable": True},
+            ) from None
+        except BaseException:
+            REQUESTS.labels("failed").inc()
+            raise
+        REQUESTS.labels("accepted").inc()
+
+
+@contextmanager
+def turn(limit: int, wait_seconds: float = TURN_WAIT_SECONDS) -> Iterator[bool]:
+    """Hold one of `limit` turns shared by every process of this machine for the block;
+    yields False when none frees within `wait_seconds` (and True at once for limit 0)."""
+    if limit <= 0:
+        yield True
+        return
+    folder = _turns_folder()
+    deadline = time.monotonic() + wait_seconds
+    first = os.getpid() % limit  # workers start at different files
+    while True:
+        for i in range(limit):
+            fd = os.open(folder / f"turn-{(first + i) % limit}", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield True
+            finally:
+                os.close(fd)  # releases the lock
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
+    yield False
+
+
+def _turns_folder() -> Path:
+    folder = ensure_home(get_settings().home) / "run" / "signals-remote-write"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder

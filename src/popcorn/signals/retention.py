@@ -18,6 +18,8 @@ from popcorn.signals.series import from_ms
 
 DEFAULT_RETENTION_DAYS = 30
 RETENTION_SCHEDULE = "signals.retention"
+COMPACT_SCHEDULE = "signals.compact"
+COMPACT_EVERY_SECONDS = 120  # a steady sender's small objects are merged within minutes
 
 
 def _setting(session: Session, name: str, default: Any) -> Any:
@@ -54,22 +56,22 @@ def run_retention_now(*, session: Session) -> jobs.JobRecord:
 
 
 def ensure_retention_schedule(*, session: Session) -> None:
-    """The hourly `signals.retention` job exists once anything is stored or retention is set."""
-    if session.scalar(select(jobs.Schedule.id).where(jobs.Schedule.name == RETENTION_SCHEDULE)):
-        return
-    jobs.create_schedule(
-        session=session,
-        name=RETENTION_SCHEDULE,
-        task="signals.retention",
-        interval_seconds=3600,
-        queue="low",
-    )
+    """The hourly `signals.retention` job and the two-minutely `signals.compact` one exist
+    once anything is stored or retention is set."""
+    wanted = {RETENTION_SCHEDULE: 3600, COMPACT_SCHEDULE: COMPACT_EVERY_SECONDS}
+    present = set(session.scalars(select(jobs.Schedule.name).where(jobs.Schedule.name.in_(wanted))))
+    for name, seconds in wanted.items():
+        if name not in present:
+            jobs.create_schedule(
+                session=session, name=name, task=name, interval_seconds=seconds, queue="low"
+            )
 
 
 def run_retention() -> dict[str, Any]:
     """Retention in its own transaction, then compaction (which takes its own, per day)."""
     with session_scope() as session:
         summary = apply_retention(session=session)
+        ensure_retention_schedule(session=session)  # an installation from before compaction
     compacted = compact()
     return {**summary, "compacted_days": compacted["days"]}
 
@@ -118,10 +120,12 @@ def compact(
     *,
     grace_seconds: float = store.COMPACT_GRACE_SECONDS,
     orphan_grace_seconds: float = store.ORPHAN_GRACE_SECONDS,
+    sweep: bool = True,
 ) -> dict[str, Any]:
-    """Merge each day's settled objects into one, drop the samples later writes replaced,
-    and delete objects no transaction listed. Each day commits on its own under a lease, so
-    this runs beside ingest and beside compactions on other machines.
+    """Merge each day's runs of small settled objects, drop the samples later writes
+    replaced, and (with `sweep`, hourly: it lists the whole store) delete objects no
+    transaction listed. Each day commits on its own under a lease, so this runs beside
+    ingest and beside compactions on other machines.
 
     Series counts need no fixing here: ingest counts a sample at an already stored
     timestamp as a replacement, not as a new sample.
@@ -140,7 +144,7 @@ def compact(
         "days": days,
         "duplicates_removed": int(duplicates),
         "busy_days": busy,
-        "orphans_removed": store.sweep_orphans(orphan_grace_seconds),
+        "orphans_removed": store.sweep_orphans(orphan_grace_seconds) if sweep else 0,
     }
 
 

@@ -150,6 +150,8 @@ class _Staged:
 
     stats: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # first, last, count
     keys: dict[int, parsers.SeriesKey] = field(default_factory=dict)
+    # samples counted as new: checked again under the series' row locks at commit
+    fresh: list[tuple[parsers.IntArray, parsers.IntArray]] = field(default_factory=list)
     samples: int = 0
     duplicates: int = 0
     skipped: int = 0
@@ -169,7 +171,9 @@ class _Staged:
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
         # read before writing: these samples replace them
-        stored = _already_stored(session, sid, ts, pending=self.stats)
+        hit = _already_stored(session, sid, ts, pending=self.stats)
+        stored = _per_series(sid[hit])
+        self.fresh.append((sid[~hit], ts[~hit]))
         self.files += store.write_sorted(session, sid, ts, values)
         cuts = np.flatnonzero(np.diff(sid)) + 1
         for a, b in zip(np.r_[0, cuts], np.r_[cuts, sid.size], strict=True):
@@ -191,7 +195,9 @@ class _Staged:
         if self.samples == 0:
             raise InvalidInput(f"{source}: no samples to ingest", details={"source": source})
         batch_id = uuid.uuid4().hex[:16]
-        new = _upsert_series(session, self.stats, self.keys)
+        existing, new = _lock_or_create(session, self.stats, self.keys)
+        self._recount(existing)
+        _widen(session, existing, self.stats)
         result = IngestResult(
             samples=self.samples,
             series=len(self.stats),
@@ -214,7 +220,51 @@ class _Staged:
             )
         if new:
             ensure_retention_schedule(session=session)
+        store.order_at_commit(session)  # last: the caller commits next
         return result
+
+    def _recount(self, rows: dict[int, Any]) -> None:
+        """Under the series' row locks, drop from the counts what writers that committed
+        since `add` looked have stored meanwhile (an HA pair sending the same samples).
+
+        Every writer of a series holds its row lock until it commits, so what is committed
+        now stays as it is until this transaction ends: a sample is new exactly when it is
+        not there now. Only samples inside the locked row's span can be there, so a stream
+        of new timestamps reads nothing here.
+        """
+        if not rows or not self.fresh:
+            return
+        sid = np.concatenate([f[0] for f in self.fresh])
+        ts = np.concatenate([f[1] for f in self.fresh])
+        spans = {p: (to_ms(r.first_at), to_ms(r.last_at)) for p, r in rows.items()}
+        maybe = _within(sid, ts, spans)
+        if not maybe.any():
+            return
+        sid, ts = sid[maybe], ts[maybe]
+        found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1)
+        again = _per_series(sid[_hits(found, sid, ts)])
+        for p, n in again.items():
+            first, last, count = self.stats[p]
+            self.stats[p] = (first, last, count - n)
+        self.replaced += sum(again.values())
+
+
+def _per_series(sid: parsers.IntArray) -> dict[int, int]:
+    prints, counts = np.unique(sid, return_counts=True)
+    return dict(zip(prints.tolist(), counts.tolist(), strict=True))
+
+
+def _hits(
+    found: store.Samples, sid: parsers.IntArray, ts: parsers.IntArray
+) -> npt.NDArray[np.bool_]:
+    """Which (sid, ts) pairs are among the samples `found`."""
+    hit = np.isin(ts, found.ts)  # a cheap pre-filter on timestamps alone
+    if hit.any():
+        existing = set(zip(found.sid.tolist(), found.ts.tolist(), strict=True))
+        candidates = np.flatnonzero(hit)
+        pairs = zip(sid[candidates].tolist(), ts[candidates].tolist(), strict=True)
+        hit[candidates] = [pair in existing for pair in pairs]
+    return hit
 
 
 def _already_stored(
@@ -222,33 +272,26 @@ def _already_stored(
     sid: parsers.IntArray,
     ts: parsers.IntArray,
     pending: dict[int, tuple[int, int, int]] | None = None,
-) -> dict[int, int]:
-    """Per series, how many of these (sorted) samples have a timestamp already stored.
+) -> npt.NDArray[np.bool_]:
+    """Which of these (sorted) samples have a timestamp already stored.
 
     A sample at a stored timestamp replaces the stored one (later writes win on read), so
     it must not count again: overlapping pulls keep `sample_count` true. Only samples
     within their series' stored [first_at, last_at] can be there, so the files are read
     for those alone: a stream of new samples (remote write, a scrape) reads none.
     `pending` holds the spans this transaction already wrote (earlier chunks of a pull).
+    What others commit after this look is checked again at commit (`_Staged._recount`).
     """
+    hit = np.zeros(sid.size, np.bool_)
     if sid.size == 0:
-        return {}
+        return hit
     maybe = _within_stored_span(sid, ts, pending or {})
     if not maybe.any():
-        return {}
+        return hit
     sid, ts = sid[maybe], ts[maybe]
     found = store.read(np.unique(sid).tolist(), int(ts.min()), int(ts.max()) + 1, session=session)
-    if found.ts.size == 0:
-        return {}
-    hit = np.isin(ts, found.ts)  # a cheap pre-filter on timestamps alone
-    out: dict[int, int] = {}
-    if not hit.any():
-        return out
-    existing = set(zip(found.sid.tolist(), found.ts.tolist(), strict=True))
-    for s, t in zip(sid[hit].tolist(), ts[hit].tolist(), strict=True):
-        if (s, t) in existing:
-            out[s] = out.get(s, 0) + 1
-    return out
+    hit[maybe] = _hits(found, sid, ts)
+    return hit
 
 
 def _within_stored_span(
@@ -259,26 +302,35 @@ def _within_stored_span(
     Its own read-only session: the caller's would take SQLite's write lock this early and
     hold it while files are written (and a job's progress updates wait on it).
     """
-    prints = np.unique(sid)
-    first = np.full(prints.size, np.iinfo(np.int64).max, np.int64)
-    last = np.full(prints.size, np.iinfo(np.int64).min, np.int64)
-    chunks = [prints[lo : lo + 500].tolist() for lo in range(0, prints.size, 500)]
+    prints = np.unique(sid).tolist()
+    spans: dict[int, tuple[int, int]] = {}
     with session_scope(readonly=True) as reader:
-        for chunk in chunks:
+        for lo in range(0, len(prints), 500):
             rows = reader.execute(
                 select(Series.fingerprint, Series.first_at, Series.last_at).where(
-                    Series.fingerprint.in_(chunk)
+                    Series.fingerprint.in_(prints[lo : lo + 500])
                 )
             )
-            for fp, first_at, last_at in rows:
-                at = int(np.searchsorted(prints, fp))
-                first[at], last[at] = to_ms(first_at), to_ms(last_at)
-    for at, fp in enumerate(prints.tolist()):
-        if fp in pending:
-            first[at] = min(first[at], pending[fp][0])
-            last[at] = max(last[at], pending[fp][1])
-    pos = np.searchsorted(prints, sid)
-    return (ts >= first[pos]) & (ts <= last[pos])
+            spans.update((fp, (to_ms(first), to_ms(last))) for fp, first, last in rows)
+    for fp, (first, last, _count) in pending.items():
+        if fp in spans:
+            spans[fp] = (min(spans[fp][0], first), max(spans[fp][1], last))
+        else:
+            spans[fp] = (first, last)
+    return _within(sid, ts, spans)
+
+
+def _within(
+    sid: parsers.IntArray, ts: parsers.IntArray, spans: dict[int, tuple[int, int]]
+) -> npt.NDArray[np.bool_]:
+    """Which samples fall inside their series' [first, last] span (none for unknown series)."""
+    if not spans:
+        return np.zeros(sid.size, np.bool_)
+    prints = np.array(sorted(spans), np.int64)
+    first = np.array([spans[p][0] for p in prints.tolist()], np.int64)
+    last = np.array([spans[p][1] for p in prints.tolist()], np.int64)
+    pos = np.minimum(np.searchsorted(prints, sid), prints.size - 1)
+    return (prints[pos] == sid) & (ts >= first[pos]) & (ts <= last[pos])
 
 
 def ingest_batch(
@@ -296,12 +348,13 @@ def ingest_batch(
     return staged.commit(session, source, audit=audit)
 
 
-def _upsert_series(
+def _lock_or_create(
     session: Session,
     stats: dict[int, tuple[int, int, int]],
     keys: dict[int, parsers.SeriesKey],
-) -> int:
-    """Create missing series (racing writers tolerated) and widen the existing ones."""
+) -> tuple[dict[int, Any], int]:
+    """Create the missing series (racing writers tolerated) and lock the existing ones;
+    returns the locked rows by fingerprint and how many series this call created."""
     now = utcnow()
     prints = sorted(stats)
     # Columns and Core statements, not entities: a remote-write request touches a
@@ -344,6 +397,14 @@ def _upsert_series(
             existing.update(_lock_series(session, raced))
     else:
         created = set()
+    return existing, len(created)
+
+
+def _widen(
+    session: Session, existing: dict[int, Any], stats: dict[int, tuple[int, int, int]]
+) -> None:
+    """Widen the locked series by what this transaction adds."""
+    now = utcnow()
     updates = []
     for p, row in existing.items():
         first, last, count = stats[p]
@@ -363,7 +424,6 @@ def _upsert_series(
         for obj in list(session.identity_map.values()):
             if isinstance(obj, Series) and obj.id in ids:
                 session.expire(obj)  # loaded earlier by the caller: read the new values
-    return len(created)
 
 
 def _lock_series(session: Session, prints: list[int]) -> dict[int, Any]:
@@ -371,7 +431,7 @@ def _lock_series(session: Session, prints: list[int]) -> dict[int, Any]:
     stmt = (
         select(Series.id, Series.fingerprint, Series.first_at, Series.last_at, Series.sample_count)
         .where(Series.fingerprint.in_(prints))
-        .order_by(Series.id)
+        .order_by(Series.fingerprint)  # one order for every writer: no deadlock
         .with_for_update()
     )
     return {row.fingerprint: row for row in session.execute(stmt)}

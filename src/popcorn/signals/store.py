@@ -12,8 +12,14 @@ Which objects exist for readers is decided by the database, not by listing the s
 object is recorded in `signals_sample_files` in the batch's own transaction, and readers read
 only listed objects. So a batch becomes visible with its commit and never if it rolls back;
 the objects of a rolled-back batch are deleted at once, and any a crash left behind are swept
-by compaction. Compaction merges a day's objects into one under a database lease per day, so
-two machines never compact the same day; retention deletes whole days.
+by compaction. An object's place in write order is taken when its batch commits, under the
+locks of the series it writes, so of two batches writing one sample the one that committed
+last wins, and an object still to be listed always orders after every object already merged.
+
+Compaction merges each run of consecutive small objects (a remote-write request is one) into
+one, every two minutes, under a database lease per day so two machines never compact the same
+day; an object past `SMALL_ROWS` is left as it is, so a busy day is not rewritten again and
+again. Retention deletes whole days.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
@@ -48,7 +55,8 @@ FloatArray = npt.NDArray[np.float64]
 
 DAY_MS = 86_400_000
 ROW_GROUP_ROWS = 131_072
-COMPACT_GRACE_SECONDS = 300.0
+COMPACT_GRACE_SECONDS = 60.0  # an object is merged once listed this long (see compact_day)
+SMALL_ROWS = 1_000_000  # objects with fewer rows are merged with their small neighbours
 ORPHAN_GRACE_SECONDS = 3600.0  # an object this old and unlisted belongs to no open batch
 LEASE_SECONDS = 900.0
 PREFIX = "signals/samples"
@@ -169,6 +177,16 @@ def _stage(session: Session, files: list[SampleFile]) -> None:
     on_commit(session, lambda: session.info.pop(_STAGED, None))
 
 
+def order_at_commit(session: Session) -> None:
+    """Place the objects `session` wrote after every object listed so far: called just before
+    the batch commits, while it holds its series' row locks, so the batch that commits last
+    wins and compaction (which merges only objects listed `COMPACT_GRACE_SECONDS` ago) never
+    merges past an object still to be listed, however long ago it was written."""
+    now = time.time_ns()
+    for i, file in enumerate(session.info.get(_STAGED, [])):
+        file.seq = now + i
+
+
 @event.listens_for(Session, "after_rollback")
 def _remove_rolled_back(session: Session) -> None:
     _delete(f.key for f in session.info.pop(_STAGED, []))
@@ -243,6 +261,9 @@ def read(
 
 
 def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -> Samples:
+    empty = Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    if not keys:
+        return empty
     wanted_arr = pa.array(wanted, pa.int64())
     # The sid bounds let pyarrow skip row groups by their statistics (`isin` alone cannot), so
     # a chunk of an analysis reads only the blocks holding its series.
@@ -253,34 +274,39 @@ def _read_once(wanted: list[int], start_ms: int, end_ms: int, keys: list[str]) -
         & (pc.field("ts") >= start_ms)
         & (pc.field("ts") < end_ms)
     )
-    tables: list[pa.Table] = []
+    # One scan over every object, on pyarrow's threads: the objects a day holds before
+    # compaction (one per remote-write request) are opened side by side, not one by one.
+    filesystem, base = get_store().arrow()
+    rank = {f"{base}/{key}": i for i, key in enumerate(keys)}
+    objects = ds.dataset(list(rank), schema=SCHEMA, format="parquet", filesystem=filesystem)
+    batches: list[pa.RecordBatch] = []
     ranks: list[IntArray] = []
-    for rank, key in enumerate(keys):
-        table = _read_table(key, filters=flt)
-        if table.num_rows:
-            tables.append(table)
-            ranks.append(np.full(table.num_rows, rank, np.int64))
-    if not tables:
-        return Samples(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    merged = pa.concat_tables(tables)
+    for tagged in objects.scanner(filter=flt).scan_batches():
+        batch = tagged.record_batch
+        if batch.num_rows:
+            batches.append(batch)
+            ranks.append(np.full(batch.num_rows, rank[tagged.fragment.path], np.int64))
+    if not batches:
+        return empty
+    merged = pa.Table.from_batches(batches, schema=SCHEMA)
     sid = merged.column("sid").to_numpy()
     ts = merged.column("ts").to_numpy()
     value = merged.column("value").to_numpy()
-    keep = dedupe_sorted(sid, ts, np.concatenate(ranks) if len(tables) > 1 else None)
+    keep = dedupe_sorted(sid, ts, np.concatenate(ranks) if len(keys) > 1 else None)
     return Samples(sid[keep], ts[keep], value[keep])
 
 
 def count_by_series(keys: Iterable[str]) -> dict[int, int]:
-    """Stored rows per series in the given objects (duplicates included)."""
-    counts: dict[int, int] = {}
-    for key in keys:
-        column = _read_table(key, columns=["sid"]).column("sid")
-        grouped = pa.table({"sid": column}).group_by("sid").aggregate([("sid", "count")])
-        for s, n in zip(
-            grouped.column("sid").to_pylist(), grouped.column("sid_count").to_pylist(), strict=True
-        ):
-            counts[s] = counts.get(s, 0) + n
-    return counts
+    """Samples per series in the given objects of one day, a timestamp written twice (not
+    yet compacted) counted once, as ingest counted it."""
+    tables = [_read_table(key, columns=["sid", "ts"]) for key in keys]
+    if not tables:
+        return {}
+    merged = pa.concat_tables(tables)
+    sid = merged.column("sid").to_numpy()
+    keep = dedupe_sorted(sid, merged.column("ts").to_numpy())
+    prints, counts = np.unique(sid[keep], return_counts=True)
+    return dict(zip(prints.tolist(), counts.tolist(), strict=True))
 
 
 def drop_days_before(session: Session, cutoff: date) -> tuple[list[date], dict[int, int]]:
@@ -296,7 +322,10 @@ def drop_days_before(session: Session, cutoff: date) -> tuple[list[date], dict[i
     )
     if not files:
         return [], {}
-    removed = count_by_series(f.key for f in files)
+    removed: dict[int, int] = {}
+    for day in sorted({f.day for f in files}):
+        for s, n in count_by_series(f.key for f in files if f.day == day).items():
+            removed[s] = removed.get(s, 0) + n
     keys = [f.key for f in files]
     session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in files])))
     on_commit(session, lambda: _delete(keys))
@@ -325,11 +354,12 @@ def first_timestamps(session: Session, sids: Iterable[int]) -> dict[int, int]:
 
 
 def days_to_compact() -> list[date]:
-    """Days listing more than one object."""
+    """Days listing more than one small object."""
     with session_scope(readonly=True) as session:
         return list(
             session.scalars(
                 select(SampleFile.day)
+                .where(SampleFile.rows < SMALL_ROWS)
                 .group_by(SampleFile.day)
                 .having(func.count(SampleFile.id) > 1)
                 .order_by(SampleFile.day)
@@ -351,45 +381,56 @@ def day_lease(day: date) -> Iterator[bool]:
 
 
 def compact_day(day: date, grace_seconds: float = COMPACT_GRACE_SECONDS) -> dict[int, int] | None:
-    """Merge the day's settled objects into one; returns duplicate rows removed per series,
-    or None when another process is compacting the day.
+    """Merge each run of consecutive small settled objects of the day into one; returns
+    duplicate rows removed per series, or None when another process is compacting the day.
 
-    Only a prefix of objects (in write order) older than `grace_seconds` is merged, so a
-    batch whose transaction is still open never ends up older than the merged object.
+    Only objects listed more than `grace_seconds` ago are merged, and a merged object takes
+    the place of the last of its run, so the write order of every sample stays as it was.
     """
     with day_lease(day) as held:
         if not held:
             return None
         cutoff = time.time_ns() - int(grace_seconds * 1e9)
         with session_scope() as session:
-            prefix: list[SampleFile] = []
+            runs: list[list[SampleFile]] = [[]]
             for file in _listed(session, day, day, lock=True):
                 if file.seq > cutoff:
                     break
-                prefix.append(file)
-            if len(prefix) < 2:
-                return {}
-            tables = [_read_table(f.key) for f in prefix]
-            ranks = np.concatenate([np.full(t.num_rows, i, np.int64) for i, t in enumerate(tables)])
-            merged = pa.concat_tables(tables)
-            sid = merged.column("sid").to_numpy()
-            ts = merged.column("ts").to_numpy()
-            keep = dedupe_sorted(sid, ts, ranks)
+                if file.rows < SMALL_ROWS:
+                    runs[-1].append(file)
+                elif runs[-1]:
+                    runs.append([])
+            runs = [run for run in runs if len(run) > 1]
             removed: dict[int, int] = {}
-            if keep.size < sid.size:
-                before = dict(zip(*np.unique(sid, return_counts=True), strict=True))
-                after = dict(zip(*np.unique(sid[keep], return_counts=True), strict=True))
-                removed = {
-                    int(s): int(n - after.get(s, 0))
-                    for s, n in before.items()
-                    if n > after.get(s, 0)
-                }
-            output = _put_table(day, merged.take(pa.array(keep)), seq=prefix[-1].seq)
-            old = [f.key for f in prefix]
-            _stage(session, [output])
-            session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in prefix])))
+            old: list[str] = []
+            for run in runs:
+                for sid, n in _merge(session, day, run).items():
+                    removed[sid] = removed.get(sid, 0) + n
+                old += [f.key for f in run]
         _delete(old)
         return removed
+
+
+def _merge(session: Session, day: date, run: list[SampleFile]) -> dict[int, int]:
+    """Replace `run` (consecutive in write order) by one object in `session`; returns the
+    duplicate rows dropped per series."""
+    tables = [_read_table(f.key) for f in run]
+    ranks = np.concatenate([np.full(t.num_rows, i, np.int64) for i, t in enumerate(tables)])
+    merged = pa.concat_tables(tables)
+    sid = merged.column("sid").to_numpy()
+    ts = merged.column("ts").to_numpy()
+    keep = dedupe_sorted(sid, ts, ranks)
+    removed: dict[int, int] = {}
+    if keep.size < sid.size:
+        before = dict(zip(*np.unique(sid, return_counts=True), strict=True))
+        after = dict(zip(*np.unique(sid[keep], return_counts=True), strict=True))
+        removed = {
+            int(s): int(n - after.get(s, 0)) for s, n in before.items() if n > after.get(s, 0)
+        }
+    output = _put_table(day, merged.take(pa.array(keep)), seq=run[-1].seq)
+    _stage(session, [output])
+    session.execute(delete(SampleFile).where(SampleFile.id.in_([f.id for f in run])))
+    return removed
 
 
 def sweep_orphans(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> int:

@@ -18,6 +18,13 @@ def retention() -> dict[str, Any]:
     return service.run_retention()
 
 
+@jobs.task("signals.compact", queue="low", retries=0, timeout=1800)
+def compact() -> dict[str, Any]:
+    """Merge the small sample objects of each day (scheduled every two minutes): a read of
+    today opens a handful of objects, not one per remote-write request."""
+    return service.compact(sweep=False)
+
+
 class PullArguments(BaseModel):
     """What a person may ask a pull for: the server must still pass the outbound check."""
 

@@ -79,26 +79,30 @@ def ingest() -> Any:
         "A snappy-compressed protobuf `WriteRequest` (`Content-Type: application/x-protobuf`, "
         "`Content-Encoding: snappy`, `X-Prometheus-Remote-Write-Version: 0.1.0`), as "
         "Prometheus's `remote_write` sends it. 204 stored; 400, 413 and 415 are permanent "
-        "(the sender drops the batch); 503 is retried. Samples at a stored timestamp replace "
-        "it; NaN and stale markers are skipped."
+        "(the sender drops the batch); 503 is retried; 429 with Retry-After when the machine "
+        "already stores `signals_remote_write_max_inflight` requests (Prometheus retries it "
+        "with `retry_on_http_429: true`). Samples at a stored timestamp replace it; NaN and "
+        "stale markers are skipped."
     ),
     responses={
         204: "stored",
         400: "bad body",
         413: "too large",
         415: "not remote write 1.0",
+        429: "busy: retry after Retry-After seconds",
         503: "cannot store now: retry",
     },
 )
 def remote_write_receive() -> Any:
-    body = request.get_data(cache=False)
     headers = remote_write.Headers(
         content_type=request.headers.get("Content-Type", ""),
         content_encoding=request.headers.get("Content-Encoding", ""),
         version=request.headers.get("X-Prometheus-Remote-Write-Version", ""),
     )
-    with remote_write.retryable(), session_scope() as session:
-        result = remote_write.receive(session=session, body=body, headers=headers)
+    with remote_write.handling():
+        body = request.get_data(cache=False)
+        with session_scope() as session:
+            result = remote_write.receive(session=session, body=body, headers=headers)
     remote_write.count(result)
     return ""
 
