@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from lab_kit import device
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 API = "/api/v1/devicelab"
 DEVICES = 6
@@ -195,3 +195,57 @@ def test_a_beat_does_not_take_what_an_unfinished_beat_holds(api: Any) -> None:
     thread.join(timeout=60)
     assert len(first) == len(second["ids"]) == SLOTS
     assert not set(first) & set(second["ids"])
+
+
+def test_the_last_two_results_handed_in_at_once_end_the_run(api: Any) -> None:
+    """Two agents report a run's last two results in overlapping transactions: whichever
+    counts second sees the other's result, so the run ends (it once stayed running)."""
+    from popcorn_testing import wait_until
+
+    from popcorn.db import get_engine, session_scope
+    from popcorn.devicelab import dispatch
+    from popcorn.devicelab.models import LabDevice, LabRun
+    from popcorn.devicelab.schemas import AgentResult
+
+    _lab(api, tests=2, builds=1, tagged=False)
+    held: dict[str, int] = {}
+    for name in ("tv0", "tv1"):
+        with session_scope() as session:
+            found = session.scalar(select(LabDevice).where(LabDevice.name == name))
+            assert found is not None
+            held[name] = dispatch.take_work(session=session, device=found, slots=1)[0].id
+
+    def report(session: Any, name: str) -> None:
+        found = session.scalar(select(LabDevice).where(LabDevice.name == name))
+        result = AgentResult(execution=held[name], status="passed", duration_s=1.0)
+        recorded, refused = dispatch.report_results(session=session, device=found, results=[result])
+        assert len(recorded) == 1 and not refused
+
+    def second() -> None:
+        with session_scope() as session:
+            report(session, "tv1")
+
+    engine = get_engine()
+
+    def blocked() -> bool:
+        """Whether the second report waits on a lock (a new transaction: fresh statistics)."""
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar()
+            )
+
+    with session_scope() as session:
+        report(session, "tv0")  # counted: tv1's test is still running; not committed yet
+        thread = threading.Thread(target=second)
+        thread.start()
+        if engine.dialect.name == "postgresql":  # let it reach its count (or wait on ours)
+            wait_until(lambda: not thread.is_alive() or blocked())
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    with session_scope(readonly=True) as session:
+        assert session.scalars(select(LabRun.status)).all() == ["passed"]

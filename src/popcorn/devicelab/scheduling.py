@@ -417,7 +417,12 @@ def sweep(*, session: Session) -> dict[str, int]:
 
 
 def finish_if_done(*, session: Session, run: LabRun) -> bool:
-    if run.status != "running":
+    """End a run whose executions are all final. The run's row is locked first (PostgreSQL):
+    two agents handing in a run's last two results at once are then counted one after the
+    other, so the second sees the first's and ends the run (each alone would see the
+    other's still running and leave it running for ever)."""
+    status = session.scalar(select(LabRun.status).where(LabRun.id == run.id).with_for_update())
+    if status != "running":
         return False
     pending = session.scalar(
         select(func.count())
