@@ -3,8 +3,10 @@
 An agent's beat carries the results it finished since the last one; they are recorded
 together (one read of their executions and runs, one multi-row insert of their events,
 one audit record for the batch, each run's completion checked once), then the device
-claims queued work through the placement policy in a single conditional update. The
-single-result endpoint (`report_result`) is the same code with a batch of one.
+claims queued work through the placement policy in a single conditional update, placing
+from a window of the queue read in placement order (a few rows per build, whatever the
+queue's depth). The single-result endpoint (`report_result`) is the same code with a batch
+of one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Row, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -25,6 +27,8 @@ from popcorn.errors import Conflict
 from popcorn.outbox import emit, emit_many
 
 FLAKY_KINDS = ("infra", "network", "device", "timeout")
+# A queued execution as placement reads it: id, build, candidates, duration, timeout.
+Queued = Row[int, int, list[int], float, float]
 
 
 def _assignment(execution: LabExecution, test: LabTest, build: LabBuild) -> dict[str, Any]:
@@ -93,33 +97,32 @@ def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
     return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
 
 
-def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExecution]:
-    """Claim up to `slots` queued executions for this device by the placement policy.
+def _runs_on(session: Session, device_id: int) -> ColumnElement[bool]:
+    """`device_id` is among an execution's candidates, tested by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return LabExecution.candidates.op("@>")(func.jsonb_build_array(device_id))
+    each = func.json_each(LabExecution.candidates).table_valued("value")
+    return exists().select_from(each).where(each.c.value == device_id)
 
-    Only the columns placement needs are read for the queue; the claim is one conditional
-    update per timeout value, so two devices polling at once never take the same execution.
-    """
-    queued = session.execute(
-        select(
-            LabExecution.id,
-            LabExecution.build_id,
-            LabExecution.candidates,
-            LabTest.expected_duration_s,
-            LabExecution.timeout_s,
-        )
-        .join(LabRun, LabRun.id == LabExecution.run_id)
-        .join(LabTest, LabTest.id == LabExecution.test_id)
-        .where(
-            LabExecution.status == "queued",
-            LabExecution.family == device.family,  # candidates never cross families
-            LabRun.status == "running",
-        )
-        .order_by(LabExecution.id)
-        .limit(50_000)
-    ).all()
-    mine = [row for row in queued if device.id in row[2]]
-    if not mine:
-        return []
+
+def queue_window(
+    *, session: Session, device: LabDevice, slots: int
+) -> tuple[dict[int, int], list[Queued]]:
+    """(tests running per build, the queued executions this device may take next).
+
+    Each build of a running run gives at most `slots` of its queued executions on the
+    device's family that the device can run, in placement order (fewest candidates, then
+    longest, then oldest) from the queue index: the first ones placement would take from
+    that build, so the window decides as the whole queue would. On PostgreSQL the window's
+    rows are locked and rows another beat has locked are skipped (two agents beating at
+    once take different tests); SQLite has one writer at a time."""
+    runs: dict[int, list[int]] = {}
+    for run_id, build_id in session.execute(
+        select(LabRun.id, LabRun.build_id).where(LabRun.status == "running")
+    ):
+        runs.setdefault(build_id, []).append(run_id)
+    if not runs:
+        return {}, []
     running = dict(
         session.execute(
             select(LabExecution.build_id, func.count())
@@ -127,6 +130,44 @@ def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExe
             .group_by(LabExecution.build_id)
         ).all()
     )
+    runs_on = _runs_on(session, device.id)
+    window: list[Queued] = []
+    for build_id in sorted(runs):
+        window += session.execute(
+            select(
+                LabExecution.id,
+                LabExecution.build_id,
+                LabExecution.candidates,
+                LabExecution.expected_duration_s,
+                LabExecution.timeout_s,
+            )
+            .where(
+                LabExecution.family == device.family,  # candidates never cross families
+                LabExecution.status == "queued",
+                LabExecution.build_id == build_id,
+                LabExecution.run_id.in_(runs[build_id]),
+                runs_on,
+            )
+            .order_by(
+                LabExecution.candidate_count,
+                LabExecution.expected_duration_s.desc(),
+                LabExecution.id,
+            )
+            .limit(slots)
+            .with_for_update(skip_locked=True)
+        ).all()
+    return running, window
+
+
+def take_work(*, session: Session, device: LabDevice, slots: int) -> list[LabExecution]:
+    """Claim up to `slots` queued executions for this device by the placement policy.
+
+    Placement sees the bounded window `queue_window` reads, never the whole queue; the
+    claim is one conditional update per timeout value, so an execution is never taken
+    twice."""
+    running, mine = queue_window(session=session, device=device, slots=slots)
+    if not mine:
+        return []
     placer = placement.Placer()
     for build in sorted({row[1] for row in mine}):
         placer.build_order[build] = build

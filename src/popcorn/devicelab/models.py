@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from popcorn.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -136,7 +136,11 @@ class LabRun(Base):
 
 
 class LabExecution(Base):
-    """One attempt of one test of a run on one device."""
+    """One attempt of one test of a run on one device.
+
+    `candidate_count` and `expected_duration_s` copy what placement ranks a queued test by
+    (how many devices can run it, how long it takes), so a beat reads a family's queue in
+    placement order from one index, a few rows at a time, however deep the queue is."""
 
     __tablename__ = "devicelab_executions"
 
@@ -155,6 +159,8 @@ class LabExecution(Base):
     device_name: Mapped[str] = mapped_column(String(200), default="")
     family: Mapped[str] = mapped_column(String(200), default="")
     candidates: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    candidate_count: Mapped[int] = mapped_column(Integer, default=0)
+    expected_duration_s: Mapped[float] = mapped_column(Float, default=60.0)
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     reason: Mapped[str] = mapped_column(String(40), default="")  # first, retry, rescheduled
@@ -169,6 +175,23 @@ class LabExecution(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @validates("candidates")
+    def _count_candidates(self, _key: str, value: list[int]) -> list[int]:
+        self.candidate_count = len(value)
+        return value
+
+
+# A family's queue per build in placement order: scarcest first, then longest, then oldest.
+Index(
+    "ix_devicelab_executions_queue",
+    LabExecution.family,
+    LabExecution.status,
+    LabExecution.build_id,
+    LabExecution.candidate_count,
+    LabExecution.expected_duration_s.desc(),
+    LabExecution.id,
+)
 
 
 class LabHook(Base):

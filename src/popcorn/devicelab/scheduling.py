@@ -194,6 +194,7 @@ def start_run(
             test_name=test.name,
             family=family,
             candidates=candidates,
+            expected_duration_s=test.expected_duration_s,
             timeout_s=test.timeout_s,
             reason="first",
             probability=probabilities.get((test.id, family)),
@@ -299,6 +300,7 @@ def requeue(session: Session, execution: LabExecution, reason: str) -> LabExecut
         test_name=execution.test_name,
         family=execution.family,
         candidates=_candidates(session, execution),
+        expected_duration_s=execution.expected_duration_s,
         timeout_s=execution.timeout_s,
         attempt=execution.attempt + 1,
         reason=reason,
@@ -415,7 +417,12 @@ def sweep(*, session: Session) -> dict[str, int]:
 
 
 def finish_if_done(*, session: Session, run: LabRun) -> bool:
-    if run.status != "running":
+    """End a run whose executions are all final. The run's row is locked first (PostgreSQL):
+    two agents handing in a run's last two results at once are then counted one after the
+    other, so the second sees the first's and ends the run (each alone would see the
+    other's still running and leave it running for ever)."""
+    status = session.scalar(select(LabRun.status).where(LabRun.id == run.id).with_for_update())
+    if status != "running":
         return False
     pending = session.scalar(
         select(func.count())

@@ -16,7 +16,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from popcorn import domains, jobs
@@ -476,6 +476,14 @@ def upsert_tests(*, session: Session, specs: list[TestCreate]) -> dict[str, int]
             before = _test_snapshot(test)
             for key, value in data.items():
                 setattr(test, key, value)
+            if before["expected_duration_s"] != test.expected_duration_s:
+                # Queued attempts are placed by the duration the catalog says now.
+                session.execute(
+                    update(LabExecution)
+                    .where(LabExecution.test_id == test.id, LabExecution.status == "queued")
+                    .values(expected_duration_s=test.expected_duration_s)
+                    .execution_options(synchronize_session=False)
+                )
             if before != _test_snapshot(test):
                 record_change(
                     session,

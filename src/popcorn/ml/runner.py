@@ -60,9 +60,27 @@ def metaflow_env() -> dict[str, str]:
 
 
 def use_metaflow() -> None:
-    """Point this process's Metaflow client at the installation's datastore (before import)."""
-    for key, value in metaflow_env().items():
+    """Point this process's Metaflow client at the installation's datastore.
+
+    Metaflow reads its configuration once, when first imported, and any code may import it
+    before Popcorn does; so besides the environment (for a first import), the client is
+    told its metadata root explicitly, every time: the runs' artifacts and cards are then
+    read from where the metadata recorded them, whatever this process imported first."""
+    env = metaflow_env()
+    for key, value in env.items():
         os.environ.setdefault(key, value)
+    from metaflow import metadata
+
+    if env["METAFLOW_DEFAULT_METADATA"] == "local":
+        root = Path(env["METAFLOW_DATASTORE_SYSROOT_LOCAL"])
+        (root / ".metaflow").mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        metadata(f"local@{root}")
+    endpoint = env.get("METAFLOW_S3_ENDPOINT_URL")
+    if endpoint:
+        from metaflow import metaflow_config
+
+        # The S3 client's parameters were settled at import; this dict is the one it reads.
+        metaflow_config.DATATOOLS_CLIENT_PARAMS.setdefault("endpoint_url", endpoint)
 
 
 def subprocess_env() -> dict[str, str]:
