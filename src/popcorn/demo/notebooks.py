@@ -109,6 +109,24 @@ def wait(ids: dict[str, int], timeout: float) -> dict[str, Any]:
     return poll("the notebook runs", ended, timeout, every=0.25)
 
 
+def cancel(ids: dict[str, int]) -> None:
+    """Cancel the demo's runs still queued or running (the demo stopped before its summary);
+    a running one's kernel or Spark driver is stopped by its worker."""
+    from popcorn.notebooks import service
+
+    if not ids:
+        return
+    with acting_as(ACTOR), session_scope() as session:
+        runs = [
+            *service.recent_runs(session=session, limit=5, definition_id=ids["report_definition"]),
+            service.get_run(session=session, run_id=ids["check"]),
+            service.get_run(session=session, run_id=ids["wordcount"]),
+        ]
+        for run in runs:
+            if run.status in ("queued", "running"):
+                service.cancel_run(session=session, run_id=run.id)
+
+
 def describe(found: dict[str, Any]) -> str:
     report, check, count = found["report"], found["check"], found["wordcount"]
     top = ", ".join(f"{w} {c}" for w, c in count["outputs"].get("top", []))

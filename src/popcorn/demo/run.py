@@ -7,6 +7,7 @@ embedded Redis. With `serve`, the way out is Ctrl-C or SIGTERM after the story.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -31,9 +32,9 @@ from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
 from popcorn.demo.story import Narrator, Story, iso, poll
 from popcorn.demo.world import World, generate
 
-# General workers beside the alerts one: the ML runs and the Spark job each hold one for
-# seconds while the incident's runbooks and drill need one at once.
-JOB_WORKERS = 3
+# General workers beside the alerts one: the Spark job and the two ML runs each hold one
+# for many seconds, and the incident's runbooks, approval and drill need one at once.
+JOB_WORKERS = 4
 
 
 @dataclass
@@ -63,6 +64,7 @@ class DemoRun:
     triage: triage_demo.TriageFleet | None = None
     devicelab: devicelab_demo.DeviceLab | None = None
     notebook_runs: dict[str, int] = field(default_factory=dict)
+    ml_runs: list[int] = field(default_factory=list)
     lab_seed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +132,7 @@ class DemoRun:
             with n.step("beside", title) as notes:
                 failure_model = ml_demo.submit(client, "test-failure", {"source": "lab"})
                 recommendations = ml_demo.start(client, fast=o.fast)
+                self.ml_runs = [int(failure_model["id"]), int(recommendations["id"])]
                 self.devicelab = devicelab_demo.launch(
                     url=url, agent_token=self.agent_token, fast=o.fast
                 )
@@ -282,6 +285,10 @@ class DemoRun:
         security_demo.allow(self._aws().url)
         self.platform = Platform(o.host, o.port, job_workers=JOB_WORKERS)
         self.platform.start()
+        # queued first, the notebook runs (the report's tick is due at once) are on the
+        # workers as they come up, and mostly done when the incident needs them
+        with n.step("notebooks_start", "Define notebook jobs; their runs queue for the workers"):
+            self.notebook_runs = notebooks_demo.start(world_dir / "notebooks", o.seed)
         self.summary.update(
             {
                 "ok": False,
@@ -322,8 +329,6 @@ class DemoRun:
                 "{items} items, {open_issues} open issues, {fixed_issues} fixed; "
                 "{repoed_role} repoed".format(**self.summary["security"])
             )
-        with n.step("notebooks_start", "Define notebook jobs; their runs queue for the workers"):
-            self.notebook_runs = notebooks_demo.start(world_dir / "notebooks", o.seed)
         title = "Seed the device lab: a test catalog with planted causes, past builds' results"
         with n.step("devicelab_seed", title) as notes:
             self.lab_seed = devicelab_demo.seed(fast=o.fast)
@@ -438,6 +443,8 @@ class DemoRun:
         if not self.prepared:
             return
         with self.narrator.step("stop", "Stop everything the demo started"):
+            if self.platform is not None and not self.summary.get("ok"):
+                self._cancel_runs()
             parts: list[_Stoppable | None] = [
                 self.triage, self.devicelab, self.agent, self.platform, self.aws
             ]  # fmt: skip
@@ -450,6 +457,19 @@ class DemoRun:
             from popcorn.db import dispose_engines
 
             dispose_engines()
+
+    def _cancel_runs(self) -> None:
+        """A demo stopped before its summary cancels the runs it queued: a worker's warm
+        shutdown would otherwise wait for a training run or a Spark job no one will read."""
+        from popcorn.client import Client, PopcornAPIError
+
+        notebooks_demo.cancel(self.notebook_runs)
+        if not self.ml_runs:
+            return
+        with Client(self.summary["url"], self.summary["admin_token"], timeout=5) as client:
+            for run_id in self.ml_runs:
+                with contextlib.suppress(PopcornAPIError):  # ended already, or the API is gone
+                    client.post(f"/api/v1/ml/runs/{run_id}/cancel")
 
 
 class _Stoppable(Protocol):
