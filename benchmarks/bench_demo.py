@@ -96,14 +96,19 @@ run (above the core count, other work competed and slowed every figure).
 |---|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-"World built" is every step before the platform starts (the local AWS endpoint, a moto
+"World built" is every step before the platform is up (the local AWS endpoint, a moto
 server started in its own process while the world is built, with its Auto Scaling groups and
-Route 53 records; the security account; the triage hosts); the platform is the API
-(Gunicorn), three rq workers and the scheduler; the story is every step after it, to the
-summary: the incident, the drill's two executions with their configured dwell, triage, the
-ML training run, the notebook jobs and the device lab's two pipeline runs. Stopping asks
-every process at once (agents, API, workers, scheduler, moto) and waits for the slowest;
-a worker finishes its current job first.
+Route 53 records; the studio show; the security account; the triage hosts; and, in the demo
+measured here, the notebook jobs' definitions and the device lab's catalog and history);
+"platform up" is the API (Gunicorn), the rq workers and the scheduler: in the demo measured
+here their processes start during the world's last steps and this is only what is left to
+wait for them; the story is every step after it, to the summary: the incident, the drill's
+two executions with their configured dwell, triage, the ML training run, the notebook jobs
+and the device lab's two pipeline runs (in the demo measured here, the last three play beside
+the incident and count only the time the narrative waits for them, so the steps still add up
+to the wall clock; compare the runs on "to the summary", since steps moved between the
+three). Stopping asks every process at once (agents, API, workers, scheduler,
+moto) and waits for the slowest; a worker finishes its current job first.
 """
     print(md)
     write_result("demo", md)

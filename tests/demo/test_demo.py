@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -154,13 +155,22 @@ def test_the_incident_plays_end_to_end_and_nothing_is_left_running(tmp_path: Pat
     assert port_free(port)
     assert "The incident" in err and "Regional evacuation drill" in err and "Host triage" in err
     assert "Device lab" in err
+    # the ML run, the notebook jobs and the lab played beside the incident; they are told
+    # after it, in order, and the narrative's timings do not count their time twice
+    told = [err.index(t) for t in ("Host triage", "Train recommendations", "Notebook jobs")]
+    assert told == sorted(told) and told[-1] < err.index("Device lab: a pipeline hook")
+    assert set(summary["beside_the_story"]) == {"ml", "notebooks", "devicelab"}
+    timings = summary["timings"]
+    assert sum(v for k, v in timings.items() if k != "total") <= timings["total"]
 
     # A rerun finds the demo world, rebuilds it, and a step that fails stops the demo with
-    # one line naming it, again leaving nothing running.
+    # one line naming it (the first step that waits: the platform, unless it was up already),
+    # again leaving nothing running, the runs it queued included.
     code, out, err, seen = run_demo(home, "--fast", "--port", str(port), "--timeout", "0.001")
     assert code == 1
     assert "the previous demo world was wiped" in out
-    assert err.strip().splitlines()[-1].startswith("Error: demo stopped at platform:")
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"Error: demo stopped at \w+: .+", last), last
     assert still_running(seen) == []
     assert port_free(port)
 

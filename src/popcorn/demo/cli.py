@@ -16,17 +16,11 @@ from popcorn.commands import host_port
 def _print_summary(console: Console, summary: dict[str, Any], serve: bool) -> None:
     links = summary.get("links", {})
     timings = summary.get("timings", {})
-    build = sum(
-        timings.get(k, 0.0)
-        for k in ("home", "generate", "inventory", "signals_store", "traffic", "rules",
-                  "certificates", "aws", "triage_hosts", "security")
-    )  # fmt: skip
-    story = sum(
-        timings.get(k, 0.0)
-        for k in ("disk", "signals", "alert", "rules_match", "ranking", "bolt", "inventory_check",
-                  "shift", "evacuation", "execute", "return", "triage_collect", "triage_outliers",
-                  "ml", "notebooks_start", "notebooks", "devicelab")
-    )  # fmt: skip
+    steps = [k for k in timings if k != "total"]
+    split = steps.index("platform") if "platform" in steps else len(steps)
+    # the steps before the platform is up build the world; those after it tell the story
+    build = sum(timings[k] for k in steps[:split])
+    story = sum(timings[k] for k in steps[split + 1 :])
     console.print()
     console.print("[bold]Summary[/bold]")
     rows = [

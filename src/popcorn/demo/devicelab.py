@@ -20,7 +20,9 @@ from popcorn.demo.story import poll
 FAMILIES = [("tv", "tv-vendorA-2022"), ("tv", "tv-vendorB-2019"), ("console", "console-gen9"),
             ("stb", "stb-operatorX")]  # fmt: skip
 TIME_SCALE = 0.001  # a 10-minute test plays in 0.6 s
-HEARTBEAT_SECONDS = "0.25"  # how often an agent asks for work
+# How often an idle agent asks for work: a busy one asks again the moment a test ends, so
+# this only delays a run's first tests; each ask is a request the API serves.
+HEARTBEAT_SECONDS = "1.0"
 
 
 @dataclass
@@ -145,18 +147,20 @@ def play(
     fast: bool,
     train_model: Callable[[], dict[str, Any]],
     lab: DeviceLab | None = None,
+    seeded: dict[str, Any] | None = None,
 ) -> DeviceLab:
     """Run the device lab's story on `lab` (launched here when not given); the fleet keeps
-    running until `stop()`. `train_model` trains and promotes ML's `test-failure` model on
-    the lab's history (with the ml domain's workers) before the build that uses test
-    selection."""
+    running until `stop()`. `seeded` is `seed`'s answer when the catalog and history were
+    seeded before (else they are seeded here). `train_model` trains and promotes ML's
+    `test-failure` model on the lab's history (with the ml domain's workers) before the
+    build that uses test selection; it may have started before, beside the first build."""
     import httpx
 
     from popcorn.devicelab.protocol import canonical, sign
 
     if lab is None:
         lab = launch(url=url, agent_token=agent_token, fast=fast)
-    lab.summary.update(seed(fast=fast))
+    lab.summary.update(seeded if seeded is not None else seed(fast=fast))
     api = httpx.Client(
         base_url=f"{url}/api/v1/devicelab",
         headers={"Authorization": f"Bearer {admin_token}"},
@@ -193,7 +197,7 @@ def play(
             found: dict[str, Any] = api.get(f"/runs/{run_id}/status").json()
             return found if found["stage_status"] != "RUNNING" else None
 
-        status = poll("the pipeline's run", finished, timeout, every=0.5)
+        status = poll("the pipeline's run", finished, timeout, every=0.2)
         elapsed = time.monotonic() - begun
         report = api.get(f"/runs/{run_id}/junit").text
         path = lab.home / "devicelab" / f"run-{run_id}.xml"
@@ -213,7 +217,7 @@ def play(
             "the selected run",
             lambda: api.get(f"/runs/{second['id']}").json()["status"] not in ("running",) or None,
             timeout,
-            every=0.5,
+            every=0.2,
         )
         lab.summary.update(
             {

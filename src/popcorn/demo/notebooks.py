@@ -13,6 +13,9 @@ from popcorn.db import session_scope, utcnow
 from popcorn.demo.story import poll
 
 ACTOR = "demo"
+# The word count is a job of seconds: the JVM's top JIT tier and parallel collector would
+# cost more CPU than they save (about half of spark-submit's CPU on a small machine).
+SHORT_JOB_JVM = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
 WORDS = ["cache", "edge", "stream", "popcorn", "title", "region", "byte", "peer", "fill", "hit"]
 
 
@@ -27,7 +30,8 @@ def _text(path: Path, seed: int, lines: int = 2000) -> Path:
 
 
 def start(folder: Path, seed: int) -> dict[str, int]:
-    """Define the three jobs and start their runs; returns the run ids."""
+    """Define the three jobs and queue their runs (before the workers are up: they start on
+    them as they come up); returns the run ids."""
     from popcorn.notebooks import examples, service
     from popcorn.notebooks import schemas as s
 
@@ -56,7 +60,11 @@ def start(folder: Path, seed: int) -> dict[str, int]:
         service.create_definition(
             session=session,
             spec=s.DefinitionCreate(
-                name="wordcount", kind="spark", script=examples.WORDCOUNT, tags=["demo", "spark"]
+                name="wordcount",
+                kind="spark",
+                script=examples.WORDCOUNT,
+                tags=["demo", "spark"],
+                spark_conf=SHORT_JOB_JVM,
             ),
         )
         check = service.run_now(session=session, ref="cache-hit-check")
@@ -98,7 +106,25 @@ def wait(ids: dict[str, int], timeout: float) -> dict[str, Any]:
                 for name, r in runs.items()
             }
 
-    return poll("the notebook runs", ended, timeout, every=1.0)
+    return poll("the notebook runs", ended, timeout, every=0.25)
+
+
+def cancel(ids: dict[str, int]) -> None:
+    """Cancel the demo's runs still queued or running (the demo stopped before its summary);
+    a running one's kernel or Spark driver is stopped by its worker."""
+    from popcorn.notebooks import service
+
+    if not ids:
+        return
+    with acting_as(ACTOR), session_scope() as session:
+        runs = [
+            *service.recent_runs(session=session, limit=5, definition_id=ids["report_definition"]),
+            service.get_run(session=session, run_id=ids["check"]),
+            service.get_run(session=session, run_id=ids["wordcount"]),
+        ]
+        for run in runs:
+            if run.status in ("queued", "running"):
+                service.cancel_run(session=session, run_id=run.id)
 
 
 def describe(found: dict[str, Any]) -> str:

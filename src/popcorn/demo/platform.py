@@ -253,7 +253,8 @@ class AwsSandbox:
     def __init__(self) -> None:
         os.environ.update(AWS_ENV)  # throwaway credentials: nothing reaches a real account
         self.port = free_port()
-        self.endpoint = ""
+        self.url = f"http://127.0.0.1:{self.port}"  # where it will answer
+        self.endpoint = ""  # the url, once it answers
         self.process: subprocess.Popen[bytes] | None = None
 
     def launch(self) -> None:
@@ -281,7 +282,7 @@ class AwsSandbox:
             if time.monotonic() > deadline:
                 raise DemoError("aws", f"the moto server did not listen within {timeout:g} s")
             time.sleep(0.1)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = self.url
         return self.endpoint
 
     def signal_stop(self) -> None:

@@ -7,6 +7,7 @@ embedded Redis. With `serve`, the way out is Ctrl-C or SIGTERM after the story.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -26,9 +27,14 @@ from popcorn.demo import notebooks as notebooks_demo
 from popcorn.demo import security as security_demo
 from popcorn.demo import studio as studio_demo
 from popcorn.demo import triage as triage_demo
+from popcorn.demo.overlap import Track
 from popcorn.demo.platform import AwsSandbox, BoltAgent, DemoError, Platform
 from popcorn.demo.story import Narrator, Story, iso, poll
 from popcorn.demo.world import World, generate
+
+# General workers beside the alerts one: the Spark job and the two ML runs each hold one
+# for many seconds, and the incident's runbooks, approval and drill need one at once.
+JOB_WORKERS = 4
 
 
 @dataclass
@@ -57,6 +63,9 @@ class DemoRun:
     tls: tuple[Path, Path, Path] | None = None
     triage: triage_demo.TriageFleet | None = None
     devicelab: devicelab_demo.DeviceLab | None = None
+    notebook_runs: dict[str, int] = field(default_factory=dict)
+    ml_runs: list[int] = field(default_factory=list)
+    lab_seed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.narrator = Narrator(self.console)
@@ -109,21 +118,30 @@ class DemoRun:
                 }[found]
             )
         world = self._build(url)
-        with n.step(
-            "platform", "Start the platform: API (Gunicorn), 2 workers, scheduler"
-        ) as notes:
-            self.platform = Platform(o.host, o.port)
-            self.platform.start()
+        title = f"Start the platform: API (Gunicorn), {JOB_WORKERS} workers, scheduler"
+        with n.step("platform", title) as notes:
+            assert self.platform is not None
             self.platform.wait_ready(o.timeout)
             pids = ", ".join(f"{name} {pid}" for name, pid in self.platform.pids().items())
-            notes.append(f"{url}  (pids: {pids})")
+            notes.append(f"{url}  (pids: {pids}); started while the world's last parts were built")
         self._launch_agents(world, url)
-        with n.step("notebooks_start", "Define notebook jobs; their runs go to the workers"):
-            notebook_runs = notebooks_demo.start(platform.home() / "demo" / "notebooks", o.seed)
-        self._start_agent(world, url)
         from popcorn.client import Client
 
         with Client(url, self.summary["admin_token"], timeout=120) as client:
+            title = "Queue two ML training runs; start the device lab's agents"
+            with n.step("beside", title) as notes:
+                failure_model = ml_demo.submit(client, "test-failure", {"source": "lab"})
+                recommendations = ml_demo.start(client, fast=o.fast)
+                self.ml_runs = [int(failure_model["id"]), int(recommendations["id"])]
+                self.devicelab = devicelab_demo.launch(
+                    url=url, agent_token=self.agent_token, fast=o.fast
+                )
+                notes.append("they train and register while the incident plays")
+            tracks = {
+                "ml": self._track_ml(url, recommendations),
+                "notebooks": self._track_notebooks(),
+            }
+            self._start_agent(world, url)
             story = Story(
                 client=client,
                 world=world,
@@ -133,47 +151,12 @@ class DemoRun:
                 timeout=o.timeout,
                 triage=self.triage,
             )
-            self.summary.update(story.play())
-            # the device lab's agents start and register while the ML part plays
-            self.devicelab = devicelab_demo.launch(
-                url=url, agent_token=self.agent_token, fast=o.fast
-            )
-            title = "Train recommendations on Metaflow, promote it, predict through the API"
-            with n.step("ml", title) as notes:
-                self.summary["ml"] = ml_demo.play(client, timeout=o.timeout, fast=o.fast)
-                notes.append(ml_demo.describe(self.summary["ml"]))
-        with n.step(
-            "notebooks", "Notebook jobs: a scheduled report, a failing check, Spark"
-        ) as notes:
-            self.summary["notebooks"] = notebooks_demo.wait(notebook_runs, max(o.timeout, 300))
-            notes.append(notebooks_demo.describe(self.summary["notebooks"]))
-        with n.step(
-            "devicelab", "Device lab: a pipeline hook runs a suite on device agents"
-        ) as notes:
-            with Client(url, self.summary["admin_token"], timeout=120) as client:
-
-                def train_model() -> dict[str, Any]:
-                    run, _ = ml_demo.train(
-                        client, "test-failure", {"source": "lab"}, timeout=max(o.timeout, 300)
-                    )
-                    return {"run_id": run["id"]}
-
-                devicelab_demo.play(
-                    url=url,
-                    admin_token=self.summary["admin_token"],
-                    agent_token=self.agent_token,
-                    timeout=o.timeout,
-                    fast=o.fast,
-                    train_model=train_model,
-                    lab=self.devicelab,
-                )
-            self.summary["devicelab"] = lab = self.devicelab.summary
-            notes.append(
-                f"{lab['agents']} agents ran {lab['executions']} tests: {lab['stage_status']}, "
-                f"{lab['failed']} failed ({lab['new_failures']} new, culprit {lab['culprit']}), "
-                f"{lab['flaky']} flaky; selection by ML's {lab['model']} (run "
-                f"{lab['model_run_id']}) ran {100 * (lab['selected_fraction'] or 0):.0f} %"
-            )
+            story.diagnose()
+            # the lab's builds write to the database many times a second: they start once
+            # the runbooks' analysis (one long write on SQLite) is over
+            tracks["devicelab"] = self._track_devicelab(url, failure_model)
+            self.summary.update(story.respond())
+        self._tell_tracks(tracks)
         self.summary["timings"] = {
             **n.timings,
             "total": round(time.monotonic() - started, 2),
@@ -183,6 +166,81 @@ class DemoRun:
         self.summary["ok"] = True
         self.summary["serving"] = o.serve
         return world
+
+    # The parts that play beside the incident (see `overlap`): the ML runs were submitted
+    # and the lab's agents launched when the platform came up; the notebook runs were queued
+    # while the world was built.
+
+    def _track_ml(self, url: str, run: dict[str, Any]) -> Track[dict[str, Any]]:
+        from popcorn.client import Client
+
+        timeout, token = max(self.options.timeout, 300), self.summary["admin_token"]
+
+        def play() -> dict[str, Any]:
+            with Client(url, token, timeout=120) as client:
+                return ml_demo.play(client, run, timeout=timeout)
+
+        return Track("ml", play)
+
+    def _track_notebooks(self) -> Track[dict[str, Any]]:
+        runs, timeout = self.notebook_runs, max(self.options.timeout, 300)
+        return Track("notebooks", lambda: notebooks_demo.wait(runs, timeout))
+
+    def _track_devicelab(self, url: str, model_run: dict[str, Any]) -> Track[dict[str, Any]]:
+        from popcorn.client import Client
+
+        o, token, lab = self.options, self.summary["admin_token"], self.devicelab
+        assert lab is not None
+
+        def play() -> dict[str, Any]:
+            with Client(url, token, timeout=120) as client:
+
+                def train_model() -> dict[str, Any]:
+                    run, _ = ml_demo.wait(
+                        client, model_run, "test-failure", timeout=max(o.timeout, 300)
+                    )
+                    return {"run_id": run["id"]}
+
+                devicelab_demo.play(
+                    url=url,
+                    admin_token=token,
+                    agent_token=self.agent_token,
+                    timeout=o.timeout,
+                    fast=o.fast,
+                    train_model=train_model,
+                    lab=lab,
+                    seeded=self.lab_seed,
+                )
+            return lab.summary
+
+        return Track("devicelab", play)
+
+    def _tell_tracks(self, tracks: dict[str, Track[Any]]) -> None:
+        """Each part that played beside the incident, in the story's order, once it ended."""
+        n = self.narrator
+        title = "Train recommendations on Metaflow, promote it, predict through the API"
+        with n.step("ml", title) as notes:
+            self.summary["ml"] = tracks["ml"].result()
+            notes.ran = tracks["ml"].seconds
+            notes.append(ml_demo.describe(self.summary["ml"]))
+        with n.step(
+            "notebooks", "Notebook jobs: a scheduled report, a failing check, Spark"
+        ) as notes:
+            self.summary["notebooks"] = tracks["notebooks"].result()
+            notes.ran = tracks["notebooks"].seconds
+            notes.append(notebooks_demo.describe(self.summary["notebooks"]))
+        with n.step(
+            "devicelab", "Device lab: a pipeline hook runs a suite on device agents"
+        ) as notes:
+            self.summary["devicelab"] = lab = tracks["devicelab"].result()
+            notes.ran = tracks["devicelab"].seconds
+            notes.append(
+                f"{lab['agents']} agents ran {lab['executions']} tests: {lab['stage_status']}, "
+                f"{lab['failed']} failed ({lab['new_failures']} new, culprit {lab['culprit']}), "
+                f"{lab['flaky']} flaky; selection by ML's {lab['model']} (run "
+                f"{lab['model_run_id']}) ran {100 * (lab['selected_fraction'] or 0):.0f} %"
+            )
+        self.summary["beside_the_story"] = {k: round(t.seconds, 2) for k, t in tracks.items()}
 
     def _build(self, url: str) -> World:
         o, n = self.options, self.narrator
@@ -222,10 +280,15 @@ class DemoRun:
         with n.step("certificates", "Create a certificate authority; issue Bolt certificates"):
             tls = build.certificates(world, world_dir)
         admin, agent_token = build.tokens()
-        with n.step("aws", "Start a local AWS endpoint; Auto Scaling groups and Route 53") as notes:
-            endpoint = self._aws().start()
-            bound = _bind_sandbox(endpoint)
-            notes.append(f"{endpoint}: zone {bound['record_name']}, {len(bound['regions'])} groups")
+        # The platform's processes start now and come up while the rest is built (their
+        # start-up is CPU on the machine's other core); they may call the demo's AWS.
+        security_demo.allow(self._aws().url)
+        self.platform = Platform(o.host, o.port, job_workers=JOB_WORKERS)
+        self.platform.start()
+        # queued first, the notebook runs (the report's tick is due at once) are on the
+        # workers as they come up, and mostly done when the incident needs them
+        with n.step("notebooks_start", "Define notebook jobs; their runs queue for the workers"):
+            self.notebook_runs = notebooks_demo.start(world_dir / "notebooks", o.seed)
         self.summary.update(
             {
                 "ok": False,
@@ -234,7 +297,6 @@ class DemoRun:
                 "home": str(platform.home()),
                 "url": url,
                 "admin_token": admin,
-                "aws_endpoint": endpoint,
                 "world": {**world.counts, "rules": len(rules["rules"]), "runbook_packs": packs},
                 "incident": {
                     "site": world.incident.site,
@@ -251,6 +313,15 @@ class DemoRun:
             notes.append(
                 "{shots} shots, {tasks} tasks, {versions} versions".format(**self.summary["studio"])
             )
+        title = "Plant hosts' file trees for triage; issue their agents' certificates"
+        with n.step("triage_hosts", title) as notes:
+            self.triage = triage_demo.build(world, world_dir / "triage", build.AUTHORITY)
+            notes.append(self.triage.describe())
+        with n.step("aws", "Start a local AWS endpoint; Auto Scaling groups and Route 53") as notes:
+            endpoint = self._aws().start()
+            bound = _bind_sandbox(endpoint)
+            notes.append(f"{endpoint}: zone {bound['record_name']}, {len(bound['regions'])} groups")
+        self.summary["aws_endpoint"] = endpoint
         title = "Watch a cloud account and a Git repository; repo a role from CloudTrail"
         with n.step("security", title) as notes:
             self.summary["security"] = security_demo.build(endpoint, world_dir / "security")
@@ -258,10 +329,14 @@ class DemoRun:
                 "{items} items, {open_issues} open issues, {fixed_issues} fixed; "
                 "{repoed_role} repoed".format(**self.summary["security"])
             )
-        title = "Plant hosts' file trees for triage; issue their agents' certificates"
-        with n.step("triage_hosts", title) as notes:
-            self.triage = triage_demo.build(world, world_dir / "triage", build.AUTHORITY)
-            notes.append(self.triage.describe())
+        title = "Seed the device lab: a test catalog with planted causes, past builds' results"
+        with n.step("devicelab_seed", title) as notes:
+            self.lab_seed = devicelab_demo.seed(fast=o.fast)
+            notes.append(
+                "{tests} tests on {families} device families, {history_builds} past builds".format(
+                    **self.lab_seed
+                )
+            )
         platform.write_marker({"built": True, "incident": self.summary["incident"]})
         self.agent_token = agent_token
         self.tls = tls
@@ -368,6 +443,8 @@ class DemoRun:
         if not self.prepared:
             return
         with self.narrator.step("stop", "Stop everything the demo started"):
+            if self.platform is not None and not self.summary.get("ok"):
+                self._cancel_runs()
             parts: list[_Stoppable | None] = [
                 self.triage, self.devicelab, self.agent, self.platform, self.aws
             ]  # fmt: skip
@@ -380,6 +457,19 @@ class DemoRun:
             from popcorn.db import dispose_engines
 
             dispose_engines()
+
+    def _cancel_runs(self) -> None:
+        """A demo stopped before its summary cancels the runs it queued: a worker's warm
+        shutdown would otherwise wait for a training run or a Spark job no one will read."""
+        from popcorn.client import Client, PopcornAPIError
+
+        notebooks_demo.cancel(self.notebook_runs)
+        if not self.ml_runs:
+            return
+        with Client(self.summary["url"], self.summary["admin_token"], timeout=5) as client:
+            for run_id in self.ml_runs:
+                with contextlib.suppress(PopcornAPIError):  # ended already, or the API is gone
+                    client.post(f"/api/v1/ml/runs/{run_id}/cancel")
 
 
 class _Stoppable(Protocol):

@@ -18,8 +18,9 @@ ACCOUNT_ID = "210987654321"
 STRANGER = "999988887777"
 
 
-def _allow(endpoint: str) -> None:
-    """The demo's admin allows Popcorn to call the demo's own AWS endpoint."""
+def allow(endpoint: str) -> None:
+    """The demo's admin allows Popcorn to call the demo's own AWS endpoint (before the
+    platform starts, so that its processes inherit it)."""
     from popcorn.config import get_settings, reset_settings
 
     hostport = endpoint.split("://", 1)[1]
@@ -138,7 +139,7 @@ def build(endpoint: str, root: Path) -> dict[str, Any]:
     from popcorn.security import issues, roles, service
     from popcorn.security import schemas as s
 
-    _allow(endpoint)
+    allow(endpoint)
     client = _clients(endpoint)
     made = _resources(client, root / "cloudtrail")
     repo = _git_repo(root / "git")
