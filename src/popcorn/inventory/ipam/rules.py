@@ -156,14 +156,77 @@ def slugify(value: str) -> str:
 
 
 def columns(
-    session: Session, kind: str, data: dict[str, Any], existing: Any | None
+    session: Session, kind: str, data: dict[str, Any], existing: Any | None, *, batch: bool = False
 ) -> dict[str, Any]:
-    """Table columns for `data` (a validated input, partial on update), every rule checked."""
+    """Table columns for `data` (a validated input, partial on update), every rule checked.
+
+    `batch=True` leaves out the one check a batch makes for all its rows at once: no
+    prefix or address twice in a VRF that enforces uniqueness (see `unique_key`)."""
     cols = dict(data)
     rule = _RULES.get(kind)
     if rule is not None:
         rule(session, cols, existing)
+    if not batch and kind in UNIQUE_IN_VRF:
+        found = unique_key(session, kind, cols, existing)
+        if found is not None:
+            _check_unique(session, kind, found, getattr(existing, "id", 0))
     return cols
+
+
+# Kinds whose key may appear once per VRF that enforces uniqueness: kind -> key columns.
+UNIQUE_IN_VRF: dict[str, tuple[str, ...]] = {
+    "prefix": ("vrf_id", "prefix"),
+    "ip_address": ("vrf_id", "family", "host_key"),
+}
+
+
+def unique_key(
+    session: Session, kind: str, cols: dict[str, Any], existing: Any | None
+) -> tuple[Any, ...] | None:
+    """The key (values of `UNIQUE_IN_VRF[kind]`) no other object may share; None when the
+    object's VRF does not enforce uniqueness (or an address's role allows sharing)."""
+    vrf_id = _merged(cols, existing, "vrf_id")
+    vrf = None if vrf_id is None else session.get(m.Vrf, vrf_id)
+    if not _unique_here(vrf):
+        return None
+    if kind == "ip_address" and _merged(cols, existing, "role") in s.SHARED_ROLES:
+        return None
+    return tuple(_merged(cols, existing, name) for name in UNIQUE_IN_VRF[kind])
+
+
+def duplicate(
+    session: Session, kind: str, key: tuple[Any, ...], clash: int, *, item: int | None = None
+) -> Conflict:
+    """The error for an object whose unique key object `clash` (or row `item` of the same
+    batch, not yet written) already holds."""
+    vrf = None if key[0] is None else session.get(m.Vrf, key[0])
+    if kind == "prefix":
+        what, field, details = f"{key[1]} already exists in", "prefix", {"prefix": clash}
+        held = f"prefix {clash}"
+    else:
+        family = ipaddress.IPv4Address if key[1] == 4 else ipaddress.IPv6Address
+        what, field, details = f"{family(int(key[2], 16))} is already in", "address", {}
+        found = session.get(m.IpAddress, clash)
+        held = f"IP address {clash}" + ("" if found is None else f", {found.address}")
+        details = {"ip_address": clash}
+    if item is not None:
+        held, details = f"item {item} of this batch", {"item": item}
+    return Conflict(
+        f"{field}: {what} {_space(vrf)} ({held})",
+        details={"fields": {field: ["duplicate"]}, **details},
+    )
+
+
+def _check_unique(session: Session, kind: str, found: tuple[Any, ...], own: int) -> None:
+    model = KINDS[kind].model
+    names = UNIQUE_IN_VRF[kind]
+    stmt = select(model.id).where(model.id != own)
+    for name, value in zip(names, found, strict=True):
+        column = getattr(model, name)
+        stmt = stmt.where(column.is_(None) if value is None else column == value)
+    clash = session.scalar(stmt.limit(1))
+    if clash is not None:
+        raise duplicate(session, kind, found, clash)
 
 
 def _merged(cols: dict[str, Any], existing: Any | None, name: str) -> Any:
@@ -200,7 +263,7 @@ def _vrf_clause(model: Any, vrf: m.Vrf | None) -> Any:
 
 
 def _prefix(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
-    vrf = _vrf_of(session, cols, existing)
+    _vrf_of(session, cols, existing)
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     if "vlan" in cols:
@@ -210,19 +273,6 @@ def _prefix(session: Session, cols: dict[str, Any], existing: Any | None) -> Non
     cols["family"] = network.version
     cols["start_key"] = key(network.network_address)
     cols["end_key"] = key(network.broadcast_address)
-    if _unique_here(vrf):
-        clash = session.scalar(
-            select(m.Prefix.id).where(
-                m.Prefix.prefix == str(network),
-                _vrf_clause(m.Prefix, vrf),
-                m.Prefix.id != getattr(existing, "id", 0),
-            )
-        )
-        if clash is not None:
-            raise Conflict(
-                f"prefix: {network} already exists in {_space(vrf)} (prefix {clash})",
-                details={"fields": {"prefix": ["duplicate"]}, "prefix": clash},
-            )
 
 
 def _space(vrf: m.Vrf | None) -> str:
@@ -259,7 +309,7 @@ def _ip_range(session: Session, cols: dict[str, Any], existing: Any | None) -> N
 
 
 def _ip_address(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
-    vrf = _vrf_of(session, cols, existing)
+    _vrf_of(session, cols, existing)
     if "interface" in cols or "device" in cols:
         interface, device = cols.pop("interface", None), cols.pop("device", None)
         if interface is None and device is not None:
@@ -270,22 +320,6 @@ def _ip_address(session: Session, cols: dict[str, Any], existing: Any | None) ->
     address = ipaddress.ip_interface(_merged(cols, existing, "address"))
     cols["family"] = address.version
     cols["host_key"] = key(address.ip)
-    role = _merged(cols, existing, "role")
-    if _unique_here(vrf) and role not in s.SHARED_ROLES:
-        host = str(address.ip)
-        same = session.execute(
-            select(m.IpAddress.id, m.IpAddress.address).where(
-                _vrf_clause(m.IpAddress, vrf),
-                m.IpAddress.family == address.version,
-                m.IpAddress.host_key == cols["host_key"],
-                m.IpAddress.id != getattr(existing, "id", 0),
-            )
-        ).first()
-        if same is not None:
-            raise Conflict(
-                f"address: {host} is already in {_space(vrf)} (IP address {same[0]}, {same[1]})",
-                details={"fields": {"address": ["duplicate"]}, "ip_address": same[0]},
-            )
 
 
 def interface_id(session: Session, device: Any, interface: Any) -> int:

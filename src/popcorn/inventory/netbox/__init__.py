@@ -89,6 +89,24 @@ def import_netbox(
     """Import a NetBox dump as one all-or-nothing batch; see the module docstring."""
     dump = read_dump(path)
     plan = plan_dump(dump)
+    notes: dict[tuple[str, Any], tuple[str, int]] = {}
+    stored: dict[tuple[str, Any], tuple[str, int]] = {}
+
+    def write_late(result: BatchResult) -> None:
+        """IPAM, circuits and power through their service, once the DCIM rows are written."""
+        stored.update(
+            ((r.netbox_model, r.netbox_id), (r.object_type, r.object_id))
+            for r in session.scalars(select(m.NetboxId))
+        )
+        notes.update({} if dry_run else resolve(session, plan))
+        ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
+        written = late.write(session, dump, ids, plan.late_cables, dry_run=dry_run)
+        for name, counts in written.counts.items():
+            into = result.counts.setdefault(name, {"create": 0, "update": 0, "unchanged": 0})
+            for what, n in counts.items():
+                into[what] = into.get(what, 0) + n
+        notes.update(written.notes)
+
     result = bulk.apply(
         session,
         plan.sections,
@@ -96,21 +114,11 @@ def import_netbox(
         source=f"netbox {path.name}"[:80],
         summary=True,
         progress=progress,
+        then=write_late,
     )
     found = NetboxImport(result, plan.mapped, plan.skipped, plan.dropped)
-    stored = {
-        (r.netbox_model, r.netbox_id): (r.object_type, r.object_id)
-        for r in session.scalars(select(m.NetboxId))
-    }
-    notes = {} if dry_run else resolve(session, plan)
-    ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
-    written = late.write(session, dump, ids, plan.late_cables, dry_run=dry_run)
-    for name, counts in written.counts.items():
-        into = result.counts.setdefault(name, {"create": 0, "update": 0, "unchanged": 0})
-        for what, n in counts.items():
-            into[what] = into.get(what, 0) + n
     if not dry_run:
-        found.ids = save_ids(session, {**notes, **written.notes}, stored)
+        found.ids = save_ids(session, notes, stored)
     return found
 
 
