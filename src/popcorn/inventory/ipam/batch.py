@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -215,7 +215,8 @@ def _check_unique(session: Session, kind: Kind, planned: list[_Planned], out: Ou
 
 def _write(session: Session, kind: Kind, planned: list[_Planned], out: Outcome) -> None:
     """Insert the new rows and update the changed ones, then audit and announce them."""
-    created = [(row, kind.model(**row.cols)) for row in planned if row.obj is None]
+    per_object = len(planned) <= PER_OBJECT_LIMIT
+    new = [row for row in planned if row.obj is None]
     changed = [row for row in planned if row.obj is not None]
     before = {row.obj.id: service.stored(row.obj) for row in changed}
     for row in changed:
@@ -226,22 +227,29 @@ def _write(session: Session, kind: Kind, planned: list[_Planned], out: Outcome) 
             service.release_primary(session, row.obj)
         for name, value in row.cols.items():
             setattr(row.obj, name, value)
+    created: list[Any] = []
     try:
         with session.begin_nested():
-            session.add_all([obj for _, obj in created])
-            session.flush()
+            if per_object:  # objects, so their audit records show every stored column
+                created = [kind.model(**row.cols) for row in new]
+                session.add_all(created)
+                session.flush()
+                idents = [obj.id for obj in created]
+            else:
+                session.flush()
+                idents = _insert(session, kind, [row.cols for row in new])
     except IntegrityError as exc:
         detail = str(exc.orig).splitlines()[0]
         raise Conflict(f"the change conflicts with stored data: {detail}") from None
-    for row, obj in created:
-        out.ids[row.index], out.verbs[row.index] = obj.id, "create"
+    for row, ident in zip(new, idents, strict=True):
+        out.ids[row.index], out.verbs[row.index] = ident, "create"
     for row in changed:
         out.ids[row.index], out.verbs[row.index] = row.obj.id, "update"
-    if len(planned) > PER_OBJECT_LIMIT:
+    if not per_object:
         out.per_object = False
         return
     events: list[tuple[str, str, Any, dict[str, Any]]] = []
-    for _, obj in created:
+    for obj in created:
         record_change(session, "create", kind.name, obj.id, after=service.stored(obj))
         events.append(
             (f"inventory.{kind.name}.created", kind.name, obj.id, service.event_payload(obj))
@@ -254,3 +262,19 @@ def _write(session: Session, kind: Kind, planned: list[_Planned], out: Outcome) 
         payload = {**service.event_payload(row.obj), "changed": diff}
         events.append((f"inventory.{kind.name}.updated", kind.name, row.obj.id, payload))
     emit_many(session, events)
+
+
+def _insert(session: Session, kind: Kind, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows with executemany, a statement per set of columns given (the others take
+    their defaults); returns the new ids in the rows' order."""
+    table = kind.model.__table__
+    idents: list[int] = [0] * len(rows)
+    shapes: dict[frozenset[str], list[int]] = {}
+    for index, row in enumerate(rows):
+        shapes.setdefault(frozenset(row), []).append(index)
+    for places in shapes.values():
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        found = session.execute(stmt, [rows[i] for i in places]).scalars().all()
+        for index, ident in zip(places, found, strict=True):
+            idents[index] = ident
+    return idents

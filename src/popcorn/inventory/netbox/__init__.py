@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.errors import InvalidInput, NotFound
@@ -94,9 +94,14 @@ def import_netbox(
 
     def write_late(result: BatchResult) -> None:
         """IPAM, circuits and power through their service, once the DCIM rows are written."""
+        table = m.NetboxId.__table__
         stored.update(
-            ((r.netbox_model, r.netbox_id), (r.object_type, r.object_id))
-            for r in session.scalars(select(m.NetboxId))
+            ((row[0], row[1]), (row[2], row[3]))
+            for row in session.execute(
+                select(
+                    table.c.netbox_model, table.c.netbox_id, table.c.object_type, table.c.object_id
+                )
+            )
         )
         notes.update({} if dry_run else resolve(session, plan))
         ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
@@ -148,8 +153,9 @@ def save_ids(
             added.append(row)
         elif before != (otype, ident):
             changed.append(row)
-    if added:
-        session.execute(insert(m.NetboxId), added)
+    if added:  # plain executemany: no ORM bookkeeping for one row per NetBox record
+        table: Table = m.NetboxId.__table__  # type: ignore[assignment]
+        session.execute(insert(table), added)
     for row in changed:
         session.execute(
             update(m.NetboxId)
