@@ -169,7 +169,7 @@ def columns(
     if not batch and kind in UNIQUE_IN_VRF:
         found = unique_key(session, kind, cols, existing)
         if found is not None:
-            _check_unique(session, kind, found, getattr(existing, "id", 0))
+            _check_unique(session, kind, found, existing)
     return cols
 
 
@@ -217,16 +217,21 @@ def duplicate(
     )
 
 
-def _check_unique(session: Session, kind: str, found: tuple[Any, ...], own: int) -> None:
-    model = KINDS[kind].model
-    names = UNIQUE_IN_VRF[kind]
-    stmt = select(model.id).where(model.id != own)
-    for name, value in zip(names, found, strict=True):
-        column = getattr(model, name)
-        stmt = stmt.where(column.is_(None) if value is None else column == value)
-    clash = session.scalar(stmt.limit(1))
+def _check_unique(session: Session, kind: str, found: tuple[Any, ...], existing: Any) -> None:
+    where = dict(zip(UNIQUE_IN_VRF[kind], found, strict=True))
+    clash = _clash(session, KINDS[kind].model, existing, **where)
     if clash is not None:
         raise duplicate(session, kind, found, clash)
+
+
+def _clash(session: Session, model: Any, existing: Any | None, **where: Any) -> int | None:
+    """Another stored object (not `existing`) with these column values: a duplicate."""
+    stmt = select(model.id).where(model.id != getattr(existing, "id", 0))
+    for name, value in where.items():
+        column = getattr(model, name)
+        stmt = stmt.where(column.is_(None) if value is None else column == value)
+    found: int | None = session.scalar(stmt.limit(1))
+    return found
 
 
 def _merged(cols: dict[str, Any], existing: Any | None, name: str) -> Any:
@@ -371,11 +376,7 @@ def _vlan(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
     site_id = _merged(cols, existing, "site_id")
     if group.site_id is not None and site_id is not None and site_id != group.site_id:
         raise InvalidInput(f"site: group {group.slug!r} belongs to another site")
-    clash = session.scalar(
-        select(m.Vlan.id).where(
-            m.Vlan.group_id == group_id, m.Vlan.vid == vid, m.Vlan.id != getattr(existing, "id", 0)
-        )
-    )
+    clash = _clash(session, m.Vlan, existing, group_id=group_id, vid=vid)
     if clash is not None:
         raise Conflict(
             f"vid: VLAN {vid} already exists in group {group.slug!r} (VLAN {clash})",
@@ -389,13 +390,7 @@ def _circuit(session: Session, cols: dict[str, Any], existing: Any | None) -> No
     if "type" in cols:
         cols["type_id"] = _ref(session, "circuit_type", cols.pop("type"))
     provider_id, cid = _merged(cols, existing, "provider_id"), _merged(cols, existing, "cid")
-    clash = session.scalar(
-        select(m.Circuit.id).where(
-            m.Circuit.provider_id == provider_id,
-            m.Circuit.cid == cid,
-            m.Circuit.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.Circuit, existing, provider_id=provider_id, cid=cid)
     if clash is not None:
         raise Conflict(
             f"cid: the provider already has a circuit {cid!r} (circuit {clash})",
@@ -411,13 +406,7 @@ def _termination(session: Session, cols: dict[str, Any], existing: Any | None) -
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     circuit_id, side = _merged(cols, existing, "circuit_id"), _merged(cols, existing, "term_side")
-    clash = session.scalar(
-        select(m.CircuitTermination.id).where(
-            m.CircuitTermination.circuit_id == circuit_id,
-            m.CircuitTermination.term_side == side,
-            m.CircuitTermination.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.CircuitTermination, existing, circuit_id=circuit_id, term_side=side)
     if clash is not None:
         raise Conflict(
             f"term_side: the circuit already has a {side} termination ({clash})",
@@ -429,13 +418,7 @@ def _power_panel(session: Session, cols: dict[str, Any], existing: Any | None) -
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     site_id, name = _merged(cols, existing, "site_id"), _merged(cols, existing, "name")
-    clash = session.scalar(
-        select(m.PowerPanel.id).where(
-            m.PowerPanel.site_id == site_id,
-            m.PowerPanel.name == name,
-            m.PowerPanel.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.PowerPanel, existing, site_id=site_id, name=name)
     if clash is not None:
         raise Conflict(
             f"name: the site already has a power panel {name!r}",
@@ -461,13 +444,7 @@ def _power_feed(session: Session, cols: dict[str, Any], existing: Any | None) ->
         if rack_row is not None and rack_row.site_id != panel.site_id:
             raise InvalidInput("rack: the rack is not at the power panel's site")
     name = _merged(cols, existing, "name")
-    clash = session.scalar(
-        select(m.PowerFeed.id).where(
-            m.PowerFeed.power_panel_id == panel.id,
-            m.PowerFeed.name == name,
-            m.PowerFeed.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.PowerFeed, existing, power_panel_id=panel.id, name=name)
     if clash is not None:
         raise Conflict(
             f"name: panel {panel.name!r} already has a feed {name!r}",
