@@ -236,3 +236,14 @@ def test_an_address_twice_in_the_dump_writes_nothing(tmp_path: Path) -> None:
     with session_scope(readonly=True) as session:
         assert session.query(m.Device).count() == 0
         assert session.query(IpAddress).count() == 0
+
+
+def test_a_power_panel_keeps_its_netbox_location(tmp_path: Path, api: Any) -> None:
+    records = dump("4.2")
+    for record in records:
+        if record["model"] == "dcim.powerpanel":
+            record["fields"]["location"] = 2  # Cage A
+    with session_scope() as session:
+        import_netbox(session=session, path=write(tmp_path, records))
+    panel = api.get("/api/v1/inventory/power-panels").json["items"][0]
+    assert (panel["name"], panel["location"]) == ("PP-A", "cage-a")

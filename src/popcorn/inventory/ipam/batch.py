@@ -51,7 +51,7 @@ REFS: dict[str, dict[str, Any]] = {
     "vlan": {"group": m.VlanGroup, "site": dcim.Site},
     "circuit": {"provider": m.Provider, "type": m.CircuitType},
     "circuit_termination": {"circuit": m.Circuit, "site": dcim.Site},
-    "power_panel": {"site": dcim.Site},
+    "power_panel": {"site": dcim.Site, "location": dcim.Location},
     "power_feed": {"power_panel": m.PowerPanel, "rack": dcim.Rack},
 }
 CHUNK = 2000  # ids or keys per IN (...) query: well inside every database's parameter limit

@@ -76,7 +76,8 @@ KINDS: dict[str, Kind] = {
              ("term_side", "xconnect_id"), ("xconnect_id", "description"),
              {"circuit": "circuit", "site": "site"}),
         Kind("power_panel", "power-panels", "power panel", m.PowerPanel, s.PowerPanelIn,
-             s.PowerPanelRead, ("name",), ("name", "location"), ("name",), {"site": "site"}),
+             s.PowerPanelRead, ("name",), ("name", "location_note"), ("name", "location_note"),
+             {"site": "site", "location": "location"}),
         Kind("power_feed", "power-feeds", "power feed", m.PowerFeed, s.PowerFeedIn,
              s.PowerFeedRead, ("name",), ("name", "status", "type", "supply", "phase",
              "voltage", "amperage"), ("name", "description"),
@@ -107,6 +108,7 @@ _DCIM_KEYS: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "site": (dcim.Site, ("code", "name"), "site"),
     "rack": (dcim.Rack, ("name",), "rack"),
     "device": (dcim.Device, ("name",), "device"),
+    "location": (dcim.Location, ("slug", "name"), "location"),
 }
 
 
@@ -418,6 +420,12 @@ def _power_panel(session: Session, cols: dict[str, Any], existing: Any | None) -
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     site_id, name = _merged(cols, existing, "site_id"), _merged(cols, existing, "name")
+    if "location" in cols:  # a location of the panel's own site
+        cols["location_id"] = _ref(session, "location", cols.pop("location"), site_id=site_id)
+    location_id = _merged(cols, existing, "location_id")
+    held = None if location_id is None else session.get(dcim.Location, location_id)
+    if held is not None and held.site_id != site_id:
+        raise InvalidInput("location: the location is not at the panel's site")
     clash = _clash(session, m.PowerPanel, existing, site_id=site_id, name=name)
     if clash is not None:
         raise Conflict(

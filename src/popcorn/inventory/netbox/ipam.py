@@ -215,7 +215,7 @@ def power_panel(dump: Dump, pk: Any, fields: Record, ids: Ids) -> tuple[str, Rec
     data = {
         "site": _id(ids, "dcim.site", fields.get("site")),
         "name": text(fields.get("name"), 100),
-        "location": text(dump.field("dcim.location", fields.get("location")), 100),
+        "location": _id(ids, "dcim.location", fields.get("location")),
         "description": text(fields.get("description")),
     }
     return "power_panel", compact(data)
