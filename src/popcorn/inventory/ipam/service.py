@@ -8,7 +8,7 @@ inventory: one audit record (`object_type` is the kind, e.g. "prefix") and one
 
 - objects: `create_object`, `update_object`, `upsert_object` (by natural key, for
   importers), `delete_object`, `get_object`, `read_one`, `list_objects`,
-  `bulk_apply` (all or nothing).
+  `bulk_apply` (all or nothing, checked and written as one batch by `batch.write_many`).
 - free space: `available_prefixes`, `available_addresses` (optionally creating them).
 - cables: `connect` / `disconnect` a circuit termination or power feed to a device's
   interface or power port; `trace` then follows them (see `inventory.tracing`).
