@@ -204,3 +204,46 @@ def test_dry_run_and_not_a_dump(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "expected a list" in result.output
     with pytest.raises(InvalidInput, match="record 0"), session_scope() as session:
         import_netbox(session=session, path=write(tmp_path, [{"pk": 1}], "odd.json"))
+
+
+def test_a_large_import_is_one_audit_record_with_every_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from popcorn.audit import AuditRecord
+    from popcorn.inventory import bulk
+    from popcorn.inventory.ipam import batch
+
+    monkeypatch.setattr(bulk, "PER_OBJECT_LIMIT", 0)  # every batch counts as large
+    monkeypatch.setattr(batch, "PER_OBJECT_LIMIT", 0)
+    with session_scope() as session:
+        import_netbox(session=session, path=write(tmp_path, dump("4.2")))
+    with session_scope(readonly=True) as session:
+        records = session.query(AuditRecord).all()
+    # cables to a circuit or a feed are still made (and recorded) one by one
+    summary = [r for r in records if r.object_type != "link"]
+    assert [(r.action, r.object_type) for r in summary] == [("import", "import")]
+    counts = summary[0].after["counts"]  # type: ignore[index]
+    assert counts["ip_addresses"]["create"] == 1 and counts["power_feeds"]["create"] == 1
+    assert counts["devices"]["create"] == 2
+
+
+def test_an_address_twice_in_the_dump_writes_nothing(tmp_path: Path) -> None:
+    records = dump("4.2")
+    records.append(rec("ipam.ipaddress", 99, address="192.0.2.1/24", vrf=1, status="active"))
+    result = run(str(write(tmp_path, records)))
+    assert result.exit_code == 1
+    assert "ipam.ipaddress 99" in result.stderr and "192.0.2.1" in result.stderr
+    with session_scope(readonly=True) as session:
+        assert session.query(m.Device).count() == 0
+        assert session.query(IpAddress).count() == 0
+
+
+def test_a_power_panel_keeps_its_netbox_location(tmp_path: Path, api: Any) -> None:
+    records = dump("4.2")
+    for record in records:
+        if record["model"] == "dcim.powerpanel":
+            record["fields"]["location"] = 2  # Cage A
+    with session_scope() as session:
+        import_netbox(session=session, path=write(tmp_path, records))
+    panel = api.get("/api/v1/inventory/power-panels").json["items"][0]
+    assert (panel["name"], panel["location"]) == ("PP-A", "cage-a")

@@ -275,7 +275,7 @@ def test_trace_from_an_appliance_through_a_circuit(world: None, api: Any) -> Non
 
 
 def test_power_feed_utilisation_from_what_it_powers(world: None, api: Any) -> None:
-    post(api, "power-panels", {"site": "fra1", "name": "PP-A", "location": "hall 1"})
+    post(api, "power-panels", {"site": "fra1", "name": "PP-A", "location_note": "hall 1"})
     single = post(
         api,
         "power-feeds",
@@ -574,3 +574,25 @@ def test_cli_history_of_a_prefix(world: None, api: Any) -> None:
     shown = CliRunner().invoke(cli, ["inventory", "history", "prefixes", str(made["id"]), "--json"])
     assert shown.exit_code == 0, shown.output
     assert [r["action"] for r in json.loads(shown.output)["items"]] == ["create", "update"]
+
+
+def test_a_power_panel_stands_in_a_location_of_its_site(world: None, api: Any) -> None:
+    post(api, "locations", {"site": "fra1", "slug": "hall-1", "name": "Hall 1"})
+    post(api, "locations", {"site": "ams1", "slug": "cage-9", "name": "Cage 9"})
+    panel = post(
+        api,
+        "power-panels",
+        {"site": "fra1", "name": "PP-B", "location": "hall-1", "location_note": "north wall"},
+    )
+    assert (panel["location"], panel["location_note"]) == ("hall-1", "north wall")
+    assert api.get(f"{BASE}/power-panels?location=hall-1").json["count"] == 1
+    # a location of another site is not one of this panel's
+    elsewhere = {"site": "fra1", "name": "PP-C", "location": "cage-9"}
+    assert api.post(f"{BASE}/power-panels", json=elsewhere, role="operator").status_code == 404
+    moved = api.patch(f"{BASE}/power-panels/{panel['id']}", json={"site": "ams1"}, role="operator")
+    assert moved.status_code == 422 and "location" in moved.json["error"]["message"]
+    cleared = api.patch(
+        f"{BASE}/power-panels/{panel['id']}", json={"location": None}, role="operator"
+    )
+    assert cleared.status_code == 200 and cleared.json["location"] is None
+    assert cleared.json["location_note"] == "north wall"  # the free text stays

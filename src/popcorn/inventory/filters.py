@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.inventory import bulk, search, serialize
-from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
 from popcorn.inventory.bulk import TYPES, resolve_type
+from popcorn.inventory.schemas import groups as gs
 from popcorn.listing import (
     ListParams,
     PageResult,
@@ -28,6 +28,7 @@ from popcorn.listing import (
     parse_list_params,
 )
 from popcorn.lookup import MAX_ID
+from popcorn.schemas import ReadSchema
 
 _DIRECT: dict[str, dict[str, Any]] = {
     "custom_field": {
@@ -463,7 +464,7 @@ def shape(otype: str, items: list[dict[str, Any]], args: Mapping[str, Any]) -> l
     return [read_schema.model_validate(item).model_dump(mode="json") for item in items]
 
 
-READ_SCHEMAS: dict[str, type[s.ReadSchema]] = {
+READ_SCHEMAS: dict[str, type[ReadSchema]] = {
     "custom_field": s.CustomFieldRead,
     "region": s.RegionRead,
     "site_group": gs.SiteGroupRead,

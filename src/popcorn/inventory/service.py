@@ -94,6 +94,7 @@ __all__ = [
     "capacity",
     "collect_metrics",
     "create_object",
+    "delete_object",
     "delete_objects",
     "device_counts",
     "devices_for_scope",
@@ -272,6 +273,11 @@ _BLOCKERS: dict[str, list[tuple[Any, str]]] = {
     "device_model": [(m.Device.device_model_id, "devices")],
     "module_type": [(m.Component.module_type_id, "components")],
 }
+
+
+def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
+    """Delete one object (the API's DELETE of one path): `delete_objects` of one ref."""
+    delete_objects(session=session, otype=otype, refs=[ref])
 
 
 def delete_objects(*, session: Session, otype: str, refs: Sequence[int | str]) -> int:

@@ -9,7 +9,6 @@ and its journal. Devices add lifecycle, trace and agent routes; `/import`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
@@ -18,15 +17,15 @@ from flask import Response, request
 from pydantic import create_model
 
 from popcorn import metrics
-from popcorn.audit import AuditRead
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory import schemas as s
 from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES
 from popcorn.inventory.ipam import views as ipam_views
+from popcorn.inventory.routes import ObjectType, add_route, register_object_routes
 from popcorn.listing import PageResult
-from popcorn.schemas import Page, Schema
+from popcorn.schemas import Schema
 
 bp = APIBlueprint("inventory", __name__, tag="inventory")
 
@@ -63,11 +62,6 @@ def _patch_schema(schema: type[Schema]) -> type[Schema]:
     return patch
 
 
-def _named(name: str, view: Callable[..., Any]) -> Callable[..., Any]:
-    view.__name__ = name
-    return view
-
-
 def _body_list() -> list[Any]:
     body = request.get_json()
     if not isinstance(body, list):
@@ -76,92 +70,33 @@ def _body_list() -> list[Any]:
 
 
 PAGES = {otype: s.list_page(service.READ_SCHEMAS[otype]) for otype in PATHS}
-
-
-class HistoryPage(Page[AuditRead]):
-    pass
+LIST_HELP = (
+    "Filters: `field=value` (repeat for OR) and lookups `__in __n __ic __isw __gt __gte __lt "
+    "__lte __isnull`; `q` searches; `tag`; `fields=a,b` or `brief=1`; paging with `limit` and "
+    "`cursor` or `offset`."
+)
+BULK_HELP = (
+    "Body: a JSON list. All or nothing: any bad item rejects the whole list with every "
+    "error. PATCH items carry `id` or the natural key."
+)
 
 
 def _register(otype: str) -> None:
     path = f"/{PATHS[otype]}"
-    plural = TYPES[otype].plural
-    label = TYPES[otype].label
-    schema = TYPES[otype].schema
-    read = service.READ_SCHEMAS[otype]
-    patch = _patch_schema(schema)  # type: ignore[arg-type]
-    page = PAGES[otype]
-
-    def list_view() -> dict[str, Any]:
-        with session_scope(readonly=True) as session:
-            return service.list_objects(session=session, otype=otype, args=request.args)
-
-    bp.get(path)(
-        bp.output(page)(
-            bp.doc(
-                summary=f"List {plural.replace('_', ' ')}",
-                description="Filters: `field=value` (repeat for OR) and lookups `__in __n __ic "
-                "__isw __gt __gte __lt __lte __isnull`; `q` searches; `tag`; `fields=a,b` or "
-                "`brief=1`; paging with `limit` and `cursor` or `offset`.",
-            )(_named(f"list_{otype}", list_view))
-        )
+    plural, label = TYPES[otype].plural, TYPES[otype].label
+    spec = ObjectType(
+        otype=otype,
+        path=path,
+        label=label,
+        plural=plural.replace("_", " "),
+        schema=TYPES[otype].schema,  # type: ignore[arg-type]
+        patch=_patch_schema(TYPES[otype].schema),  # type: ignore[arg-type]
+        read=service.READ_SCHEMAS[otype],
+        page=PAGES[otype],
+        list_help=LIST_HELP,
+        ref_help=REF_HELP,
     )
-
-    def show_view(ref: str) -> Any:
-        with session_scope(readonly=True) as session:
-            obj = service.get_object(session=session, otype=otype, ref=ref)
-            return service.read_one(session=session, otype=otype, obj=obj)
-
-    bp.get(f"{path}/<ref>")(
-        bp.output(read)(
-            bp.doc(summary=f"One {label} ({REF_HELP})")(_named(f"show_{otype}", show_view))
-        )
-    )
-
-    def create_view(body: Schema) -> Any:
-        with session_scope() as session:
-            return service.create_object(
-                session=session, otype=otype, data=body.model_dump(exclude_unset=True)
-            )
-
-    bp.post(path)(
-        bp.input(schema, arg_name="body")(
-            bp.output(read, status_code=201)(
-                bp.doc(summary=f"Create a {label}")(_named(f"create_{otype}", create_view))
-            )
-        )
-    )
-
-    def update_view(ref: str, body: Schema) -> Any:
-        with session_scope() as session:
-            return service.update_object(
-                session=session, otype=otype, ref=ref, data=body.model_dump(exclude_unset=True)
-            )
-
-    bp.patch(f"{path}/<ref>")(
-        bp.input(patch, arg_name="body")(
-            bp.output(read)(
-                bp.doc(summary=f"Change fields of a {label}")(
-                    _named(f"update_{otype}", update_view)
-                )
-            )
-        )
-    )
-
-    def delete_view(ref: str) -> tuple[str, int]:
-        with session_scope() as session:
-            service.delete_objects(session=session, otype=otype, refs=[ref])
-        return "", 204
-
-    bp.delete(f"{path}/<ref>")(
-        bp.output({}, status_code=204)(
-            bp.doc(summary=f"Delete a {label}")(_named(f"delete_{otype}", delete_view))
-        )
-    )
-
-    bulk_help = (
-        "Body: a JSON list. All or nothing: any bad item rejects the whole list with every "
-        "error. PATCH items carry `id` or the natural key."
-    )
+    register_object_routes(bp, spec, service)
 
     def bulk_create_view() -> tuple[dict[str, Any], int]:
         items = _body_list()
@@ -170,63 +105,20 @@ def _register(otype: str) -> None:
                 session=session, otype=otype, items=items, mode="create"
             ), 201
 
-    bp.post(f"{path}/bulk")(
-        bp.output(s.BulkResult, status_code=201)(
-            bp.doc(summary=f"Create many {plural}", description=bulk_help)(
-                _named(f"bulk_create_{otype}", bulk_create_view)
-            )
-        )
-    )
-
     def bulk_update_view() -> dict[str, Any]:
         items = _body_list()
         with session_scope() as session:
             return service.bulk_change(session=session, otype=otype, items=items, mode="update")
-
-    bp.patch(f"{path}/bulk")(
-        bp.output(s.BulkResult)(
-            bp.doc(summary=f"Update many {plural}", description=bulk_help)(
-                _named(f"bulk_update_{otype}", bulk_update_view)
-            )
-        )
-    )
 
     def bulk_delete_view() -> dict[str, Any]:
         items = _body_list()
         with session_scope() as session:
             return {"deleted": service.bulk_delete(session=session, otype=otype, items=items)}
 
-    bp.delete(f"{path}/bulk")(
-        bp.output(s.BulkDeleted)(
-            bp.doc(
-                summary=f"Delete many {plural}",
-                description='Body: a JSON list of ids, natural keys or `{"id": …}` objects; '
-                "all or nothing.",
-            )(_named(f"bulk_delete_{otype}", bulk_delete_view))
-        )
-    )
-
-    def history_view(ref: str) -> dict[str, Any]:
-        with session_scope(readonly=True) as session:
-            records = service.history(session=session, otype=otype, ref=ref)
-            return PageResult(items=records, count=len(records), next=None).serialize(AuditRead)
-
-    bp.get(f"{path}/<ref>/history")(
-        bp.output(HistoryPage)(
-            bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
-        )
-    )
-
     def journal_view(ref: str) -> dict[str, Any]:
         with session_scope(readonly=True) as session:
             entries = service.journal(session=session, otype=otype, ref=ref)
-            return PageResult(items=entries, count=len(entries), next=None).serialize(s.JournalRead)
-
-    bp.get(f"{path}/<ref>/journal")(
-        bp.output(s.JournalPage)(
-            bp.doc(summary=f"Journal of a {label}")(_named(f"journal_{otype}", journal_view))
-        )
-    )
+            return PageResult.whole(entries).serialize(s.JournalRead)
 
     def add_journal_view(ref: str, body: s.JournalIn) -> Any:
         with session_scope() as session:
@@ -234,14 +126,58 @@ def _register(otype: str) -> None:
                 session=session, otype=otype, ref=ref, comments=body.comments, kind=body.kind
             )
 
-    bp.post(f"{path}/<ref>/journal")(
-        bp.input(s.JournalIn, arg_name="body")(
-            bp.output(s.JournalRead, status_code=201)(
-                bp.doc(summary=f"Add a journal entry to a {label}")(
-                    _named(f"add_journal_{otype}", add_journal_view)
-                )
-            )
-        )
+    bulk = f"{path}/bulk"
+    add_route(
+        bp,
+        "POST",
+        bulk,
+        bulk_create_view,
+        name=f"bulk_create_{otype}",
+        summary=f"Create many {plural}",
+        description=BULK_HELP,
+        output=s.BulkResult,
+        status=201,
+    )
+    add_route(
+        bp,
+        "PATCH",
+        bulk,
+        bulk_update_view,
+        name=f"bulk_update_{otype}",
+        summary=f"Update many {plural}",
+        description=BULK_HELP,
+        output=s.BulkResult,
+    )
+    add_route(
+        bp,
+        "DELETE",
+        bulk,
+        bulk_delete_view,
+        name=f"bulk_delete_{otype}",
+        summary=f"Delete many {plural}",
+        output=s.BulkDeleted,
+        description='Body: a JSON list of ids, natural keys or `{"id": …}` objects; '
+        "all or nothing.",
+    )
+    add_route(
+        bp,
+        "GET",
+        f"{path}/<ref>/journal",
+        journal_view,
+        name=f"journal_{otype}",
+        summary=f"Journal of a {label}",
+        output=s.JournalPage,
+    )
+    add_route(
+        bp,
+        "POST",
+        f"{path}/<ref>/journal",
+        add_journal_view,
+        name=f"add_journal_{otype}",
+        summary=f"Add a journal entry to a {label}",
+        body=s.JournalIn,
+        output=s.JournalRead,
+        status=201,
     )
 
 

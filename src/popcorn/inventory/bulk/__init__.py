@@ -27,6 +27,7 @@ manufacturers, sites, locations, racks; `device_types`: device models and module
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -80,12 +81,16 @@ def apply(
     summary: bool = False,
     reason: str = "",
     progress: Progress | None = None,
+    then: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
     """Check every row, then write them all or nothing. Raises InvalidInput with every error.
 
     `sections` is consumed: rows are dropped as they are planned.
 
     `summary=True` (file imports) always adds the one "import" audit record.
+    `then` runs once the batch is written (on a dry run, checked), before its audit
+    records: an importer writes there what other services hold (a NetBox dump's IPAM
+    objects) and adds their counts to the result, so one summary records the import.
     """
     # the checking and writing machinery loads with the first batch: reading the
     # inventory (a list, a lookup) needs only the types
@@ -103,6 +108,8 @@ def apply(
     counts = batch.counts()
     result = BatchResult(dry_run=dry_run, counts=counts, ids={})
     if dry_run:
+        if then is not None:
+            then(result)
         result.seconds = time.perf_counter() - started
         return result
     dbapi = session.connection().dialect.dbapi
@@ -121,6 +128,8 @@ def apply(
         if touched:
             result.ids.setdefault(otype, [])
             result.ids[otype] = [*result.ids[otype], *touched]
+    if then is not None:
+        then(result)
     write.record(batch, result, summary=summary)
     result.seconds = time.perf_counter() - started
     return result

@@ -13,9 +13,9 @@ from sqlalchemy import Table, select
 from typing_extensions import TypedDict
 
 from popcorn.errors import InvalidInput
-from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import models as m
 from popcorn.inventory import schemas as s
+from popcorn.inventory.schemas import groups as gs
 
 # Per-object audit records and events are written when a batch changes at most
 # this many objects; larger batches get one summary record and event instead.

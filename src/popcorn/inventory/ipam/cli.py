@@ -32,7 +32,7 @@ COLUMNS: dict[str, list[str]] = {
     "circuit_type": ["id", "slug", "name"],
     "circuit": ["id", "cid", "provider", "type", "status", "commit_rate", "a_site", "z_site"],
     "circuit_termination": ["id", "circuit", "term_side", "site", "connected_device"],
-    "power_panel": ["id", "site", "name", "location"],
+    "power_panel": ["id", "site", "name", "location", "location_note"],
     "power_feed": ["id", "power_panel", "name", "rack", "status", "available_power", "utilization"],
 }
 

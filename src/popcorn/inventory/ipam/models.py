@@ -229,12 +229,20 @@ class CircuitTermination(Timestamps, Base):
 
 
 class PowerPanel(Timestamps, Base):
+    """A site's power panel, in one of its locations (a room, a cage) when known.
+
+    `location_note` is free text: where the panel is when no location says it (and the
+    text panels had before they could name a location)."""
+
     __tablename__ = "inventory_power_panels"
     __table_args__ = (UniqueConstraint("site_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("inventory_sites.id"))
-    location: Mapped[str] = mapped_column(String(100), default="")
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inventory_locations.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    location_note: Mapped[str] = mapped_column(String(100), default="")
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(200), default="")
 

@@ -220,6 +220,13 @@ def _power_feed(session: Session, rows: list[dict[str, Any]], objs: list[Any]) -
         )
 
 
+def _power_panel(session: Session, rows: list[dict[str, Any]], objs: list[Any]) -> None:
+    places = (r["location_id"] for r in rows)
+    locations = _names(session, dcim.Location.id, dcim.Location.slug, places)
+    for row in rows:
+        row["location"] = locations.get(row["location_id"])
+
+
 _EXTRA = {
     "asn": _asn,
     "prefix": _prefix,
@@ -228,6 +235,7 @@ _EXTRA = {
     "vlan": _vlan,
     "circuit": _circuit,
     "circuit_termination": _termination,
+    "power_panel": _power_panel,
     "power_feed": _power_feed,
 }
 

@@ -76,7 +76,8 @@ KINDS: dict[str, Kind] = {
              ("term_side", "xconnect_id"), ("xconnect_id", "description"),
              {"circuit": "circuit", "site": "site"}),
         Kind("power_panel", "power-panels", "power panel", m.PowerPanel, s.PowerPanelIn,
-             s.PowerPanelRead, ("name",), ("name", "location"), ("name",), {"site": "site"}),
+             s.PowerPanelRead, ("name",), ("name", "location_note"), ("name", "location_note"),
+             {"site": "site", "location": "location"}),
         Kind("power_feed", "power-feeds", "power feed", m.PowerFeed, s.PowerFeedIn,
              s.PowerFeedRead, ("name",), ("name", "status", "type", "supply", "phase",
              "voltage", "amperage"), ("name", "description"),
@@ -107,6 +108,7 @@ _DCIM_KEYS: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "site": (dcim.Site, ("code", "name"), "site"),
     "rack": (dcim.Rack, ("name",), "rack"),
     "device": (dcim.Device, ("name",), "device"),
+    "location": (dcim.Location, ("slug", "name"), "location"),
 }
 
 
@@ -156,14 +158,82 @@ def slugify(value: str) -> str:
 
 
 def columns(
-    session: Session, kind: str, data: dict[str, Any], existing: Any | None
+    session: Session, kind: str, data: dict[str, Any], existing: Any | None, *, batch: bool = False
 ) -> dict[str, Any]:
-    """Table columns for `data` (a validated input, partial on update), every rule checked."""
+    """Table columns for `data` (a validated input, partial on update), every rule checked.
+
+    `batch=True` leaves out the one check a batch makes for all its rows at once: no
+    prefix or address twice in a VRF that enforces uniqueness (see `unique_key`)."""
     cols = dict(data)
     rule = _RULES.get(kind)
     if rule is not None:
         rule(session, cols, existing)
+    if not batch and kind in UNIQUE_IN_VRF:
+        found = unique_key(session, kind, cols, existing)
+        if found is not None:
+            _check_unique(session, kind, found, existing)
     return cols
+
+
+# Kinds whose key may appear once per VRF that enforces uniqueness: kind -> key columns.
+UNIQUE_IN_VRF: dict[str, tuple[str, ...]] = {
+    "prefix": ("vrf_id", "prefix"),
+    "ip_address": ("vrf_id", "family", "host_key"),
+}
+
+
+def unique_key(
+    session: Session, kind: str, cols: dict[str, Any], existing: Any | None
+) -> tuple[Any, ...] | None:
+    """The key (values of `UNIQUE_IN_VRF[kind]`) no other object may share; None when the
+    object's VRF does not enforce uniqueness (or an address's role allows sharing)."""
+    vrf_id = _merged(cols, existing, "vrf_id")
+    vrf = None if vrf_id is None else session.get(m.Vrf, vrf_id)
+    if not _unique_here(vrf):
+        return None
+    if kind == "ip_address" and _merged(cols, existing, "role") in s.SHARED_ROLES:
+        return None
+    return tuple(_merged(cols, existing, name) for name in UNIQUE_IN_VRF[kind])
+
+
+def duplicate(
+    session: Session, kind: str, key: tuple[Any, ...], clash: int, *, item: int | None = None
+) -> Conflict:
+    """The error for an object whose unique key object `clash` (or row `item` of the same
+    batch, not yet written) already holds."""
+    vrf = None if key[0] is None else session.get(m.Vrf, key[0])
+    if kind == "prefix":
+        what, field, details = f"{key[1]} already exists in", "prefix", {"prefix": clash}
+        held = f"prefix {clash}"
+    else:
+        family = ipaddress.IPv4Address if key[1] == 4 else ipaddress.IPv6Address
+        what, field, details = f"{family(int(key[2], 16))} is already in", "address", {}
+        found = session.get(m.IpAddress, clash)
+        held = f"IP address {clash}" + ("" if found is None else f", {found.address}")
+        details = {"ip_address": clash}
+    if item is not None:
+        held, details = f"item {item} of this batch", {"item": item}
+    return Conflict(
+        f"{field}: {what} {_space(vrf)} ({held})",
+        details={"fields": {field: ["duplicate"]}, **details},
+    )
+
+
+def _check_unique(session: Session, kind: str, found: tuple[Any, ...], existing: Any) -> None:
+    where = dict(zip(UNIQUE_IN_VRF[kind], found, strict=True))
+    clash = _clash(session, KINDS[kind].model, existing, **where)
+    if clash is not None:
+        raise duplicate(session, kind, found, clash)
+
+
+def _clash(session: Session, model: Any, existing: Any | None, **where: Any) -> int | None:
+    """Another stored object (not `existing`) with these column values: a duplicate."""
+    stmt = select(model.id).where(model.id != getattr(existing, "id", 0))
+    for name, value in where.items():
+        column = getattr(model, name)
+        stmt = stmt.where(column.is_(None) if value is None else column == value)
+    found: int | None = session.scalar(stmt.limit(1))
+    return found
 
 
 def _merged(cols: dict[str, Any], existing: Any | None, name: str) -> Any:
@@ -200,7 +270,7 @@ def _vrf_clause(model: Any, vrf: m.Vrf | None) -> Any:
 
 
 def _prefix(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
-    vrf = _vrf_of(session, cols, existing)
+    _vrf_of(session, cols, existing)
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     if "vlan" in cols:
@@ -210,19 +280,6 @@ def _prefix(session: Session, cols: dict[str, Any], existing: Any | None) -> Non
     cols["family"] = network.version
     cols["start_key"] = key(network.network_address)
     cols["end_key"] = key(network.broadcast_address)
-    if _unique_here(vrf):
-        clash = session.scalar(
-            select(m.Prefix.id).where(
-                m.Prefix.prefix == str(network),
-                _vrf_clause(m.Prefix, vrf),
-                m.Prefix.id != getattr(existing, "id", 0),
-            )
-        )
-        if clash is not None:
-            raise Conflict(
-                f"prefix: {network} already exists in {_space(vrf)} (prefix {clash})",
-                details={"fields": {"prefix": ["duplicate"]}, "prefix": clash},
-            )
 
 
 def _space(vrf: m.Vrf | None) -> str:
@@ -259,7 +316,7 @@ def _ip_range(session: Session, cols: dict[str, Any], existing: Any | None) -> N
 
 
 def _ip_address(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
-    vrf = _vrf_of(session, cols, existing)
+    _vrf_of(session, cols, existing)
     if "interface" in cols or "device" in cols:
         interface, device = cols.pop("interface", None), cols.pop("device", None)
         if interface is None and device is not None:
@@ -270,22 +327,6 @@ def _ip_address(session: Session, cols: dict[str, Any], existing: Any | None) ->
     address = ipaddress.ip_interface(_merged(cols, existing, "address"))
     cols["family"] = address.version
     cols["host_key"] = key(address.ip)
-    role = _merged(cols, existing, "role")
-    if _unique_here(vrf) and role not in s.SHARED_ROLES:
-        host = str(address.ip)
-        same = session.execute(
-            select(m.IpAddress.id, m.IpAddress.address).where(
-                _vrf_clause(m.IpAddress, vrf),
-                m.IpAddress.family == address.version,
-                m.IpAddress.host_key == cols["host_key"],
-                m.IpAddress.id != getattr(existing, "id", 0),
-            )
-        ).first()
-        if same is not None:
-            raise Conflict(
-                f"address: {host} is already in {_space(vrf)} (IP address {same[0]}, {same[1]})",
-                details={"fields": {"address": ["duplicate"]}, "ip_address": same[0]},
-            )
 
 
 def interface_id(session: Session, device: Any, interface: Any) -> int:
@@ -337,11 +378,7 @@ def _vlan(session: Session, cols: dict[str, Any], existing: Any | None) -> None:
     site_id = _merged(cols, existing, "site_id")
     if group.site_id is not None and site_id is not None and site_id != group.site_id:
         raise InvalidInput(f"site: group {group.slug!r} belongs to another site")
-    clash = session.scalar(
-        select(m.Vlan.id).where(
-            m.Vlan.group_id == group_id, m.Vlan.vid == vid, m.Vlan.id != getattr(existing, "id", 0)
-        )
-    )
+    clash = _clash(session, m.Vlan, existing, group_id=group_id, vid=vid)
     if clash is not None:
         raise Conflict(
             f"vid: VLAN {vid} already exists in group {group.slug!r} (VLAN {clash})",
@@ -355,13 +392,7 @@ def _circuit(session: Session, cols: dict[str, Any], existing: Any | None) -> No
     if "type" in cols:
         cols["type_id"] = _ref(session, "circuit_type", cols.pop("type"))
     provider_id, cid = _merged(cols, existing, "provider_id"), _merged(cols, existing, "cid")
-    clash = session.scalar(
-        select(m.Circuit.id).where(
-            m.Circuit.provider_id == provider_id,
-            m.Circuit.cid == cid,
-            m.Circuit.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.Circuit, existing, provider_id=provider_id, cid=cid)
     if clash is not None:
         raise Conflict(
             f"cid: the provider already has a circuit {cid!r} (circuit {clash})",
@@ -377,13 +408,7 @@ def _termination(session: Session, cols: dict[str, Any], existing: Any | None) -
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     circuit_id, side = _merged(cols, existing, "circuit_id"), _merged(cols, existing, "term_side")
-    clash = session.scalar(
-        select(m.CircuitTermination.id).where(
-            m.CircuitTermination.circuit_id == circuit_id,
-            m.CircuitTermination.term_side == side,
-            m.CircuitTermination.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.CircuitTermination, existing, circuit_id=circuit_id, term_side=side)
     if clash is not None:
         raise Conflict(
             f"term_side: the circuit already has a {side} termination ({clash})",
@@ -395,13 +420,13 @@ def _power_panel(session: Session, cols: dict[str, Any], existing: Any | None) -
     if "site" in cols:
         cols["site_id"] = _ref(session, "site", cols.pop("site"))
     site_id, name = _merged(cols, existing, "site_id"), _merged(cols, existing, "name")
-    clash = session.scalar(
-        select(m.PowerPanel.id).where(
-            m.PowerPanel.site_id == site_id,
-            m.PowerPanel.name == name,
-            m.PowerPanel.id != getattr(existing, "id", 0),
-        )
-    )
+    if "location" in cols:  # a location of the panel's own site
+        cols["location_id"] = _ref(session, "location", cols.pop("location"), site_id=site_id)
+    location_id = _merged(cols, existing, "location_id")
+    held = None if location_id is None else session.get(dcim.Location, location_id)
+    if held is not None and held.site_id != site_id:
+        raise InvalidInput("location: the location is not at the panel's site")
+    clash = _clash(session, m.PowerPanel, existing, site_id=site_id, name=name)
     if clash is not None:
         raise Conflict(
             f"name: the site already has a power panel {name!r}",
@@ -427,13 +452,7 @@ def _power_feed(session: Session, cols: dict[str, Any], existing: Any | None) ->
         if rack_row is not None and rack_row.site_id != panel.site_id:
             raise InvalidInput("rack: the rack is not at the power panel's site")
     name = _merged(cols, existing, "name")
-    clash = session.scalar(
-        select(m.PowerFeed.id).where(
-            m.PowerFeed.power_panel_id == panel.id,
-            m.PowerFeed.name == name,
-            m.PowerFeed.id != getattr(existing, "id", 0),
-        )
-    )
+    clash = _clash(session, m.PowerFeed, existing, power_panel_id=panel.id, name=name)
     if clash is not None:
         raise Conflict(
             f"name: panel {panel.name!r} already has a feed {name!r}",

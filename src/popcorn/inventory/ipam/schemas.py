@@ -195,7 +195,10 @@ class ConnectIn(Schema):
 class PowerPanelIn(Schema):
     site: Ref
     name: Name
-    location: Annotated[str, StringConstraints(max_length=100)] = ""
+    location: Ref | None = Field(default=None, description="a location of the site: id or slug")
+    location_note: Annotated[str, StringConstraints(max_length=100)] = Field(
+        default="", description="where the panel is, as free text"
+    )
     description: Text200 = ""
 
 
@@ -348,7 +351,9 @@ class CircuitTerminationRead(Stamped):
 class PowerPanelRead(Stamped):
     site: str
     name: str
-    location: str
+    location: str | None = None
+    location_id: int | None = None
+    location_note: str = ""
     description: str
 
 

@@ -8,7 +8,7 @@ inventory: one audit record (`object_type` is the kind, e.g. "prefix") and one
 
 - objects: `create_object`, `update_object`, `upsert_object` (by natural key, for
   importers), `delete_object`, `get_object`, `read_one`, `list_objects`,
-  `bulk_apply` (all or nothing).
+  `bulk_apply` (all or nothing, checked and written as one batch by `batch.write_many`).
 - free space: `available_prefixes`, `available_addresses` (optionally creating them).
 - cables: `connect` / `disconnect` a circuit termination or power feed to a device's
   interface or power port; `trace` then follows them (see `inventory.tracing`).
@@ -102,7 +102,8 @@ def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stored(obj: Any) -> dict[str, Any]:
+def stored(obj: Any) -> dict[str, Any]:
+    """An object's columns as its audit records keep them."""
     return _jsonable({c.key: getattr(obj, c.key) for c in obj.__table__.columns})
 
 
@@ -142,7 +143,8 @@ def read_one(*, session: Session, otype: str, obj: Any) -> dict[str, Any]:
     )
 
 
-def _payload(kind: Kind, obj: Any) -> dict[str, Any]:
+def event_payload(obj: Any) -> dict[str, Any]:
+    """What an event names an object by: its first two identifying columns."""
     keys = [
         k for k in ("name", "slug", "prefix", "address", "cid", "vid", "asn") if hasattr(obj, k)
     ]
@@ -165,8 +167,8 @@ def create_object(*, session: Session, otype: str, data: Mapping[str, Any]) -> d
     cols = rules.columns(session, kind.name, validate(kind.schema, data), None)
     obj = kind.model(**cols)
     _write(session, obj)
-    record_change(session, "create", kind.name, obj.id, after=_stored(obj))
-    emit(session, f"inventory.{kind.name}.created", kind.name, obj.id, _payload(kind, obj))
+    record_change(session, "create", kind.name, obj.id, after=stored(obj))
+    emit(session, f"inventory.{kind.name}.created", kind.name, obj.id, event_payload(obj))
     return read_one(session=session, otype=kind.name, obj=obj)
 
 
@@ -203,16 +205,16 @@ def _update(
         raise InvalidInput(
             f"{cleared[0]}: cannot be empty", details={"fields": {cleared[0]: ["required"]}}
         )
-    before = _stored(obj)
+    before = stored(obj)
     cols = rules.columns(session, kind.name, given, obj)
     if kind.name == "ip_address" and any(
         cols.get(k, before[k]) != before[k] for k in ("address", "interface_id", "vrf_id")
     ):
-        _release_primary(session, obj)
+        release_primary(session, obj)
     for name, value in cols.items():
         setattr(obj, name, value)
     _write(session, obj)
-    after = _stored(obj)
+    after = stored(obj)
     changed = sorted(k for k in after if after[k] != before.get(k) and k != "updated_at")
     if changed:
         after_with_reason = {**after, "reason": reason} if reason else after
@@ -222,7 +224,7 @@ def _update(
             f"inventory.{kind.name}.updated",
             kind.name,
             obj.id,
-            {**_payload(kind, obj), "changed": changed},
+            {**event_payload(obj), "changed": changed},
         )
     return read_one(session=session, otype=kind.name, obj=obj)
 
@@ -231,9 +233,9 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
     """Delete one object (and a circuit termination's or feed's cable); 409 while in use."""
     kind = kind_of(otype)
     obj = get_object(session=session, otype=kind.name, ref=ref)
-    before = _stored(obj)
+    before = stored(obj)
     if kind.name == "ip_address":
-        _release_primary(session, obj)
+        release_primary(session, obj)
     if kind.name in ("circuit_termination", "power_feed") and obj.link_id is not None:
         disconnect(session=session, otype=kind.name, ref=obj.id)
     if kind.name == "circuit":
@@ -251,7 +253,7 @@ def delete_object(*, session: Session, otype: str, ref: int | str) -> None:
             f"{kind.label} {ref!r} is still in use by other objects: change or delete them first"
         ) from None
     record_change(session, "delete", kind.name, before["id"], before=before)
-    emit(session, f"inventory.{kind.name}.deleted", kind.name, before["id"], _payload(kind, obj))
+    emit(session, f"inventory.{kind.name}.deleted", kind.name, before["id"], event_payload(obj))
 
 
 def history(*, session: Session, otype: str, ref: int | str) -> list[AuditRecord]:
@@ -329,35 +331,54 @@ def bulk_apply(
     """Create (or, with `id`, update) many objects, all or nothing, every error reported.
 
     `mode="upsert"` updates the stored object with the same natural key instead of
-    refusing a duplicate."""
+    refusing a duplicate. The rows are checked and written together (`batch.write_many`).
+    """
+    from popcorn.inventory.ipam import batch
+
     kind = kind_of(otype)
     if not isinstance(items, list) or not items:
         raise InvalidInput("expected a non-empty JSON list of objects")
     errors: list[dict[str, Any]] = []
-    ids: list[int] = []
+    planned: list[tuple[int | None, Mapping[str, Any]]] = []
+    places: list[int] = []  # the index in `items` of each planned row
     for index, item in enumerate(items):
         try:
-            with session.begin_nested():
-                if mode == "upsert" and isinstance(item, dict) and "id" not in item:
-                    done, _ = upsert_object(session=session, otype=kind.name, data=item)
-                elif mode == "update" or (isinstance(item, dict) and "id" in item):
-                    if not isinstance(item, dict) or "id" not in item:
-                        raise InvalidInput("id: required to update")
-                    rest = {k: v for k, v in item.items() if k != "id"}
-                    done = update_object(
-                        session=session, otype=kind.name, ref=item["id"], data=rest
-                    )
-                else:
-                    done = create_object(session=session, otype=kind.name, data=item)
-                ids.append(done["id"])
+            planned.append(_bulk_target(session, kind, item, mode))
+            places.append(index)
         except (InvalidInput, NotFound, Conflict) as exc:
             errors.append({"item": index, "message": exc.message, "code": exc.code})
+    done = batch.write_many(session, kind.name, planned)
+    errors += [{**e, "item": places[e["item"]]} for e in done.errors]
     if errors:
+        errors.sort(key=lambda e: e["item"])
         raise InvalidInput(
             f"{len(errors)} of {len(items)} {kind.path} refused; nothing was written",
             details={"errors": errors[:100], "count": len(errors)},
         )
+    if not done.per_object:
+        source = f"api {kind.path}"
+        payload = {"source": source, "counts": {kind.path: dict(done.counts)}}
+        record_change(session, "import", "import", source, after=payload)
+        emit(session, "inventory.import.completed", "import", source, payload)
+    ids = [ident for ident in done.ids if ident is not None]
     return {"count": len(ids), "ids": ids}
+
+
+def _bulk_target(
+    session: Session, kind: Kind, item: Any, mode: str
+) -> tuple[int | None, Mapping[str, Any]]:
+    """The stored object a bulk item changes (None: a new one) and the fields it gives."""
+    if not isinstance(item, dict):
+        raise InvalidInput("expected an object")
+    if mode == "upsert" and "id" not in item:
+        found = rules.existing(session, kind.name, validate(kind.schema, item))
+        return (None if found is None else found.id), item
+    if mode == "update" or "id" in item:
+        if "id" not in item:
+            raise InvalidInput("id: required to update")
+        obj = get_object(session=session, otype=kind.name, ref=item["id"])
+        return obj.id, {k: v for k, v in item.items() if k != "id"}
+    return None, item
 
 
 # --- free space -----------------------------------------------------------------------------
@@ -507,7 +528,7 @@ def connect(
     _write(session, link)
     near.link_id = end.link_id = link.id
     session.flush()
-    record_change(session, "create", "link", link.id, after=_stored(link))
+    record_change(session, "create", "link", link.id, after=stored(link))
     emit(
         session,
         "inventory.link.created",
@@ -526,7 +547,7 @@ def disconnect(*, session: Session, otype: str, ref: int | str) -> dict[str, Any
         raise Conflict(f"this {kind.replace('_', ' ')} is not connected")
     link = session.get(dcim.Link, end.link_id)
     assert link is not None
-    before = _stored(link)
+    before = stored(link)
     for end_type, end_id in ((link.a_type, link.a_id), (link.b_type, link.b_id)):
         model: Any = {
             "interface": dcim.Interface,
@@ -581,7 +602,7 @@ def _set_primary(session: Session, device: dcim.Device, column: str, value: str 
     )
 
 
-def _release_primary(session: Session, address: m.IpAddress) -> None:
+def release_primary(session: Session, address: m.IpAddress) -> None:
     """An address leaving its interface (moved, changed, deleted) stops being the primary."""
     if address.interface_id is None:
         return

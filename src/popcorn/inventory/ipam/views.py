@@ -7,20 +7,18 @@ the inventory blueprint, so paths, roles and errors are the inventory's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import request
 
-from popcorn.audit import AuditRead
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam import service
 from popcorn.inventory.ipam.rules import Kind
-from popcorn.listing import PageResult
-from popcorn.schemas import Page, Schema
+from popcorn.inventory.routes import ObjectType, add_route, register_object_routes
+from popcorn.schemas import Schema
 
 LIST_HELP = (
     "Filters: `field=value` (repeat for OR) and lookups `__in __n __ic __isw __gt __gte __lt "
@@ -30,96 +28,32 @@ LIST_HELP = (
 )
 
 
-class HistoryPage(Page[AuditRead]):
-    pass
-
-
 class BulkCreated(Schema):
     count: int
     ids: list[int]
 
 
-def _named(name: str, view: Callable[..., Any]) -> Callable[..., Any]:
-    view.__name__ = name
-    return view
+BULK_HELP = (
+    "Body: a JSON list; items with `id` update. `?mode=upsert` updates the object with the "
+    "same natural key instead of refusing a duplicate. All or nothing: any bad item rejects "
+    "the whole list with every error."
+)
 
 
 def _register_kind(bp: APIBlueprint, kind: Kind) -> None:
-    path, otype, label = f"/{kind.path}", kind.name, kind.label
-    page = s.PAGES[otype]
-
-    def list_view() -> dict[str, Any]:
-        with session_scope(readonly=True) as session:
-            return service.list_objects(session=session, otype=otype, args=request.args)
-
-    bp.get(path)(
-        bp.output(page)(
-            bp.doc(summary=f"List {kind.path.replace('-', ' ')}", description=LIST_HELP)(
-                _named(f"list_{otype}", list_view)
-            )
-        )
+    otype, plural = kind.name, kind.path.replace("-", " ")
+    spec = ObjectType(
+        otype=otype,
+        path=f"/{kind.path}",
+        label=kind.label,
+        plural=plural,
+        schema=kind.schema,
+        patch=service.patch_schema(kind),
+        read=kind.read,
+        page=s.PAGES[otype],
+        list_help=LIST_HELP,
     )
-
-    def show_view(ref: str) -> Any:
-        with session_scope(readonly=True) as session:
-            obj = service.get_object(session=session, otype=otype, ref=ref)
-            return service.read_one(session=session, otype=otype, obj=obj)
-
-    bp.get(f"{path}/<ref>")(
-        bp.output(kind.read)(bp.doc(summary=f"One {label}")(_named(f"show_{otype}", show_view)))
-    )
-
-    def create_view(body: Schema) -> Any:
-        with session_scope() as session:
-            return service.create_object(
-                session=session, otype=otype, data=body.model_dump(exclude_unset=True)
-            )
-
-    bp.post(path)(
-        bp.input(kind.schema, arg_name="body")(
-            bp.output(kind.read, status_code=201)(
-                bp.doc(summary=f"Create a {label}")(_named(f"create_{otype}", create_view))
-            )
-        )
-    )
-
-    def update_view(ref: str, body: Schema) -> Any:
-        with session_scope() as session:
-            return service.update_object(
-                session=session, otype=otype, ref=ref, data=body.model_dump(exclude_unset=True)
-            )
-
-    bp.patch(f"{path}/<ref>")(
-        bp.input(service.patch_schema(kind), arg_name="body")(
-            bp.output(kind.read)(
-                bp.doc(summary=f"Change fields of a {label}")(
-                    _named(f"update_{otype}", update_view)
-                )
-            )
-        )
-    )
-
-    def delete_view(ref: str) -> tuple[str, int]:
-        with session_scope() as session:
-            service.delete_object(session=session, otype=otype, ref=ref)
-        return "", 204
-
-    bp.delete(f"{path}/<ref>")(
-        bp.output({}, status_code=204)(
-            bp.doc(summary=f"Delete a {label}")(_named(f"delete_{otype}", delete_view))
-        )
-    )
-
-    def history_view(ref: str) -> dict[str, Any]:
-        with session_scope(readonly=True) as session:
-            records = service.history(session=session, otype=otype, ref=ref)
-            return PageResult.whole(records).serialize(AuditRead)
-
-    bp.get(f"{path}/<ref>/history")(
-        bp.output(HistoryPage)(
-            bp.doc(summary=f"Change history of a {label}")(_named(f"history_{otype}", history_view))
-        )
-    )
+    register_object_routes(bp, spec, service)
 
     def bulk_view() -> tuple[dict[str, Any], int]:
         body = request.get_json(silent=True)
@@ -131,15 +65,16 @@ def _register_kind(bp: APIBlueprint, kind: Kind) -> None:
                 raise InvalidInput("mode: create or upsert")
             return service.bulk_apply(session=session, otype=otype, items=body, mode=mode), 201
 
-    bp.post(f"{path}/bulk")(
-        bp.output(BulkCreated, status_code=201)(
-            bp.doc(
-                summary=f"Create or update many {kind.path.replace('-', ' ')}",
-                description="Body: a JSON list; items with `id` update. `?mode=upsert` updates "
-                "the object with the same natural key instead of refusing a duplicate. All or "
-                "nothing: any bad item rejects the whole list with every error.",
-            )(_named(f"bulk_{otype}", bulk_view))
-        )
+    add_route(
+        bp,
+        "POST",
+        f"/{kind.path}/bulk",
+        bulk_view,
+        name=f"bulk_{otype}",
+        summary=f"Create or update many {plural}",
+        description=BULK_HELP,
+        output=BulkCreated,
+        status=201,
     )
 
 
@@ -209,6 +144,7 @@ def register(bp: APIBlueprint) -> None:
 def _register_cable(bp: APIBlueprint, otype: str, read: type[Schema] | Any) -> None:
     path = f"/{service.KINDS[otype].path}/<ref>/cable"
     what = "a device interface" if otype == "circuit_termination" else "a device power port"
+    label = otype.replace("_", " ")
 
     def connect_view(ref: str, body: s.ConnectIn) -> Any:
         with session_scope() as session:
@@ -216,24 +152,27 @@ def _register_cable(bp: APIBlueprint, otype: str, read: type[Schema] | Any) -> N
                 session=session, otype=otype, ref=ref, data=body.model_dump(exclude_unset=True)
             )
 
-    bp.post(path)(
-        bp.input(s.ConnectIn, arg_name="body")(
-            bp.output(read, status_code=201)(
-                bp.doc(summary=f"Cable a {otype.replace('_', ' ')} to {what}")(
-                    _named(f"connect_{otype}", connect_view)
-                )
-            )
-        )
-    )
-
     def disconnect_view(ref: str) -> Any:
         with session_scope() as session:
             return service.disconnect(session=session, otype=otype, ref=ref)
 
-    bp.delete(path)(
-        bp.output(read)(
-            bp.doc(summary=f"Remove a {otype.replace('_', ' ')}'s cable")(
-                _named(f"disconnect_{otype}", disconnect_view)
-            )
-        )
+    add_route(
+        bp,
+        "POST",
+        path,
+        connect_view,
+        name=f"connect_{otype}",
+        summary=f"Cable a {label} to {what}",
+        body=s.ConnectIn,
+        output=read,
+        status=201,
+    )
+    add_route(
+        bp,
+        "DELETE",
+        path,
+        disconnect_view,
+        name=f"disconnect_{otype}",
+        summary=f"Remove a {label}'s cable",
+        output=read,
     )

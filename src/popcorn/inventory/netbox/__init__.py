@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.errors import InvalidInput, NotFound
@@ -89,6 +89,29 @@ def import_netbox(
     """Import a NetBox dump as one all-or-nothing batch; see the module docstring."""
     dump = read_dump(path)
     plan = plan_dump(dump)
+    notes: dict[tuple[str, Any], tuple[str, int]] = {}
+    stored: dict[tuple[str, Any], tuple[str, int]] = {}
+
+    def write_late(result: BatchResult) -> None:
+        """IPAM, circuits and power through their service, once the DCIM rows are written."""
+        table = m.NetboxId.__table__
+        stored.update(
+            ((row[0], row[1]), (row[2], row[3]))
+            for row in session.execute(
+                select(
+                    table.c.netbox_model, table.c.netbox_id, table.c.object_type, table.c.object_id
+                )
+            )
+        )
+        notes.update({} if dry_run else resolve(session, plan))
+        ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
+        written = late.write(session, dump, ids, plan.late_cables, dry_run=dry_run)
+        for name, counts in written.counts.items():
+            into = result.counts.setdefault(name, {"create": 0, "update": 0, "unchanged": 0})
+            for what, n in counts.items():
+                into[what] = into.get(what, 0) + n
+        notes.update(written.notes)
+
     result = bulk.apply(
         session,
         plan.sections,
@@ -96,21 +119,11 @@ def import_netbox(
         source=f"netbox {path.name}"[:80],
         summary=True,
         progress=progress,
+        then=write_late,
     )
     found = NetboxImport(result, plan.mapped, plan.skipped, plan.dropped)
-    stored = {
-        (r.netbox_model, r.netbox_id): (r.object_type, r.object_id)
-        for r in session.scalars(select(m.NetboxId))
-    }
-    notes = {} if dry_run else resolve(session, plan)
-    ids = {key: ident for key, (_, ident) in {**stored, **notes}.items()}
-    written = late.write(session, dump, ids, plan.late_cables, dry_run=dry_run)
-    for name, counts in written.counts.items():
-        into = result.counts.setdefault(name, {"create": 0, "update": 0, "unchanged": 0})
-        for what, n in counts.items():
-            into[what] = into.get(what, 0) + n
     if not dry_run:
-        found.ids = save_ids(session, {**notes, **written.notes}, stored)
+        found.ids = save_ids(session, notes, stored)
     return found
 
 
@@ -140,8 +153,9 @@ def save_ids(
             added.append(row)
         elif before != (otype, ident):
             changed.append(row)
-    if added:
-        session.execute(insert(m.NetboxId), added)
+    if added:  # plain executemany: no ORM bookkeeping for one row per NetBox record
+        table: Table = m.NetboxId.__table__  # type: ignore[assignment]
+        session.execute(insert(table), added)
     for row in changed:
         session.execute(
             update(m.NetboxId)

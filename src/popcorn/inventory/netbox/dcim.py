@@ -13,7 +13,6 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from popcorn.inventory import groupschemas as gs
 from popcorn.inventory import schemas as s
 from popcorn.inventory.netbox.registry import (
     LATE_ENDS,
@@ -27,6 +26,7 @@ from popcorn.inventory.netbox.registry import (
     text,
     uses,
 )
+from popcorn.inventory.schemas import groups as gs
 
 # NetBox object types whose custom fields Popcorn can hold, by Popcorn type.
 CUSTOM_TARGETS = {

@@ -2,7 +2,8 @@
 
 These objects are written after the DCIM batch, through the IPAM service (its
 rules: no duplicate address in a VRF that enforces uniqueness, prefixes
-normalised…), one object at a time in dependency order. References are given
+normalised…), one checked batch per NetBox model in dependency order
+(`ipam.batch.write_many`). References are given
 as Popcorn ids, found through the NetBox ids noted for every record already
 written, so a NetBox address lands on the very interface its record named.
 Re-importing updates the object a NetBox record became, or leaves it as it is.
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.inventory import models as dcim
-from popcorn.inventory.ipam import rules, service
+from popcorn.inventory.ipam import batch, service
 from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam.rules import KINDS
 from popcorn.inventory.netbox.registry import (
@@ -214,7 +215,7 @@ def power_panel(dump: Dump, pk: Any, fields: Record, ids: Ids) -> tuple[str, Rec
     data = {
         "site": _id(ids, "dcim.site", fields.get("site")),
         "name": text(fields.get("name"), 100),
-        "location": text(dump.field("dcim.location", fields.get("location")), 100),
+        "location": _id(ids, "dcim.location", fields.get("location")),
         "description": text(fields.get("description")),
     }
     return "power_panel", compact(data)
@@ -276,18 +277,18 @@ def write(
     if dry_run:  # nothing before was written: references are taken as found, checked on a write
         ids = _Assumed(ids)
     for model in LATE_ORDER:
-        for pk, fields in dump.all(model).items():
-            kind, data = LATE[model](dump, pk, fields, ids)
-            where = f"{model} {pk}"
-            try:
-                if dry_run:
+        mapped = [(pk, *LATE[model](dump, pk, f, ids)) for pk, f in dump.all(model).items()]
+        if dry_run:
+            for pk, kind, data in mapped:
+                try:
                     service.validate(KINDS[kind].schema, data)
                     done.count(kind, "create")
-                    continue
-                with session.begin_nested():
-                    _upsert(session, done, ids, model, pk, kind, data)
-            except (InvalidInput, NotFound, Conflict) as exc:
-                done.errors.append({"where": where, "field": "", "message": exc.message})
+                except InvalidInput as exc:
+                    done.errors.append(
+                        {"where": f"{model} {pk}", "field": "", "message": exc.message}
+                    )
+        elif mapped:
+            _write_model(session, done, ids, model, mapped)
     if not dry_run:
         for pk, fields, ends in cables:
             try:
@@ -305,27 +306,21 @@ def write(
     return done
 
 
-def _upsert(
-    session: Session, done: Written, ids: Ids, model: str, pk: Any, kind: str, data: Record
+def _write_model(
+    session: Session, done: Written, ids: Ids, model: str, mapped: list[tuple[Any, str, Record]]
 ) -> None:
-    current = ids.get((model, pk))
-    obj = session.get(KINDS[kind].model, current) if current is not None else None
-    if obj is None:
-        made = service.create_object(session=session, otype=kind, data=data)
-        ids[(model, pk)] = made["id"]
-        done.notes[(model, pk)] = (kind, made["id"])
-        done.count(kind, "create")
-        return
-    done.notes[(model, pk)] = (kind, obj.id)
-    # The columns the record would set, every rule checked: the same as stored, nothing to do.
-    given = service.validate(service.patch_schema(KINDS[kind]), data)
-    wanted = rules.columns(session, kind, given, obj)
-    if all(getattr(obj, name, value) == value for name, value in wanted.items()):
-        done.count(kind, "unchanged")
-        return
-    ref = obj.asn if kind == "asn" else obj.id  # a number names an ASN by its number
-    service.update_object(session=session, otype=kind, ref=ref, data=data)
-    done.count(kind, "update")
+    """Every record of one NetBox model as one checked batch: created, updated or unchanged."""
+    kind = mapped[0][1]
+    items = [(ids.get((model, pk)), data) for pk, _, data in mapped]
+    outcome = batch.write_many(session, kind, items, create_missing=True)
+    for error in outcome.errors:
+        where = f"{model} {mapped[error['item']][0]}"
+        done.errors.append({"where": where, "field": "", "message": error["message"]})
+    for (pk, _, _), ident, verb in zip(mapped, outcome.ids, outcome.verbs, strict=True):
+        if ident is not None:
+            ids[(model, pk)] = ident
+            done.notes[(model, pk)] = (kind, ident)
+            done.count(kind, verb)
 
 
 def _cable(

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from popcorn.inventory.schemas import Name, OptName, Slug, Stamped, Text200
+from popcorn.inventory.schemas.reads import Stamped
+from popcorn.inventory.schemas.values import Name, OptName, Slug, Text200
 from popcorn.schemas import Schema
 
 LOCATION_STATUSES = ("planned", "staging", "active", "decommissioning", "retired")
