@@ -16,7 +16,8 @@ In one run, on the embedded SQLite, each import in its own process:
    careful user would (cached lookups, a flush per device and per device's parts,
    one audit record), into a fresh database.
 
-    .venv/bin/python benchmarks/bench_inventory_import.py [--types 3000] [--devices 10000] [--repeat 3]
+    .venv/bin/python benchmarks/bench_inventory_import.py \
+        [--types 3000] [--devices 10000] [--repeat 3]
 """
 
 from __future__ import annotations
