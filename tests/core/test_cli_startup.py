@@ -239,3 +239,49 @@ def test_groups_with_a_list_command_list_when_given_no_subcommand() -> None:
     bare = CliRunner().invoke(cli, ["token"], catch_exceptions=False)
     listed = CliRunner().invoke(cli, ["token", "list"], catch_exceptions=False)
     assert bare.exit_code == 0 and bare.output == listed.output
+
+
+def test_a_command_is_found_reading_only_the_modules_that_can_declare_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Running `popcorn <name> …` parses the CLI modules whose text names it, not all of
+    them, and finds the same module as reading them all."""
+    from popcorn.cli import RootGroup
+
+    everything = cli.specs()
+    parsed: list[str] = []
+    real = clispec.parse_module
+
+    def counting(source: str, module: str) -> list[clispec.Spec]:
+        parsed.append(module)
+        return real(source, module)
+
+    monkeypatch.setattr(clispec, "parse_module", counting)
+    for name, spec in everything.items():
+        parsed.clear()
+        found = RootGroup(name="popcorn")._spec(name)
+        assert found is not None and found.module == spec.module, name
+        assert len(parsed) < len(clispec.cli_modules()) // 2, (name, parsed)
+
+
+# What no list needs, whatever its domain: pydantic-settings' settings sources, an HTTP or
+# Redis client, and (on the embedded SQLite database) SQLAlchemy's PostgreSQL dialect.
+LIST_NEVER = {"pydantic_settings", "redis", "httpx", "sqlalchemy.dialects.postgresql"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "list", "--json"],
+        ["audit", "--json"],
+        ["events", "list", "--json"],
+        ["devicelab", "devices", "--json"],
+        # inventory's partial indexes name PostgreSQL options, which loads its dialect
+        ["inventory", "devices", "--json"],
+    ],
+    ids=lambda args: " ".join(args[:-1]),
+)
+def test_a_list_loads_no_client_and_no_other_database_dialect(args: list[str]) -> None:
+    never = LIST_NEVER - ({"sqlalchemy.dialects.postgresql"} if args[0] == "inventory" else set())
+    modules = _imported(args, shows='"items"')
+    assert not modules & never, sorted(modules & never)
