@@ -223,7 +223,7 @@ def _tree(module: str) -> ast.Module | None:
     return None if source is None else ast.parse(source)
 
 
-def may_define(source: str, name: str) -> bool:
+def _may_define(source: str, name: str) -> bool:
     """Whether a module's text can declare the command `name`: as a quoted name, or as a
     function whose default name it is (`def certs_group(`). Most modules cannot, and so are
     not parsed when a command runs."""
@@ -338,7 +338,7 @@ class LazyGroup(click.Group):
         if self._specs is None:
             for module in cli_modules():
                 source = _source(module)
-                if source is None or not may_define(source, name):
+                if source is None or not _may_define(source, name):
                     continue
                 try:
                     found = parse_module(source, module)
