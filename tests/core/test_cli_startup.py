@@ -285,3 +285,20 @@ def test_a_list_loads_no_client_and_no_other_database_dialect(args: list[str]) -
     never = LIST_NEVER - ({"sqlalchemy.dialects.postgresql"} if args[0] == "inventory" else set())
     modules = _imported(args, shows='"items"')
     assert not modules & never, sorted(modules & never)
+
+
+def test_schemas_build_their_validators_when_first_used() -> None:
+    """Importing a domain's schemas builds none of them: a list builds the one it prints."""
+    probe = (
+        "from popcorn.inventory import schemas as s\n"
+        "from popcorn.schemas import ReadSchema, Schema\n"
+        "built = [n for n, c in vars(s).items() if isinstance(c, type)\n"
+        "         and issubclass(c, (ReadSchema, Schema)) and c.__pydantic_complete__]\n"
+        "assert built == [], built\n"
+        "s.SiteRead.model_json_schema()\n"
+        "assert s.SiteRead.__pydantic_complete__\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
