@@ -74,12 +74,14 @@ def test_root_help_does_not_open_the_database() -> None:
 
 
 # What the inventory's list path never needs: imports, exports, the device-type
-# library, reports, traces and the IPAM service with its rules and schemas.
+# library and its template schemas, reports, traces and the IPAM service with its rules
+# and schemas.
 INVENTORY_WRITE_SIDE = {
     "yaml",
     "popcorn.inventory.files",
     "popcorn.inventory.formats",
     "popcorn.inventory.library",
+    "popcorn.inventory.devicetypes",
     "popcorn.inventory.reports",
     "popcorn.inventory.tracing",
     "popcorn.inventory.ipam.service",
