@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,11 +122,11 @@ def _spec_of(function: ast.FunctionDef, decorator: ast.expr, kind: str, module: 
 def _imported_commands(module: str, names: set[str]) -> dict[str, Spec]:
     """Commands defined at the top of another popcorn module, by variable name (those a CLI
     module imports to `add_command` them); empty when that file cannot be read."""
-    source = _source(module)
-    if source is None:
+    tree = _tree(module)
+    if tree is None:
         return {}
     found: dict[str, Spec] = {}
-    for node in ast.parse(source).body:
+    for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in names:
             for decorator in node.decorator_list:
                 call = _click_call(decorator)
@@ -213,6 +214,23 @@ def _source(module: str) -> str | None:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+
+
+@functools.cache
+def _tree(module: str) -> ast.Module | None:
+    """A module's syntax tree, parsed once however many of its commands a CLI module adds."""
+    source = _source(module)
+    return None if source is None else ast.parse(source)
+
+
+def _may_define(source: str, name: str) -> bool:
+    """Whether a module's text can declare the command `name`: as a quoted name, or as a
+    function whose default name it is (`def certs_group(`). Most modules cannot, and so are
+    not parsed when a command runs."""
+    if f'"{name}"' in source or f"'{name}'" in source:
+        return True
+    function = re.escape(name.replace("-", "_"))
+    return re.search(rf"def {function}(_command|_cmd|_group|_grp)?\(", source, re.I) is not None
 
 
 def discover(modules: Sequence[str]) -> tuple[dict[str, Spec], list[str]]:
@@ -314,15 +332,22 @@ class LazyGroup(click.Group):
         return sorted(set(self.commands) | set(self.specs()))
 
     def _spec(self, name: str) -> Spec | None:
-        """The named command's spec; a domain whose group has its own name is read alone."""
-        if self._specs is None and f"popcorn.{name}.cli" in cli_modules():
-            source = _source(f"popcorn.{name}.cli")
-            try:
-                found = parse_module(source, f"popcorn.{name}.cli") if source else []
-            except SyntaxError:
-                found = []
-            for spec in found:
-                if spec.name == name:
+        """The named command's spec, parsing only the modules whose text may declare it
+        (in `cli_modules()` order, the first wins as in `specs()`); every module is read
+        when none of those does, so an unknown name still gets click's suggestions."""
+        if self._specs is None:
+            for module in cli_modules():
+                source = _source(module)
+                if source is None or not _may_define(source, name):
+                    continue
+                try:
+                    found = parse_module(source, module)
+                except SyntaxError:
+                    break
+                if not found:  # known only once imported: `specs()` does that
+                    break
+                spec = next((spec for spec in found if spec.name == name), None)
+                if spec is not None:
                     return spec
         return self.specs().get(name)
 
@@ -337,15 +362,9 @@ class LazyGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
-        spec = self._spec(name) if name and name not in self.commands else None
-        if (
-            spec is not None
-            and spec.is_group
-            and spec.exact
-            and not spec.own_params
-            and len(args) == 2
-            and args[1] in ctx.help_option_names
-        ):
+        asks_help = len(args) == 2 and args[1] in ctx.help_option_names
+        spec = self._spec(name) if asks_help and name not in self.commands else None
+        if spec is not None and spec.is_group and spec.exact and not spec.own_params:
             return name, spec.help_group(), args[1:]
         return super().resolve_command(ctx, args)
 

@@ -9,40 +9,37 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
 SECRET_FILE_NAME = "secret_key"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
+ENV_PREFIX = "popcorn_"
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads `popcorn.toml` from POPCORN_CONFIG, POPCORN_HOME or the working directory."""
+def _toml_values(names: Collection[str]) -> dict[str, Any]:
+    """The settings in `popcorn.toml` (POPCORN_CONFIG, POPCORN_HOME or the working directory)."""
+    path = config_file_path()
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    section = data.get("popcorn", data)
+    return {k: v for k, v in section.items() if k in names}
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        path = config_file_path()
-        if path is None:
-            return {}
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from exc
-        section = data.get("popcorn", data)
-        return {k: v for k, v in section.items() if k in Settings.model_fields}
+def _environment_values(names: Collection[str]) -> dict[str, str]:
+    """`POPCORN_<NAME>` variables, the name in any case."""
+    environ = {key.lower(): value for key, value in os.environ.items()}
+    return {name: environ[ENV_PREFIX + name] for name in names if ENV_PREFIX + name in environ}
 
 
 def config_file_path() -> Path | None:
@@ -56,8 +53,14 @@ def config_file_path() -> Path | None:
     return None
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POPCORN_", extra="ignore")
+class Settings(BaseModel):
+    """Arguments first, then `POPCORN_*` variables, then `popcorn.toml`, then defaults.
+
+    A plain pydantic model reading its two sources itself: pydantic-settings loaded a dozen
+    settings sources (cloud vaults, dotenv, CLI parsing) into every process for these two.
+    """
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     home: Path = Field(default=Path(".popcorn"), description="Where embedded data lives.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite if unset.")
@@ -169,16 +172,9 @@ class Settings(BaseSettings):
         "write certificates and keys. Empty: none.",
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+    def __init__(self, **values: Any) -> None:
+        names = type(self).model_fields
+        super().__init__(**{**_toml_values(names), **_environment_values(names), **values})
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -80,6 +80,21 @@ def test_settings_from_popcorn_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.log_level == "ERROR"  # the environment wins over the file
 
 
+def test_settings_arguments_win_and_variables_are_read_in_any_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from popcorn.config import Settings
+
+    (tmp_path / "popcorn.toml").write_text("[popcorn]\njob_retries = 7\njob_timeout = 5\n")
+    monkeypatch.setenv("POPCORN_CONFIG", str(tmp_path / "popcorn.toml"))
+    monkeypatch.setenv("popcorn_job_timeout", "9")
+    assert Settings().job_timeout == 9 and Settings().job_retries == 7
+    assert Settings(job_timeout=3).job_timeout == 3
+    monkeypatch.setenv("POPCORN_JOB_LOST_AFTER", "1")  # below its minimum: refused, not used
+    with pytest.raises(ValueError, match="job_lost_after"):
+        Settings()
+
+
 def test_generated_secret_is_kept(tmp_path: Path) -> None:
     from popcorn.config import Settings
 

@@ -74,12 +74,14 @@ def test_root_help_does_not_open_the_database() -> None:
 
 
 # What the inventory's list path never needs: imports, exports, the device-type
-# library, reports, traces and the IPAM service with its rules and schemas.
+# library and its template schemas, reports, traces and the IPAM service with its rules
+# and schemas.
 INVENTORY_WRITE_SIDE = {
     "yaml",
     "popcorn.inventory.files",
     "popcorn.inventory.formats",
     "popcorn.inventory.library",
+    "popcorn.inventory.devicetypes",
     "popcorn.inventory.reports",
     "popcorn.inventory.tracing",
     "popcorn.inventory.ipam.service",
@@ -239,3 +241,66 @@ def test_groups_with_a_list_command_list_when_given_no_subcommand() -> None:
     bare = CliRunner().invoke(cli, ["token"], catch_exceptions=False)
     listed = CliRunner().invoke(cli, ["token", "list"], catch_exceptions=False)
     assert bare.exit_code == 0 and bare.output == listed.output
+
+
+def test_a_command_is_found_reading_only_the_modules_that_can_declare_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Running `popcorn <name> …` parses the CLI modules whose text names it, not all of
+    them, and finds the same module as reading them all."""
+    from popcorn.cli import RootGroup
+
+    everything = cli.specs()
+    parsed: list[str] = []
+    real = clispec.parse_module
+
+    def counting(source: str, module: str) -> list[clispec.Spec]:
+        parsed.append(module)
+        return real(source, module)
+
+    monkeypatch.setattr(clispec, "parse_module", counting)
+    for name, spec in everything.items():
+        parsed.clear()
+        found = RootGroup(name="popcorn")._spec(name)
+        assert found is not None and found.module == spec.module, name
+        assert len(parsed) < len(clispec.cli_modules()) // 2, (name, parsed)
+
+
+# What no list needs, whatever its domain: pydantic-settings' settings sources, an HTTP or
+# Redis client, and (on the embedded SQLite database) SQLAlchemy's PostgreSQL dialect.
+LIST_NEVER = {"pydantic_settings", "redis", "httpx", "sqlalchemy.dialects.postgresql"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "list", "--json"],
+        ["audit", "--json"],
+        ["events", "list", "--json"],
+        ["devicelab", "devices", "--json"],
+        # inventory's partial indexes name PostgreSQL options, which loads its dialect
+        ["inventory", "devices", "--json"],
+    ],
+    ids=lambda args: " ".join(args[:-1]),
+)
+def test_a_list_loads_no_client_and_no_other_database_dialect(args: list[str]) -> None:
+    never = LIST_NEVER - ({"sqlalchemy.dialects.postgresql"} if args[0] == "inventory" else set())
+    modules = _imported(args, shows='"items"')
+    assert not modules & never, sorted(modules & never)
+
+
+def test_schemas_build_their_validators_when_first_used() -> None:
+    """Importing a domain's schemas builds none of them: a list builds the one it prints."""
+    probe = (
+        "from popcorn.inventory import schemas as s\n"
+        "from popcorn.schemas import ReadSchema, Schema\n"
+        "built = [n for n, c in vars(s).items() if isinstance(c, type)\n"
+        "         and issubclass(c, (ReadSchema, Schema)) and c.__pydantic_complete__]\n"
+        "assert built == [], built\n"
+        "s.SiteRead.model_json_schema()\n"
+        "assert s.SiteRead.__pydantic_complete__\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

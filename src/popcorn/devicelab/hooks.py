@@ -13,7 +13,6 @@ import hmac
 import secrets
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -157,6 +156,8 @@ def send_callback(run_id: int, *, base_url: str = "") -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if secret:
         headers[HOOK_SIGNATURE] = hook_signature(secret, body)
+    import httpx  # only here: listing devices or runs does not pay for an HTTP client
+
     response = httpx.post(url, content=body, headers=headers, timeout=10.0, follow_redirects=False)
     response.raise_for_status()
     return {"sent": True, "status": response.status_code, "stage_status": status["stage_status"]}

@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Text, cast, func, or_, select, type_coerce
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -126,6 +125,8 @@ def _event_query(session: Session, params: ListParams) -> Any:
     label_values = filters.pop("label", [])
     stmt = select(EventRecord).where(*filter_clauses(filters, {**EVENT_FILTERS}))
     postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        from sqlalchemy.dialects.postgresql import JSONB
     for raw in label_values:
         key, sep, value = raw.partition(":")
         if not sep or not _LABEL_KEY.fullmatch(key):

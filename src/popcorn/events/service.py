@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import event, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -428,6 +427,8 @@ def process_events(
     *, session: Session, event_ids: Sequence[int], now: datetime | None = None
 ) -> dict[str, Any]:
     """Match pending events against the active rules and run the actions of enforcing matches."""
+    from redis.exceptions import RedisError  # here: an events list needs no Redis client
+
     compiled = active_rules(session=session)
     stmt = (
         select(EventRecord)

@@ -11,14 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change, recording_update
-from popcorn.db import utcnow
+from popcorn.db import dialect_insert, utcnow
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.events.actions import MAX_HOPS
 from popcorn.events.models import ActionRun, EventRecord, IncidentEvent, MatchRecord, Setting
@@ -41,11 +39,6 @@ def put_setting(session: Session, name: str, value: Any) -> None:
             index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": now}
         )
     )
-
-
-def dialect_insert(session: Session, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
 def get_settings_view(*, session: Session) -> dict[str, Any]:

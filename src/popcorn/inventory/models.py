@@ -28,13 +28,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from popcorn.db import Base, UTCDateTime, utcnow
+from popcorn.db import Base, JSONDocument, UTCDateTime, utcnow
 
 # SQL NULL (not JSON null) for absent values: most components carry no custom fields.
-NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+NullableJSON = JSONDocument(none_as_null=True)
 
 
 def _partial(name: str, column: str, where: str, *, unique: bool = False) -> Index:

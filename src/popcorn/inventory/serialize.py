@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from popcorn.inventory import devicetypes
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES
 from popcorn.inventory.ipam import reads as ipam_reads
@@ -175,6 +174,8 @@ def _templates(session: Session, otype: str, ids: list[int]) -> dict[int, list[d
 def _device_model(
     session: Session, rows: list[dict[str, Any]], names: Names
 ) -> list[dict[str, Any]]:
+    from popcorn.inventory import devicetypes  # its template schemas: only types' rows use them
+
     _ref(rows, names, "manufacturer_id", "manufacturer", "manufacturer")
     templates = _templates(session, "device_model", [r["id"] for r in rows])
     for row in rows:
@@ -186,6 +187,8 @@ def _device_model(
 def _module_type(
     session: Session, rows: list[dict[str, Any]], names: Names
 ) -> list[dict[str, Any]]:
+    from popcorn.inventory import devicetypes
+
     _ref(rows, names, "manufacturer_id", "manufacturer", "manufacturer")
     templates = _templates(session, "module_type", [r["id"] for r in rows])
     for row in rows:

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from popcorn import domains
 from popcorn.audit import record_change
-from popcorn.db import session_scope, utcnow
+from popcorn.db import dialect_insert, session_scope, utcnow
 from popcorn.errors import InvalidInput, NotFound, PopcornError
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.outbox import emit
-from popcorn.remediation import engine, rails
+from popcorn.remediation import engine
 from popcorn.remediation.models import (
     Agent,
 )
@@ -42,7 +42,7 @@ def record_heartbeat(
     now = utcnow()
     actions = list(actions or [])
     inserted = session.scalar(
-        rails.insert_for(session, Agent)
+        dialect_insert(session, Agent)
         .values(
             name=name,
             url=url,

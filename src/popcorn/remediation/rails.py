@@ -20,13 +20,11 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
 from popcorn.context import current_actor
-from popcorn.db import utcnow
+from popcorn.db import dialect_insert, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.outbox import emit
 from popcorn.remediation.engine import Concurrency
@@ -37,11 +35,6 @@ DEFAULT_BUDGET = 30
 DEFAULT_WINDOW_SECONDS = 3600
 
 Admission = Literal["admitted", "queued", "dropped"]
-
-
-def insert_for(session: Session, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
 # --- concurrency ---------------------------------------------------------------------------
@@ -65,7 +58,7 @@ def _lock_gates(session: Session, keys: list[str]) -> None:
         return
     now = utcnow()
     session.execute(
-        insert_for(session, Gate)
+        dialect_insert(session, Gate)
         .values([{"key": key, "created_at": now} for key in keys])
         .on_conflict_do_nothing(index_elements=["key"])
     )
@@ -160,7 +153,7 @@ def get_circuit(session: Session, *, lock: bool = False) -> Circuit:
     circuit = session.get(Circuit, GLOBAL, with_for_update=lock)
     if circuit is None:
         session.execute(
-            insert_for(session, Circuit)
+            dialect_insert(session, Circuit)
             .values(
                 name=GLOBAL,
                 state="closed",

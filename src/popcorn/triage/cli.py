@@ -9,8 +9,8 @@ import click
 from popcorn.cli import PopcornGroup, json_option, output, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.listing import ListParams
-from popcorn.triage import analysis, service
 from popcorn.triage import schemas as s
+from popcorn.triage import service
 from popcorn.triage.tables import TABLE_NAMES
 
 COLLECTION_COLUMNS = ["id", "name", "status", "hosts", "findings", "created_at", "finished_at"]
@@ -229,6 +229,8 @@ def rerun(collection: str, statuses: tuple[str, ...], background: bool, as_json:
 @with_actor
 def analyse(collection: str, rare_fraction: float, similarity: float, as_json: bool) -> None:
     """Rebuild a collection's clusters, baselines and findings."""
+    from popcorn.triage import analysis  # numpy: only the commands that analyse load it
+
     body = s.AnalyseRequest(rare_fraction=rare_fraction, similarity=similarity)
     with session_scope() as session:
         found = service.get_collection(session=session, ref=_resolve(session, collection))
@@ -248,6 +250,8 @@ def analyse(collection: str, rare_fraction: float, similarity: float, as_json: b
 @json_option
 def diff(device: str, before: str, after: str, as_json: bool) -> None:
     """What changed on DEVICE between two collections."""
+    from popcorn.triage import analysis  # numpy: only the commands that analyse load it
+
     with session_scope(readonly=True) as session:
         result = analysis.diff_hosts(
             before=service.host_tables(
@@ -266,6 +270,8 @@ def diff(device: str, before: str, after: str, as_json: bool) -> None:
 @json_option
 def group_diff(device: str, collection: str, as_json: bool) -> None:
     """DEVICE against its group: its rare rows, and the common rows it lacks."""
+    from popcorn.triage import analysis  # numpy: only the commands that analyse load it
+
     with session_scope(readonly=True) as session:
         found = service.get_collection(session=session, ref=_resolve(session, collection))
         result = analysis.host_vs_group(session=session, collection=found, device=device)
