@@ -274,17 +274,18 @@ def _ensure_schema(url: str) -> None:
 
 MIGRATION_PACKAGES = ["popcorn.migrations"]
 
-# An index's `info` key naming the only dialects it exists on (a PostgreSQL GIN index, say):
-# its migration creates it there alone, and comparing models with a database skips it elsewhere.
-ONLY_ON_DIALECTS = "only_on_dialects"
+# A table's `info` key listing indexes its migrations make by hand on some databases only
+# (a PostgreSQL GIN index, say). They stay out of the model, so that loading it imports no
+# database dialect, and comparing the models with a database leaves them out.
+MIGRATION_ONLY_INDEXES = "migration_only_indexes"
 
 
-def in_schema_on(obj: object, type_: str, dialect: str) -> bool:
-    """Whether a model object belongs in the schema of a database of this dialect."""
-    if type_ != "index":
+def compared_with_models(obj: Any, type_: str) -> bool:
+    """Whether autogenerate should compare this schema object with the models."""
+    if type_ != "index" or obj.table is None:
         return True
-    dialects = getattr(obj, "info", {}).get(ONLY_ON_DIALECTS)
-    return dialects is None or dialect in dialects
+    table = Base.metadata.tables.get(obj.table.name)
+    return table is None or obj.name not in table.info.get(MIGRATION_ONLY_INDEXES, ())
 
 
 def register_migrations(package: str) -> None:

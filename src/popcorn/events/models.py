@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from popcorn.db import ONLY_ON_DIALECTS, Base, JSONType, UTCDateTime, utcnow
+from popcorn.db import MIGRATION_ONLY_INDEXES, Base, JSONType, UTCDateTime, utcnow
 
 
 class EventRecord(Base):
@@ -19,14 +19,9 @@ class EventRecord(Base):
         UniqueConstraint("source", "event_id", name="uq_events_events_source_event_id"),
         Index("ix_events_events_status", "status", "id"),
         Index("ix_events_events_type_time", "type", "time"),
-        # `label=key:value` searches: a containment index where the database has one
-        # (SQLite searches labels with json_extract).
-        Index(
-            "ix_events_events_labels",
-            "labels",
-            postgresql_using="gin",
-            info={ONLY_ON_DIALECTS: ("postgresql",)},
-        ),
+        # events_0002 adds a GIN index on labels for `label=key:value` searches, on
+        # PostgreSQL only (SQLite searches labels with json_extract).
+        {"info": {MIGRATION_ONLY_INDEXES: ("ix_events_events_labels",)}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

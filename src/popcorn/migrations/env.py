@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from popcorn.db import Base, get_engine, in_schema_on
+from popcorn.db import Base, compared_with_models, get_engine
 from popcorn.domains import load_models
 
 load_models()
@@ -17,12 +17,11 @@ only_prefix = config.attributes.get("only_prefix")
 def run() -> None:
     engine = get_engine(url)
     with engine.connect() as connection:
-        dialect = connection.dialect.name
 
         def include_object(
             obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
         ) -> bool:
-            if not reflected and not in_schema_on(obj, type_, dialect):
+            if not compared_with_models(obj, type_):
                 return False
             if only_prefix is None or type_ != "table" or name is None:
                 return True
