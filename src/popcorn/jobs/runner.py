@@ -10,6 +10,12 @@ The worker also prepares, once and before any fork, what every job needs
 (configured SQLAlchemy mappers, compiled statements), and a domain's tasks when
 its first job arrives, so a forked work horse starts with them instead of
 redoing them per job.
+
+A forking worker claims each job's record before the fork and stores its outcome
+after the work horse has exited, over the worker's own database connection; the
+horse runs the task and writes the outcome to a file. A horse opening a database
+connection of its own paid for a connection and, on SQLite, a read of the whole
+schema, per job, which was most of what a job cost.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import sys
+import tempfile
 from typing import Any
 
 from rq import SimpleWorker, Worker
@@ -61,14 +69,71 @@ class _PromptStop:
             self.pubsub_thread = None
 
 
+_RECORD_JOB = re.compile(r"popcorn-(\d+)-\d+")  # `popcorn.jobs.broker.rq_job_id`
+
+
 class PopcornWorker(_PromptStop, Worker):
-    """Forks a work horse per job (isolation); the horse starts warm."""
+    """Forks a work horse per job (isolation); the horse starts warm and, unless its
+    task uses the database, never opens it: the worker claims and stores around it."""
+
+    _outcome_file: Any = None
+    _horse_status: int | None = None
 
     def execute_job(self, job: Any, queue: Any) -> None:
         # In the worker, before the fork: the first job of a domain loads that domain's
         # tasks here, once, so no work horse imports it for itself.
         prepare_for(job.meta.get("task"))
-        super().execute_job(job, queue)
+        found = _RECORD_JOB.fullmatch(job.id)
+        if found is None:  # not one of ours: rq's own way
+            super().execute_job(job, queue)
+            return
+        from popcorn.jobs import worker as run
+
+        record_id = int(found.group(1))
+        try:
+            claim = run._claim(record_id, run.worker_name())
+        except Exception:  # the database refused: the horse claims for itself, as in-process
+            log.warning("could not claim job %s before forking", record_id, exc_info=True)
+            super().execute_job(job, queue)
+            return
+        if self._outcome_file is None:
+            # lives as long as the worker (one file for every job)
+            self._outcome_file = tempfile.TemporaryFile(prefix="popcorn-outcome-")  # noqa: SIM115
+        fd = self._outcome_file.fileno()
+        os.ftruncate(fd, 0)
+        run.hand_off(record_id, claim, fd)
+        try:
+            if claim is None:  # canceled or a duplicate: the horse runs nothing
+                super().execute_job(job, queue)
+                return
+            # The worker beats the heartbeat from the claim until the outcome is stored.
+            with run._heartbeat(record_id):
+                self._horse_status = None
+                super().execute_job(job, queue)
+                outcome = run.read_outcome(fd)
+                if outcome is None:
+                    outcome = (False, f"the work horse ended without an outcome ({self._ended()})")
+                try:
+                    run.store_outcome(claim, *outcome)
+                except Exception:  # left to the scheduler: the record stays running, unbeaten
+                    log.exception("could not store the outcome of job %s", record_id)
+        finally:
+            run.end_hand_off()
+
+    def wait_for_horse(self) -> Any:
+        pid, status, rusage = super().wait_for_horse()
+        if pid:
+            self._horse_status = status
+        return pid, status, rusage
+
+    def _ended(self) -> str:
+        """How the last work horse ended, in words."""
+        status = self._horse_status
+        if status is None:
+            return "unknown exit"
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {os.WTERMSIG(status)}"
+        return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 class PopcornSimpleWorker(_PromptStop, SimpleWorker):
