@@ -231,6 +231,8 @@ def bench_bare_rq(env: dict[str, str], *, fork: bool) -> JobRun:
             url,
             "-w",
             worker_class,
+            "--logging_level",
+            "WARNING",  # as Popcorn's workers here (POPCORN_LOG_LEVEL=WARNING)
             "bench",
         ],
         env={**worker_env, "PYTHONPATH": str(Path(__file__).parent)},

@@ -314,11 +314,15 @@ class LazyGroup(click.Group):
         return sorted(set(self.commands) | set(self.specs()))
 
     def _spec(self, name: str) -> Spec | None:
-        """The named command's spec; a domain whose group has its own name is read alone."""
-        if self._specs is None and f"popcorn.{name}.cli" in cli_modules():
-            source = _source(f"popcorn.{name}.cli")
+        """The named command's spec; a domain whose group has its own name is read alone,
+        and so is the core's own module for any other name (`popcorn worker` starts
+        without reading every domain's CLI; the core's commands win a clash anyway)."""
+        if self._specs is None:
+            own = f"popcorn.{name}.cli"
+            module = own if own in cli_modules() else cli_modules()[0]
+            source = _source(module)
             try:
-                found = parse_module(source, f"popcorn.{name}.cli") if source else []
+                found = parse_module(source, module) if source else []
             except SyntaxError:
                 found = []
             for spec in found:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from popcorn.config import get_settings
 from popcorn.context import acting_as
 from popcorn.db import get_engine, session_scope, utcnow
-from popcorn.jobs.broker import get_redis, rq_queue
+from popcorn.jobs.broker import get_redis
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
 
@@ -410,7 +410,7 @@ def run_worker(
 
     warm_up()  # once, before any fork: every work horse inherits it
     worker = make_worker(
-        [rq_queue(q) for q in (queues or list(QUEUES))],
+        list(queues or QUEUES),
         connection=get_redis(),
         name=name or f"popcorn-{socket.gethostname()}-{os.getpid()}",
         fork=fork,
