@@ -151,6 +151,9 @@ class _Heartbeats:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._pid = 0
@@ -190,6 +193,9 @@ class _Heartbeats:
 
 
 _heartbeats = _Heartbeats()
+# A forking worker beats for the jobs its horses run: a horse must not inherit its lock
+# taken (it would wait forever on it), nor its list of jobs.
+os.register_at_fork(after_in_child=_heartbeats.reset)
 
 
 def _heartbeat(record_id: int) -> Any:
