@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
+from rq.worker import WorkerStatus
 
 log = logging.getLogger("popcorn.jobs")
 
@@ -83,7 +84,8 @@ class _FewerRoundTrips:
     a switch to Redis and back, and these were half of the Redis calls of an echo job.
     A heartbeat here is one pipelined round trip, and is skipped when one that kept the
     worker's key at least as long went out within WORKER_BEAT_SECONDS; an unchanged
-    state is not written again.
+    state is not written again, and "idle" goes out with the heartbeat rq sends right
+    after setting it.
     """
 
     connection: Any
@@ -91,23 +93,36 @@ class _FewerRoundTrips:
     _state: str
     _beat_at = 0.0
     _beat_ttl = 0
+    _state_unsent = False
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         ttl = timeout or self.worker_ttl + 60
         now = time.monotonic()
         if pipeline is None:
-            if now - self._beat_at < WORKER_BEAT_SECONDS and ttl <= self._beat_ttl:
+            recent = now - self._beat_at < WORKER_BEAT_SECONDS and ttl <= self._beat_ttl
+            if recent and not self._state_unsent:
                 return
             with self.connection.pipeline(transaction=False) as pipe:
+                self._add_state(pipe)
                 super().heartbeat(timeout, pipe)  # type: ignore[misc]
                 pipe.execute()
         else:  # part of rq's own pipeline, sent with it
+            self._add_state(pipeline)
             super().heartbeat(timeout, pipeline)  # type: ignore[misc]
         self._beat_at, self._beat_ttl = now, ttl
+
+    def _add_state(self, pipeline: Any) -> None:
+        if self._state_unsent:
+            super().set_state(self._state, pipeline)  # type: ignore[misc]
+            self._state_unsent = False
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state:
             return
+        if pipeline is None and state == WorkerStatus.IDLE:  # rq beats right after
+            self._state, self._state_unsent = state, True
+            return
+        self._state_unsent = False
         super().set_state(state, pipeline)  # type: ignore[misc]
 
 
@@ -244,8 +259,19 @@ class PopcornQueue(Queue):
     def lpop(cls, queue_keys: Any, timeout: int | None, connection: Any = None) -> Any:
         if timeout is not None or len(queue_keys) < 2:  # blocking: BLPOP takes them all
             return super().lpop(queue_keys, timeout, connection=connection)
-        found = connection.register_script(_FIRST_POP)(keys=list(queue_keys))
+        found = _first_pop(connection)(keys=list(queue_keys))
         return tuple(found) if found else None
+
+
+_scripts: dict[int, Any] = {}
+
+
+def _first_pop(connection: Any) -> Any:
+    """The registered script, one per connection (registering hashes it again)."""
+    script = _scripts.get(id(connection))
+    if script is None or script.registered_client is not connection:
+        script = _scripts[id(connection)] = connection.register_script(_FIRST_POP)
+    return script
 
 
 def make_worker(queue_names: list[str], *, connection: Any, name: str, fork: bool) -> Any:
