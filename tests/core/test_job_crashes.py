@@ -8,6 +8,8 @@ reaches an end by itself within a bound.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -60,7 +62,7 @@ def crash_env(processes: Processes, tmp_path: Path) -> Iterator[Path]:
     yield marker
 
 
-def start_ready_worker(processes: Processes) -> Any:
+def start_ready_worker(processes: Processes, *, fork: bool = False) -> Any:
     """A worker that is listening, so a job submitted next is taken at once.
 
     Otherwise a slow start on a busy machine leaves the job waiting long enough for
@@ -68,7 +70,7 @@ def start_ready_worker(processes: Processes) -> Any:
     """
     from rq import Worker
 
-    proc = processes.start("worker", "--no-fork")
+    proc = processes.start("worker") if fork else processes.start("worker", "--no-fork")
     wait_until(lambda: Worker.count(connection=jobs.get_redis()) > 0, timeout=120)
     return proc
 
@@ -114,6 +116,76 @@ def test_worker_killed_at_any_point_the_job_still_finishes(
     # killed before the task ran: one run; killed while or after it ran: it ran again
     assert ran == (1 if left_as == "pending" else 2)
     assert done.attempts == ran
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("point", "runs"),
+    [
+        ("claimed", 1),  # rq started it; the worker had not claimed the record yet
+        ("forking", 1),  # claimed, never forked: the attempt is lost, the task never ran
+        ("mid-run", 2),  # worker and work horse killed while the task ran
+        ("result", 2),  # the horse ended; the worker never stored its outcome
+    ],
+)
+def test_forking_worker_killed_at_any_point_the_job_still_finishes(
+    point: str, runs: int, crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "attempts"
+    pause(processes, point, crash_env)
+    processes.start("scheduler")
+    first = start_ready_worker(processes, fork=True)
+    job_id = submit("test.crashable", arguments={"log": str(log)})
+    wait_until(crash_env.exists, timeout=30)
+    processes.kill(first)
+    assert record(job_id).status == ("pending" if point == "claimed" else "running")
+
+    processes.start("worker")
+    wait_until(lambda: record(job_id).status == "finished", timeout=BOUND)
+    done = record(job_id)
+    assert done.result == {"done": True}
+    assert log.read_text().count("attempt") == runs
+    assert done.attempts == (1 if point == "claimed" else 2)
+
+
+@pytest.mark.slow
+def test_killed_work_horse_is_a_failed_attempt_then_retried(
+    crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "attempts"
+    pause(processes, "mid-run", crash_env)
+    processes.start("scheduler")
+    start_ready_worker(processes, fork=True)
+    job_id = submit("test.crashable", arguments={"log": str(log)})
+    wait_until(crash_env.exists, timeout=30)
+    horse = int(crash_env.read_text())
+    os.kill(horse, signal.SIGKILL)  # the worker lives on and sees its horse die
+
+    failed = wait_until(lambda: (r := record(job_id)).status != "running" and r, timeout=BOUND)
+    assert "killed by signal 9" in failed.error
+    assert failed.status in {"scheduled", "pending", "finished"}
+    wait_until(lambda: record(job_id).status == "finished", timeout=BOUND)
+    assert log.read_text().count("attempt") == 2
+    assert record(job_id).attempts == 2
+
+
+@pytest.mark.slow
+def test_work_horse_of_a_killed_worker_stores_its_own_outcome(
+    crash_env: Path, processes: Processes, tmp_path: Path
+) -> None:
+    log = tmp_path / "attempts"
+    pause(processes, "mid-run", crash_env)
+    worker = start_ready_worker(processes, fork=True)  # no scheduler: nothing reaps the job
+    job_id = submit("test.crashable", arguments={"log": str(log)})
+    wait_until(crash_env.exists, timeout=30)
+    os.kill(worker.pid, signal.SIGKILL)  # the worker only; its horse runs on
+    worker.wait()
+    Path(f"{crash_env}.go").touch()
+
+    wait_until(lambda: record(job_id).status == "finished", timeout=BOUND)
+    done = record(job_id)
+    assert done.result == {"done": True} and done.attempts == 1
+    assert log.read_text().count("attempt") == 1
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ and a restarted Redis."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from datetime import timedelta
@@ -261,3 +262,20 @@ def test_only_one_scheduler_holds_the_lease() -> None:
     assert jobs.acquire_lease("scheduler", "a", ttl=30)
     jobs.release_lease("scheduler", "a")
     assert jobs.acquire_lease("scheduler", "b", ttl=30)
+
+
+def test_burst_worker_takes_alerts_before_other_queues(tmp_path: Path) -> None:
+    later = submit("core.echo", arguments={"n": 1}, queue="low")
+    alert = submit("test.alert", arguments={"log": str(tmp_path / "alerts")})
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        jobs.run_worker(burst=True, fork=False)  # in this process: rq installs its handlers
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    with session_scope(readonly=True) as session:
+        first = jobs.get_job(session=session, job_id=alert)
+        second = jobs.get_job(session=session, job_id=later)
+        assert first.status == second.status == "finished"
+        assert first.started_at is not None and second.started_at is not None
+        assert first.started_at < second.started_at

@@ -173,7 +173,14 @@ def test_two_workers_rank_small_chunks_like_one_job(
     assert ranking(sharded) == ranking(whole) == ranking(inline)
     assert sharded["result"]["clusters"] == whole["result"]["clusters"]
     assert sharded["result"]["counts"] == whole["result"]["counts"]
-    records = analysis_jobs()[1:]
+
+    # a job's record ends once its worker has stored the outcome, just after the task's own
+    # writes (a forking worker stores it when the work horse has exited)
+    def all_ended() -> list[jobs.JobRecord] | None:
+        found = analysis_jobs()[1:]
+        return found if all(r.status in jobs.ENDED for r in found) else None
+
+    records = wait_until(all_ended)
     assert sorted(r.task for r in records) == (
         ["signals.analysis_chunk"] * 12 + ["signals.analysis_merge"]
     )

@@ -48,8 +48,9 @@ def file_log(event: DomainEvent, session: Session) -> None:
 # <point> in a job's life write its pid to the marker and wait there until
 # "<marker>.go" exists (or it is killed). Later processes find the marker and go on.
 # Points: "dequeued" (rq took the job off its queue, not yet started), "claimed"
-# (rq started it, the record is still pending), "mid-run" (inside test.crashable),
-# "result" (the task returned, its outcome is not stored yet).
+# (rq started it, the record is still pending), "forking" (a forking worker claimed
+# the record and has not forked yet), "mid-run" (inside test.crashable), "result"
+# (the task returned, its outcome is not stored yet).
 
 PAUSE_ENV = "POPCORN_TEST_PAUSE"
 
@@ -75,6 +76,7 @@ def _install_pause_points() -> None:
     from popcorn.jobs import worker as job_worker
 
     prepare, claim, finish = BaseWorker.prepare_execution, job_worker._claim, job_worker._finish
+    hand_off = job_worker.hand_off
 
     def paused_prepare(self: Any, job: Any) -> Any:
         pause_at("dequeued")
@@ -84,11 +86,16 @@ def _install_pause_points() -> None:
         pause_at("claimed")
         return claim(record_id, worker)
 
-    def paused_finish(record_id: int, result: Any) -> None:
+    def paused_finish(record_id: int, result: Any, attempt: int) -> None:
         pause_at("result")
-        finish(record_id, result)
+        finish(record_id, result, attempt)
+
+    def paused_hand_off(record_id: int, claimed: Any, outcome_fd: int) -> None:
+        hand_off(record_id, claimed, outcome_fd)
+        pause_at("forking")
 
     BaseWorker.prepare_execution = paused_prepare  # type: ignore[method-assign]
+    job_worker.hand_off = paused_hand_off
     job_worker._claim = paused_claim
     job_worker._finish = paused_finish
 

@@ -10,6 +10,12 @@ The worker also prepares, once and before any fork, what every job needs
 (configured SQLAlchemy mappers, compiled statements), and a domain's tasks when
 its first job arrives, so a forked work horse starts with them instead of
 redoing them per job.
+
+A forking worker claims each job's record before the fork and stores its outcome
+after the work horse has exited, over the worker's own database connection; the
+horse runs the task and writes the outcome to a file. A horse opening a database
+connection of its own paid for a connection and, on SQLite, a read of the whole
+schema, per job, which was most of what a job cost.
 """
 
 from __future__ import annotations
@@ -18,15 +24,21 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import sys
+import tempfile
+import time
 from typing import Any
 
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.worker import WorkerStatus
 
 log = logging.getLogger("popcorn.jobs")
 
 # How long the command thread blocks on one read: the longest a stop waits for it.
 PUBSUB_READ_SECONDS = 1.0
+# rq's worker heartbeat (its own liveness in Redis, not a job's) at most this often.
+WORKER_BEAT_SECONDS = 1.0
 
 
 class _PromptStop:
@@ -61,17 +73,124 @@ class _PromptStop:
             self.pubsub_thread = None
 
 
-class PopcornWorker(_PromptStop, Worker):
-    """Forks a work horse per job (isolation); the horse starts warm."""
+_RECORD_JOB = re.compile(r"popcorn-(\d+)-\d+")  # `popcorn.jobs.broker.rq_job_id`
+
+
+class _FewerRoundTrips:
+    """Mixin: rq's per-job bookkeeping of the worker itself, in fewer Redis round trips.
+
+    rq beats the worker's heartbeat (three commands, one round trip each) three times
+    per job and sets its state to idle twice; on a busy machine every round trip costs
+    a switch to Redis and back, and these were half of the Redis calls of an echo job.
+    A heartbeat here is one pipelined round trip, and is skipped when one that kept the
+    worker's key at least as long went out within WORKER_BEAT_SECONDS; an unchanged
+    state is not written again, and "idle" goes out with the heartbeat rq sends right
+    after setting it.
+    """
+
+    connection: Any
+    worker_ttl: int
+    _state: str
+    _beat_at = 0.0
+    _beat_ttl = 0
+    _state_unsent = False
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        ttl = timeout or self.worker_ttl + 60
+        now = time.monotonic()
+        if pipeline is None:
+            recent = now - self._beat_at < WORKER_BEAT_SECONDS and ttl <= self._beat_ttl
+            if recent and not self._state_unsent:
+                return
+            with self.connection.pipeline(transaction=False) as pipe:
+                self._add_state(pipe)
+                super().heartbeat(timeout, pipe)  # type: ignore[misc]
+                pipe.execute()
+        else:  # part of rq's own pipeline, sent with it
+            self._add_state(pipeline)
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        self._beat_at, self._beat_ttl = now, ttl
+
+    def _add_state(self, pipeline: Any) -> None:
+        if self._state_unsent:
+            super().set_state(self._state, pipeline)  # type: ignore[misc]
+            self._state_unsent = False
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state:
+            return
+        if pipeline is None and state == WorkerStatus.IDLE:  # rq beats right after
+            self._state, self._state_unsent = state, True
+            return
+        self._state_unsent = False
+        super().set_state(state, pipeline)  # type: ignore[misc]
+
+
+class PopcornWorker(_PromptStop, _FewerRoundTrips, Worker):
+    """Forks a work horse per job (isolation); the horse starts warm and, unless its
+    task uses the database, never opens it: the worker claims and stores around it."""
+
+    _outcome_file: Any = None
+    _horse_status: int | None = None
 
     def execute_job(self, job: Any, queue: Any) -> None:
         # In the worker, before the fork: the first job of a domain loads that domain's
         # tasks here, once, so no work horse imports it for itself.
         prepare_for(job.meta.get("task"))
-        super().execute_job(job, queue)
+        found = _RECORD_JOB.fullmatch(job.id)
+        if found is None:  # not one of ours: rq's own way
+            super().execute_job(job, queue)
+            return
+        from popcorn.jobs import worker as run
+
+        record_id = int(found.group(1))
+        try:
+            claim = run._claim(record_id, run.worker_name())
+        except Exception:  # the database refused: the horse claims for itself, as in-process
+            log.warning("could not claim job %s before forking", record_id, exc_info=True)
+            super().execute_job(job, queue)
+            return
+        if self._outcome_file is None:
+            # lives as long as the worker (one file for every job)
+            self._outcome_file = tempfile.TemporaryFile(prefix="popcorn-outcome-")  # noqa: SIM115
+        fd = self._outcome_file.fileno()
+        os.ftruncate(fd, 0)
+        run.hand_off(record_id, claim, fd)
+        try:
+            if claim is None:  # canceled or a duplicate: the horse runs nothing
+                super().execute_job(job, queue)
+                return
+            # The worker beats the heartbeat from the claim until the outcome is stored.
+            with run._heartbeat(record_id):
+                self._horse_status = None
+                super().execute_job(job, queue)
+                outcome = run.read_outcome(fd)
+                if outcome is None:
+                    outcome = (False, f"the work horse ended without an outcome ({self._ended()})")
+                try:
+                    run.store_outcome(claim, *outcome)
+                except Exception:  # left to the scheduler: the record stays running, unbeaten
+                    log.exception("could not store the outcome of job %s", record_id)
+        finally:
+            run.end_hand_off()
+
+    def wait_for_horse(self) -> Any:
+        pid, status, rusage = super().wait_for_horse()
+        if pid:
+            self._horse_status = status
+        return pid, status, rusage
+
+    def _ended(self) -> str:
+        """How the last work horse ended, in words."""
+        status = self._horse_status
+        if status is None:
+            return "unknown exit"
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {os.WTERMSIG(status)}"
+        return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-class PopcornSimpleWorker(_PromptStop, SimpleWorker):
+class PopcornSimpleWorker(_PromptStop, _FewerRoundTrips, SimpleWorker):
     """Runs jobs in the worker process itself (what `popcorn up` runs by default)."""
 
 
@@ -121,9 +240,44 @@ def prepare_for(task_name: str | None) -> None:
     gc.freeze()
 
 
-def make_worker(queues: list[Any], *, connection: Any, name: str, fork: bool) -> Any:
+# The first job waiting on the first of several queues, in one round trip.
+_FIRST_POP = """
+for _, key in ipairs(KEYS) do
+  local id = redis.call('LPOP', key)
+  if id then return {key, id} end
+end
+return false
+"""
+
+
+class PopcornQueue(Queue):
+    """rq's queue, except that a worker serving several queues in burst mode takes its
+    next job with one Redis call instead of an LPOP per queue until one has a job
+    (a burst worker serving every queue asked "alerts" first, in vain, for every job)."""
+
+    @classmethod
+    def lpop(cls, queue_keys: Any, timeout: int | None, connection: Any = None) -> Any:
+        if timeout is not None or len(queue_keys) < 2:  # blocking: BLPOP takes them all
+            return super().lpop(queue_keys, timeout, connection=connection)
+        found = _first_pop(connection)(keys=list(queue_keys))
+        return tuple(found) if found else None
+
+
+_scripts: dict[int, Any] = {}
+
+
+def _first_pop(connection: Any) -> Any:
+    """The registered script, one per connection (registering hashes it again)."""
+    script = _scripts.get(id(connection))
+    if script is None or script.registered_client is not connection:
+        script = _scripts[id(connection)] = connection.register_script(_FIRST_POP)
+    return script
+
+
+def make_worker(queue_names: list[str], *, connection: Any, name: str, fork: bool) -> Any:
     worker_class = PopcornWorker if fork else PopcornSimpleWorker
-    return worker_class(queues, connection=connection, name=name)
+    queues = [PopcornQueue(q, connection=connection) for q in queue_names]
+    return worker_class(queues, connection=connection, name=name, queue_class=PopcornQueue)
 
 
 def leave_process(code: int) -> None:

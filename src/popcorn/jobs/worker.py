@@ -4,10 +4,17 @@ One attempt goes: rq hands the job to a worker (rq's "started"), `_claim` marks
 the record running, the task runs while a thread beats its heartbeat, and
 `_finish` or `_fail_attempt` stores the outcome. A crash at any point leaves a
 record the scheduler recognises (see `popcorn.jobs.scheduler`).
+
+In-process, `execute` does all of that itself. A forking worker claims and
+stores in the worker, around the fork (`popcorn.jobs.runner`): it hands the claim
+to the work horse (`hand_off`), the horse only runs the task and writes its
+outcome to a file the worker reads once the horse has exited, so a horse opens
+the database only when its task does.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from popcorn.config import get_settings
 from popcorn.context import acting_as
 from popcorn.db import get_engine, session_scope, utcnow
-from popcorn.jobs.broker import get_redis, rq_queue
+from popcorn.jobs.broker import get_redis
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
 
@@ -104,11 +111,15 @@ _CLAIM = (
         heartbeat_at=bindparam("b_now"),
         worker=bindparam("b_worker"),
     )
-    .returning(_jobs.c.task, _jobs.c.arguments, _jobs.c.created_by)
+    .returning(_jobs.c.task, _jobs.c.arguments, _jobs.c.created_by, _jobs.c.attempts)
 )
 _FINISH = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("b_id"), _jobs.c.status == "running")
+    .where(
+        _jobs.c.id == bindparam("b_id"),
+        _jobs.c.status == "running",
+        _jobs.c.attempts == bindparam("b_attempt"),
+    )
     .values(status="finished", result=bindparam("b_result"), ended_at=bindparam("b_now"), error="")
 )
 _BEAT = (
@@ -127,7 +138,7 @@ def prepare_statements() -> None:
     now = utcnow()
     with get_engine().begin() as conn:
         conn.execute(_CLAIM, {"b_id": -1, "b_now": now, "b_worker": ""}).first()
-        conn.execute(_FINISH, {"b_id": -1, "b_result": None, "b_now": now})
+        conn.execute(_FINISH, {"b_id": -1, "b_attempt": 0, "b_result": None, "b_now": now})
         conn.execute(_BEAT, {"b_ids": [-1], "b_now": now})
 
 
@@ -140,6 +151,9 @@ class _Heartbeats:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._pid = 0
@@ -179,6 +193,9 @@ class _Heartbeats:
 
 
 _heartbeats = _Heartbeats()
+# A forking worker beats for the jobs its horses run: a horse must not inherit its lock
+# taken (it would wait forever on it), nor its list of jobs.
+os.register_at_fork(after_in_child=_heartbeats.reset)
 
 
 def _heartbeat(record_id: int) -> Any:
@@ -210,7 +227,22 @@ def _persistently(write: Callable[[], T], what: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def _claim(record_id: int, worker: str) -> tuple[str, dict[str, Any], str] | None:
+@dataclass(frozen=True)
+class Claim:
+    """One claimed attempt: what to run, as whom, and which attempt it is."""
+
+    record_id: int
+    attempt: int
+    task: str
+    kwargs: dict[str, Any]
+    actor: str
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim(record_id: int, worker: str) -> Claim | None:
     """Mark a pending record running; None when it is not pending (canceled, duplicate).
 
     One conditional UPDATE: of two deliveries of the same attempt only one finds the
@@ -221,60 +253,140 @@ def _claim(record_id: int, worker: str) -> tuple[str, dict[str, Any], str] | Non
         row = conn.execute(_CLAIM, {"b_id": record_id, "b_now": now, "b_worker": worker}).first()
     if row is None:
         return None
-    return row.task, dict(row.arguments), row.created_by
+    return Claim(record_id, row.attempts, row.task, dict(row.arguments), row.created_by)
 
 
-def _finish(record_id: int, result: Any) -> None:
-    """Store a successful attempt's result (only over a record still running)."""
+def _finish(record_id: int, result: Any, attempt: int) -> None:
+    """Store a successful attempt's result (only over that attempt, still running)."""
 
     def write() -> None:
         with get_engine().begin() as conn:
-            conn.execute(_FINISH, {"b_id": record_id, "b_result": result, "b_now": utcnow()})
+            conn.execute(
+                _FINISH,
+                {"b_id": record_id, "b_attempt": attempt, "b_result": result, "b_now": utcnow()},
+            )
 
     _persistently(write, f"the result of job {record_id}")
 
 
-def execute(record_id: int) -> Any:
-    """The rq entry point: run one attempt of a recorded job and store its outcome."""
-    _after_fork()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    claimed = _claim(record_id, worker)
-    if claimed is None:
-        return None  # canceled, already run by a duplicate delivery, or unknown
-    task_name, kwargs, actor = claimed
+def _attempt(claim: Claim) -> tuple[bool, Any]:
+    """Run a claimed attempt's task: (True, its result) or (False, the error)."""
     try:
-        spec = get_task(task_name)
+        spec = get_task(claim.task)
     except Exception as exc:
-        _fail_attempt(record_id, _describe(exc))
-        return None
-    token = _running.set(_Running(record_id))
+        return False, _describe(exc)
+    token = _running.set(_Running(claim.record_id))
     try:
-        # The heartbeat lasts until the outcome is stored, so a worker waiting on a
-        # busy database to store a result is not taken for a dead one.
-        with _heartbeat(record_id), acting_as(actor or "job", "admin", f"job-{record_id}"):
-            try:
-                result = spec.func(**kwargs)
-            except Exception as exc:
-                _fail_attempt(record_id, _describe(exc))
-                return None
-            _finish(record_id, result)
+        with acting_as(claim.actor or "job", "admin", f"job-{claim.record_id}"):
+            return True, spec.func(**claim.kwargs)
+    except Exception as exc:
+        return False, _describe(exc)
     finally:
         _running.reset(token)
-    return result
+
+
+def store_outcome(claim: Claim, ok: bool, value: Any) -> None:
+    """Store an attempt's outcome: its result, or a failure (retried while retries remain)."""
+    if ok:
+        _finish(claim.record_id, value, claim.attempt)
+    else:
+        _fail_attempt(claim.record_id, value, attempt=claim.attempt)
+
+
+@dataclass(frozen=True)
+class _Handoff:
+    """What a forking worker leaves for the work horse it is about to fork."""
+
+    record_id: int
+    claim: Claim | None  # None: not pending (canceled, a duplicate); nothing to run
+    outcome_fd: int  # the horse writes its outcome here, from offset 0
+    worker_pid: int
+
+
+_handoff: _Handoff | None = None
+
+
+def hand_off(record_id: int, claim: Claim | None, outcome_fd: int) -> None:
+    """In a forking worker, just before the fork: the horse runs this claim."""
+    global _handoff
+    _handoff = _Handoff(record_id, claim, outcome_fd, os.getpid())
+
+
+def end_hand_off() -> None:
+    global _handoff
+    _handoff = None
+
+
+def read_outcome(outcome_fd: int) -> tuple[bool, Any] | None:
+    """The outcome a work horse wrote; None when it wrote none (killed before it could)."""
+    size = os.fstat(outcome_fd).st_size
+    data = os.pread(outcome_fd, size, 0) if size else b""
+    try:
+        outcome = json.loads(data)
+        return bool(outcome["ok"]), outcome["value"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_outcome(outcome_fd: int, ok: bool, value: Any) -> tuple[bool, Any]:
+    try:
+        data = json.dumps({"ok": ok, "value": value}).encode()
+    except (TypeError, ValueError) as exc:
+        ok, value = False, f"the result cannot be stored as JSON: {exc}"
+        data = json.dumps({"ok": ok, "value": value}).encode()
+    written = 0
+    while written < len(data):
+        written += os.pwrite(outcome_fd, data[written:], written)
+    return ok, value
+
+
+def _run_handed_off(handoff: _Handoff) -> Any:
+    """In a work horse: run the claim the worker made and write the outcome for it to store.
+
+    Should the worker have died meanwhile, nobody would read that outcome: the horse
+    stores it itself (else the scheduler re-runs the attempt once its heartbeat stops).
+    """
+    _after_fork()
+    claim = handoff.claim
+    if claim is None:
+        return None
+    ok, value = _write_outcome(handoff.outcome_fd, *_attempt(claim))
+    if os.getppid() != handoff.worker_pid:
+        store_outcome(claim, ok, value)
+    return value if ok else None
+
+
+def execute(record_id: int) -> Any:
+    """The rq entry point: run one attempt of a recorded job and store its outcome."""
+    handoff = _handoff
+    if handoff is not None and handoff.record_id == record_id and os.getpid() != handoff.worker_pid:
+        return _run_handed_off(handoff)
+    _after_fork()
+    claim = _claim(record_id, worker_name())
+    if claim is None:
+        return None  # canceled, already run by a duplicate delivery, or unknown
+    # The heartbeat lasts until the outcome is stored, so a worker waiting on a
+    # busy database to store a result is not taken for a dead one.
+    with _heartbeat(record_id):
+        ok, value = _attempt(claim)
+        store_outcome(claim, ok, value)
+    return value if ok else None
 
 
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
-def _fail_attempt(record_id: int, error: str) -> None:
-    """Retry with backoff while attempts remain, else mark failed."""
+def _fail_attempt(record_id: int, error: str, *, attempt: int | None = None) -> None:
+    """Retry with backoff while attempts remain, else mark failed (only the given attempt's)."""
 
     def write() -> None:
         with session_scope() as session:
             record = session.get(JobRecord, record_id, with_for_update=True)
             if record is None or record.status not in {"running", "pending"}:
                 return
+            if attempt is not None and record.attempts != attempt:
+                return  # a later attempt runs now: this one was reaped already
             record.error = error[-8000:]
             if record.attempts <= record.max_retries:
                 record.status = "scheduled"
@@ -304,7 +416,7 @@ def run_worker(
 
     warm_up()  # once, before any fork: every work horse inherits it
     worker = make_worker(
-        [rq_queue(q) for q in (queues or list(QUEUES))],
+        list(queues or QUEUES),
         connection=get_redis(),
         name=name or f"popcorn-{socket.gethostname()}-{os.getpid()}",
         fork=fork,
