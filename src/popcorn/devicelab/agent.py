@@ -6,6 +6,9 @@ says what it is running, and takes back what to stop and what to start. It runs 
 assigned test script for its expected duration (scaled by `--time-scale`) with the
 test's failure behaviour (its planted causes and flakiness). A result stays with the agent
 until a beat's answer says it was recorded (or refused), so a failed beat loses nothing.
+Work is not lost either: every answer hands out again what the platform holds for this
+device and the beat did not report running (an answer lost after the platform assigned
+it); the agent starts an execution once, ignoring one it already runs or has finished.
 
 Trust: registration gives the agent a key and the platform's identity. The agent signs
 every request with that key and takes work only from an answer signed with the same key
@@ -148,9 +151,14 @@ class Agent:
                 if event is not None:
                     event.set()
         for assignment in body.get("assignments", []):
+            execution = int(assignment["execution"])
             cancel = threading.Event()
             with self.lock:
-                self.running[int(assignment["execution"])] = cancel
+                if execution in self.running or execution in self.finished:
+                    continue  # redelivered, and already ours: run it once
+                self.running[execution] = cancel
+            if assignment.get("redelivered"):
+                log.info("execution %s handed out again: an earlier answer was lost", execution)
             threading.Thread(target=self.execute, args=(assignment, cancel), daemon=True).start()
 
     def execute(self, assignment: dict[str, Any], cancel: threading.Event) -> None:

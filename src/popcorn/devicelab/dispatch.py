@@ -51,8 +51,14 @@ def poll(
     results: Sequence[AgentResult] = (),
 ) -> dict[str, Any]:
     """An agent's beat: it is alive, here is what it finished and what it runs; answer with
-    what was recorded, what to stop and what to start (only while the device is healthy
-    and not reserved by a person)."""
+    what was recorded, what to stop and what to start (new work only while the device is
+    healthy and not reserved by a person).
+
+    What to start includes, again, every test the platform holds for the device that the
+    agent does not say it runs: a beat whose answer was lost (the agent timed out after the
+    platform committed) would otherwise leave those tests assigned to an agent that never
+    heard of them, and the device idle. Redelivery is the same attempt, not a retry; the
+    agent ignores an assignment it already runs or has finished."""
     service.mark_online(session=session, device=device)
     scheduling.maybe_sweep(session=session)
     recorded, refused = report_results(session=session, device=device, results=results)
@@ -64,6 +70,7 @@ def poll(
         )
     )
     cancel = sorted(set(running) - mine)
+    unheard = mine - set(running)
     starting = list(set(running) & mine)
     if starting:
         session.execute(
@@ -75,12 +82,17 @@ def poll(
     now = utcnow()
     held = bool(device.reserved_by and device.reserved_until and device.reserved_until > now)
     free = device.slots - len(mine)
-    assignments = []
+    again = redeliver(session=session, device=device, ids=sorted(unheard))
+    claimed: list[LabExecution] = []
     if free > 0 and not held and device.health != "failed":
         claimed = take_work(session=session, device=device, slots=free)
-        tests = _by_id(session, LabTest, {e.test_id for e in claimed})
-        builds = _by_id(session, LabBuild, {e.build_id for e in claimed})
-        assignments = [_assignment(e, tests[e.test_id], builds[e.build_id]) for e in claimed]
+    given = again + claimed
+    tests = _by_id(session, LabTest, {e.test_id for e in given})
+    builds = _by_id(session, LabBuild, {e.build_id for e in given})
+    assignments = [
+        _assignment(e, tests[e.test_id], builds[e.build_id]) | {"redelivered": e.id in unheard}
+        for e in given
+    ]
     return {
         "platform_id": service.platform_id(),
         "device": device.name,
@@ -89,6 +101,22 @@ def poll(
         "cancel": cancel,
         "assignments": assignments,
     }
+
+
+def redeliver(*, session: Session, device: LabDevice, ids: list[int]) -> list[LabExecution]:
+    """The device's held executions `ids`, which its agent did not report running, to hand
+    out again; audited (`redeliver`, one record per beat) because it means an answer was
+    lost or the agent dropped work. Their deadline stands, so work whose every answer is
+    lost still ends, as a timeout."""
+    if not ids:
+        return []
+    again = list(
+        session.scalars(
+            select(LabExecution).where(LabExecution.id.in_(ids)).order_by(LabExecution.id)
+        )
+    )
+    record_change(session, "redeliver", "devicelab_device", device.id, after={"executions": ids})
+    return again
 
 
 def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
