@@ -26,9 +26,9 @@ from remediation_kit import (
 )
 
 from popcorn.audit import records_for
+from popcorn.cli import cli  # as users call it: `popcorn bolt ...`
 from popcorn.db import session_scope
 from popcorn.remediation import service
-from popcorn.remediation.cli import bolt_group
 
 pytestmark = pytest.mark.usefixtures("test_packs")
 
@@ -245,21 +245,22 @@ def test_agents_down_or_answering_garbage_fail_the_step_after_retries(
 
 def test_bolt_serve_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
-    missing = runner.invoke(bolt_group, ["serve", "--config", str(tmp_path / "nope.yaml")])
+    missing = runner.invoke(cli, ["bolt", "serve", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1
     assert missing.output.strip().startswith("Error: ") and "cannot read config" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
     typo = tmp_path / "typo.yaml"
     typo.write_text("cert_file: a\nkey_file: b\nca_file: c\nprot: 1\n")
-    wrong = runner.invoke(bolt_group, ["serve", "--config", str(typo)])
+    wrong = runner.invoke(cli, ["bolt", "serve", "--config", str(typo)])
     assert wrong.exit_code == 1 and "prot" in wrong.output and "Traceback" not in wrong.output
 
 
 def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
     runner = CliRunner()
     installed = runner.invoke(
-        bolt_group,
+        cli,
         [
+            "bolt",
             "credentials",
             "--cert",
             str(pki.client_cert),
@@ -271,8 +272,9 @@ def test_bolt_credentials_install_and_issue(pki: Pki, tmp_path: Path) -> None:
     )
     assert installed.exit_code == 0, installed.output
     bad = runner.invoke(
-        bolt_group,
+        cli,
         [
+            "bolt",
             "credentials",
             "--cert",
             str(pki.client_key),
@@ -299,7 +301,7 @@ def test_bolt_credentials_are_issued_by_the_agents_authority() -> None:
                 session=session,
                 spec=AuthorityCreate(name="Bolt Root", key_type="ecdsa-p256", purpose="agents"),
             )
-        issued = CliRunner().invoke(bolt_group, ["credentials", "--issue", "Bolt Root"])
+        issued = CliRunner().invoke(cli, ["bolt", "credentials", "--issue", "Bolt Root"])
         assert issued.exit_code == 0, issued.output
         cert = x509.load_pem_x509_certificates((bolt_dir() / "client.pem").read_bytes())[0]
         assert cert.subject.rfc4514_string().startswith("CN=popcorn-runbook")
