@@ -81,21 +81,18 @@ def ingest(n_signals: int) -> int:
 
 
 def request(alert_time: int, *, inline: bool, chunk_size: int | None = None) -> int:
-    from popcorn.db import session_scope
     from popcorn.signals import service
 
-    with session_scope() as session:
-        analysis = service.analyze_alert(
-            session=session,
-            alert_time=alert_time,
-            trigger="play_errors_rate",
-            selector='{service=~".+"}',
-            window_minutes=WINDOW_MINUTES,
-            after_minutes=AFTER_MINUTES,
-            inline=inline,
-            chunk_size=chunk_size,
-        )
-        return analysis.id
+    analysis = service.analyze_alert(
+        alert_time=alert_time,
+        trigger="play_errors_rate",
+        selector='{service=~".+"}',
+        window_minutes=WINDOW_MINUTES,
+        after_minutes=AFTER_MINUTES,
+        inline=inline,
+        chunk_size=chunk_size,
+    )
+    return analysis.id
 
 
 def finished(analysis_id: int) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +13,8 @@ import pytest
 from remediation_kit import detail, drain, events, start, steps
 
 from popcorn.db import session_scope
+from popcorn.signals import rank, store
 from popcorn.signals import service as signals
-from popcorn.signals import store
 from popcorn.signals.generate import generate_incident
 
 pytestmark = pytest.mark.usefixtures("test_packs")
@@ -78,6 +79,42 @@ def test_ranked_signals_are_attached_to_the_execution_as_evidence(incident: Any)
     assert "changed first" in suspects["summary"]
     completed = [p for t, _, p in events("signals.analysis.completed")]
     assert completed and completed[0]["analysis_id"] == evidence[0]["analysis_id"]
+
+
+def test_writes_go_through_while_the_ranking_step_computes(
+    incident: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranking holds no write lock: an ingest from another thread commits mid-ranking."""
+    ranking, written = threading.Event(), threading.Event()
+    seen: list[bool] = []
+    real = rank.analyze_block
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        ranking.set()
+        seen.append(written.wait(20))  # shorter than SQLite's busy timeout: a held lock fails
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rank, "analyze_block", paused)
+    alert = datetime.fromtimestamp(incident.alert_time, UTC).isoformat()
+    execution_id = start(
+        "service.high_error_rate",
+        {"alert_time": alert, "trigger": "play_errors_rate", "selector": '{service=~".+"}'},
+    )
+    runner = threading.Thread(target=drain)
+    runner.start()
+    try:
+        assert ranking.wait(60), "the ranking step never started"
+        with session_scope() as session:
+            signals.ingest_json(
+                session=session,
+                payload={"series": [{"metric": "beside_ranking", "samples": [[100, 1.0]]}]},
+            )
+        written.set()
+    finally:
+        written.set()
+        runner.join()
+    assert seen == [True]
+    assert detail(execution_id)["status"] == "succeeded"
 
 
 def test_an_alert_without_data_fails_clearly_without_retrying() -> None:

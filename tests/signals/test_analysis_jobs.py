@@ -55,17 +55,15 @@ def ingest(incident: Incident) -> None:
 
 
 def analyze(incident: Incident, **kwargs: Any) -> int:
-    with session_scope() as session:
-        analysis = service.analyze_alert(
-            session=session,
-            alert_time=incident.alert_time,
-            trigger="play_errors_rate",
-            selector='{service=~".+"}',
-            window_minutes=370,
-            after_minutes=30,
-            **kwargs,
-        )
-        return analysis.id
+    analysis = service.analyze_alert(
+        alert_time=incident.alert_time,
+        trigger="play_errors_rate",
+        selector='{service=~".+"}',
+        window_minutes=370,
+        after_minutes=30,
+        **kwargs,
+    )
+    return analysis.id
 
 
 def load(analysis_id: int) -> dict[str, Any]:

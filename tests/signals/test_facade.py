@@ -62,10 +62,9 @@ def test_query_returns_the_samples_of_the_matching_series() -> None:
 
 def test_analyze_alert_answers_a_typed_summary_with_ranked_findings() -> None:
     alert = _ingest_incident()
-    with session_scope() as session:
-        summary = signals_api.analyze_alert(
-            session=session, alert_time=alert, trigger="errors", selector='{site="ams1"}'
-        )
+    summary = signals_api.analyze_alert(
+        alert_time=alert, trigger="errors", selector='{site="ams1"}'
+    )
     assert isinstance(summary, signals_api.AnalysisSummary)
     assert summary.status == "finished"
     assert 50 <= summary.signal_count <= 60

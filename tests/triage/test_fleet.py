@@ -8,6 +8,7 @@ down, one whose agent cuts its answer at its output cap, and one that answers ga
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,47 @@ def test_the_api_collects_as_a_job_and_viewers_only_read(devices: Fleet, api: An
         "/api/v1/triage/collections", json={"scope": {"model": "nosuch"}}, role="operator"
     )
     assert no_model.status_code == 404
+
+
+def test_reanalysing_holds_no_write_lock_while_it_clusters(
+    devices: Fleet, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from popcorn.outbox import emit
+    from popcorn.triage import baseline
+
+    first = as_json(triage("collect", "--role", "server", "--tag", "web", "--json"))
+    clustering, written = threading.Event(), threading.Event()
+    seen: list[bool] = []
+    real = baseline.rank_clustered
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        clustering.set()
+        seen.append(written.wait(20))  # shorter than SQLite's busy timeout: a held lock fails
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(baseline, "rank_clustered", paused)
+    results: list[Result] = []
+    runner = threading.Thread(
+        target=lambda: results.append(triage("analyse", "--rare-fraction", "0.2", "--json"))
+    )
+    runner.start()
+    try:
+        assert clustering.wait(60), "the analysis never started clustering"
+        with session_scope() as session:
+            emit(session, "test.beside_triage", "test", 1, {})
+        written.set()
+    finally:
+        written.set()
+        runner.join()
+    assert seen == [True]
+    assert as_json(results[0])["rare_fraction"] == 0.2
+    shown = as_json(triage("show", str(first["id"]), "--json"))
+    assert shown["summary"]["rare_fraction"] == 0.2
+    assert {o["device"] for o in as_json(triage("outliers", "--json"))[:3]} == set(PLANTED)
+    missing = api.post(
+        "/api/v1/triage/collections/424242/analyse", json={"rare_fraction": 0.2}, role="operator"
+    )
+    assert missing.status_code == 404
 
 
 def test_a_role_that_inventory_does_not_have_is_a_one_line_error(devices: Fleet) -> None:

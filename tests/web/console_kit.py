@@ -92,20 +92,17 @@ def store_incident(n_signals: int = 40, n_samples: int = 480, seed: int = 3) -> 
 
 def analyse(incident: Any) -> int:
     """An inline analysis of a stored incident; returns its id."""
-    from popcorn.db import session_scope
     from popcorn.signals import service
 
-    with session_scope() as session:
-        analysis = service.analyze_alert(
-            session=session,
-            alert_time=incident.alert_time,
-            trigger='play_errors_rate{site="ams1"}',
-            selector='{service=~".+"}',
-            window_minutes=450,
-            after_minutes=30,
-            inline=True,
-        )
-        return int(analysis.id)
+    analysis = service.analyze_alert(
+        alert_time=incident.alert_time,
+        trigger='play_errors_rate{site="ams1"}',
+        selector='{service=~".+"}',
+        window_minutes=450,
+        after_minutes=30,
+        inline=True,
+    )
+    return int(analysis.id)
 
 
 # --- inventory -----------------------------------------------------------------------------

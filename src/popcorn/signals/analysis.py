@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from popcorn import jobs
 from popcorn.audit import record_change
 from popcorn.config import get_settings
-from popcorn.db import utcnow
+from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import parse_id
@@ -48,7 +48,6 @@ TOP_IN_EVENT = 5
 
 def analyze_alert(
     *,
-    session: Session,
     alert_time: Any,
     trigger: int | str | None = None,
     selector: str | None = None,
@@ -74,7 +73,51 @@ def analyze_alert(
     signals_chunk_size setting by default), run on any worker, and a merge job ranks them
     all once every chunk is in; a set that fits one chunk is one job with no merge. The
     returned Analysis is `finished` (inline) or `queued`.
+
+    Opens its own transactions, so call it outside any write transaction: the candidates
+    are found and an inline ranking computed in a read-only session (on SQLite no write
+    lock, so API writes and runbook checkpoints go on meanwhile), then the analysis, its
+    audit record and event or its chunk jobs are written in one short transaction. Bad
+    input writes nothing.
     """
+    with session_scope(readonly=True) as session:
+        analysis = _plan(
+            session,
+            alert_time=alert_time,
+            trigger=trigger,
+            selector=selector,
+            scope=scope,
+            window_minutes=window_minutes,
+            after_minutes=after_minutes,
+            step=step,
+            options=options,
+            chunk_size=chunk_size,
+        )
+        run_now = inline if inline is not None else analysis.signal_count <= INLINE_LIMIT
+        result = None
+        if run_now:
+            result = compute_rows(
+                session=session, analysis=analysis, lo=0, hi=analysis.signal_count
+            )
+    with session_scope() as session:
+        _record(session, analysis, result)
+    return analysis
+
+
+def _plan(
+    session: Session,
+    *,
+    alert_time: Any,
+    trigger: int | str | None,
+    selector: str | None,
+    scope: dict[str, Any] | None,
+    window_minutes: int,
+    after_minutes: int,
+    step: Any,
+    options: dict[str, Any] | None,
+    chunk_size: int | None,
+) -> Analysis:
+    """Validate the request and build the (unsaved) queued Analysis: reads only."""
     alert_dt = parse_time(alert_time, "alert_time")
     if not 5 <= int(window_minutes) <= 14 * 1440:
         raise InvalidInput("window_minutes: must be between 5 and 20160 (two weeks)")
@@ -141,8 +184,9 @@ def analyze_alert(
         if scope and selector
         else None,
         "candidates_without_data": len(candidates) - len(with_data),
+        "chunk_size": size,
     }
-    analysis = Analysis(
+    return Analysis(
         status="queued",
         alert_time=alert_dt,
         trigger=str(trigger) if trigger not in (None, "") else None,
@@ -155,16 +199,19 @@ def analyze_alert(
         created_by=_actor(),
         created_at=utcnow(),
     )
+
+
+def _record(session: Session, analysis: Analysis, result: Any) -> None:
+    """Save a planned analysis: finished with its inline `result`, or queued as chunk jobs."""
     session.add(analysis)
     session.flush()
     record_change(session, "create", "signals_analysis", analysis.id, after=_brief(analysis))
-    run_now = inline if inline is not None else len(with_data) <= INLINE_LIMIT
-    if run_now:
-        result = compute_rows(session=session, analysis=analysis, lo=0, hi=len(with_data))
+    if result is not None:
         analysis.chunks_total = analysis.chunks_done = 1
         _finish(session, analysis, result)
-        return analysis
-    ids = params["series_ids"]
+        return
+    ids: list[int] = analysis.params["series_ids"]
+    size = int(analysis.params["chunk_size"])
     for index, lo in enumerate(range(0, len(ids), size)):
         chunk = AnalysisChunk(
             analysis_id=analysis.id, index=index, bounds=[lo, min(lo + size, len(ids))]
@@ -178,7 +225,6 @@ def analyze_alert(
         )
         chunk.job_id = job.id
         analysis.chunks_total += 1
-    return analysis
 
 
 def _actor() -> str:

@@ -45,7 +45,6 @@ def query(
 
 def analyze_alert(
     *,
-    session: Session,
     alert_time: Any,
     trigger: int | str | None = None,
     selector: str | None = None,
@@ -53,9 +52,12 @@ def analyze_alert(
     window_minutes: int = 120,
     inline: bool = True,
 ) -> AnalysisSummary:
-    """Rank the signals that changed around an alert (see `service.analyze_alert`)."""
+    """Rank the signals that changed around an alert (see `service.analyze_alert`).
+
+    Opens its own short transactions (the ranking runs in a read-only one), so call it
+    outside any write transaction: the caller's own write lock would block its save.
+    """
     analysis = service.analyze_alert(
-        session=session,
         alert_time=alert_time,
         trigger=trigger,
         selector=selector,

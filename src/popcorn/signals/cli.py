@@ -223,20 +223,18 @@ def analyze_cmd(
     scope_map: dict[str, Any] = {}
     for key, value in parse_kv(scope).items():
         scope_map.setdefault(key, []).append(str(value))
-    with session_scope() as session:
-        analysis = service.analyze_alert(
-            session=session,
-            alert_time=alert_time,
-            trigger=trigger,
-            selector=selector,
-            scope=scope_map or None,
-            window_minutes=window_minutes,
-            after_minutes=after_minutes,
-            step=step,
-            inline=inline,
-            chunk_size=chunk_size,
-        )
-        analysis_id = analysis.id
+    analysis = service.analyze_alert(
+        alert_time=alert_time,
+        trigger=trigger,
+        selector=selector,
+        scope=scope_map or None,
+        window_minutes=window_minutes,
+        after_minutes=after_minutes,
+        step=step,
+        inline=inline,
+        chunk_size=chunk_size,
+    )
+    analysis_id = analysis.id
     if wait:
         _wait(analysis_id)
     _show(analysis_id, as_json, top)

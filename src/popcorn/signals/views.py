@@ -204,9 +204,8 @@ def stats() -> Any:
     responses={201: "finished", 202: "queued"},
 )
 def create_analysis(body: AnalysisCreate) -> Any:
-    with session_scope() as session:
-        analysis = service.analyze_alert(session=session, **body.model_dump())
-        data = service.analysis_dict(analysis)
+    analysis = service.analyze_alert(**body.model_dump())  # its own short transactions
+    data = service.analysis_dict(analysis)
     return data, 201 if data["status"] == "finished" else 202
 
 

@@ -128,16 +128,28 @@ def _sample_rows(session: Session, data: Loaded, codes: np.ndarray) -> dict[int,
     return {code_of[k]: v for k, v in by_key.items()}
 
 
-def analyse(
+@dataclass
+class Ranked:
+    """A collection's analysis, computed from reads only and not yet stored."""
+
+    hosts: dict[int, tuple[int, int, float, list[dict[str, Any]]]]  # id: rank, cluster, score, ev
+    findings: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def rank(
     *,
     session: Session,
-    collection: TriageCollection,
+    collection_id: int,
     rare_fraction: float = 0.1,
     similarity: float = DEFAULT_SIMILARITY,
-) -> dict[str, Any]:
-    """Cluster the collection's hosts by similarity, rank each against its cluster, store
-    findings; emit one event per finding."""
-    data = load(session, collection.id)
+) -> Ranked:
+    """Cluster the collection's hosts by similarity and rank each against its cluster.
+
+    Reads only, so callers run it in a read-only session: on SQLite the long clustering
+    then holds no write lock, and `store` writes the outcome in one short transaction.
+    """
+    data = load(session, collection_id)
     labels = bl.cluster_hosts(data.base, threshold=similarity)
     ranking = bl.rank_clustered(data.base, labels, rare_fraction=rare_fraction)
     groups = bl.findings(ranking, limit=MAX_FINDINGS)
@@ -160,27 +172,24 @@ def analyse(
             "score": round(float(score), 3),
         }
 
-    for host in session.scalars(
-        select(TriageHost).where(TriageHost.collection_id == collection.id)
-    ):
-        host.score, host.rank, host.evidence, host.cluster = 0.0, None, [], None
+    hosts = {}
     for position, i in enumerate(ranking.order[: len(data.hosts)]):
-        host = data.hosts[int(i)]
-        host.rank = position + 1
-        host.cluster = int(labels[i])
-        host.score = round(float(ranking.max_score[i]), 3)
-        host.evidence = [
-            evidence_of(
-                int(ev.code[j]),
-                bl.KINDS[int(ev.kind[j])],
-                float(ev.score[j]),
-                int(ev.count[j]),
-                int(ev.peers[j]),
-            )
-            for j in per_host[int(i)]
-        ]
-    session.execute(delete(TriageFinding).where(TriageFinding.collection_id == collection.id))
-    stored = []
+        hosts[data.hosts[int(i)].id] = (
+            position + 1,
+            int(labels[i]),
+            round(float(ranking.max_score[i]), 3),
+            [
+                evidence_of(
+                    int(ev.code[j]),
+                    bl.KINDS[int(ev.kind[j])],
+                    float(ev.score[j]),
+                    int(ev.count[j]),
+                    int(ev.peers[j]),
+                )
+                for j in per_host[int(i)]
+            ],
+        )
+    findings = []
     names = [h.device for h in data.hosts]
     for position, group in enumerate(groups):
         rows = [
@@ -189,18 +198,47 @@ def analyse(
                 group.codes[:ROWS_PER_FINDING], group.counts, group.peers, strict=False
             )
         ]
-        finding = TriageFinding(
-            collection_id=collection.id,
-            rank=position + 1,
-            kind=group.kind,
-            score=round(group.score, 3),
-            hosts=[names[h] for h in group.hosts],
-            peers=max((r["peers"] for r in rows), default=len(names)),
-            tables=sorted({r["table"] for r in rows}),
-            rows=rows,
+        findings.append(
+            {
+                "rank": position + 1,
+                "kind": group.kind,
+                "score": round(group.score, 3),
+                "hosts": [names[h] for h in group.hosts],
+                "peers": max((r["peers"] for r in rows), default=len(names)),
+                "tables": sorted({r["table"] for r in rows}),
+                "rows": rows,
+            }
         )
-        session.add(finding)
-        stored.append(finding)
+    summary = {
+        "rare_fraction": rare_fraction,
+        "similarity": similarity,
+        "clusters": _clusters(labels, names),
+        "baseline_hosts": len(data.hosts),
+        "distinct_rows": len(base.keys),
+        "rows": len(data.keys),
+        "evidence": len(ev.host),
+        "findings": len(findings),
+        "top": [
+            {"device": data.hosts[int(i)].device, "score": round(float(ranking.max_score[i]), 3)}
+            for i in ranking.order[:5]
+            if ranking.max_score[i] > 0
+        ],
+    }
+    return Ranked(hosts=hosts, findings=findings, summary=summary)
+
+
+def store(*, session: Session, collection: TriageCollection, ranked: Ranked) -> dict[str, Any]:
+    """Replace the collection's host ranks and findings with `ranked`; emit one event per
+    finding. Returns the collection's new summary."""
+    for host in session.scalars(
+        select(TriageHost).where(TriageHost.collection_id == collection.id)
+    ):
+        host.score, host.rank, host.evidence, host.cluster = 0.0, None, [], None
+        if host.id in ranked.hosts:
+            host.rank, host.cluster, host.score, host.evidence = ranked.hosts[host.id]
+    session.execute(delete(TriageFinding).where(TriageFinding.collection_id == collection.id))
+    stored = [TriageFinding(collection_id=collection.id, **f) for f in ranked.findings]
+    session.add_all(stored)
     session.flush()
     emit_many(
         session,
@@ -229,20 +267,8 @@ def analyse(
 
     summary = {
         "analysed_at": utcnow().isoformat(),
-        "rare_fraction": rare_fraction,
-        "similarity": similarity,
-        "clusters": _clusters(labels, names),
+        **ranked.summary,
         "hosts": host_counts(session, collection.id),
-        "baseline_hosts": len(data.hosts),
-        "distinct_rows": len(base.keys),
-        "rows": len(data.keys),
-        "evidence": len(ev.host),
-        "findings": len(stored),
-        "top": [
-            {"device": data.hosts[int(i)].device, "score": round(float(ranking.max_score[i]), 3)}
-            for i in ranking.order[:5]
-            if ranking.max_score[i] > 0
-        ],
     }
     collection.summary = summary
     return summary

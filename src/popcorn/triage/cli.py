@@ -232,14 +232,11 @@ def analyse(collection: str, rare_fraction: float, similarity: float, as_json: b
     from popcorn.triage import analysis  # numpy: only the commands that analyse load it
 
     body = s.AnalyseRequest(rare_fraction=rare_fraction, similarity=similarity)
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         found = service.get_collection(session=session, ref=_resolve(session, collection))
-        summary = analysis.analyse(
-            session=session,
-            collection=found,
-            rare_fraction=body.rare_fraction,
-            similarity=body.similarity,
-        )
+    _, summary = service.analyse(
+        collection_id=found.id, rare_fraction=body.rare_fraction, similarity=body.similarity
+    )
     output(summary, as_json=as_json)
 
 

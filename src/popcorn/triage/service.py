@@ -352,26 +352,54 @@ def run_collection(collection_id: int, *, progress: Progress | None = None) -> d
             emit(session, "triage.collection.failed", "triage_collection", collection_id,
                  {"error": collection.error})  # fmt: skip
         raise
+    with session_scope(readonly=True) as session:
+        options = dict(get_collection(session=session, ref=collection_id).options)
+    _, summary = analyse(
+        collection_id=collection_id,
+        rare_fraction=options.get("rare_fraction"),
+        similarity=options.get("similarity"),
+        finished=True,
+    )
+    return {"collection_id": collection_id, **summary}
+
+
+def analyse(
+    *,
+    collection_id: int,
+    rare_fraction: float | None = None,
+    similarity: float | None = None,
+    finished: bool = False,
+) -> tuple[TriageCollection, dict[str, Any]]:
+    """(Re)build a collection's clusters, ranks and findings; `finished` also marks a run done.
+
+    Opens its own transactions, so call it outside any: the clustering runs in a read-only
+    session (no write lock on SQLite while it computes) and its outcome is stored in one
+    short transaction.
+    """
     from popcorn.triage import analysis
 
+    with session_scope(readonly=True) as session:
+        get_collection(session=session, ref=collection_id)  # NotFound before any work
+        ranked = analysis.rank(
+            session=session,
+            collection_id=collection_id,
+            rare_fraction=0.1 if rare_fraction is None else float(rare_fraction),
+            similarity=analysis.DEFAULT_SIMILARITY if similarity is None else float(similarity),
+        )
     with session_scope() as session:
         collection = get_collection(session=session, ref=collection_id)
-        summary = analysis.analyse(
-            session=session,
-            collection=collection,
-            rare_fraction=float(collection.options.get("rare_fraction", 0.1)),
-            similarity=float(collection.options.get("similarity", analysis.DEFAULT_SIMILARITY)),
-        )
-        collection.status = "done"
-        collection.finished_at = utcnow()
-        emit(
-            session,
-            "triage.collection.finished",
-            "triage_collection",
-            collection.id,
-            {"hosts": summary["hosts"], "findings": summary["findings"]},
-        )
-        return {"collection_id": collection.id, **summary}
+        summary = analysis.store(session=session, collection=collection, ranked=ranked)
+        if finished:
+            collection.status = "done"
+            collection.finished_at = utcnow()
+            emit(
+                session,
+                "triage.collection.finished",
+                "triage_collection",
+                collection.id,
+                {"hosts": summary["hosts"], "findings": summary["findings"]},
+            )
+        return collection, summary
 
 
 def host_counts(session: Session, collection_id: int) -> dict[str, int]:

@@ -68,15 +68,10 @@ def rerun_collection(collection_id: int, body: s.RerunRequest) -> Any:
 @bp.output(s.CollectionRead)
 @bp.doc(summary="Rebuild the baseline and findings (another rare fraction, say)")
 def analyse_collection(collection_id: int, body: s.AnalyseRequest) -> Any:
-    with session_scope() as session:
-        found = service.get_collection(session=session, ref=collection_id)
-        analysis.analyse(
-            session=session,
-            collection=found,
-            rare_fraction=body.rare_fraction,
-            similarity=body.similarity,
-        )
-        return found
+    found, _ = service.analyse(
+        collection_id=collection_id, rare_fraction=body.rare_fraction, similarity=body.similarity
+    )
+    return found
 
 
 @bp.get("/collections/<int:collection_id>/hosts")

@@ -103,16 +103,16 @@ class HighErrorRate(Runbook):
             scope = {"device": [t["name"] for t in ctx.targets if t.get("name")]}
         if ctx.inputs.service and not ctx.inputs.selector:
             scope.setdefault("service", ctx.inputs.service)
-        with ctx.session() as session:
-            analysis = signals_api.analyze_alert(
-                session=session,
-                alert_time=ctx.inputs.alert_time,
-                trigger=ctx.inputs.trigger,
-                selector=ctx.inputs.selector,
-                scope=scope or None,
-                window_minutes=ctx.inputs.window_minutes,
-                inline=True,
-            )
+        # No transaction of ours around it: signals ranks in a read-only session and saves
+        # in a short one, so other writes do not wait behind the ranking.
+        analysis = signals_api.analyze_alert(
+            alert_time=ctx.inputs.alert_time,
+            trigger=ctx.inputs.trigger,
+            selector=ctx.inputs.selector,
+            scope=scope or None,
+            window_minutes=ctx.inputs.window_minutes,
+            inline=True,
+        )
         result, analysis_id, signal_count = analysis.result, analysis.id, analysis.signal_count
         findings = [
             Finding.model_validate({k: f.get(k) for k in FINDING_FIELDS})

@@ -175,17 +175,15 @@ def _scope(text: str) -> dict[str, list[str]] | None:
 def signals_analyze() -> Any:
     form = {k: request.form.get(k, "").strip() for k in _default_analysis_form()}
     try:
-        with session_scope() as session:
-            analysis = service.analyze_alert(
-                session=session,
-                alert_time=form["alert_time"] or "now",
-                trigger=form["trigger"] or None,
-                selector=form["selector"] or None,
-                scope=_scope(form["scope"]),
-                window_minutes=int(form["window_minutes"] or 120),
-                after_minutes=int(form["after_minutes"] or 15),
-            )
-            analysis_id = analysis.id
+        analysis = service.analyze_alert(
+            alert_time=form["alert_time"] or "now",
+            trigger=form["trigger"] or None,
+            selector=form["selector"] or None,
+            scope=_scope(form["scope"]),
+            window_minutes=int(form["window_minutes"] or 120),
+            after_minutes=int(form["after_minutes"] or 15),
+        )
+        analysis_id = analysis.id
     except (PopcornError, ValueError) as exc:
         if isinstance(exc, PopcornError):
             error = helpers.error_details(exc)
