@@ -229,7 +229,6 @@ def rerun(collection: str, statuses: tuple[str, ...], background: bool, as_json:
 @with_actor
 def analyse(collection: str, rare_fraction: float, similarity: float, as_json: bool) -> None:
     """Rebuild a collection's clusters, baselines and findings."""
-    from popcorn.triage import analysis  # numpy: only the commands that analyse load it
 
     body = s.AnalyseRequest(rare_fraction=rare_fraction, similarity=similarity)
     with session_scope(readonly=True) as session:
