@@ -151,10 +151,8 @@ class DemoRun:
                 timeout=o.timeout,
                 triage=self.triage,
             )
-            story.diagnose()
-            # the lab's builds write to the database many times a second: they start once
-            # the runbooks' analysis (one long write on SQLite) is over
             tracks["devicelab"] = self._track_devicelab(url, failure_model)
+            story.diagnose()
             self.summary.update(story.respond())
         self._tell_tracks(tracks)
         self.summary["timings"] = {
