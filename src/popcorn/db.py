@@ -280,8 +280,20 @@ MIGRATION_PACKAGES = ["popcorn.migrations"]
 MIGRATION_ONLY_INDEXES = "migration_only_indexes"
 
 
+# A table's `info` key naming tables the code builds beside it at run time (SQLite's FTS5
+# search index over devices, with its shadow tables `<name>_data`, `<name>_idx`, ...).
+RUNTIME_TABLES = "runtime_tables"
+
+
 def compared_with_models(obj: Any, type_: str) -> bool:
     """Whether autogenerate should compare this schema object with the models."""
+    if type_ == "table":
+        if obj.name in Base.metadata.tables:
+            return True
+        built = [
+            name for t in Base.metadata.tables.values() for name in t.info.get(RUNTIME_TABLES, ())
+        ]
+        return not any(obj.name == name or obj.name.startswith(f"{name}_") for name in built)
     if type_ != "index" or obj.table is None:
         return True
     table = Base.metadata.tables.get(obj.table.name)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from popcorn.db import Base, JSONDocument, UTCDateTime, utcnow
+from popcorn.db import RUNTIME_TABLES, Base, JSONDocument, UTCDateTime, utcnow
 
 # SQL NULL (not JSON null) for absent values: most components carry no custom fields.
 NullableJSON = JSONDocument(none_as_null=True)
@@ -208,6 +208,8 @@ class Device(Timestamps, Base):
     __table_args__ = (
         _partial("ix_inventory_devices_rack_id", "rack_id", "rack_id IS NOT NULL"),
         _partial("ix_inventory_devices_location_id", "location_id", "location_id IS NOT NULL"),
+        # SQLite's substring search index, made by the first device write (`search.py`)
+        {"info": {RUNTIME_TABLES: ("inventory_device_search",)}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
