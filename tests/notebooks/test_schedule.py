@@ -3,6 +3,7 @@ race, no burst of missed ticks; a worker killed mid-run; callables from plugins 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,7 +159,8 @@ def test_a_worker_killed_mid_run_fails_the_run_retryably_and_takes_its_kernel(
     tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
     for member in tree:
         if member.pid != pid:
-            member.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone with its parent already
+                member.kill()
     worker.wait(timeout=30)
     wait_until(lambda: not _alive(pid), timeout=30)
 
