@@ -90,14 +90,26 @@ INVENTORY_WRITE_SIDE = {
 }
 
 
+# Listing series reads their catalog table: not the samples, their Parquet store or their
+# parsers, and neither pyarrow nor the numerical stack.
+SIGNALS_SAMPLES_SIDE = {
+    "pyarrow",
+    "popcorn.signals.store",
+    "popcorn.signals.series",
+    "popcorn.signals.ingest",
+    "popcorn.signals.service",
+}
+
+
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
     [
         (["inventory", "devices", "--json"], "inventory", INVENTORY_WRITE_SIDE),
         (["inventory", "sites", "--json"], "inventory", INVENTORY_WRITE_SIDE),
         (["jobs", "list", "--json"], None, set()),
+        (["signals", "series", "--json"], "signals", SIGNALS_SAMPLES_SIDE),
     ],
-    ids=["inventory devices", "inventory sites", "jobs list"],
+    ids=["inventory devices", "inventory sites", "jobs list", "signals series"],
 )
 def test_a_list_loads_only_its_own_domain(
     args: list[str], domain: str | None, unneeded: set[str]

@@ -42,6 +42,16 @@ from popcorn.signals.analysis import (
     merge_analysis,
     save_chunk,
 )
+from popcorn.signals.catalog import (
+    AGGREGATIONS,
+    find_series,
+    from_ms,
+    get_series,
+    list_series,
+    series_dict,
+    series_name,
+    to_ms,
+)
 from popcorn.signals.models import Series
 from popcorn.signals.promql import (
     parse_duration,
@@ -59,19 +69,7 @@ from popcorn.signals.retention import (
     set_retention,
     storage_stats,
 )
-from popcorn.signals.series import (
-    AGGREGATIONS,
-    QueryResult,
-    find_series,
-    from_ms,
-    get_series,
-    list_series,
-    query,
-    resample,
-    series_dict,
-    series_name,
-    to_ms,
-)
+from popcorn.signals.series import QueryResult, query, resample
 
 __all__ = [
     "AGGREGATIONS",
