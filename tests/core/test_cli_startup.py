@@ -100,6 +100,17 @@ SIGNALS_SAMPLES_SIDE = {
     "popcorn.signals.service",
 }
 
+# Listing plans and regions reads rows: the planning, forecasting and placement engines
+# (and numpy with them) load only when a plan is made.
+TRAFFIC_ENGINES = {
+    "popcorn.traffic.optimize",
+    "popcorn.traffic.evacuate",
+    "popcorn.traffic.forecast",
+    "popcorn.traffic.placement",
+    "popcorn.traffic.plans",
+    "popcorn.traffic.executions",
+}
+
 
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
@@ -108,8 +119,17 @@ SIGNALS_SAMPLES_SIDE = {
         (["inventory", "sites", "--json"], "inventory", INVENTORY_WRITE_SIDE),
         (["jobs", "list", "--json"], None, set()),
         (["signals", "series", "--json"], "signals", SIGNALS_SAMPLES_SIDE),
+        (["traffic", "plans", "--json"], "traffic", TRAFFIC_ENGINES),
+        (["traffic", "regions", "list", "--json"], "traffic", TRAFFIC_ENGINES),
     ],
-    ids=["inventory devices", "inventory sites", "jobs list", "signals series"],
+    ids=[
+        "inventory devices",
+        "inventory sites",
+        "jobs list",
+        "signals series",
+        "traffic plans",
+        "traffic regions",
+    ],
 )
 def test_a_list_loads_only_its_own_domain(
     args: list[str], domain: str | None, unneeded: set[str]
