@@ -115,6 +115,16 @@ TRAFFIC_ENGINES = {
 # (cryptography) loads when a secret is sealed or read.
 NO_SEALING = {"cryptography"}
 
+# Listing certificates reads rows: the CA engine (on cryptography), the destinations (on
+# botocore) and the issuing service load when a certificate is made, read or sent.
+CERTIFICATE_ENGINES = {
+    "cryptography",
+    "botocore",
+    "popcorn.certificates.ca",
+    "popcorn.certificates.destinations",
+    "popcorn.certificates.service",
+}
+
 
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
@@ -126,6 +136,7 @@ NO_SEALING = {"cryptography"}
         (["traffic", "plans", "--json"], "traffic", TRAFFIC_ENGINES),
         (["traffic", "regions", "list", "--json"], "traffic", TRAFFIC_ENGINES),
         (["security", "accounts", "--json"], "security", NO_SEALING),
+        (["certs", "list", "--json"], "certificates", CERTIFICATE_ENGINES),
     ],
     ids=[
         "inventory devices",
@@ -135,6 +146,7 @@ NO_SEALING = {"cryptography"}
         "traffic plans",
         "traffic regions",
         "security accounts",
+        "certs list",
     ],
 )
 def test_a_list_loads_only_its_own_domain(

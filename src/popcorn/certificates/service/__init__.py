@@ -20,6 +20,15 @@ waits on a remote host. Import from here: `from popcorn.certificates import serv
 
 from __future__ import annotations
 
+from popcorn.certificates.catalog import (
+    EXPIRING_DAYS,
+    certificate_filters,
+    certificate_read,
+    days_left,
+    effective_status,
+    list_certificates,
+    status_expression,
+)
 from popcorn.certificates.service.authorities import (
     authority_read,
     authority_reads,
@@ -43,13 +52,10 @@ from popcorn.certificates.service.common import (
     CRL_VALIDITY,
     DEFAULT_INTERVALS,
     DEFAULT_VALIDITY_DAYS,
-    EXPIRING_DAYS,
     KEY_CONTEXT,
     PENDING_CHECK_SECONDS,
     authority_audit,
     certificate_audit,
-    days_left,
-    effective_status,
     engine_errors,
     event_payload,
     get_certificate,
@@ -58,7 +64,6 @@ from popcorn.certificates.service.common import (
     key_store,
     seal,
     slug,
-    status_expression,
     unseal,
 )
 from popcorn.certificates.service.deployments import (
@@ -86,16 +91,13 @@ from popcorn.certificates.service.issuance import (
     IssueMeta,
     authority_index,
     certificate_detail,
-    certificate_filters,
     certificate_history,
-    certificate_read,
     import_certificate,
     issue_agent_certificate,
     issue_agent_credentials,
     issue_certificate,
     issue_under,
     list_certificate_reads,
-    list_certificates,
     record_foreign,
     record_issued,
     update_certificate,
