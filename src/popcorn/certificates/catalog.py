@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from popcorn.certificates.models import STATUSES as STATUSES  # the statuses a list filters by
 from popcorn.certificates.models import Certificate
 from popcorn.certificates.schemas import CertificateRead
 from popcorn.db import utcnow

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from popcorn.certificates import catalog
-from popcorn.certificates.models import STATUSES
 from popcorn.certificates.schemas import (
     AuthorityCreate,
     CertificateImport,
@@ -290,7 +289,7 @@ def import_command(
 
 
 @group.command("list")
-@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--status", type=click.Choice(catalog.STATUSES))
 @click.option("--owner")
 @click.option("--team")
 @click.option("--authority", "authority_id", type=int)
