@@ -125,6 +125,17 @@ CERTIFICATE_ENGINES = {
     "popcorn.certificates.service",
 }
 
+# Listing events reads rows: the rule engine (with its YAML and Jinja templates) and the
+# actions (jobs, outbound calls) load when an event is processed or an action replayed.
+EVENT_PROCESSING = {
+    "yaml",
+    "jinja2",
+    "popcorn.events.rules",
+    "popcorn.events.rulebook",
+    "popcorn.events.actions",
+    "popcorn.events.service",
+}
+
 
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
@@ -137,6 +148,7 @@ CERTIFICATE_ENGINES = {
         (["traffic", "regions", "list", "--json"], "traffic", TRAFFIC_ENGINES),
         (["security", "accounts", "--json"], "security", NO_SEALING),
         (["certs", "list", "--json"], "certificates", CERTIFICATE_ENGINES),
+        (["events", "list", "--json"], "events", EVENT_PROCESSING),
     ],
     ids=[
         "inventory devices",
@@ -147,6 +159,7 @@ CERTIFICATE_ENGINES = {
         "traffic regions",
         "security accounts",
         "certs list",
+        "events list",
     ],
 )
 def test_a_list_loads_only_its_own_domain(
