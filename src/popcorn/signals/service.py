@@ -3,9 +3,9 @@
 Every function takes `session=` and is what the API, the CLI and the jobs call. Samples are
 Parquet objects in the object store (store.py) while the series' metadata lives in the
 `signals_series` table; an ingest writes both in one all-or-nothing step. The other sections
-live beside this module and are re-exported here: series lookup and queries (series.py),
-retention (retention.py) and alert analysis (analysis.py). Other domains use `signals.api`
-only.
+live beside this module and are re-exported here: series lookup and listing (catalog.py),
+range queries (series.py), retention (retention.py) and alert analysis (analysis.py).
+Other domains use `signals.api` only.
 """
 
 from __future__ import annotations

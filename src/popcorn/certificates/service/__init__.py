@@ -5,7 +5,8 @@ goes through these functions, one module per concern (as Lemur keeps
 authorities, certificates, destinations, sources and notifications apart):
 
 - `authorities`: the CAs Popcorn signs with, their policies and bundles;
-- `issuance`: issue, import, read, list and change certificates; Bolt agents';
+- `issuance`: issue, import and change certificates; Bolt agents' (listing and
+  reading rows is `certificates.catalog`, re-exported here, which needs no CA engine);
 - `revocation`: revoke, CRLs, OCSP;  `export`: keys out to a person;
 - `deployments`: destinations and what was sent where;
 - `rotation`: reissue, pending issuers, the daily scan;
