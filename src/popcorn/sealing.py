@@ -13,11 +13,11 @@ import base64
 import binascii
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 
 MAGIC = b"PCK"
 VERSION = 1
@@ -50,6 +50,11 @@ class KeyStore:
         self._context = context.encode()
 
     def _key(self, secret: bytes, salt: bytes) -> AESGCM:
+        # cryptography loads on first use: a command that only lists rows never seals
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=self._context)
         return AESGCM(hkdf.derive(secret))
 
@@ -74,6 +79,8 @@ class KeyStore:
 
     def decrypt(self, envelope: bytes | str, *, associated_data: bytes = b"") -> bytes:
         """Open a text or binary envelope; DecryptionError if it is not genuine."""
+        from cryptography.exceptions import InvalidTag
+
         raw = _envelope_bytes(envelope)
         if len(raw) < _HEADER + 16 or not raw.startswith(MAGIC):
             raise DecryptionError("envelope: not a Popcorn key store envelope")

@@ -90,14 +90,77 @@ INVENTORY_WRITE_SIDE = {
 }
 
 
+# Listing series reads their catalog table: not the samples, their Parquet store or their
+# parsers, and neither pyarrow nor the numerical stack.
+SIGNALS_SAMPLES_SIDE = {
+    "pyarrow",
+    "popcorn.signals.store",
+    "popcorn.signals.series",
+    "popcorn.signals.ingest",
+    "popcorn.signals.service",
+}
+
+# Listing plans and regions reads rows: the planning, forecasting and placement engines
+# (and numpy with them) load only when a plan is made.
+TRAFFIC_ENGINES = {
+    "popcorn.traffic.optimize",
+    "popcorn.traffic.evacuate",
+    "popcorn.traffic.forecast",
+    "popcorn.traffic.placement",
+    "popcorn.traffic.plans",
+    "popcorn.traffic.executions",
+}
+
+# Security's accounts hold sealed credentials, but listing them opens none: the cipher
+# (cryptography) loads when a secret is sealed or read.
+NO_SEALING = {"cryptography"}
+
+# Listing certificates reads rows: the CA engine (on cryptography), the destinations (on
+# botocore) and the issuing service load when a certificate is made, read or sent.
+CERTIFICATE_ENGINES = {
+    "cryptography",
+    "botocore",
+    "popcorn.certificates.ca",
+    "popcorn.certificates.destinations",
+    "popcorn.certificates.service",
+}
+
+# Listing events reads rows: the rule engine (with its YAML and Jinja templates) and the
+# actions (jobs, outbound calls) load when an event is processed or an action replayed.
+EVENT_PROCESSING = {
+    "yaml",
+    "jinja2",
+    "popcorn.events.rules",
+    "popcorn.events.rulebook",
+    "popcorn.events.actions",
+    "popcorn.events.service",
+}
+
+
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
     [
         (["inventory", "devices", "--json"], "inventory", INVENTORY_WRITE_SIDE),
         (["inventory", "sites", "--json"], "inventory", INVENTORY_WRITE_SIDE),
         (["jobs", "list", "--json"], None, set()),
+        (["signals", "series", "--json"], "signals", SIGNALS_SAMPLES_SIDE),
+        (["traffic", "plans", "--json"], "traffic", TRAFFIC_ENGINES),
+        (["traffic", "regions", "list", "--json"], "traffic", TRAFFIC_ENGINES),
+        (["security", "accounts", "--json"], "security", NO_SEALING),
+        (["certs", "list", "--json"], "certificates", CERTIFICATE_ENGINES),
+        (["events", "list", "--json"], "events", EVENT_PROCESSING),
     ],
-    ids=["inventory devices", "inventory sites", "jobs list"],
+    ids=[
+        "inventory devices",
+        "inventory sites",
+        "jobs list",
+        "signals series",
+        "traffic plans",
+        "traffic regions",
+        "security accounts",
+        "certs list",
+        "events list",
+    ],
 )
 def test_a_list_loads_only_its_own_domain(
     args: list[str], domain: str | None, unneeded: set[str]

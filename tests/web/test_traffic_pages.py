@@ -10,7 +10,7 @@ from console_kit import Console, text_of, traffic_world
 
 from popcorn.db import session_scope
 from popcorn.listing import ListParams
-from popcorn.traffic import plans as plan_service
+from popcorn.traffic import planbook
 
 
 def figure_of(html: str) -> dict[str, object]:
@@ -78,13 +78,13 @@ def test_operators_plan_and_see_refusals(console: Callable[[str], Console]) -> N
     assert empty.status_code == 302
     assert "evacuate" in text_of(operator.page("/ui/traffic"))
     with session_scope(readonly=True) as session:
-        before = plan_service.list_plans(session=session, params=ListParams(limit=1)).count
+        before = planbook.list_plans(session=session, params=ListParams(limit=1)).count
     assert operator.post("/ui/traffic/plans", {"kind": "steering"}, csrf=False).status_code == 400
     busy = operator.post(f"/ui/traffic/plans/{made.headers['Location'].rsplit('/', 1)[1]}/execute")
     assert busy.status_code == 302  # another execution is still active: the page says so
     assert "still active" in text_of(operator.page(busy.headers["Location"]))
     with session_scope(readonly=True) as session:
-        assert plan_service.list_plans(session=session, params=ListParams(limit=1)).count == before
+        assert planbook.list_plans(session=session, params=ListParams(limit=1)).count == before
 
 
 def test_forecast_page_charts_history_forecast_and_scaling(

@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from popcorn.certificates import service
-from popcorn.certificates.destinations import DESTINATIONS
+from popcorn.certificates import catalog
 from popcorn.certificates.schemas import (
     AuthorityCreate,
     CertificateImport,
@@ -24,12 +23,29 @@ from popcorn.certificates.schemas import (
     SourceCreate,
     SourceRead,
 )
-from popcorn.certificates.service.metrics import STATUSES
 from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 
 CERT_COLUMNS = ["id", "name", "status", "days_left", "common_name", "owner", "authority_id"]
+
+
+class DestinationKinds(click.Choice[str]):
+    """The registered destination kinds, read when KIND is parsed or shown: the registry
+    imports the CA engine, which the other certificate commands do without."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from popcorn.certificates.destinations import DESTINATIONS
+
+        return tuple(sorted(DESTINATIONS))
+
+    @choices.setter
+    def choices(self, value: tuple[str, ...]) -> None:
+        """click.Choice sets its choices when made; these are read from the registry."""
 
 
 def _read(path: str | None) -> str | None:
@@ -103,6 +119,8 @@ def authority_create(
     as_json: bool,
 ) -> None:
     """Create a root or intermediate CA, or import an existing one."""
+    from popcorn.certificates import service
+
     spec = AuthorityCreate(
         name=name,
         kind=kind,
@@ -133,6 +151,8 @@ def authority_create(
 @json_option
 def authority_list(as_json: bool) -> None:
     """List the certificate authorities."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         rows = [
             service.authority_read(r).model_dump(
@@ -152,6 +172,8 @@ def authority_list(as_json: bool) -> None:
 @json_option
 def authority_show(ref: str, as_json: bool) -> None:
     """Show one authority (name or id) and its certificate."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         data = service.authority_read(service.get_authority(session=session, ref=ref))
     output(data.model_dump(mode="json", exclude={"chain_pem"}), as_json=as_json)
@@ -161,6 +183,8 @@ def authority_show(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 def authority_bundle(ref: str) -> None:
     """Print the CA bundle (PEM) clients should trust."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         click.echo(service.ca_bundle(session=session, authority=ref), nl=False)
 
@@ -206,6 +230,8 @@ def issue(
     as_json: bool,
 ) -> None:
     """Issue a certificate; a generated key stays encrypted in Popcorn (see `export`)."""
+    from popcorn.certificates import service
+
     spec = CertificateIssue(
         authority=authority_ref,
         common_name=common_name,
@@ -246,6 +272,8 @@ def import_command(
     as_json: bool,
 ) -> None:
     """Import a PEM certificate (and chain, and key) into the inventory."""
+    from popcorn.certificates import service
+
     spec = CertificateImport(
         certificate_pem=Path(cert_file).read_text(),
         chain_pem=_read(chain_file),
@@ -261,7 +289,7 @@ def import_command(
 
 
 @group.command("list")
-@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--status", type=click.Choice(catalog.STATUSES))
 @click.option("--owner")
 @click.option("--team")
 @click.option("--authority", "authority_id", type=int)
@@ -296,8 +324,8 @@ def list_command(
             args[key] = str(value)
     params = parse_list_params(args)
     with session_scope(readonly=True) as session:
-        result = service.list_certificates(session=session, params=params)
-        rows = [service.certificate_read(r).model_dump(mode="json") for r in result.items]
+        result = catalog.list_certificates(session=session, params=params)
+        rows = [catalog.certificate_read(r).model_dump(mode="json") for r in result.items]
     output(rows, as_json=as_json, columns=[*CERT_COLUMNS, "not_after"])
 
 
@@ -307,6 +335,8 @@ def list_command(
 @json_option
 def show(certificate_id: int, pem: bool, as_json: bool) -> None:
     """Show a certificate (and its PEM with --pem)."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         row = service.get_certificate(session=session, certificate_id=certificate_id)
         detail = service.certificate_detail(session=session, row=row)
@@ -330,6 +360,8 @@ def show(certificate_id: int, pem: bool, as_json: bool) -> None:
 @with_actor
 def export(certificate_id: int, fmt: str, password: str | None, legacy: bool, out: str) -> None:
     """Write the certificate with its private key (0600); audited."""
+    from popcorn.certificates import service
+
     spec = Export(format=fmt, password=password, legacy=legacy)
     with session_scope() as session:
         result = service.export_certificate(
@@ -355,6 +387,8 @@ def export(certificate_id: int, fmt: str, password: str | None, legacy: bool, ou
 @with_actor
 def revoke(certificate_id: int, reason: str) -> None:
     """Revoke a certificate; its authority's CRL is republished at once."""
+    from popcorn.certificates import service
+
     with session_scope() as session:
         row = service.revoke_certificate(
             session=session, certificate_id=certificate_id, reason=reason
@@ -369,6 +403,8 @@ def revoke(certificate_id: int, reason: str) -> None:
 @with_actor
 def rotate(certificate_id: int, validity_days: int | None, as_json: bool) -> None:
     """Reissue, deploy to the certificate's destinations, and retire the old one."""
+    from popcorn.certificates import service
+
     with session_scope() as session:
         new = service.rotate_certificate(
             session=session, certificate_id=certificate_id, validity_days=validity_days
@@ -397,6 +433,8 @@ def discover(
     endpoints: tuple[str, ...], source: str | None, timeout: float | None, as_json: bool
 ) -> None:
     """Read the certificate chains that host:port endpoints serve, and record them."""
+    from popcorn.certificates import service
+
     if bool(endpoints) == (source is not None):
         raise click.UsageError("give endpoints or --source, not both or neither")
     with progress(None, "discovering"):
@@ -410,6 +448,8 @@ def discover(
 @with_actor
 def scan(intervals: str, as_json: bool) -> None:
     """Expiry warnings, automatic rotation and CRL refresh, now."""
+    from popcorn.certificates import service
+
     try:
         days = [int(v) for v in intervals.split(",") if v.strip()]
     except ValueError:
@@ -433,6 +473,8 @@ def endpoints_command(
     host: str | None, certificate_id: int | None, limit: int, as_json: bool
 ) -> None:
     """TLS endpoints found by discovery."""
+    from popcorn.certificates import service
+
     args: dict[str, Any] = {"limit": str(limit)}
     if host:
         args["host"] = host
@@ -465,6 +507,8 @@ def sources() -> None:
 @json_option
 def sources_list(as_json: bool) -> None:
     """List the discovery sources."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         rows = [
             SourceRead.model_validate(r).model_dump(mode="json")
@@ -498,6 +542,8 @@ def sources_add(
     team: str,
 ) -> None:
     """Sweep ENDPOINTS (host:port[/sni]), or the inventory devices of --site/--region/--role."""
+    from popcorn.certificates import service
+
     from_inventory = bool(sites or regions or roles)
     scope = (
         InventoryScope(
@@ -530,6 +576,8 @@ def destinations() -> None:
 @json_option
 def destinations_list(as_json: bool) -> None:
     """List the destinations certificates are deployed to."""
+    from popcorn.certificates import service
+
     with session_scope(readonly=True) as session:
         rows = [
             DestinationRead.model_validate(r).model_dump(mode="json")
@@ -540,7 +588,7 @@ def destinations_list(as_json: bool) -> None:
 
 @destinations.command("add")
 @click.argument("name")
-@click.argument("kind", type=click.Choice(sorted(DESTINATIONS)))
+@click.argument("kind", type=DestinationKinds())
 @click.argument("options", nargs=-1)
 @click.option(
     "--password", envvar="POPCORN_PKCS12_PASSWORD", help="Kinds with a password (pkcs12)."
@@ -548,6 +596,8 @@ def destinations_list(as_json: bool) -> None:
 @with_actor
 def destinations_add(name: str, kind: str, options: tuple[str, ...], password: str | None) -> None:
     """Add a destination with key=value options (directory: path=/etc/tls/www)."""
+    from popcorn.certificates import service
+
     spec = DestinationCreate(
         name=name,
         kind=kind,
@@ -564,6 +614,8 @@ def destinations_add(name: str, kind: str, options: tuple[str, ...], password: s
 @with_actor
 def destinations_remove(ref: str) -> None:
     """Remove a destination (name or id)."""
+    from popcorn.certificates import service
+
     with session_scope() as session:
         row = service.delete_destination(session=session, ref=ref)
         click.echo(f"destination {row.name!r} removed")

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from popcorn.certificates.destinations import destination_kind
 from popcorn.schemas import Page, ReadSchema, Schema
 
 KeyTypeName = Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"]
@@ -276,6 +275,9 @@ class DestinationCreate(Schema):
 
     @model_validator(mode="after")
     def _options(self) -> DestinationCreate:
+        # the registry imports the CA engine: only a destination being made needs it
+        from popcorn.certificates.destinations import destination_kind
+
         plugin = destination_kind(self.kind)
         self.options = plugin.options.model_validate(self.options).model_dump(exclude_none=True)
         if plugin.secret != (self.password is not None):

@@ -15,8 +15,7 @@ import click
 from popcorn.cli import json_option, output, parse_kv, with_actor
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput
-from popcorn.events import queries, rulebook, service, webhook_secrets
-from popcorn.events import settings as event_settings
+from popcorn.events import queries, webhook_secrets
 from popcorn.events.formats import Event, EventFormatError, parse_time
 from popcorn.events.schemas import ActionRunRead, EventRead, IncidentRead
 from popcorn.listing import PageResult, parse_list_params
@@ -74,6 +73,8 @@ def send(
 ) -> None:
     """Send events from FILE (CloudEvents JSON, a batch, or an Alertmanager payload; - is stdin),
     or one built from --type/--label/--data."""
+    from popcorn.events import service
+
     if file and event_type:
         raise click.UsageError("give a FILE or --type, not both")
     with session_scope() as session:
@@ -333,6 +334,8 @@ def secrets_delete(name: str) -> None:
 @with_actor
 def settings(retention_days: int | None, as_json: bool) -> None:
     """Show (or change) the retention period."""
+    from popcorn.events import settings as event_settings
+
     with session_scope() as session:
         if retention_days is not None:
             data = event_settings.update_settings(session=session, retention_days=retention_days)
@@ -356,6 +359,8 @@ def rules() -> None:
 @with_actor
 def rules_load(path: str, prune: bool, as_json: bool) -> None:
     """Load every rule of a YAML file or directory (all or nothing)."""
+    from popcorn.events import rulebook
+
     files = rulebook.read_rule_files(path)
     try:
         with session_scope() as session:
@@ -378,6 +383,8 @@ def rules_load(path: str, prune: bool, as_json: bool) -> None:
 @json_option
 def rules_list(include_all: bool, as_json: bool) -> None:
     """List the active rules (inactive ones too with --all)."""
+    from popcorn.events import rulebook
+
     with session_scope(readonly=True) as session:
         rows = rulebook.list_rules(session=session, include_inactive=include_all)
     output(
@@ -393,6 +400,8 @@ def rules_list(include_all: bool, as_json: bool) -> None:
 @json_option
 def rules_show(name: str, version: int | None, as_json: bool) -> None:
     """Show a rule (its active version, or --version N) and its history."""
+    from popcorn.events import rulebook
+
     with session_scope(readonly=True) as session:
         if version is not None:
             row = rulebook.get_rule_version(session=session, name=name, version=version)
@@ -417,6 +426,8 @@ def rules_show(name: str, version: int | None, as_json: bool) -> None:
 @json_option
 def rules_test(event_file: str, rules_path: str | None, verbose: bool, as_json: bool) -> None:
     """Which rules match the sample event(s) in EVENT_FILE, and why."""
+    from popcorn.events import rulebook
+
     try:
         sample = json.loads(_read(event_file))
     except json.JSONDecodeError as exc:
@@ -450,6 +461,8 @@ def rules_test(event_file: str, rules_path: str | None, verbose: bool, as_json: 
 @with_actor
 def rules_activate(name: str, version: int) -> None:
     """Make a stored VERSION of a rule the active one."""
+    from popcorn.events import rulebook
+
     with session_scope() as session:
         rulebook.activate_rule_version(session=session, name=name, version=version)
     click.echo(f"rule {name!r}: version {version} active")
@@ -460,6 +473,8 @@ def rules_activate(name: str, version: int) -> None:
 @with_actor
 def rules_deactivate(name: str) -> None:
     """Deactivate a rule; its versions are kept."""
+    from popcorn.events import rulebook
+
     with session_scope() as session:
         rulebook.deactivate_rule(session=session, name=name)
     click.echo(f"rule {name!r} deactivated")

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from popcorn.audit import record_change
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.events import actions
 from popcorn.events.models import ActionRun, EventRecord, Incident, IncidentEvent, MatchRecord
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import parse_id
@@ -212,6 +211,8 @@ def get_action_run(*, session: Session, run_id: int) -> ActionRun:
 
 def replay_action(*, session: Session, run_id: int) -> ActionRun:
     """Run a failed (dead-lettered) action again with the parameters it was rendered with."""
+    from popcorn.events import actions  # jobs and outbound: a replay or resolve only
+
     run = session.get(ActionRun, run_id, with_for_update=True)
     if run is None:
         raise NotFound(f"no action run {run_id}", details={"id": run_id})
@@ -274,6 +275,8 @@ def incident_detail(*, session: Session, incident: Incident) -> dict[str, Any]:
 
 
 def resolve_incident(*, session: Session, incident_id: int) -> Incident:
+    from popcorn.events import actions  # jobs and outbound: a replay or resolve only
+
     incident = session.get(Incident, incident_id, with_for_update=True)
     if incident is None:
         raise NotFound(f"no incident {incident_id}", details={"id": incident_id})

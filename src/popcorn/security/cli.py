@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.markup import escape
 
-from popcorn.cli import PopcornGroup, console, json_option, output, with_actor
+from popcorn.cli import PopcornGroup, json_option, output, with_actor
 from popcorn.db import session_scope
 from popcorn.listing import ListParams
 from popcorn.security import issues, roles, service
@@ -146,6 +145,10 @@ def add_account(
 @with_actor
 def remove_account(account: str) -> None:
     """Stop watching an account (its items and their history are removed)."""
+    from rich.markup import escape
+
+    from popcorn.cli import console
+
     with session_scope() as session:
         service.delete_account(session=session, ref=account)
     console.print(f"removed account {escape(account)}")
@@ -283,6 +286,10 @@ def justify(issue: int, reason: str, until: datetime | None, as_json: bool) -> N
 @json_option
 def report(account: str, as_json: bool) -> None:
     """An account's report: totals, then the items with open issues, worst first."""
+    from rich.markup import escape
+
+    from popcorn.cli import console
+
     with session_scope(readonly=True) as session:
         found = issues.report(
             session=session, account=service.get_account(session=session, ref=account)
@@ -322,6 +329,8 @@ def usage(
     account: str, bucket: str, prefix: str, directory: str, access_advisor: bool, as_json: bool
 ) -> None:
     """Read CloudTrail files into each role's last use of each action."""
+    from popcorn.cli import console
+
     spec = s.UsageRequest(
         bucket=bucket, prefix=prefix, directory=directory, access_advisor=access_advisor
     )
@@ -414,6 +423,10 @@ def _rules(kwargs: dict[str, Any]) -> s.RepoRules:
 @with_actor
 def plan(account: str, role: str, as_json: bool, **kwargs: Any) -> None:
     """Dry run: what would be removed from a role, and the exact policy diff."""
+    from rich.markup import escape
+
+    from popcorn.cli import console
+
     with session_scope() as session:
         found = roles.plan(session=session, account_ref=account, name=role, rules=_rules(kwargs))
     if as_json:
@@ -454,6 +467,10 @@ def schedule(account: str, role: str, wait_hours: float, as_json: bool, **kwargs
 @with_actor
 def cancel(account: str, role: str) -> None:
     """Cancel a role's scheduled repo."""
+    from rich.markup import escape
+
+    from popcorn.cli import console
+
     with session_scope() as session:
         roles.cancel(session=session, account_ref=account, name=role)
     console.print(f"canceled the repo of {escape(role)}")

@@ -23,22 +23,21 @@ from popcorn.errors import Conflict, InvalidInput, NotFound
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import parse_id
 from popcorn.outbox import emit
-from popcorn.signals.models import Analysis, AnalysisChunk, Series
-from popcorn.signals.promql import (
-    parse_duration,
-    parse_time,
-)
-from popcorn.signals.series import (
-    FloatArray,
+from popcorn.signals.catalog import (
     find_series,
     from_ms,
     get_series,
-    load_block,
     proximity_of,
     scope_values,
     series_name,
     to_ms,
 )
+from popcorn.signals.models import Analysis, AnalysisChunk, Series
+from popcorn.signals.promql import (
+    parse_duration,
+    parse_time,
+)
+from popcorn.signals.series import FloatArray, load_block
 
 INLINE_LIMIT = 500
 MAX_ANALYSIS_SIGNALS = 100_000

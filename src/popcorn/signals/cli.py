@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
-from popcorn.cli import console, json_option, output, parse_kv, progress, with_actor
+from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
 from popcorn.numbers import number
-from popcorn.signals import ingest as parsers
-from popcorn.signals import service
+from popcorn.signals import catalog
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @click.group("signals")
@@ -25,7 +26,7 @@ def group() -> None:
 
 @group.command("ingest")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(parsers.FORMATS), help="Default: by extension.")
+@click.option("--format", "fmt", type=click.Choice(catalog.FORMATS), help="Default: by extension.")
 @click.option("--from-prometheus", "url", help="Pull from this Prometheus-compatible server.")
 @click.option("--match", "match", help="Selector to pull, e.g. 'up{job=\"node\"}'.")
 @click.option("--start", default="now-1h", show_default=True, help="Pull window start.")
@@ -51,6 +52,8 @@ def ingest_cmd(
     CSV/Parquet are long format: a `timestamp` (unix seconds or RFC 3339), `value`, and
     either `series` (`metric{a="b"}`) or `metric` plus one column per label.
     """
+    from popcorn.signals import service
+
     if url:
         if files or not match:
             raise click.UsageError("--from-prometheus needs --match and no FILES")
@@ -99,10 +102,10 @@ def series_cmd(selector: str | None, limit: int, as_json: bool) -> None:
     from popcorn.listing import ListParams
 
     with session_scope(readonly=True) as session:
-        page = service.list_series(
+        page = catalog.list_series(
             session=session, params=ListParams(limit=min(limit, 1000)), match=selector
         )
-        rows = [service.series_dict(s) for s in page.items]
+        rows = [catalog.series_dict(s) for s in page.items]
     columns = ["id", "name", "first_time", "last_time", "sample_count"]
     output(rows, as_json=as_json, columns=columns, title=f"{page.count} series")
 
@@ -112,12 +115,16 @@ def series_cmd(selector: str | None, limit: int, as_json: bool) -> None:
 @click.option("--start", default="now-1h", show_default=True)
 @click.option("--end", default="now", show_default=True)
 @click.option("--step", help="Resample to this step (e.g. 60s); raw samples without it.")
-@click.option("--agg", type=click.Choice(service.AGGREGATIONS), default="mean", show_default=True)
+@click.option("--agg", type=click.Choice(catalog.AGGREGATIONS), default="mean", show_default=True)
 @json_option
 def query_cmd(
     selector: str, start: str, end: str, step: str | None, agg: str, as_json: bool
 ) -> None:
     """Samples of the series matching SELECTOR; one column per series (up to 8)."""
+    import numpy as np
+
+    from popcorn.signals import service
+
     with session_scope(readonly=True) as session:
         result = service.query(
             session=session, selector=selector, start=start, end=end, step=step, agg=agg
@@ -170,6 +177,8 @@ def _fmt(value: float | None) -> str:
 @with_actor
 def retention_cmd(days: int | None, run: bool, as_json: bool) -> None:
     """Show or set how many days of samples are kept; --run deletes older ones now."""
+    from popcorn.signals import service
+
     with session_scope() as session:
         data: dict[str, Any] = (
             service.set_retention(session=session, days=days)
@@ -185,6 +194,8 @@ def retention_cmd(days: int | None, run: bool, as_json: bool) -> None:
 @json_option
 def stats_cmd(as_json: bool) -> None:
     """How much is stored: series, samples, bytes on disk, day partitions."""
+    from popcorn.signals import service
+
     with session_scope(readonly=True) as session:
         output(service.storage_stats(session=session), as_json=as_json)
 
@@ -220,6 +231,8 @@ def analyze_cmd(
     as_json: bool,
 ) -> None:
     """Rank the signals that changed around an alert and group those that moved together."""
+    from popcorn.signals import service
+
     scope_map: dict[str, Any] = {}
     for key, value in parse_kv(scope).items():
         scope_map.setdefault(key, []).append(str(value))
@@ -242,6 +255,8 @@ def analyze_cmd(
 
 def _wait(analysis_id: int, timeout: float = 3600.0) -> None:
     import time
+
+    from popcorn.signals import service
 
     deadline = time.monotonic() + timeout
     with progress(None, f"analysis {analysis_id}") as bar:
@@ -271,6 +286,8 @@ def show_cmd(analysis_id: int, top: int, as_json: bool) -> None:
 
 
 def _show(analysis_id: int, as_json: bool, top: int) -> None:
+    from popcorn.signals import service
+
     with session_scope(readonly=True) as session:
         data = service.analysis_dict(service.get_analysis(session=session, analysis_id=analysis_id))
     if as_json:
@@ -336,6 +353,9 @@ def detect_cmd(
 ) -> None:
     """Change points of one series in FILE: CSV (a value column, optional timestamp) or JSON
     (a list of numbers, or {"values": [...], "timestamps": [...]})."""
+    import numpy as np
+
+    from popcorn.cli import console
     from popcorn.signals.detect import change_points
 
     timestamps, values = _read_series(file, column)
@@ -364,6 +384,8 @@ def detect_cmd(
 
 def _read_series(path: Path, column: str) -> tuple[list[Any] | None, np.ndarray[Any, Any]]:
     """(timestamps or None, values) from a CSV or JSON file; empty CSV cells are gaps."""
+    import numpy as np
+
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text())
@@ -396,7 +418,7 @@ def _read_series(path: Path, column: str) -> tuple[list[Any] | None, np.ndarray[
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise InvalidInput(f"{path.name}: column {column} is not numeric ({col.type})")
     values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=float)
-    time_col = next((c for c in parsers.TIME_COLUMNS if c in table.column_names), None)
+    time_col = next((c for c in catalog.TIME_COLUMNS if c in table.column_names), None)
     stamps = None
     if time_col:
         stamps = [

@@ -24,17 +24,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from popcorn.errors import InvalidInput, NotFound, Unavailable
+from popcorn.signals.catalog import FORMATS, LABEL_RE, METRIC_RE, TIME_COLUMNS
 from popcorn.signals.promql import SelectorError, parse_selector
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
-METRIC_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_TS_MS = 7_300_000_000_000  # year 2200: anything later is a unit mistake
-TIME_COLUMNS = ("timestamp", "ts", "time")
-FORMATS = ("json", "csv", "parquet", "prometheus")
 
 
 class IngestError(InvalidInput):

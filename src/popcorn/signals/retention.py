@@ -13,8 +13,8 @@ from popcorn.audit import record_change, recording_update
 from popcorn.db import session_scope, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.signals import store
+from popcorn.signals.catalog import from_ms
 from popcorn.signals.models import Series, Setting
-from popcorn.signals.series import from_ms
 
 DEFAULT_RETENTION_DAYS = 30
 RETENTION_SCHEDULE = "signals.retention"

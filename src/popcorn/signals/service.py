@@ -3,9 +3,9 @@
 Every function takes `session=` and is what the API, the CLI and the jobs call. Samples are
 Parquet objects in the object store (store.py) while the series' metadata lives in the
 `signals_series` table; an ingest writes both in one all-or-nothing step. The other sections
-live beside this module and are re-exported here: series lookup and queries (series.py),
-retention (retention.py) and alert analysis (analysis.py). Other domains use `signals.api`
-only.
+live beside this module and are re-exported here: series lookup and listing (catalog.py),
+range queries (series.py), retention (retention.py) and alert analysis (analysis.py).
+Other domains use `signals.api` only.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ from popcorn.signals.analysis import (
     merge_analysis,
     save_chunk,
 )
+from popcorn.signals.catalog import (
+    AGGREGATIONS,
+    find_series,
+    from_ms,
+    get_series,
+    list_series,
+    series_dict,
+    series_name,
+    to_ms,
+)
 from popcorn.signals.models import Series
 from popcorn.signals.promql import (
     parse_duration,
@@ -59,19 +69,7 @@ from popcorn.signals.retention import (
     set_retention,
     storage_stats,
 )
-from popcorn.signals.series import (
-    AGGREGATIONS,
-    QueryResult,
-    find_series,
-    from_ms,
-    get_series,
-    list_series,
-    query,
-    resample,
-    series_dict,
-    series_name,
-    to_ms,
-)
+from popcorn.signals.series import QueryResult, query, resample
 
 __all__ = [
     "AGGREGATIONS",

@@ -13,14 +13,9 @@ from popcorn.cli import PopcornGroup, json_option, output, parse_kv, progress, w
 from popcorn.db import session_scope
 from popcorn.listing import parse_list_params
 from popcorn.traffic import costs as cost_service
-from popcorn.traffic import executions as execution_service
-from popcorn.traffic import forecasts as forecast_service
-from popcorn.traffic import placements as placement_service
-from popcorn.traffic import plans as plan_service
+from popcorn.traffic import planbook, service
 from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
-from popcorn.traffic import service
-from popcorn.traffic import world as world_service
 
 REGION_COLUMNS = [
     "name",
@@ -285,6 +280,8 @@ def generate_command(
     regions: str, groups: int, seed: int, utilisation: float, as_json: bool
 ) -> None:
     """Create regions, client groups with demand and a latency matrix to try planning on."""
+    from popcorn.traffic import world as world_service
+
     with session_scope() as session:
         result = world_service.generate_world(
             session=session,
@@ -304,6 +301,8 @@ def generate_command(
 def sandbox_command(endpoint_url: str, prefix: str, as_json: bool) -> None:
     """Create Auto Scaling groups and weighted records for the cloud regions on a sandbox
     endpoint and bind the regions (and the settings) to it."""
+    from popcorn.traffic import executions as execution_service
+
     with session_scope() as session:
         result = execution_service.bind_sandbox(
             session=session, endpoint_url=endpoint_url, prefix=prefix
@@ -388,6 +387,8 @@ def plan_command(
     kind: str, regions: tuple[str, ...], demand: tuple[str, ...], reason: str, as_json: bool
 ) -> None:
     """Make a steering plan (an infeasible one says what is short)."""
+    from popcorn.traffic import plans as plan_service
+
     spec = s.SteeringCreate.model_validate(_scope(kind, regions, demand, reason))
     with session_scope() as session:
         plan = plan_service.plan_steering_for(session=session, spec=spec)
@@ -414,6 +415,8 @@ def evacuate_command(
     as_json: bool,
 ) -> None:
     """Plan evacuating REGION(s): scale-up, then the loads of every step."""
+    from popcorn.traffic import plans as plan_service
+
     spec = s.EvacuationCreate.model_validate(
         {
             **_scope(kind, regions, demand, reason),
@@ -438,6 +441,8 @@ def return_command(
     plan_id: int, steps: int | None, dwell_seconds: float | None, as_json: bool
 ) -> None:
     """Plan the return of an evacuation."""
+    from popcorn.traffic import plans as plan_service
+
     spec = s.ReturnCreate(steps=steps, dwell_seconds=dwell_seconds)
     with session_scope() as session:
         plan = plan_service.plan_return_for(session=session, plan_id=plan_id, spec=spec)
@@ -452,6 +457,8 @@ def return_command(
 @with_actor
 def shift_command(site: str, device: str | None, reason: str, as_json: bool) -> None:
     """Plan moving a CDN site's load to the other CDN sites."""
+    from popcorn.traffic import plans as plan_service
+
     with session_scope() as session:
         plan = plan_service.shift_site_load(
             session=session, site=site, reason=reason, device=device
@@ -465,9 +472,7 @@ def shift_command(site: str, device: str | None, reason: str, as_json: bool) -> 
 def plans_command(filters: tuple[str, ...], as_json: bool) -> None:
     """List plans; FILTERS are key=value (kind=evacuation, feasible=true)."""
     with session_scope(readonly=True) as session:
-        result = plan_service.list_plans(
-            session=session, params=parse_list_params(_list_args(filters))
-        )
+        result = planbook.list_plans(session=session, params=parse_list_params(_list_args(filters)))
         rows = _rows(result, s.PlanRead)
     output(rows, as_json=as_json, columns=PLAN_COLUMNS)
 
@@ -478,6 +483,8 @@ def plans_command(filters: tuple[str, ...], as_json: bool) -> None:
 @json_option
 def show_command(plan_id: int, png: Path | None, as_json: bool) -> None:
     """Show a plan (and write its loads-per-step plot with --png)."""
+    from popcorn.traffic import plans as plan_service
+
     with session_scope(readonly=True) as session:
         plan = plan_service.get_plan(session=session, plan_id=plan_id)
         _plan_out(plan, as_json)
@@ -491,6 +498,8 @@ def show_command(plan_id: int, png: Path | None, as_json: bool) -> None:
 
 
 def _show_execution(execution_id: int, as_json: bool) -> dict[str, Any]:
+    from popcorn.traffic import executions as execution_service
+
     with session_scope(readonly=True) as session:
         detail = execution_service.execution_detail(session=session, execution_id=execution_id)
     if as_json:
@@ -521,6 +530,8 @@ def execute_command(
     as_json: bool,
 ) -> None:
     """Execute a feasible plan on AWS (a job: needs a running worker)."""
+    from popcorn.traffic import executions as execution_service
+
     spec = s.ExecuteCreate.model_validate(
         {
             k: v
@@ -563,6 +574,8 @@ def execute_command(
 @json_option
 def executions_command(filters: tuple[str, ...], as_json: bool) -> None:
     """List plan executions, newest first; FILTERS are key=value."""
+    from popcorn.traffic import executions as execution_service
+
     with session_scope(readonly=True) as session:
         result = execution_service.list_executions(
             session=session, params=parse_list_params(_list_args(filters))
@@ -584,6 +597,8 @@ def execution_command(execution_id: int, as_json: bool) -> None:
 @with_actor
 def cancel_command(execution_id: int) -> None:
     """Cancel an execution: it stops at its next check and rolls back."""
+    from popcorn.traffic import executions as execution_service
+
     with session_scope() as session:
         row = execution_service.cancel_execution(session=session, execution_id=execution_id)
         status = row.status
@@ -628,6 +643,8 @@ def forecast_command(
     as_json: bool,
 ) -> None:
     """Forecast demand, report backtest MAPE per predictor, plan the region's scaling."""
+    from popcorn.traffic import forecasts as forecast_service
+
     data: dict[str, Any] = {
         "region": region,
         "selector": selector,
@@ -711,6 +728,8 @@ def placement_command(
 ) -> None:
     """Plan which titles each CDN site holds (fill order per site), from observed requests
     or from ML's predicted demand."""
+    from popcorn.traffic import placements as placement_service
+
     if (popularity is None) == (demand == "observed"):
         raise click.UsageError("give --popularity with observed demand, and only then")
     if site_regions and demand != "predicted":

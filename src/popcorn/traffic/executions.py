@@ -21,7 +21,7 @@ from popcorn.outbox import emit
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
 from popcorn.traffic.health import check_spec
-from popcorn.traffic.plans import get_plan
+from popcorn.traffic.planbook import get_plan
 from popcorn.traffic.regions import update_region
 from popcorn.traffic.service import get_settings_view, update_settings
 

@@ -20,8 +20,6 @@ from popcorn.audit import record_change
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import InvalidInput, NotFound, PopcornError
-from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
-from popcorn.lookup import get_by_id
 from popcorn.outbox import emit
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
@@ -36,18 +34,9 @@ from popcorn.traffic.evacuate import (
     ramp_png,
 )
 from popcorn.traffic.optimize import PlanInputError, Region, SteeringPlan, plan_steering
+from popcorn.traffic.planbook import get_plan
 from popcorn.traffic.regions import engine_region, get_group, resolve_demand, sync_from_inventory
 from popcorn.traffic.service import json_safe
-
-PLAN_FILTERS = {
-    "id": m.Plan.id,
-    "kind": m.Plan.kind,
-    "region_kind": m.Plan.region_kind,
-    "feasible": m.Plan.feasible,
-    "parent_id": m.Plan.parent_id,
-    "created_at": m.Plan.created_at,
-}
-
 
 # --- plan inputs -----------------------------------------------------------------------------
 
@@ -492,16 +481,6 @@ def shift_site_load(
 
 
 # --- plan queries and plots ------------------------------------------------------------------
-
-
-def get_plan(*, session: Session, plan_id: int | str) -> m.Plan:
-    """One plan by id; an id that cannot exist (too big, not ASCII digits) is a 404."""
-    return get_by_id(session, m.Plan, plan_id, label="plan")
-
-
-def list_plans(*, session: Session, params: ListParams) -> PageResult:
-    stmt = select(m.Plan).where(*filter_clauses(params.filters, PLAN_FILTERS))
-    return paginate(session, stmt, params, key=m.Plan.id)
 
 
 def plan_png(*, session: Session, plan_id: int | str) -> bytes:

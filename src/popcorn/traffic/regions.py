@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -22,7 +21,9 @@ from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_ref
 from popcorn.traffic import models as m
 from popcorn.traffic import schemas as s
-from popcorn.traffic.optimize import PlanInputError, Region
+
+if TYPE_CHECKING:
+    from popcorn.traffic.optimize import Region
 
 AWS_REGION_NAME = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 INVENTORY_KINDS = {"cloud-region": "cloud", "cdn-isp": "cdn", "cdn-ix": "cdn"}
@@ -67,6 +68,8 @@ def region_history(*, session: Session, ref: int | str) -> list[AuditRecord]:
 
 def engine_region(row: m.TrafficRegion) -> Region:
     """The optimiser's view of a region (raises a PlanInputError naming what is missing)."""
+    from popcorn.traffic.optimize import Region
+
     return Region(
         name=row.name,
         capacity=row.capacity,
@@ -80,6 +83,8 @@ def engine_region(row: m.TrafficRegion) -> Region:
 
 def _check_region(row: m.TrafficRegion) -> None:
     """Reject contradictory numbers now; a region without any capacity yet is allowed."""
+    from popcorn.traffic.optimize import PlanInputError
+
     if row.capacity is not None or (
         row.instances is not None and row.throughput_per_instance is not None
     ):
@@ -282,6 +287,8 @@ def resolve_demand(
 ) -> dict[str, float | None]:
     """Each group's demand now: as given, from signals (sum over series of the mean over the
     window) or from a forecast (its peak). A group without demand maps to None."""
+    from popcorn.traffic.optimize import PlanInputError
+
     out: dict[str, float | None] = {}
     now = now or utcnow()
     for group in groups:
@@ -298,6 +305,10 @@ def resolve_demand(
 
 
 def _signals_demand(session: Session, group: m.ClientGroup, now: datetime) -> float:
+    import numpy as np
+
+    from popcorn.traffic.optimize import PlanInputError
+
     domains.require("signals", f"group {group.name!r} reads its demand from signals")
     from popcorn.signals import api as signals_api
 

@@ -8,7 +8,8 @@ the API, the CLI, the jobs and the console alike (the engines beside them do the
   groups with their demand (`create_group`, `resolve_demand`, ...).
 - `costs`: the group x region cost matrix (`parse_costs`, `set_costs`, `cost_matrix`).
 - `plans`: steering, evacuation, return and CDN shift plans (`plan_steering_for`,
-  `plan_evacuation_for`, `plan_return_for`, `shift_site_load`), their queries and plots.
+  `plan_evacuation_for`, `plan_return_for`, `shift_site_load`) and their plots; `planbook`
+  looks plans up and lists them without the engines.
 - `executions`: `execute_plan` queues the job, `cancel_execution`, `bind_sandbox` (Auto
   Scaling groups and weighted records on an AWS-compatible endpoint such as moto).
 - `forecasts`: demand forecasts with backtests and scaling plans.

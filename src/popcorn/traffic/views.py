@@ -19,10 +19,10 @@ from popcorn.traffic import costs as cost_service
 from popcorn.traffic import executions as execution_service
 from popcorn.traffic import forecasts as forecast_service
 from popcorn.traffic import placements as placement_service
+from popcorn.traffic import planbook, service
 from popcorn.traffic import plans as plan_service
 from popcorn.traffic import regions as region_service
 from popcorn.traffic import schemas as s
-from popcorn.traffic import service
 
 bp = APIBlueprint("traffic", __name__, tag="traffic")
 PNG = FileSchema(type="string", format="binary")
@@ -198,7 +198,7 @@ def put_costs() -> dict[str, Any]:
 @bp.doc(summary="Plans (filters: kind, region_kind, feasible, parent_id, created_at__gte)")
 def list_plans() -> dict[str, Any]:
     with session_scope(readonly=True) as session:
-        result = plan_service.list_plans(session=session, params=parse_list_params(request.args))
+        result = planbook.list_plans(session=session, params=parse_list_params(request.args))
         return result.serialize(s.PlanRead)
 
 

@@ -5,7 +5,8 @@ goes through these functions, one module per concern (as Lemur keeps
 authorities, certificates, destinations, sources and notifications apart):
 
 - `authorities`: the CAs Popcorn signs with, their policies and bundles;
-- `issuance`: issue, import, read, list and change certificates; Bolt agents';
+- `issuance`: issue, import and change certificates; Bolt agents' (listing and
+  reading rows is `certificates.catalog`, re-exported here, which needs no CA engine);
 - `revocation`: revoke, CRLs, OCSP;  `export`: keys out to a person;
 - `deployments`: destinations and what was sent where;
 - `rotation`: reissue, pending issuers, the daily scan;
@@ -20,6 +21,15 @@ waits on a remote host. Import from here: `from popcorn.certificates import serv
 
 from __future__ import annotations
 
+from popcorn.certificates.catalog import (
+    EXPIRING_DAYS,
+    certificate_filters,
+    certificate_read,
+    days_left,
+    effective_status,
+    list_certificates,
+    status_expression,
+)
 from popcorn.certificates.service.authorities import (
     authority_read,
     authority_reads,
@@ -43,13 +53,10 @@ from popcorn.certificates.service.common import (
     CRL_VALIDITY,
     DEFAULT_INTERVALS,
     DEFAULT_VALIDITY_DAYS,
-    EXPIRING_DAYS,
     KEY_CONTEXT,
     PENDING_CHECK_SECONDS,
     authority_audit,
     certificate_audit,
-    days_left,
-    effective_status,
     engine_errors,
     event_payload,
     get_certificate,
@@ -58,7 +65,6 @@ from popcorn.certificates.service.common import (
     key_store,
     seal,
     slug,
-    status_expression,
     unseal,
 )
 from popcorn.certificates.service.deployments import (
@@ -86,16 +92,13 @@ from popcorn.certificates.service.issuance import (
     IssueMeta,
     authority_index,
     certificate_detail,
-    certificate_filters,
     certificate_history,
-    certificate_read,
     import_certificate,
     issue_agent_certificate,
     issue_agent_credentials,
     issue_certificate,
     issue_under,
     list_certificate_reads,
-    list_certificates,
     record_foreign,
     record_issued,
     update_certificate,

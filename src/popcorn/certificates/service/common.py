@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, case
 from sqlalchemy.orm import Session
 
 from popcorn.certificates import ca
+from popcorn.certificates.catalog import days_left, effective_status
 from popcorn.certificates.models import (
     Authority,
     Certificate,
@@ -26,8 +25,6 @@ from popcorn.sealing import KeyStore
 
 DEFAULT_INTERVALS = (30, 15, 7, 1)
 """Days before expiry at which a warning is sent (once each)."""
-EXPIRING_DAYS = 30
-"""A certificate reads as `expiring` this many days before it expires."""
 DEFAULT_VALIDITY_DAYS = 90
 PENDING_CHECK_SECONDS = 60
 """A pending certificate is checked this long after the request (and by every daily scan)."""
@@ -74,35 +71,6 @@ def slug(text: str) -> str:
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def days_left(not_after: dt.datetime | None, now: dt.datetime) -> int | None:
-    """Whole days until expiry (negative once expired)."""
-    if not_after is None:
-        return None
-    return math.floor((not_after - now).total_seconds() / 86400)
-
-
-def effective_status(row: Certificate, now: dt.datetime | None = None) -> str:
-    """The stored status, with active split into active/expiring/expired by the clock."""
-    if row.status != "active" or row.not_after is None:
-        return row.status
-    now = now or utcnow()
-    if row.not_after <= now:
-        return "expired"
-    if row.not_after <= now + dt.timedelta(days=EXPIRING_DAYS):
-        return "expiring"
-    return "active"
-
-
-def status_expression(now: dt.datetime) -> ColumnElement[str]:
-    """`effective_status` in SQL, for filters, counts and metrics."""
-    return case(
-        (Certificate.status != "active", Certificate.status),
-        (Certificate.not_after <= now, "expired"),
-        (Certificate.not_after <= now + dt.timedelta(days=EXPIRING_DAYS), "expiring"),
-        else_="active",
-    )
 
 
 def certificate_audit(row: Certificate) -> dict[str, Any]:

@@ -10,11 +10,15 @@ from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from popcorn.audit import AuditRecord, record_change, records_for
 from popcorn.certificates import ca
+from popcorn.certificates.catalog import (
+    certificate_read,
+    list_certificates,
+)
 from popcorn.certificates.models import (
     Authority,
     Certificate,
@@ -28,7 +32,6 @@ from popcorn.certificates.schemas import (
     CertificateDetail,
     CertificateImport,
     CertificateIssue,
-    CertificateRead,
     CertificateUpdate,
     EndpointBrief,
     ProfileName,
@@ -40,30 +43,20 @@ from popcorn.certificates.service.common import (
     PENDING_CHECK_SECONDS,
     RESERVED_PREFIX,
     certificate_audit,
-    days_left,
-    effective_status,
     engine_errors,
     event_payload,
     get_certificate,
     get_destination,
     seal,
     slug,
-    status_expression,
     unseal,
 )
 from popcorn.certificates.service.deployments import deploy_certificate
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.errors import Conflict, Forbidden, InvalidInput
-from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
+from popcorn.listing import ListParams, PageResult
 from popcorn.outbox import emit
-
-
-def certificate_read(row: Certificate, now: dt.datetime | None = None) -> CertificateRead:
-    now = now or utcnow()
-    return CertificateRead.model_validate(row).model_copy(
-        update={"status": effective_status(row, now), "days_left": days_left(row.not_after, now)}
-    )
 
 
 def certificate_detail(*, session: Session, row: Certificate) -> CertificateDetail:
@@ -87,68 +80,6 @@ def certificate_detail(*, session: Session, row: Certificate) -> CertificateDeta
         destinations=list(destinations),
         replaces_id=replaces,
     )
-
-
-def certificate_filters(now: dt.datetime) -> dict[str, Any]:
-    return {
-        "id": Certificate.id,
-        "name": Certificate.name,
-        "status": status_expression(now),
-        "source": Certificate.source,
-        "owner": Certificate.owner,
-        "team": Certificate.team,
-        "authority_id": Certificate.authority_id,
-        "common_name": Certificate.common_name,
-        "domain": Certificate.domains_text,
-        "serial": Certificate.serial_hex,
-        "fingerprint": Certificate.sha256_fingerprint,
-        "profile": Certificate.profile,
-        "key_type": Certificate.key_type,
-        "not_before": Certificate.not_before,
-        "not_after": Certificate.not_after,
-        "created_at": Certificate.created_at,
-        "replaced_by_id": Certificate.replaced_by_id,
-    }
-
-
-def list_certificates(
-    *, session: Session, params: ListParams, now: dt.datetime | None = None
-) -> PageResult:
-    """Filters as in every list, plus `expires_within=<days>` and free text `q`."""
-    now = now or utcnow()
-    filters = dict(params.filters)
-    stmt: Select[Any] = select(Certificate)
-    within = filters.pop("expires_within", None)
-    if within:
-        try:
-            days = int(within[-1])
-        except ValueError:
-            raise InvalidInput(
-                "expires_within must be a whole number of days", details={"expires_within": within}
-            ) from None
-        stmt = stmt.where(Certificate.not_after <= now + dt.timedelta(days=days))
-    if "domain" in filters:  # a domain matches one entry of the list, not a substring
-        filters["domain__ic"] = [f",{v.lower()}," for v in filters.pop("domain")]
-    stmt = stmt.where(*filter_clauses(filters, certificate_filters(now)))
-    if params.q:
-        pattern = f"%{params.q.lower()}%"
-        stmt = stmt.where(
-            or_(
-                *[
-                    func.lower(column).like(pattern)
-                    for column in (
-                        Certificate.name,
-                        Certificate.common_name,
-                        Certificate.domains_text,
-                        Certificate.owner,
-                        Certificate.team,
-                        Certificate.serial_hex,
-                        Certificate.sha256_fingerprint,
-                    )
-                ]
-            )
-        )
-    return paginate(session, stmt, params, key=Certificate.id)
 
 
 def _fill(row: Certificate, certificate: x509.Certificate, chain_pem: str) -> ca.CertificateInfo:

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from popcorn.certificates.catalog import status_expression
 from popcorn.certificates.models import (
     STATUSES,
     Certificate,
 )
-from popcorn.certificates.service.common import status_expression
 from popcorn.db import session_scope, utcnow
 
 # --------------------------------------------------------------------------- metrics

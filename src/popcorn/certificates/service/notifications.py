@@ -9,11 +9,12 @@ from typing import Any, cast
 from sqlalchemy import Table, exists, insert, select
 from sqlalchemy.orm import Session
 
+from popcorn.certificates.catalog import days_left
 from popcorn.certificates.models import (
     Certificate,
     Notification,
 )
-from popcorn.certificates.service.common import DEFAULT_INTERVALS, days_left, iso
+from popcorn.certificates.service.common import DEFAULT_INTERVALS, iso
 from popcorn.context import current_actor
 from popcorn.db import utcnow
 from popcorn.listing import ListParams, PageResult, filter_clauses, paginate

@@ -14,9 +14,9 @@ from popcorn.errors import PopcornError
 from popcorn.listing import ListParams
 from popcorn.traffic import executions as execution_service
 from popcorn.traffic import forecasts as forecast_service
+from popcorn.traffic import planbook, schemas
 from popcorn.traffic import plans as plan_service
 from popcorn.traffic import regions as region_service
-from popcorn.traffic import schemas
 from popcorn.web import auth as console_auth
 from popcorn.web import helpers
 from popcorn.web.views import OVERVIEW_PANELS, bp
@@ -84,7 +84,7 @@ def traffic() -> str:
         regions = _regions(session)
 
         def plans(params: ListParams) -> Any:
-            return plan_service.list_plans(session=session, params=params)
+            return planbook.list_plans(session=session, params=params)
 
         def executions(params: ListParams) -> Any:
             return execution_service.list_executions(session=session, params=params)
@@ -369,7 +369,7 @@ def traffic_panel(session: Session) -> dict[str, Any]:
         return execution_service.list_executions(session=session, params=params)
 
     def plans(params: ListParams) -> Any:
-        return plan_service.list_plans(session=session, params=params)
+        return planbook.list_plans(session=session, params=params)
 
     rows: list[tuple[str, Any, str | None]] = []
     for run in _latest(session, executions, {"status__in": ["pending,running"]}, 3):
