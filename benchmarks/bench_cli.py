@@ -152,7 +152,7 @@ def main() -> None:
         "`jobs list` (list)": (["jobs", "list"], [str(bare), "devices"]),
         "`events list` (list)": (["events", "list"], [str(bare), "devices"]),
         "`devicelab devices` (list)": (["devicelab", "devices"], [str(bare), "devices"]),
-        "`signals list` (list)": (["signals", "list"], [str(bare), "devices"]),
+        "`signals series` (list)": (["signals", "series"], [str(bare), "devices"]),
         "`traffic plans` (list)": (["traffic", "plans"], [str(bare), "devices"]),
         "`certs list` (list)": (["certs", "list"], [str(bare), "devices"]),
         "API app start (`import popcorn.wsgi`; bare: a Flask app)": (
