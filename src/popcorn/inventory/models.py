@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    ColumnElement,
     Date,
     Float,
     ForeignKey,
@@ -26,20 +25,28 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from popcorn.db import RUNTIME_TABLES, Base, JSONDocument, UTCDateTime, utcnow
+from popcorn.db import (
+    MIGRATION_ONLY_INDEXES,
+    RUNTIME_TABLES,
+    Base,
+    JSONDocument,
+    UTCDateTime,
+    utcnow,
+)
 
 # SQL NULL (not JSON null) for absent values: most components carry no custom fields.
 NullableJSON = JSONDocument(none_as_null=True)
 
 
-def _partial(name: str, column: str, where: str, *, unique: bool = False) -> Index:
-    """An index over the rows where `where` holds: most rows have no link, bay or rack."""
-    condition: ColumnElement[bool] = text(where)  # type: ignore[assignment]
-    return Index(name, column, unique=unique, sqlite_where=condition, postgresql_where=condition)
+def _partial(*names: str, **info: Any) -> dict[str, Any]:
+    """Table options naming its partial indexes (over the rows where a link, bay or rack is
+    set, or a part is unhealthy), which the migrations make (inventory_0001, inventory_0005).
+    They stay out of the model: their `postgresql_where` option would load PostgreSQL's
+    dialect into every command that reads the inventory, SQLite installs included."""
+    return {"info": {MIGRATION_ONLY_INDEXES: names, **info}}
 
 
 class Timestamps:
@@ -206,10 +213,12 @@ class ComponentTemplate(Base):
 class Device(Timestamps, Base):
     __tablename__ = "inventory_devices"
     __table_args__ = (
-        _partial("ix_inventory_devices_rack_id", "rack_id", "rack_id IS NOT NULL"),
-        _partial("ix_inventory_devices_location_id", "location_id", "location_id IS NOT NULL"),
-        # SQLite's substring search index, made by the first device write (`search.py`)
-        {"info": {RUNTIME_TABLES: ("inventory_device_search",)}},
+        _partial(
+            "ix_inventory_devices_rack_id",
+            "ix_inventory_devices_location_id",
+            # SQLite's substring search index, made by the first device write (`search.py`)
+            **{RUNTIME_TABLES: ("inventory_device_search",)},
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -272,9 +281,9 @@ class Component(Timestamps, Base):
     __tablename__ = "inventory_components"
     __table_args__ = (
         UniqueConstraint("device_id", "name"),
-        # Reports look for unhealthy parts; most are "ok" and stay out of this index.
-        _partial("ix_inventory_components_unhealthy", "device_id", "status != 'ok'"),
-        _partial("uq_inventory_components_bay_id", "bay_id", "bay_id IS NOT NULL", unique=True),
+        # Reports look for unhealthy parts (most are "ok" and stay out of that index); a bay
+        # holds one part at most.
+        _partial("ix_inventory_components_unhealthy", "uq_inventory_components_bay_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -334,7 +343,7 @@ class Interface(Base):
     __tablename__ = "inventory_interfaces"
     __table_args__ = (
         UniqueConstraint("device_id", "name"),
-        _partial("ix_inventory_interfaces_link_id", "link_id", "link_id IS NOT NULL"),
+        _partial("ix_inventory_interfaces_link_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -362,8 +371,7 @@ class Port(Base):
     __tablename__ = "inventory_ports"
     __table_args__ = (
         UniqueConstraint("device_id", "kind", "name"),
-        _partial("ix_inventory_ports_link_id", "link_id", "link_id IS NOT NULL"),
-        _partial("ix_inventory_ports_peer_id", "peer_id", "peer_id IS NOT NULL"),
+        _partial("ix_inventory_ports_link_id", "ix_inventory_ports_peer_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
