@@ -26,7 +26,7 @@ for _folder in sorted(Path(__file__).parent.iterdir()):
     if _folder.is_dir() and (_folder / "__init__.py").exists():
         sys.path.append(str(_folder))
 
-from popcorn_testing import Api, Processes, free_port, wait_until  # noqa: E402
+from popcorn_testing import Api, Processes  # noqa: E402
 
 TEST_REDIS = os.environ.get("POPCORN_TEST_REDIS_URL")
 
@@ -164,20 +164,7 @@ def processes(installation: dict[str, str]) -> Iterator[Processes]:
 @pytest.fixture
 def live_server(processes: Processes, tmp_path: Path) -> Iterator[str]:
     """Gunicorn serving the app on a free loopback port."""
-    import httpx
-
-    port = free_port()
-    processes.start("serve", "--port", str(port), "--workers", "1", log=tmp_path / "serve.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=30)
-    yield url
+    yield processes.serve(tmp_path / "serve.log")
 
 
 @pytest.fixture(scope="session")

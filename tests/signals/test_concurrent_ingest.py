@@ -131,20 +131,9 @@ def test_an_ha_pair_remote_writing_over_http_counts_each_sample_once(
     """Two Prometheus replicas sending the same 1,000-series batches at once to two Gunicorn
     workers (smaller batches are stored before the other replica looks)."""
     import httpx
-    from popcorn_testing import free_port, wait_until
     from test_remote_write import HEADERS, T0_MS, WRITE, timeseries, write_request
 
-    port = free_port()
-    processes.start("serve", "--port", str(port), "--workers", "2", log=tmp_path / "serve.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=60)
+    url = processes.serve(tmp_path / "serve.log", workers=2, timeout=60)
     headers = {**HEADERS, "Authorization": f"Bearer {tokens['operator']}"}
     hosts = [f"oc-{i}" for i in range(1000)]
     bodies = [

@@ -167,20 +167,9 @@ def test_gunicorn_workers_answer_429_while_the_machine_s_turns_are_taken(
     """Over real HTTP to `popcorn serve` with two workers: this test process holds the one
     turn, as a worker storing a long request would, and the workers refuse the excess."""
     import httpx
-    from popcorn_testing import free_port, wait_until
 
     processes.env["POPCORN_SIGNALS_REMOTE_WRITE_MAX_INFLIGHT"] = "1"
-    port = free_port()
-    processes.start("serve", "--port", str(port), "--workers", "2", log=tmp_path / "serve.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=60)
+    url = processes.serve(tmp_path / "serve.log", workers=2, timeout=60)
     headers = {**HEADERS, "Authorization": f"Bearer {tokens['operator']}"}
 
     def send(second: int) -> httpx.Response:

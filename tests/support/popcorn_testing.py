@@ -87,6 +87,23 @@ class Processes:
         self.procs.append(proc)
         return proc
 
+    def serve(self, log: Path, *, workers: int = 1, timeout: float = 30) -> str:
+        """Gunicorn serving the app on a free loopback port; its URL once it answers."""
+        import httpx
+
+        port = free_port()
+        self.start("serve", "--port", str(port), "--workers", str(workers), log=log)
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=timeout)
+        return url
+
     def kill(
         self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL, timeout: float = 30
     ) -> None:
