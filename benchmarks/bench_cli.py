@@ -231,7 +231,9 @@ the settings are a plain pydantic model that reads `POPCORN_*` and `popcorn.toml
 (pydantic-settings loaded a dozen settings sources). What a list still pays beyond the bare
 program is SQLAlchemy's ORM (about 50 ms of import CPU on top of SQLAlchemy Core, and the
 mappers' configuration), pydantic (about 40 ms), and its domain's models and service
-modules; traffic and signals lists still import numpy through their engines. Both Popcorn
+modules. Signals, traffic and certificate lists read through light listing modules, without
+numpy, pyarrow or `cryptography`; the inventory list, the slowest, still imports its write
+side (audit, outbox, bulk types, input schemas) and IPAM's models with its own. Both Popcorn
 columns run with cached bytecode, as an installed package does. The API app imports every
 domain's views (each process of `popcorn up` does), but not scipy, pandas, matplotlib,
 boto3 or httpx, which load in the functions that use them.
