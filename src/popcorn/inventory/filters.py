@@ -279,13 +279,18 @@ def _nested_ids(session: Session, model: Any, key: str, refs: Iterable[str | int
         if found is None:
             label = key.replace("_", " ")
             raise NotFound(f"no {label} {text!r}", details={key: text})
-        stack = [found]
-        while stack:
-            current = stack.pop()
-            if current not in out:
-                out.add(current)
-                stack.extend(children.get(current, []))
+        _add_subtree(out, [found], children)
     return out
+
+
+def _add_subtree(out: set[int], roots: list[int], children: dict[int | None, list[int]]) -> None:
+    """Add `roots` and every node below them to `out` (a tree kept as parent -> children)."""
+    stack = list(roots)
+    while stack:
+        current = stack.pop()
+        if current not in out:
+            out.add(current)
+            stack.extend(children.get(current, []))
 
 
 def location_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
@@ -302,14 +307,10 @@ def location_ids(session: Session, refs: Iterable[str | int]) -> set[int]:
     out: set[int] = set()
     for ref in refs:
         text = str(ref).strip()
-        stack = list(by_key.get(text) or by_key.get(text.lower()) or [])
-        if not stack:
+        roots = by_key.get(text) or by_key.get(text.lower()) or []
+        if not roots:
             raise NotFound(f"no location {text!r}", details={"location": text})
-        while stack:
-            current = stack.pop()
-            if current not in out:
-                out.add(current)
-                stack.extend(children.get(current, []))
+        _add_subtree(out, roots, children)
     return out
 
 
