@@ -138,15 +138,65 @@ def _roll_up(
 ) -> dict[str, Any]:
     """Per region slug: its own figure plus all its sub-regions'."""
     regions = session.execute(select(m.Region.id, m.Region.slug, m.Region.parent_id)).all()
-    parent = {i: p for i, _, p in regions}
+    totals = _sum_up(direct, {i: p for i, _, p in regions}, add, zero)
+    slugs = {i: slug for i, slug, _ in regions}
+    return {slugs[i]: v for i, v in totals.items()}
+
+
+def _sum_up(
+    direct: Mapping[int, Any],
+    parent: Mapping[int, int | None],
+    add: Callable[[Any, Any], Any],
+    zero: Any,
+) -> dict[int, Any]:
+    """Per node of a tree (kept as node -> parent): its own figure plus all its descendants'."""
     totals: dict[int, Any] = {}
-    for region_id, value in direct.items():
-        current: int | None = region_id
+    for node, value in direct.items():
+        current: int | None = node
         while current is not None:
             totals[current] = add(totals.get(current, zero), value)
             current = parent.get(current)
-    slugs = {i: slug for i, slug, _ in regions}
-    return {slugs[i]: v for i, v in totals.items()}
+    return totals
+
+
+def sites_per_group(*, session: Session) -> dict[int, int]:
+    """Sites per site group id, each group counting its sub-groups' sites too: the sites its
+    `site_group` filter lists."""
+    rows = session.execute(
+        select(m.Site.group_id, func.count())
+        .where(m.Site.group_id.is_not(None))
+        .group_by(m.Site.group_id)
+    )
+    direct = {group: int(n) for group, n in rows if group is not None}
+    parent = {i: p for i, p in session.execute(select(m.SiteGroup.id, m.SiteGroup.parent_id))}
+    totals = _sum_up(direct, parent, lambda a, b: a + b, 0)
+    return {ident: totals.get(ident, 0) for ident in parent}
+
+
+def location_counts(
+    *, session: Session, site_ids: Iterable[int] | None = None
+) -> dict[int, dict[str, int]]:
+    """Racks and devices per location id (of the given sites, or of all), each location
+    counting its sub-locations' too: what its `location` filter lists."""
+    sites = None if site_ids is None else sorted(set(site_ids))
+    tree = select(m.Location.id, m.Location.parent_id)
+    if sites is not None:
+        tree = tree.where(m.Location.site_id.in_(sites))
+    parent = {i: p for i, p in session.execute(tree)}
+    totals = {}
+    for name, model in (("racks", m.Rack), ("devices", m.Device)):
+        stmt = (
+            select(model.location_id, func.count())
+            .where(model.location_id.is_not(None))
+            .group_by(model.location_id)
+        )
+        if sites is not None:
+            stmt = stmt.where(model.site_id.in_(sites))
+        direct = {place: int(n) for place, n in session.execute(stmt) if place is not None}
+        totals[name] = _sum_up(direct, parent, lambda a, b: a + b, 0)
+    return {
+        ident: {name: counts.get(ident, 0) for name, counts in totals.items()} for ident in parent
+    }
 
 
 def capacity(*, session: Session, by: str = "site", status: str = "active") -> list[dict[str, Any]]:

@@ -60,7 +60,9 @@ if TYPE_CHECKING:
         device_counts,
         end_of_life,
         failed_components,
+        location_counts,
         site_capacity,
+        sites_per_group,
     )
     from popcorn.inventory.tracing import trace_from
 
@@ -78,7 +80,9 @@ _LAZY = {
     "device_counts": "reports",
     "end_of_life": "reports",
     "failed_components": "reports",
+    "location_counts": "reports",
     "site_capacity": "reports",
+    "sites_per_group": "reports",
     "trace_from": "tracing",
 }
 
@@ -112,6 +116,7 @@ __all__ = [
     "import_paths",
     "journal",
     "list_objects",
+    "location_counts",
     "mark_component_failed",
     "read_one",
     "record_agent_heartbeat",
@@ -120,6 +125,7 @@ __all__ = [
     "set_device_status",
     "shape",
     "site_capacity",
+    "sites_per_group",
     "trace",
     "trace_from",
     "update_object",
