@@ -83,9 +83,10 @@ def inventory_devices() -> Any:
 
 @bp.get("/inventory/sites")
 def inventory_sites() -> Any:
-    """Every site with its active capacity, a page at a time (search by code, name or region)."""
+    """Every site with its active capacity, a page at a time (search by code, name, region or
+    site group)."""
     args = request.args
-    form = {k: args.get(k, "").strip() for k in ("q", "region")}
+    form = {k: args.get(k, "").strip() for k in ("q", "region", "site_group")}
     filters = {k: v for k, v in form.items() if v}
     error = None
     sites: dict[str, Any] = {"items": [], "count": 0, "offset": 0, "limit": 100}
@@ -110,6 +111,8 @@ def inventory_site(ref: str) -> str:
             obj=service.get_object(session=session, otype="site", ref=ref),
         )
         devices = _listing(session, "device", {"site": site["code"]}, 100, offset)
+        locations = _listing(session, "location", {"site": site["code"]}, PARTS_LIMIT)
+        location_counts = service.location_counts(session=session, site_ids=[site["id"]])
         capacity = service.site_capacity(session=session, site=site["code"])
         history = service.history(session=session, otype="site", ref=site["id"])
         journal = service.journal(session=session, otype="site", ref=site["id"])
@@ -117,6 +120,8 @@ def inventory_site(ref: str) -> str:
         "inventory/site.html",
         site=site,
         devices=devices,
+        locations=locations,
+        location_counts=location_counts,
         capacity=capacity[0] if capacity else None,
         history=list(reversed(history)),
         journal=list(reversed(journal)),
@@ -252,5 +257,5 @@ def inventory_panel(session: Session) -> dict[str, Any]:
 OVERVIEW_PANELS.append(inventory_panel)
 
 
-# IPAM, circuit and power list pages.
-from popcorn.web.pages import inventory_ipam  # noqa: E402,F401
+# IPAM, circuit and power list pages; site groups and locations.
+from popcorn.web.pages import inventory_ipam, inventory_places  # noqa: E402,F401

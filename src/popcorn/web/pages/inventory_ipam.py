@@ -132,7 +132,6 @@ def _page(path: str) -> Any:
         title=title,
         path=path,
         endpoint=f"web.inventory_{otype}_list",
-        pages={f"web.inventory_{spec[1]}_list": spec[0] for spec in PAGES.values()},
         form=form,
         headers=[header for header, _ in columns],
         rows=rows,
