@@ -364,3 +364,43 @@ def traffic_world() -> dict[str, int]:
             spec=schemas.ForecastCreate(region="us-east-1", history=history, horizon=288),
         ).id
     return ids
+
+
+PLACES = """
+site_groups:
+  - {slug: tier-1, name: Tier 1, description: Our own data centres}
+  - {slug: tier-1-eu, name: Tier 1 EU, parent: tier-1}
+locations:
+  - {site: ams1, slug: floor-1, name: Floor 1}
+  - {site: ams1, slug: cage-a, name: Cage A, parent: floor-1, description: caged row}
+racks:
+  - {site: ams1, name: R01, location: cage-a}
+  - {site: ams1, name: R02, location: floor-1}
+"""
+
+
+def places_world() -> dict[str, int]:
+    """`build_world` plus site groups (ams1 in Tier 1 EU below Tier 1, bru-isp1 in Tier 1) and
+    ams1's locations (Cage A on Floor 1: oca-ams1-01 racked in the cage, the router on the
+    floor); returns the groups' and locations' ids by slug."""
+    from popcorn.db import session_scope
+    from popcorn.inventory import service
+
+    build_world()
+    with session_scope() as session:
+        service.import_files(session=session, files=[("places.yaml", PLACES)])
+    changes = [
+        ("site", "ams1", {"group": "tier-1-eu"}),
+        ("site", "bru-isp1", {"group": "tier-1"}),
+        ("device", "oca-ams1-01", {"rack": "R01", "position": 10, "location": "cage-a"}),
+        ("device", "rtr-ams1-01", {"location": "floor-1"}),
+    ]
+    with session_scope() as session:
+        for otype, ref, data in changes:
+            service.update_object(session=session, otype=otype, ref=ref, data=data)
+    ids: dict[str, int] = {}
+    with session_scope(readonly=True) as session:
+        for otype in ("site_group", "location"):
+            listing = service.list_objects(session=session, otype=otype, args={})
+            ids.update({item["slug"]: item["id"] for item in listing["items"]})
+    return ids

@@ -129,16 +129,16 @@ def empty_install_walk(browser: Any, live_server: str, tokens: dict[str, str], w
 def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width: int) -> None:
     from console_kit import (
         analyse,
-        build_world,
         certificates_world,
         drain,
         events_world,
+        places_world,
         store_incident,
         traffic_world,
         waiting_execution,
     )
 
-    build_world()
+    places = places_world()
     disk_event, _ = events_world()
     analysis_id = analyse(store_incident())
     execution_id = waiting_execution()
@@ -159,6 +159,15 @@ def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width
     assert "rtr-ams1-01" in page.locator("#interfaces").inner_text()
     visit(page, page.url, "inventory-device", width)
     visit(page, f"{base}/inventory/sites/ams1", "inventory-site", width)
+    # site groups and locations: each list, a group opened from its list, a location
+    visit(page, f"{base}/inventory/site-groups", "inventory-site-groups", width)
+    page.click("text=Tier 1 EU")
+    page.wait_for_selector("h1:has-text('Tier 1 EU')")
+    assert "ams1" in page.locator("#sites").inner_text()
+    visit(page, page.url, "inventory-site-group", width)
+    visit(page, f"{base}/inventory/locations", "inventory-locations", width)
+    visit(page, f"{base}/inventory/locations/{places['floor-1']}", "inventory-location", width)
+    assert "oca-ams1-01" in page.locator("#devices").inner_text()
 
     # signals: the explorer draws a chart; an analysis shows its plots
     visit(page, f"{base}/signals", "signals", width)
