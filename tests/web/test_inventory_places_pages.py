@@ -56,7 +56,7 @@ def test_site_group_page_shows_sub_groups_and_sites_below_it(
     html = ui.page(f"/ui/inventory/site-groups/{ids['tier-1']}")
     page = text_of(html)
     assert "Tier 1 tier-1" in page and "Our own data centres" in page
-    assert "Tier 1 EU 1 sites" in page  # its sub-group, with that group's count
+    assert "Tier 1 EU 1 site Sites (2)" in page  # its sub-group, with that group's count
     ams1 = row_of(html, "ams1")
     assert ams1 == "ams1 Amsterdam IX 1 tier-1-eu benelux active 2 100 12,345"
     assert row_of(html, "bru-isp1").startswith("bru-isp1 Brussels ISP 1 tier-1 benelux active 0")
@@ -111,7 +111,7 @@ def test_location_page_shows_sub_locations_racks_and_devices(
     html = ui.page(f"/ui/inventory/locations/{ids['floor-1']}")
     page = text_of(html)
     assert f"Locations {NEXT} ams1 {NEXT}" in page and "Floor 1 floor-1" in page
-    assert "Cage A 1 racks · 1 devices" in page  # its sub-location
+    assert "Cage A 1 rack · 1 device Racks (2)" in page  # its sub-location
     assert row_of(html, "cage-a").startswith("R01 cage-a active 42U")  # racks below it too
     assert "R02 floor-1 active 42U" in page
     assert row_of(html, "oca-ams1-01").startswith("oca-ams1-01 storage-appliance")
