@@ -50,7 +50,8 @@ def file_log(event: DomainEvent, session: Session) -> None:
 # Points: "dequeued" (rq took the job off its queue, not yet started), "claimed"
 # (rq started it, the record is still pending), "forking" (a forking worker claimed
 # the record and has not forked yet), "mid-run" (inside test.crashable), "result"
-# (the task returned, its outcome is not stored yet).
+# (the task returned, its outcome is not stored yet), "deferred" (rq ended the attempt
+# as a success; the worker, finding no next job, is about to store its result).
 
 PAUSE_ENV = "POPCORN_TEST_PAUSE"
 
@@ -75,8 +76,12 @@ def _install_pause_points() -> None:
 
     from popcorn.jobs import worker as job_worker
 
-    prepare, claim, finish = BaseWorker.prepare_execution, job_worker._claim, job_worker._finish
-    hand_off = job_worker.hand_off
+    prepare, claim, store = (
+        BaseWorker.prepare_execution,
+        job_worker._claim,
+        job_worker.store_outcome,
+    )
+    hand_off, store_deferred = job_worker.hand_off, job_worker.store_deferred_outcomes
 
     def paused_prepare(self: Any, job: Any) -> Any:
         pause_at("dequeued")
@@ -86,9 +91,14 @@ def _install_pause_points() -> None:
         pause_at("claimed")
         return claim(record_id, worker)
 
-    def paused_finish(record_id: int, result: Any, attempt: int) -> None:
+    def paused_store(claimed: Any, ok: bool, value: Any, *, defer: bool = False) -> None:
         pause_at("result")
-        finish(record_id, result, attempt)
+        store(claimed, ok, value, defer=defer)
+
+    def paused_store_deferred() -> None:
+        if job_worker._deferred:
+            pause_at("deferred")
+        store_deferred()
 
     def paused_hand_off(record_id: int, claimed: Any, outcome_fd: int) -> None:
         hand_off(record_id, claimed, outcome_fd)
@@ -97,7 +107,8 @@ def _install_pause_points() -> None:
     BaseWorker.prepare_execution = paused_prepare  # type: ignore[method-assign]
     job_worker.hand_off = paused_hand_off
     job_worker._claim = paused_claim
-    job_worker._finish = paused_finish
+    job_worker.store_outcome = paused_store
+    job_worker.store_deferred_outcomes = paused_store_deferred
 
 
 if os.environ.get(PAUSE_ENV):

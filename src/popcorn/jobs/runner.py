@@ -16,6 +16,10 @@ after the work horse has exited, over the worker's own database connection; the
 horse runs the task and writes the outcome to a file. A horse opening a database
 connection of its own paid for a connection and, on SQLite, a read of the whole
 schema, per job, which was most of what a job cost.
+
+Between two jobs a worker takes the next one at once, still "busy": a success is
+stored with the next claim, and the worker says "idle" (and stores what is left)
+only when no job waits.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import tempfile
 import time
 from typing import Any
 
+import redis.exceptions
 from rq import Queue, SimpleWorker, Worker
 from rq.worker import WorkerStatus
 
@@ -95,12 +100,14 @@ class _FewerRoundTrips:
     _beat_ttl = 0
     _state_unsent = False
 
+    _after_job = False  # see `_BetweenJobs`: "idle" waits until no job does
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         ttl = timeout or self.worker_ttl + 60
         now = time.monotonic()
         if pipeline is None:
             recent = now - self._beat_at < WORKER_BEAT_SECONDS and ttl <= self._beat_ttl
-            if recent and not self._state_unsent:
+            if recent and (self._after_job or not self._state_unsent):
                 return
             with self.connection.pipeline(transaction=False) as pipe:
                 self._add_state(pipe)
@@ -126,7 +133,78 @@ class _FewerRoundTrips:
         super().set_state(state, pipeline)  # type: ignore[misc]
 
 
-class PopcornWorker(_PromptStop, _FewerRoundTrips, Worker):
+class _BetweenJobs:
+    """Mixin: right after a job, take the next waiting one in one round trip, still "busy";
+    only when none waits, store the successes left for the next claim, then wait as rq does.
+
+    rq set the state to idle and back to busy around every job (a round trip), and each
+    success cost a database commit of its own; a busy worker now does neither.
+    """
+
+    _after_job: bool
+    connection: Any
+    queue_class: Any
+    job_class: Any
+    serializer: Any
+    death_penalty_class: Any
+    name: str
+    log: Any
+    _ordered_queues: Any
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        from popcorn.jobs import worker as run
+
+        run.defer_successes(True)
+        try:
+            return bool(super().work(*args, **kwargs))  # type: ignore[misc]
+        finally:
+            run.defer_successes(False)
+            run.store_deferred_outcomes()
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)  # type: ignore[misc]
+        finally:
+            self._after_job = True
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> Any:
+        if self._after_job:
+            self._after_job = False
+            found = self._next_waiting_job()
+            if found is not None:
+                return found
+        from popcorn.jobs import worker as run
+
+        run.store_deferred_outcomes()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+
+    def _next_waiting_job(self) -> Any:
+        """The first job waiting on this worker's queues, or None (Redis errors included:
+        rq's own dequeue, next, waits them out)."""
+        if self.should_run_maintenance_tasks:  # type: ignore[attr-defined]
+            self.run_maintenance_tasks()  # type: ignore[attr-defined]
+        try:
+            found = self.queue_class.dequeue_any(
+                self._ordered_queues,
+                None,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return None
+        if found is not None:
+            job, queue = found
+            self.reorder_queues(reference_queue=queue)  # type: ignore[attr-defined]
+            job.redis_server_version = self.get_redis_server_version()  # type: ignore[attr-defined]
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+        return found
+
+
+class PopcornWorker(_PromptStop, _BetweenJobs, _FewerRoundTrips, Worker):
     """Forks a work horse per job (isolation); the horse starts warm and, unless its
     task uses the database, never opens it: the worker claims and stores around it."""
 
@@ -168,7 +246,7 @@ class PopcornWorker(_PromptStop, _FewerRoundTrips, Worker):
                 if outcome is None:
                     outcome = (False, f"the work horse ended without an outcome ({self._ended()})")
                 try:
-                    run.store_outcome(claim, *outcome)
+                    run.store_outcome(claim, *outcome, defer=True)
                 except Exception:  # left to the scheduler: the record stays running, unbeaten
                     log.exception("could not store the outcome of job %s", record_id)
         finally:
@@ -190,7 +268,7 @@ class PopcornWorker(_PromptStop, _FewerRoundTrips, Worker):
         return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-class PopcornSimpleWorker(_PromptStop, _FewerRoundTrips, SimpleWorker):
+class PopcornSimpleWorker(_PromptStop, _BetweenJobs, _FewerRoundTrips, SimpleWorker):
     """Runs jobs in the worker process itself (what `popcorn up` runs by default)."""
 
 

@@ -9,9 +9,10 @@ Each tick (one active scheduler per installation, by lease):
   worker took it off the queue and died before starting it, a worker started it
   in rq and died before marking the record running, or rq ended it without the
   record ever being claimed;
-- `reap_lost`: a *running* record whose heartbeat stopped lost its worker (mid-run,
-  or after the task returned but before the result was stored): it is retried
-  with backoff or marked failed.
+- `reap_lost`: a *running* record whose heartbeat stopped lost its worker: when rq
+  holds the attempt's success (the worker died before storing it), that result is
+  stored; otherwise (mid-run, or before rq ended the attempt) it is retried with
+  backoff or marked failed.
 
 Sending the same attempt twice is safe: only one delivery can claim a pending
 record (a row lock), the others find it running or ended and do nothing.
@@ -27,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +38,7 @@ from popcorn.context import acting_as
 from popcorn.db import session_scope, utcnow
 from popcorn.jobs.broker import enqueue, get_redis, push, push_after_commit, rq_job_id
 from popcorn.jobs.models import JobRecord, Lease, Schedule
-from popcorn.jobs.worker import _fail_attempt
+from popcorn.jobs.worker import _fail_attempt, _finish
 
 log = logging.getLogger("popcorn.jobs")
 
@@ -145,16 +147,46 @@ def reap_lost(*, lost_after: float | None = None) -> int:
     lost_after = get_settings().job_lost_after if lost_after is None else lost_after
     cutoff = utcnow() - timedelta(seconds=lost_after)
     with session_scope(readonly=True) as session:
-        ids = list(
-            session.scalars(
-                select(JobRecord.id).where(
+        rows = list(
+            session.execute(
+                select(JobRecord.id, JobRecord.attempts).where(
                     JobRecord.status == "running", JobRecord.heartbeat_at < cutoff
                 )
             )
         )
-    for record_id in ids:
-        _fail_attempt(record_id, f"worker lost: no heartbeat for {lost_after:.0f}s")
-    return len(ids)
+    for record_id, attempt in rows:
+        kept = _success_kept_by_rq(record_id, attempt)
+        if kept is not None:
+            log.warning(
+                "job %s: its worker was lost after it succeeded; storing its result", record_id
+            )
+            _finish(record_id, kept["value"], attempt)
+        else:
+            _fail_attempt(
+                record_id, f"worker lost: no heartbeat for {lost_after:.0f}s", attempt=attempt
+            )
+    return len(rows)
+
+
+def _success_kept_by_rq(record_id: int, attempt: int) -> dict[str, Any] | None:
+    """The outcome rq kept of this attempt, when rq ended it as a success (`rq_result`)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        # an attempt goes to rq before its claim counts it: attempt n is rq's job n - 1
+        job = Job.fetch(rq_job_id(record_id, attempt - 1), connection=get_redis())
+        if job.get_status(refresh=False) != "finished":
+            return None
+        kept = job.return_value()
+    except NoSuchJobError:
+        return None
+    except Exception:  # Redis down, or a result this version cannot read: retry the job
+        log.warning("could not read what rq kept of job %s", record_id, exc_info=True)
+        return None
+    if isinstance(kept, dict) and kept.get("ok") is True and "value" in kept:
+        return kept
+    return None
 
 
 def next_run(schedule: Schedule, after: datetime) -> datetime:
