@@ -199,7 +199,9 @@ def test_a_worker_killed_after_saving_its_chunk_loses_and_doubles_nothing(
     processes.env["POPCORN_JOB_LOST_AFTER"] = "4"
     processes.env["POPCORN_TEST_PAUSE"] = f"result:{marker}"
     processes.start("scheduler")
-    doomed = processes.start("worker")
+    # in-process, paused before rq ends the attempt (a forking worker's horse would have
+    # ended it as a success, which the reaper stores without running the job again)
+    doomed = processes.start("worker", "--no-fork")
     analysis_id = analyze(incident, inline=False, chunk_size=100)
     wait_until(marker.exists, timeout=120)
     paused_job = next(r for r in analysis_jobs() if r.status == "running")
