@@ -99,14 +99,20 @@ def test_chunk_jobs_on_a_worker_merge_to_the_inline_ranking(
     assert done["result"]["counts"] == inline["result"]["counts"]
     assert done["result"]["n_signals"] == inline["result"]["n_signals"] == 600
 
-    with session_scope(readonly=True) as session:
-        records = list(
-            session.scalars(
-                select(jobs.JobRecord)
-                .where(jobs.JobRecord.task.like("signals.analysis_%"))
-                .order_by(jobs.JobRecord.id)
+    def records_once_ended() -> list[jobs.JobRecord] | None:
+        # a job's record ends once its worker stores the outcome, just after the task's
+        # own writes (the analysis above)
+        with session_scope(readonly=True) as session:
+            found = list(
+                session.scalars(
+                    select(jobs.JobRecord)
+                    .where(jobs.JobRecord.task.like("signals.analysis_%"))
+                    .order_by(jobs.JobRecord.id)
+                )
             )
-        )
+        return found if all(r.status in jobs.ENDED for r in found) else None
+
+    records = wait_until(records_once_ended)
     assert [r.task for r in records] == ["signals.analysis_chunk"] * 3 + ["signals.analysis_merge"]
     assert all(r.status == "finished" for r in records)
     last_chunk = max(records[:3], key=lambda r: r.ended_at)
