@@ -217,6 +217,8 @@ def on_commit(session: Session, callback: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_commit_callbacks(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
     callbacks: list[Callable[[], None]] = session.info.pop("on_commit", [])
     for callback in callbacks:
         try:
@@ -229,6 +231,8 @@ def _run_commit_callbacks(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_commit_callbacks(session: Session) -> None:
+    if session.in_nested_transaction():  # back to a savepoint: the transaction goes on
+        return
     session.info.pop("on_commit", None)
 
 
