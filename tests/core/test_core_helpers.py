@@ -250,7 +250,8 @@ def test_apply_fields_sets_only_what_was_sent() -> None:
 
 def test_commit_callbacks_wait_for_the_transaction_not_its_savepoints() -> None:
     """A savepoint released or rolled back inside the transaction (`ensure_schedule`, a
-    failed optional step) neither runs the callbacks early nor drops them."""
+    failed optional step) neither runs the callbacks early nor drops those registered
+    outside it; those registered inside a rolled-back savepoint are dropped."""
     ran: list[str] = []
     with session_scope() as session:
         session.execute(text("SELECT 1"))
@@ -258,7 +259,9 @@ def test_commit_callbacks_wait_for_the_transaction_not_its_savepoints() -> None:
         with session.begin_nested():
             session.execute(text("SELECT 1"))
         with contextlib.suppress(RuntimeError), session.begin_nested():
-            session.execute(text("SELECT 1"))
+            on_commit(session, lambda: ran.append("undone"))
+            with session.begin_nested():
+                on_commit(session, lambda: ran.append("undone too"))
             raise RuntimeError("an optional step failed")
         assert ran == []
     assert ran == ["committed"]
