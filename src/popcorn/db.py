@@ -210,15 +210,18 @@ def dialect_insert(session: Session, model: Any) -> Any:
 
 
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` once this session's transaction has committed (never on rollback)."""
-    callbacks: list[Callable[[], None]] = session.info.setdefault("on_commit", [])
-    callbacks.append(callback)
+    """Run `callback` once this session's transaction has committed (never on rollback, nor
+    when the savepoint it was registered in is rolled back; releasing one runs nothing)."""
+    callbacks: list[tuple[Any, Callable[[], None]]] = session.info.setdefault("on_commit", [])
+    callbacks.append((session.get_nested_transaction(), callback))
 
 
 @event.listens_for(Session, "after_commit")
 def _run_commit_callbacks(session: Session) -> None:
-    callbacks: list[Callable[[], None]] = session.info.pop("on_commit", [])
-    for callback in callbacks:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
+    callbacks: list[tuple[Any, Callable[[], None]]] = session.info.pop("on_commit", [])
+    for _savepoint, callback in callbacks:
         try:
             callback()
         except Exception:  # the commit stands; relays catch up with what a callback missed
@@ -229,7 +232,23 @@ def _run_commit_callbacks(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_commit_callbacks(session: Session) -> None:
-    session.info.pop("on_commit", None)
+    undone = session.get_nested_transaction()
+    if undone is None:
+        session.info.pop("on_commit", None)
+        return
+    # back to a savepoint: the transaction goes on without what was registered inside it
+    callbacks: list[tuple[Any, Callable[[], None]]] = session.info.get("on_commit", [])
+    callbacks[:] = [(sp, c) for sp, c in callbacks if not _inside(sp, undone)]
+
+
+def _inside(transaction: Any, savepoint: Any) -> bool:
+    """Is `transaction` (a savepoint, or None for the outer transaction) `savepoint` or one
+    begun within it?"""
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 # The CLI turns this on (`check_schema_on_first_use`): a command run against a

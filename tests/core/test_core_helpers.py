@@ -3,15 +3,17 @@ and audited updates. Every domain relies on these behaving the same way."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from popcorn import outbound
 from popcorn.audit import apply_fields, recording_update, records_for
 from popcorn.auth import ApiToken, TokenCreate, create_token
-from popcorn.db import session_scope
+from popcorn.db import on_commit, session_scope
 from popcorn.errors import Forbidden, InvalidInput, NotFound
 from popcorn.lookup import MAX_ID, get_by_id, get_by_ref, parse_id, require_id
 from popcorn.safeyaml import YAMLLimitError, load, load_all
@@ -241,3 +243,32 @@ def test_apply_fields_sets_only_what_was_sent() -> None:
         row, TokenCreate.model_validate({"name": "n", "role": "admin", "expires_days": None})
     )
     assert row.expires_days is None
+
+
+# --- commit callbacks --------------------------------------------------------------------
+
+
+def test_commit_callbacks_wait_for_the_transaction_not_its_savepoints() -> None:
+    """A savepoint released or rolled back inside the transaction (`ensure_schedule`, a
+    failed optional step) neither runs the callbacks early nor drops those registered
+    outside it; those registered inside a rolled-back savepoint are dropped."""
+    ran: list[str] = []
+    with session_scope() as session:
+        session.execute(text("SELECT 1"))
+        on_commit(session, lambda: ran.append("committed"))
+        with session.begin_nested():
+            session.execute(text("SELECT 1"))
+        with contextlib.suppress(RuntimeError), session.begin_nested():
+            on_commit(session, lambda: ran.append("undone"))
+            with session.begin_nested():
+                on_commit(session, lambda: ran.append("undone too"))
+            raise RuntimeError("an optional step failed")
+        assert ran == []
+    assert ran == ["committed"]
+
+    with pytest.raises(RuntimeError), session_scope() as session:
+        on_commit(session, lambda: ran.append("rolled back"))
+        with session.begin_nested():
+            session.execute(text("SELECT 1"))
+        raise RuntimeError("the transaction failed")
+    assert ran == ["committed"]

@@ -10,12 +10,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from popcorn.db import session_scope
+from popcorn.jobs import Schedule
 from popcorn.signals import service, store
 from popcorn.signals.models import Series
+from popcorn.signals.retention import COMPACT_SCHEDULE, RETENTION_SCHEDULE
 
 T0 = int(datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp())
 
@@ -164,3 +167,83 @@ def test_an_ha_pair_remote_writing_over_http_counts_each_sample_once(
     with session_scope(readonly=True) as session:
         counts = session.scalars(select(Series.sample_count).where(Series.metric == "ha_up"))
         assert sorted(counts) == [len(bodies)] * len(hosts)
+
+
+ROUNDS = 12
+HOSTS = [f"host-{i:04d}" for i in range(1500)]
+
+
+def fresh_series(metric: str, hosts: list[str], second: int) -> dict[str, Any]:
+    """One sample at `second` for each host's series of `metric`, in the order given."""
+    return {
+        "series": [
+            {"metric": metric, "labels": {"host": h}, "timestamps": [second], "values": [1.0]}
+            for h in hosts
+        ]
+    }
+
+
+def test_writers_creating_the_same_new_series_in_opposite_orders_both_succeed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two writers (two remote-write workers, an ingest beside a pull) bring the same new
+    series listed in opposite orders, round after round, both in flight at once: neither
+    waits for the other in a cycle (PostgreSQL would abort one as a deadlock) nor trips on
+    the other's insert, and every series is there once with both writers' samples."""
+    barrier = threading.Barrier(2, timeout=60)
+    write = store.write_sorted
+
+    def write_then_wait(*args: Any, **kwargs: Any) -> int:
+        written = write(*args, **kwargs)
+        barrier.wait()  # both have written their files: they record their series together
+        return written
+
+    monkeypatch.setattr(store, "write_sorted", write_then_wait)
+    created: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+
+    def writer(i: int, hosts: list[str]) -> None:
+        try:
+            for n in range(ROUNDS):
+                result = ingest(fresh_series(f"fresh_{n}", hosts, T0 + i))
+                created[i].append(result.new_series)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=writer, args=(0, HOSTS)),
+        threading.Thread(target=writer, args=(1, HOSTS[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert [a + b for a, b in zip(*created, strict=True)] == [len(HOSTS)] * ROUNDS
+    with session_scope(readonly=True) as session:
+        rows = session.execute(select(Series.metric, Series.labels, Series.sample_count)).all()
+        prints = [s.fingerprint for s in session.scalars(select(Series))]
+    assert sorted((m, lab["host"]) for m, lab, _ in rows) == sorted(
+        (f"fresh_{n}", h) for n in range(ROUNDS) for h in HOSTS
+    )
+    assert {count for _, _, count in rows} == {2}
+    got = store.read(prints, 0, (T0 + 86_400) * 1000)
+    assert sorted(np.unique(got.sid, return_counts=True)[1].tolist()) == [2] * len(prints)
+
+
+def test_the_first_two_writers_of_an_installation_both_succeed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both create series, so both see that the retention and compaction schedules are
+    missing and make them: the second waits for the first and keeps its schedules."""
+    results = side_by_side(
+        monkeypatch,
+        lambda: ingest(payload("first_a", range(T0, T0 + 60, 15), 1.0)),
+        lambda: ingest(payload("first_b", range(T0, T0 + 60, 15), 1.0)),
+    )
+
+    assert [r.new_series for r in results] == [1, 1]
+    with session_scope(readonly=True) as session:
+        names = session.scalars(select(Schedule.name).order_by(Schedule.name)).all()
+    assert names == [COMPACT_SCHEDULE, RETENTION_SCHEDULE]

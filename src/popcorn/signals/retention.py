@@ -57,12 +57,13 @@ def run_retention_now(*, session: Session) -> jobs.JobRecord:
 
 def ensure_retention_schedule(*, session: Session) -> None:
     """The hourly `signals.retention` job and the two-minutely `signals.compact` one exist
-    once anything is stored or retention is set."""
+    once anything is stored or retention is set. The first writers of an installation make
+    them at once: `ensure_schedule` lets the later one keep the earlier one's."""
     wanted = {RETENTION_SCHEDULE: 3600, COMPACT_SCHEDULE: COMPACT_EVERY_SECONDS}
     present = set(session.scalars(select(jobs.Schedule.name).where(jobs.Schedule.name.in_(wanted))))
-    for name, seconds in wanted.items():
+    for name, seconds in wanted.items():  # one order for every writer
         if name not in present:
-            jobs.create_schedule(
+            jobs.ensure_schedule(
                 session=session, name=name, task=name, interval_seconds=seconds, queue="low"
             )
 
@@ -90,7 +91,10 @@ def apply_retention(*, session: Session, now: datetime | None = None) -> dict[st
     if removed:
         touched = list(
             session.scalars(
-                select(Series).where(Series.fingerprint.in_(list(removed))).with_for_update()
+                select(Series)
+                .where(Series.fingerprint.in_(list(removed)))
+                .order_by(Series.fingerprint)  # ingest's order: neither waits in a cycle
+                .with_for_update()
             )
         )
         gone = [s for s in touched if s.last_at < cutoff_dt]

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
-from popcorn.db import session_scope, utcnow
+from popcorn.db import dialect_insert, session_scope, utcnow
 from popcorn.errors import InvalidInput, NotFound
 from popcorn.signals import ingest as parsers
 from popcorn.signals import store
@@ -148,6 +148,8 @@ class _Staged:
 
     stats: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # first, last, count
     keys: dict[int, parsers.SeriesKey] = field(default_factory=dict)
+    # series found in the table when `add` looked: the rest are created at commit
+    seen: set[int] = field(default_factory=set)
     # samples counted as new: checked again under the series' row locks at commit
     fresh: list[tuple[parsers.IntArray, parsers.IntArray]] = field(default_factory=list)
     samples: int = 0
@@ -169,7 +171,9 @@ class _Staged:
         keep = store.dedupe_sorted(sid, batch.ts)
         sid, ts, values = sid[keep], batch.ts[keep], batch.value[keep]
         # read before writing: these samples replace them
-        hit = _already_stored(session, sid, ts, pending=self.stats)
+        spans = _stored_spans(np.unique(sid).tolist())
+        self.seen.update(spans)
+        hit = _already_stored(session, sid, ts, spans, pending=self.stats)
         stored = _per_series(sid[hit])
         self.fresh.append((sid[~hit], ts[~hit]))
         self.files += store.write_sorted(session, sid, ts, values)
@@ -193,7 +197,7 @@ class _Staged:
         if self.samples == 0:
             raise InvalidInput(f"{source}: no samples to ingest", details={"source": source})
         batch_id = uuid.uuid4().hex[:16]
-        existing, new = _lock_or_create(session, self.stats, self.keys)
+        existing, new = _lock_or_create(session, self.stats, self.keys, self.seen)
         self._recount(existing)
         _widen(session, existing, self.stats)
         result = IngestResult(
@@ -269,6 +273,7 @@ def _already_stored(
     session: Session,
     sid: parsers.IntArray,
     ts: parsers.IntArray,
+    stored: dict[int, tuple[int, int]],
     pending: dict[int, tuple[int, int, int]] | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Which of these (sorted) samples have a timestamp already stored.
@@ -277,13 +282,20 @@ def _already_stored(
     it must not count again: overlapping pulls keep `sample_count` true. Only samples
     within their series' stored [first_at, last_at] can be there, so the files are read
     for those alone: a stream of new samples (remote write, a scrape) reads none.
-    `pending` holds the spans this transaction already wrote (earlier chunks of a pull).
-    What others commit after this look is checked again at commit (`_Staged._recount`).
+    `stored` holds the committed spans (`_stored_spans`), `pending` the spans this
+    transaction already wrote (earlier chunks of a pull). What others commit after this
+    look is checked again at commit (`_Staged._recount`).
     """
     hit = np.zeros(sid.size, np.bool_)
     if sid.size == 0:
         return hit
-    maybe = _within_stored_span(sid, ts, pending or {})
+    spans = dict(stored)
+    for fp, (first, last, _count) in (pending or {}).items():
+        if fp in spans:
+            spans[fp] = (min(spans[fp][0], first), max(spans[fp][1], last))
+        else:
+            spans[fp] = (first, last)
+    maybe = _within(sid, ts, spans)
     if not maybe.any():
         return hit
     sid, ts = sid[maybe], ts[maybe]
@@ -292,15 +304,12 @@ def _already_stored(
     return hit
 
 
-def _within_stored_span(
-    sid: parsers.IntArray, ts: parsers.IntArray, pending: dict[int, tuple[int, int, int]]
-) -> npt.NDArray[np.bool_]:
-    """Which samples fall inside their series' committed span (or `pending`, not yet committed).
+def _stored_spans(prints: list[int]) -> dict[int, tuple[int, int]]:
+    """The committed [first, last] span (ms) of those of these series the table has.
 
     Its own read-only session: the caller's would take SQLite's write lock this early and
     hold it while files are written (and a job's progress updates wait on it).
     """
-    prints = np.unique(sid).tolist()
     spans: dict[int, tuple[int, int]] = {}
     with session_scope(readonly=True) as reader:
         for lo in range(0, len(prints), 500):
@@ -310,12 +319,7 @@ def _within_stored_span(
                 )
             )
             spans.update((fp, (to_ms(first), to_ms(last))) for fp, first, last in rows)
-    for fp, (first, last, _count) in pending.items():
-        if fp in spans:
-            spans[fp] = (min(spans[fp][0], first), max(spans[fp][1], last))
-        else:
-            spans[fp] = (first, last)
-    return _within(sid, ts, spans)
+    return spans
 
 
 def _within(
@@ -350,52 +354,88 @@ def _lock_or_create(
     session: Session,
     stats: dict[int, tuple[int, int, int]],
     keys: dict[int, parsers.SeriesKey],
+    seen: set[int],
 ) -> tuple[dict[int, Any], int]:
-    """Create the missing series (racing writers tolerated) and lock the existing ones;
-    returns the locked rows by fingerprint and how many series this call created."""
-    now = utcnow()
+    """Create the missing series and lock the others; returns the locked rows by fingerprint
+    and how many series this call created.
+
+    Two passes, each in fingerprint order, so concurrent writers never wait for each other
+    in a cycle (PostgreSQL would abort one as a deadlock). First the series `add` did not
+    see are inserted, skipping those another writer made meanwhile (the insert waits for
+    that writer's commit instead of failing). Then every series not created here is locked,
+    those included. An insert waits only for another writer's uncommitted insert, and a
+    writer inserts before it locks any row; a lock waits only for a committed row another
+    writer locked, and locks are taken in one order: no cycle can form. Only a series that
+    retention deleted after `add` looked is inserted late, in a second round.
+    """
     prints = sorted(stats)
-    # Columns and Core statements, not entities: a remote-write request touches a
-    # thousand series or more, and ORM bookkeeping per row cost more than the SQL.
+    created: set[int] = set()
     existing: dict[int, Any] = {}
-    for lo in range(0, len(prints), 500):
-        existing.update(_lock_series(session, prints[lo : lo + 500]))
-    missing = [p for p in keys if p in stats and p not in existing]  # ids in batch order
-    if missing:
-        rows = []
-        for p in missing:
-            metric, labels = keys[p]
-            label_map = dict(labels)
-            first, last, count = stats[p]
-            rows.append(
-                {
-                    "fingerprint": p,
-                    "metric": metric,
-                    "labels": label_map,
-                    "site": label_map.get("site"),
-                    "device": label_map.get("device"),
-                    "first_at": from_ms(first),
-                    "last_at": from_ms(last),
-                    "sample_count": count,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        dialect = session.get_bind().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            module = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
-            stmt = module.insert(Series).on_conflict_do_nothing(index_elements=["fingerprint"])
-            inserted = session.execute(stmt.returning(Series.fingerprint), rows)
-            created = {int(p) for p in inserted.scalars()}
-        else:
-            session.execute(insert(Series), rows)
-            created = set(missing)
-        raced = [p for p in missing if p not in created]
-        if raced:  # another writer created them between our select and insert
-            existing.update(_lock_series(session, raced))
+    absent = [p for p in prints if p not in seen]
+    while True:
+        created |= _insert_series(session, absent, stats, keys)
+        rest = [p for p in prints if p not in created and p not in existing]
+        existing.update(_lock_series(session, rest))
+        # a series retention deleted since `add` looked: create it again
+        absent = [p for p in prints if p not in created and p not in existing]
+        if not absent:
+            return existing, len(created)
+
+
+def _insert_series(
+    session: Session,
+    prints: list[int],
+    stats: dict[int, tuple[int, int, int]],
+    keys: dict[int, parsers.SeriesKey],
+) -> set[int]:
+    """Insert these (sorted) series, skipping those another writer has already inserted
+    (committed, or once its transaction commits); returns those inserted here.
+
+    Ids follow the order the batch named the series in (listings are in id order). On
+    PostgreSQL the rows go in fingerprint order, with ids drawn beforehand; SQLite has one
+    writer at a time, so there the batch's order is the insert order.
+    """
+    if not prints:
+        return set()
+    wanted = set(prints)
+    in_batch = [p for p in keys if p in wanted]
+    ids: dict[int, int] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        drawn = session.scalars(_DRAW_IDS, {"n": len(in_batch)}).all()
+        ids = dict(zip(in_batch, sorted(drawn), strict=True))
     else:
-        created = set()
-    return existing, len(created)
+        prints = in_batch
+    now = utcnow()
+    # Core statements, not entities: a remote-write request touches a thousand series or
+    # more, and ORM bookkeeping per row cost more than the SQL.
+    rows = []
+    for p in prints:
+        metric, labels = keys[p]
+        label_map = dict(labels)
+        first, last, count = stats[p]
+        rows.append(
+            {
+                "fingerprint": p,
+                "metric": metric,
+                "labels": label_map,
+                "site": label_map.get("site"),
+                "device": label_map.get("device"),
+                "first_at": from_ms(first),
+                "last_at": from_ms(last),
+                "sample_count": count,
+                "created_at": now,
+                "updated_at": now,
+            }
+            | ({"id": ids[p]} if ids else {})
+        )
+    stmt = dialect_insert(session, Series).on_conflict_do_nothing(index_elements=["fingerprint"])
+    inserted = session.execute(stmt.returning(Series.fingerprint), rows)
+    return {int(p) for p in inserted.scalars()}
+
+
+_DRAW_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('signals_series', 'id')) FROM generate_series(1, :n)"
+)
 
 
 def _widen(
@@ -425,14 +465,19 @@ def _widen(
 
 
 def _lock_series(session: Session, prints: list[int]) -> dict[int, Any]:
-    """The series rows of these fingerprints, locked for update, by fingerprint."""
-    stmt = (
-        select(Series.id, Series.fingerprint, Series.first_at, Series.last_at, Series.sample_count)
-        .where(Series.fingerprint.in_(prints))
-        .order_by(Series.fingerprint)  # one order for every writer: no deadlock
-        .with_for_update()
-    )
-    return {row.fingerprint: row for row in session.execute(stmt)}
+    """The series rows of these (sorted) fingerprints, locked for update in that order."""
+    rows: dict[int, Any] = {}
+    for lo in range(0, len(prints), 500):
+        stmt = (
+            select(
+                Series.id, Series.fingerprint, Series.first_at, Series.last_at, Series.sample_count
+            )
+            .where(Series.fingerprint.in_(prints[lo : lo + 500]))
+            .order_by(Series.fingerprint)  # one order for every writer: no deadlock
+            .with_for_update()
+        )
+        rows.update((row.fingerprint, row) for row in session.execute(stmt))
+    return rows
 
 
 def ingest_json(*, session: Session, payload: Any) -> IngestResult:

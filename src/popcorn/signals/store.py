@@ -189,6 +189,8 @@ def order_at_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _remove_rolled_back(session: Session) -> None:
+    if session.in_nested_transaction():  # back to a savepoint: the transaction goes on
+        return
     _delete(f.key for f in session.info.pop(_STAGED, []))
 
 
