@@ -191,3 +191,19 @@ def _rack(session: Any) -> int:
     found = session.scalar(select(m.Rack.id).where(m.Rack.name == "R01"))
     assert found is not None
     return int(found)
+
+
+def test_a_large_bulk_move_counts_the_devices_in_its_summary(
+    world: Any, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from popcorn.inventory import bulk
+
+    monkeypatch.setattr(bulk, "PER_OBJECT_LIMIT", 0)  # every batch counts as large
+    ident = rack_id(api)
+    moved = api.patch(f"{BASE}/racks/bulk", json=[{"id": ident, "site": "iad1"}])
+    assert moved.status_code == 200, moved.json
+    assert moved.json["counts"]["devices"]["update"] == 2
+    for name in RACKED:
+        assert where(api, name) == ("iad1", "R01", None)
+    summary = api.get("/api/v1/audit?object_type=import&limit=1000").json["items"][-1]
+    assert summary["after"]["devices_moved_with_racks"] == 2
