@@ -267,7 +267,9 @@ def _candidates(session: Session, execution: LabExecution) -> list[int]:
 def runs_on(session: Session, device_id: int) -> ColumnElement[bool]:
     """`device_id` is among an execution's candidates, tested by the database."""
     if session.get_bind().dialect.name == "postgresql":
-        return LabExecution.candidates.op("@>")(func.jsonb_build_array(device_id))
+        return LabExecution.candidates.op("@>", is_comparison=True)(
+            func.jsonb_build_array(device_id)
+        )
     each = func.json_each(LabExecution.candidates).table_valued("value")
     return exists().select_from(each).where(each.c.value == device_id)
 
