@@ -74,15 +74,16 @@ def test_locations_nest_in_a_site_and_place_racks_and_devices(world: Any, api: A
     )
     assert racked.status_code == 201 and racked.json["location"] == "cage-a"
 
-    # Filters take in sub-locations, by slug, name or id.
+    # Filters take in sub-locations, by slug, name or id (oca-ams1-02 went with its rack).
     assert names(api, "devices", "location=floor-1") == [
         "oca-ams1-01",
+        "oca-ams1-02",
         "oca-ams1-03",
         "rtr-ams1-01",
     ]
-    assert names(api, "devices", "location=cage-a") == ["oca-ams1-01", "oca-ams1-03"]
-    in_cage = names(api, "devices", f"location_id={cage.json['id']}")
-    assert in_cage == ["oca-ams1-01", "oca-ams1-03"]
+    in_cage = ["oca-ams1-01", "oca-ams1-02", "oca-ams1-03"]
+    assert names(api, "devices", "location=cage-a") == in_cage
+    assert names(api, "devices", f"location_id={cage.json['id']}") == in_cage
     assert names(api, "racks", "location=Floor 1") == ["R01"]
     assert api.get(f"{BASE}/devices?location=nowhere").status_code == 404
     assert api.get(f"{BASE}/sites?location=floor-1").status_code == 422

@@ -219,11 +219,11 @@ def test_a_large_import_is_one_audit_record_with_every_count(
         import_netbox(session=session, path=write(tmp_path, dump("4.2")))
     with session_scope(readonly=True) as session:
         records = session.query(AuditRecord).all()
-    # cables to a circuit or a feed are still made (and recorded) one by one
-    summary = [r for r in records if r.object_type != "link"]
-    assert [(r.action, r.object_type) for r in summary] == [("import", "import")]
-    counts = summary[0].after["counts"]  # type: ignore[index]
+    # cables to a circuit or a feed too: the summary counts them with the others
+    assert [(r.action, r.object_type) for r in records] == [("import", "import")]
+    counts = records[0].after["counts"]  # type: ignore[index]
     assert counts["ip_addresses"]["create"] == 1 and counts["power_feeds"]["create"] == 1
+    assert counts["links"]["create"] == 3
     assert counts["devices"]["create"] == 2
 
 

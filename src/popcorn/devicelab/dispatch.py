@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -125,14 +125,6 @@ def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
     return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
 
 
-def _runs_on(session: Session, device_id: int) -> ColumnElement[bool]:
-    """`device_id` is among an execution's candidates, tested by the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return LabExecution.candidates.op("@>")(func.jsonb_build_array(device_id))
-    each = func.json_each(LabExecution.candidates).table_valued("value")
-    return exists().select_from(each).where(each.c.value == device_id)
-
-
 def queue_window(
     *, session: Session, device: LabDevice, slots: int
 ) -> tuple[dict[int, int], list[Queued]]:
@@ -158,7 +150,7 @@ def queue_window(
             .group_by(LabExecution.build_id)
         ).all()
     )
-    runs_on = _runs_on(session, device.id)
+    runs_on = scheduling.runs_on(session, device.id)
     window: list[Queued] = []
     for build_id in sorted(runs):
         window += session.execute(

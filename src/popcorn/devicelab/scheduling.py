@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from popcorn.audit import record_change
@@ -42,6 +42,7 @@ EXEC_FILTERS = {
     "attribution": LabExecution.attribution,
 }
 _last_sweep = 0.0
+ADOPT_PAGE = 500  # queued executions `adopt` reads at a time
 
 
 # --- builds -----------------------------------------------------------------------------------
@@ -263,32 +264,92 @@ def _candidates(session: Session, execution: LabExecution) -> list[int]:
     return fresh or list(execution.candidates)
 
 
+def runs_on(session: Session, device_id: int) -> ColumnElement[bool]:
+    """`device_id` is among an execution's candidates, tested by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return LabExecution.candidates.op("@>", is_comparison=True)(
+            func.jsonb_build_array(device_id)
+        )
+    each = func.json_each(LabExecution.candidates).table_valued("value")
+    return exists().select_from(each).where(each.c.value == device_id)
+
+
+def _queue_after(last: Row[int, int, int, float]) -> ColumnElement[bool]:
+    """Rows after `last` (id, test, candidate count, duration) in the queue index's order."""
+    ident, _, count, duration = last
+    return or_(
+        LabExecution.candidate_count > count,
+        and_(
+            LabExecution.candidate_count == count,
+            or_(
+                LabExecution.expected_duration_s < duration,
+                and_(LabExecution.expected_duration_s == duration, LabExecution.id > ident),
+            ),
+        ),
+    )
+
+
 def adopt(*, session: Session, device: LabDevice) -> int:
     """A device that (re)joins takes its share of queued tests it could run: those of its
-    family in running runs whose device set it matches."""
-    queued = session.scalars(
-        select(LabExecution)
-        .join(LabRun, LabRun.id == LabExecution.run_id)
-        .where(
-            LabExecution.status == "queued",
-            LabExecution.family == device.family,
-            LabRun.status == "running",
-        )
-    )
+    family in running runs whose device set it matches.
+
+    The queue is read `ADOPT_PAGE` rows at a time per build, along the queue index
+    (`ix_devicelab_executions_queue`, as a beat's window is) and only where the device is
+    not yet a candidate, so a deep queue costs pages, never one read of everything; each
+    page's adopted executions are written before the next is read."""
+    if device.health == "failed":
+        return 0
     record, caps = service.device_record(device), service.capability_record(device)
+    builds: dict[int, list[int]] = {}
+    for run_id, build_id, devices in session.execute(
+        select(LabRun.id, LabRun.build_id, LabRun.devices).where(LabRun.status == "running")
+    ):
+        if q.matches(q.parse(devices, q.DEVICE_FIELDS), record):
+            builds.setdefault(build_id, []).append(run_id)
+    capable: dict[int, bool] = {}
+    not_yet = ~runs_on(session, device.id)
     adopted = 0
-    for execution in queued:
-        if device.id in execution.candidates:
-            continue
-        run = session.get(LabRun, execution.run_id)
-        test = session.get(LabTest, execution.test_id)
-        if run is None or test is None or device.health == "failed":
-            continue
-        if q.matches(q.parse(run.devices, q.DEVICE_FIELDS), record) and placement.capable(
-            test.requires, caps
-        ):
-            execution.candidates = [*execution.candidates, device.id]
-            adopted += 1
+    for build_id in sorted(builds):
+        queue = (
+            select(
+                LabExecution.id,
+                LabExecution.test_id,
+                LabExecution.candidate_count,
+                LabExecution.expected_duration_s,
+            )
+            .where(
+                LabExecution.family == device.family,
+                LabExecution.status == "queued",
+                LabExecution.build_id == build_id,
+                LabExecution.run_id.in_(builds[build_id]),
+                not_yet,
+            )
+            .order_by(
+                LabExecution.candidate_count,
+                LabExecution.expected_duration_s.desc(),
+                LabExecution.id,
+            )
+            .limit(ADOPT_PAGE)
+        )
+        page = session.execute(queue).all()
+        while page:
+            unknown = {row[1] for row in page} - set(capable)
+            if unknown:
+                for test_id, requires in session.execute(
+                    select(LabTest.id, LabTest.requires).where(LabTest.id.in_(unknown))
+                ):
+                    capable[test_id] = placement.capable(requires, caps)
+            ids = [row[0] for row in page if capable.get(row[1], False)]
+            if ids:
+                for execution in session.scalars(
+                    select(LabExecution).where(LabExecution.id.in_(ids))
+                ):
+                    execution.candidates = [*execution.candidates, device.id]
+                session.flush()
+                adopted += len(ids)
+            if len(page) < ADOPT_PAGE:
+                break
+            page = session.execute(queue.where(_queue_after(page[-1]))).all()
     return adopted
 
 

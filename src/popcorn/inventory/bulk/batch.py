@@ -86,6 +86,10 @@ class Batch:
         self.total_rows = 0
         self.new_devices: list[tuple[int, int]] = []
         self.rack_moves: list[tuple[Row, int]] = []
+        # Stored racks whose site or location changes (rack id -> its row), and the devices
+        # that follow each one there (see `organisation.finish_rack`).
+        self.moved_racks: dict[int, Row] = {}
+        self.rack_followers: dict[int, list[int]] = {}
         self.used_bays: dict[int, int] = {}
         self.new_modules: list[int] = []
         self.real: dict[str, list[int]] = {}
@@ -308,6 +312,7 @@ class Batch:
             return None
         found = self.find_location(site_id, value)
         if found is None:
+            self.load_all("site")  # a row that gave only its id has not loaded them
             site = self.state("site", site_id)["code"]
             self.error(
                 otype, row, "location", f"no location {value!r} in site {site!r}", code="unknown"

@@ -81,6 +81,17 @@ def plan_device(batch: Batch, row: Row) -> None:
             "the device moves to another site: give its rack there, or an empty rack",
         )
     rack_id = cols.get("rack_id", before["rack_id"] if before else None)
+    if rack_id is not None and site_id is not None and ("rack_id" in cols or "site_id" in cols):
+        batch.load_all("rack")
+        rack_site = batch.state("rack", rack_id)["site_id"]
+        if rack_site != site_id:  # the rack moved to another site earlier in this batch
+            rack_name = batch.state("rack", rack_id)["name"]
+            batch.error(
+                "device",
+                row,
+                "rack",
+                f"rack {rack_name!r} is in site {_site_code(batch, rack_site)!r}",
+            )
     if rack_id is not None and ("rack_id" in cols or "location_id" in cols):
         _check_location(batch, row, cols, before, rack_id)
     position = cols.get("position", before["position"] if before else None)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
+from popcorn.inventory import models as m
 from popcorn.inventory.bulk.rows import Planner, Row
-from popcorn.inventory.bulk.types import SIMPLE, TYPES, slugify
+from popcorn.inventory.bulk.types import SIMPLE, TYPES, chunks, slugify, stored
+from popcorn.inventory.ipam import models as im
 
 if TYPE_CHECKING:
     from popcorn.inventory.bulk.batch import Batch
@@ -181,7 +185,11 @@ def plan_rack(batch: Batch, row: Row) -> None:
         site_id = found["site_id"]
     if site_id is None:
         return
-    key = (site_id, d.get("name"))
+    name = d.get("name")
+    if name is None and d.get("id") is not None:  # a PATCH: its stored name, in its new site
+        found = batch.load_by_id("rack", d["id"])
+        name = found["name"] if found is not None else None
+    key = (site_id, name)
     ok, existing = batch.identify("rack", row, key, "name")
     data = batch.creating("rack", row, existing) if ok else None
     if data is None:
@@ -202,8 +210,61 @@ def plan_rack(batch: Batch, row: Row) -> None:
             )
     batch.tags(data, cols)
     batch.custom_fields("rack", row, data, cols, existing)
-    if len(batch.errors) == errors:
-        batch.commit("rack", row, existing, cols, key)
+    if len(batch.errors) > errors:
+        return
+    batch.commit("rack", row, existing, cols, key)
+    if existing is not None and existing > 0:
+        before = batch.before["rack"][existing]
+        after = batch.state("rack", existing)
+        if (after["site_id"], after["location_id"]) != (before["site_id"], before["location_id"]):
+            batch.moved_racks[existing] = row
+        else:
+            batch.moved_racks.pop(existing, None)
+
+
+def finish_rack(batch: Batch) -> None:
+    """Devices follow a moved rack, as in NetBox: a rack that changes site or location takes
+    its devices' site and location with it, in the same batch (so the same transaction and
+    audit), and a device is never left at a site its rack has left.
+
+    A move that would leave a power feed's rack away from the feed's panel is refused.
+    """
+    if not batch.moved_racks:
+        return
+    moved = list(batch.moved_racks)
+    panel_sites = select(im.PowerFeed.rack_id, im.PowerPanel.site_id, im.PowerFeed.name).join(
+        im.PowerPanel, im.PowerPanel.id == im.PowerFeed.power_panel_id
+    )
+    for chunk in chunks(moved, 1000):
+        for rack_id, panel_site, feed in batch.session.execute(
+            panel_sites.where(im.PowerFeed.rack_id.in_(chunk))
+        ):
+            if rack_id is None:  # never: the query asks for feeds in these racks (for mypy)
+                continue
+            site_id = batch.state("rack", rack_id)["site_id"]
+            if site_id != panel_site:
+                batch.load_all("site")
+                batch.error(
+                    "rack",
+                    batch.moved_racks[rack_id],
+                    "site",
+                    f"power feed {feed!r} feeds this rack from a panel at site "
+                    f"{batch.state('site', panel_site)['code']!r}: "
+                    "move or detach the feed first",
+                    code="conflict",
+                )
+    table = m.Device.__table__
+    for chunk in chunks(moved, 1000):
+        for found in batch.session.execute(stored(table).where(table.c.rack_id.in_(chunk))):
+            device = found._mapping
+            if device["id"] not in batch.before["device"]:
+                batch.store("device", device)
+            batch.rack_followers.setdefault(device["rack_id"], []).append(device["id"])
+    for rack_id, devices in batch.rack_followers.items():
+        rack = batch.state("rack", rack_id)
+        for ident in sorted(devices):
+            batch.set_column("device", ident, "site_id", rack["site_id"])
+            batch.set_column("device", ident, "location_id", rack["location_id"])
 
 
 PLANNERS: dict[str, Planner] = {
@@ -213,5 +274,5 @@ PLANNERS: dict[str, Planner] = {
     "manufacturer": Planner(plan=plan_manufacturer),
     "site": Planner(plan=plan_site),
     "location": Planner(plan=plan_location, finish=finish_location),
-    "rack": Planner(plan=plan_rack),
+    "rack": Planner(plan=plan_rack, finish=finish_rack),
 }

@@ -345,31 +345,42 @@ def record(batch: Batch, result: BatchResult, *, summary: bool) -> None:
             before = batch.before[otype][ident]
             after = {**before, **_translated(batch, otype, diff)}
             if small and not (otype in ("interface", "port") and set(diff) == {"link_id"}):
+                followers = _followers(batch, otype, ident)
                 record_change(
                     batch.session,
                     "update",
                     otype,
                     ident,
                     before=jsonable(before),
-                    after=jsonable(after),
+                    after={**jsonable(after), **followers},
                 )
                 emit(
                     batch.session,
                     f"inventory.{otype}.updated",
                     otype,
                     ident,
-                    {**_payload(batch, otype, after), "changed": sorted(diff)},
+                    {**_payload(batch, otype, after), "changed": sorted(diff), **followers},
                 )
             _specific_events(batch, otype, before, after)
     if summary or not small:
-        payload = {
+        payload: dict[str, Any] = {
             "source": batch.source,
             "counts": result.counts,
             "totals": result.totals,
             "devices_added_by_site": {_code(batch, k): v for k, v in batch.devices_added.items()},
         }
+        if batch.rack_followers:
+            payload["devices_moved_with_racks"] = sum(map(len, batch.rack_followers.values()))
         record_change(batch.session, "import", "import", batch.source[:80], after=payload)
         emit(batch.session, "inventory.import.completed", "import", batch.source[:80], payload)
+
+
+def _followers(batch: Batch, otype: str, ident: int) -> dict[str, Any]:
+    """A moved rack's record names the devices that moved with it (their own records follow)."""
+    devices = batch.rack_followers.get(ident) if otype == "rack" else None
+    if not devices:
+        return {}
+    return {"moved_devices": sorted(batch.state("device", d)["name"] for d in devices)}
 
 
 def _translated(batch: Batch, otype: str, diff: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ with a single update. Audit and events follow the inventory's bulk rule: one
 audit record and one event per object for a batch of at most `PER_OBJECT_LIMIT`
 changes; a larger batch writes none per object and the caller records it once
 (an import's summary record, see `popcorn.inventory.bulk.apply(then=...)`).
+`connect_many` does the same for cables to circuit terminations and power feeds.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from popcorn.inventory import models as dcim
 from popcorn.inventory.bulk.types import PER_OBJECT_LIMIT
 from popcorn.inventory.ipam import models as m
 from popcorn.inventory.ipam import rules, service
+from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam.rules import Kind, kind_of
 from popcorn.outbox import emit_many
 
-__all__ = ["Outcome", "write_many"]
+__all__ = ["Connection", "Outcome", "connect_many", "write_many"]
 
 # The references each kind's input may give by id, and the table each one names.
 REFS: dict[str, dict[str, Any]] = {
@@ -278,3 +280,176 @@ def _insert(session: Session, kind: Kind, rows: list[dict[str, Any]]) -> list[in
         for index, ident in zip(places, found, strict=True):
             idents[index] = ident
     return idents
+
+
+# --- cables to circuit terminations and power feeds -------------------------------------------
+
+# The device ports a cable to each kind may take (`service._near_end`); interfaces go to circuits.
+NEAR_PORTS = {"circuit_termination": ("front-port", "rear-port"), "power_feed": ("power-port",)}
+ENDS: dict[str, Any] = {
+    "interface": dcim.Interface,
+    "port": dcim.Port,
+    "circuit_termination": m.CircuitTermination,
+    "power_feed": m.PowerFeed,
+}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One cable to make: circuit termination or power feed `end` (of `kind`) to a device's
+    interface or port (`near_type` "interface" or "port", id `near`), with the cable's
+    `type`, `label` and `description` in `data`."""
+
+    kind: str
+    end: int
+    near_type: str
+    near: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def connect_many(session: Session, items: Sequence[Connection]) -> Outcome:
+    """`service.connect` for many cables at once (an importer's): all or nothing.
+
+    The same rules as one connect, but the ends are loaded with a query per table and the
+    new links written in one flush. A cable already made is `unchanged`; an end cabled
+    elsewhere is cabled again (its old cable removed, as `service.disconnect` would); a
+    device end already connected, or taken twice in the batch, is refused. Audit records
+    and events per cable for at most `PER_OBJECT_LIMIT` changes; the caller records a larger
+    batch once, as with `write_many`."""
+    out = Outcome(ids=[None] * len(items), verbs=[""] * len(items))
+    wanted: dict[str, set[int]] = {}
+    for item in items:
+        wanted.setdefault(item.kind, set()).add(item.end)
+        wanted.setdefault(item.near_type, set()).add(item.near)
+    loaded = {
+        name: {o.id: o for o in _load(session, ENDS[name], ids)} for name, ids in wanted.items()
+    }
+    planned: list[tuple[int, Connection, Any, Any, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        try:
+            end, part, cols = _checked(session, item, loaded)
+        except (InvalidInput, NotFound, Conflict) as exc:
+            _refuse(out, index, exc)
+            continue
+        if end.link_id is not None and end.link_id == part.link_id:
+            out.ids[index], out.verbs[index] = end.link_id, "unchanged"
+            continue
+        planned.append((index, item, end, part, cols))
+    replaced = {end.link_id for _, _, end, _, _ in planned if end.link_id is not None}
+    seen: set[tuple[str, int]] = set()
+    for index, item, end, part, _ in planned:
+        twice = [k for k in ((item.kind, end.id), (item.near_type, part.id)) if k in seen]
+        seen.update(((item.kind, end.id), (item.near_type, part.id)))
+        if twice:
+            what = f"{twice[0][0].replace('_', ' ')} {twice[0][1]}"
+            _refuse(out, index, Conflict(f"{what} is cabled twice in this batch"))
+        elif part.link_id is not None and part.link_id not in replaced:
+            where = _label(session, part)
+            _refuse(out, index, Conflict(f"{where} is already connected (link {part.link_id})"))
+    if out.errors:
+        return out
+    per_object = len(planned) + len(replaced) <= PER_OBJECT_LIMIT
+    _drop_links(session, replaced, per_object)
+    links = [
+        dcim.Link(
+            a_type=item.near_type,
+            a_id=part.id,
+            a_device_id=part.device_id,
+            b_type=item.kind,
+            b_id=end.id,
+            b_device_id=None,
+            status="connected",
+            type=cols.get("type", ""),
+            label=cols.get("label", ""),
+            description=cols.get("description", ""),
+        )
+        for _, item, end, part, cols in planned
+    ]
+    try:
+        with session.begin_nested():
+            session.add_all(links)
+            session.flush()
+            for (_, _, end, part, _), link in zip(planned, links, strict=True):
+                end.link_id = part.link_id = link.id
+            session.flush()
+    except IntegrityError as exc:
+        detail = str(exc.orig).splitlines()[0]
+        raise Conflict(f"the change conflicts with stored data: {detail}") from None
+    for (index, _, _, _, _), link in zip(planned, links, strict=True):
+        out.ids[index], out.verbs[index] = link.id, "create"
+    out.counts.update(v for v in out.verbs if v)
+    if not per_object:
+        out.per_object = False
+        return out
+    names = dict(
+        session.execute(
+            select(dcim.Device.id, dcim.Device.name).where(
+                dcim.Device.id.in_({part.device_id for _, _, _, part, _ in planned})
+            )
+        ).all()
+    )
+    events: list[tuple[str, str, Any, dict[str, Any]]] = []
+    for (_, item, end, part, _), link in zip(planned, links, strict=True):
+        record_change(session, "create", "link", link.id, after=service.stored(link))
+        payload = {
+            "a_device": names.get(part.device_id),
+            "a_name": part.name,
+            "b_type": item.kind,
+            "b_id": end.id,
+        }
+        events.append(("inventory.link.created", "link", link.id, payload))
+    emit_many(session, events)
+    return out
+
+
+def _checked(
+    session: Session, item: Connection, loaded: dict[str, dict[int, Any]]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The cable's two ends and its validated fields, or the error one connect would give."""
+    if item.kind not in NEAR_PORTS or item.near_type not in ("interface", "port"):
+        raise InvalidInput("only circuit terminations and power feeds are connected here")
+    end = loaded[item.kind].get(item.end)
+    if end is None:
+        raise NotFound(f"no {kind_of(item.kind).label} {item.end}")
+    part = loaded[item.near_type].get(item.near)
+    if part is None:
+        raise NotFound(f"no {item.near_type} {item.near}")
+    if item.near_type == "interface" and item.kind != "circuit_termination":
+        raise InvalidInput("port: required", details={"fields": {"port": ["required"]}})
+    kinds = NEAR_PORTS[item.kind]
+    if item.near_type == "port" and part.kind not in kinds:
+        raise NotFound(f"{_label(session, part)} is not a {' or '.join(kinds)}")
+    given = {"device": part.device_id, item.near_type: part.id, **item.data}
+    cols = service.validate(s.ConnectIn, given)
+    return end, part, cols
+
+
+def _label(session: Session, part: Any) -> str:
+    """A device end as an error names it ("'PSU1' on 'mx1'"); read only for an error."""
+    device = session.get(dcim.Device, part.device_id)
+    return f"{part.name!r} on {device.name if device else part.device_id!r}"
+
+
+def _drop_links(session: Session, ids: set[int], per_object: bool) -> None:
+    """Remove the cables of ends cabled again: their ends are freed, then the links go."""
+    if not ids:
+        return
+    links = _load(session, dcim.Link, ids)
+    for link in links:
+        for end_type, end_id in ((link.a_type, link.a_id), (link.b_type, link.b_id)):
+            held = session.get(ENDS[end_type], end_id)
+            if held is not None:
+                held.link_id = None
+    session.flush()
+    before = [service.stored(link) for link in links]
+    for link in links:
+        session.delete(link)
+    session.flush()
+    if not per_object:
+        return
+    events: list[tuple[str, str, Any, dict[str, Any]]] = []
+    for row in before:
+        record_change(session, "delete", "link", row["id"], before=row)
+        payload = {"b_type": row["b_type"], "b_id": row["b_id"]}
+        events.append(("inventory.link.deleted", "link", row["id"], payload))
+    emit_many(session, events)

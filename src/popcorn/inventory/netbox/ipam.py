@@ -7,7 +7,8 @@ normalised…), one checked batch per NetBox model in dependency order
 as Popcorn ids, found through the NetBox ids noted for every record already
 written, so a NetBox address lands on the very interface its record named.
 Re-importing updates the object a NetBox record became, or leaves it as it is.
-Cables from a device to a circuit termination or a power feed are made last.
+Cables from a device to a circuit termination or a power feed are made last, all
+together (`batch.connect_many`), as the DCIM batch makes the others.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from popcorn.errors import Conflict, InvalidInput, NotFound
-from popcorn.inventory import models as dcim
+from popcorn.errors import InvalidInput
 from popcorn.inventory.ipam import batch, service
 from popcorn.inventory.ipam import schemas as s
 from popcorn.inventory.ipam.rules import KINDS
@@ -289,15 +289,8 @@ def write(
                     )
         elif mapped:
             _write_model(session, done, ids, model, mapped)
-    if not dry_run:
-        for pk, fields, ends in cables:
-            try:
-                with session.begin_nested():
-                    _cable(session, done, ids, pk, fields, ends)
-            except (InvalidInput, NotFound, Conflict) as exc:
-                done.errors.append(
-                    {"where": f"dcim.cable {pk}", "field": "", "message": exc.message}
-                )
+    if not dry_run and cables:
+        _cables(session, done, ids, cables)
     if done.errors:
         raise InvalidInput(
             f"{len(done.errors)} NetBox record(s) refused; nothing was written",
@@ -323,38 +316,37 @@ def _write_model(
             done.count(kind, verb)
 
 
-def _cable(
+def _cables(
     session: Session,
     done: Written,
     ids: Ids,
-    pk: Any,
-    fields: Record,
-    ends: dict[str, tuple[str, Any]],
+    cables: list[tuple[Any, Record, dict[str, tuple[str, Any]]]],
 ) -> None:
-    """A cable between a device's interface (or power port) and a circuit termination or feed."""
-    far = next(e for e in ends.values() if e[0] in LATE_ENDS)
-    near = next(e for e in ends.values() if e[0] not in LATE_ENDS)
-    kind, end_id = LATE_ENDS[far[0]], ids.get(far)
-    part_model = dcim.Interface if near[0] == "dcim.interface" else dcim.Port
-    part: Any = session.get(part_model, ids.get(near, -1))
-    end = session.get(KINDS[kind].model, end_id) if end_id is not None else None
-    if part is None or end is None:
-        raise NotFound("a cable end that was not imported")
-    if end.link_id is not None and end.link_id == part.link_id:
-        done.notes[("dcim.cable", pk)] = ("link", end.link_id)
-        done.counts.setdefault("links", Counter())["unchanged"] += 1
-        return
-    if end.link_id is not None:
-        service.disconnect(session=session, otype=kind, ref=end.id)
-    key = "interface" if near[0] == "dcim.interface" else "port"
-    data = {
-        "device": part.device_id,
-        key: part.id,
-        "type": text(fields.get("type"), 20),
-        "label": text(fields.get("label"), 100),
-        "description": text(fields.get("description")),
-    }
-    service.connect(session=session, otype=kind, ref=end.id, data=data)
-    link_id = session.get(KINDS[kind].model, end.id).link_id  # type: ignore[union-attr]
-    done.notes[("dcim.cable", pk)] = ("link", link_id)
-    done.counts.setdefault("links", Counter())["create"] += 1
+    """Cables between a device's interface (or port) and a circuit termination or power
+    feed, made together by `batch.connect_many` (the other cables went in the DCIM batch)."""
+    items: list[batch.Connection] = []
+    pks: list[Any] = []
+    for pk, fields, ends in cables:
+        far = next(e for e in ends.values() if e[0] in LATE_ENDS)
+        near = next(e for e in ends.values() if e[0] not in LATE_ENDS)
+        end_id, near_id = ids.get(far), ids.get(near)
+        if end_id is None or near_id is None:
+            message = "a cable end that was not imported"
+            done.errors.append({"where": f"dcim.cable {pk}", "field": "", "message": message})
+            continue
+        data = {
+            "type": text(fields.get("type"), 20),
+            "label": text(fields.get("label"), 100),
+            "description": text(fields.get("description")),
+        }
+        near_type = "interface" if near[0] == "dcim.interface" else "port"
+        items.append(batch.Connection(LATE_ENDS[far[0]], end_id, near_type, near_id, data))
+        pks.append(pk)
+    outcome = batch.connect_many(session, items)
+    for error in outcome.errors:
+        where = f"dcim.cable {pks[error['item']]}"
+        done.errors.append({"where": where, "field": "", "message": error["message"]})
+    for pk, ident, verb in zip(pks, outcome.ids, outcome.verbs, strict=True):
+        if ident is not None:
+            done.notes[("dcim.cable", pk)] = ("link", ident)
+            done.counts.setdefault("links", Counter())[verb] += 1
