@@ -207,3 +207,24 @@ def test_a_large_bulk_move_counts_the_devices_in_its_summary(
         assert where(api, name) == ("iad1", "R01", None)
     summary = api.get("/api/v1/audit?object_type=import&limit=1000").json["items"][-1]
     assert summary["after"]["devices_moved_with_racks"] == 2
+
+
+def test_a_device_moved_into_a_rack_takes_the_racks_location(world: Any, api: Any) -> None:
+    location(api, "ams1", "cage-a")
+    ident = rack_id(api)
+    assert api.patch(f"{BASE}/racks/{ident}", json={"location": "cage-a"}).status_code == 200
+    # rtr-ams1-01 is at ams1 in no rack and no location: racked, it is in the rack's cage
+    device = api.get(f"{BASE}/devices/rtr-ams1-01").json
+    placed = api.patch(f"{BASE}/devices/{device['id']}", role="operator", json={"rack": "R01"})
+    assert placed.status_code == 200, placed.json
+    assert where(api, "rtr-ams1-01") == ("ams1", "R01", "cage-a")
+    # naming another location than the rack's is refused, and nothing changes
+    location(api, "ams1", "cage-b")
+    other = api.patch(f"{BASE}/devices/{device['id']}", json={"location": "cage-b"})
+    assert other.status_code == 422, other.json
+    assert "cage-a" in json.dumps(other.json)
+    assert where(api, "rtr-ams1-01") == ("ams1", "R01", "cage-a")
+    # out of the rack, it keeps the location it was in
+    unracked = api.patch(f"{BASE}/devices/{device['id']}", json={"rack": None})
+    assert unracked.status_code == 200, unracked.json
+    assert where(api, "rtr-ams1-01") == ("ams1", None, "cage-a")

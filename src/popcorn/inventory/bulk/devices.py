@@ -137,16 +137,19 @@ def _check_location(
     before: Mapping[str, Any] | None,
     rack_id: int,
 ) -> None:
-    """A device in a rack is where its rack is: a new one takes the rack's location, and a
-    different location is refused (as NetBox does)."""
+    """A device in a rack is where its rack is: one placed in a rack (new, or moved into
+    another) takes the rack's location unless it names one, and a different location is
+    refused (as NetBox does)."""
     batch.load_all("rack")
     rack_location = batch.state("rack", rack_id)["location_id"]
+    placed = before is None or cols.get("rack_id", before["rack_id"]) != before["rack_id"]
+    if "location_id" not in cols and placed:
+        if rack_location is not None or before is not None:
+            cols["location_id"] = rack_location
+        return
     if rack_location is None:
         return
     batch.load_all("location")
-    if "location_id" not in cols and before is None:
-        cols["location_id"] = rack_location
-        return
     location_id = cols.get("location_id", before["location_id"] if before else None)
     if location_id is not None and location_id != rack_location:
         rack = batch.state("rack", rack_id)["name"]
