@@ -9,23 +9,20 @@ RedisVL, Prefect and the Redis-Sentinel-Url package read:
 
 The credentials before `@` are the Redis servers' (master and replicas); the Sentinels'
 own, when they require any, are the `sentinel_*` options. Sentinel ports default to 26379.
+The client itself is built in `popcorn.jobs.sentinel` (this module imports no redis: every
+process reads its settings, few talk to Redis).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
-
-if TYPE_CHECKING:
-    import redis
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_OPTIONS = ("sentinel_password", "sentinel_username")
 MASK = "****"
-FAILOVER_RETRIES = 10
 MASKED_OPTIONS = ("password", "sentinel_password")  # redis-py reads ?password= too
 
 
@@ -131,41 +128,3 @@ def _mask_userinfo(url: str) -> str:
         return url
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:{MASK}@{hosts}{slash}{path}"
-
-
-def sentinel_client(
-    url: str, *, socket_timeout: float, socket_connect_timeout: float
-) -> redis.Redis:
-    """A client of the service's current master: on a connection error redis-py asks the
-    Sentinels again, so a failover needs no restart (and Popcorn writes no failover logic)."""
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-    from redis.sentinel import Sentinel
-
-    target = parse_sentinel_url(url)
-    credentials: dict[str, Any] = {}
-    if target.username:
-        credentials["username"] = target.username
-    if target.password:
-        credentials["password"] = target.password
-    sentinel_kwargs: dict[str, Any] = {
-        # A Sentinel that is down must not hold up asking the next one.
-        "socket_timeout": min(socket_timeout, 2.0),
-        "socket_connect_timeout": min(socket_connect_timeout, 1.0),
-    }
-    if target.sentinel_options.get("sentinel_username"):
-        sentinel_kwargs["username"] = target.sentinel_options["sentinel_username"]
-    if target.sentinel_options.get("sentinel_password"):
-        sentinel_kwargs["password"] = target.sentinel_options["sentinel_password"]
-    sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(
-        target.service,
-        db=target.db,
-        # redis-py's master client tries once; a plain URL's retries for about ten seconds.
-        # These ride out a failover of a few seconds inside one command (about 6.5 s of
-        # waits); a worker's dequeue loop waits out a longer one on its own.
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), FAILOVER_RETRIES),
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_connect_timeout,
-        **credentials,
-    )

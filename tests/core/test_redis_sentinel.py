@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,29 +193,52 @@ def _submit(task: str, **kwargs: Any) -> int:
         return jobs.enqueue(session, task, **kwargs).id
 
 
+def _blpop_or_error(client: redis_lib.Redis, key: str) -> Any:
+    try:
+        return client.blpop([key], timeout=4)
+    except redis_lib.RedisError as exc:
+        return exc
+
+
+def _blocked_clients(port: int) -> int:
+    return int(redis_lib.Redis(port=port).info("clients")["blocked_clients"])
+
+
 def _job(job_id: int) -> jobs.JobRecord:
     with session_scope(readonly=True) as session:
         return jobs.get_job(session=session, job_id=job_id)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_args", [(), ("--no-fork",)], ids=["forking", "no-fork"])
 def test_jobs_keep_running_through_a_sentinel_failover(
-    sentinel_set: SentinelSet, processes: Processes, monkeypatch: pytest.MonkeyPatch
+    worker_args: tuple[str, ...],
+    sentinel_set: SentinelSet,
+    processes: Processes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The master is SIGKILLed; once Sentinel promotes the replica, a job submitted by the
-    same process runs on the same forking worker, and a delayed one is handed over by the
-    same scheduler: no process restarted, no client rebuilt."""
+    same process runs on the same worker, and a delayed one is handed over by the same
+    scheduler: no process restarted, no client rebuilt."""
     monkeypatch.setenv("POPCORN_REDIS_URL", sentinel_set.url)
     reset_settings()
     jobs.reset_redis()
     try:
         processes.env["POPCORN_REDIS_URL"] = sentinel_set.url
-        worker = processes.start("worker", log=sentinel_set.root / "worker.log")
+        worker = processes.start("worker", *worker_args, log=sentinel_set.root / "worker.log")
         scheduler = processes.start("scheduler", log=sentinel_set.root / "scheduler.log")
         first = _submit("core.echo", arguments={"n": 1})
         wait_until(lambda: _job(first).status == "finished", timeout=30)
         assert str(worker.pid) in _job(first).worker
 
+        # A command waiting on the master when it dies is sent again to the new one.
+        waited: list[Any] = []
+        already = _blocked_clients(sentinel_set.master_port)  # the idle worker's pop
+        blocked = threading.Thread(
+            target=lambda: waited.append(_blpop_or_error(jobs.get_redis(), "popcorn:nothing"))
+        )
+        blocked.start()
+        wait_until(lambda: _blocked_clients(sentinel_set.master_port) > already, timeout=10)
         sentinel_set.servers["master"].send_signal(signal.SIGKILL)
         sentinel_set.servers["master"].wait()
         wait_until(lambda: sentinel_set.master_port_now() == sentinel_set.replica_port, timeout=30)
@@ -228,6 +252,8 @@ def test_jobs_keep_running_through_a_sentinel_failover(
         assert str(worker.pid) in _job(second).worker
         assert str(worker.pid) in _job(delayed).worker
         assert worker.poll() is None and scheduler.poll() is None
+        blocked.join(timeout=30)
+        assert waited == [None]  # the pop timed out on the new master, no ConnectionError
         # the process's own client now talks to the promoted replica
         assert jobs.get_redis().info("server")["tcp_port"] == sentinel_set.replica_port
     finally:

@@ -24,7 +24,7 @@ from popcorn.db import on_commit, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
-from popcorn.redis_urls import is_sentinel_url, sentinel_client
+from popcorn.redis_urls import is_sentinel_url
 
 if TYPE_CHECKING:
     import redis  # imported where used: a CLI listing jobs never talks to Redis
@@ -127,7 +127,7 @@ def get_redis() -> redis.Redis:
     """This process's client of the installation's Redis: every use of Redis goes through it.
 
     A `redis+sentinel://` URL gives a client of the current master that follows a failover
-    (see `popcorn.redis_urls`)."""
+    (see `popcorn.jobs.sentinel`)."""
     import redis
 
     url = get_settings().redis_url
@@ -136,6 +136,8 @@ def get_redis() -> redis.Redis:
         client = _clients.get(key)
         if client is None:
             if url and is_sentinel_url(url):
+                from popcorn.jobs.sentinel import sentinel_client
+
                 client = sentinel_client(url, socket_timeout=10, socket_connect_timeout=5)
             elif url:
                 client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
