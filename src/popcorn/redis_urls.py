@@ -1,8 +1,8 @@
 """Redis URLs: plain ones for redis-py, and `redis+sentinel://` for a Sentinel-managed Redis.
 
 redis-py finds and follows the master through Sentinel (`Sentinel.master_for`) but has no
-URL form for it, and Popcorn takes one setting per installation. The form is the one
-RedisVL, Prefect and the Redis-Sentinel-Url package read:
+URL form for it, and Popcorn takes one setting per installation. The scheme is the one
+RedisVL, Prefect and the Redis-Sentinel-Url package use:
 
     redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
         [?sentinel_password=...&sentinel_username=...]
