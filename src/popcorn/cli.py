@@ -136,7 +136,7 @@ def _one_line(exc: BaseException) -> str:
         parts = []
         for error in exc.errors()[:5]:
             where = ".".join(str(p) for p in error["loc"]) or "input"
-            parts.append(f"{where}: {error['msg']}")
+            parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
         return "invalid input: " + "; ".join(parts)
     return str(exc) or type(exc).__name__
 

@@ -15,7 +15,9 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from popcorn.redis_urls import check_redis_url, mask_redis_url
 
 SECRET_FILE_NAME = "secret_key"
 PRIVATE_DIR = 0o700
@@ -64,7 +66,11 @@ class Settings(BaseModel):
 
     home: Path = Field(default=Path(".popcorn"), description="Where embedded data lives.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite if unset.")
-    redis_url: str | None = Field(default=None, description="Redis URL; embedded Redis if unset.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://, rediss://, unix://, or redis+sentinel://host:26379,"
+        "host2:26379/service/db for a Sentinel-managed Redis); embedded Redis if unset.",
+    )
     secret_key: str | None = Field(default=None, description="Signs sessions, encrypts secrets.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest request body.")
     job_timeout: int = Field(default=600, description="Default job timeout in seconds.")
@@ -172,6 +178,12 @@ class Settings(BaseModel):
         "write certificates and keys. Empty: none.",
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, value: str | None) -> str | None:
+        """A wrong Redis URL stops every process at start, in one line, not at first use."""
+        return check_redis_url(value) if value else None
+
     def __init__(self, **values: Any) -> None:
         names = type(self).model_fields
         super().__init__(**{**_toml_values(names), **_environment_values(names), **values})
@@ -207,7 +219,7 @@ class Settings(BaseModel):
             value = getattr(self, name)
             shown[name] = str(value) if isinstance(value, Path) else value
         shown["database_url"] = _mask_url(self.effective_database_url)
-        shown["redis_url"] = _mask_url(self.redis_url) if self.redis_url else "embedded"
+        shown["redis_url"] = mask_redis_url(self.redis_url) if self.redis_url else "embedded"
         shown["secret_key"] = "********" if self.secret_key else "generated (in home)"
         shown["config_file"] = str(config_file_path() or "")
         return shown

@@ -24,6 +24,7 @@ from popcorn.db import on_commit, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.jobs.models import QUEUES, JobRecord
 from popcorn.jobs.registry import get_task
+from popcorn.redis_urls import is_sentinel_url
 
 if TYPE_CHECKING:
     import redis  # imported where used: a CLI listing jobs never talks to Redis
@@ -123,6 +124,10 @@ def restart_embedded_redis(*, timeout: float = 30.0) -> None:
 
 
 def get_redis() -> redis.Redis:
+    """This process's client of the installation's Redis: every use of Redis goes through it.
+
+    A `redis+sentinel://` URL gives a client of the current master that follows a failover
+    (see `popcorn.jobs.sentinel`)."""
     import redis
 
     url = get_settings().redis_url
@@ -130,7 +135,11 @@ def get_redis() -> redis.Redis:
     with _redis_lock:
         client = _clients.get(key)
         if client is None:
-            if url:
+            if url and is_sentinel_url(url):
+                from popcorn.jobs.sentinel import sentinel_client
+
+                client = sentinel_client(url, socket_timeout=10, socket_connect_timeout=5)
+            elif url:
                 client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
             else:
                 client = redis.Redis(

@@ -42,6 +42,8 @@ log = logging.getLogger("popcorn.jobs")
 
 # How long the command thread blocks on one read: the longest a stop waits for it.
 PUBSUB_READ_SECONDS = 1.0
+# What a Redis that is away (killed, restarting, failing over) raises.
+REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # rq's worker heartbeat (its own liveness in Redis, not a job's) at most this often.
 WORKER_BEAT_SECONDS = 1.0
 
@@ -178,7 +180,29 @@ class _BetweenJobs:
         from popcorn.jobs import worker as run
 
         run.store_deferred_outcomes()
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+        wait = 0.5
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+            except REDIS_AWAY as exc:
+                # rq waits out a Redis that is away only inside its blocking pop; its "idle"
+                # write before it, and heartbeat after it, end the worker. A Sentinel
+                # failover (or a restart) that outlasts the client's retries is waited out.
+                if self._stop_requested:  # type: ignore[attr-defined]
+                    return None
+                self.log.error(
+                    "Worker %s: Redis is away (%s); again in %.1f s", self.name, exc, wait
+                )
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)  # type: ignore[attr-defined]
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """rq's check, except that a Redis that is away is no reason to end the worker: the
+        dequeue that follows waits for it."""
+        try:
+            super().check_for_suspension(burst)  # type: ignore[misc]
+        except REDIS_AWAY:
+            self.log.warning("Worker %s: Redis is away; not checking for suspension", self.name)
 
     def _next_waiting_job(self) -> Any:
         """The first job waiting on this worker's queues, or None (Redis errors included:
@@ -194,7 +218,7 @@ class _BetweenJobs:
                 serializer=self.serializer,
                 death_penalty_class=self.death_penalty_class,
             )
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_AWAY:
             return None
         if found is not None:
             job, queue = found
