@@ -362,14 +362,17 @@ less swayed by other work on the machine than the rates ("x CPU": bare rq's over
 
 The authenticated route costs a token lookup (SHA-256 + indexed query) per request, the audit
 context, request id, and metrics; the ratio is what those layers cost. Each Popcorn job also
-costs three small SQLite transactions (the record written at enqueue, the claim, the result),
-which the bare rq baseline does not have; that record is what lets a job survive a lost worker
-or a lost Redis. Bare rq's `SimpleWorker` spends {1000 / rq_inproc.steady:.1f} ms on an echo job
-here, Popcorn's in-process worker {1000 / pop_inproc.steady:.1f} ms. Popcorn's worker does less
+has a record in SQLite, which the bare rq baseline does not have: written at enqueue, then
+claimed and finished by the worker (a busy worker stores a job's result in the same transaction
+as its next claim, over one connection it keeps; rq holds the result meanwhile); that record is
+what lets a job survive a lost worker or a lost Redis. Bare rq's `SimpleWorker` spends
+{1000 / rq_inproc.steady:.2f} ms on an echo job here, Popcorn's in-process worker
+{1000 / pop_inproc.steady:.2f} ms. Popcorn's worker does less
 of rq's own per-job bookkeeping than bare rq's: rq's worker heartbeat goes out in one round trip
 at most once a second (rq sends it three times per job, three commands each), an unchanged
-worker state is not written again, and a burst worker serving several queues takes its next job
-in one call (rq asks "alerts", empty here, then the job's queue). A forking Popcorn worker claims
+worker state is not written again, "idle" is not written between two jobs, and a burst worker
+serving several queues takes its next job in one call (rq asks "alerts", empty here, then the
+job's queue). A forking Popcorn worker claims
 the record before the fork and stores the outcome after its work horse has exited, over the
 worker's own database connection: the horse runs the task and writes its outcome to a file, and
 opens the database only when its task does (an echo job does not). Before the first job, from
