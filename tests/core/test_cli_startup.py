@@ -410,6 +410,35 @@ def test_a_command_is_found_reading_only_the_modules_that_can_declare_it(
         assert len(parsed) < len(clispec.cli_modules()) // 2, (name, parsed)
 
 
+def test_running_a_plainly_declared_group_parses_no_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`popcorn inventory …` finds its module from a line `@click.group("inventory")`,
+    without parsing the CLI modules; the module is the one parsing would find, for every
+    command so declared, and other commands are still found by parsing."""
+    from popcorn.cli import RootGroup
+
+    everything = cli.specs()
+    plain = {name: RootGroup(name="popcorn")._declared_group(name) for name in everything}
+    assert plain["inventory"] == "popcorn.inventory.cli"
+    for name, module in plain.items():
+        assert module is None or module == everything[name].module, name
+    parsed: list[str] = []
+    real = clispec.parse_module
+
+    def counting(source: str, module: str) -> list[clispec.Spec]:
+        parsed.append(module)
+        return real(source, module)
+
+    monkeypatch.setattr(clispec, "parse_module", counting)
+    root = RootGroup(name="popcorn")
+    command = root.get_command(click.Context(root), "inventory")
+    assert isinstance(command, click.Group) and parsed == []
+    other = next(name for name, module in plain.items() if module is None)
+    assert root.get_command(click.Context(root), other) is not None
+    assert parsed
+
+
 # What no list needs, whatever its domain: pydantic-settings' settings sources, an HTTP or
 # Redis client, and (on the embedded SQLite database) SQLAlchemy's PostgreSQL dialect.
 LIST_NEVER = {"pydantic_settings", "redis", "httpx", "sqlalchemy.dialects.postgresql"}
