@@ -149,6 +149,7 @@ def main() -> None:
             ["inventory", "devices", "--json"],
             [str(bare), "devices", "--json"],
         ),
+        "`inventory list sites` (list)": (["inventory", "list", "sites"], [str(bare), "devices"]),
         "`jobs list` (list)": (["jobs", "list"], [str(bare), "devices"]),
         "`events list` (list)": (["events", "list"], [str(bare), "devices"]),
         "`devicelab devices` (list)": (["devicelab", "devices"], [str(bare), "devices"]),
@@ -219,24 +220,26 @@ and prints them with rich: the floor for a Python CLI doing that work.{before_no
 domain, nor SQLAlchemy or the settings (the first-use schema check is armed only when a
 command runs), including commands a group takes from another module (`inventory`'s IPAM
 commands) and groups that list by default. A command parses only the CLI modules whose text
-can declare its name, then imports its own domain's CLI and services only. A list imports no
-other domain, no Flask app, no Redis or HTTP client, no scipy, pandas or matplotlib, no rich
-when it prints `--json`, and on SQLite not SQLAlchemy's PostgreSQL dialect (its JSON columns
-pick JSONB when a PostgreSQL engine uses them; tests/core/test_cli_startup.py holds this).
-An inventory list also leaves out its own domain's write side: file formats and YAML, the
-device-type library, reports, cable traces and the IPAM service with its rules and schemas
-load in the commands that use them. Pydantic schemas build their validators when first used
+can declare its name (none when a line declares it, `@click.group("name")`), then imports
+its own domain's CLI and services only. A list imports no other domain, no Flask app, no
+Redis or HTTP client, no scipy, pandas or matplotlib, no rich when it prints `--json`, and
+on SQLite not SQLAlchemy's PostgreSQL dialect (its JSON columns pick JSONB when a PostgreSQL
+engine uses them; tests/core/test_cli_startup.py holds this). An inventory list also leaves
+out its own domain's write side: it reads through `inventory.filters`, so the inventory
+service with the audit log and the outbox, the input schemas, file formats and YAML, the
+device-type library, reports, cable traces, and IPAM's service, schemas and tables load in
+the commands that use them. Pydantic schemas build their validators when first used
 (`defer_build`), so a list builds the one or two it prints, not every schema of its domain;
 the settings are a plain pydantic model that reads `POPCORN_*` and `popcorn.toml` itself
 (pydantic-settings loaded a dozen settings sources). What a list still pays beyond the bare
 program is SQLAlchemy's ORM (about 50 ms of import CPU on top of SQLAlchemy Core, and the
-mappers' configuration), pydantic (about 40 ms), and its domain's models and service
-modules. Signals, traffic and certificate lists read through light listing modules, without
-numpy, pyarrow or `cryptography`; the inventory list, the slowest, still imports its write
-side (audit, outbox, bulk types, input schemas) and IPAM's models with its own. Both Popcorn
-columns run with cached bytecode, as an installed package does. The API app imports every
-domain's views (each process of `popcorn up` does), but not scipy, pandas, matplotlib,
-boto3 or httpx, which load in the functions that use them.
+mappers' configuration), pydantic (about 40 ms), and its domain's models and read modules.
+Signals, traffic and certificate lists read through light listing modules, without numpy,
+pyarrow or `cryptography`; the inventory list maps its own nineteen tables (not IPAM's). A
+table's cells go to rich as text, not markup to parse. Both Popcorn columns run with cached
+bytecode, as an installed package does. The API app imports every domain's views (each
+process of `popcorn up` does), but not scipy, pandas, matplotlib, boto3 or httpx, which load
+in the functions that use them.
 """
     print(md)
     write_result("cli", md)

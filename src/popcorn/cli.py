@@ -73,15 +73,19 @@ def output(
         shown = {"items": data} if isinstance(data, list) else data
         click.echo(json.dumps(shown, indent=2, default=str))
         return
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
+    # Data (and a title, which may name an object) goes in as `Text`, never read as markup
+    # or emoji codes: a name holding `[bold]` or `:fire:` prints as stored, and no cell is
+    # parsed.
+    shown_title = None if title is None else Text(title, style="table.title")
     if isinstance(data, dict) and columns is None:
-        table = Table(show_header=False, title=title, box=None)
+        table = Table(show_header=False, title=shown_title, box=None)
         table.add_column(style="bold cyan")
         table.add_column()
         for key, value in data.items():
-            table.add_row(escape(str(key)), escape(cell(value, str(key))))
+            table.add_row(Text(str(key)), Text(cell(value, str(key))))
         _console(False).print(table)
         return
     rows = data if isinstance(data, list) else [data]
@@ -89,11 +93,11 @@ def output(
         _console(False).print("[dim]nothing found[/dim]")
         return
     columns = list(columns or rows[0].keys())
-    table = Table(title=title, header_style="bold")
+    table = Table(title=shown_title, header_style="bold")
     for column in columns:
-        table.add_column(escape(column))
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*(escape(cell(row.get(column), column)) for column in columns))
+        table.add_row(*(Text(cell(row.get(column), column)) for column in columns))
     _console(False).print(table)
 
 

@@ -77,7 +77,10 @@ def load_models() -> None:
     import popcorn.machines
     import popcorn.outbox  # noqa: F401
 
-    _each("models")
+    for module in _each("models"):
+        # a domain keeping tables in more than one module names the others
+        for name in getattr(module, "TABLE_MODULES", ()):
+            importlib.import_module(name)
 
 
 def load_plugins() -> None:

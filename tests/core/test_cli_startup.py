@@ -89,6 +89,20 @@ INVENTORY_WRITE_SIDE = {
     "popcorn.inventory.ipam.schemas",
 }
 
+# Nor does it load what `inventory.service` brings for changes (the audit log, the outbox,
+# the service itself), the input schemas a change validates against, or IPAM's tables: a
+# DCIM list reads through `inventory.filters`, with or without `--json`.
+INVENTORY_LIST_SKIPS = {
+    "popcorn.inventory.service",
+    "popcorn.audit",
+    "popcorn.outbox",
+    "popcorn.inventory.schemas.inputs",
+    "popcorn.inventory.ipam.models",
+    "popcorn.inventory.ipam.reads",
+    "popcorn.inventory.bulk.batch",
+    "popcorn.inventory.bulk.write",
+}
+
 
 # Listing series reads their catalog table: not the samples, their Parquet store or their
 # parsers, and neither pyarrow nor the numerical stack.
@@ -140,8 +154,16 @@ EVENT_PROCESSING = {
 @pytest.mark.parametrize(
     ("args", "domain", "unneeded"),
     [
-        (["inventory", "devices", "--json"], "inventory", INVENTORY_WRITE_SIDE),
-        (["inventory", "sites", "--json"], "inventory", INVENTORY_WRITE_SIDE),
+        (
+            ["inventory", "devices", "--json"],
+            "inventory",
+            INVENTORY_WRITE_SIDE | INVENTORY_LIST_SKIPS,
+        ),
+        (
+            ["inventory", "sites", "--json"],
+            "inventory",
+            INVENTORY_WRITE_SIDE | INVENTORY_LIST_SKIPS,
+        ),
         (["jobs", "list", "--json"], None, set()),
         (["signals", "series", "--json"], "signals", SIGNALS_SAMPLES_SIDE),
         (["traffic", "plans", "--json"], "traffic", TRAFFIC_ENGINES),
@@ -179,6 +201,65 @@ def test_a_list_loads_only_its_own_domain(
         if name.split(".")[:2] in ([["popcorn", d] for d in DOMAINS + EXTRAS if d != domain])
     }
     assert not others, sorted(others)
+
+
+@pytest.fixture
+def one_device() -> None:
+    """A site with one device, so the tables below have a row to print."""
+    from popcorn.db import session_scope
+    from popcorn.inventory import service
+
+    with session_scope() as session:
+        for otype, data in [
+            ("manufacturer", {"name": "Netflix", "slug": "netflix"}),
+            ("device_model", {"manufacturer": "netflix", "model": "OCA", "slug": "oca"}),
+            ("site", {"code": "ams1", "name": "Amsterdam 1"}),
+            (
+                "device",
+                {"name": "oca-1", "role": "storage-appliance", "model": "oca", "site": "ams1"},
+            ),
+        ]:
+            service.create_object(session=session, otype=otype, data=data)
+
+
+@pytest.mark.parametrize(
+    ("args", "shows", "unneeded"),
+    [
+        (["inventory", "devices"], "oca-1", INVENTORY_WRITE_SIDE | INVENTORY_LIST_SKIPS),
+        (
+            ["inventory", "list", "sites"],
+            "1 of 1 sites",
+            INVENTORY_WRITE_SIDE | INVENTORY_LIST_SKIPS,
+        ),
+        # a device model's rows carry its templates: their schemas (`devicetypes`) load
+        (["inventory", "models", "--json"], '"oca"', INVENTORY_LIST_SKIPS),
+    ],
+    ids=["inventory devices", "inventory list sites", "inventory models"],
+)
+def test_an_inventory_table_leaves_out_the_write_side(
+    one_device: None, args: list[str], shows: str, unneeded: set[str]
+) -> None:
+    """As a table too (and by `list TYPE`, which asks IPAM only about names DCIM does not
+    know): no write side, no IPAM service or tables."""
+    modules = _imported(args, shows=shows)
+    assert not modules & unneeded, sorted(modules & unneeded)
+
+
+def test_inventory_types_load_their_input_schemas_when_asked() -> None:
+    """The object types name their input schemas; a list never imports them, a change finds
+    each by that name."""
+    probe = (
+        "import sys\n"
+        "from popcorn.inventory.bulk import TYPES\n"
+        "from popcorn.schemas import Schema\n"
+        "assert 'popcorn.inventory.schemas.inputs' not in sys.modules\n"
+        "for t in TYPES.values():\n"
+        "    assert issubclass(t.schema, Schema) and t.schema.__name__ == t.schema_name, t\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", _groups())
@@ -327,6 +408,35 @@ def test_a_command_is_found_reading_only_the_modules_that_can_declare_it(
         found = RootGroup(name="popcorn")._spec(name)
         assert found is not None and found.module == spec.module, name
         assert len(parsed) < len(clispec.cli_modules()) // 2, (name, parsed)
+
+
+def test_running_a_plainly_declared_group_parses_no_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`popcorn inventory …` finds its module from a line `@click.group("inventory")`,
+    without parsing the CLI modules; the module is the one parsing would find, for every
+    command so declared, and other commands are still found by parsing."""
+    from popcorn.cli import RootGroup
+
+    everything = cli.specs()
+    plain = {name: RootGroup(name="popcorn")._declared_group(name) for name in everything}
+    assert plain["inventory"] == "popcorn.inventory.cli"
+    for name, module in plain.items():
+        assert module is None or module == everything[name].module, name
+    parsed: list[str] = []
+    real = clispec.parse_module
+
+    def counting(source: str, module: str) -> list[clispec.Spec]:
+        parsed.append(module)
+        return real(source, module)
+
+    monkeypatch.setattr(clispec, "parse_module", counting)
+    root = RootGroup(name="popcorn")
+    command = root.get_command(click.Context(root), "inventory")
+    assert isinstance(command, click.Group) and parsed == []
+    other = next(name for name, module in plain.items() if module is None)
+    assert root.get_command(click.Context(root), other) is not None
+    assert parsed
 
 
 # What no list needs, whatever its domain: pydantic-settings' settings sources, an HTTP or

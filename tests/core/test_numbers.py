@@ -61,18 +61,21 @@ def test_cli_tables_print_data_not_markup_and_json_keeps_raw_values() -> None:
     import click
 
     rows = [
-        {"id": 1, "diff": {"batch_id": ["a", "b"], "note": "[bold]x[/bold]"}, "took_ms": 926.35}
+        {"id": 1, "diff": {"batch_id": ["a", "b"], "note": "[bold]x[/bold]"}, "took_ms": 926.35},
+        {"id": 2, "diff": ":fire:", "took_ms": None},
     ]
 
     @click.command()
     @click.option("--json", "as_json", is_flag=True)
     def show(as_json: bool) -> None:
-        output(rows, as_json=as_json, columns=["id", "diff", "took_ms"])
+        output(rows, as_json=as_json, columns=["id", "diff", "took_ms"], title="[red]r1[/red]")
 
     runner = CliRunner()
     table = runner.invoke(show, [], terminal_width=200).output
     assert 'batch_id: ["a", "b"]' in table
     assert "[bold]x[/bold]" in table
+    assert ":fire:" in table  # no emoji code is read in data either
+    assert "[red]r1[/red]" in table  # nor markup in a title, which may name an object
     assert "926 ms" in table
     raw = json.loads(runner.invoke(show, ["--json"]).output)
     assert raw == {"items": rows}  # raw values, and one shape for every list

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from popcorn.audit import AuditRead
 from popcorn.cli import json_option, output, parse_kv, progress, with_actor
 from popcorn.db import session_scope
 from popcorn.errors import InvalidInput
+from popcorn.inventory import filters
 from popcorn.inventory import schemas as s
-from popcorn.inventory import service
 from popcorn.inventory.bulk import TYPES, BatchResult, resolve_type
 from popcorn.inventory.ipam import cli as ipam_cli
 from popcorn.inventory.ipam.cli import cable, next_ip, next_prefix, primary_ip, uncable
+
+if TYPE_CHECKING:
+    from popcorn.inventory.service import LibraryImport
+
+# The lists (`devices`, `sites`, `models`, `list`) read through `filters`, the inventory's
+# read side; `service` (with the audit log, the outbox and the change machinery) loads in
+# the commands that change or look up one thing, so a list never pays for the write side.
 
 COLUMNS: dict[str, list[str]] = {
     "custom_field": ["id", "object_type", "name", "type", "required"],
@@ -102,6 +108,8 @@ def import_command(
     a broken file is skipped and named, and the command then exits 1.
     `--strict` makes the library all or nothing too.
     """
+    from popcorn.inventory import service
+
     bar = progress(None, "reading")
     task = bar.tasks[0].id
 
@@ -135,7 +143,7 @@ def import_command(
         sys.exit(1)
 
 
-def _print_library(found: service.LibraryImport, as_json: bool) -> None:
+def _print_library(found: LibraryImport, as_json: bool) -> None:
     if as_json:
         output(found.as_dict(), as_json=True)
     else:
@@ -208,6 +216,8 @@ def export_command(
     otypes: tuple[str, ...], fmt: str, path: Path | None, filters: tuple[str, ...]
 ) -> None:
     """Export in the import format; with one --type, FILTERS (site=ams1 …) apply."""
+    from popcorn.inventory import service
+
     args = {k: str(v) for k, v in parse_kv(filters).items()}
     with session_scope(readonly=True) as session:
         if path is None:
@@ -223,17 +233,24 @@ def export_command(
 
 
 def _list(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
-    """List any inventory type by name: an IPAM, circuit or power type goes to its CLI."""
-    if ipam_cli.handles(otype):
+    """List any inventory type by name: an IPAM, circuit or power type goes to its CLI.
+
+    DCIM names are tried first (no IPAM name is one of them): asking IPAM loads its
+    service, which a list of sites or devices has no use for."""
+    try:
+        dcim = resolve_type(otype)
+    except InvalidInput:
+        if not ipam_cli.handles(otype):
+            raise
         ipam_cli.list_objects(otype, args, limit, as_json)
         return
-    _list_dcim(resolve_type(otype), args, limit, as_json)
+    _list_dcim(dcim, args, limit, as_json)
 
 
 def _list_dcim(otype: str, args: dict[str, Any], limit: int, as_json: bool) -> None:
-    """List a DCIM type (`TYPES`) without loading the IPAM service."""
+    """List a DCIM type (`TYPES`) through the read side: no IPAM service, no write side."""
     with session_scope(readonly=True) as session:
-        page = service.list_objects(session=session, otype=otype, args={**args, "limit": limit})
+        page = filters.list_objects(session=session, otype=otype, args={**args, "limit": limit})
     if as_json:
         output(page, as_json=True)
         return
@@ -327,6 +344,8 @@ def models_command(
 @json_option
 def show_command(device: str, as_json: bool) -> None:
     """A device with its components, interfaces, ports and bays."""
+    from popcorn.inventory import service
+
     with session_scope(readonly=True) as session:
         found = service.get_device(session=session, ref=device)
         data: dict[str, Any] = {
@@ -371,6 +390,8 @@ def _trace_end(end: dict[str, Any]) -> str:
 @json_option
 def trace_command(device: str, name: str, kind: str, as_json: bool) -> None:
     """Follow the cables from DEVICE's interface NAME to the far end."""
+    from popcorn.inventory import service
+
     with session_scope(readonly=True) as session:
         path = service.trace(session=session, device=device, name=name, kind=kind)
     if as_json:
@@ -403,6 +424,8 @@ def trace_command(device: str, name: str, kind: str, as_json: bool) -> None:
 @with_actor
 def create_command(otype: str, fields: tuple[str, ...], as_json: bool) -> None:
     """Create one object: `popcorn inventory create device name=r1 role=router model=mx204 …`."""
+    from popcorn.inventory import service
+
     if ipam_cli.handles(otype):
         ipam_cli.create(otype, parse_kv(fields), as_json)
         return
@@ -419,6 +442,8 @@ def create_command(otype: str, fields: tuple[str, ...], as_json: bool) -> None:
 @with_actor
 def update_command(otype: str, ref: str, fields: tuple[str, ...], as_json: bool) -> None:
     """Change fields of one object (by id or natural key)."""
+    from popcorn.inventory import service
+
     if ipam_cli.handles(otype):
         ipam_cli.update(otype, ref, parse_kv(fields), as_json)
         return
@@ -435,6 +460,8 @@ def update_command(otype: str, ref: str, fields: tuple[str, ...], as_json: bool)
 @with_actor
 def delete_command(otype: str, refs: tuple[str, ...]) -> None:
     """Delete objects (all or nothing); a device takes its parts and cables with it."""
+    from popcorn.inventory import service
+
     if ipam_cli.handles(otype):
         ipam_cli.delete(otype, list(refs))
         return
@@ -451,6 +478,8 @@ def delete_command(otype: str, refs: tuple[str, ...]) -> None:
 @with_actor
 def status_command(device: str, status: str, reason: str, as_json: bool) -> None:
     """Move a device along its lifecycle (planned, staged, active, maintenance, failed, …)."""
+    from popcorn.inventory import service
+
     with session_scope() as session:
         found = service.set_device_status(session=session, ref=device, status=status, reason=reason)
         data = service.read_one(session=session, otype="device", obj=found)
@@ -465,6 +494,8 @@ def status_command(device: str, status: str, reason: str, as_json: bool) -> None
 @with_actor
 def fail_command(device: str, component: str, reason: str, as_json: bool) -> None:
     """Mark a component (id, name or serial) of DEVICE failed."""
+    from popcorn.inventory import service
+
     with session_scope() as session:
         part = service.mark_component_failed(
             session=session, device=device, component=component, reason=reason
@@ -484,6 +515,8 @@ def fail_command(device: str, component: str, reason: str, as_json: bool) -> Non
 @json_option
 def report_command(name: str, by: str | None, within_days: int, as_json: bool) -> None:
     """Counts, capacity, components near end of life, devices with failed components."""
+    from popcorn.inventory import service
+
     with session_scope(readonly=True) as session:
         if name == "counts":
             by = by or "site"
@@ -510,6 +543,9 @@ def report_command(name: str, by: str | None, within_days: int, as_json: bool) -
 @json_option
 def history_command(otype: str, ref: str, as_json: bool) -> None:
     """The change history of one object."""
+    from popcorn.audit import AuditRead
+    from popcorn.inventory import service
+
     with session_scope(readonly=True) as session:
         rows = [
             AuditRead.model_validate(r).model_dump(mode="json")
@@ -531,6 +567,8 @@ def history_command(otype: str, ref: str, as_json: bool) -> None:
 @with_actor
 def journal_command(otype: str, ref: str, comments: str | None, kind: str, as_json: bool) -> None:
     """Show an object's journal, or add a note to it with --add."""
+    from popcorn.inventory import service
+
     with session_scope() as session:
         if comments:
             service.add_journal(session=session, otype=otype, ref=ref, comments=comments, kind=kind)

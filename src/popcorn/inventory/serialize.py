@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from popcorn.inventory import models as m
 from popcorn.inventory.bulk import TYPES
-from popcorn.inventory.ipam import reads as ipam_reads
 
 LABELS: dict[str, Any] = {
     "region": m.Region.slug,
@@ -243,6 +242,10 @@ def _port(session: Session, rows: list[dict[str, Any]], names: Names) -> list[di
 
 
 def _link(session: Session, rows: list[dict[str, Any]], names: Names) -> list[dict[str, Any]]:
+    # a cable may end on a circuit termination or a power feed: IPAM's tables load here,
+    # not with every list
+    from popcorn.inventory.ipam import reads as ipam_reads
+
     for side in ("a", "b"):
         for end_type in ("interface", "port"):
             ends = names.load(

@@ -28,7 +28,7 @@ class ObjectType:
     name: str
     plural: str
     model: Any
-    schema: type[BaseModel]
+    schema_name: str  # its input schema, in `schemas` (or `schemas.groups`)
     label: str
 
     @property
@@ -36,27 +36,34 @@ class ObjectType:
         table: Table = self.model.__table__
         return table
 
+    @property
+    def schema(self) -> type[BaseModel]:
+        """The input schema, looked up when first wanted: the input schemas load with the
+        first change or import, not with a list."""
+        found: type[BaseModel] = getattr(gs, self.schema_name, None) or getattr(s, self.schema_name)
+        return found
+
 
 TYPES: dict[str, ObjectType] = {
     t.name: t
     for t in (
-        ObjectType("custom_field", "custom_fields", m.CustomField, s.CustomFieldIn, "custom field"),
-        ObjectType("region", "regions", m.Region, s.RegionIn, "region"),
+        ObjectType("custom_field", "custom_fields", m.CustomField, "CustomFieldIn", "custom field"),
+        ObjectType("region", "regions", m.Region, "RegionIn", "region"),
         ObjectType(
-            "manufacturer", "manufacturers", m.Manufacturer, s.ManufacturerIn, "manufacturer"
+            "manufacturer", "manufacturers", m.Manufacturer, "ManufacturerIn", "manufacturer"
         ),
-        ObjectType("site_group", "site_groups", m.SiteGroup, gs.SiteGroupIn, "site group"),
-        ObjectType("site", "sites", m.Site, s.SiteIn, "site"),
-        ObjectType("location", "locations", m.Location, gs.LocationIn, "location"),
-        ObjectType("rack", "racks", m.Rack, s.RackIn, "rack"),
-        ObjectType("device_model", "device_models", m.DeviceModel, s.DeviceModelIn, "device model"),
-        ObjectType("module_type", "module_types", m.ModuleType, s.ModuleTypeIn, "module type"),
-        ObjectType("device", "devices", m.Device, s.DeviceIn, "device"),
-        ObjectType("bay", "bays", m.Bay, s.BayIn, "bay"),
-        ObjectType("component", "components", m.Component, s.ComponentIn, "component"),
-        ObjectType("interface", "interfaces", m.Interface, s.InterfaceIn, "interface"),
-        ObjectType("port", "ports", m.Port, s.PortIn, "port"),
-        ObjectType("link", "links", m.Link, s.LinkIn, "link"),
+        ObjectType("site_group", "site_groups", m.SiteGroup, "SiteGroupIn", "site group"),
+        ObjectType("site", "sites", m.Site, "SiteIn", "site"),
+        ObjectType("location", "locations", m.Location, "LocationIn", "location"),
+        ObjectType("rack", "racks", m.Rack, "RackIn", "rack"),
+        ObjectType("device_model", "device_models", m.DeviceModel, "DeviceModelIn", "device model"),
+        ObjectType("module_type", "module_types", m.ModuleType, "ModuleTypeIn", "module type"),
+        ObjectType("device", "devices", m.Device, "DeviceIn", "device"),
+        ObjectType("bay", "bays", m.Bay, "BayIn", "bay"),
+        ObjectType("component", "components", m.Component, "ComponentIn", "component"),
+        ObjectType("interface", "interfaces", m.Interface, "InterfaceIn", "interface"),
+        ObjectType("port", "ports", m.Port, "PortIn", "port"),
+        ObjectType("link", "links", m.Link, "LinkIn", "link"),
     )
 }
 ORDER = list(TYPES)

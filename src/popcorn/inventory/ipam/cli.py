@@ -13,11 +13,10 @@ import click
 
 from popcorn.cli import output, parse_kv, with_actor
 from popcorn.db import session_scope
-from popcorn.inventory.ipam.reads import human_rate
 from popcorn.numbers import quantity
 
-# The IPAM service (its rules and schemas) loads inside the commands that use it, so
-# `popcorn inventory devices` and the other DCIM commands never pay for it.
+# The IPAM service (its rules and schemas) and IPAM's tables load inside the commands that
+# use them, so `popcorn inventory devices` and the other DCIM commands never pay for them.
 
 COLUMNS: dict[str, list[str]] = {
     "rir": ["id", "name", "slug", "is_private"],
@@ -46,6 +45,8 @@ def handles(otype: str) -> bool:
 
 def _human(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Figures with units for people; `--json` keeps the raw numbers."""
+    from popcorn.inventory.ipam.reads import human_rate
+
     shown = []
     for row in rows:
         row = dict(row)

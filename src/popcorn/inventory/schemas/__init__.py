@@ -10,6 +10,8 @@ from here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from popcorn.inventory.schemas.choices import (
     AIRFLOWS,
     BAY_KINDS,
@@ -29,25 +31,6 @@ from popcorn.inventory.schemas.choices import (
     SITE_STATUSES,
     TRANSITIONS,
     WEIGHT_UNITS,
-)
-from popcorn.inventory.schemas.inputs import (
-    AgentHeartbeat,
-    BayIn,
-    ComponentFailure,
-    ComponentIn,
-    CustomFieldIn,
-    DeviceIn,
-    DeviceModelIn,
-    InterfaceIn,
-    JournalIn,
-    LinkIn,
-    ManufacturerIn,
-    ModuleTypeIn,
-    PortIn,
-    RackIn,
-    RegionIn,
-    SiteIn,
-    StatusChange,
 )
 from popcorn.inventory.schemas.reads import (
     BayRead,
@@ -96,6 +79,63 @@ from popcorn.inventory.schemas.values import (
     UHeight,
     Watts,
 )
+
+if TYPE_CHECKING:
+    from popcorn.inventory.schemas.inputs import (
+        AgentHeartbeat,
+        BayIn,
+        ComponentFailure,
+        ComponentIn,
+        CustomFieldIn,
+        DeviceIn,
+        DeviceModelIn,
+        InterfaceIn,
+        JournalIn,
+        LinkIn,
+        ManufacturerIn,
+        ModuleTypeIn,
+        PortIn,
+        RackIn,
+        RegionIn,
+        SiteIn,
+        StatusChange,
+    )
+
+# The input schemas load on first use (`__getattr__`): a list reads and prints, and never
+# builds what a change or an import validates against.
+_INPUTS = frozenset(
+    {
+        "AgentHeartbeat",
+        "BayIn",
+        "ComponentFailure",
+        "ComponentIn",
+        "CustomFieldIn",
+        "DeviceIn",
+        "DeviceModelIn",
+        "InterfaceIn",
+        "JournalIn",
+        "LinkIn",
+        "ManufacturerIn",
+        "ModuleTypeIn",
+        "PortIn",
+        "RackIn",
+        "RegionIn",
+        "SiteIn",
+        "StatusChange",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Load an input schema (`_INPUTS`) from `inputs` when first asked for."""
+    if name not in _INPUTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from popcorn.inventory.schemas import inputs
+
+    value = getattr(inputs, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AIRFLOWS",
