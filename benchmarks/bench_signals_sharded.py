@@ -166,7 +166,7 @@ def on_workers(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--signals", type=int, default=100_000)
+    parser.add_argument("--signals", type=int, default=16_000)
     parser.add_argument("--chunk-size", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=2, help="Runs of each; the best counts.")
     parser.add_argument(

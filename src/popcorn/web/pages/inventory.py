@@ -35,6 +35,12 @@ def _listing(
     return page
 
 
+def _read(session: Session, otype: str, ref: str) -> dict[str, Any]:
+    """One object as its detail page shows it (by id, or what its type is known by)."""
+    obj = service.get_object(session=session, otype=otype, ref=ref)
+    return service.read_one(session=session, otype=otype, obj=obj)
+
+
 @bp.get("/inventory")
 def inventory() -> Any:
     """The old address of the device list: it moved to its own URL."""
@@ -105,11 +111,7 @@ def inventory_sites() -> Any:
 def inventory_site(ref: str) -> str:
     offset = _offset(request.args)
     with session_scope(readonly=True) as session:
-        site = service.read_one(
-            session=session,
-            otype="site",
-            obj=service.get_object(session=session, otype="site", ref=ref),
-        )
+        site = _read(session, "site", ref)
         devices = _listing(session, "device", {"site": site["code"]}, 100, offset)
         locations = _listing(session, "location", {"site": site["code"]}, PARTS_LIMIT)
         location_counts = service.location_counts(session=session, site_ids=[site["id"]])

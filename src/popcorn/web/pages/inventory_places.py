@@ -16,7 +16,7 @@ from popcorn.errors import PopcornError
 from popcorn.inventory import service
 from popcorn.inventory.schemas.groups import LOCATION_STATUSES
 from popcorn.web import helpers
-from popcorn.web.pages.inventory import PARTS_LIMIT, _listing, _offset
+from popcorn.web.pages.inventory import PARTS_LIMIT, _listing, _offset, _read
 from popcorn.web.views import bp
 
 LIMIT = 100  # rows on one page of a list
@@ -50,11 +50,7 @@ def inventory_site_group(ref: str) -> str:
     """A site group (by id, slug or name): its sub-groups and the sites in it or below it."""
     offset = _offset(request.args)
     with session_scope(readonly=True) as session:
-        group = service.read_one(
-            session=session,
-            otype="site_group",
-            obj=service.get_object(session=session, otype="site_group", ref=ref),
-        )
+        group = _read(session, "site_group", ref)
         ident = str(group["id"])
         children = _listing(session, "site_group", {"parent_id": ident}, PARTS_LIMIT)
         sites = _listing(session, "site", {"site_group_id": ident}, LIMIT, offset)
@@ -107,11 +103,7 @@ def inventory_location(ref: str) -> str:
     """A location (by id): its sub-locations, and the racks and devices in it or below it."""
     offset = _offset(request.args)
     with session_scope(readonly=True) as session:
-        location = service.read_one(
-            session=session,
-            otype="location",
-            obj=service.get_object(session=session, otype="location", ref=ref),
-        )
+        location = _read(session, "location", ref)
         ident = str(location["id"])
         children = _listing(session, "location", {"parent_id": ident}, PARTS_LIMIT)
         racks = _listing(session, "rack", {"location_id": ident}, PARTS_LIMIT)
