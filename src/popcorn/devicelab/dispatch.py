@@ -168,11 +168,7 @@ def queue_window(
                 LabExecution.run_id.in_(runs[build_id]),
                 runs_on,
             )
-            .order_by(
-                LabExecution.candidate_count,
-                LabExecution.expected_duration_s.desc(),
-                LabExecution.id,
-            )
+            .order_by(*scheduling.QUEUE_ORDER)
             .limit(slots)
             .with_for_update(skip_locked=True)
         ).all()

@@ -30,6 +30,14 @@ from popcorn.listing import ListParams, PageResult, filter_clauses, paginate
 from popcorn.lookup import get_by_id
 from popcorn.outbox import emit
 
+# The order a device takes queued executions in (fewest candidate devices, longest first), the
+# order of the queue's index: adoption and dispatch both read it.
+QUEUE_ORDER = (
+    LabExecution.candidate_count,
+    LabExecution.expected_duration_s.desc(),
+    LabExecution.id,
+)
+
 CALLBACK_TASK = "devicelab.callback"
 SWEEP_TASK = "devicelab.sweep"
 RUN_FILTERS = {"status": LabRun.status, "build_id": LabRun.build_id, "suite": LabRun.suite}
@@ -324,11 +332,7 @@ def adopt(*, session: Session, device: LabDevice) -> int:
                 LabExecution.run_id.in_(builds[build_id]),
                 not_yet,
             )
-            .order_by(
-                LabExecution.candidate_count,
-                LabExecution.expected_duration_s.desc(),
-                LabExecution.id,
-            )
+            .order_by(*QUEUE_ORDER)
             .limit(ADOPT_PAGE)
         )
         page = session.execute(queue).all()
