@@ -230,7 +230,7 @@ def main() -> None:
     lines = [
         "## Bolt agent",
         "",
-        f"Measured {dt.date.today()} on {machine()} ({watch.note()}), revision {git_revision()}.",
+        f"Measured {dt.date.today()} on {machine()}; {watch.note()}; revision {git_revision()}.",
         f"`.venv/bin/python benchmarks/bench_agent.py{' --quick' if options.quick else ''}`",
         "",
         "Agent as its own process on loopback, mutual TLS (ECDSA P-256, TLS 1.3), audit log on. "

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import random
 import shutil
 import sys
@@ -31,20 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import LoadWatch, drop_schema, fresh_schema, machine
+
 RESULTS = Path(__file__).parent / "results" / "certificates-scan.md"
 INTERVALS = (30, 15, 7, 1)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
 def populate(url: str, rows: int, now: dt.datetime) -> None:
@@ -159,7 +149,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
         "--database-url",
-        help="A PostgreSQL URL to measure there instead (its public schema is reset!)",
+        help="A PostgreSQL URL to measure there instead (in new schemas, dropped after)",
     )
     args = parser.parse_args()
 
@@ -176,13 +166,12 @@ def main() -> None:
     scenarios = [("first run", now), ("next day", now + dt.timedelta(days=1))]
     scenarios.append(("same day again", scenarios[-1][1]))
     timings: dict[str, dict[str, tuple[float, int]]] = {"popcorn": {}, "naive": {}}
+    schemas: list[str] = []
+    watch = LoadWatch()
     try:
-        if args.database_url:
-            from sqlalchemy import create_engine, text
-
-            url = normalize_database_url(args.database_url)
-            targets = {"popcorn": url, "naive": url}
-            engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        if args.database_url:  # each side in a new schema of its own, dropped at the end
+            schemas = [fresh_schema(args.database_url) for _ in range(2)]
+            targets = {"popcorn": schemas[0], "naive": schemas[1]}
         else:
             base = home / "base.db"
             base_url = f"sqlite:///{base}"
@@ -198,9 +187,7 @@ def main() -> None:
         for name, scan in (("popcorn", popcorn_scan), ("naive", naive_scan)):
             url = targets[name]
             if args.database_url:
-                with engine.connect() as conn:
-                    conn.execute(text("DROP SCHEMA public CASCADE"))
-                    conn.execute(text("CREATE SCHEMA public"))
+                url = normalize_database_url(url)
                 dispose_engines()
                 upgrade(url)
                 populate(url, args.rows, now)
@@ -210,7 +197,10 @@ def main() -> None:
                 print(f"{name:8s} {label:15s} {seconds:7.3f} s  {sent:6d} warnings")
     finally:
         dispose_engines()
+        for schema in schemas:
+            drop_schema(schema)
         shutil.rmtree(home, ignore_errors=True)
+    watch.stop()
 
     for label, _ in scenarios:
         assert timings["popcorn"][label][1] == timings["naive"][label][1], label
@@ -218,10 +208,7 @@ def main() -> None:
     section = [
         f"### {database}",
         "",
-        f"Measured {now:%Y-%m-%d} on {machine()}, {args.rows:,} certificates "
-        "(shared machine: other work was running"
-        + (", and on the shared PostgreSQL server" if args.database_url else "")
-        + ").",
+        f"Measured {now:%Y-%m-%d} on {machine()}, {args.rows:,} certificates; {watch.note()}.",
         "",
         "| scan | warnings sent | Popcorn (set-based SQL) | per-row Python loop | speed-up |",
         "|---|---:|---:|---:|---:|",

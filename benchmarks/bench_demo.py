@@ -1,5 +1,5 @@
-"""`popcorn demo`: how long the world, the platform, the story and the stop take, beside another
-checkout's demo (the baseline: the same demo before a change) in the same run.
+"""`popcorn demo`: how long the world, the platform, the story and the stop take; with `--before`,
+beside another checkout's demo (the same demo before a change) in the same run.
 
 Run: .venv/bin/python benchmarks/bench_demo.py [--fast] [--before /path/to/other/src]
 (figures go to results/demo.md). Each run gets its own POPCORN_HOME and port; the runs are
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_result
+from common import git_revision, machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -85,12 +85,22 @@ def main() -> None:
         for name, r in runs.items()
     ]
     size = "`--fast` (4 sites, 60 devices)" if args.fast else "full (30 sites, 2,000 devices)"
+    if args.before:
+        compared = (
+            'One run each, one after the other, in the same session; "before" is the checkout'
+            f" given with `--before` ({args.before}, revision {git_revision(Path(args.before))}:"
+            " the demo before the changes measured here)."
+        )
+    else:
+        compared = (
+            "No baseline: nothing else plays this walkthrough, and this run compared no other"
+            " checkout (`--before /path/to/other/src` adds one, run in the same session)."
+        )
     md = f"""## Demo
 
-Machine: {machine()}. World: {size}, embedded defaults (SQLite, embedded Redis). One run each,
-one after the other, in the same session; "before" is the checkout given with `--before` (the
-demo before the changes measured here). Load is the highest load average seen during the
-run (above the core count, other work competed and slowed every figure).
+Machine: {machine()}; revision {git_revision()}. World: {size}, embedded defaults (SQLite,
+embedded Redis). {compared} Load is the highest load average seen during the run (above the
+core count, other work competed and slowed every figure).
 
 | demo | world built | platform up | story | to the summary | stop | wall clock | load |
 |---|---:|---:|---:|---:|---:|---:|---:|

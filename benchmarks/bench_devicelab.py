@@ -42,7 +42,7 @@ from typing import Any
 from popcorn.devicelab import placement, prediction
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, write_result
 from devicelab_queue import deep_queue
 
 
@@ -308,6 +308,7 @@ def main() -> None:
         help="PostgreSQL for the deep queue too (its public schema is dropped)",
     )
     options = parser.parse_args()
+    watch = LoadWatch()
     depth, counts = (5000, (100, 5)) if options.quick else (50_000, (600, 12))
     deep = [("SQLite", deep_queue(depth, None, window=counts[0], full=counts[1]))]
     if options.database_url:
@@ -326,7 +327,7 @@ def main() -> None:
     single = platform_path(*size, batched=False)
     path = platform_path(*size, batched=True)
     sel = selection(*((40, 4, 40) if options.quick else (120, 8, 90)))
-    load = os.getloadavg()
+    watch.stop()
 
     def row(name: str, r: dict[str, float]) -> str:
         return (
@@ -339,8 +340,7 @@ def main() -> None:
     lines = [
         "## Device lab: a simulated day, and test selection",
         "",
-        f"Machine: {machine()}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-        f"(shared); revision {git_revision()}.",
+        f"Machine: {machine()}; revision {git_revision()}; {watch.note()}.",
         "",
         f"### One lab day: {total:,} tests, {agents} device agents, {n_builds} builds",
         "",
@@ -362,8 +362,8 @@ def main() -> None:
         "",
         "Assigned and reported through the app's signed agent endpoints (Flask test client: "
         "in process, no network; SQLite); every test passes at once, so this is the "
-        "service's own cost per test. The machine is shared: CPU time (this process's) is "
-        "the figure to compare, wall time moves with the other load.",
+        "service's own cost per test. CPU time (this process's) is the figure to compare; "
+        "wall time moves with any other load on the machine.",
         "",
         "| agent protocol | executions | requests | CPU time | assignments per CPU second "
         "| wall time | assignments/s (wall) |",

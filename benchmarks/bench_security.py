@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, write_result
 
 ACCOUNT = "123456789012"
 
@@ -263,16 +263,12 @@ def repo_bench(usage: dict[str, dict[str, str]]) -> dict[str, Any]:
     return {"roles": len(usage), "seconds": time.perf_counter() - started, "removed": removed}
 
 
-def _header(load_before: float) -> str:
-    return (
-        f"Machine: {machine()}; revision {git_revision()}; SQLite; load average "
-        f"{load_before:.1f} before,\n{os.getloadavg()[0]:.1f} after (shared machine: other work "
-        "ran during the run)."
-    )
+def _header(watch: LoadWatch) -> str:
+    return f"Machine: {machine()}; revision {git_revision()}; SQLite;\n{watch.note()}."
 
 
 def poll_part(resources: int) -> None:
-    load_before = os.getloadavg()[0]
+    watch = LoadWatch()
     with tempfile.TemporaryDirectory(prefix="popcorn-bench-security-") as home:
         _env(home)
         poll = poll_bench(resources)
@@ -298,7 +294,7 @@ def poll_part(resources: int) -> None:
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
     md = f"""## Security: poll and audit of an account
 
-{_header(load_before)}
+{_header(watch)}
 
 One account in a moto server (real boto3 HTTP calls) holding {poll["resources"]:,} resources:
 security groups (one in ten open to 0.0.0.0/0 on SSH), IAM roles trusted by another account
@@ -318,7 +314,7 @@ attribute.
 def trail_part(records: int, roles: int, per_file: int, trail_dir: str, processes: int) -> None:
     from popcorn.security import sample
 
-    load_before = os.getloadavg()[0]
+    watch = LoadWatch()
     with tempfile.TemporaryDirectory(prefix="popcorn-bench-security-") as home:
         _env(home)
         folder = Path(trail_dir) if trail_dir else Path(home) / "trail"
@@ -384,7 +380,7 @@ def trail_part(records: int, roles: int, per_file: int, trail_dir: str, processe
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
     md = f"""## Security: CloudTrail usage and repo computation
 
-{_header(load_before)}
+{_header(watch)}
 
 A year of CloudTrail logs for {roles:,} roles: {duck["records"]:,} records in
 {len(paths):,} gzip files of {per_file:,} records as AWS writes them ({size_mb:,.0f} MiB,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import git_revision, machine, write_result
+from common import drop_schema, fresh_schema, git_revision, machine, write_result
 
 PYTHON = sys.executable
 STEPS = ["Layout", "Animation", "FX", "Lighting", "Comp"]
@@ -241,21 +241,15 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-studio-"))
     env = {**os.environ, "POPCORN_HOME": str(work / "home"), "POPCORN_LOG_LEVEL": "WARNING"}
     env.pop("POPCORN_DATABASE_URL", None)
-    if args.database_url:
-        env["POPCORN_DATABASE_URL"] = args.database_url
+    schema = fresh_schema(args.database_url) if args.database_url else None
+    if schema:  # a new schema of its own, dropped at the end
+        env["POPCORN_DATABASE_URL"] = schema
     os.environ.update(env)
     from popcorn.config import reset_settings
 
     reset_settings()
-    from popcorn.db import get_engine, upgrade
+    from popcorn.db import dispose_engines, get_engine, upgrade
 
-    if args.database_url:
-        from sqlalchemy import text
-
-        with get_engine().connect() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-            conn.commit()
     upgrade()
     backend = get_engine().dialect.name
     print(f"working in {work} on {backend}, scale {args.scale}", flush=True)
@@ -382,6 +376,9 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+        if schema:
+            dispose_engines()
+            drop_schema(schema)
 
     result = {
         "backend": backend,

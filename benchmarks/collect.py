@@ -38,9 +38,9 @@ INTRO = """# Benchmarks
 Each benchmark compares Popcorn against the baseline a user would pick instead, in the same run,
 and prints the ratio. Run one with `.venv/bin/python benchmarks/bench_<name>.py` or all with
 `make bench`; each writes its figures to `results/<name>.md`, and
-`.venv/bin/python benchmarks/collect.py` assembles this page. The machine is a 2-core VM shared
-with other work; sections measured since the load was recorded give the load average before and
-after (above 2, other work was competing and the figures are rougher). Where a baseline cannot
+`.venv/bin/python benchmarks/collect.py` assembles this page. The machine is a 2-core VM that
+may be shared with other work; each section gives the load average it was measured at (above 2,
+other work was competing and the figures are rougher). Where a baseline cannot
 run here and a published figure is quoted instead, the section says so and gives the source,
 apart from its measured rows; a weaker baseline, when one is shown, is named as such beside the
 real one.

@@ -37,10 +37,15 @@ def write_result(name: str, markdown: str) -> Path:
     return path
 
 
-def git_revision() -> str:
+def git_revision(where: Path | None = None) -> str:
+    """The checkout's short revision (this one's, or the one holding `where`)."""
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=where,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from common import drop_schema, fresh_schema
+
 FAMILY = "tv-deep"
 DEVICES = 200
 BUILDS = 5
@@ -93,14 +95,7 @@ def install(depth: int, database_url: str | None) -> None:
     """A fresh installation with the fleet and `depth` queued executions in one family."""
     os.environ["POPCORN_HOME"] = tempfile.mkdtemp(prefix="devicelab-deep-")
     os.environ["POPCORN_DEVICELAB_OFFLINE_S"] = "86400"  # no device goes silent mid-run
-    if database_url:
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+    if database_url:  # a new schema of its own, dropped by `deep_queue` at the end
         os.environ["POPCORN_DATABASE_URL"] = database_url
     else:
         os.environ.pop("POPCORN_DATABASE_URL", None)
@@ -207,7 +202,15 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
 
 def deep_queue(depth: int, database_url: str | None, *, window: int, full: int) -> dict[str, Any]:
     """Both ways on one installation: `window` beats of the service, `full` of the baseline."""
-    install(depth, database_url)
-    ours = beats(window, None)
-    base = beats(full, full_read_take)
+    schema = fresh_schema(database_url) if database_url else None
+    try:
+        install(depth, schema)
+        ours = beats(window, None)
+        base = beats(full, full_read_take)
+    finally:
+        if schema:
+            from popcorn.db import dispose_engines
+
+            dispose_engines()
+            drop_schema(schema)
     return {"ours": ours, "base": base, "depth": depth, "load": os.getloadavg()[0]}
