@@ -209,6 +209,18 @@ def dialect_insert(session: Session, model: Any) -> Any:
     return sqlite_insert(model)
 
 
+def put_setting(session: Session, model: Any, name: str, value: Any) -> None:
+    """Store one row of a domain's settings table (`name` key, `value`, `updated_at`) as an
+    upsert, so two first writers at the same moment never collide on the key."""
+    now = utcnow()
+    stmt = dialect_insert(session, model).values(name=name, value=value, updated_at=now)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": now}
+        )
+    )
+
+
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` once this session's transaction has committed (never on rollback, nor
     when the savepoint it was registered in is rolled back; releasing one runs nothing)."""

@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.context import current_actor
-from popcorn.db import session_scope, utcnow
+from popcorn.db import dialect_insert, session_scope, utcnow
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.events import actions
 from popcorn.events.formats import Event, EventFormatError, parse_body
 from popcorn.events.models import ActionRun, EventRecord, MatchRecord, Setting
 from popcorn.events.rulebook import CompiledRules, active_rules, rate_state, rule_context
-from popcorn.events.settings import dialect_insert, ensure_retention_schedule
+from popcorn.events.settings import ensure_retention_schedule
 from popcorn.events.templating import TemplateError
 from popcorn.outbox import DomainEvent
 

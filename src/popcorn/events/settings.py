@@ -14,9 +14,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from popcorn import jobs
+from popcorn import db, jobs
 from popcorn.audit import record_change, recording_update
-from popcorn.db import dialect_insert, utcnow
+from popcorn.db import utcnow
 from popcorn.errors import Conflict, InvalidInput
 from popcorn.events.actions import MAX_HOPS
 from popcorn.events.models import ActionRun, EventRecord, IncidentEvent, MatchRecord, Setting
@@ -31,14 +31,7 @@ def get_setting(session: Session, name: str, default: Any) -> Any:
 
 
 def put_setting(session: Session, name: str, value: Any) -> None:
-    """Upsert, so concurrent first writers never collide on the primary key."""
-    now = utcnow()
-    stmt = dialect_insert(session, Setting).values(name=name, value=value, updated_at=now)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": now}
-        )
-    )
+    db.put_setting(session, Setting, name, value)
 
 
 def get_settings_view(*, session: Session) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change, recording_update
-from popcorn.db import session_scope, utcnow
+from popcorn.db import put_setting, session_scope, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.signals import store
 from popcorn.signals.catalog import from_ms
@@ -23,7 +23,7 @@ COMPACT_EVERY_SECONDS = 120  # a steady sender's small objects are merged within
 
 
 def _setting(session: Session, name: str, default: Any) -> Any:
-    row = session.get(Setting, name)
+    row = session.get(Setting, name, populate_existing=True)
     return default if row is None else row.value
 
 
@@ -40,12 +40,7 @@ def set_retention(*, session: Session, days: int) -> dict[str, Any]:
         return get_settings_view(session=session)
 
     with recording_update(session, "signals_settings", None, view, object_id="retention"):
-        row = session.get(Setting, "retention_days")
-        if row is None:
-            session.add(Setting(name="retention_days", value=days, updated_at=utcnow()))
-        else:
-            row.value = days
-            row.updated_at = utcnow()
+        put_setting(session, Setting, "retention_days", days)
     ensure_retention_schedule(session=session)
     return get_settings_view(session=session)
 

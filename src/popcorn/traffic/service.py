@@ -29,10 +29,11 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from popcorn.audit import recording_update
+from popcorn.db import put_setting
 from popcorn.errors import InvalidInput
 from popcorn.traffic import models as m
 from popcorn.traffic.health import check_spec
@@ -92,7 +93,8 @@ def read_table(content: bytes | str, *, name: str, filename: str = "") -> list[d
 
 def get_settings_view(*, session: Session) -> dict[str, Any]:
     """Every traffic setting with its effective value (stored, else the default)."""
-    stored = {row.name: row.value for row in session.scalars(select(m.Setting))}
+    rows = session.scalars(select(m.Setting).execution_options(populate_existing=True))
+    stored = {row.name: row.value for row in rows}
     return {name: stored.get(name, default) for name, default in SETTINGS.items()}
 
 
@@ -110,14 +112,10 @@ def update_settings(*, session: Session, changes: Mapping[str, Any]) -> dict[str
 
     with recording_update(session, "traffic_settings", None, view, object_id="traffic"):
         for name, value in changes.items():
-            row = session.get(m.Setting, name)
             if value is None:
-                if row is not None:
-                    session.delete(row)
-            elif row is None:
-                session.add(m.Setting(name=name, value=value))
+                session.execute(delete(m.Setting).where(m.Setting.name == name))
             else:
-                row.value = value
+                put_setting(session, m.Setting, name, value)
     return get_settings_view(session=session)
 
 
