@@ -106,6 +106,16 @@ _makers: dict[tuple[str, bool], sessionmaker[Session]] = {}
 _lock = threading.Lock()
 
 
+def _new_locks_after_fork() -> None:
+    """A child forked while another thread held one of these locks would wait on it forever
+    (a work horse forked during its worker's heartbeat did, until the job timed out)."""
+    global _lock, _schema_lock
+    _lock, _schema_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -150,10 +150,19 @@ def analysis_jobs() -> list[jobs.JobRecord]:
         return found
 
 
+def ended(analysis_id: int) -> dict[str, Any] | None:
+    """The analysis once it has ended, or once one of its jobs failed (as the API shows it)."""
+    with session_scope(readonly=True) as session:
+        analysis = service.get_analysis(session=session, analysis_id=analysis_id)
+        failure = service.job_failure(session=session, analysis=analysis)
+        data = service.analysis_dict(analysis)
+    if failure:
+        return {**data, "status": "failed", "error": failure}
+    return data if data["status"] in ("finished", "failed") else None
+
+
 def wait_finished(analysis_id: int) -> dict[str, Any]:
-    done = wait_until(
-        lambda: (d := load(analysis_id))["status"] in ("finished", "failed") and d, timeout=300
-    )
+    done: dict[str, Any] = wait_until(lambda: ended(analysis_id), timeout=300)
     assert done["status"] == "finished", done["error"]
     return done
 

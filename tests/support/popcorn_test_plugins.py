@@ -130,3 +130,20 @@ def alert(log: str) -> dict[str, Any]:
     with open(log, "a") as fh:
         fh.write(f"{time.time()}\n")
     return {"handled": True}
+
+
+@task("test.writes", retries=0, timeout=60)
+def writes() -> dict[str, Any]:
+    """A job whose work horse writes to the database: its progress."""
+    report_progress(1, 1, message="written")
+    return {"written": True}
+
+
+# POPCORN_TEST_BEAT_SECONDS="<seconds>": the worker's heartbeat thread beats this often
+# (a tight beat makes a fork during a heartbeat write likely rather than rare).
+BEAT_ENV = "POPCORN_TEST_BEAT_SECONDS"
+
+if os.environ.get(BEAT_ENV):
+    from popcorn.jobs import worker as _job_worker
+
+    _job_worker.heartbeat_seconds = lambda: float(os.environ[BEAT_ENV])

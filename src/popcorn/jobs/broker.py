@@ -41,6 +41,15 @@ _clients: dict[str, redis.Redis] = {}
 _redis_lock = threading.Lock()
 
 
+def _new_lock_after_fork() -> None:
+    """A child forked while another thread held the lock would wait on it forever."""
+    global _redis_lock
+    _redis_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def embedded_redis_server() -> Any:
     """Start (or attach to) this installation's embedded Redis, kept in POPCORN_HOME."""
     global _embedded

@@ -208,6 +208,18 @@ def prepare_statements() -> None:
     _in_transaction(compile_all)
 
 
+# A work horse forked while its worker's heartbeat thread was writing inherited what that
+# thread held: on SQLite, the write lock of a transaction that will never end in the horse
+# (its first write then waited out the busy timeout and failed the job). The heartbeat
+# writes under this lock, and a fork waits until it is free.
+_no_fork_meanwhile = threading.Lock()
+os.register_at_fork(
+    before=_no_fork_meanwhile.acquire,
+    after_in_parent=_no_fork_meanwhile.release,
+    after_in_child=_no_fork_meanwhile.release,
+)
+
+
 class _Heartbeats:
     """One thread per process beats the heartbeat of every job running in it.
 
@@ -252,7 +264,7 @@ class _Heartbeats:
             if not ids:
                 continue
             try:
-                with get_engine().begin() as conn:
+                with _no_fork_meanwhile, get_engine().begin() as conn:
                     conn.execute(_BEAT, {"b_ids": ids, "b_now": utcnow()})
             except Exception:
                 log.warning("job heartbeat failed", exc_info=True)
