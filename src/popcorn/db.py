@@ -219,6 +219,13 @@ def dialect_insert(session: Session, model: Any) -> Any:
     return sqlite_insert(model)
 
 
+def get_setting(session: Session, model: Any, name: str, default: Any) -> Any:
+    """One value of a domain's settings table, read afresh (another writer's upsert may have
+    changed the row this session holds), or `default` when none is stored."""
+    row = session.get(model, name, populate_existing=True)
+    return default if row is None or row.value is None else row.value
+
+
 def put_setting(session: Session, model: Any, name: str, value: Any) -> None:
     """Store one row of a domain's settings table (`name` key, `value`, `updated_at`) as an
     upsert, so two first writers at the same moment never collide on the key."""

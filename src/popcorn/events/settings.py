@@ -26,8 +26,7 @@ RETENTION_SCHEDULE = "events.retention"
 
 
 def get_setting(session: Session, name: str, default: Any) -> Any:
-    row = session.get(Setting, name, populate_existing=True)
-    return default if row is None or row.value is None else row.value
+    return db.get_setting(session, Setting, name, default)
 
 
 def put_setting(session: Session, name: str, value: Any) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from popcorn import jobs
 from popcorn.audit import record_change, recording_update
-from popcorn.db import put_setting, session_scope, utcnow
+from popcorn.db import get_setting, put_setting, session_scope, utcnow
 from popcorn.errors import InvalidInput
 from popcorn.signals import store
 from popcorn.signals.catalog import from_ms
@@ -22,13 +22,12 @@ COMPACT_SCHEDULE = "signals.compact"
 COMPACT_EVERY_SECONDS = 120  # a steady sender's small objects are merged within minutes
 
 
-def _setting(session: Session, name: str, default: Any) -> Any:
-    row = session.get(Setting, name, populate_existing=True)
-    return default if row is None else row.value
-
-
 def get_settings_view(*, session: Session) -> dict[str, Any]:
-    return {"retention_days": int(_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))}
+    return {
+        "retention_days": int(
+            get_setting(session, Setting, "retention_days", DEFAULT_RETENTION_DAYS)
+        )
+    }
 
 
 def set_retention(*, session: Session, days: int) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def apply_retention(*, session: Session, now: datetime | None = None) -> dict[st
     Series left without samples are removed; the others get their first time and sample
     count from what remains. The objects are deleted once `session` commits.
     """
-    days = int(_setting(session, "retention_days", DEFAULT_RETENTION_DAYS))
+    days = int(get_setting(session, Setting, "retention_days", DEFAULT_RETENTION_DAYS))
     cutoff = store.cutoff_day(days, now)
     dropped, removed = store.drop_days_before(session, cutoff)
     cutoff_dt = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
