@@ -121,3 +121,37 @@ def test_the_latest_preset_keeps_one_version_per_entity(studio: Any, show: dict[
     ):  # fmt: skip
         error = studio.call("find", {"filters": [], **body}, role="viewer", status=422)["error"]
         assert error["details"]["field"] == field
+
+
+def test_an_order_two_links_away_pages_in_the_order_of_its_values(
+    studio: Any, show: dict[str, Any]
+) -> None:
+    """Tasks by their shot's sequence (desc), then their shot (asc), then their step: three
+    linked paths, two of them two links away, read page by page with the keyset cursor."""
+    studio.create(
+        "Task",
+        {"project": show["proj"], "content": "Model",
+         "entity": {"type": "Asset", "id": show["asset"]["id"]}},
+    )  # fmt: skip
+    paths = ["entity.Shot.sg_sequence.Sequence.code", "entity.Shot.code", "step.Step.code"]
+    order = [{"field_name": paths[0], "direction": "desc"}, {"field_name": paths[1]},
+             {"field_name": paths[2]}]  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        body = {"entity_type": "Task", "filters": [], "fields": paths, "order": order,
+                "limit": 3, "cursor": cursor}  # fmt: skip
+        found = studio.call("find", body, role="viewer")
+        seen.extend(found["items"])
+        cursor = found["next"]
+        if not cursor:
+            break
+    every = studio.find("Task", [], paths)
+    assert sorted(t["id"] for t in seen) == sorted(t["id"] for t in every)
+
+    ordered = sorted(every, key=lambda t: t["id"])
+    for path, descending in reversed(list(zip(paths, (True, False, False), strict=True))):
+        ordered.sort(key=lambda t, p=path: t[p] or "", reverse=descending)  # stable sorts
+        ordered.sort(key=lambda t, p=path: t[p] is None)  # NULLs last either way
+    assert [t["id"] for t in seen] == [t["id"] for t in ordered]
+    assert seen[0][paths[0]] == "SEQ020" and seen[-1][paths[0]] is None  # the asset's task

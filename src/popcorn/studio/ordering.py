@@ -1,9 +1,10 @@
 """Ordering, keyset cursors and ShotGrid's `additional_filter_presets` for `find`.
 
 `order` takes the entity's own fields and linked paths (`entity.Shot.code`,
-`sg_sequence.Sequence.code`); a linked path is a correlated scalar subquery, so the
-database orders by it without loading anything. NULLs sort last in both directions,
-the same on SQLite and PostgreSQL, and the entity id breaks ties.
+`sg_sequence.Sequence.code`); a linked path is an outer join to the linked entity (a
+link names one entity, so no row is repeated), which the database reads once per query
+rather than a lookup per candidate row. NULLs sort last in both directions, the same on
+SQLite and PostgreSQL, and the entity id breaks ties.
 
 A cursor is a keyset: the order values and id of the last row of the page, bound to the
 query's order and filters (a cursor from another query is refused). The next page is
@@ -19,7 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from popcorn.errors import InvalidInput
@@ -41,25 +43,40 @@ class Term:
     expr: Any
     leaf: Field
     descending: bool
+    joins: list[tuple[Any, ColumnElement[bool]]]  # (linked entity's alias, on), outer
 
 
-def _expression(ent: Entity, path: str, full: str, where: str, hops: int = 0) -> tuple[Any, Field]:
+def _expression(
+    ent: Entity, source: Any, path: str, full: str, where: str, hops: int = 0
+) -> tuple[Any, Field, list[tuple[Any, ColumnElement[bool]]]]:
+    """The column to order by, read from `source` (the entity's model or an alias of it),
+    and the outer joins that reach it."""
     parts = path.split(".")
     if len(parts) == 1:
         fld = ent.field(path)
         if fld.attr is None or fld.kind in {"multi_entity", "names", "entity"}:
             raise _bad(f"cannot order by {full!r}", full, where)
-        return query.column(ent, fld), fld
+        return getattr(source, fld.attr), fld, []
     fld = ent.field(parts[0])
     if (len(parts) < 3 or hops >= query.MAX_HOPS or fld.kind != "entity"
             or parts[1] not in fld.targets):  # fmt: skip
         raise _bad(f"{full}: not a linked field to order by", full, where)
     target = entity(parts[1])
-    inner, leaf = _expression(target, ".".join(parts[2:]), full, where, hops + 1)
-    sub = select(inner).where(target.model.id == query.column(ent, fld))
+    linked = aliased(target.model)
+    assert fld.attr is not None
+    on: ColumnElement[bool] = linked.id == getattr(source, fld.attr)
     if fld.type_attr is not None:
-        sub = sub.where(getattr(ent.model, fld.type_attr) == parts[1])
-    return sub.correlate(ent.model).scalar_subquery(), leaf
+        on = and_(on, getattr(source, fld.type_attr) == parts[1])
+    inner, leaf, joins = _expression(target, linked, ".".join(parts[2:]), full, where, hops + 1)
+    return inner, leaf, [(linked, on), *joins]
+
+
+def joined(stmt: Select[Any], chosen: list[Term]) -> Select[Any]:
+    """`stmt` with the outer joins its order terms read from."""
+    for term in chosen:
+        for linked, on in term.joins:
+            stmt = stmt.outerjoin(linked, on)
+    return stmt
 
 
 def terms(ent: Entity, order: Any) -> list[Term]:
@@ -76,8 +93,8 @@ def terms(ent: Entity, order: Any) -> list[Term]:
         direction = item.get("direction", "asc")
         if direction not in {"asc", "desc"}:
             raise _bad("direction is 'asc' or 'desc'", path, f"order[{i}]")
-        expr, leaf = _expression(ent, path, path, f"order[{i}]")
-        out.append(Term(path, expr, leaf, direction == "desc"))
+        expr, leaf, joins = _expression(ent, ent.model, path, path, f"order[{i}]")
+        out.append(Term(path, expr, leaf, direction == "desc", joins))
     return out
 
 

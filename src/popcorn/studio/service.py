@@ -96,7 +96,7 @@ def find(
         include_archived_projects=include_archived_projects,
     )
     chosen = ordering.terms(ent, order)
-    stmt = stmt.where(*ordering.presets(ent, additional_filter_presets))
+    stmt = ordering.joined(stmt, chosen).where(*ordering.presets(ent, additional_filter_presets))
     parts = {
         "filters": filters,
         "order": order,
@@ -129,9 +129,9 @@ def find(
         following = _encode_cursor({"after": rows[-1].id})
     elif more:
         last = rows[-1].id
-        values = session.execute(
-            select(*(t.expr for t in chosen)).where(ent.model.id == last)
-        ).one()
+        of_last = select(*(t.expr for t in chosen)).select_from(ent.model)
+        of_last = ordering.joined(of_last, chosen).where(ent.model.id == last)
+        values = session.execute(of_last).one()
         following = ordering.encode(ent, parts, list(values), last)
     return {"items": query.render(session, ent, rows, wanted), "next": following}
 
