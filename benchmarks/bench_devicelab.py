@@ -72,7 +72,7 @@ def builds(
     l1 = [d for d, c in fleet.items() if c["drm_level"] == "L1"]
     weights = [8.0 if i % 10 == 0 else 1.0 for i in range(n_builds)]
     scale = total / sum(weights)
-    out = []
+    out: list[dict[str, Any]] = []
     for i, w in enumerate(weights):
         size = max(1, round(w * scale))
         arrive = 0.0 if i == 0 else rng.uniform(0, 16 * 3600)

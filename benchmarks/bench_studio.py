@@ -63,7 +63,7 @@ def build(scale: float) -> dict[str, Any]:
     versions_per_shot = 50
     rng = random.Random(7)
     now = utcnow()
-    counts = {"sequences": 0, "shots": 0, "tasks": 0, "versions": 0}
+    counts: dict[str, int] = {"sequences": 0, "shots": 0, "tasks": 0, "versions": 0}
     started = time.perf_counter()
     with session_scope() as session:
         project = m.StudioProject(name="Bench Show", created_by="bench")
@@ -149,10 +149,12 @@ def build(scale: float) -> dict[str, Any]:
         counts["versions"] += len(versions)
         if s % 20 == 19:
             print(f"  {counts} in {time.perf_counter() - started:.0f}s", flush=True)
-    counts["seconds"] = round(time.perf_counter() - started, 1)
-    counts["project_id"] = pid
-    counts["sequence_codes"] = [f"SEQ{(s + 1) * 10:04d}" for s in range(n_seq)]
-    return counts
+    return {
+        **counts,
+        "seconds": round(time.perf_counter() - started, 1),
+        "project_id": pid,
+        "sequence_codes": [f"SEQ{(s + 1) * 10:04d}" for s in range(n_seq)],
+    }
 
 
 def orm_loop(project_id: int, sequence: str) -> list[dict[str, Any]]:
