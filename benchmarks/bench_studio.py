@@ -243,9 +243,9 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-studio-"))
     env = {**os.environ, "POPCORN_HOME": str(work / "home"), "POPCORN_LOG_LEVEL": "WARNING"}
     env.pop("POPCORN_DATABASE_URL", None)
-    schema = fresh_schema(args.database_url) if args.database_url else None
-    if schema:  # a new schema of its own, dropped at the end
-        env["POPCORN_DATABASE_URL"] = schema
+    url = fresh_schema(args.database_url) if args.database_url else None
+    if url:  # a new schema of its own, dropped at the end
+        env["POPCORN_DATABASE_URL"] = url
     os.environ.update(env)
     from popcorn.config import reset_settings
 
@@ -378,9 +378,9 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
-        if schema:
+        if url:
             dispose_engines()
-            drop_schema(schema)
+            drop_schema(url)
 
     result = {
         "backend": backend,

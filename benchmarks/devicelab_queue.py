@@ -204,15 +204,15 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
 
 def deep_queue(depth: int, database_url: str | None, *, window: int, full: int) -> dict[str, Any]:
     """Both ways on one installation: `window` beats of the service, `full` of the baseline."""
-    schema = fresh_schema(database_url) if database_url else None
+    url = fresh_schema(database_url) if database_url else None
     try:
-        install(depth, schema)
+        install(depth, url)
         ours = beats(window, None)
         base = beats(full, full_read_take)
     finally:
-        if schema:
+        if url:
             from popcorn.db import dispose_engines
 
             dispose_engines()
-            drop_schema(schema)
+            drop_schema(url)
     return {"ours": ours, "base": base, "depth": depth, "load": os.getloadavg()[0]}
