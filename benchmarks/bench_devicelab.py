@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("POPCORN_BENCH_DATABASE_URL", ""),
-        help="PostgreSQL for the deep queue too (its public schema is dropped)",
+        help="PostgreSQL for the deep queue too (in a new schema of its own, dropped after)",
     )
     options = parser.parse_args()
     watch = LoadWatch()
