@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import random
 import shutil
@@ -166,12 +167,12 @@ def main() -> None:
     scenarios = [("first run", now), ("next day", now + dt.timedelta(days=1))]
     scenarios.append(("same day again", scenarios[-1][1]))
     timings: dict[str, dict[str, tuple[float, int]]] = {"popcorn": {}, "naive": {}}
-    schemas: list[str] = []
+    schema_urls: list[str] = []
     watch = LoadWatch()
     try:
         if args.database_url:  # each side in a new schema of its own, dropped at the end
-            schemas = [fresh_schema(args.database_url) for _ in range(2)]
-            targets = {"popcorn": schemas[0], "naive": schemas[1]}
+            schema_urls = [fresh_schema(args.database_url) for _ in range(2)]
+            targets = {"popcorn": schema_urls[0], "naive": schema_urls[1]}
         else:
             base = home / "base.db"
             base_url = f"sqlite:///{base}"
@@ -192,13 +193,13 @@ def main() -> None:
                 upgrade(url)
                 populate(url, args.rows, now)
             for label, moment in scenarios:
-                timings[name][label] = timed(lambda u=url, m=moment, s=scan: s(u, m))  # type: ignore[misc]
+                timings[name][label] = timed(functools.partial(scan, url, moment))
                 seconds, sent = timings[name][label]
                 print(f"{name:8s} {label:15s} {seconds:7.3f} s  {sent:6d} warnings")
     finally:
         dispose_engines()
-        for schema in schemas:
-            drop_schema(schema)
+        for schema_url in schema_urls:
+            drop_schema(schema_url)
         shutil.rmtree(home, ignore_errors=True)
     watch.stop()
 

@@ -72,7 +72,7 @@ def builds(
     l1 = [d for d, c in fleet.items() if c["drm_level"] == "L1"]
     weights = [8.0 if i % 10 == 0 else 1.0 for i in range(n_builds)]
     scale = total / sum(weights)
-    out = []
+    out: list[dict[str, Any]] = []
     for i, w in enumerate(weights):
         size = max(1, round(w * scale))
         arrive = 0.0 if i == 0 else rng.uniform(0, 16 * 3600)
@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("POPCORN_BENCH_DATABASE_URL", ""),
-        help="PostgreSQL for the deep queue too (its public schema is dropped)",
+        help="PostgreSQL for the deep queue too (in a new schema of its own, dropped after)",
     )
     options = parser.parse_args()
     watch = LoadWatch()

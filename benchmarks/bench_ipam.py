@@ -47,7 +47,7 @@ from popcorn.inventory.ipam.rules import key
 def fill(session: Session, prefixes: int, per_prefix: int) -> tuple[int, int, int]:
     """Popcorn's tables and the inet baseline's, with the same rows. Returns ids to query."""
     now = utcnow()
-    container = ipaddress.ip_network("10.0.0.0/12")
+    container = ipaddress.IPv4Network("10.0.0.0/12")
     nets = list(container.subnets(new_prefix=24))[:prefixes]
     prefix_rows = [
         {

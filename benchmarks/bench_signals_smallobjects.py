@@ -17,6 +17,7 @@ Run: .venv/bin/python benchmarks/bench_signals_smallobjects.py [--quick]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -100,8 +101,8 @@ def main() -> None:
         wanted = prints[:k].tolist()
         assert popcorn(wanted) == baseline(wanted) == k * n_objects
         small[k] = (
-            best(3, lambda w=wanted: popcorn(w), lambda: None),
-            best(3, lambda w=wanted: baseline(w), lambda: None),
+            best(3, functools.partial(popcorn, wanted), lambda: None),
+            best(3, functools.partial(baseline, wanted), lambda: None),
         )
 
     started = time.perf_counter()
@@ -112,7 +113,7 @@ def main() -> None:
     for k in widths:
         wanted = prints[:k].tolist()
         assert popcorn(wanted) == k * n_objects
-        merged[k] = best(3, lambda w=wanted: popcorn(w), lambda: None)
+        merged[k] = best(3, functools.partial(popcorn, wanted), lambda: None)
 
     send(n_objects, 120)  # two minutes more of the sender
     started = time.perf_counter()
@@ -125,7 +126,7 @@ def main() -> None:
     for k in widths:
         wanted = prints[:k].tolist()
         assert popcorn(wanted) == k * (n_objects + 300)
-        waiting[k] = best(3, lambda w=wanted: popcorn(w), lambda: None)
+        waiting[k] = best(3, functools.partial(popcorn, wanted), lambda: None)
     watch.stop()
 
     hour = "an hour" if n_objects == 3600 else f"{n_objects // 60} minutes"

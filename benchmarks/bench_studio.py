@@ -63,7 +63,7 @@ def build(scale: float) -> dict[str, Any]:
     versions_per_shot = 50
     rng = random.Random(7)
     now = utcnow()
-    counts = {"sequences": 0, "shots": 0, "tasks": 0, "versions": 0}
+    counts: dict[str, int] = {"sequences": 0, "shots": 0, "tasks": 0, "versions": 0}
     started = time.perf_counter()
     with session_scope() as session:
         project = m.StudioProject(name="Bench Show", created_by="bench")
@@ -149,10 +149,12 @@ def build(scale: float) -> dict[str, Any]:
         counts["versions"] += len(versions)
         if s % 20 == 19:
             print(f"  {counts} in {time.perf_counter() - started:.0f}s", flush=True)
-    counts["seconds"] = round(time.perf_counter() - started, 1)
-    counts["project_id"] = pid
-    counts["sequence_codes"] = [f"SEQ{(s + 1) * 10:04d}" for s in range(n_seq)]
-    return counts
+    return {
+        **counts,
+        "seconds": round(time.perf_counter() - started, 1),
+        "project_id": pid,
+        "sequence_codes": [f"SEQ{(s + 1) * 10:04d}" for s in range(n_seq)],
+    }
 
 
 def orm_loop(project_id: int, sequence: str) -> list[dict[str, Any]]:
@@ -241,9 +243,9 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-studio-"))
     env = {**os.environ, "POPCORN_HOME": str(work / "home"), "POPCORN_LOG_LEVEL": "WARNING"}
     env.pop("POPCORN_DATABASE_URL", None)
-    schema = fresh_schema(args.database_url) if args.database_url else None
-    if schema:  # a new schema of its own, dropped at the end
-        env["POPCORN_DATABASE_URL"] = schema
+    url = fresh_schema(args.database_url) if args.database_url else None
+    if url:  # a new schema of its own, dropped at the end
+        env["POPCORN_DATABASE_URL"] = url
     os.environ.update(env)
     from popcorn.config import reset_settings
 
@@ -376,9 +378,9 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
-        if schema:
+        if url:
             dispose_engines()
-            drop_schema(schema)
+            drop_schema(url)
 
     result = {
         "backend": backend,

@@ -170,7 +170,7 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
         )
     original = dispatch.take_work
     if take is not None:
-        dispatch.take_work = take  # type: ignore[assignment]
+        dispatch.take_work = take
     with session_scope(readonly=True) as session:
         names = list(session.scalars(select(LabDevice.name).order_by(LabDevice.id)))
     held: dict[str, list[int]] = {name: [] for name in names}
@@ -181,6 +181,8 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
             name = names[beat % len(names)]
             with session_scope() as session:
                 device = session.scalar(select(LabDevice).where(LabDevice.name == name))
+                if device is None:
+                    raise LookupError(f"device {name} is gone")
                 results = [
                     AgentResult(execution=e, status="passed", duration_s=1.0) for e in held[name]
                 ]
@@ -188,7 +190,7 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
             held[name] = [a["execution"] for a in answer["assignments"]]
             assigned += len(held[name])
     finally:
-        dispatch.take_work = original  # type: ignore[assignment]
+        dispatch.take_work = original
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "beats": float(count),
@@ -202,15 +204,15 @@ def beats(count: int, take: Callable[..., list[Any]] | None) -> dict[str, float]
 
 def deep_queue(depth: int, database_url: str | None, *, window: int, full: int) -> dict[str, Any]:
     """Both ways on one installation: `window` beats of the service, `full` of the baseline."""
-    schema = fresh_schema(database_url) if database_url else None
+    url = fresh_schema(database_url) if database_url else None
     try:
-        install(depth, schema)
+        install(depth, url)
         ours = beats(window, None)
         base = beats(full, full_read_take)
     finally:
-        if schema:
+        if url:
             from popcorn.db import dispose_engines
 
             dispose_engines()
-            drop_schema(schema)
+            drop_schema(url)
     return {"ours": ours, "base": base, "depth": depth, "load": os.getloadavg()[0]}

@@ -275,7 +275,7 @@ def netbox_import(document: Path, sample: int, with_addresses: bool = True) -> d
                 m.NetboxId(netbox_model=model, netbox_id=pk, object_type=otype, object_id=ident)
             )
 
-        regions = {}
+        regions: dict[Any, int] = {}
         for pk, f in sorted(by_model["dcim.region"].items()):
             region = m.Region(slug=f["slug"], name=f["name"], parent_id=regions.get(f["parent"]))
             session.add(region)
