@@ -331,3 +331,53 @@ def failed_components(*, session: Session, limit: int = 1000) -> list[dict[str, 
         }
         for d in devices
     ]
+
+
+def devices_per_rack(*, session: Session, rack_ids: Iterable[int]) -> dict[int, int]:
+    """How many devices each of the given racks holds, mounted or not, in one grouped query;
+    a rack without devices is left out."""
+    ids = sorted(set(rack_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(m.Device.rack_id, func.count())
+        .where(m.Device.rack_id.in_(ids))
+        .group_by(m.Device.rack_id)
+    )
+    return {int(rack): int(n) for rack, n in rows if rack is not None}
+
+
+def rack_devices(*, session: Session, rack_id: int) -> list[dict[str, Any]]:
+    """The devices in a rack with what its elevation needs: position (the lowest U, or None
+    when not mounted), face, and their model's height in U and depth; highest first, then
+    the unmounted ones by name."""
+    rows = session.execute(
+        select(
+            m.Device.id,
+            m.Device.name,
+            m.Device.role,
+            m.Device.status,
+            m.Device.position,
+            m.Device.face,
+            m.DeviceModel.slug,
+            m.DeviceModel.u_height,
+            m.DeviceModel.is_full_depth,
+        )
+        .join(m.DeviceModel, m.DeviceModel.id == m.Device.device_model_id)
+        .where(m.Device.rack_id == rack_id)
+        .order_by(m.Device.position.is_(None), m.Device.position.desc(), m.Device.name)
+    )
+    return [
+        {
+            "id": ident,
+            "name": name,
+            "role": role,
+            "status": status,
+            "position": position,
+            "face": face,
+            "model": model,
+            "u_height": float(u_height),
+            "is_full_depth": bool(full_depth),
+        }
+        for ident, name, role, status, position, face, model, u_height, full_depth in rows
+    ]
