@@ -259,5 +259,5 @@ def inventory_panel(session: Session) -> dict[str, Any]:
 OVERVIEW_PANELS.append(inventory_panel)
 
 
-# IPAM, circuit and power list pages; site groups and locations.
-from popcorn.web.pages import inventory_ipam, inventory_places  # noqa: E402,F401
+# IPAM, circuit and power list pages; site groups and locations; racks.
+from popcorn.web.pages import inventory_ipam, inventory_places, inventory_racks  # noqa: E402,F401
