@@ -1,14 +1,17 @@
-"""Console pages for racks: the list with its filters and pager, and a rack's front elevation."""
+"""Console pages for racks: the list with its filters and pager, a rack's front elevation,
+and the links to racks from locations, sites and devices."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
+import pytest
 from console_kit import Console, places_world, text_of
 
 from popcorn.db import session_scope
 from popcorn.inventory import service
+from popcorn.web.pages import inventory_places
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 NEXT = "\N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}"  # between breadcrumbs
@@ -131,3 +134,25 @@ def test_unknown_rack_is_a_404_page(console: Callable[[str], Console]) -> None:
     ui = console("viewer")
     assert "no rack '999999'" in text_of(ui.page("/ui/inventory/racks/999999", status=404))
     ui.page("/ui/inventory/racks/R01", status=404)  # a name names no rack: ids do
+
+
+def test_racks_link_from_locations_sites_and_devices(
+    console: Callable[[str], Console], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    places = places_world()
+    ids = rack_ids()
+    link = f'<a href="/ui/inventory/racks/{ids["R01"]}">R01</a>'
+    ui = console("viewer")
+    floor = ui.page(f"/ui/inventory/locations/{places['floor-1']}")
+    assert link in floor and f'<a href="/ui/inventory/racks/{ids["R02"]}">R02</a>' in floor
+    assert "see all" not in text_of(floor)
+    assert link in ui.page("/ui/inventory/sites/ams1")  # its devices' rack
+    device = ui.page("/ui/inventory/devices/oca-ams1-01")
+    assert link in device and "rack R01 U10" in text_of(device)
+    # a location with more racks than its page shows links the filtered list
+    monkeypatch.setattr(inventory_places, "PARTS_LIMIT", 1)
+    floor = ui.page(f"/ui/inventory/locations/{places['floor-1']}")
+    assert "see all 2 racks" in text_of(floor)
+    assert f'href="/ui/inventory/racks?location={places["floor-1"]}"' in floor
+    listed = text_of(ui.page(f"/ui/inventory/racks?location={places['floor-1']}"))
+    assert "Racks (2)" in listed
