@@ -168,6 +168,13 @@ def walk_with_data(browser: Any, live_server: str, tokens: dict[str, str], width
     visit(page, f"{base}/inventory/locations", "inventory-locations", width)
     visit(page, f"{base}/inventory/locations/{places['floor-1']}", "inventory-location", width)
     assert "oca-ams1-01" in page.locator("#devices").inner_text()
+    # racks: the list, a rack opened from a location, its elevation
+    visit(page, f"{base}/inventory/racks", "inventory-racks", width)
+    page.goto(f"{base}/inventory/locations/{places['floor-1']}")
+    page.click("#racks >> text=R01")
+    page.wait_for_selector("h1:has-text('R01')")
+    assert "oca-ams1-01" in page.locator("#elevation").inner_text()
+    visit(page, page.url, "inventory-rack", width)
 
     # signals: the explorer draws a chart; an analysis shows its plots
     visit(page, f"{base}/signals", "signals", width)
