@@ -29,7 +29,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_inventory import MAKERS, PYTHON, SPEEDS, popcorn, run_with_rss, write_library
-from common import LoadWatch, git_revision, machine, write_result
+from common import LoadWatch, git_revision, machine, scratch_dir, write_result
 
 ORM_BASELINES = str(Path(__file__).with_name("inventory_orm_baselines.py"))
 ROLES = ["oca-storage", "oca-flash", "core-router", "tor-switch"]
@@ -333,7 +332,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-inventory-import-"))
+    work = scratch_dir("bench-inventory-import-", args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     base = {**os.environ, "POPCORN_LOG_LEVEL": "WARNING"}
     base.pop("POPCORN_DATABASE_URL", None)

@@ -26,13 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import drop_schema, fresh_schema, git_revision, machine, write_result
+from common import drop_schema, fresh_schema, git_revision, machine, scratch_dir, write_result
 
 PYTHON = sys.executable
 STEPS = ["Layout", "Animation", "FX", "Lighting", "Comp"]
@@ -240,7 +239,7 @@ def main() -> None:
     parser.add_argument("--no-analyze", action="store_true", help="skip ANALYZE after the load")
     args = parser.parse_args()
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-studio-"))
+    work = scratch_dir("bench-studio-", args.workdir)
     env = {**os.environ, "POPCORN_HOME": str(work / "home"), "POPCORN_LOG_LEVEL": "WARNING"}
     env.pop("POPCORN_DATABASE_URL", None)
     url = fresh_schema(args.database_url) if args.database_url else None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from common import drop_schema, fresh_schema
+from common import drop_schema, fresh_schema, scratch_dir
 
 FAMILY = "tv-deep"
 DEVICES = 200
@@ -93,7 +92,7 @@ def full_read_take(*, session: Session, device: Any, slots: int) -> list[Any]:
 
 def install(depth: int, database_url: str | None) -> None:
     """A fresh installation with the fleet and `depth` queued executions in one family."""
-    os.environ["POPCORN_HOME"] = tempfile.mkdtemp(prefix="devicelab-deep-")
+    os.environ["POPCORN_HOME"] = str(scratch_dir("devicelab-deep-"))
     os.environ["POPCORN_DEVICELAB_OFFLINE_S"] = "86400"  # no device goes silent mid-run
     if database_url:  # a new schema of its own, dropped by `deep_queue` at the end
         os.environ["POPCORN_DATABASE_URL"] = database_url
