@@ -146,7 +146,9 @@ def test_racks_link_from_locations_sites_and_devices(
     floor = ui.page(f"/ui/inventory/locations/{places['floor-1']}")
     assert link in floor and f'<a href="/ui/inventory/racks/{ids["R02"]}">R02</a>' in floor
     assert "see all" not in text_of(floor)
-    assert link in ui.page("/ui/inventory/sites/ams1")  # its devices' rack
+    site = ui.page("/ui/inventory/sites/ams1")
+    assert link in site  # its devices' rack
+    assert '<a href="/ui/inventory/racks?site=ams1">2</a>' in site  # every rack of the site
     device = ui.page("/ui/inventory/devices/oca-ams1-01")
     assert link in device and "rack R01 U10" in text_of(device)
     # a location with more racks than its page shows links the filtered list

@@ -114,6 +114,7 @@ def inventory_site(ref: str) -> str:
         site = _read(session, "site", ref)
         devices = _listing(session, "device", {"site": site["code"]}, 100, offset)
         locations = _listing(session, "location", {"site": site["code"]}, PARTS_LIMIT)
+        racks = _listing(session, "rack", {"site": site["code"]}, 1)["count"]
         location_counts = service.location_counts(session=session, site_ids=[site["id"]])
         capacity = service.site_capacity(session=session, site=site["code"])
         history = service.history(session=session, otype="site", ref=site["id"])
@@ -123,6 +124,7 @@ def inventory_site(ref: str) -> str:
         site=site,
         devices=devices,
         locations=locations,
+        racks=racks,
         location_counts=location_counts,
         capacity=capacity[0] if capacity else None,
         history=list(reversed(history)),
