@@ -32,6 +32,7 @@ from pathlib import Path
 import cryptography
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from popcorn.certificates.ca import (
@@ -64,12 +65,13 @@ def bare_cryptography_issue(
     authority: Authority, key_type: KeyType, csr_pem: str | None = None
 ) -> None:
     """The baseline: a leaf signed with cryptography directly, no policy or validation."""
+    public_key: CertificatePublicKeyTypes
     if csr_pem is None:
         public_key = generate_private_key(key_type).public_key()
     else:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         assert csr.is_signature_valid
-        public_key = csr.public_key()  # type: ignore[assignment]
+        public_key = csr.public_key()
     now = dt.datetime.now(dt.UTC)
     (
         x509.CertificateBuilder()

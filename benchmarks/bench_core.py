@@ -57,7 +57,10 @@ def load(url: str, headers: dict[str, str]) -> tuple[float, float, float]:
         for key, value in headers.items():
             argv += ["-H", f"{key}: {value}"]
         out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if found is None:
+            raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
+        rps = float(found.group(1))
 
         def pct(p: str) -> float:
             m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
