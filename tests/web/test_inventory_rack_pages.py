@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from console_kit import Console, places_world, text_of
@@ -12,6 +13,7 @@ from console_kit import Console, places_world, text_of
 from popcorn.db import session_scope
 from popcorn.inventory import service
 from popcorn.web.pages import inventory_places
+from popcorn.web.pages.inventory_racks import elevation
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 NEXT = "\N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}"  # between breadcrumbs
@@ -158,3 +160,30 @@ def test_racks_link_from_locations_sites_and_devices(
     assert f'href="/ui/inventory/racks?location={places["floor-1"]}"' in floor
     listed = text_of(ui.page(f"/ui/inventory/racks?location={places['floor-1']}"))
     assert "Racks (2)" in listed
+
+
+def test_the_elevation_sets_aside_what_it_cannot_draw_on_the_front() -> None:
+    def device(name: str, position: float | None, height: float, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "position": position, "u_height": height, "face": "front",
+                "is_full_depth": True, **extra}  # fmt: skip
+
+    drawn = [
+        device("server", 3, 2),
+        device("switch", 10, 1, face="rear"),  # full depth: seen from the front too
+        device("patch", 1.5, 0.5),  # half a U at U1.5: drawn in U1
+    ]
+    aside = [
+        device("pdu", 5, 0),  # zero-U
+        device("probe", 7, 1, face="rear", is_full_depth=False),  # rear, half depth
+        device("tall", 11, 2),  # U11-12 in a 11U rack
+        device("clash", 4, 1),  # U4 is the server's
+        device("below", 0, 1),
+    ]
+    rows, elsewhere = elevation(11, [*drawn, *aside, device("loose", None, 1)])
+    assert [d["name"] for d in elsewhere] == [d["name"] for d in aside]
+    by_u = {row["u"]: row for row in rows}
+    assert [row["u"] for row in rows] == list(range(11, 0, -1))
+    assert by_u[4]["device"]["name"] == by_u[3]["device"]["name"] == "server"
+    assert by_u[4]["top"] and by_u[4]["span"] == 2 and not by_u[3]["top"]
+    assert by_u[10]["device"]["name"] == "switch" and by_u[1]["device"]["name"] == "patch"
+    assert [u for u, row in by_u.items() if row["device"] is None] == [11, 9, 8, 7, 6, 5, 2]

@@ -72,8 +72,8 @@ def elevation(
     height: int, devices: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rows of a rack's front elevation, from U `height` down to U1, and the mounted
-    devices it cannot draw there (half-depth ones on the rear face, ones reaching past the
-    rack or overlapping a device already drawn).
+    devices it cannot draw there (zero-U ones such as PDUs, half-depth ones on the rear
+    face, ones reaching past the rack or overlapping a device already drawn).
 
     One row per U: `{"u", "device", "span", "top"}`; a device's Us all carry it, the
     highest (`top`) spans its height (at least one U); an empty U has no device.
@@ -83,6 +83,9 @@ def elevation(
     elsewhere = []
     for device in devices:
         if device["position"] is None:
+            continue
+        if device["u_height"] <= 0:  # mounted on the side, not in a U
+            elsewhere.append(device)
             continue
         bottom = math.floor(device["position"])
         span = max(1, math.ceil(device["u_height"]))
