@@ -151,6 +151,8 @@ def test_racks_link_from_locations_sites_and_devices(
     site = ui.page("/ui/inventory/sites/ams1")
     assert link in site  # its devices' rack
     assert '<a href="/ui/inventory/racks?site=ams1">2</a>' in site  # every rack of the site
+    listed = ui.page("/ui/inventory/devices?site=ams1")
+    assert f"{link} U10" in listed  # the device list's rack column
     device = ui.page("/ui/inventory/devices/oca-ams1-01")
     assert link in device and "rack R01 U10" in text_of(device)
     # a location with more racks than its page shows links the filtered list
